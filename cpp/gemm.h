@@ -1,0 +1,22 @@
+// Matrix products: the building block of Dense and of im2col convolution.
+#pragma once
+
+#include "common.h"
+
+namespace fastdl {
+
+struct GemmParams {
+    index_t m, n, k;        // op(a) is (m, k), op(b) is (k, n), c is (m, n)
+    bool transpose_a, transpose_b;
+};
+
+// c (m, n) = op(a) @ op(b) (+ c when accumulate); a is (m,k) or (k,m) when transposed, likewise b.
+template <typename T>
+void matmul_forward(T* c, const T* a, const T* b, const GemmParams& p, bool accumulate = false);
+
+// Given dc (m, n): da = dc @ op(b)^T laid out like a, db = op(a)^T @ dc laid out like b.
+// Either output may be null to skip it; both are overwritten.
+template <typename T>
+void matmul_backward(T* da, T* db, const T* dc, const T* a, const T* b, const GemmParams& p);
+
+}  // namespace fastdl

@@ -1,0 +1,44 @@
+"""fastdl: a fast CPU deep-learning library with the Keras API.
+
+Hot kernels are C++ (Eigen + OpenMP) in ``fastdl._core``; layers, losses, optimizers, metrics,
+callbacks and ``Sequential`` are Python on top. Submodules load on first use, so
+``import fastdl`` stays cheap.
+"""
+import importlib as _importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = {
+    "activations", "callbacks", "datasets", "explain", "initializers", "keras", "layers",
+    "losses", "metrics", "models", "ops", "optimizers", "saving", "utils",
+}
+_ATTRIBUTES = {  # public name -> module that defines it
+    "Sequential": "fastdl.models",
+    "Input": "fastdl.layers",
+}
+
+
+def set_num_threads(n):
+    """Set the number of threads fastdl's kernels use (default: ``OMP_NUM_THREADS`` or all cores)."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: n must be an int, received {type(n).__name__} {n!r}")
+    from fastdl import _core
+    _core.set_num_threads(n)
+
+
+def get_num_threads():
+    """The number of threads fastdl's kernels use."""
+    from fastdl import _core
+    return _core.get_num_threads()
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return _importlib.import_module(f"fastdl.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(_importlib.import_module(_ATTRIBUTES[name]), name)
+    raise AttributeError(f"module 'fastdl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES | set(_ATTRIBUTES))

@@ -1,0 +1,123 @@
+"""fastdl.ops.matmul against float64 NumPy: shapes, flags, layouts, bad input."""
+import numpy as np
+import pytest
+
+from fastdl import ops
+
+SHAPES = [(0, 3, 4), (3, 0, 4), (3, 4, 0), (1, 7, 1), (1, 1, 9), (9, 1, 1), (1, 5, 8),
+          (8, 5, 1), (17, 33, 9), (64, 64, 64), (257, 129, 65), (300, 27, 32)]
+
+
+def _operand(rng, rows, cols, dtype, transposed):
+    m = rng.standard_normal((cols, rows) if transposed else (rows, cols)).astype(dtype)
+    return m
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("m,k,n", SHAPES)
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_matmul_matches_float64_numpy(m, k, n, ta, tb, dtype, tol):
+    rng = np.random.default_rng(m * 1000 + k * 10 + n)
+    a = _operand(rng, m, k, dtype, ta)
+    b = _operand(rng, k, n, dtype, tb)
+    expected = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+    got = ops.matmul(a, b, transpose_a=ta, transpose_b=tb)
+    assert got.dtype == dtype and got.shape == (m, n)
+    scale = max(1.0, np.sqrt(k))
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * scale)
+
+
+def test_matmul_large():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((700, 513)).astype(np.float32)
+    b = rng.standard_normal((513, 390)).astype(np.float32)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    np.testing.assert_allclose(ops.matmul(a, b), expected, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("layout", ["strided", "transposed", "reversed", "fortran", "readonly",
+                                    "broadcast", "unaligned"])
+def test_matmul_any_layout_equals_contiguous(layout):
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((12, 20)).astype(np.float32)
+    if layout == "strided":
+        a = base[:, ::2]
+    elif layout == "transposed":
+        a = base[:10, :12].T
+    elif layout == "reversed":
+        a = base[::-1, :10]
+    elif layout == "fortran":
+        a = np.asfortranarray(base[:, :10])
+    elif layout == "readonly":
+        a = base[:, :10].copy()
+        a.setflags(write=False)
+    elif layout == "broadcast":
+        a = np.broadcast_to(base[0, :10], (12, 10))
+    else:
+        raw = np.zeros(12 * 10 * 4 + 1, dtype=np.uint8)[1:].view(np.float32).reshape(12, 10)
+        raw[...] = base[:, :10]
+        a = raw
+    b = rng.standard_normal((10, 7)).astype(np.float32)
+    np.testing.assert_array_equal(ops.matmul(a, b), ops.matmul(np.ascontiguousarray(a), b))
+
+
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_matmul_backward_matches_finite_differences(ta, tb):
+    rng = np.random.default_rng(2)
+    m, k, n = 4, 5, 3
+    a = _operand(rng, m, k, np.float64, ta)
+    b = _operand(rng, k, n, np.float64, tb)
+    dc = rng.standard_normal((m, n))
+    da, db = ops.matmul_backward(dc, a, b, transpose_a=ta, transpose_b=tb)
+
+    def loss(a_, b_):
+        return float(np.sum(ops.matmul(a_, b_, transpose_a=ta, transpose_b=tb) * dc))
+
+    for arr, grad, other_first in ((a, da, True), (b, db, False)):
+        num = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            plus, minus = arr.copy(), arr.copy()
+            plus[idx] += 1e-6
+            minus[idx] -= 1e-6
+            if other_first:
+                num[idx] = (loss(plus, b) - loss(minus, b)) / 2e-6
+            else:
+                num[idx] = (loss(a, plus) - loss(a, minus)) / 2e-6
+        np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-8)
+
+
+def test_matmul_rejects_wrong_rank():
+    with pytest.raises(ValueError, match=r"a must be 2-D, received shape \(3,\)"):
+        ops.matmul(np.zeros(3, np.float32), np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match=r"b must be 2-D, received shape \(1, 3, 2\)"):
+        ops.matmul(np.zeros((2, 3), np.float32), np.zeros((1, 3, 2), np.float32))
+
+
+def test_matmul_rejects_inner_dimension_mismatch():
+    with pytest.raises(ValueError, match=r"inner dimensions differ: a \(2, 3\) and b \(4, 2\)"):
+        ops.matmul(np.zeros((2, 3), np.float32), np.zeros((4, 2), np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float16, np.bool_, np.complex64, object])
+def test_matmul_rejects_unsupported_dtype(dtype):
+    with pytest.raises(TypeError, match="must be float32 or float64, received dtype"):
+        ops.matmul(np.zeros((2, 2), dtype=dtype), np.zeros((2, 2), dtype=dtype))
+
+
+def test_matmul_rejects_mixed_dtypes_and_lists():
+    with pytest.raises(TypeError, match="b has dtype float64 but the other operand has float32"):
+        ops.matmul(np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float64))
+    with pytest.raises(TypeError, match="must be a NumPy array, received list"):
+        ops.matmul([[1.0]], np.zeros((1, 1), np.float32))
+    with pytest.raises(TypeError, match="transpose_a must be a bool"):
+        ops.matmul(np.zeros((2, 2), np.float32), np.zeros((2, 2), np.float32), transpose_a=1)
+
+
+def test_raw_core_rejects_silent_conversion():
+    from fastdl import _core
+    with pytest.raises(TypeError):
+        _core.matmul(np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64))
+    with pytest.raises(TypeError):  # non-contiguous input is not copied silently by the binding
+        _core.matmul(np.zeros((2, 4), np.float32)[:, ::2], np.zeros((2, 2), np.float32))

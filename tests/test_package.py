@@ -1,0 +1,88 @@
+"""Package-level behaviour: version, threads, lazy import, coexistence with other OpenMP users."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastdl
+
+
+def test_version_is_a_string():
+    assert isinstance(fastdl.__version__, str) and fastdl.__version__.count(".") == 2
+
+
+def test_thread_settings_round_trip():
+    original = fastdl.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            fastdl.set_num_threads(n)
+            assert fastdl.get_num_threads() == n
+    finally:
+        fastdl.set_num_threads(original)
+
+
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError),
+                                     (True, TypeError), ("2", TypeError)])
+def test_set_num_threads_rejects_bad_values(bad, exc):
+    with pytest.raises(exc, match="set_num_threads"):
+        fastdl.set_num_threads(bad)
+
+
+def _run(code, **env):
+    full_env = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full_env, timeout=120, check=True).stdout.strip()
+
+
+def test_omp_num_threads_is_honoured_at_import():
+    assert _run("import fastdl; print(fastdl.get_num_threads())", OMP_NUM_THREADS="1") == "1"
+    assert _run("import fastdl; print(fastdl.get_num_threads())", OMP_NUM_THREADS="3") == "3"
+
+
+def test_import_is_lazy():
+    out = _run("import sys, fastdl; print(sorted(m for m in sys.modules if m.startswith('fastdl')))"
+               "; print('numpy' in sys.modules)")
+    modules, numpy_loaded = out.splitlines()
+    assert modules == "['fastdl']"
+    assert numpy_loaded == "False"
+
+
+def test_results_identical_across_thread_counts_for_gemm():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((300, 200)).astype(np.float32)
+    b = rng.standard_normal((200, 100)).astype(np.float32)
+    original = fastdl.get_num_threads()
+    try:
+        fastdl.set_num_threads(1)
+        one = fastdl.ops.matmul(a, b)
+        fastdl.set_num_threads(2)
+        two = fastdl.ops.matmul(a, b)
+    finally:
+        fastdl.set_num_threads(original)
+    np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-5)
+
+
+def test_coexists_with_scikit_learn_and_torch_in_one_process():
+    code = """
+import numpy as np
+import fastdl, fastdl.ops
+from sklearn.linear_model import LogisticRegression
+from sklearn.datasets import make_classification
+X, y = make_classification(n_samples=300, n_features=8, random_state=0)
+acc = LogisticRegression(max_iter=500).fit(X, y).score(X, y)
+a = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+ok = np.allclose(fastdl.ops.matmul(a, a), a.astype(np.float64) @ a, rtol=1e-4, atol=1e-4)
+torch_ok = 'absent'
+try:
+    import torch
+    t = torch.from_numpy(a)
+    torch_ok = bool(np.allclose((t @ t).numpy(), fastdl.ops.matmul(a, a), rtol=1e-4, atol=1e-4))
+except ImportError:
+    pass
+print(acc > 0.8, ok, torch_ok)
+"""
+    out = _run(code)
+    first, second, third = out.split()
+    assert first == "True" and second == "True" and third in ("True", "absent")
