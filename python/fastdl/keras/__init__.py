@@ -1,0 +1,22 @@
+"""Keras compatibility namespace: ``fastdl.keras.layers`` is ``fastdl.layers``, and so on.
+
+``import fastdl as tf`` then ``tf.keras.Sequential(...)``, or ``from fastdl.keras.layers import
+Dense``: each submodule here is the fastdl module of the same name.
+"""
+import importlib
+
+_SUBMODULES = ("activations", "callbacks", "datasets", "initializers", "layers", "losses",
+               "metrics", "models", "optimizers", "utils", "preprocessing")
+_ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers"}
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"fastdl.keras.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    raise AttributeError(f"module 'fastdl.keras' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(_SUBMODULES) | set(_ATTRIBUTES))

@@ -1,0 +1,6 @@
+"""``fastdl.keras.utils`` is ``fastdl.utils``."""
+import sys
+
+from fastdl import utils as _target
+
+sys.modules[__name__] = _target

@@ -1,0 +1,41 @@
+"""Keras-compatible layers. Families load on first use to keep ``import fastdl`` fast."""
+import importlib
+
+from fastdl.layers.base import Input, InputLayer, InputSpec, Layer
+
+_FAMILIES = {
+    "fastdl.layers.core": ("Dense", "Activation", "Flatten", "Dropout"),
+    "fastdl.layers.convolutional": ("Conv2D", "Convolution2D"),
+    "fastdl.layers.pooling": ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+                              "GlobalMaxPooling2D", "MaxPool2D", "AvgPool2D",
+                              "GlobalAvgPool2D", "GlobalMaxPool2D"),
+    "fastdl.layers.normalization": ("BatchNormalization",),
+    "fastdl.layers.reshaping": ("ZeroPadding2D", "Reshape"),
+    "fastdl.layers.embedding": ("Embedding",),
+    "fastdl.layers.recurrent": ("SimpleRNN", "LSTM", "GRU", "Bidirectional"),
+}
+_WHERE = {name: module for module, names in _FAMILIES.items() for name in names}
+
+
+def __getattr__(name):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastdl.layers' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__():
+    return sorted(set(_WHERE) | {"Input", "InputLayer", "InputSpec", "Layer"})
+
+
+def get_layer_class(class_name):
+    """The registered layer class called ``class_name`` (used by model loading), or None."""
+    if class_name in ("InputLayer",):
+        return InputLayer
+    module = _WHERE.get(class_name)
+    if module is None:
+        return None
+    try:
+        return getattr(importlib.import_module(module), class_name)
+    except (ImportError, AttributeError):
+        return None

@@ -1,0 +1,359 @@
+"""The Layer contract: Keras's lifecycle with the backward pass on the same class.
+
+- ``__init__`` validates hyperparameters only (``ValueError`` naming the argument, ``Received: ...``).
+- ``build(input_shape)`` creates weights with :meth:`Layer.add_weight` (NumPy arrays in Keras
+  layouts). Weights are updated in place and never rebound, so references stay valid.
+- ``call(x, training=False)`` returns the output and caches what ``backward`` needs; layers that
+  take a mask (``supports_masking``/``call(..., mask=None)``) receive it from the model.
+- ``backward(dy)`` returns dL/dx and sets ``self.grads``, one array per trainable weight in the
+  order of :attr:`Layer.trainable_weights` (left ``[]`` when the layer is frozen).
+"""
+import inspect
+import re
+from collections import defaultdict
+
+import numpy as np
+
+from fastdl import initializers
+
+_name_counts = defaultdict(int)
+_FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def to_snake_case(name):
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(base):
+    """Keras naming: the first ``dense``, then ``dense_1``, ``dense_2``, ..."""
+    count = _name_counts[base]
+    _name_counts[base] += 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def shape_str(shape):
+    shape = tuple(shape)
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def check_positive_int(value, name, allow_zero=False):
+    """An int >= 1 (>= 0 with allow_zero); bools, floats and strings are rejected."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer. Received: {name}={value!r}")
+    if value < (0 if allow_zero else 1):
+        bound = ">= 0" if allow_zero else "a positive integer"
+        raise ValueError(f"{name} must be {bound}. Received: {name}={value!r}")
+    return int(value)
+
+
+def check_int_tuple(value, n, name, allow_zero=False):
+    """An int or a sequence of n ints, each validated; returns a tuple of n ints."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        value = (value,) * n
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        raise TypeError(f"{name} must be an integer or a tuple of {n} integers. "
+                        f"Received: {name}={value!r}")
+    return tuple(check_positive_int(v, name, allow_zero) for v in value)
+
+
+def check_choice(value, choices, name):
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}. Received: {name}={value!r}")
+    return value.lower()
+
+
+def check_rate(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a float in [0, 1). Received: {name}={value!r}")
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must be in [0, 1). Received: {name}={value!r}")
+    return float(value)
+
+
+class InputSpec:
+    """Expected rank and fixed axis sizes of a layer's input (the batch axis excluded)."""
+
+    def __init__(self, ndim=None, min_ndim=None, axes=None):
+        self.ndim, self.min_ndim, self.axes = ndim, min_ndim, dict(axes or {})
+
+
+class _Weight:
+    __slots__ = ("name", "value", "trainable")
+
+    def __init__(self, name, value, trainable):
+        self.name, self.value, self.trainable = name, value, trainable
+
+
+class Layer:
+    """Base class of every fastdl layer (see the module docstring for the contract)."""
+
+    supports_masking = False
+    _call_takes_mask = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._call_takes_mask = "mask" in inspect.signature(cls.call).parameters
+
+    def __init__(self, trainable=True, name=None, dtype=None, input_shape=None,
+                 batch_input_shape=None, input_dim=None, batch_size=None, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unrecognized keyword arguments "
+                            f"{sorted(kwargs)}")
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise TypeError(f"trainable must be a bool. Received: trainable={trainable!r}")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        self.dtype = self._check_dtype(dtype)
+        self._trainable = bool(trainable)
+        self.built = False
+        self._params = []
+        self._sublayers = []
+        self.grads = []
+        self.input_spec = None
+        self._build_input_shape = None
+        self._declared_batch_shape = self._declared_shape(input_shape, batch_input_shape,
+                                                         input_dim, batch_size)
+
+    # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _check_dtype(dtype):
+        if dtype is None:
+            return "float32"
+        if isinstance(dtype, dict):  # a Keras DTypePolicy config
+            dtype = dtype.get("config", {}).get("name", dtype)
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            name = None
+        if name not in _FLOAT_DTYPES:
+            raise ValueError(f"dtype must be 'float32' or 'float64'. Received: dtype={dtype!r}")
+        return name
+
+    @staticmethod
+    def _declared_shape(input_shape, batch_input_shape, input_dim, batch_size):
+        if input_dim is not None:
+            input_shape = (check_positive_int(input_dim, "input_dim"),)
+        if batch_input_shape is not None:
+            shape = tuple(batch_input_shape)
+            return (shape[0],) + _check_shape_dims(shape[1:], "batch_input_shape")
+        if input_shape is not None:
+            if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+                input_shape = (input_shape,)
+            if not isinstance(input_shape, (tuple, list)):
+                raise TypeError(f"input_shape must be a tuple. Received: input_shape={input_shape!r}")
+            return (batch_size,) + _check_shape_dims(input_shape, "input_shape")
+        return None
+
+    def add_weight(self, name, shape, initializer="zeros", trainable=True):
+        """Create a weight of this layer's dtype, register it and return the array."""
+        value = initializers.get(initializer)(tuple(shape), dtype=self.dtype)
+        value = np.ascontiguousarray(value, dtype=self.dtype)
+        self._params.append(_Weight(name, value, bool(trainable)))
+        return value
+
+    def _track_layer(self, layer):
+        self._sublayers.append(layer)
+        return layer
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"trainable must be a bool. Received: {value!r}")
+        self._trainable = bool(value)
+        for layer in self._sublayers:
+            layer.trainable = value
+
+    def _weight_entries(self):
+        own = [w for w in self._params if w.trainable] + [w for w in self._params if not w.trainable]
+        for layer in self._sublayers:
+            own.extend(layer._weight_entries())
+        return own
+
+    @property
+    def weights(self):
+        """All weights: trainable ones first, then non-trainable (Keras order)."""
+        return [w.value for w in self._weight_entries()]
+
+    @property
+    def weight_names(self):
+        return [w.name for w in self._weight_entries()]
+
+    @property
+    def trainable_weights(self):
+        if not self._trainable:
+            return []
+        return [w.value for w in self._weight_entries() if w.trainable]
+
+    @property
+    def non_trainable_weights(self):
+        entries = self._weight_entries()
+        if not self._trainable:
+            return [w.value for w in entries]
+        return [w.value for w in entries if not w.trainable]
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Copy ``weights`` into this layer's arrays; count and shapes are checked first."""
+        current = self.weights
+        weights = list(weights)
+        if len(weights) != len(current):
+            raise ValueError(f"Layer {self.name!r} expects {len(current)} weights, "
+                             f"but set_weights received {len(weights)}")
+        converted = []
+        for i, (cur, new) in enumerate(zip(current, weights)):
+            new = np.asarray(new)
+            if new.shape != cur.shape:
+                raise ValueError(f"Layer {self.name!r} weight {i} has shape {cur.shape}, "
+                                 f"but set_weights received shape {new.shape}")
+            if not (np.issubdtype(new.dtype, np.number) or new.dtype == np.bool_):
+                raise TypeError(f"Layer {self.name!r} weight {i}: received dtype {new.dtype}")
+            converted.append(new)
+        for cur, new in zip(current, converted):  # all checked: now the in-place copy
+            cur[...] = new
+
+    def count_params(self):
+        return int(sum(w.size for w in self.weights))
+
+    # ------------------------------------------------------------------ forward / backward
+    def build(self, input_shape):
+        self._build_input_shape = tuple(input_shape)
+        self.built = True
+
+    def _maybe_build(self, input_shape):
+        if not self.built:
+            self._check_rank(input_shape)
+            self.build(tuple(input_shape))
+            self._build_input_shape = tuple(input_shape)
+            self.built = True
+
+    def convert_input(self, x):
+        """Explicit conversion of user input to this layer's float dtype (any layout, numeric)."""
+        if isinstance(x, np.ndarray) and x.dtype == self.dtype:
+            return x
+        x = np.asarray(x)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.integer)
+                                     or np.issubdtype(x.dtype, np.floating)
+                                     or x.dtype == np.bool_):
+            raise TypeError(f"Layer {self.name!r} expects numeric input, received dtype {x.dtype}")
+        return x.astype(self.dtype)
+
+    def _check_rank(self, shape):
+        spec = self.input_spec
+        if spec is None:
+            return
+        ndim = len(shape)
+        if spec.ndim is not None and ndim != spec.ndim:
+            raise ValueError(f"Input 0 of layer {self.name!r} is incompatible with the layer: "
+                             f"expected ndim={spec.ndim}, found ndim={ndim}. "
+                             f"Full shape received: {shape_str(shape)}")
+        if spec.min_ndim is not None and ndim < spec.min_ndim:
+            raise ValueError(f"Input 0 of layer {self.name!r} is incompatible with the layer: "
+                             f"expected min_ndim={spec.min_ndim}, found ndim={ndim}. "
+                             f"Full shape received: {shape_str(shape)}")
+
+    def check_input_shape(self, shape):
+        """Raise ValueError when ``shape`` (batch axis included) does not fit this layer."""
+        self._check_rank(shape)
+        spec = self.input_spec
+        if spec is None:
+            return
+        for axis, size in spec.axes.items():
+            if size is not None and shape[axis] != size:
+                raise ValueError(f"Input 0 of layer {self.name!r} is incompatible with the layer: "
+                                 f"expected axis {axis} of input shape to have value {size}, "
+                                 f"but received input with shape {shape_str(shape)}")
+        for axis, dim in enumerate(shape[1:], start=1):
+            if dim == 0:
+                raise ValueError(f"Layer {self.name!r} received an input with a zero-sized "
+                                 f"dimension: {shape_str(shape)}")
+
+    def __call__(self, x, training=False, mask=None):
+        x = self.convert_input(x)
+        self._maybe_build(x.shape)
+        self.check_input_shape(x.shape)
+        if self._call_takes_mask:
+            return self.call(x, training=training, mask=mask)
+        return self.call(x, training=training)
+
+    def call(self, x, training=False):
+        raise NotImplementedError(f"{type(self).__name__}.call")
+
+    def backward(self, dy):
+        raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    def compute_mask(self, x, mask=None):
+        return mask if self.supports_masking else None
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self._declared_batch_shape is not None:
+            config["batch_input_shape"] = list(self._declared_batch_shape)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name}, built={self.built}>"
+
+
+def _check_shape_dims(dims, name):
+    out = []
+    for d in dims:
+        if d is None:
+            out.append(None)
+        else:
+            out.append(check_positive_int(d, name))
+    return tuple(out)
+
+
+class InputLayer(Layer):
+    """Declares the model's input shape: ``Input(shape=(28, 28, 1))`` as the first layer."""
+
+    def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None,
+                 sparse=None, input_shape=None, batch_input_shape=None, **kwargs):
+        shape = shape if shape is not None else input_shape
+        batch_shape = batch_shape if batch_shape is not None else batch_input_shape
+        if shape is None and batch_shape is None:
+            raise ValueError("Input needs shape=... (the shape of one sample, without the batch "
+                             "axis). Received: shape=None")
+        if sparse:
+            raise ValueError("fastdl does not support sparse inputs. Received: sparse=True")
+        self.input_dtype = np.dtype(dtype).name if dtype is not None else None
+        float_dtype = dtype if self.input_dtype in _FLOAT_DTYPES else None
+        super().__init__(name=name, dtype=float_dtype, input_shape=shape,
+                         batch_input_shape=batch_shape, batch_size=batch_size, **kwargs)
+        self.built = True
+
+    def convert_input(self, x):
+        return x
+
+    def call(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+    def get_config(self):
+        return {"batch_shape": list(self._declared_batch_shape), "dtype": self.input_dtype or self.dtype,
+                "name": self.name, "sparse": False}
+
+
+def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, sparse=None):
+    """The first element of a ``Sequential``: declares the input shape (Keras's ``keras.Input``)."""
+    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                      name=name, sparse=sparse)

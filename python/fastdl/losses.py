@@ -1,0 +1,990 @@
+"""Losses with the Keras 3 names, formulas, defaults and reductions, plus their gradients.
+
+Each :class:`Loss` has
+
+- ``loss(y_true, y_pred, sample_weight=None) -> float``: Keras's ``__call__``. The default
+  reduction ``"sum_over_batch_size"`` sums the (weighted) per-sample losses and divides by their
+  count, so sample weights scale the terms but do not renormalise the mean (as in Keras).
+- ``loss.forward_backward(y_true, y_pred, sample_weight=None) -> (value, dy_pred)``: the same
+  value and its gradient w.r.t. ``y_pred`` (same shape and dtype), the training hot path.
+- ``name``, ``reduction``, ``get_config()`` / ``from_config()`` with Keras's keys, and
+  ``expects_probabilities`` (True for the cross-entropies with ``from_logits=False``).
+
+The functions (``mean_squared_error``/``mse``, ``binary_crossentropy``/``bce``, ...) return the
+per-sample losses like Keras's: the mean (``kl_divergence``: the sum; the cross-entropies: the
+sum over the class axis) over the last axis.
+
+Keras semantics kept: ``y_true`` and ``y_pred`` whose ranks differ by one with a trailing 1 are
+squeezed/expanded first (``y_true`` (N,) against ``y_pred`` (N, 1) is fine); probabilities are
+clipped to ``[1e-7, 1 - 1e-7]`` (the clipped region has zero gradient); categorical
+cross-entropy on probabilities first renormalises each row to sum 1; with ``from_logits=True``
+the fused stable forms are used (``max(x,0) - x*z + log1p(exp(-|x|))``, log-softmax via
+log-sum-exp), so logits of +-1e4 stay finite. Shapes that fit the loss in no Keras way raise
+``ValueError`` naming both shapes (Keras would broadcast some of them silently); sparse labels
+must be integers (or integral floats) in ``[0, num_classes)``, else ``ValueError``.
+
+Extensions: ``sample_weight`` of shape (N,) against per-sample losses of shape (N, T) weights
+each sample's T terms (Keras would fail to broadcast it); the cross-entropies offer
+``forward_backward_logits(y_true, logits)``, the fused path for a model whose last activation is
+``fused_activation`` ("sigmoid"/"softmax"): the loss computed from the logits (as Keras's
+TensorFlow backend does when a softmax/sigmoid output feeds the loss) and the gradient w.r.t.
+the logits in one step.
+"""
+import numpy as np
+
+from fastdl.activations import _sigmoid
+
+__all__ = [
+    "Loss", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+    "MeanSquaredLogarithmicError", "Huber", "LogCosh", "Hinge", "SquaredHinge", "Poisson",
+    "KLDivergence", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+    "mean_squared_error", "mse", "MSE", "mean_absolute_error", "mae", "MAE",
+    "mean_absolute_percentage_error", "mape", "MAPE", "mean_squared_logarithmic_error", "msle",
+    "MSLE", "huber", "log_cosh", "hinge", "squared_hinge", "poisson", "kl_divergence", "kld",
+    "KLD", "binary_crossentropy", "bce", "BCE", "categorical_crossentropy",
+    "sparse_categorical_crossentropy", "get", "serialize", "deserialize",
+]
+
+EPSILON = 1e-7                      # keras.backend.epsilon()
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+_LOG2 = float(np.log(2.0))
+
+
+# ----------------------------------------------------------------------------- input helpers
+
+def _as_pred(y_pred):
+    """y_pred as a float32/float64 array; other real inputs become float32 (Keras floatx)."""
+    if type(y_pred) is np.ndarray and y_pred.dtype in _FLOATS:
+        return y_pred
+    a = np.asarray(y_pred)
+    if a.dtype in _FLOATS:
+        return a
+    if a.dtype.kind in "biuf":
+        return a.astype(np.float32)
+    raise TypeError(f"y_pred must be a real numeric array, received dtype {a.dtype}")
+
+
+def _as_true(y_true, dtype):
+    a = np.asarray(y_true)
+    if a.dtype != dtype:
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"y_true must be a real numeric array, received dtype {a.dtype}")
+        a = a.astype(dtype)
+    return a
+
+
+def _same_rank(x1, x2):
+    """Keras's squeeze_or_expand_to_same_rank: fix a rank difference of one trailing 1."""
+    r1, r2 = x1.ndim, x2.ndim
+    if r1 == r2:
+        return x1, x2
+    if r1 == r2 + 1 and x1.shape[-1] == 1:
+        if r2 == 1:
+            x2 = x2[:, None]
+        else:
+            x1 = x1[..., 0]
+    elif r2 == r1 + 1 and x2.shape[-1] == 1:
+        if r1 == 1:
+            x1 = x1[:, None]
+        else:
+            x2 = x2[..., 0]
+    return x1, x2
+
+
+def _align_weights(sample_weight, values_shape, dtype):
+    """sample_weight aligned to the per-sample losses: Keras's squeeze/expand, then broadcast.
+
+    Returns ``(w, broadcast_shape)``; ``w`` may keep size-1 axes.
+    """
+    w = np.asarray(sample_weight)
+    if w.dtype != dtype:
+        if w.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must be numeric, received dtype {w.dtype}")
+        w = w.astype(dtype)
+    orig = w.shape
+    nv = len(values_shape)
+    if w.ndim == nv + 1 and w.shape[-1] == 1:
+        w = w[..., 0]
+    elif nv == w.ndim + 1 and values_shape[-1] == 1 and w.ndim == 1:
+        w = w[:, None]
+    if 0 < w.ndim < nv and w.shape == tuple(values_shape[:w.ndim]):
+        w = w.reshape(w.shape + (1,) * (nv - w.ndim))     # (N,) weights per-sample over (N, T)
+    try:
+        shape = np.broadcast_shapes(w.shape, tuple(values_shape))
+    except ValueError:
+        raise ValueError(f"sample_weight of shape {orig} does not fit the per-sample losses of "
+                         f"shape {tuple(values_shape)}") from None
+    return w, shape
+
+
+def _sum_to_shape(a, shape):
+    """Sum a broadcast array back down to ``shape`` (the adjoint of broadcasting)."""
+    if a.shape == shape:
+        return a
+    extra = a.ndim - len(shape)
+    if extra:
+        a = a.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and a.shape[i] != 1)
+    if axes:
+        a = a.sum(axis=axes, keepdims=True)
+    return a
+
+
+def _shape_error(name, y_true, y_pred, hint=""):
+    return ValueError(f"{name}: y_true shape {tuple(np.shape(y_true))} does not fit y_pred shape "
+                      f"{tuple(np.shape(y_pred))}{hint}")
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, received {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _check_fraction(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise TypeError(f"{name} must be a float in [0, 1], received {value!r}")
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], received {value!r}")
+    return value
+
+
+def _check_axis(axis):
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise ValueError(f"`axis` must be of type `int`. Received: axis={axis!r}")
+    return int(axis)
+
+
+def _standardize_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"Invalid value for argument `reduction`. Expected one of "
+                         f"{list(_REDUCTIONS)}. Received: reduction={reduction!r}")
+    return reduction
+
+
+def _sparse_labels(y_true, num_classes, ignore_class, name):
+    """Integer labels (an intp array) checked to lie in [0, num_classes), and the valid mask."""
+    y = np.asarray(y_true)
+    kind = y.dtype.kind
+    if kind not in "biuf":
+        raise TypeError(f"{name}: labels must be integers, received dtype {y.dtype}")
+    valid = None
+    if ignore_class is not None:
+        valid = y != ignore_class
+    if kind == "f" and y.size:
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(y) | (y != np.floor(y))
+        if valid is not None:
+            bad &= valid
+        if bad.any():
+            raise ValueError(f"{name}: labels must be integers (or integral floats); received "
+                             f"{y[bad].ravel()[:5].tolist()}")
+    checked = y if valid is None else y[valid]
+    if checked.size:
+        lo, hi = checked.min(), checked.max()
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"{name}: labels must be in [0, {num_classes}) for y_pred with "
+                             f"{num_classes} classes; received labels from {lo} to {hi}")
+    labels = y.astype(np.intp) if kind != "i" or y.dtype.itemsize != np.dtype(np.intp).itemsize \
+        else y
+    if valid is not None:
+        labels = np.where(valid, labels, 0)
+    return labels, valid
+
+
+# ----------------------------------------------------------------------------- base class
+
+class Loss:
+    """Base class (Keras's ``keras.losses.Loss``).
+
+    Subclasses implement ``_align`` (shape checks), ``_compute(y_true, y_pred, need_grad)``
+    returning ``(values, grad, axis, mask)``: per-sample losses, ``d values / d y_pred`` (same
+    shape as the aligned ``y_pred``; ``None`` unless ``need_grad``), the axis of ``y_pred`` that
+    ``values`` reduced (``None`` when ``values`` has ``y_pred``'s shape) and an optional validity
+    mask (ignored entries, Keras's loss mask). A custom subclass may instead implement only
+    Keras's ``call(y_true, y_pred)``; it can then be evaluated but not trained with
+    (``forward_backward`` needs the gradient).
+    """
+
+    expects_probabilities = False
+    fused_activation = None
+
+    def __init__(self, name=None, reduction="sum_over_batch_size", dtype=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a str, received {name!r}")
+        self.name = name or _snake_case(type(self).__name__)
+        self.reduction = _standardize_reduction(reduction)
+        self.dtype = dtype
+
+    # -- subclass hooks
+    def _align(self, y_true, y_pred):
+        return y_true, y_pred
+
+    def _compute(self, y_true, y_pred, need_grad):
+        raise NotImplementedError
+
+    def _is_builtin(self):
+        return type(self)._compute is not Loss._compute
+
+    # -- Keras API
+    def call(self, y_true, y_pred):
+        """Per-sample losses (before sample weights and reduction), like Keras's ``call``."""
+        if not self._is_builtin():
+            raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred)")
+        return self._values(y_true, y_pred)
+
+    def _values(self, y_true, y_pred):
+        yp = _as_pred(y_pred)
+        yt, yp2 = self._align(y_true, yp)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            values, _, _, mask = self._compute(yt, yp2, False)
+            if mask is not None:
+                values = np.where(mask, values, 0.0).astype(values.dtype, copy=False)
+        return values
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The reduced loss: a Python float (an array for ``reduction=None``/``"none"``)."""
+        yp = _as_pred(y_pred)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if self._is_builtin():
+                yt, yp2 = self._align(y_true, yp)
+                values, _, _, mask = self._compute(yt, yp2, False)
+            else:
+                values = np.asarray(self.call(y_true, yp))
+                mask = None
+            if mask is not None:
+                values = np.where(mask, values, 0.0).astype(values.dtype, copy=False)
+            total, _ = self._reduce(values, sample_weight, mask, yp.dtype, need_factor=False)
+        return total
+
+    def forward_backward(self, y_true, y_pred, sample_weight=None):
+        """``(loss_value, d loss_value / d y_pred)``; the gradient has y_pred's shape and dtype."""
+        if not self._is_builtin():
+            raise NotImplementedError(
+                f"{type(self).__name__} defines only call(): fastdl trains without automatic "
+                "differentiation, so a custom loss must implement forward_backward(y_true, y_pred, "
+                "sample_weight) returning (value, gradient).")
+        if self.reduction in (None, "none"):
+            raise ValueError("forward_backward needs a scalar loss; this loss has reduction="
+                             f"{self.reduction!r}")
+        yp = _as_pred(y_pred)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            yt, yp2 = self._align(y_true, yp)
+            values, grad, axis, mask = self._compute(yt, yp2, True)
+            if mask is not None:
+                values = np.where(mask, values, 0.0).astype(values.dtype, copy=False)
+            total, factor = self._reduce(values, sample_weight, mask, yp.dtype, need_factor=True)
+            if isinstance(factor, np.ndarray):
+                if factor.shape != values.shape:
+                    factor = np.broadcast_to(factor, values.shape)
+                if axis is not None:
+                    factor = np.expand_dims(factor, axis)
+                grad *= factor
+            elif factor != 1.0:
+                grad *= factor
+        if not isinstance(grad, np.ndarray):            # 0-d inputs give NumPy scalars
+            grad = np.asarray(grad, dtype=yp.dtype)
+        if grad.shape != yp.shape:
+            grad = grad.reshape(yp.shape)
+        return total, grad
+
+    def _reduce(self, values, sample_weight, mask, dtype, need_factor):
+        """Keras's reduce_weighted_values; also d total / d values when ``need_factor``."""
+        reduction = self.reduction
+        w = None
+        bshape = values.shape
+        if sample_weight is not None:
+            w, bshape = _align_weights(sample_weight, values.shape, dtype)
+        if mask is not None:
+            m = mask.astype(dtype)
+            if reduction in ("sum_over_batch_size", "mean"):
+                valid = float(m.sum())      # Keras: valid entries weigh total / valid
+                m *= (m.size / valid) if valid else 0.0
+            w = m if w is None else w * m
+            bshape = np.broadcast_shapes(bshape, m.shape)
+        if reduction is None or reduction == "none":
+            return (values if w is None else values * w), None
+        if w is None:
+            total = float(np.sum(values))
+            count = values.size
+        else:
+            weighted = values * w
+            total = float(np.sum(weighted))
+            count = weighted.size
+        if reduction == "sum":
+            div = 1.0
+        elif reduction == "mean_with_sample_weight" and w is not None:
+            div = float(np.sum(w))
+        else:
+            div = float(count)
+        total = total / div if div else 0.0
+        if not need_factor:
+            return total, None
+        if w is None:
+            return total, (1.0 / div if div else 0.0)
+        factor = w * (1.0 / div) if div else np.zeros_like(w)
+        if bshape != values.shape:
+            factor = _sum_to_shape(np.broadcast_to(factor, bshape), values.shape)
+        return total, factor
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _snake_case(name):
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and (not name[i - 1].isupper()
+                                   or (i + 1 < len(name) and name[i + 1].islower())):
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+# ----------------------------------------------------------------------------- elementwise family
+
+class _ElementwiseLoss(Loss):
+    """Losses that are a mean (KLD: a sum) over the last axis of an elementwise term."""
+
+    _sum_last_axis = False
+
+    def _align(self, y_true, y_pred):
+        yt = _as_true(y_true, y_pred.dtype)
+        yt2, yp2 = _same_rank(yt, y_pred)
+        if yt2.shape != yp2.shape:
+            raise _shape_error(self.name, yt, y_pred)
+        if yp2.ndim and yp2.shape[-1] == 0:
+            raise ValueError(f"{self.name}: y_pred has an empty last axis, shape {y_pred.shape}")
+        return yt2, yp2
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        raise NotImplementedError
+
+    def _compute(self, y_true, y_pred, need_grad):
+        e, g = self._elementwise(y_true, y_pred, need_grad)
+        if y_pred.ndim == 0:
+            return e, g, None, None
+        if self._sum_last_axis:
+            values = e.sum(axis=-1)
+        else:
+            values = e.mean(axis=-1)
+            if g is not None:
+                g *= 1.0 / y_pred.shape[-1]
+        return values, g, y_pred.ndim - 1, None
+
+
+class MeanSquaredError(_ElementwiseLoss):
+    """mean((y_true - y_pred)^2, axis=-1)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_error", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        d = y_pred - y_true
+        e = d * d
+        if need_grad:
+            d *= 2.0
+            return e, d
+        return e, None
+
+
+class MeanAbsoluteError(_ElementwiseLoss):
+    """mean(|y_true - y_pred|, axis=-1); the gradient at a zero error is 0."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_error", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        d = y_pred - y_true
+        return np.abs(d), (np.sign(d) if need_grad else None)
+
+
+class MeanAbsolutePercentageError(_ElementwiseLoss):
+    """100 * mean(|y_true - y_pred| / max(|y_true|, eps), axis=-1)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_absolute_percentage_error",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        scale = np.maximum(np.abs(y_true), EPSILON)
+        np.divide(100.0, scale, out=scale)
+        d = y_pred - y_true
+        e = np.abs(d)
+        e *= scale
+        if need_grad:
+            g = np.sign(d)
+            g *= scale
+            return e, g
+        return e, None
+
+
+class MeanSquaredLogarithmicError(_ElementwiseLoss):
+    """mean((log(max(y_pred, eps) + 1) - log(max(y_true, eps) + 1))^2, axis=-1)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="mean_squared_logarithmic_error",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        p = np.maximum(y_pred, EPSILON)
+        d = np.log1p(p) - np.log1p(np.maximum(y_true, EPSILON))
+        e = d * d
+        if need_grad:
+            d *= 2.0
+            d /= p + 1.0
+            d *= (y_pred >= EPSILON)
+            return e, d
+        return e, None
+
+
+class Huber(_ElementwiseLoss):
+    """mean(0.5 x^2 if |x| <= delta else delta |x| - 0.5 delta^2, axis=-1), x = y_pred - y_true."""
+
+    def __init__(self, delta=1.0, reduction="sum_over_batch_size", name="huber_loss", dtype=None):
+        if isinstance(delta, (bool, np.bool_)) or not isinstance(
+                delta, (int, float, np.integer, np.floating)):
+            raise TypeError(f"Huber delta must be a positive float, received {delta!r}")
+        if not (np.isfinite(delta) and delta > 0):
+            raise ValueError(f"Huber delta must be a positive finite float, received {delta!r}")
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.delta = float(delta)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        delta = self.delta
+        d = y_pred - y_true
+        c = np.clip(d, -delta, delta)        # the quadratic part's argument
+        # 0.5 c^2 + delta (|d| - |c|) equals both branches of Keras's where()
+        e = np.abs(d)
+        e -= np.abs(c)
+        e *= delta
+        e += 0.5 * c * c
+        return e, (c if need_grad else None)
+
+    def get_config(self):
+        config = super().get_config()
+        config["delta"] = self.delta
+        return config
+
+
+class LogCosh(_ElementwiseLoss):
+    """mean(log(cosh(y_pred - y_true)), axis=-1), computed as x + softplus(-2x) - log 2."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="log_cosh", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        d = y_pred - y_true
+        a = np.abs(d)                         # log cosh x = |x| + log1p(exp(-2|x|)) - log 2
+        e = np.exp(-2.0 * a)
+        np.log1p(e, out=e)
+        e += a
+        e -= _LOG2
+        return e, (np.tanh(d) if need_grad else None)
+
+
+def _hinge_labels(y_true):
+    """Keras converts {0, 1} labels to {-1, 1} when every label is 0 or 1."""
+    if y_true.size and np.all((y_true == 0) | (y_true == 1)):
+        return 2.0 * y_true - 1.0
+    return y_true
+
+
+class Hinge(_ElementwiseLoss):
+    """mean(max(1 - y_true * y_pred, 0), axis=-1); labels in {-1, 1} (or {0, 1}, converted)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="hinge", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        t = _hinge_labels(y_true)
+        m = 1.0 - t * y_pred
+        e = np.maximum(m, 0)
+        if need_grad:
+            return e, -t * (m > 0)
+        return e, None
+
+
+class SquaredHinge(_ElementwiseLoss):
+    """mean(max(1 - y_true * y_pred, 0)^2, axis=-1)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="squared_hinge", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        t = _hinge_labels(y_true)
+        h = np.maximum(1.0 - t * y_pred, 0)
+        e = h * h
+        if need_grad:
+            h *= -2.0
+            h *= t
+            return e, h
+        return e, None
+
+
+class Poisson(_ElementwiseLoss):
+    """mean(y_pred - y_true * log(y_pred + eps), axis=-1)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="poisson", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        p = y_pred + EPSILON
+        e = y_pred - y_true * np.log(p)
+        if need_grad:
+            return e, 1.0 - y_true / p
+        return e, None
+
+
+class KLDivergence(_ElementwiseLoss):
+    """sum(t * log(t / p), axis=-1) with t, p clipped to [eps, 1]."""
+
+    _sum_last_axis = True
+
+    def __init__(self, reduction="sum_over_batch_size", name="kl_divergence", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        t = np.clip(y_true, EPSILON, 1.0)
+        p = np.clip(y_pred, EPSILON, 1.0)
+        e = t * np.log(t / p)
+        if need_grad:
+            g = -t / p
+            g *= (p == y_pred)
+            return e, g
+        return e, None
+
+
+# ----------------------------------------------------------------------------- cross-entropies
+
+class _CrossentropyMixin:
+    """from_logits handling shared by the three cross-entropies."""
+
+    @property
+    def expects_probabilities(self):
+        return not self.from_logits
+
+    def forward_backward_logits(self, y_true, logits, sample_weight=None):
+        """The fused path: the loss of ``fused_activation(logits)`` computed from the logits,
+        and its gradient w.r.t. the logits (e.g. softmax + cross-entropy: ``(p - y) / N``)."""
+        twin = self.__dict__.get("_logits_twin")
+        if twin is None:
+            config = self.get_config()
+            config["from_logits"] = True
+            twin = type(self).from_config(config)
+            self.__dict__["_logits_twin"] = twin
+        return twin.forward_backward(y_true, logits, sample_weight)
+
+
+class BinaryCrossentropy(_CrossentropyMixin, _ElementwiseLoss):
+    """mean(-(z log p + (1 - z) log(1 - p)), axis=-1), z the (smoothed) labels.
+
+    ``label_smoothing`` moves the labels towards 0.5: ``z * (1 - ls) + 0.5 * ls``.
+    """
+
+    fused_activation = "sigmoid"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="binary_crossentropy", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.label_smoothing = _check_fraction(label_smoothing, "label_smoothing")
+        self.axis = _check_axis(axis)
+        if self.axis != -1:
+            raise ValueError(f"binary_crossentropy supports axis=-1 only, received {axis!r}")
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        ls = self.label_smoothing
+        t = y_true * (1.0 - ls) + 0.5 * ls if ls else y_true
+        if self.from_logits:
+            x = y_pred
+            e = np.abs(x)                           # max(x, 0) - x t + log1p(exp(-|x|))
+            np.negative(e, out=e)
+            np.exp(e, out=e)
+            np.log1p(e, out=e)
+            e += np.maximum(x, 0)
+            e -= x * t
+            if need_grad:
+                g = _sigmoid(x)
+                g -= t
+                return e, g
+            return e, None
+        p = np.clip(y_pred, EPSILON, 1.0 - EPSILON)
+        q = 1.0 - p
+        e = np.log(p)
+        e *= t
+        e += (1.0 - t) * np.log(q)
+        np.negative(e, out=e)
+        if need_grad:
+            g = p - t                               # (p - t) / (p (1 - p)), 0 where clipped
+            q *= p
+            g /= q
+            g *= (p == y_pred)
+            return e, g
+        return e, None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing,
+                      axis=self.axis)
+        return config
+
+
+class CategoricalCrossentropy(_CrossentropyMixin, Loss):
+    """-sum(y_true * log(y_pred), axis) on one-hot (or soft) labels.
+
+    Probabilities are renormalised along ``axis`` and clipped, as in Keras; with
+    ``from_logits=True`` the log-softmax is computed with log-sum-exp. ``label_smoothing``:
+    ``y * (1 - ls) + ls / num_classes``, ``num_classes = y_pred.shape[axis]``.
+    """
+
+    fused_activation = "softmax"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_crossentropy", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.label_smoothing = _check_fraction(label_smoothing, "label_smoothing")
+        self.axis = _check_axis(axis)
+
+    def _align(self, y_true, y_pred):
+        yt = _as_true(y_true, y_pred.dtype)
+        yt2, yp2 = _same_rank(yt, y_pred)
+        if yt2.shape != yp2.shape:
+            hint = ""
+            if yt.ndim < y_pred.ndim or (yt.ndim == y_pred.ndim and yt.shape[-1] == 1):
+                hint = " (integer labels need sparse_categorical_crossentropy)"
+            raise _shape_error(self.name, yt, y_pred, hint)
+        if yp2.ndim == 0:
+            raise ValueError(f"{self.name}: y_pred must have a class axis, received a scalar")
+        if not -yp2.ndim <= self.axis < yp2.ndim:
+            raise ValueError(f"{self.name}: axis {self.axis} is out of range for y_pred of shape "
+                             f"{yp2.shape}")
+        if yp2.shape[self.axis] == 0:
+            raise ValueError(f"{self.name}: y_pred has no classes, shape {yp2.shape}")
+        return yt2, yp2
+
+    def _compute(self, y_true, y_pred, need_grad):
+        axis = self.axis % y_pred.ndim
+        last = axis == y_pred.ndim - 1
+        if not last:
+            y_true = np.moveaxis(y_true, axis, -1)
+            y_pred = np.moveaxis(y_pred, axis, -1)
+        ls = self.label_smoothing
+        t = y_true * (1.0 - ls) + ls / y_pred.shape[-1] if ls else y_true
+        grad = None
+        if self.from_logits:
+            z = y_pred - np.max(y_pred, axis=-1, keepdims=True)
+            e = np.exp(z)
+            s = np.sum(e, axis=-1, keepdims=True)
+            tsum = np.sum(t, axis=-1)
+            # -sum(t * (z - lse)) = lse * sum(t) - sum(t * z)
+            values = np.log(s[..., 0])
+            values *= tsum
+            z *= t
+            values -= np.sum(z, axis=-1)
+            if need_grad:
+                s = tsum[..., None] / s              # grad = softmax * sum(t) - t
+                e *= s
+                e -= t
+                grad = e
+        else:
+            ssum = np.sum(y_pred, axis=-1, keepdims=True)
+            q = y_pred / ssum
+            qc = np.clip(q, EPSILON, 1.0 - EPSILON)
+            values = np.log(qc)
+            values *= t
+            values = -np.sum(values, axis=-1)
+            if need_grad:
+                g = t / qc                           # dL/dq = -t / q where q is not clipped
+                g *= (qc == q)
+                np.negative(g, out=g)
+                gq = np.sum(g * q, axis=-1, keepdims=True)
+                g -= gq                              # dL/dp = (g - sum(g q)) / sum(p)
+                g /= ssum
+                grad = g
+        if not last and grad is not None:
+            grad = np.ascontiguousarray(np.moveaxis(grad, -1, axis))
+        return values, grad, axis, None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing,
+                      axis=self.axis)
+        return config
+
+
+class SparseCategoricalCrossentropy(_CrossentropyMixin, Loss):
+    """Categorical cross-entropy with integer labels: y_true (N,) or (N, 1) for y_pred (N, C)
+    (more generally ``y_pred.shape[:-1]``, optionally with a trailing 1).
+
+    ``ignore_class``: entries with that label contribute 0, and the mean is taken over the
+    others (Keras's loss mask).
+    """
+
+    fused_activation = "softmax"
+
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size",
+                 name="sparse_categorical_crossentropy", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        if ignore_class is not None and (isinstance(ignore_class, (bool, np.bool_))
+                                         or not isinstance(ignore_class, (int, np.integer))):
+            raise TypeError(f"ignore_class must be None or an int, received {ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+
+    def _align(self, y_true, y_pred):
+        yt = np.asarray(y_true)
+        if y_pred.ndim == 0:
+            raise ValueError(f"{self.name}: y_pred must have a class axis, received a scalar")
+        yt2 = yt
+        if yt2.ndim == y_pred.ndim and yt2.shape[-1] == 1:
+            yt2 = yt2[..., 0]
+        if yt2.shape != y_pred.shape[:-1]:
+            hint = ""
+            if yt.shape == y_pred.shape:
+                hint = " (one-hot labels need categorical_crossentropy)"
+            raise _shape_error(self.name, yt, y_pred, hint)
+        num_classes = y_pred.shape[-1]
+        if num_classes == 0:
+            raise ValueError(f"{self.name}: y_pred has no classes, shape {y_pred.shape}")
+        return _sparse_labels(yt2, num_classes, self.ignore_class, self.name), y_pred
+
+    def _compute(self, y_true, y_pred, need_grad):
+        labels, valid = y_true
+        num_classes = y_pred.shape[-1]
+        batch_shape = y_pred.shape[:-1]
+        x = y_pred.reshape(-1, num_classes)
+        lab = labels.reshape(-1)
+        rows = np.arange(lab.shape[0])
+        grad = None
+        if self.from_logits:
+            z = x - np.max(x, axis=1, keepdims=True)
+            e = np.exp(z)
+            s = np.sum(e, axis=1, keepdims=True)
+            values = np.log(s[:, 0])
+            values -= z[rows, lab]
+            if need_grad:
+                e /= s                               # softmax - onehot
+                e[rows, lab] -= 1.0
+                grad = e
+        else:
+            ssum = np.sum(x, axis=1)
+            q = x[rows, lab] / ssum
+            qc = np.clip(q, EPSILON, 1.0 - EPSILON)
+            values = -np.log(qc)
+            if need_grad:
+                a = (qc == q) / qc                   # dL/dq_label = -1 / q (0 where clipped)
+                a /= ssum                            # dL/dp_k = a * (q - [k == label])
+                grad = np.empty_like(x)
+                grad[...] = (a * q)[:, None]
+                grad[rows, lab] -= a
+        if valid is not None:
+            v = valid.reshape(-1)
+            if grad is not None and not v.all():
+                grad[~v] = 0.0
+            mask = valid
+        else:
+            mask = None
+        values = values.reshape(batch_shape)
+        if grad is not None:
+            grad = grad.reshape(y_pred.shape)
+        return values, grad, y_pred.ndim - 1, mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(from_logits=self.from_logits, ignore_class=self.ignore_class)
+        return config
+
+
+# ----------------------------------------------------------------------------- functions
+
+_FN_INSTANCES = {}
+
+
+def _instance(cls, **kwargs):
+    key = (cls, tuple(sorted(kwargs.items())))
+    inst = _FN_INSTANCES.get(key)
+    if inst is None:
+        inst = cls(**kwargs)
+        if len(_FN_INSTANCES) < 256:
+            _FN_INSTANCES[key] = inst
+    return inst
+
+
+def mean_squared_error(y_true, y_pred):
+    """Per-sample mean((y_true - y_pred)^2, axis=-1)."""
+    return _instance(MeanSquaredError)._values(y_true, y_pred)
+
+
+def mean_absolute_error(y_true, y_pred):
+    """Per-sample mean(|y_true - y_pred|, axis=-1)."""
+    return _instance(MeanAbsoluteError)._values(y_true, y_pred)
+
+
+def mean_absolute_percentage_error(y_true, y_pred):
+    """Per-sample 100 * mean(|y_true - y_pred| / max(|y_true|, eps), axis=-1)."""
+    return _instance(MeanAbsolutePercentageError)._values(y_true, y_pred)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred):
+    """Per-sample mean((log1p(y_pred) - log1p(y_true))^2, axis=-1), inputs floored at eps."""
+    return _instance(MeanSquaredLogarithmicError)._values(y_true, y_pred)
+
+
+def huber(y_true, y_pred, delta=1.0):
+    """Per-sample Huber loss."""
+    return _instance(Huber, delta=float(delta))._values(y_true, y_pred)
+
+
+def log_cosh(y_true, y_pred):
+    """Per-sample mean(log(cosh(y_pred - y_true)), axis=-1)."""
+    return _instance(LogCosh)._values(y_true, y_pred)
+
+
+def hinge(y_true, y_pred):
+    """Per-sample mean(max(1 - y_true * y_pred, 0), axis=-1)."""
+    return _instance(Hinge)._values(y_true, y_pred)
+
+
+def squared_hinge(y_true, y_pred):
+    """Per-sample mean(max(1 - y_true * y_pred, 0)^2, axis=-1)."""
+    return _instance(SquaredHinge)._values(y_true, y_pred)
+
+
+def poisson(y_true, y_pred):
+    """Per-sample mean(y_pred - y_true * log(y_pred + eps), axis=-1)."""
+    return _instance(Poisson)._values(y_true, y_pred)
+
+
+def kl_divergence(y_true, y_pred):
+    """Per-sample sum(t * log(t / p), axis=-1), t and p clipped to [eps, 1]."""
+    return _instance(KLDivergence)._values(y_true, y_pred)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Per-sample binary cross-entropy, the mean over the last axis."""
+    return _instance(BinaryCrossentropy, from_logits=from_logits,
+                     label_smoothing=label_smoothing, axis=axis)._values(y_true, y_pred)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Per-sample categorical cross-entropy along ``axis``."""
+    return _instance(CategoricalCrossentropy, from_logits=from_logits,
+                     label_smoothing=label_smoothing, axis=axis)._values(y_true, y_pred)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
+                                    axis=-1):
+    """Per-sample sparse categorical cross-entropy (ignored entries give 0)."""
+    if _check_axis(axis) not in (-1, np.ndim(y_pred) - 1):
+        raise ValueError(f"sparse_categorical_crossentropy supports the last axis only, "
+                         f"received axis={axis!r}")
+    return _instance(SparseCategoricalCrossentropy, from_logits=from_logits,
+                     ignore_class=ignore_class)._values(y_true, y_pred)
+
+
+mse = MSE = mean_squared_error
+mae = MAE = mean_absolute_error
+mape = MAPE = mean_absolute_percentage_error
+msle = MSLE = mean_squared_logarithmic_error
+kld = KLD = kl_divergence
+bce = BCE = binary_crossentropy
+
+
+# ----------------------------------------------------------------------------- lookup
+
+_CLASSES = {cls.__name__: cls for cls in (
+    MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
+    MeanSquaredLogarithmicError, Huber, LogCosh, Hinge, SquaredHinge, Poisson, KLDivergence,
+    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy)}
+_FUNCTION_CLASSES = {
+    "mean_squared_error": MeanSquaredError, "mean_absolute_error": MeanAbsoluteError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError, "huber": Huber,
+    "log_cosh": LogCosh, "hinge": Hinge, "squared_hinge": SquaredHinge, "poisson": Poisson,
+    "kl_divergence": KLDivergence, "binary_crossentropy": BinaryCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+}
+_ALIASES = {"mse": "mean_squared_error", "MSE": "mean_squared_error",
+            "mae": "mean_absolute_error", "MAE": "mean_absolute_error",
+            "mape": "mean_absolute_percentage_error", "MAPE": "mean_absolute_percentage_error",
+            "msle": "mean_squared_logarithmic_error", "MSLE": "mean_squared_logarithmic_error",
+            "kld": "kl_divergence", "KLD": "kl_divergence",
+            "bce": "binary_crossentropy", "BCE": "binary_crossentropy"}
+_LOOKUP = dict(_CLASSES)
+_LOOKUP.update(_FUNCTION_CLASSES)
+_LOOKUP.update({alias: _FUNCTION_CLASSES[name] for alias, name in _ALIASES.items()})
+
+
+def _valid_names():
+    return ", ".join(sorted(_LOOKUP))
+
+
+def get(identifier):
+    """Resolve a loss identifier to a :class:`Loss` instance.
+
+    Accepts a Keras name (snake_case function name, alias such as ``"mse"``/``"bce"``, or class
+    name; case-sensitive as in Keras), a ``Loss`` instance (returned as is), a ``Loss`` subclass
+    (instantiated) or a Keras config dict (``{"class_name": ..., "config": {...}}``).
+    Unknown names raise ``ValueError`` listing the valid ones; a plain function is refused with
+    ``TypeError`` because fastdl needs a loss that provides its gradient.
+    """
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        cls = _LOOKUP.get(identifier)
+        if cls is None:
+            raise ValueError(f"Unknown loss {identifier!r}. Valid names: {_valid_names()}")
+        return cls()
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier):
+        name = getattr(identifier, "__name__", type(identifier).__name__)
+        raise TypeError(
+            f"Loss {name!r} is a plain function: fastdl trains without automatic "
+            "differentiation, so it needs a fastdl.losses.Loss with forward_backward. Use one of: "
+            f"{_valid_names()}, or subclass fastdl.losses.Loss.")
+    raise ValueError(f"Could not interpret loss identifier {identifier!r}. "
+                     f"Valid names: {_valid_names()}")
+
+
+def serialize(loss):
+    """Keras's serialized form: ``{"module", "class_name", "config", "registered_name"}``."""
+    loss = get(loss)
+    return {"module": "keras.losses", "class_name": type(loss).__name__,
+            "config": loss.get_config(), "registered_name": None}
+
+
+def deserialize(config, custom_objects=None):
+    """Inverse of :func:`serialize`; also accepts ``{"class_name": "function", "config": name}``."""
+    if isinstance(config, str):
+        return get(config)
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"Could not interpret loss config {config!r}")
+    class_name = config["class_name"]
+    inner = config.get("config")
+    if class_name == "function" and isinstance(inner, str):
+        return get(inner)
+    cls = (custom_objects or {}).get(class_name) or _CLASSES.get(class_name)
+    if cls is None:
+        raise ValueError(f"Unknown loss class {class_name!r}. Valid names: {_valid_names()}")
+    if inner is None:
+        inner = {}
+    if not isinstance(inner, dict):
+        raise ValueError(f"Loss config for {class_name!r} must be a dict, received {inner!r}")
+    return cls.from_config(dict(inner))

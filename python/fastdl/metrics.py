@@ -1,0 +1,882 @@
+"""Stateful metrics with the Keras 3 names, formulas and accumulation rules.
+
+A metric accumulates over batches with ``update_state(y_true, y_pred, sample_weight=None)``,
+reports with ``result()`` (a Python float; a NumPy array for Precision/Recall given several
+thresholds) and starts over with ``reset_state()``. ``metric(y_true, y_pred)`` updates and
+returns the result, as in Keras.
+
+Accumulation follows Keras's ``Mean``: per-sample values (the metric function's output, averaged
+over any axes past the sample weight's rank) are summed, and the count grows by the number of
+samples, or by the sum of the sample weights when they are given. So a batch of 32 weighs 32/40
+against a batch of 8, exactly as in Keras. Totals are kept in float64.
+
+``get("accuracy")`` (or ``"acc"``) returns an :class:`AutoAccuracy` that picks binary, sparse
+categorical or categorical accuracy from the shapes of its first batch, as Keras's ``compile``
+does; every metric built from a string carries that string as its ``name`` (Keras's history keys:
+``metrics=["mse"]`` logs ``"mse"``).
+
+AUC matches Keras's default: ``num_thresholds=200`` thresholds evenly spaced in [0, 1] (with the
+end points moved out by 1e-7), a prediction is positive when strictly above a threshold, and the
+ROC curve is integrated with the trapezoidal rule (``summation_method="interpolation"``); PR
+uses Keras's interpolation formula (Davis & Goadrich). Labels weigh in as floats (``y`` positive,
+``1 - y`` negative) as in Keras's evenly-spaced fast path; Precision and Recall count any non-zero
+label as positive, as Keras does.
+"""
+import math
+
+import numpy as np
+
+from fastdl import losses as _losses
+from fastdl.losses import _same_rank, _snake_case, _sparse_labels
+
+__all__ = [
+    "Metric", "Mean", "Sum", "MeanMetricWrapper", "AutoAccuracy", "Accuracy", "BinaryAccuracy",
+    "CategoricalAccuracy", "SparseCategoricalAccuracy", "TopKCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy", "MeanSquaredError", "MeanAbsoluteError",
+    "RootMeanSquaredError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
+    "LogCoshError", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy", "KLDivergence", "Poisson", "Hinge", "SquaredHinge",
+    "Precision", "Recall", "AUC",
+    "accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
+    "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+    "get", "serialize", "deserialize",
+]
+
+
+def _shape_error(name, y_true, y_pred, hint=""):
+    return ValueError(f"{name}: y_true shape {tuple(np.shape(y_true))} does not fit y_pred shape "
+                      f"{tuple(np.shape(y_pred))}{hint}")
+
+
+def _real(x, what):
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{what} must be a real numeric array, received dtype {a.dtype}")
+    return a
+
+
+# ----------------------------------------------------------------------------- metric functions
+
+def accuracy(y_true, y_pred):
+    """1.0 where y_true == y_pred exactly (Keras's ``Accuracy``), per element."""
+    yt, yp = _same_rank(_real(y_true, "y_true"), _real(y_pred, "y_pred"))
+    if yt.shape != yp.shape:
+        raise _shape_error("accuracy", y_true, y_pred)
+    return (yt == yp).astype(np.float32)
+
+
+def binary_accuracy(y_true, y_pred, threshold=0.5):
+    """1.0 where ``(y_pred > threshold)`` equals y_true, per element."""
+    yt, yp = _same_rank(_real(y_true, "y_true"), _real(y_pred, "y_pred"))
+    if yt.shape != yp.shape:
+        raise _shape_error("binary_accuracy", y_true, y_pred)
+    return (yt == (yp > threshold)).astype(np.float32)
+
+
+def categorical_accuracy(y_true, y_pred):
+    """1.0 where argmax(y_true) == argmax(y_pred) over the last axis (one-hot labels)."""
+    yt, yp = _real(y_true, "y_true"), _real(y_pred, "y_pred")
+    if yt.shape != yp.shape or yp.ndim == 0:
+        hint = (" (integer labels need sparse_categorical_accuracy)"
+                if yt.ndim < yp.ndim or (yt.ndim == yp.ndim and yt.shape[-1:] == (1,)) else "")
+        raise _shape_error("categorical_accuracy", y_true, y_pred, hint)
+    if yp.shape[-1] == 0:
+        raise ValueError(f"categorical_accuracy: y_pred has no classes, shape {yp.shape}")
+    return (np.argmax(yt, axis=-1) == np.argmax(yp, axis=-1)).astype(np.float32)
+
+
+def _sparse_prepare(y_true, y_pred, name):
+    yt, yp = _real(y_true, "y_true"), _real(y_pred, "y_pred")
+    if yp.ndim == 0:
+        raise ValueError(f"{name}: y_pred must have a class axis, received a scalar")
+    lab = yt
+    if lab.ndim == yp.ndim and lab.shape[-1:] == (1,):
+        lab = lab[..., 0]
+    if lab.shape != yp.shape[:-1]:
+        hint = " (one-hot labels need the categorical metric)" if yt.shape == yp.shape else ""
+        raise _shape_error(name, y_true, y_pred, hint)
+    if yp.shape[-1] == 0:
+        raise ValueError(f"{name}: y_pred has no classes, shape {yp.shape}")
+    labels, _ = _sparse_labels(lab, yp.shape[-1], None, name)
+    return labels, yp
+
+
+def sparse_categorical_accuracy(y_true, y_pred):
+    """1.0 where the integer label equals argmax(y_pred) over the last axis."""
+    labels, yp = _sparse_prepare(y_true, y_pred, "sparse_categorical_accuracy")
+    return (labels == np.argmax(yp, axis=-1)).astype(np.float32)
+
+
+def _in_top_k(labels, y_pred, k):
+    """TF's in_top_k: the label's score has fewer than k scores strictly above it (ties count
+    in); a non-finite label score is never in the top k."""
+    c = y_pred.shape[-1]
+    x = y_pred.reshape(-1, c)
+    lab = labels.reshape(-1)
+    target = x[np.arange(lab.shape[0]), lab]
+    above = np.count_nonzero(x > target[:, None], axis=1)
+    out = (above < k) & np.isfinite(target)
+    return out.reshape(labels.shape).astype(np.float32)
+
+
+def _check_k(k):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive int, received {k!r}")
+    return int(k)
+
+
+def top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """1.0 where argmax(y_true) is among the k highest scores of y_pred."""
+    yt, yp = _real(y_true, "y_true"), _real(y_pred, "y_pred")
+    if yt.shape != yp.shape or yp.ndim == 0 or yp.shape[-1] == 0:
+        raise _shape_error("top_k_categorical_accuracy", y_true, y_pred)
+    return _in_top_k(np.argmax(yt, axis=-1), yp, _check_k(k))
+
+
+def sparse_top_k_categorical_accuracy(y_true, y_pred, k=5):
+    """1.0 where the integer label is among the k highest scores of y_pred."""
+    labels, yp = _sparse_prepare(y_true, y_pred, "sparse_top_k_categorical_accuracy")
+    return _in_top_k(labels, yp, _check_k(k))
+
+
+def _squared_error(y_true, y_pred):
+    yt, yp = _same_rank(_real(y_true, "y_true"), _real(y_pred, "y_pred"))
+    if yt.shape != yp.shape:
+        raise _shape_error("root_mean_squared_error", y_true, y_pred)
+    d = yp.astype(np.float64) - yt
+    return d * d
+
+
+# ----------------------------------------------------------------------------- base classes
+
+class Metric:
+    """Base class: ``update_state``, ``result``, ``reset_state``, ``name``, ``get_config``."""
+
+    def __init__(self, name=None, dtype=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"metric name must be a str, received {name!r}")
+        self.name = name or _snake_case(type(self).__name__)
+        self.dtype = dtype or "float32"
+
+    def update_state(self, *args, **kwargs):
+        raise NotImplementedError
+
+    def result(self):
+        raise NotImplementedError
+
+    def reset_state(self):
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        self.update_state(*args, **kwargs)
+        return self.result()
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _reduce_to_samplewise(values, sample_weight):
+    """Keras's reduce_to_samplewise_values with mean as the reduction."""
+    values = np.asarray(values, dtype=np.float64)
+    if sample_weight is not None:
+        sw = _real(sample_weight, "sample_weight").astype(np.float64)
+        orig = sw.shape
+        values, sw = _same_rank(values, sw)
+        wnd, vnd = sw.ndim, values.ndim
+        if vnd > wnd:
+            values = values.mean(axis=tuple(range(wnd, vnd)))
+        try:
+            sw = np.broadcast_to(sw, values.shape)
+        except ValueError:
+            raise ValueError(f"sample_weight of shape {orig} does not fit the metric values of "
+                             f"shape {values.shape}") from None
+        values = values * sw
+        if wnd > 1:
+            sw = sw.mean(axis=tuple(range(1, wnd)))
+        sample_weight = sw
+    if values.ndim > 1:
+        values = values.mean(axis=tuple(range(1, values.ndim)))
+    return values, sample_weight
+
+
+class Mean(Metric):
+    """The (weighted) mean of the values passed to ``update_state(values, sample_weight)``."""
+
+    def __init__(self, name="mean", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.reset_state()
+
+    def reset_state(self):
+        self.total = 0.0
+        self.count = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        values, sample_weight = _reduce_to_samplewise(values, sample_weight)
+        self.total += float(np.sum(values))
+        if sample_weight is not None:
+            self.count += float(np.sum(sample_weight))
+        elif values.ndim >= 1:
+            self.count += values.shape[0]
+        else:
+            self.count += 1
+
+    def result(self):
+        return self.total / self.count if self.count else 0.0
+
+
+class Sum(Metric):
+    """The (weighted) sum of the values passed to ``update_state``."""
+
+    def __init__(self, name="sum", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.reset_state()
+
+    def reset_state(self):
+        self.total = 0.0
+
+    def update_state(self, values, sample_weight=None):
+        values, _ = _reduce_to_samplewise(values, sample_weight)
+        self.total += float(np.sum(values))
+
+    def result(self):
+        return self.total
+
+
+class MeanMetricWrapper(Mean):
+    """The mean of ``fn(y_true, y_pred, **kwargs)`` over all samples seen."""
+
+    def __init__(self, fn, name=None, dtype=None, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"MeanMetricWrapper needs a callable, received {fn!r}")
+        super().__init__(name=name or getattr(fn, "__name__", "mean_metric_wrapper"),
+                         dtype=dtype)
+        self._fn = fn
+        self._fn_kwargs = kwargs
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = self._fn(y_true, y_pred, **self._fn_kwargs)
+        super().update_state(values, sample_weight=sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        if type(self) is MeanMetricWrapper:
+            config["fn"] = self._fn
+        config.update(self._fn_kwargs)
+        return config
+
+
+class Accuracy(MeanMetricWrapper):
+    """How often predictions equal labels exactly."""
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(accuracy, name=name, dtype=dtype)
+
+
+class BinaryAccuracy(MeanMetricWrapper):
+    """How often ``y_pred > threshold`` matches the binary labels."""
+
+    def __init__(self, name="binary_accuracy", dtype=None, threshold=0.5):
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
+            raise TypeError(f"threshold must be a float, received {threshold!r}")
+        super().__init__(binary_accuracy, name=name, dtype=dtype, threshold=float(threshold))
+        self.threshold = float(threshold)
+
+
+class CategoricalAccuracy(MeanMetricWrapper):
+    """How often argmax(y_pred) matches argmax of the one-hot labels."""
+
+    def __init__(self, name="categorical_accuracy", dtype=None):
+        super().__init__(categorical_accuracy, name=name, dtype=dtype)
+
+
+class SparseCategoricalAccuracy(MeanMetricWrapper):
+    """How often argmax(y_pred) matches the integer labels."""
+
+    def __init__(self, name="sparse_categorical_accuracy", dtype=None):
+        super().__init__(sparse_categorical_accuracy, name=name, dtype=dtype)
+
+
+class TopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the one-hot label is among the top ``k`` predictions."""
+
+    def __init__(self, k=5, name="top_k_categorical_accuracy", dtype=None):
+        super().__init__(top_k_categorical_accuracy, name=name, dtype=dtype, k=_check_k(k))
+        self.k = int(k)
+
+
+class SparseTopKCategoricalAccuracy(MeanMetricWrapper):
+    """How often the integer label is among the top ``k`` predictions."""
+
+    def __init__(self, k=5, name="sparse_top_k_categorical_accuracy", dtype=None):
+        super().__init__(sparse_top_k_categorical_accuracy, name=name, dtype=dtype,
+                         k=_check_k(k))
+        self.k = int(k)
+
+
+class AutoAccuracy(Mean):
+    """Keras's ``metrics=["accuracy"]``: binary, sparse categorical or categorical accuracy,
+    chosen from the shapes of the first batch (or of :meth:`resolve`):
+
+    - ``y_pred.shape[-1] == 1`` -> binary accuracy (threshold 0.5);
+    - ``rank(y_true) < rank(y_pred)`` or (``y_true.shape[-1] == 1`` and ``y_pred.shape[-1] > 1``)
+      -> sparse categorical accuracy;
+    - otherwise categorical accuracy.
+
+    The choice (``kind``) is kept by ``reset_state``; the name stays what it was built with.
+    """
+
+    _FUNCTIONS = {"binary_accuracy": binary_accuracy,
+                  "sparse_categorical_accuracy": sparse_categorical_accuracy,
+                  "categorical_accuracy": categorical_accuracy}
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.kind = None
+
+    def resolve(self, y_true_shape, y_pred_shape):
+        """Fix the accuracy kind from the label and prediction shapes; returns the kind."""
+        yt, yp = tuple(y_true_shape), tuple(y_pred_shape)
+        if not yt or not yp:
+            raise ValueError(f"{self.name}: cannot choose an accuracy for y_true shape {yt} and "
+                             f"y_pred shape {yp} (both need at least one axis)")
+        if yp[-1] == 1:
+            self.kind = "binary_accuracy"
+        elif len(yt) < len(yp) or (yt[-1] == 1 and yp[-1] > 1):
+            self.kind = "sparse_categorical_accuracy"
+        else:
+            self.kind = "categorical_accuracy"
+        return self.kind
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if self.kind is None:
+            self.resolve(np.shape(y_true), np.shape(y_pred))
+        values = self._FUNCTIONS[self.kind](y_true, y_pred)
+        super().update_state(values, sample_weight=sample_weight)
+
+
+class MeanSquaredError(MeanMetricWrapper):
+    """Mean of the squared errors."""
+
+    def __init__(self, name="mean_squared_error", dtype=None):
+        super().__init__(_losses.mean_squared_error, name=name, dtype=dtype)
+
+
+class MeanAbsoluteError(MeanMetricWrapper):
+    """Mean of the absolute errors."""
+
+    def __init__(self, name="mean_absolute_error", dtype=None):
+        super().__init__(_losses.mean_absolute_error, name=name, dtype=dtype)
+
+
+class MeanAbsolutePercentageError(MeanMetricWrapper):
+    """Mean absolute percentage error."""
+
+    def __init__(self, name="mean_absolute_percentage_error", dtype=None):
+        super().__init__(_losses.mean_absolute_percentage_error, name=name, dtype=dtype)
+
+
+class MeanSquaredLogarithmicError(MeanMetricWrapper):
+    """Mean squared logarithmic error."""
+
+    def __init__(self, name="mean_squared_logarithmic_error", dtype=None):
+        super().__init__(_losses.mean_squared_logarithmic_error, name=name, dtype=dtype)
+
+
+class LogCoshError(MeanMetricWrapper):
+    """Mean of log(cosh(error))."""
+
+    def __init__(self, name="logcosh", dtype=None):
+        super().__init__(_losses.log_cosh, name=name, dtype=dtype)
+
+
+class KLDivergence(MeanMetricWrapper):
+    """Mean Kullback-Leibler divergence."""
+
+    def __init__(self, name="kl_divergence", dtype=None):
+        super().__init__(_losses.kl_divergence, name=name, dtype=dtype)
+
+
+class Poisson(MeanMetricWrapper):
+    """Mean Poisson loss."""
+
+    def __init__(self, name="poisson", dtype=None):
+        super().__init__(_losses.poisson, name=name, dtype=dtype)
+
+
+class Hinge(MeanMetricWrapper):
+    """Mean hinge loss."""
+
+    def __init__(self, name="hinge", dtype=None):
+        super().__init__(_losses.hinge, name=name, dtype=dtype)
+
+
+class SquaredHinge(MeanMetricWrapper):
+    """Mean squared hinge loss."""
+
+    def __init__(self, name="squared_hinge", dtype=None):
+        super().__init__(_losses.squared_hinge, name=name, dtype=dtype)
+
+
+class _Huber(MeanMetricWrapper):
+    """Mean Huber loss (fastdl extension: Keras has no Huber metric class)."""
+
+    def __init__(self, name="huber", dtype=None, delta=1.0):
+        super().__init__(_losses.huber, name=name, dtype=dtype, delta=float(delta))
+
+
+class BinaryCrossentropy(MeanMetricWrapper):
+    """Mean binary cross-entropy."""
+
+    def __init__(self, name="binary_crossentropy", dtype=None, from_logits=False,
+                 label_smoothing=0.0):
+        super().__init__(_losses.binary_crossentropy, name=name, dtype=dtype,
+                         from_logits=from_logits, label_smoothing=label_smoothing)
+        self.from_logits = from_logits
+        self.label_smoothing = label_smoothing
+
+
+class CategoricalCrossentropy(MeanMetricWrapper):
+    """Mean categorical cross-entropy."""
+
+    def __init__(self, name="categorical_crossentropy", dtype=None, from_logits=False,
+                 label_smoothing=0.0, axis=-1):
+        super().__init__(_losses.categorical_crossentropy, name=name, dtype=dtype,
+                         from_logits=from_logits, label_smoothing=label_smoothing, axis=axis)
+        self.from_logits = from_logits
+        self.label_smoothing = label_smoothing
+        self.axis = axis
+
+
+class SparseCategoricalCrossentropy(MeanMetricWrapper):
+    """Mean sparse categorical cross-entropy."""
+
+    def __init__(self, name="sparse_categorical_crossentropy", dtype=None, from_logits=False,
+                 axis=-1):
+        super().__init__(_losses.sparse_categorical_crossentropy, name=name, dtype=dtype,
+                         from_logits=from_logits, axis=axis)
+        self.from_logits = from_logits
+        self.axis = axis
+
+
+class RootMeanSquaredError(Mean):
+    """sqrt of the mean squared error."""
+
+    def __init__(self, name="root_mean_squared_error", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        super().update_state(_squared_error(y_true, y_pred), sample_weight=sample_weight)
+
+    def result(self):
+        return math.sqrt(super().result())
+
+
+# ----------------------------------------------------------------------------- confusion metrics
+
+_NEG_INF = -1e10                    # Keras's metrics_utils.NEG_INF
+
+
+def _confusion_inputs(y_true, y_pred, sample_weight, name):
+    """Aligned float64 y_true, y_pred and broadcast weights (or None), as Keras aligns them."""
+    yt = _real(y_true, "y_true")
+    yp = _real(y_pred, "y_pred").astype(np.float64, copy=False)
+    yp, yt = _same_rank(yp, yt)
+    if yt.shape != yp.shape:
+        raise _shape_error(name, y_true, y_pred)
+    w = None
+    if sample_weight is not None:
+        w = _real(sample_weight, "sample_weight").astype(np.float64)
+        orig = w.shape
+        _, w = _same_rank(yp, w)
+        if 0 < w.ndim < yp.ndim and w.shape == yp.shape[:w.ndim]:
+            w = w.reshape(w.shape + (1,) * (yp.ndim - w.ndim))
+        try:
+            w = np.broadcast_to(w, yp.shape)
+        except ValueError:
+            raise ValueError(f"{name}: sample_weight of shape {orig} does not fit y_pred shape "
+                             f"{yp.shape}") from None
+    return yt, yp, w
+
+
+def _threshold_counts(pred, pos_w, neg_w, thresholds):
+    """tp, fp, tn, fn at each sorted threshold, a prediction being positive when > threshold.
+
+    ``pred``, ``pos_w``, ``neg_w`` are 1-D; one pass: bin each prediction by the number of
+    thresholds it exceeds, then a reversed cumulative sum.
+    """
+    t = len(thresholds)
+    k = np.searchsorted(thresholds, pred, side="left")      # thresholds strictly below pred
+    nan = np.isnan(pred)
+    if nan.any():
+        k[nan] = 0                                             # NaN > t is False
+    hp = np.bincount(k, weights=pos_w, minlength=t + 1)
+    hn = np.bincount(k, weights=neg_w, minlength=t + 1)
+    tp = np.cumsum(hp[::-1])[::-1][1:]
+    fp = np.cumsum(hn[::-1])[::-1][1:]
+    return tp, fp, hn.sum() - fp, hp.sum() - tp
+
+
+def _parse_thresholds(thresholds, default, name):
+    if thresholds is None:
+        return [default], False
+    single = isinstance(thresholds, (int, float, np.number)) and not isinstance(thresholds, bool)
+    values = [thresholds] if single else list(thresholds)
+    if not values:
+        raise ValueError(f"{name}: thresholds must not be empty")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v <= 1:
+            raise ValueError(f"{name}: threshold values must be in [0, 1], received {thresholds!r}")
+        out.append(float(v))
+    return out, True
+
+
+def _filter_top_k(x, k):
+    """Keep the k largest values along the last axis, set the others to NEG_INF."""
+    c = x.shape[-1]
+    if k >= c:
+        return x
+    idx = np.argpartition(-x, k - 1, axis=-1)[..., :k]
+    out = np.full_like(x, _NEG_INF)
+    np.put_along_axis(out, idx, np.take_along_axis(x, idx, axis=-1), axis=-1)
+    return out
+
+
+class _PrecisionRecall(Metric):
+    _kind = None
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if top_k is not None:
+            top_k = _check_k(top_k)
+        if class_id is not None and (isinstance(class_id, bool)
+                                     or not isinstance(class_id, (int, np.integer))
+                                     or class_id < 0):
+            raise ValueError(f"class_id must be a non-negative int, received {class_id!r}")
+        self.init_thresholds = thresholds
+        self.top_k = top_k
+        self.class_id = None if class_id is None else int(class_id)
+        default = 0.5 if top_k is None else _NEG_INF
+        self.thresholds, _ = _parse_thresholds(thresholds, default, self.name)
+        self._order = np.argsort(self.thresholds, kind="stable")
+        self._sorted = np.asarray(self.thresholds)[self._order]
+        self.reset_state()
+
+    def reset_state(self):
+        n = len(self.thresholds)
+        self.true_positives = np.zeros(n)
+        self.false_positives = np.zeros(n)
+        self.false_negatives = np.zeros(n)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt, yp, w = _confusion_inputs(y_true, y_pred, sample_weight, self.name)
+        if self.top_k is not None:
+            yp = _filter_top_k(yp, self.top_k)
+        if self.class_id is not None:
+            if yp.ndim == 0 or self.class_id >= yp.shape[-1]:
+                raise ValueError(f"{self.name}: class_id {self.class_id} is out of range for "
+                                 f"y_pred shape {yp.shape}")
+            yt, yp = yt[..., self.class_id], yp[..., self.class_id]
+            if w is not None:
+                w = w[..., self.class_id]
+        pos = (yt != 0).ravel().astype(np.float64)
+        neg = 1.0 - pos
+        if w is not None:
+            wf = w.ravel()
+            pos *= wf
+            neg *= wf
+        tp, fp, _, fn = _threshold_counts(yp.ravel(), pos, neg, self._sorted)
+        inv = np.empty_like(self._order)
+        inv[self._order] = np.arange(len(self._order))
+        self.true_positives += tp[inv]
+        self.false_positives += fp[inv]
+        self.false_negatives += fn[inv]
+
+    def _ratio(self, num, other):
+        den = num + other
+        res = np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+        return float(res[0]) if len(self.thresholds) == 1 else res
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(thresholds=self.init_thresholds, top_k=self.top_k, class_id=self.class_id)
+        return config
+
+
+class Precision(_PrecisionRecall):
+    """tp / (tp + fp) with predictions above ``thresholds`` (default 0.5) counted positive."""
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="precision",
+                 dtype=None):
+        super().__init__(thresholds, top_k, class_id, name, dtype)
+
+    def result(self):
+        return self._ratio(self.true_positives, self.false_positives)
+
+
+class Recall(_PrecisionRecall):
+    """tp / (tp + fn) with predictions above ``thresholds`` (default 0.5) counted positive."""
+
+    def __init__(self, thresholds=None, top_k=None, class_id=None, name="recall", dtype=None):
+        super().__init__(thresholds, top_k, class_id, name, dtype)
+
+    def result(self):
+        return self._ratio(self.true_positives, self.false_negatives)
+
+
+class AUC(Metric):
+    """Area under the ROC (or PR) curve from counts at ``num_thresholds`` thresholds (Keras)."""
+
+    def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation",
+                 name="auc", dtype=None, thresholds=None, multi_label=False, num_labels=None,
+                 label_weights=None, from_logits=False):
+        super().__init__(name=name, dtype=dtype)
+        curve_u = str(curve).upper()
+        if curve_u not in ("ROC", "PR"):
+            raise ValueError(f"Invalid AUC curve {curve!r}; expected 'ROC' or 'PR'")
+        method = str(summation_method).lower()
+        if method not in ("interpolation", "minoring", "majoring"):
+            raise ValueError(f"Invalid AUC summation_method {summation_method!r}; expected "
+                             "'interpolation', 'minoring' or 'majoring'")
+        self.curve = curve_u
+        self.summation_method = method
+        self._init_from_thresholds = thresholds is not None
+        if thresholds is not None:
+            inner, _ = _parse_thresholds(thresholds, None, name)
+            inner = sorted(inner)
+            self.num_thresholds = len(inner) + 2
+        else:
+            if isinstance(num_thresholds, bool) or not isinstance(num_thresholds,
+                                                                   (int, np.integer)) \
+                    or num_thresholds <= 1:
+                raise ValueError("Argument `num_thresholds` must be an integer > 1. "
+                                 f"Received: num_thresholds={num_thresholds!r}")
+            self.num_thresholds = int(num_thresholds)
+            inner = [(i + 1) * 1.0 / (self.num_thresholds - 1)
+                     for i in range(self.num_thresholds - 2)]
+        eps = 1e-7
+        self._thresholds = np.array([0.0 - eps] + inner + [1.0 + eps])
+        self.multi_label = bool(multi_label)
+        self.num_labels = num_labels
+        if label_weights is not None:
+            label_weights = np.asarray(label_weights, dtype=np.float64)
+            if np.any(label_weights < 0):
+                raise ValueError("All values of `label_weights` must be non-negative.")
+        self.label_weights = label_weights
+        self.from_logits = bool(from_logits)
+        self.reset_state()
+
+    @property
+    def thresholds(self):
+        return self._thresholds.tolist()
+
+    def reset_state(self):
+        shape = (self.num_thresholds,)
+        if self.multi_label and self.num_labels:
+            shape = (self.num_thresholds, int(self.num_labels))
+        self.true_positives = np.zeros(shape)
+        self.false_positives = np.zeros(shape)
+        self.true_negatives = np.zeros(shape)
+        self.false_negatives = np.zeros(shape)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt, yp, w = _confusion_inputs(y_true, y_pred, sample_weight, self.name)
+        if self.from_logits:
+            from fastdl.activations import _sigmoid
+            yp = _sigmoid(yp)
+        yt = yt.astype(np.float64, copy=False)
+        th = self._thresholds
+        if self.multi_label:
+            if yp.ndim != 2:
+                raise ValueError(f"{self.name}: multi_label AUC needs 2-D y_pred (samples, labels),"
+                                 f" received shape {yp.shape}")
+            n_labels = yp.shape[1]
+            if self.true_positives.ndim == 1:
+                self.num_labels = n_labels
+                self.reset_state()
+            elif self.true_positives.shape[1] != n_labels:
+                raise ValueError(f"{self.name}: expected {self.true_positives.shape[1]} labels, "
+                                 f"received y_pred shape {yp.shape}")
+            ww = np.ones_like(yp) if w is None else w
+            for j in range(n_labels):      # a handful of labels: one pass each
+                tp, fp, tn, fn = _threshold_counts(yp[:, j], yt[:, j] * ww[:, j],
+                                                   (1.0 - yt[:, j]) * ww[:, j], th)
+                self.true_positives[:, j] += tp
+                self.false_positives[:, j] += fp
+                self.true_negatives[:, j] += tn
+                self.false_negatives[:, j] += fn
+            return
+        ww = np.ones(yp.shape) if w is None else np.array(w)
+        if self.label_weights is not None:
+            ww = ww * self.label_weights
+        pos = (yt * ww).ravel()
+        neg = ((1.0 - yt) * ww).ravel()
+        tp, fp, tn, fn = _threshold_counts(yp.ravel(), pos, neg, th)
+        self.true_positives += tp
+        self.false_positives += fp
+        self.true_negatives += tn
+        self.false_negatives += fn
+
+    @staticmethod
+    def _div(a, b):
+        return np.divide(a, b, out=np.zeros(np.broadcast_shapes(np.shape(a), np.shape(b))),
+                         where=b != 0)
+
+    def _interpolate_pr_auc(self):
+        n = self.num_thresholds
+        tp, fp, fn = self.true_positives, self.false_positives, self.false_negatives
+        dtp = tp[:n - 1] - tp[1:]
+        p = tp + fp
+        dp = p[:n - 1] - p[1:]
+        prec_slope = self._div(dtp, np.maximum(dp, 0))
+        intercept = tp[1:] - prec_slope * p[1:]
+        both = (p[:n - 1] > 0) & (p[1:] > 0)
+        safe_p_ratio = np.where(both, self._div(p[:n - 1], np.maximum(p[1:], 0)), 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio = np.log(safe_p_ratio)
+        inc = self._div(prec_slope * (dtp + intercept * log_ratio), np.maximum(tp[1:] + fn[1:], 0))
+        return self._combine(inc)
+
+    def _combine(self, terms):
+        if self.multi_label:
+            by_label = terms.sum(axis=0)
+            if self.label_weights is None:
+                return float(np.mean(by_label))
+            return float(self._div(np.sum(by_label * self.label_weights),
+                                   np.sum(self.label_weights)))
+        return float(np.sum(terms))
+
+    def result(self):
+        if self.curve == "PR" and self.summation_method == "interpolation":
+            return self._interpolate_pr_auc()
+        tp, fp, tn, fn = (self.true_positives, self.false_positives, self.true_negatives,
+                          self.false_negatives)
+        recall = self._div(tp, tp + fn)
+        if self.curve == "ROC":
+            x, y = self._div(fp, fp + tn), recall
+        else:
+            x, y = recall, self._div(tp, tp + fp)
+        n = self.num_thresholds
+        if self.summation_method == "interpolation":
+            heights = (y[:n - 1] + y[1:]) / 2.0
+        elif self.summation_method == "minoring":
+            heights = np.minimum(y[:n - 1], y[1:])
+        else:
+            heights = np.maximum(y[:n - 1], y[1:])
+        return self._combine((x[:n - 1] - x[1:]) * heights)
+
+    def get_config(self):
+        lw = self.label_weights
+        config = {
+            "num_thresholds": self.num_thresholds, "curve": self.curve,
+            "summation_method": self.summation_method, "multi_label": self.multi_label,
+            "num_labels": self.num_labels,
+            "label_weights": None if lw is None else lw.tolist(),
+            "from_logits": self.from_logits,
+        }
+        if self._init_from_thresholds:
+            config["thresholds"] = self.thresholds[1:-1]
+        config.update(super().get_config())
+        return config
+
+
+# ----------------------------------------------------------------------------- lookup
+
+_CLASSES = {cls.__name__: cls for cls in (
+    Mean, Sum, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
+    TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, MeanSquaredError, MeanAbsoluteError,
+    RootMeanSquaredError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, LogCoshError,
+    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, KLDivergence,
+    Poisson, Hinge, SquaredHinge, Precision, Recall, AUC, AutoAccuracy)}
+_LOOKUP = dict(_CLASSES)
+_LOOKUP.update({_snake_case(name): cls for name, cls in _CLASSES.items() if name != "AUC"})
+_LOOKUP.update({
+    "auc": AUC, "huber": _Huber,
+    "mse": MeanSquaredError, "MSE": MeanSquaredError, "mae": MeanAbsoluteError,
+    "MAE": MeanAbsoluteError, "mape": MeanAbsolutePercentageError,
+    "MAPE": MeanAbsolutePercentageError, "msle": MeanSquaredLogarithmicError,
+    "MSLE": MeanSquaredLogarithmicError, "bce": BinaryCrossentropy, "BCE": BinaryCrossentropy,
+    "logcosh": LogCoshError, "log_cosh": LogCoshError,
+})
+for _key in ("auto_accuracy", "AutoAccuracy"):
+    _LOOKUP.pop(_key, None)
+
+
+def _valid_names():
+    return ", ".join(sorted(set(_LOOKUP) | {"accuracy", "acc"}))
+
+
+def get(identifier, y_true=None, y_pred=None):
+    """Resolve a metric identifier to a :class:`Metric` (a fresh one for strings).
+
+    - ``"accuracy"``/``"acc"`` (any case): an :class:`AutoAccuracy`; resolved at once when the
+      ``y_true`` and ``y_pred`` shapes (or arrays) are given, else at its first update.
+    - other strings: Keras metric names (snake_case or class names, ``"mse"``, ``"mae"``,
+      ``"auc"``, ``"precision"``, ...). The metric's ``name`` is the string given, as in
+      Keras's ``compile``.
+    - a ``Metric`` instance (returned as is), a ``Metric`` subclass (instantiated), a Keras config
+      dict, or a plain function ``fn(y_true, y_pred)`` (wrapped in :class:`MeanMetricWrapper`).
+
+    ``None`` returns ``None``; unknown names raise ``ValueError`` listing the valid ones.
+    """
+    if identifier is None:
+        return None
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, str):
+        if identifier.lower() in ("accuracy", "acc"):
+            metric = AutoAccuracy(name=identifier)
+            if y_true is not None and y_pred is not None:
+                metric.resolve(_shape_of(y_true), _shape_of(y_pred))
+            return metric
+        cls = _LOOKUP.get(identifier)
+        if cls is None:
+            raise ValueError(f"Unknown metric {identifier!r}. Valid names: {_valid_names()}")
+        metric = cls()
+        metric.name = identifier
+        return metric
+    if isinstance(identifier, dict):
+        return deserialize(identifier)
+    if isinstance(identifier, type) and issubclass(identifier, Metric):
+        return identifier()
+    if callable(identifier):
+        return MeanMetricWrapper(identifier, name=getattr(identifier, "__name__", None))
+    raise ValueError(f"Could not interpret metric identifier {identifier!r}. "
+                     f"Valid names: {_valid_names()}")
+
+
+def _shape_of(x):
+    if isinstance(x, tuple) and all(isinstance(d, (int, np.integer)) for d in x):
+        return x
+    return np.shape(x)
+
+
+def serialize(metric):
+    """Keras's serialized form of a metric instance."""
+    if not isinstance(metric, Metric):
+        raise TypeError(f"serialize expects a Metric, received {metric!r}")
+    return {"module": "keras.metrics", "class_name": type(metric).__name__,
+            "config": metric.get_config(), "registered_name": None}
+
+
+def deserialize(config, custom_objects=None):
+    """Inverse of :func:`serialize` (also accepts a metric name)."""
+    if isinstance(config, str):
+        return get(config)
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise ValueError(f"Could not interpret metric config {config!r}")
+    class_name = config["class_name"]
+    cls = (custom_objects or {}).get(class_name) or _CLASSES.get(class_name)
+    if cls is None:
+        raise ValueError(f"Unknown metric class {class_name!r}. Valid names: {_valid_names()}")
+    inner = config.get("config") or {}
+    if not isinstance(inner, dict):
+        raise ValueError(f"Metric config for {class_name!r} must be a dict, received {inner!r}")
+    return cls.from_config(dict(inner))

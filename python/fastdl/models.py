@@ -1,0 +1,587 @@
+"""The Sequential model: compile / fit / evaluate / predict with Keras 3 semantics."""
+import math
+import warnings
+
+import numpy as np
+
+from fastdl.layers.base import InputLayer, Layer, shape_str, unique_name
+from fastdl.utils.rng import get_rng
+
+
+class Sequential:
+    """A linear stack of layers, trained with Keras's ``compile``/``fit`` API."""
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
+        self.name = name or unique_name("sequential")
+        self._layers = []
+        self._input_layer = None
+        self.optimizer = None
+        self.loss = None
+        self.compiled_metrics = []
+        self.compiled = False
+        self.stop_training = False
+        self.history = None
+        self.built = False
+        self._trainable = True
+        self._warned_unbounded = False
+        if layers is not None:
+            for layer in layers:
+                self.add(layer)
+        self.trainable = trainable
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    @property
+    def trainable(self):
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"trainable must be a bool. Received: {value!r}")
+        self._trainable = bool(value)
+        for layer in self._layers:
+            layer.trainable = value
+
+    def add(self, layer):
+        """Append a layer (or an ``Input`` as the very first element)."""
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError("An Input can only be the first element of a Sequential model")
+            self._input_layer = layer
+            return
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a fastdl layer, received {type(layer).__name__}")
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(f"All layers added to a Sequential model should have unique names. "
+                             f"Name {layer.name!r} is already the name of a layer in this model.")
+        self._layers.append(layer)
+        self.built = False
+        shape = self.input_shape
+        if shape is not None:
+            self.build(shape)
+
+    def pop(self):
+        """Remove the last layer."""
+        if not self._layers:
+            raise IndexError("There are no layers in the model to pop")
+        layer = self._layers.pop()
+        self.built = bool(self._layers) and all(l.built for l in self._layers)
+        return layer
+
+    @property
+    def input_shape(self):
+        """The batch shape of the input, ``(None, ...)``, when it is known."""
+        if self._input_layer is not None:
+            return self._input_layer._declared_batch_shape
+        if self._layers and self._layers[0]._declared_batch_shape is not None:
+            return self._layers[0]._declared_batch_shape
+        if self._layers and self._layers[0]._build_input_shape is not None:
+            return (None,) + tuple(self._layers[0]._build_input_shape[1:])
+        return None
+
+    @property
+    def output_shape(self):
+        if not self.built:
+            raise ValueError(f"Model {self.name!r} has not been built yet")
+        return self._output_shapes[-1]
+
+    def build(self, input_shape=None):
+        """Build every layer for ``input_shape`` (batch axis included, e.g. ``(None, 4)``)."""
+        if input_shape is None:
+            input_shape = self.input_shape
+        if input_shape is None:
+            raise ValueError(f"Model {self.name!r} cannot be built without an input shape: pass "
+                             "input_shape= to the first layer, start with Input(shape), or call "
+                             "build((None, features))")
+        shape = (None,) + tuple(input_shape)[1:]
+        shapes = []
+        for layer in self._layers:
+            layer._maybe_build(shape)
+            layer.check_input_shape(tuple(1 if d is None else d for d in shape))
+            shape = tuple(layer.compute_output_shape(shape))
+            shapes.append(shape)
+        self._output_shapes = shapes
+        self.built = bool(self._layers)
+
+    def _ensure_built(self, x_shape):
+        if not self.built:
+            self.build((None,) + tuple(x_shape[1:]))
+
+    def get_layer(self, name=None, index=None):
+        if index is not None:
+            if name is not None:
+                raise ValueError("Provide either a layer name or a layer index, not both")
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise TypeError(f"index must be an int. Received: {index!r}")
+            if not -len(self._layers) <= index < len(self._layers):
+                raise ValueError(f"Was asked to retrieve layer at index {index} but model only "
+                                 f"has {len(self._layers)} layers.")
+            return self._layers[index]
+        for layer in self._layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: "
+                         f"{[l.name for l in self._layers]}")
+
+    # ------------------------------------------------------------------ weights
+    @property
+    def weights(self):
+        return [w for layer in self._layers for w in layer.weights]
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self._layers for w in layer.trainable_weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self._layers for w in layer.non_trainable_weights]
+
+    def get_weights(self):
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Set every weight; the count and every shape are checked before anything changes."""
+        current = self.weights
+        weights = list(weights)
+        if len(weights) != len(current):
+            raise ValueError(f"Model {self.name!r} has {len(current)} weights, but set_weights "
+                             f"received {len(weights)}")
+        for i, (cur, new) in enumerate(zip(current, weights)):
+            if np.shape(new) != cur.shape:
+                raise ValueError(f"Model {self.name!r} weight {i} has shape {cur.shape}, but "
+                                 f"set_weights received shape {np.shape(new)}")
+        start = 0
+        for layer in self._layers:
+            count = len(layer.weights)
+            layer.set_weights(weights[start:start + count])
+            start += count
+
+    def count_params(self):
+        return sum(layer.count_params() for layer in self._layers)
+
+    # ------------------------------------------------------------------ compile
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
+                jit_compile="auto", auto_scale_loss=True):
+        """Configure training. ``run_eagerly``, ``steps_per_execution``, ``jit_compile`` and
+        ``auto_scale_loss`` are accepted for Keras compatibility and have no effect."""
+        from fastdl import losses as losses_module
+        from fastdl import metrics as metrics_module
+        from fastdl import optimizers as optimizers_module
+
+        if loss is None:
+            raise ValueError("compile needs a loss, e.g. loss='mse' or "
+                             "loss='sparse_categorical_crossentropy'")
+        if loss_weights is not None:
+            raise ValueError("loss_weights applies to multi-output models, which Sequential is not")
+        self.optimizer = optimizers_module.get(optimizer)
+        if callable(loss) and not isinstance(loss, losses_module.Loss):
+            loss = getattr(loss, "__name__", loss)
+        self.loss = losses_module.get(loss)
+        metric_list = []
+        for m in _as_list(metrics) + _as_list(weighted_metrics):
+            if callable(m) and not hasattr(m, "update_state"):
+                m = getattr(m, "__name__", m)
+            metric_list.append(metrics_module.get(m))
+        names = [m.name for m in metric_list]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Metric names must be unique. Received: {names}")
+        self.compiled_metrics = metric_list
+        self._compile_config = {"optimizer": optimizer, "loss": loss, "metrics": metrics}
+        self.compiled = True
+        self._warned_unbounded = False
+
+    def _check_compiled(self, what):
+        if not self.compiled:
+            raise RuntimeError(f"You must call compile() before {what}(): e.g. "
+                               "model.compile(optimizer='adam', loss='mse')")
+
+    def _warn_if_unbounded_output(self):
+        """Keras trains silently when a probability loss follows a linear output; warn once."""
+        if self._warned_unbounded or not getattr(self.loss, "expects_probabilities", False):
+            return
+        self._warned_unbounded = True
+        for layer in reversed(self._layers):
+            act = getattr(layer, "activation", None)
+            if act is None:
+                if type(layer).__name__ in ("Dropout", "Flatten", "Reshape"):
+                    continue
+                return
+            if getattr(act, "name", None) in ("linear", None):
+                fix = "softmax" if "categorical" in self.loss.name else "sigmoid"
+                warnings.warn(
+                    f"The loss {self.loss.name!r} expects probabilities, but the last layer "
+                    f"{layer.name!r} has activation='linear', so its outputs are unbounded. "
+                    f"Add activation='{fix}' to that layer, or compile with "
+                    f"{type(self.loss).__name__}(from_logits=True).", UserWarning, stacklevel=3)
+            return
+
+    # ------------------------------------------------------------------ data
+    def _convert_x(self, x, what="x"):
+        if x is None:
+            raise ValueError(f"{what} must not be None")
+        first = self._layers[0] if self._layers else None
+        if first is None:
+            raise ValueError(f"Model {self.name!r} has no layers")
+        x = first.convert_input(x)
+        if x.ndim < 1:
+            raise ValueError(f"{what} must have a batch axis. Received a scalar")
+        self._ensure_built(x.shape)
+        first.check_input_shape(x.shape)
+        return x
+
+    @staticmethod
+    def _convert_y(y, n, what="y"):
+        if y is None:
+            raise ValueError(f"{what} must be given to train or evaluate")
+        y = np.asarray(y)
+        if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+            raise TypeError(f"{what} must be numeric, received dtype {y.dtype}")
+        if y.ndim == 0 or len(y) != n:
+            raise ValueError(f"x and {what} must have the same number of samples. Received: "
+                             f"x has {n}, {what} has shape {y.shape}")
+        if np.issubdtype(y.dtype, np.complexfloating):
+            raise TypeError(f"{what} must be real, received dtype {y.dtype}")
+        return y
+
+    @staticmethod
+    def _convert_sample_weight(sample_weight, n):
+        if sample_weight is None:
+            return None
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), received {sw.shape}")
+        if not np.all(np.isfinite(sw)) or np.any(sw < 0):
+            raise ValueError("sample_weight must be finite and non-negative")
+        return sw
+
+    @staticmethod
+    def _class_weight_to_sample_weight(class_weight, y):
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"class_weight must be a dict {{class: weight}}. Received: "
+                            f"{type(class_weight).__name__}")
+        if y.ndim >= 2 and y.shape[-1] > 1:
+            labels = np.argmax(y, axis=-1).reshape(len(y), -1)[:, 0]
+        else:
+            labels = np.rint(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
+        sw = np.ones(len(y), dtype=np.float64)
+        for cls, weight in class_weight.items():
+            sw[labels == int(cls)] = float(weight)
+        return sw
+
+    @staticmethod
+    def _check_batch_size(batch_size):
+        if batch_size is None:
+            return 32
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size}")
+        return int(batch_size)
+
+    @staticmethod
+    def _check_verbose(verbose):
+        if verbose == "auto":
+            return 1
+        if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1, 2 or 'auto'. Received: verbose={verbose!r}")
+        return int(verbose)
+
+    # ------------------------------------------------------------------ forward / backward
+    def _forward(self, x, training):
+        mask = None
+        for layer in self._layers:
+            next_mask = layer.compute_mask(x, mask)
+            if layer._call_takes_mask:
+                x = layer.call(x, training=training, mask=mask)
+            else:
+                x = layer.call(x, training=training)
+            if isinstance(x, (list, tuple)):  # an RNN with return_state: the sequence goes on
+                x = x[0]
+            mask = next_mask
+        return x
+
+    def _backward(self, dy):
+        for layer in reversed(self._layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __call__(self, x, training=False):
+        x = self._convert_x(x)
+        return self._forward(x, training)
+
+    def _train_step(self, x, y, sw, trainable, weights):
+        y_pred = self._forward(x, True)
+        loss, dy = self.loss.forward_backward(y, y_pred, sw)
+        self._backward(dy)
+        grads = [g for layer in trainable for g in layer.grads]
+        self.optimizer.apply(grads, weights)
+        for m in self.compiled_metrics:
+            m.update_state(y, y_pred, sw)
+        return loss
+
+    def _trainable_state(self):
+        trainable = [l for l in self._layers if l.trainable and l.trainable_weights]
+        weights = [w for l in trainable for w in l.trainable_weights]
+        return trainable, weights
+
+    def _dry_run(self, x, y, sw):
+        """Check y and the loss on one sample before anything changes state."""
+        if len(x) == 0:
+            return
+        y_pred = self._forward(x[:1], False)
+        self.loss.forward_backward(y[:1], y_pred, None if sw is None else sw[:1])
+        for m in self.compiled_metrics:
+            probe = type(m).from_config(m.get_config()) if hasattr(m, "get_config") else None
+            if probe is not None:
+                probe.update_state(y[:1], y_pred, None)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
+            sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
+            validation_batch_size=None, validation_freq=1):
+        """Train for ``epochs`` epochs; returns a ``History``."""
+        from fastdl.callbacks import CallbackList, History
+
+        self._check_compiled("fit")
+        batch_size = self._check_batch_size(batch_size)
+        verbose = self._check_verbose(verbose)
+        for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int. Received: {name}={value!r}")
+        if steps_per_epoch is not None or validation_steps is not None:
+            raise ValueError("steps_per_epoch/validation_steps apply to generators and datasets; "
+                             "fastdl's fit takes arrays and always runs whole epochs")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                or not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be a float in [0, 1). "
+                             f"Received: validation_split={validation_split!r}")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be a bool. Received: shuffle={shuffle!r}")
+
+        x = self._convert_x(x)
+        y = self._convert_y(y, len(x))
+        sw = self._convert_sample_weight(sample_weight, len(x))
+        if class_weight is not None:
+            cw = self._class_weight_to_sample_weight(class_weight, y)
+            sw = cw if sw is None else sw * cw
+
+        val = None
+        if validation_data is not None:
+            val = self._unpack_validation(validation_data)
+        elif validation_split:
+            split_at = int(math.floor(len(x) * (1.0 - validation_split)))
+            if split_at == 0 or split_at == len(x):
+                raise ValueError(f"validation_split={validation_split} leaves an empty training or "
+                                 f"validation set for {len(x)} samples")
+            val = (x[split_at:], y[split_at:], None if sw is None else sw[split_at:])
+            x, y = x[:split_at], y[:split_at]
+            sw = None if sw is None else sw[:split_at]
+        val_batch_size = self._check_batch_size(validation_batch_size or batch_size)
+
+        self._dry_run(x, y, sw)
+        self._warn_if_unbounded_output()
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                           verbose=verbose, epochs=epochs, steps=steps)
+        self.stop_training = False
+        trainable, weights = self._trainable_state()
+        rng = get_rng()
+        loss_fn = self.loss
+        metrics = self.compiled_metrics
+        batch_hooks = getattr(cbs, "has_train_batch_hooks", True)
+        cbs.on_train_begin()
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            for m in metrics:
+                m.reset_state()
+            cbs.on_epoch_begin(epoch)
+            order = rng.permutation(n) if shuffle else None
+            loss_sum, seen = 0.0, 0
+            for step in range(steps):
+                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+                if order is None:
+                    xb, yb = x[lo:hi], y[lo:hi]
+                    swb = None if sw is None else sw[lo:hi]
+                else:
+                    idx = order[lo:hi]
+                    xb, yb = x[idx], y[idx]
+                    swb = None if sw is None else sw[idx]
+                if batch_hooks:
+                    cbs.on_train_batch_begin(step)
+                loss = self._train_step(xb, yb, swb, trainable, weights)
+                loss_sum += loss * (hi - lo)
+                seen += hi - lo
+                if batch_hooks or step == steps - 1:
+                    logs = {"loss": loss_sum / seen}
+                    for m in metrics:
+                        logs[m.name] = m.result()
+                if batch_hooks:
+                    cbs.on_train_batch_end(step, logs)
+                if self.stop_training:
+                    break
+            epoch_logs = dict(logs)
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = self._evaluate_arrays(*val, batch_size=val_batch_size)
+                epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+            epoch_logs = dict(sorted(epoch_logs.items()))
+            cbs.on_epoch_end(epoch, epoch_logs)
+            if self.stop_training:
+                break
+        cbs.on_train_end(logs)
+        self.history = next(cb for cb in cbs.callbacks if isinstance(cb, History))
+        return self.history
+
+    def _unpack_validation(self, validation_data):
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (x_val, y_val) or "
+                             "(x_val, y_val, sample_weight_val)")
+        xv = self._convert_x(validation_data[0], "validation x")
+        yv = self._convert_y(validation_data[1], len(xv), "validation y")
+        swv = self._convert_sample_weight(validation_data[2], len(xv)) \
+            if len(validation_data) == 3 else None
+        return xv, yv, swv
+
+    # ------------------------------------------------------------------ evaluate / predict
+    def _evaluate_arrays(self, x, y, sw, batch_size, callbacks=None):
+        for m in self.compiled_metrics:
+            m.reset_state()
+        loss_sum, seen = 0.0, 0
+        for step, lo in enumerate(range(0, len(x), batch_size)):
+            hi = min(len(x), lo + batch_size)
+            if callbacks is not None:
+                callbacks.on_test_batch_begin(step)
+            y_pred = self._forward(x[lo:hi], False)
+            swb = None if sw is None else sw[lo:hi]
+            loss_sum += self.loss(y[lo:hi], y_pred, swb) * (hi - lo)
+            seen += hi - lo
+            for m in self.compiled_metrics:
+                m.update_state(y[lo:hi], y_pred, swb)
+            if callbacks is not None:
+                callbacks.on_test_batch_end(step, {"loss": loss_sum / seen})
+        logs = {"loss": loss_sum / seen if seen else float("nan")}
+        for m in self.compiled_metrics:
+            logs[m.name] = m.result()
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False):
+        """Loss (and metrics) on ``x, y``: a scalar, a list ``[loss, *metrics]`` or a dict."""
+        from fastdl.callbacks import CallbackList
+
+        self._check_compiled("evaluate")
+        batch_size = self._check_batch_size(batch_size)
+        self._check_verbose(verbose)
+        x = self._convert_x(x)
+        y = self._convert_y(y, len(x))
+        sw = self._convert_sample_weight(sample_weight, len(x))
+        cbs = CallbackList(callbacks, model=self)
+        cbs.on_test_begin()
+        logs = self._evaluate_arrays(x, y, sw, batch_size, cbs)
+        cbs.on_test_end(logs)
+        if return_dict:
+            return logs
+        values = [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """The model's outputs for ``x`` as one NumPy array (inference mode)."""
+        batch_size = self._check_batch_size(batch_size)
+        self._check_verbose(verbose)
+        x = self._convert_x(x)
+        if len(x) == 0:
+            return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=self._layers[-1].dtype)
+        outputs = [self._forward(x[lo:lo + batch_size], False)
+                   for lo in range(0, len(x), batch_size)]
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One gradient step on one batch; returns the loss (and metrics) of that batch."""
+        self._check_compiled("train_on_batch")
+        x = self._convert_x(x)
+        y = self._convert_y(y, len(x))
+        sw = self._convert_sample_weight(sample_weight, len(x))
+        if class_weight is not None:
+            cw = self._class_weight_to_sample_weight(class_weight, y)
+            sw = cw if sw is None else sw * cw
+        self._dry_run(x, y, sw)
+        for m in self.compiled_metrics:
+            m.reset_state()
+        trainable, weights = self._trainable_state()
+        loss = self._train_step(x, y, sw, trainable, weights)
+        return self._batch_result(loss, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        self._check_compiled("test_on_batch")
+        x = self._convert_x(x)
+        y = self._convert_y(y, len(x))
+        sw = self._convert_sample_weight(sample_weight, len(x))
+        logs = self._evaluate_arrays(x, y, sw, max(1, len(x)))
+        return self._batch_result(logs["loss"], return_dict)
+
+    def _batch_result(self, loss, return_dict):
+        logs = {"loss": float(loss)}
+        for m in self.compiled_metrics:
+            logs[m.name] = m.result()
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict_on_batch(self, x):
+        x = self._convert_x(x)
+        return self._forward(x, False)
+
+    # ------------------------------------------------------------------ summary
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False):
+        """Print the layers, their output shapes and parameter counts, and the totals."""
+        print_fn = print_fn or print
+        width = line_length or 80
+        cols = (int(width * 0.45), int(width * 0.30))
+        lines = [f'Model: "{self.name}"', "─" * width,
+                 f"{'Layer (type)':<{cols[0]}}{'Output Shape':<{cols[1]}}{'Param #':>{width - sum(cols)}}",
+                 "═" * width]
+        shapes = self._output_shapes if self.built else [None] * len(self._layers)
+        for layer, shape in zip(self._layers, shapes):
+            label = f"{layer.name} ({type(layer).__name__})"
+            shown = shape_str(shape) if shape is not None else "?"
+            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+            lines.append(f"{label:<{cols[0]}}{shown:<{cols[1]}}{params:>{width - sum(cols)}}")
+        total = self.count_params()
+        trainable = sum(w.size for w in self.trainable_weights)
+        lines += ["═" * width,
+                  f" Total params: {total:,} ({_human_bytes(total * 4)})",
+                  f" Trainable params: {trainable:,} ({_human_bytes(trainable * 4)})",
+                  f" Non-trainable params: {total - trainable:,} "
+                  f"({_human_bytes((total - trainable) * 4)})"]
+        for line in lines:
+            print_fn(line)
+
+    def __repr__(self):
+        return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, dict):
+        raise ValueError("metrics as a dict applies to multi-output models; pass a list")
+    return [value]
+
+
+def _human_bytes(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.2f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024

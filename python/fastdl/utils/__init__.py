@@ -1,0 +1,15 @@
+"""Utilities: random seeding, label and sequence helpers, the progress bar."""
+from fastdl.utils.rng import set_random_seed
+
+_LAZY = {
+    "to_categorical": "fastdl.utils.data_utils",
+    "pad_sequences": "fastdl.utils.data_utils",
+    "Progbar": "fastdl.utils.progbar",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fastdl.utils' has no attribute {name!r}")
