@@ -259,6 +259,26 @@ def test_progbar_verbose_2_and_0(monkeypatch, clock, tty):
     assert drive_progbar(monkeypatch, FakeTTY() if tty else io.StringIO(), verbose=0) == ""
 
 
+def test_progbar_verbose_auto_is_1(monkeypatch, clock):
+    auto = drive_progbar(monkeypatch, io.StringIO(), verbose="auto")
+    assert auto == drive_progbar(monkeypatch, io.StringIO(), verbose=1)
+    assert BAR * 20 in auto
+
+
+def test_progbar_metrics_sorted_when_keys_arrive_late(monkeypatch, clock):
+    out = FakeTTY()
+    monkeypatch.setattr(sys, "stdout", out)
+    cbl = C.CallbackList([], add_progbar=True, verbose=1, epochs=1, steps=2)
+    cbl.on_train_begin()
+    cbl.on_epoch_begin(0)
+    for b in range(2):
+        cbl.on_train_batch_end(b, {"loss": 1.0, "mae": 0.5})
+    cbl.on_epoch_end(0, {"loss": 1.0, "mae": 0.5, "learning_rate": 0.01, "val_loss": 2.0})
+    final = ANSI.sub("", out.getvalue().split("\r")[-1])
+    assert final.index("learning_rate") < final.index("loss:") < final.index("mae") < \
+        final.index("val_loss")
+
+
 def test_progbar_single_epoch_has_no_epoch_line(monkeypatch, clock):
     text = drive_progbar(monkeypatch, io.StringIO(), verbose=1, epochs=1)
     assert "Epoch" not in text and len(text.splitlines()) == 1

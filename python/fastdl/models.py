@@ -540,6 +540,31 @@ class Sequential:
         x = self._convert_x(x)
         return self._forward(x, False)
 
+    # ------------------------------------------------------------------ files
+    def save(self, filepath, overwrite=True, include_optimizer=True):
+        """Save architecture, weights, compile settings and optimizer state.
+
+        ``*.keras`` writes Keras 3's format; any other name (``.fdl`` recommended) fastdl's own
+        checksummed format. Neither ever contains pickled objects or code.
+        """
+        from fastdl.saving import save_model
+        save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath, overwrite=True):
+        """Save the weights only (``*.weights.h5`` for Keras's layout, else fastdl's format)."""
+        from fastdl.saving import save_weights
+        save_weights(self, filepath, overwrite=overwrite)
+
+    def load_weights(self, filepath):
+        """Load weights saved by ``save_weights``/``save``; on failure nothing changes."""
+        from fastdl.saving import load_weights
+        load_weights(self, filepath)
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "layers": [_layer_entry(l) for l in ([self._input_layer] if self._input_layer
+                                                     else []) + self._layers]}
+
     # ------------------------------------------------------------------ summary
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False):
@@ -568,6 +593,20 @@ class Sequential:
 
     def __repr__(self):
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
+
+
+def load_model(filepath, custom_objects=None, compile=True):
+    """Load a model saved with ``model.save`` (fastdl's format or a Keras 3 ``.keras`` file)."""
+    from fastdl.saving import load_model as _load
+    return _load(filepath, custom_objects=custom_objects, compile=compile)
+
+
+def _layer_entry(layer):
+    entry = {"module": "keras.layers", "class_name": type(layer).__name__,
+             "config": layer.get_config(), "registered_name": None}
+    if layer._build_input_shape is not None and not isinstance(layer, InputLayer):
+        entry["build_config"] = {"input_shape": [None] + list(layer._build_input_shape[1:])}
+    return entry
 
 
 def _as_list(value):

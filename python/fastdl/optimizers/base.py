@@ -8,7 +8,6 @@ step costs per variable only a copy of its gradient into the flat buffer and the
 buffers, in cache-sized chunks. The slot views are what ``variables`` / ``get_state`` expose, in
 Keras's order.
 """
-import inspect
 import math
 import operator
 import warnings
@@ -59,6 +58,7 @@ def check_bool(name, value):
 
 def _lr_arity(fn):
     """0 when a learning-rate callable takes no argument, 1 when it takes the step."""
+    import inspect
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
