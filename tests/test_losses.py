@@ -65,12 +65,13 @@ def _binary_logits(shape=(6, 2)):
     return make
 
 
-def _onehot(shape=(5, 4), axis=-1, logits=False, soft=False):
+def _onehot(shape=(5, 4), axis=-1, logits=False, soft=False, normalized=True):
     def make(rng):
         c = shape[axis]
         if soft:
             t = rng.uniform(0, 1, size=shape)
-            t /= t.sum(axis=axis, keepdims=True)
+            if normalized:
+                t /= t.sum(axis=axis, keepdims=True)
         else:
             lab = rng.integers(0, c, size=shape[:axis % len(shape)] + shape[axis % len(shape) + 1:])
             t = np.moveaxis(np.eye(c)[lab], -1, axis)
@@ -121,6 +122,10 @@ CASES = [
      _onehot(logits=True)),
     ("cce_logits_soft", lambda: L.CategoricalCrossentropy(from_logits=True),
      _onehot(logits=True, soft=True)),
+    ("cce_logits_multilabel", lambda: L.CategoricalCrossentropy(from_logits=True),
+     _onehot(logits=True, soft=True, normalized=False)),       # targets not summing to 1
+    ("cce_multilabel", lambda: L.CategoricalCrossentropy(),
+     _onehot(soft=True, normalized=False)),
     ("cce_rank3", lambda: L.CategoricalCrossentropy(), _onehot((2, 3, 4))),
     ("cce_axis0", lambda: L.CategoricalCrossentropy(axis=0), _onehot((3, 4), axis=0)),
     ("cce_axis1_rank3_logits", lambda: L.CategoricalCrossentropy(axis=1, from_logits=True),
@@ -254,6 +259,36 @@ def test_categorical_and_sparse_known_values():
                                    atol=1e-3)
 
 
+def test_label_smoothing_known_values():
+    # binary: labels move towards 0.5 -> 1 becomes 0.9 with label_smoothing=0.2
+    expected = -(0.9 * np.log(0.6) + 0.1 * np.log(0.4))
+    assert L.BinaryCrossentropy(label_smoothing=0.2)([[1.0]], [[0.6]]) == pytest.approx(expected)
+    x = np.log(0.6 / 0.4)                              # the logit of 0.6
+    assert L.BinaryCrossentropy(from_logits=True, label_smoothing=0.2)([[1.0]], [[x]]) == \
+        pytest.approx(expected)
+    # categorical: y * (1 - ls) + ls / C with C = 4
+    p = np.array([[0.1, 0.6, 0.2, 0.1]])
+    t = np.array([[0.0, 1.0, 0.0, 0.0]]) * 0.8 + 0.2 / 4
+    expected = -np.sum(t * np.log(p))
+    assert L.CategoricalCrossentropy(label_smoothing=0.2)(np.eye(4)[[1]], p) == \
+        pytest.approx(expected)
+    assert L.CategoricalCrossentropy(from_logits=True, label_smoothing=0.2)(
+        np.eye(4)[[1]], np.log(p)) == pytest.approx(expected)
+    # along axis 0 the class count is y_pred.shape[0]
+    assert L.CategoricalCrossentropy(label_smoothing=0.2, axis=0)(np.eye(4)[[1]].T, p.T) == \
+        pytest.approx(expected)
+
+
+def test_clipped_probabilities_have_zero_gradient():
+    t = np.array([[0.5, 0.5]])
+    value, grad = L.KLDivergence().forward_backward(t, np.array([[0.0, 1.5]]))
+    np.testing.assert_array_equal(grad, 0.0)
+    assert value == pytest.approx(0.5 * np.log(0.5 / EPS) + 0.5 * np.log(0.5))
+    _, grad = L.MeanSquaredLogarithmicError().forward_backward(np.ones((1, 2)),
+                                                               np.array([[-1.0, 0.0]]))
+    np.testing.assert_array_equal(grad, 0.0)
+
+
 def test_regression_known_values():
     y_true = np.array([[0.0, 1.0], [0.0, 0.0]])
     y_pred = np.array([[1.0, 1.0], [1.0, 0.0]])
@@ -309,6 +344,12 @@ def test_ignore_class_averages_over_valid_entries():
     np.testing.assert_array_equal(per[~valid], 0.0)
     all_ignored = np.full(5, -1)
     assert loss(all_ignored, logits) == 0.0
+    # ignored rows may hold anything, even all-zero "probabilities" (0/0 inside)
+    probs = np.abs(logits)
+    probs[~valid] = 0.0
+    value, grad = L.SparseCategoricalCrossentropy(ignore_class=-1).forward_backward(labels, probs)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    np.testing.assert_array_equal(grad[~valid], 0.0)
 
 
 def test_fused_logits_path():

@@ -16,12 +16,14 @@ Numerics: nothing here emits an overflow warning. ``sigmoid``, ``softplus``, ``e
 (the true value), silently.
 
 GELU: the default is Keras's exact form ``0.5 * x * (1 + erf(x / sqrt(2)))``. NumPy has no
-``erf``, so ``_erfc`` evaluates ``erfc(z) = t * exp(-z^2) * S(t)`` with ``t = 3 / (3 + z)`` and ``S``
-a Chebyshev series computed at first use by interpolating the standard library's
-``math.erfc`` at 33 Chebyshev points. The float64 series (22 terms) matches ``math.erfc`` to a
-relative 1e-13 (absolute < 1e-14), so forward and backward agree to float64 rounding and the
-float64 gradient checks hold; float32 uses the first 12 terms (relative 1e-8, below float32
-resolution). ``approximate=True`` gives Keras's tanh form.
+``erf``, so ``_erfc_nonneg`` evaluates ``erfc(z) = t * exp(-z^2) * S(t)`` with
+``t = 3 / (3 + z)`` and ``S`` a Chebyshev series computed at first use by interpolating the
+standard library's ``math.erfc`` at 33 Chebyshev points. The float64 series (22 terms)
+matches ``math.erfc`` to a relative 1e-13 (absolute < 1e-15), so forward and backward agree to
+float64 rounding and the float64 gradient checks hold; float32 uses the first 12 terms (series
+error 1e-8 relative, below float32 resolution). ``approximate=True`` gives Keras's tanh form.
+GELU costs about 50 elementwise passes (vs 1 for relu): fine for a hidden layer now and then,
+and a candidate for a C++ kernel if it becomes hot.
 """
 import math
 
@@ -496,7 +498,8 @@ def _gelu_f(x, approximate=False):
 def _gelu_b(x, y, dy, approximate=False):
     with np.errstate(over="ignore", invalid="ignore"):
         if approximate:
-            # y = 0.5 x (1 + tanh(c (x + a x^3)));  dy/dx = 0.5 (1 + th) + 0.5 x (1 - th^2) c (1 + 3a x^2)
+            # y = 0.5 x (1 + th), th = tanh(c (x + a x^3));
+            # dy/dx = 0.5 (1 + th) + 0.5 x (1 - th^2) c (1 + 3a x^2)
             x2 = x * x
             inner = 0.044715 * x2
             inner += 1.0
@@ -536,7 +539,7 @@ elu = ActivationFunction("elu", _elu_f, _elu_b, {"alpha": 1.0},
 selu = ActivationFunction("selu", _selu_f, _selu_b,
                           doc="scale * elu(x, alpha) with the self-normalising constants.")
 gelu = ActivationFunction("gelu", _gelu_f, _gelu_b, {"approximate": False},
-                          doc="x * Phi(x) (exact erf form by default; approximate=True: tanh form).")
+                          doc="x * Phi(x): exact erf form by default, approximate=True: tanh.")
 sigmoid = ActivationFunction("sigmoid", _sigmoid, _sigmoid_b, doc="1 / (1 + exp(-x)).")
 hard_sigmoid = ActivationFunction("hard_sigmoid", _hard_sigmoid_f, _hard_sigmoid_b,
                                   doc="relu6(x + 3) / 6 (Keras 3).")

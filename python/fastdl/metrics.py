@@ -21,6 +21,10 @@ ROC curve is integrated with the trapezoidal rule (``summation_method="interpola
 uses Keras's interpolation formula (Davis & Goadrich). Labels weigh in as floats (``y`` positive,
 ``1 - y`` negative) as in Keras's evenly-spaced fast path; Precision and Recall count any non-zero
 label as positive, as Keras does.
+
+Deviation: sparse metrics (sparse categorical / top-k accuracy, and ``"accuracy"`` resolved to
+sparse) raise ``ValueError`` for labels outside ``[0, num_classes)`` or not integral, like the
+sparse loss, where Keras would silently count a miss (or read out of bounds for top-k).
 """
 import math
 
