@@ -46,13 +46,14 @@ def to_categorical(y, num_classes=None):
 def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncating="pre", value=0.0):
     """Pad (and truncate) a list of sequences to one ``(num_samples, maxlen, ...)`` array, as Keras.
 
-    ``maxlen`` defaults to the longest sequence (0 for an empty list, where Keras raises). ``truncating``: ``"pre"`` drops values from the
-    start, ``"post"`` from the end; ``padding``: ``"pre"`` pads before, ``"post"`` after, with
-    ``value``. Elements may themselves be arrays (e.g. ``(len, features)``): their trailing shape is
-    taken from the first non-empty sequence and must agree. Values are cast to ``dtype`` as NumPy
-    casts. Errors (``ValueError``): a non-iterable argument or element, an unknown padding or
-    truncating mode, a string ``value`` with a non-string, non-object ``dtype``, a sample shape
-    mismatch, a negative ``maxlen``.
+    ``maxlen`` defaults to the longest sequence (0 for an empty list, where Keras raises).
+    ``truncating``: ``"pre"`` drops values from the start, ``"post"`` from the end; ``padding``:
+    ``"pre"`` pads before, ``"post"`` after, with ``value``. Elements may themselves be arrays (e.g.
+    ``(len, features)``): their trailing shape is taken from the first non-empty sequence and must
+    agree. Values are cast to ``dtype`` as NumPy casts. Errors (``ValueError``): a non-iterable
+    argument or element, an unknown padding or truncating mode, a string ``value`` with a non-string,
+    non-object ``dtype``, a sample shape mismatch, a negative ``maxlen``; a non-int ``maxlen`` is a
+    ``TypeError``.
     """
     if not hasattr(sequences, "__len__"):
         raise ValueError(f"pad_sequences: `sequences` must be iterable, received "

@@ -1,0 +1,648 @@
+"""Finding, downloading and safely reading dataset files.
+
+Search order for every loader: the ``path=`` the caller gave, then the fastdl cache
+``$FASTDL_HOME/datasets`` (default ``~/.fastdl/datasets``), then an existing Keras cache
+``$KERAS_HOME/datasets`` or ``~/.keras/datasets`` (read only, never written), then a download from the
+official URL into the fastdl cache (temporary file, checksum, rename). Archives are read in place,
+never extracted: every tar member must pass ``tarfile``'s ``"data"`` filter and, beyond it, may not
+have an absolute name; no member may decompress to more than ``MAX_MEMBER_BYTES``. Pickles (CIFAR-10
+python batches, object arrays in ``.npz`` files) go through ``RestrictedUnpickler``, which can only
+rebuild NumPy arrays and never passes NumPy an unchecked state.
+"""
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import posixpath
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+MAX_MEMBER_BYTES = 1 << 30  # largest decompressed archive member or file read (1 GiB)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is in none of the searched places and could not be downloaded."""
+
+
+class DatasetFormatError(ValueError):
+    """A dataset file exists but is malformed, truncated or unsafe."""
+
+
+class DownloadError(OSError):
+    """A download failed: no network, an HTTP error, or a size/hash mismatch."""
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for something other than NumPy array reconstruction."""
+
+
+# ----------------------------------------------------------------------------- cache folders
+
+def fastdl_cache_dir():
+    """``$FASTDL_HOME/datasets`` (default ``~/.fastdl/datasets``): where downloads go."""
+    home = os.environ.get("FASTDL_HOME") or os.path.join(os.path.expanduser("~"), ".fastdl")
+    return Path(home).expanduser() / "datasets"
+
+
+def keras_cache_dir():
+    """``$KERAS_HOME/datasets`` (default ``~/.keras/datasets``): reused read-only."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home).expanduser() / "datasets"
+
+
+def _is_bare_name(path):
+    return os.path.basename(path) == path and path not in ("", ".", "..")
+
+
+def find(what, path, names, remote=None, download_name=None):
+    """Return the first existing place that holds ``what`` (a file or a folder).
+
+    ``path``: the caller's ``path=`` (None, an existing file/folder, or a bare file name to look up in
+    the caches and download under). ``names``: relative names looked up in each cache, in order.
+    ``remote``: ``{"url": ..., "sha256" or "md5": ...}`` to download into the fastdl cache as
+    ``download_name`` (default ``names[0]``) when nothing is found. Raises ``DatasetNotFoundError``
+    listing every place searched, with the download error and where to put the file by hand.
+    """
+    searched = []
+    names = list(names)
+    if path is not None:
+        path = os.fspath(path)
+        if not isinstance(path, str):
+            raise TypeError(f"path must be a str or os.PathLike, received {type(path).__name__} {path!r}")
+        p = Path(path).expanduser()
+        if p.exists():
+            return p
+        searched.append(p)
+        if not _is_bare_name(path):
+            raise DatasetNotFoundError(
+                f"{what}: path={path!r} does not exist. Pass the data file or a folder that holds it, "
+                f"or leave path unset to search {fastdl_cache_dir()} and {keras_cache_dir()} and "
+                "download into the first.")
+        # A bare name ("imdb.npz") means: that file in the caches, downloaded under that name.
+        names = [path] + [n for n in names if n != path]
+        download_name = path
+    for folder in (fastdl_cache_dir(), keras_cache_dir()):
+        for name in names:
+            candidate = folder / name
+            if candidate.exists():
+                return candidate
+            searched.append(candidate)
+    if remote is None:
+        raise DatasetNotFoundError(_not_found_message(what, searched, None, None, None))
+    url = remote["url"]
+    target = fastdl_cache_dir() / (download_name or names[0])
+    try:
+        download(url, target, sha256=remote.get("sha256"), md5=remote.get("md5"))
+    except OSError as e:  # DownloadError, or the cache folder is not writable
+        raise DatasetNotFoundError(_not_found_message(what, searched, url, target, e)) from e
+    return target
+
+
+def _not_found_message(what, searched, url, target, error):
+    lines = [f"{what} was not found. Searched, in order:"]
+    lines += [f"  - {p}" for p in searched]
+    if url is not None:
+        lines.append(f"Downloading {url} failed: {error}")
+        lines.append(f"Fix: download {url} yourself and put it at {target}, "
+                     f"or pass path= (the file, or a folder that holds it) to the loader.")
+    else:
+        lines.append("Fix: put the file in one of the places above, or pass path= to the loader.")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- download
+
+def _urlopen(url, timeout):
+    import urllib.request  # imported here: it is slow to import and only needed for downloads
+    return urllib.request.urlopen(url, timeout=timeout)
+
+
+def download(url, target, sha256=None, md5=None, timeout=60):
+    """Download ``url`` to ``target`` through a temporary file in the same folder, then rename.
+
+    Shows a progress bar on stderr. A checksum mismatch (``sha256``, or ``md5`` where only that is
+    published), an HTTP or network error, or a short read raises ``DownloadError`` and leaves nothing
+    at ``target``.
+    """
+    target = Path(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
+    except OSError as e:
+        raise DownloadError(f"cannot write to {target.parent}: {e}") from e
+    try:
+        algo, expected = ("sha256", sha256) if sha256 is not None or md5 is None else ("md5", md5)
+        digest = hashlib.new(algo, usedforsecurity=False)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                response = _urlopen(url, timeout)
+            except Exception as e:  # URLError, HTTPError, socket errors, ValueError for bad URLs
+                raise DownloadError(f"{type(e).__name__}: {e}") from e
+            with response:
+                length = response.headers.get("Content-Length") if response.headers else None
+                total = int(length) if length and str(length).isdigit() else None
+                bar = _Progress(url, total)
+                received = 0
+                while True:
+                    try:
+                        chunk = response.read(1 << 20)
+                    except Exception as e:
+                        raise DownloadError(f"reading {url} failed after {received} bytes: {e}") from e
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(received)
+                bar.close(received)
+            out.flush()
+            os.fsync(out.fileno())
+        if total is not None and received != total:
+            raise DownloadError(f"{url}: received {received} bytes, the server announced {total}")
+        if expected is not None and digest.hexdigest() != expected.lower():
+            raise DownloadError(f"{url}: {algo} of the downloaded file is {digest.hexdigest()}, "
+                                f"expected {expected.lower()} (corrupted or changed file)")
+        os.replace(tmp_name, target)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+class _Progress:
+    """A byte-count progress line on stderr, redrawn at most every 0.1 s on a terminal."""
+
+    def __init__(self, url, total):
+        self.total = total
+        self.tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.last = 0.0
+        sys.stderr.write(f"Downloading {url}\n")
+        sys.stderr.flush()
+
+    def _line(self, n):
+        mb = n / 1e6
+        if not self.total:
+            return f"{mb:.1f} MB"
+        frac = min(n / self.total, 1.0)
+        filled = int(round(20 * frac))
+        return f"{mb:.1f}/{self.total / 1e6:.1f} MB [{'=' * filled}{'.' * (20 - filled)}] {100 * frac:3.0f}%"
+
+    def update(self, n):
+        now = time.monotonic()
+        if self.tty and now - self.last >= 0.1:
+            self.last = now
+            sys.stderr.write("\r" + self._line(n))
+            sys.stderr.flush()
+
+    def close(self, n):
+        sys.stderr.write(("\r" if self.tty else "") + self._line(n) + "\n")
+        sys.stderr.flush()
+
+
+# ----------------------------------------------------------------------------- bounded reads
+
+def sha256_of(path):
+    """The hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_file(path, limit=None):
+    """The bytes of a regular file, refusing files larger than ``limit`` (default MAX_MEMBER_BYTES)."""
+    limit = MAX_MEMBER_BYTES if limit is None else limit
+    path = Path(path)
+    size = path.stat().st_size
+    if size > limit:
+        raise DatasetFormatError(f"{path} is {size} bytes, more than the {limit}-byte limit")
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise DatasetFormatError(f"{path} grew past the {limit}-byte limit while being read")
+    return data
+
+
+class _LimitedReader(io.RawIOBase):
+    """A read-only stream that raises ``DatasetFormatError`` after ``limit`` bytes."""
+
+    def __init__(self, raw, limit, name):
+        self.raw, self.left, self.name, self.limit = raw, limit, name, limit
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        data = self.raw.read(min(len(buf), self.left + 1))
+        if len(data) > self.left:
+            raise DatasetFormatError(f"{self.name}: more than the {self.limit}-byte limit "
+                                     "(decompression bomb?)")
+        self.left -= len(data)
+        buf[:len(data)] = data
+        return len(data)
+
+
+# ----------------------------------------------------------------------------- tar archives
+
+_tar_data_filter = getattr(tarfile, "data_filter", None)  # Python >= 3.12, 3.11.4, 3.10.12, 3.9.17
+_FILTER_ROOT = os.path.join(os.path.abspath(os.sep), "fastdl-archive-root")
+
+
+def check_tar_member(member, archive):
+    """Raise ``DatasetFormatError`` unless ``member`` is safe.
+
+    Refused: an absolute name (which the ``"data"`` filter would merely strip), a name or link
+    escaping the archive through ``..``, a link to an absolute path, a device or FIFO. The explicit
+    checks always run; ``tarfile.data_filter`` runs as well where Python has it.
+    """
+    reason = _member_problem(member)
+    if reason:
+        raise DatasetFormatError(f"{archive}: unsafe member {member.name!r}: {reason}")
+    if _tar_data_filter is not None:
+        try:
+            _tar_data_filter(member, _FILTER_ROOT)
+        except tarfile.FilterError as e:
+            raise DatasetFormatError(f"{archive}: unsafe member {member.name!r}: {e}") from e
+
+
+def _escapes(name):
+    """Whether a '/'-separated relative name leaves the archive root (after normalising)."""
+    norm = posixpath.normpath(name)
+    return norm == ".." or norm.startswith("../")
+
+
+def _member_problem(member):
+    name = member.name.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    if _escapes(name):
+        return "path outside the archive ('..')"
+    if member.ischr() or member.isblk() or member.isfifo():
+        return "device or FIFO"
+    if member.issym() or member.islnk():
+        link = member.linkname.replace("\\", "/")
+        if link.startswith("/") or (len(link) > 1 and link[1] == ":"):
+            return f"link to an absolute path {member.linkname!r}"
+        # symlinks resolve next to themselves, hard links from the archive root
+        base = posixpath.dirname(name) if member.issym() else ""
+        if _escapes(posixpath.join(base, link)):
+            return f"link outside the archive to {member.linkname!r}"
+    return None
+
+
+_MAGIC = [(b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb"))]  # magic -> reader
+_DECOMPRESS_ERRORS = [tarfile.TarError, EOFError, OSError, zlib.error]
+try:  # bz2 and lzma are optional modules in some Python builds
+    import bz2
+    _MAGIC.append((b"BZh", bz2.BZ2File))
+except ImportError:  # pragma: no cover
+    pass
+try:
+    import lzma
+    _MAGIC.append((b"\xfd7zXZ\x00", lzma.LZMAFile))
+    _DECOMPRESS_ERRORS.append(lzma.LZMAError)
+except ImportError:  # pragma: no cover
+    pass
+_DECOMPRESS_ERRORS = tuple(_DECOMPRESS_ERRORS)
+
+
+def read_tar_members(archive, wanted):
+    """Read the regular-file members named in ``wanted`` from a (gzip/bz2/xz) tar archive in place.
+
+    Every member is checked with ``check_tar_member``; a wanted name that is a link or appears twice is
+    refused; each wanted member may be at most ``MAX_MEMBER_BYTES``. The compressed stream is read to
+    its end, so a truncated or corrupted archive is reported even past the last member. ``wanted`` is
+    a set of names or a predicate on a name. Returns ``{name: bytes}`` for the wanted members present.
+    """
+    match = wanted.__contains__ if isinstance(wanted, (set, frozenset, dict)) else wanted
+    found = {}
+    try:
+        with open(archive, "rb") as raw:
+            head = raw.read(6)
+            raw.seek(0)
+            opener = next((cls for magic, cls in _MAGIC if head.startswith(magic)), None)
+            stream = opener(raw) if opener is not None else raw
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                for member in tar:
+                    check_tar_member(member, archive)
+                    name = member.name
+                    if not match(name):
+                        continue
+                    if name in found:
+                        raise DatasetFormatError(f"{archive}: member {name!r} appears twice")
+                    if not member.isfile():
+                        raise DatasetFormatError(f"{archive}: member {name!r} is not a regular file "
+                                                 f"(type {member.type!r})")
+                    if member.size > MAX_MEMBER_BYTES:
+                        raise DatasetFormatError(f"{archive}: member {name!r} declares {member.size} "
+                                                 f"bytes, more than the {MAX_MEMBER_BYTES}-byte limit")
+                    data = tar.extractfile(member).read()
+                    if len(data) != member.size:
+                        raise DatasetFormatError(f"{archive}: member {name!r} is truncated "
+                                                 f"({len(data)} of {member.size} bytes)")
+                    found[name] = data
+            left = MAX_MEMBER_BYTES  # drain the padding after the end marker: checks the CRC
+            while left > 0:
+                chunk = stream.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+    except _DECOMPRESS_ERRORS as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise DatasetFormatError(f"{archive}: not a readable tar archive or truncated: "
+                                 f"{type(e).__name__}: {e}") from e
+    return found
+
+
+# ----------------------------------------------------------------------------- restricted pickle
+#
+# A NumPy array pickles as  _reconstruct(ndarray, (0,), b"b")  followed by BUILD with the state
+# (version, shape, dtype, fortran, data), and a dtype as  dtype("u1", False, True)  + BUILD(state).
+# NumPy's own __setstate__ methods trust that state: an object array whose list is shorter than its
+# shape crashes the interpreter, and a dtype state can declare object fields over raw bytes. So the
+# unpickler below never hands NumPy a state: it rebuilds each array and dtype itself from validated
+# parts, through stand-in objects that are swapped for the real ones when loading ends.
+
+_ALLOWED_KINDS = "biufcO"  # bool, integers, floats, complex, object; no strings, voids or records
+_BYTE_ORDERS = ("<", ">", "|", "=", b"<", b">", b"|", b"=")
+
+
+class _Stub:
+    """Base of the stand-ins: ``value`` is the real object once BUILD has supplied a valid state."""
+
+    value = None
+
+
+class _DtypeStub(_Stub):
+    def __init__(self, name):
+        try:
+            dtype = np.dtype(name.decode("ascii") if isinstance(name, bytes) else name)
+        except (TypeError, ValueError, UnicodeDecodeError) as e:
+            raise pickle.UnpicklingError(f"bad dtype {name!r} in pickle: {e}") from None
+        if dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            raise UnsafePickleError(f"refusing dtype {name!r}: dataset arrays may only be bool, integer, "
+                                    "float, complex or object")
+        self.value = dtype
+
+    def __setstate__(self, state):
+        if not isinstance(state, tuple) or len(state) < 5 or state[1] not in _BYTE_ORDERS:
+            raise pickle.UnpicklingError(f"bad dtype state in pickle: {state!r:.200}")
+        if any(part is not None for part in state[2:5]):  # subarray, field names, fields
+            raise UnsafePickleError("refusing a structured or subarray dtype in a dataset pickle")
+        order = state[1].decode("ascii") if isinstance(state[1], bytes) else state[1]
+        if order in "<>" and self.value.itemsize > 1 and self.value.kind != "O":
+            self.value = self.value.newbyteorder(order)
+
+
+def _make_dtype(name, align=False, copy=True):
+    return _DtypeStub(name)
+
+
+def _real_dtype(d):
+    if isinstance(d, _DtypeStub):
+        return d.value
+    raise pickle.UnpicklingError(f"expected a dtype in the pickle, found {type(d).__name__}")
+
+
+class _ArrayStub(_Stub):
+    def __setstate__(self, state):
+        if self.value is not None:
+            raise pickle.UnpicklingError("an array state was given twice")
+        if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
+            state = state[1:]
+        if not isinstance(state, tuple) or len(state) != 4:
+            raise pickle.UnpicklingError(f"bad array state in pickle: {type(state).__name__}")
+        shape, dtype, fortran, data = state
+        dtype = _real_dtype(dtype)
+        if (not isinstance(shape, tuple)
+                or not all(type(d) is int and 0 <= d <= MAX_MEMBER_BYTES for d in shape)):
+            raise pickle.UnpicklingError(f"bad array shape in pickle: {shape!r:.200}")
+        count = 1
+        for d in shape:
+            count *= d
+        order = "F" if fortran else "C"
+        if dtype.kind == "O":
+            if not isinstance(data, list) or len(data) != count:
+                raise pickle.UnpicklingError(f"object array of shape {shape} needs a list of {count} "
+                                             f"items, found {type(data).__name__}")
+            flat = np.empty(count, dtype=object)
+            for i, item in enumerate(data):
+                flat[i] = _finalize(item, {})
+            self.value = flat.reshape(shape, order=order)
+            return
+        if isinstance(data, str):  # Python 2 str read with encoding="latin1"
+            data = data.encode("latin1")
+        if not isinstance(data, (bytes, bytearray)) or len(data) != count * dtype.itemsize:
+            found = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
+            raise pickle.UnpicklingError(f"array of shape {shape} and dtype {dtype} needs "
+                                         f"{count * dtype.itemsize} data bytes, found {found}")
+        self.value = np.frombuffer(bytearray(data), dtype=dtype).reshape(shape, order=order)
+
+
+_NDARRAY = object()  # what the pickle gets for numpy.ndarray: only _reconstruct accepts it
+
+
+def _reconstruct(subtype, shape, typecode):
+    if subtype is not _NDARRAY or shape != (0,):
+        raise UnsafePickleError("refusing _reconstruct with anything but (numpy.ndarray, (0,), ...)")
+    return _ArrayStub()
+
+
+def _scalar(dtype, data=None):
+    dtype = _real_dtype(dtype)
+    if isinstance(data, str):
+        data = data.encode("latin1")
+    if dtype.kind == "O" or not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError(f"bad NumPy scalar of dtype {dtype} in pickle")
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+_PLAIN = (int, float, bytes, str, bool, complex, type(None))
+
+
+def _finalize(obj, seen):
+    """Swap every stand-in inside ``obj`` (dicts, lists, tuples, sets) for its real object."""
+    if isinstance(obj, _Stub):
+        if obj.value is None:
+            raise pickle.UnpicklingError("a NumPy array in the pickle has no state")
+        return obj.value
+    if not isinstance(obj, (list, dict, tuple, set, frozenset)) or id(obj) in seen:
+        return obj
+    seen[id(obj)] = obj
+    if not isinstance(obj, dict) and all(t in _PLAIN for t in set(map(type, obj))):
+        return obj  # the common case, e.g. a review's list of ids: nothing to swap
+    if isinstance(obj, list):
+        obj[:] = [_finalize(v, seen) for v in obj]
+    elif isinstance(obj, dict):
+        items = [(_finalize(k, seen), _finalize(v, seen)) for k, v in obj.items()]
+        obj.clear()
+        obj.update(items)
+    else:
+        obj = type(obj)(_finalize(v, seen) for v in obj)
+        seen[id(obj)] = obj
+    return obj
+
+
+_MULTIARRAY = {"_reconstruct": _reconstruct, "scalar": _scalar}
+_ALLOWED_GLOBALS = {("numpy", "ndarray"): _NDARRAY, ("numpy", "dtype"): _make_dtype}
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # NumPy < 2 and >= 2 spellings
+    for _name, _fn in _MULTIARRAY.items():
+        _ALLOWED_GLOBALS[(_module, _name)] = _fn
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that can only rebuild NumPy arrays, dtypes and scalars (plus plain containers).
+
+    Allowed globals: ``numpy.ndarray``, ``numpy.dtype``, ``numpy[._]core.multiarray._reconstruct``
+    and ``.scalar``, each replaced by a validating stand-in; only bool/int/float/complex/object
+    dtypes. Any other global (``os.system``, ``builtins.eval``, ...) raises ``UnsafePickleError``, a
+    ``pickle.UnpicklingError``, before anything is called; so do persistent ids.
+    """
+
+    def find_class(self, module, name):
+        try:
+            return _ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(f"refusing to unpickle the global {module}.{name}: dataset pickles "
+                                    "may only rebuild NumPy arrays (file corrupted or malicious)") from None
+
+    def load(self):
+        return _finalize(super().load(), {})
+
+
+_MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
+
+
+def check_pickle_opcodes(data, source="pickle"):
+    """Walk the opcodes of ``data`` without executing them; raise ``DatasetFormatError`` if malformed.
+
+    Guards against what CPython's C unpickler would do before failing: a memo index far beyond the
+    pickle's size makes it allocate and clear a memo table of that length (gigabytes from a few
+    bytes), and a length field larger than the data is refused here instead of being allocated. A
+    pickler numbers memo entries 0, 1, 2, ..., so an index above the count so far is refused.
+    """
+    import pickletools
+    puts = 0
+    try:
+        for opcode, arg, _ in pickletools.genops(data):
+            if opcode.name in _MEMO_PUTS:
+                if arg > puts:
+                    raise DatasetFormatError(f"{source}: memo index {arg} out of sequence "
+                                             f"(after {puts} entries): corrupt or malicious pickle")
+                puts += 1
+            elif opcode.name == "MEMOIZE":
+                puts += 1
+    except (ValueError, TypeError, OverflowError, UnicodeDecodeError) as e:
+        if isinstance(e, DatasetFormatError):
+            raise
+        raise DatasetFormatError(f"{source}: corrupt pickle: {e}") from e
+
+
+def restricted_loads(data, *, encoding="bytes", source="pickle", check=True):
+    """Unpickle ``data`` with ``RestrictedUnpickler`` after ``check_pickle_opcodes`` (unless
+    ``check=False``, for files whose checksum is the official one); malformed streams raise
+    ``DatasetFormatError``, forbidden globals ``UnsafePickleError``."""
+    if check:
+        check_pickle_opcodes(data, source)
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
+    except pickle.UnpicklingError as e:
+        if isinstance(e, UnsafePickleError):
+            raise UnsafePickleError(f"{source}: {e}") from None
+        raise DatasetFormatError(f"{source}: corrupt pickle: {e}") from e
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError,
+            RecursionError, MemoryError) as e:  # MemoryError: a corrupt length asked for too much
+        raise DatasetFormatError(f"{source}: corrupt pickle: {type(e).__name__}: {e}") from e
+
+
+# ----------------------------------------------------------------------------- .npz without pickle
+
+def _read_npy_header(stream, source):
+    fmt = np.lib.format
+    version = fmt.read_magic(stream)
+    if version == (1, 0):
+        return fmt.read_array_header_1_0(stream)
+    if version in ((2, 0), (3, 0)):  # 3.0 differs only in the header text's encoding
+        return fmt.read_array_header_2_0(stream)
+    raise DatasetFormatError(f"{source}: unsupported .npy format version {version}")
+
+
+def _read_npy(stream, source, check):
+    shape, fortran, dtype = _read_npy_header(stream, source)
+    count = 1
+    for d in shape:
+        count *= d
+    if dtype.hasobject:
+        arr = restricted_loads(stream.read(), encoding="latin1", source=source, check=check)
+        if not isinstance(arr, np.ndarray) or arr.dtype != object or arr.shape != shape:
+            raise DatasetFormatError(f"{source}: the pickle holds {type(arr).__name__} "
+                                     f"{getattr(arr, 'shape', '')}, the header promised object {shape}")
+        return arr
+    if dtype.kind not in "biuf":
+        raise DatasetFormatError(f"{source}: unsupported dtype {dtype}")
+    nbytes = count * dtype.itemsize
+    if nbytes > MAX_MEMBER_BYTES:
+        raise DatasetFormatError(f"{source}: {nbytes} bytes of data, more than the "
+                                 f"{MAX_MEMBER_BYTES}-byte limit")
+    data = bytearray(nbytes)
+    view, got = memoryview(data), 0
+    while got < nbytes:
+        n = stream.readinto(view[got:])
+        if not n:
+            raise DatasetFormatError(f"{source}: truncated, {got} of {nbytes} data bytes")
+        got += n
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def load_npz(path, keys, official_sha256=None):
+    """Read the arrays ``keys`` from an ``.npz`` without ever running a general unpickler.
+
+    Numeric members are read directly; object members (ragged sequences) go through
+    ``restricted_loads``, whose opcode check (slow on millions of opcodes) is skipped when the file's
+    sha256 is ``official_sha256``. Each member may decompress to at most ``MAX_MEMBER_BYTES``.
+    """
+    out = {}
+    check = official_sha256 is None or sha256_of(path) != official_sha256
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = {}
+            for info in zf.infolist():
+                if info.filename in infos:
+                    raise DatasetFormatError(f"{path}: member {info.filename!r} appears twice")
+                infos[info.filename] = info
+            missing = [k for k in keys if k + ".npy" not in infos]
+            if missing:
+                raise DatasetFormatError(f"{path}: missing arrays {missing}; it holds "
+                                         f"{sorted(n[:-4] for n in infos if n.endswith('.npy'))}")
+            for key in keys:
+                info = infos[key + ".npy"]
+                source = f"{path}[{key}]"
+                if info.file_size > MAX_MEMBER_BYTES:
+                    raise DatasetFormatError(f"{source}: declares {info.file_size} bytes, more than "
+                                             f"the {MAX_MEMBER_BYTES}-byte limit")
+                with zf.open(info) as raw:
+                    stream = io.BufferedReader(_LimitedReader(raw, info.file_size, source))
+                    try:
+                        out[key] = _read_npy(stream, source, check)
+                    except (EOFError, TypeError, OverflowError, MemoryError) as e:  # header, data
+                        raise DatasetFormatError(f"{source}: corrupt: {type(e).__name__}: {e}") from e
+    except zipfile.BadZipFile as e:
+        raise DatasetFormatError(f"{path}: not a readable .npz (zip) file: {e}") from e
+    except DatasetFormatError:
+        raise
+    except ValueError as e:  # NumPy header parsing errors
+        raise DatasetFormatError(f"{path}: corrupt .npy member: {e}") from e
+    return out
