@@ -12,7 +12,11 @@
 #include <vector>
 
 #include "common.h"
+#include "conv2d.h"
 #include "gemm.h"
+#include "pool2d.h"
+#include "rnn.h"  // ---- rnn
+#include "embedding.h"  // ---- embedding
 
 namespace py = pybind11;
 using fastdl::index_t;
@@ -106,6 +110,657 @@ void bind_gemm(py::module_& m) {
           py::arg("transpose_b") = false, "(da, db) for c = op(a) @ op(b).");
 }
 
+// ---- conv2d
+// Shared by conv2d_forward and conv2d_backward: ranks, positive sizes and hyperparameters,
+// channels/groups agreement, output size >= 1 and overflow-checked element counts.
+bool parse_padding(const std::string& padding, const char* fn) {
+    FASTDL_CHECK(padding == "valid" || padding == "same", fn,
+                 ": padding must be 'valid' or 'same', received '", padding, "'");
+    return padding == "same";
+}
+
+void check_positive_pair(index_t a, index_t b, const char* fn, const char* arg) {
+    FASTDL_CHECK(a >= 1 && b >= 1, fn, ": ", arg, " must be positive integers, received (", a,
+                 ", ", b, ")");
+}
+
+fastdl::Conv2dParams conv2d_check(const py::array& x, const py::array& kernel, index_t sh,
+                                  index_t sw, const std::string& padding, index_t dh, index_t dw,
+                                  index_t groups, const char* fn) {
+    auto sx = shape_of<4>(x, fn, "x");
+    auto sk = shape_of<4>(kernel, fn, "kernel");
+    check_positive_pair(sh, sw, fn, "strides");
+    check_positive_pair(dh, dw, fn, "dilation_rate");
+    FASTDL_CHECK(groups >= 1, fn, ": groups must be a positive integer, received ", groups);
+    const bool same = parse_padding(padding, fn);
+    FASTDL_CHECK(sx[1] >= 1 && sx[2] >= 1 && sx[3] >= 1, fn,
+                 ": x must be (N, H, W, C) with positive H, W and C, received shape ",
+                 shape_str(x));
+    FASTDL_CHECK(sk[0] >= 1 && sk[1] >= 1 && sk[2] >= 1 && sk[3] >= 1, fn,
+                 ": kernel must be (KH, KW, C/groups, F) with positive sizes, received shape ",
+                 shape_str(kernel));
+    FASTDL_CHECK(sx[3] % groups == 0, fn, ": the channels of x ", shape_str(x),
+                 " must be a multiple of groups, received groups=", groups);
+    FASTDL_CHECK(sk[3] % groups == 0, fn, ": the filters of kernel ", shape_str(kernel),
+                 " must be a multiple of groups, received groups=", groups);
+    FASTDL_CHECK(sk[2] * groups == sx[3], fn, ": kernel must be (KH, KW, C/groups=",
+                 sx[3] / groups, ", F) for x of shape ", shape_str(x), " and groups=", groups,
+                 ", received ", shape_str(kernel));
+    auto p = fastdl::conv2d_params(sx[0], sx[1], sx[2], sx[3], sk[0], sk[1], sk[3], sh, sw, dh,
+                                   dw, groups, same, fn);
+    FASTDL_CHECK(p.oh >= 1 && p.ow >= 1, fn, ": output size (", p.oh, ", ", p.ow,
+                 ") is less than 1 for input size (", p.h, ", ", p.w, "), kernel size (", p.kh,
+                 ", ", p.kw, "), strides (", sh, ", ", sw, "), dilation_rate (", dh, ", ", dw,
+                 ") and padding '", padding, "'");
+    fastdl::checked_product({p.n, p.oh, p.ow, p.f}, fn);          // y and dy
+    fastdl::checked_product({p.ow, p.kh, p.kw, sk[2]}, fn);       // one im2col row of pixels
+    return p;
+}
+
+// None, or an array of exactly T that is C-contiguous (no conversion) with the given shape.
+template <typename T>
+const T* optional_array(const py::object& obj, Array<T>& holder,
+                        std::initializer_list<index_t> shape, const char* fn, const char* arg) {
+    if (obj.is_none()) return nullptr;
+    if (!py::isinstance<Array<T>>(obj))
+        throw py::type_error(fastdl::concat(fn, ": ", arg, " must be None or a C-contiguous ",
+                                            py::str(py::dtype::of<T>()).cast<std::string>(),
+                                            " array like x, received ",
+                                            py::str(py::type::of(obj)).cast<std::string>()));
+    holder = py::reinterpret_borrow<Array<T>>(obj);
+    bool same = holder.ndim() == static_cast<py::ssize_t>(shape.size());
+    size_t i = 0;
+    for (index_t s : shape) same = same && holder.shape(i++) == s;
+    if (!same) {
+        std::string want = "(";
+        i = 0;
+        for (index_t s : shape) want += (i++ ? ", " : "") + std::to_string(s);
+        want += shape.size() == 1 ? ",)" : ")";
+        FASTDL_CHECK(false, fn, ": ", arg, " must have shape ", want, ", received ",
+                     shape_str(holder));
+    }
+    return holder.data();
+}
+
+template <typename T>
+Array<T> conv2d_forward(const Array<T>& x, const Array<T>& kernel, const py::object& bias,
+                        index_t sh, index_t sw, const std::string& padding, index_t dh,
+                        index_t dw, index_t groups, bool relu) {
+    const char* fn = "conv2d_forward";
+    auto p = conv2d_check(x, kernel, sh, sw, padding, dh, dw, groups, fn);
+    Array<T> bias_holder;
+    const T* bp = optional_array<T>(bias, bias_holder, {p.f}, fn, "bias");
+    auto y = new_array<T>({p.n, p.oh, p.ow, p.f}, fn);
+    const T *xp = x.data(), *kp = kernel.data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::conv2d_forward(yp, xp, kp, bp, p, relu);
+    }
+    return y;
+}
+
+template <typename T>
+py::tuple conv2d_backward(const Array<T>& dy, const Array<T>& x, const Array<T>& kernel,
+                          index_t sh, index_t sw, const std::string& padding, index_t dh,
+                          index_t dw, index_t groups, bool need_dx, bool need_dkernel,
+                          bool need_dbias, const py::object& relu_output) {
+    const char* fn = "conv2d_backward";
+    auto p = conv2d_check(x, kernel, sh, sw, padding, dh, dw, groups, fn);
+    auto sd = shape_of<4>(dy, fn, "dy");
+    FASTDL_CHECK(sd[0] == p.n && sd[1] == p.oh && sd[2] == p.ow && sd[3] == p.f, fn,
+                 ": dy must have the output shape (", p.n, ", ", p.oh, ", ", p.ow, ", ", p.f,
+                 ") of x ", shape_str(x), " and kernel ", shape_str(kernel), ", received ",
+                 shape_str(dy));
+    Array<T> relu_holder;
+    const T* rp = optional_array<T>(relu_output, relu_holder, {p.n, p.oh, p.ow, p.f}, fn,
+                                    "relu_output");
+    py::object dx = py::none(), dk = py::none(), db = py::none();
+    T *dxp = nullptr, *dkp = nullptr, *dbp = nullptr;
+    if (need_dx) {
+        auto a = new_array<T>({p.n, p.h, p.w, p.c}, fn);
+        dxp = a.mutable_data();
+        dx = a;
+    }
+    if (need_dkernel) {
+        auto a = new_array<T>({p.kh, p.kw, p.c / p.groups, p.f}, fn);
+        dkp = a.mutable_data();
+        dk = a;
+    }
+    if (need_dbias) {
+        auto a = new_array<T>({p.f}, fn);
+        dbp = a.mutable_data();
+        db = a;
+    }
+    const T *dyp = dy.data(), *xp = x.data(), *kp = kernel.data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::conv2d_backward(dxp, dkp, dbp, dyp, xp, kp, rp, p);
+    }
+    return py::make_tuple(dx, dk, db);
+}
+
+template <typename T>
+void bind_conv2d(py::module_& m) {
+    m.def("conv2d_forward", &conv2d_forward<T>, py::arg("x").noconvert(),
+          py::arg("kernel").noconvert(), py::arg("bias"), py::arg("stride_h"),
+          py::arg("stride_w"), py::arg("padding"), py::arg("dilation_h"), py::arg("dilation_w"),
+          py::arg("groups"), py::arg("relu"),
+          "y = [relu](conv2d(x, kernel) + bias): x (N,H,W,C), kernel (KH,KW,C/groups,F), "
+          "bias (F,) or None -> y (N,OH,OW,F).");
+    m.def("conv2d_backward", &conv2d_backward<T>, py::arg("dy").noconvert(),
+          py::arg("x").noconvert(), py::arg("kernel").noconvert(), py::arg("stride_h"),
+          py::arg("stride_w"), py::arg("padding"), py::arg("dilation_h"), py::arg("dilation_w"),
+          py::arg("groups"), py::arg("need_dx"), py::arg("need_dkernel"), py::arg("need_dbias"),
+          py::arg("relu_output"),
+          "(dx, dkernel, dbias) of conv2d_forward, None where not needed; relu_output: the "
+          "forward's output when it was fused with ReLU, else None.");
+}
+
+// ---- pool2d
+// Shared by the pooling entry points: positive window, strides and input sizes, padding,
+// output size >= 1 and overflow-checked element counts of x and y.
+fastdl::Pool2dParams pool2d_check(index_t n, index_t h, index_t w, index_t c,
+                                  const std::string& x_desc, index_t ph, index_t pw, index_t sh,
+                                  index_t sw, const std::string& padding, const char* fn) {
+    check_positive_pair(ph, pw, fn, "pool_size");
+    check_positive_pair(sh, sw, fn, "strides");
+    const bool same = parse_padding(padding, fn);
+    FASTDL_CHECK(h >= 1 && w >= 1 && c >= 1, fn,
+                 ": x must be (N, H, W, C) with positive H, W and C, received ", x_desc);
+    fastdl::checked_product({n, h, w, c}, fn);
+    auto p = fastdl::pool2d_params(n, h, w, c, ph, pw, sh, sw, same, fn);
+    FASTDL_CHECK(p.oh >= 1 && p.ow >= 1, fn, ": output size (", p.oh, ", ", p.ow,
+                 ") is less than 1 for input size (", h, ", ", w, "), pool_size (", ph, ", ", pw,
+                 "), strides (", sh, ", ", sw, ") and padding '", padding, "'");
+    fastdl::checked_product({n, p.oh, p.ow, c}, fn);
+    return p;
+}
+
+fastdl::Pool2dParams pool2d_check_x(const py::array& x, index_t ph, index_t pw, index_t sh,
+                                    index_t sw, const std::string& padding, const char* fn) {
+    auto s = shape_of<4>(x, fn, "x");
+    return pool2d_check(s[0], s[1], s[2], s[3], "shape " + shape_str(x), ph, pw, sh, sw,
+                        padding, fn);
+}
+
+// For the backward passes: x is (N, input_h, input_w, C) with N and C from dy.
+fastdl::Pool2dParams pool2d_check_dy(const py::array& dy, index_t input_h, index_t input_w,
+                                     index_t ph, index_t pw, index_t sh, index_t sw,
+                                     const std::string& padding, const char* fn) {
+    auto s = shape_of<4>(dy, fn, "dy");
+    auto p = pool2d_check(s[0], input_h, input_w, s[3],
+                          fastdl::concat("input size (", input_h, ", ", input_w, ")"), ph, pw,
+                          sh, sw, padding, fn);
+    FASTDL_CHECK(s[1] == p.oh && s[2] == p.ow, fn, ": dy must have the output shape (", p.n,
+                 ", ", p.oh, ", ", p.ow, ", ", p.c, ") of an input of size (", input_h, ", ",
+                 input_w, "), received ", shape_str(dy));
+    return p;
+}
+
+template <typename T>
+py::tuple max_pool2d_forward(const Array<T>& x, index_t ph, index_t pw, index_t sh, index_t sw,
+                             const std::string& padding) {
+    const char* fn = "max_pool2d_forward";
+    auto p = pool2d_check_x(x, ph, pw, sh, sw, padding, fn);
+    auto y = new_array<T>({p.n, p.oh, p.ow, p.c}, fn);
+    auto am = new_array<std::int64_t>({p.n, p.oh, p.ow, p.c}, fn);
+    T* yp = y.mutable_data();
+    std::int64_t* ap = am.mutable_data();
+    const T* xp = x.data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::max_pool2d_forward(yp, ap, xp, p);
+    }
+    return py::make_tuple(y, am);
+}
+
+template <typename T>
+Array<T> max_pool2d_backward(const Array<T>& dy, const Array<std::int64_t>& argmax,
+                             index_t input_h, index_t input_w, index_t ph, index_t pw,
+                             index_t sh, index_t sw, const std::string& padding) {
+    const char* fn = "max_pool2d_backward";
+    auto p = pool2d_check_dy(dy, input_h, input_w, ph, pw, sh, sw, padding, fn);
+    auto sa = shape_of<4>(argmax, fn, "argmax");
+    FASTDL_CHECK(sa[0] == p.n && sa[1] == p.oh && sa[2] == p.ow && sa[3] == p.c, fn,
+                 ": argmax must have the shape of dy ", shape_str(dy), ", received ",
+                 shape_str(argmax));
+    const std::int64_t* ap = argmax.data();
+    FASTDL_CHECK(fastdl::max_pool2d_argmax_valid(ap, p), fn,
+                 ": argmax must hold flat indices into x as max_pool2d_forward returns them "
+                 "(entry [n, ...] in [n*H*W*C, (n+1)*H*W*C)); some are out of range");
+    auto dx = new_array<T>({p.n, p.h, p.w, p.c}, fn);
+    T* dxp = dx.mutable_data();
+    const T* dyp = dy.data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::max_pool2d_backward(dxp, dyp, ap, p);
+    }
+    return dx;
+}
+
+template <typename T>
+Array<T> avg_pool2d_forward(const Array<T>& x, index_t ph, index_t pw, index_t sh, index_t sw,
+                            const std::string& padding) {
+    const char* fn = "avg_pool2d_forward";
+    auto p = pool2d_check_x(x, ph, pw, sh, sw, padding, fn);
+    auto y = new_array<T>({p.n, p.oh, p.ow, p.c}, fn);
+    T* yp = y.mutable_data();
+    const T* xp = x.data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::avg_pool2d_forward(yp, xp, p);
+    }
+    return y;
+}
+
+template <typename T>
+Array<T> avg_pool2d_backward(const Array<T>& dy, index_t input_h, index_t input_w, index_t ph,
+                             index_t pw, index_t sh, index_t sw, const std::string& padding) {
+    const char* fn = "avg_pool2d_backward";
+    auto p = pool2d_check_dy(dy, input_h, input_w, ph, pw, sh, sw, padding, fn);
+    auto dx = new_array<T>({p.n, p.h, p.w, p.c}, fn);
+    T* dxp = dx.mutable_data();
+    const T* dyp = dy.data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::avg_pool2d_backward(dxp, dyp, p);
+    }
+    return dx;
+}
+
+template <typename T>
+void bind_pool2d(py::module_& m) {
+    m.def("max_pool2d_forward", &max_pool2d_forward<T>, py::arg("x").noconvert(),
+          py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"),
+          py::arg("padding"), "(y, argmax): window maxima of x (N,H,W,C) and their flat indices.");
+    m.def("max_pool2d_backward", &max_pool2d_backward<T>, py::arg("dy").noconvert(),
+          py::arg("argmax").noconvert(), py::arg("input_h"), py::arg("input_w"),
+          py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"),
+          py::arg("padding"), "dx of max pooling: dy scattered (added) at argmax.");
+    m.def("avg_pool2d_forward", &avg_pool2d_forward<T>, py::arg("x").noconvert(),
+          py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"),
+          py::arg("padding"), "Window means of x (N,H,W,C); padding is not counted.");
+    m.def("avg_pool2d_backward", &avg_pool2d_backward<T>, py::arg("dy").noconvert(),
+          py::arg("input_h"), py::arg("input_w"), py::arg("pool_h"), py::arg("pool_w"),
+          py::arg("stride_h"), py::arg("stride_w"), py::arg("padding"),
+          "dx of average pooling.");
+}
+
+void set_conv2d_chunk_bytes(index_t bytes) {
+    FASTDL_CHECK(bytes >= 1, "conv2d_set_chunk_bytes: bytes must be positive, received ", bytes);
+    fastdl::set_conv2d_chunk_bytes(bytes);
+}
+// ---- end conv2d / pool2d
+
+// ---- rnn
+// SimpleRNN / LSTM / GRU. rnn_check is shared by every forward and backward: ranks, positive
+// sizes, kernel/recurrent/bias/initial-state/mask shapes against x, overflow-checked sizes.
+fastdl::RnnActivation rnn_activation(const std::string& name, const char* fn) {
+    if (name == "tanh") return fastdl::RnnActivation::tanh;
+    if (name == "relu") return fastdl::RnnActivation::relu;
+    if (name == "linear") return fastdl::RnnActivation::linear;
+    if (name == "sigmoid") return fastdl::RnnActivation::sigmoid;
+    throw std::invalid_argument(fastdl::concat(
+        fn, ": activation must be one of 'tanh', 'relu', 'linear', 'sigmoid', received '", name,
+        "'"));
+}
+
+std::string rnn_dims_str(const std::vector<index_t>& dims) {
+    std::string s = "(";
+    for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+// An array argument that must have exactly this shape.
+void rnn_expect_shape(const py::array& a, const std::vector<index_t>& dims, const char* fn,
+                      const char* arg) {
+    bool same = a.ndim() == static_cast<py::ssize_t>(dims.size());
+    for (size_t i = 0; same && i < dims.size(); ++i) same = a.shape(i) == dims[i];
+    FASTDL_CHECK(same, fn, ": ", arg, " must have shape ", rnn_dims_str(dims), ", received ",
+                 shape_str(a));
+}
+
+// None, or a C-contiguous array of exactly T with the given shape (the caller keeps obj alive).
+template <typename T>
+const T* rnn_optional(const py::object& obj, const std::vector<index_t>& dims, const char* fn,
+                      const char* arg) {
+    if (obj.is_none()) return nullptr;
+    if (!py::isinstance<Array<T>>(obj))
+        throw py::type_error(fastdl::concat(
+            fn, ": ", arg, " must be None or a C-contiguous ",
+            py::str(py::dtype::of<T>()).cast<std::string>(), " array, received ",
+            py::str(py::type::handle_of(obj)).cast<std::string>(),
+            py::isinstance<py::array>(obj)
+                ? " of dtype " + py::str(obj.attr("dtype")).cast<std::string>()
+                : std::string()));
+    auto a = py::reinterpret_borrow<py::array>(obj);
+    rnn_expect_shape(a, dims, fn, arg);
+    return static_cast<const T*>(a.data());
+}
+
+fastdl::RnnParams rnn_check(const char* fn, fastdl::RnnCell cell, const py::array& x,
+                            const py::array& kernel, const py::array& recurrent, bool use_bias,
+                            const std::string& activation, bool reset_after,
+                            bool return_sequences, bool go_backwards, bool zero_output_for_mask) {
+    auto sx = shape_of<3>(x, fn, "x");
+    auto sk = shape_of<2>(kernel, fn, "kernel");
+    auto sr = shape_of<2>(recurrent, fn, "recurrent_kernel");
+    FASTDL_CHECK(sx[1] >= 1 && sx[2] >= 1, fn,
+                 ": x must be (batch, timesteps, features) with timesteps >= 1 and features >= 1,"
+                 " received shape ", shape_str(x));
+    const index_t gates = cell == fastdl::RnnCell::lstm ? 4 : cell == fastdl::RnnCell::gru ? 3 : 1;
+    const index_t u = sr[0];
+    FASTDL_CHECK(u >= 1, fn, ": recurrent_kernel must be (units, ", gates,
+                 " * units) with units >= 1, received shape ", shape_str(recurrent));
+    const index_t gu = fastdl::checked_mul(gates, u, fn);
+    FASTDL_CHECK(sr[1] == gu, fn, ": recurrent_kernel must be (units, ", gates, " * units) = (",
+                 u, ", ", gu, "), received shape ", shape_str(recurrent));
+    FASTDL_CHECK(sk[0] == sx[2] && sk[1] == gu, fn, ": kernel must be (features, ", gates,
+                 " * units) = (", sx[2], ", ", gu, ") for x of shape ", shape_str(x),
+                 " and recurrent_kernel of shape ", shape_str(recurrent), ", received shape ",
+                 shape_str(kernel));
+    fastdl::RnnParams p{cell,     sx[0],       sx[1],    sx[2],
+                        u,        rnn_activation(activation, fn), reset_after, use_bias,
+                        return_sequences, go_backwards, zero_output_for_mask};
+    const auto s = fastdl::rnn_sizes(p);
+    for (index_t width : {s.cache_width, s.dgate_width, s.gate_width, u, sx[2]})
+        fastdl::checked_product({sx[0], sx[1], width}, fn);
+    return p;
+}
+
+std::vector<index_t> rnn_bias_shape(const fastdl::RnnSizes& s) {
+    if (s.bias_rows == 2) return {2, s.gate_width};
+    return {s.gate_width};
+}
+
+// -> (y, h_last, c_last | None, cache | None)
+template <typename T>
+py::tuple rnn_forward(fastdl::RnnCell cell, const char* fn, const Array<T>& x,
+                      const Array<T>& kernel, const Array<T>& recurrent, const py::object& bias,
+                      const py::object& h0, const py::object& c0, const py::object& mask,
+                      const std::string& activation, bool reset_after, bool return_sequences,
+                      bool go_backwards, bool zero_output_for_mask, bool training) {
+    const auto p = rnn_check(fn, cell, x, kernel, recurrent, !bias.is_none(), activation,
+                             reset_after, return_sequences, go_backwards, zero_output_for_mask);
+    const auto s = fastdl::rnn_sizes(p);
+    const index_t n = p.batch, t = p.steps, u = p.units;
+    const bool lstm = cell == fastdl::RnnCell::lstm;
+    const T* bp = rnn_optional<T>(bias, rnn_bias_shape(s), fn, "bias");
+    const T* h0p = rnn_optional<T>(h0, {n, u}, fn, "initial state h0");
+    const T* c0p = lstm ? rnn_optional<T>(c0, {n, u}, fn, "initial state c0") : nullptr;
+    FASTDL_CHECK(lstm || c0.is_none(), fn, ": only LSTM has a cell state; c0 must be None");
+    const bool* mp = rnn_optional<bool>(mask, {n, t}, fn, "mask");
+
+    auto y = return_sequences ? new_array<T>({n, t, u}, fn) : new_array<T>({n, u}, fn);
+    auto h = new_array<T>({n, u}, fn);
+    py::object c = py::none(), cache = py::none();
+    T* cp = nullptr;
+    T* cachep = nullptr;
+    if (lstm) {
+        auto ca = new_array<T>({n, u}, fn);
+        cp = ca.mutable_data();
+        c = ca;
+    }
+    if (training) {
+        auto ka = new_array<T>({t, n, s.cache_width}, fn);
+        cachep = ka.mutable_data();
+        cache = ka;
+    }
+    T* yp = y.mutable_data();
+    T* hp = h.mutable_data();
+    const T *xp = x.data(), *kp = kernel.data(), *rp = recurrent.data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::rnn_forward<T>(yp, hp, cp, cachep, xp, kp, rp, bp, h0p, c0p, mp, p);
+    }
+    return py::make_tuple(y, h, c, cache);
+}
+
+// -> (dx, dkernel, drecurrent, dbias | None, dh0, dc0 | None)
+template <typename T>
+py::tuple rnn_backward(fastdl::RnnCell cell, const char* fn, const Array<T>& dy,
+                       const py::object& dh, const py::object& dc, const Array<T>& x,
+                       const Array<T>& kernel, const Array<T>& recurrent,
+                       const py::object& mask, const Array<T>& cache,
+                       const std::string& activation, bool use_bias, bool reset_after,
+                       bool return_sequences, bool go_backwards, bool zero_output_for_mask) {
+    const auto p = rnn_check(fn, cell, x, kernel, recurrent, use_bias, activation, reset_after,
+                             return_sequences, go_backwards, zero_output_for_mask);
+    const auto s = fastdl::rnn_sizes(p);
+    const index_t n = p.batch, t = p.steps, u = p.units, in = p.input, gu = s.gate_width;
+    const bool lstm = cell == fastdl::RnnCell::lstm;
+    if (return_sequences)
+        rnn_expect_shape(dy, {n, t, u}, fn, "dy");
+    else
+        rnn_expect_shape(dy, {n, u}, fn, "dy");
+    const T* dhp = rnn_optional<T>(dh, {n, u}, fn, "dh (gradient of the final state h)");
+    const T* dcp = lstm ? rnn_optional<T>(dc, {n, u}, fn, "dc (gradient of the final state c)")
+                        : nullptr;
+    FASTDL_CHECK(lstm || dc.is_none(), fn, ": only LSTM has a cell state; dc must be None");
+    const bool* mp = rnn_optional<bool>(mask, {n, t}, fn, "mask");
+    rnn_expect_shape(cache, {t, n, s.cache_width}, fn, "cache");
+
+    auto dx = new_array<T>({n, t, in}, fn);
+    auto dk = new_array<T>({in, gu}, fn);
+    auto dr = new_array<T>({u, gu}, fn);
+    auto dh0 = new_array<T>({n, u}, fn);
+    py::object db = py::none(), dc0 = py::none();
+    T* dbp = nullptr;
+    T* dc0p = nullptr;
+    if (use_bias) {
+        auto dims = rnn_bias_shape(s);
+        auto a = Array<T>(std::vector<py::ssize_t>(dims.begin(), dims.end()));
+        dbp = a.mutable_data();
+        db = a;
+    }
+    if (lstm) {
+        auto a = new_array<T>({n, u}, fn);
+        dc0p = a.mutable_data();
+        dc0 = a;
+    }
+    T *dxp = dx.mutable_data(), *dkp = dk.mutable_data(), *drp = dr.mutable_data();
+    T* dh0p = dh0.mutable_data();
+    const T *dyp = dy.data(), *xp = x.data(), *kp = kernel.data(), *rp = recurrent.data();
+    const T* cachep = cache.data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::rnn_backward<T>(dxp, dkp, drp, dbp, dh0p, dc0p, dyp, dhp, dcp, xp, kp, rp, mp,
+                                cachep, p);
+    }
+    return py::make_tuple(dx, dk, dr, db, dh0, dc0);
+}
+
+template <typename T>
+void bind_rnn(py::module_& m) {
+    using fastdl::RnnCell;
+    m.def(
+        "simple_rnn_forward",
+        [](const Array<T>& x, const Array<T>& kernel, const Array<T>& recurrent,
+           const py::object& bias, const py::object& h0, const py::object& mask,
+           const std::string& activation, bool return_sequences, bool go_backwards,
+           bool zero_output_for_mask, bool training) {
+            return rnn_forward<T>(RnnCell::simple_rnn, "simple_rnn_forward", x, kernel,
+                                  recurrent, bias, h0, py::none(), mask, activation, false,
+                                  return_sequences, go_backwards, zero_output_for_mask,
+                                  training);
+        },
+        py::arg("x").noconvert(), py::arg("kernel").noconvert(),
+        py::arg("recurrent_kernel").noconvert(), py::arg("bias") = py::none(),
+        py::arg("h0") = py::none(), py::arg("mask") = py::none(),
+        py::arg("activation") = "tanh", py::arg("return_sequences") = false,
+        py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
+        py::arg("training") = false,
+        "SimpleRNN over a sequence -> (y, h_last, None, cache | None).");
+    m.def(
+        "lstm_forward",
+        [](const Array<T>& x, const Array<T>& kernel, const Array<T>& recurrent,
+           const py::object& bias, const py::object& h0, const py::object& c0,
+           const py::object& mask, bool return_sequences, bool go_backwards,
+           bool zero_output_for_mask, bool training) {
+            return rnn_forward<T>(RnnCell::lstm, "lstm_forward", x, kernel, recurrent, bias, h0,
+                                  c0, mask, "tanh", false, return_sequences, go_backwards,
+                                  zero_output_for_mask, training);
+        },
+        py::arg("x").noconvert(), py::arg("kernel").noconvert(),
+        py::arg("recurrent_kernel").noconvert(), py::arg("bias") = py::none(),
+        py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("mask") = py::none(),
+        py::arg("return_sequences") = false, py::arg("go_backwards") = false,
+        py::arg("zero_output_for_mask") = false, py::arg("training") = false,
+        "LSTM over a sequence -> (y, h_last, c_last, cache | None).");
+    m.def(
+        "gru_forward",
+        [](const Array<T>& x, const Array<T>& kernel, const Array<T>& recurrent,
+           const py::object& bias, const py::object& h0, const py::object& mask,
+           bool reset_after, bool return_sequences, bool go_backwards,
+           bool zero_output_for_mask, bool training) {
+            return rnn_forward<T>(RnnCell::gru, "gru_forward", x, kernel, recurrent, bias, h0,
+                                  py::none(), mask, "tanh", reset_after, return_sequences,
+                                  go_backwards, zero_output_for_mask, training);
+        },
+        py::arg("x").noconvert(), py::arg("kernel").noconvert(),
+        py::arg("recurrent_kernel").noconvert(), py::arg("bias") = py::none(),
+        py::arg("h0") = py::none(), py::arg("mask") = py::none(),
+        py::arg("reset_after") = true, py::arg("return_sequences") = false,
+        py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
+        py::arg("training") = false, "GRU over a sequence -> (y, h_last, None, cache | None).");
+    m.def(
+        "simple_rnn_backward",
+        [](const Array<T>& dy, const py::object& dh, const Array<T>& x, const Array<T>& kernel,
+           const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
+           const std::string& activation, bool use_bias, bool return_sequences,
+           bool go_backwards, bool zero_output_for_mask) {
+            return rnn_backward<T>(RnnCell::simple_rnn, "simple_rnn_backward", dy, dh,
+                                   py::none(), x, kernel, recurrent, mask, cache, activation,
+                                   use_bias, false, return_sequences, go_backwards,
+                                   zero_output_for_mask);
+        },
+        py::arg("dy").noconvert(), py::arg("dh"), py::arg("x").noconvert(),
+        py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
+        py::arg("mask"), py::arg("cache").noconvert(), py::arg("activation") = "tanh",
+        py::arg("use_bias") = true, py::arg("return_sequences") = false,
+        py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
+        "SimpleRNN BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, None).");
+    m.def(
+        "lstm_backward",
+        [](const Array<T>& dy, const py::object& dh, const py::object& dc, const Array<T>& x,
+           const Array<T>& kernel, const Array<T>& recurrent, const py::object& mask,
+           const Array<T>& cache, bool use_bias, bool return_sequences, bool go_backwards,
+           bool zero_output_for_mask) {
+            return rnn_backward<T>(RnnCell::lstm, "lstm_backward", dy, dh, dc, x, kernel,
+                                   recurrent, mask, cache, "tanh", use_bias, false,
+                                   return_sequences, go_backwards, zero_output_for_mask);
+        },
+        py::arg("dy").noconvert(), py::arg("dh"), py::arg("dc"), py::arg("x").noconvert(),
+        py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
+        py::arg("mask"), py::arg("cache").noconvert(), py::arg("use_bias") = true,
+        py::arg("return_sequences") = false, py::arg("go_backwards") = false,
+        py::arg("zero_output_for_mask") = false,
+        "LSTM BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, dc0).");
+    m.def(
+        "gru_backward",
+        [](const Array<T>& dy, const py::object& dh, const Array<T>& x, const Array<T>& kernel,
+           const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
+           bool use_bias, bool reset_after, bool return_sequences, bool go_backwards,
+           bool zero_output_for_mask) {
+            return rnn_backward<T>(RnnCell::gru, "gru_backward", dy, dh, py::none(), x, kernel,
+                                   recurrent, mask, cache, "tanh", use_bias, reset_after,
+                                   return_sequences, go_backwards, zero_output_for_mask);
+        },
+        py::arg("dy").noconvert(), py::arg("dh"), py::arg("x").noconvert(),
+        py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
+        py::arg("mask"), py::arg("cache").noconvert(), py::arg("use_bias") = true,
+        py::arg("reset_after") = true, py::arg("return_sequences") = false,
+        py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
+        "GRU BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, None).");
+}
+
+// ---- embedding
+// ids of any shape (int32/int64, validated against [0, input_dim) before any read).
+std::string embedding_position(const py::array& ids, index_t flat) {
+    std::vector<index_t> idx(static_cast<size_t>(ids.ndim()));
+    for (py::ssize_t a = ids.ndim() - 1; a >= 0; --a) {
+        const index_t dim = static_cast<index_t>(ids.shape(a));
+        idx[static_cast<size_t>(a)] = dim ? flat % dim : 0;
+        flat = dim ? flat / dim : 0;
+    }
+    return rnn_dims_str(idx);
+}
+
+template <typename I>
+void embedding_check_ids(const py::array_t<I, py::array::c_style>& ids, index_t input_dim,
+                         const char* fn) {
+    const index_t m = static_cast<index_t>(ids.size());
+    const I* p = ids.data();
+    index_t bad;
+    {
+        py::gil_scoped_release nogil;
+        bad = fastdl::embedding_find_invalid(p, m, input_dim);
+    }
+    FASTDL_CHECK(bad < 0, fn, ": index ", static_cast<long long>(p[bad < 0 ? 0 : bad]),
+                 " at position ", embedding_position(ids, bad < 0 ? 0 : bad),
+                 " is out of range: indices must be in [0, input_dim) = [0, ", input_dim, ")");
+}
+
+template <typename T, typename I>
+Array<T> embedding_forward(const Array<T>& table, const py::array_t<I, py::array::c_style>& ids) {
+    const char* fn = "embedding_forward";
+    auto st = shape_of<2>(table, fn, "embeddings");
+    FASTDL_CHECK(st[0] >= 1 && st[1] >= 1, fn,
+                 ": embeddings must be (input_dim, output_dim) with positive sizes, received ",
+                 shape_str(table));
+    embedding_check_ids<I>(ids, st[0], fn);
+    std::vector<py::ssize_t> shape(ids.shape(), ids.shape() + ids.ndim());
+    shape.push_back(static_cast<py::ssize_t>(st[1]));
+    const index_t m = static_cast<index_t>(ids.size());
+    fastdl::checked_mul(m, st[1], fn);
+    Array<T> y(shape);
+    T* yp = y.mutable_data();
+    const T* tp = table.data();
+    const I* ip = ids.data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::embedding_forward<T, I>(yp, tp, ip, m, st[1]);
+    }
+    return y;
+}
+
+template <typename T, typename I>
+Array<T> embedding_backward(const Array<T>& dy, const py::array_t<I, py::array::c_style>& ids,
+                            index_t input_dim) {
+    const char* fn = "embedding_backward";
+    FASTDL_CHECK(input_dim >= 1, fn, ": input_dim must be a positive integer, received ",
+                 input_dim);
+    FASTDL_CHECK(dy.ndim() == ids.ndim() + 1, fn, ": dy must have shape ids.shape + (output_dim,)"
+                 ", received dy ", shape_str(dy), " for ids ", shape_str(ids));
+    bool same = true;
+    for (py::ssize_t a = 0; a < ids.ndim(); ++a) same = same && dy.shape(a) == ids.shape(a);
+    const index_t d = static_cast<index_t>(dy.shape(dy.ndim() - 1));
+    FASTDL_CHECK(same && d >= 1, fn, ": dy must have shape ids.shape + (output_dim,) with "
+                 "output_dim >= 1, received dy ", shape_str(dy), " for ids ", shape_str(ids));
+    embedding_check_ids<I>(ids, input_dim, fn);
+    auto dtable = new_array<T>({input_dim, d}, fn);
+    T* dp = dtable.mutable_data();
+    const T* gp = dy.data();
+    const I* ip = ids.data();
+    const index_t m = static_cast<index_t>(ids.size());
+    {
+        py::gil_scoped_release nogil;
+        fastdl::embedding_backward<T, I>(dp, gp, ip, m, input_dim, d);
+    }
+    return dtable;
+}
+
+template <typename T, typename I>
+void bind_embedding(py::module_& m) {
+    m.def("embedding_forward", &embedding_forward<T, I>, py::arg("embeddings").noconvert(),
+          py::arg("ids").noconvert(), "embeddings[ids]: ids.shape + (output_dim,).");
+    m.def("embedding_backward", &embedding_backward<T, I>, py::arg("dy").noconvert(),
+          py::arg("ids").noconvert(), py::arg("input_dim"),
+          "Scatter-add of dy into a zero (input_dim, output_dim) gradient.");
+}
+// ---- end rnn / embedding
+
 // ---------------------------------------------------------------- threads and build info
 void set_threads(int n) {
     FASTDL_CHECK(n >= 1, "set_num_threads: n must be a positive integer, received ", n);
@@ -138,6 +793,18 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "fastdl's C++ kernels (Eigen + OpenMP). Internal: use fastdl.ops and the layers.";
     bind_gemm<float>(m);
     bind_gemm<double>(m);
+    bind_conv2d<float>(m);  // ---- conv2d
+    bind_conv2d<double>(m);
+    m.def("conv2d_set_chunk_bytes", &set_conv2d_chunk_bytes, py::arg("bytes"));
+    m.def("conv2d_chunk_bytes", &fastdl::conv2d_chunk_bytes);
+    bind_pool2d<float>(m);  // ---- pool2d
+    bind_pool2d<double>(m);
+    bind_rnn<float>(m);  // ---- rnn
+    bind_rnn<double>(m);
+    bind_embedding<float, std::int32_t>(m);  // ---- embedding
+    bind_embedding<float, std::int64_t>(m);
+    bind_embedding<double, std::int32_t>(m);
+    bind_embedding<double, std::int64_t>(m);
     m.def("set_num_threads", &set_threads, py::arg("n"));
     m.def("get_num_threads", &fastdl::num_threads);
     m.def("build_info", &build_info);

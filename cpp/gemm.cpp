@@ -1,11 +1,35 @@
+// Matrix products. float32 runs fastdl's own packed GEMM (gemm_kernels.h: an AVX-512 12x32 or
+// AVX2 6x16 micro-kernel) when the build has AVX2+FMA or AVX-512; double, and float in builds
+// without them (FASTDL_PORTABLE), run Eigen's GEMM.
+//
+// The float driver is GotoBLAS/BLIS-shaped, written for a row-major C:
+//   for ic (MC rows of op(a))            pack op(a)[ic.., pc..] into MR-row panels   (L3)
+//     for pc (KC of k)
+//       for jc (NC columns of op(b))     pack op(b)[pc.., jc..] into NR-column panels (L2)
+//         for each MR x NR tile, row panel by row panel: micro-kernel (a panel stays in L1,
+//         b panels stream from L2)
+// Threads share the packed blocks, pack them cooperatively, and split the tiles of each block.
+// Operands that would be used only once or twice after packing are read in place instead (the
+// micro-kernel reads a row-major or transposed op(a) and a row-major op(b) directly), so the
+// skinny im2col products and small Dense/RNN products pay no packing copy. Products with few
+// output tiles but a long k (conv weight gradients) split k across threads and add the parts.
 #include "gemm.h"
+
+#include "gemm_kernels.h"
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <new>
+#include <thread>
+#include <type_traits>
+#include <vector>
 
 namespace fastdl {
 
+index_t g_tune[8] = {4, 384, 512, 0, 1, 2, 0, 0};  // TUNING (temporary)
 namespace {
 std::atomic<int> g_threads{0};
 }
@@ -22,15 +46,14 @@ void set_num_threads(int n) {
 
 namespace {
 
-// Row-major view of op(x) where x is stored (rows, cols) and op transposes when asked.
+// ---------------------------------------------------------------- Eigen (double, generic float)
 template <typename T>
-ConstMapR<T> stored(const T* x, index_t rows, index_t cols) {
-    return ConstMapR<T>(x, rows, cols);
-}
+using ConstStrided = Eigen::Map<const MatrixR<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
+template <typename T>
+using Strided = Eigen::Map<MatrixR<T>, Eigen::Unaligned, Eigen::OuterStride<>>;
 
-// c = alpha-free product of two maps, written into c with or without accumulation.
 template <typename T, typename A, typename B>
-void product_into(MapR<T>& c, const A& a, const B& b, bool accumulate) {
+void product_into(Strided<T>& c, const A& a, const B& b, bool accumulate) {
     if (accumulate)
         c.noalias() += a * b;
     else
@@ -38,28 +61,335 @@ void product_into(MapR<T>& c, const A& a, const B& b, bool accumulate) {
 }
 
 template <typename T, typename B>
-void with_op_a(MapR<T>& c, const T* a, const B& opb, const GemmParams& p, bool accumulate) {
+void with_op_a(Strided<T>& c, const T* a, index_t lda, const B& opb, const GemmParams& p,
+               bool accumulate) {
     if (p.transpose_a)
-        product_into<T>(c, stored(a, p.k, p.m).transpose(), opb, accumulate);
+        product_into<T>(c, ConstStrided<T>(a, p.k, p.m, Eigen::OuterStride<>(lda)).transpose(), opb,
+                        accumulate);
     else
-        product_into<T>(c, stored(a, p.m, p.k), opb, accumulate);
+        product_into<T>(c, ConstStrided<T>(a, p.m, p.k, Eigen::OuterStride<>(lda)), opb, accumulate);
+}
+
+template <typename T>
+void eigen_gemm(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t ldb,
+                const GemmParams& p, bool accumulate) {
+    Strided<T> cm(c, p.m, p.n, Eigen::OuterStride<>(ldc));
+    if (p.transpose_b)
+        with_op_a<T>(cm, a, lda, ConstStrided<T>(b, p.n, p.k, Eigen::OuterStride<>(ldb)).transpose(),
+                     p, accumulate);
+    else
+        with_op_a<T>(cm, a, lda, ConstStrided<T>(b, p.k, p.n, Eigen::OuterStride<>(ldb)), p,
+                     accumulate);
+}
+
+#ifdef FASTDL_GEMM_SIMD
+// ---------------------------------------------------------------- fastdl's float GEMM
+namespace gd = gemm_detail;
+using gd::MR;
+using gd::NR;
+using gd::View;
+
+// Cache blocking (floats). KC x NR b panel + MR x KC a panel stay in L1 (48 KB), the KC x NC b
+// block in L2 (1-2 MB per core), the MC x KC a block in the shared L3.
+constexpr index_t kKC = 384;
+constexpr index_t kNC = 768;
+// op(b) is packed when op(a) has more rows than this, or when its row stride is this many
+// floats or more (4 KB: every k step of a panel on its own page).
+constexpr index_t kPackBRows = 40 * MR;
+constexpr index_t kPackBStride = 1024;
+// Below this many flops a product runs on the calling thread only (an OpenMP fork/join costs
+// a few microseconds); above it each thread gets at least this much work.
+constexpr double kParallelFlops = 1.5e6;
+
+struct Job {
+    index_t m, n, k;
+    View a, b;  // op(a) (m, k), op(b) (k, n)
+    float* c;
+    index_t ldc;
+    bool accumulate;
+};
+
+struct Blocking {
+    index_t kc, nc;       // block sizes (balanced so the last block is not a sliver)
+    bool pack_a, pack_b;  // copy the operand into panels, or let the kernel read it in place
+};
+
+inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+
+// Splits `total` into `parts` nearly equal blocks of at most `cap`, rounded up to `unit`.
+inline index_t balanced_block(index_t total, index_t cap, index_t unit) {
+    const index_t blocks = ceil_div(total, cap);
+    return std::min(cap, ceil_div(ceil_div(total, blocks), unit) * unit);
+}
+
+Blocking plan(const Job& j) {
+    Blocking b;
+    b.kc = balanced_block(j.k, g_tune[1], 1);
+    b.nc = balanced_block(j.n, g_tune[2], NR);
+    // An a panel is read once per NR columns of op(b). Read in place, a row-major op(a) streams
+    // through L1 well (12 row streams), so it is never copied; a transposed op(a) touches a
+    // cache line or two per k step, so it is copied into a contiguous panel when it is reused
+    // by more than four NR-column panels.
+    b.pack_a = j.a.rs == 1 && j.a.cs != 1 && j.n > g_tune[0] * NR && j.m > MR;
+    // op(b) must be packed when its rows are not contiguous (op(b) = stored^T) or narrower than a
+    // vector panel (masked loads of short rows are slow). Otherwise the kernel reads it in place
+    // unless many row panels reuse it or its row stride spreads a panel over many pages.
+    b.pack_b = j.b.cs != 1 || j.n < NR || j.m > kPackBRows || j.b.rs >= kPackBStride;
+    return b;
+}
+
+// Grow-only, 64-byte aligned scratch of the calling thread (slot 0: a panels, 1: b blocks).
+float* scratch(int slot, index_t count) {
+    struct Buffer {
+        float* p = nullptr;
+        index_t cap = 0;
+        ~Buffer() { std::free(p); }
+    };
+    thread_local Buffer buffers[2];
+    Buffer& buf = buffers[slot];
+    if (buf.cap < count) {
+        std::free(buf.p);
+        buf.p = nullptr;
+        buf.cap = 0;
+        const std::size_t bytes = (static_cast<std::size_t>(count) * sizeof(float) + 63) / 64 * 64;
+        buf.p = static_cast<float*>(std::aligned_alloc(64, bytes));
+        if (!buf.p) throw std::bad_alloc();
+        buf.cap = count;
+    }
+    return buf.p;
+}
+
+inline void split(index_t total, int tid, int nt, index_t& lo, index_t& hi) {
+    lo = total * tid / nt;
+    hi = total * (tid + 1) / nt;
+}
+
+// Shared progress of one (jc, pc) block of a team: work is handed out through these counters
+// rather than split statically, so a thread the OS preempts (shared machines) holds up little.
+struct alignas(64) BlockCounters {
+    std::atomic<index_t> pack_next{0};  // next b panel to pack
+    std::atomic<index_t> packed{0};     // b panels packed
+    std::atomic<index_t> tile_next{0};  // next chunk of tiles
+    std::atomic<index_t> done{0};       // threads finished with this block's b buffer
+};
+
+inline void wait_for(const std::atomic<index_t>& x, index_t value) {
+    for (int spins = 0; x.load(std::memory_order_acquire) < value; ++spins) {
+        if (spins < 4096)
+            _mm_pause();
+        else
+            std::this_thread::yield();
+    }
+}
+
+// Cycles of kernel work a thread takes per visit to a tile counter (MR * NR FMAs on 2 FMA
+// pipes: about MR cycles per k step of a tile).
+constexpr index_t kChunkCycles = 24000;
+
+// The blocked product, run by every thread of a team of nt (counters: one per (jc, pc) block),
+// or by one thread (nt = 1, counters null). The b panels of a block are packed by whichever
+// threads get there first into one of two alternating buffers (bbuf, bbuf + bsize), so a block
+// can be packed while slower threads still multiply the previous one; tiles are then handed out
+// in chunks of row panels (or of single tiles when there are few row panels). apanel is this
+// thread's own MR x kc buffer for packed panels of op(a).
+void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, float* apanel,
+                 BlockCounters* counters, int nt) {
+    const gd::KernelTable& kernels = gd::kernel_table();
+    constexpr int W = gd::Simd::W;
+    const index_t npa = ceil_div(j.m, MR);
+    index_t block = 0;
+    for (index_t jc = 0; jc < j.n; jc += bl.nc) {
+        const index_t nc = std::min(bl.nc, j.n - jc);
+        const index_t npb = ceil_div(nc, NR);
+        const index_t tiles = npa * npb;
+        for (index_t pc = 0; pc < j.k; pc += bl.kc, ++block) {
+            const index_t kc = std::min(bl.kc, j.k - pc);
+            const bool accumulate = j.accumulate || pc > 0;
+            BlockCounters* bc = counters ? counters + block : nullptr;
+            float* bb = bbuf + (block % 2) * bsize;
+            if (bl.pack_b) {
+                if (!bc) {
+                    for (index_t jp = 0; jp < npb; ++jp)
+                        gd::pack_b_panel(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
+                                         static_cast<int>(std::min<index_t>(NR, nc - jp * NR)));
+                } else {
+                    if (block >= 2) wait_for(counters[block - 2].done, nt);  // buffer free?
+                    for (index_t jp; (jp = bc->pack_next.fetch_add(1, std::memory_order_relaxed)) < npb;) {
+                        gd::pack_b_panel(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
+                                         static_cast<int>(std::min<index_t>(NR, nc - jp * NR)));
+                        bc->packed.fetch_add(1, std::memory_order_release);
+                    }
+                    wait_for(bc->packed, npb);
+                }
+            }
+            // Tiles in row-panel-major order, so an a panel serves all NR-panels of its row in
+            // turn from L1 (b panels stream from L2).
+            index_t chunk = tiles;
+            if (bc) {
+                const index_t panel_cycles = MR * kc * npb;
+                chunk = npa >= 4 * nt ? npb * std::max<index_t>(1, kChunkCycles / panel_cycles)
+                                      : std::max<index_t>(1, std::min(kChunkCycles / (MR * kc),
+                                                                      tiles / (2 * nt)));
+            }
+            index_t packed_ip = -1;
+            gd::APanel a{};
+            for (;;) {
+                const index_t lo = bc ? bc->tile_next.fetch_add(chunk, std::memory_order_relaxed) : 0;
+                if (lo >= tiles) break;
+                const index_t hi = std::min(tiles, lo + chunk);
+                for (index_t t = lo; t < hi; ++t) {
+                    const index_t ip = t / npb, jp = t % npb;
+                    const int rows = static_cast<int>(std::min<index_t>(MR, j.m - ip * MR));
+                    const int cols = static_cast<int>(std::min<index_t>(NR, nc - jp * NR));
+                    const int nv = (cols + W - 1) / W;
+                    const index_t i0 = ip * MR, j0 = jc + jp * NR;
+                    if (ip != packed_ip) {
+                        a = bl.pack_a ? gd::pack_a_panel(apanel, j.a, i0, rows, pc, kc)
+                                      : gd::a_in_place(j.a, i0, pc);
+                        packed_ip = ip;
+                    }
+                    const float* bp;
+                    index_t bs;
+                    bool masked;
+                    if (bl.pack_b) {
+                        bp = bb + jp * NR * kc, bs = NR, masked = false;
+                    } else {
+                        bp = j.b.at(pc, j0), bs = j.b.rs, masked = cols < nv * W;
+                    }
+                    kernels[rows - 1][nv - 1][a.mode][masked](kc, a.p, a.as, bp, bs, cols,
+                                                              j.c + i0 * j.ldc + j0, j.ldc,
+                                                              accumulate);
+                }
+                if (!bc) break;
+            }
+            if (bc) bc->done.fetch_add(1, std::memory_order_release);
+        }
+    }
+}
+
+// Runs j on nt threads (a team sharing the packed op(b) blocks) or on the calling thread alone.
+void run_team(const Job& j, int nt) {
+    const Blocking bl = plan(j);
+    const index_t bsize = std::min(bl.nc, ceil_div(j.n, NR) * NR) * bl.kc;
+    const index_t blocks = ceil_div(j.n, bl.nc) * ceil_div(j.k, bl.kc);
+    float* bbuf = bl.pack_b ? scratch(1, bsize * (nt > 1 && blocks > 1 ? 2 : 1)) : nullptr;
+    const index_t panel = MR * bl.kc + 16;  // + 64 bytes between the threads' panels
+    float* abuf = bl.pack_a ? scratch(0, panel * nt) : nullptr;
+    if (nt <= 1) {
+        run_blocked(j, bl, bbuf, 0, abuf, nullptr, 1);
+        return;
+    }
+    std::vector<BlockCounters> counters(static_cast<std::size_t>(blocks));
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num();
+        run_blocked(j, bl, bbuf, bsize, abuf ? abuf + tid * panel : nullptr, counters.data(),
+                    omp_get_num_threads());
+    }
+}
+
+// Few output tiles and a long k: each thread multiplies one slice of k on its own; thread 0
+// writes c (honouring accumulate), the others write private parts that are then added.
+void run_split_k(const Job& j, int nt) {
+    const index_t mn = j.m * j.n;
+    std::vector<float> parts(static_cast<std::size_t>(mn) * (nt - 1));
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        index_t k0, k1;
+        split(j.k, tid, team, k0, k1);
+        Job sub = j;
+        sub.k = k1 - k0;
+        sub.a.p = j.a.at(0, k0);
+        sub.b.p = j.b.at(k0, 0);
+        if (tid > 0) {
+            sub.c = parts.data() + (tid - 1) * mn;
+            sub.ldc = j.n;
+            sub.accumulate = false;
+        }
+        if (sub.k > 0) {
+            run_team(sub, 1);
+        } else if (tid > 0) {
+            std::fill(sub.c, sub.c + mn, 0.0f);
+        } else if (!sub.accumulate) {
+            for (index_t i = 0; i < j.m; ++i) std::fill(j.c + i * j.ldc, j.c + i * j.ldc + j.n, 0.0f);
+        }
+#pragma omp barrier
+        index_t r0, r1;
+        split(j.m, tid, team, r0, r1);
+        for (index_t i = r0; i < r1; ++i) {
+            float* ci = j.c + i * j.ldc;
+            for (int t = 1; t < team; ++t) {
+                const float* pi = parts.data() + (t - 1) * mn + i * j.n;
+                for (index_t q = 0; q < j.n; ++q) ci[q] += pi[q];
+            }
+        }
+    }
+}
+
+void sgemm(const Job& j) {
+    const double flops = 2.0 * static_cast<double>(j.m) * static_cast<double>(j.n) *
+                         static_cast<double>(j.k);
+    int nt = omp_in_parallel() ? 1 : num_threads();
+    if (flops < kParallelFlops) nt = 1;
+    nt = static_cast<int>(std::min<double>(nt, std::max(1.0, flops / kParallelFlops)));
+    if (nt > 1) {
+        const index_t tiles = ceil_div(j.m, MR) * ceil_div(j.n, NR);
+        if (tiles < 4 * nt && j.k >= 4 * kKC) {
+            run_split_k(j, nt);
+            return;
+        }
+        nt = static_cast<int>(std::min<index_t>(nt, tiles));
+    }
+    run_team(j, nt);
+}
+#endif  // FASTDL_GEMM_SIMD
+
+template <typename T>
+void gemm_dispatch(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t ldb,
+                   const GemmParams& p, bool accumulate) {
+#ifdef FASTDL_GEMM_SIMD
+    if constexpr (std::is_same_v<T, float>) {
+        Job j;
+        j.m = p.m, j.n = p.n, j.k = p.k;
+        j.a = p.transpose_a ? View{a, 1, lda} : View{a, lda, 1};
+        j.b = p.transpose_b ? View{b, 1, ldb} : View{b, ldb, 1};
+        j.c = c, j.ldc = ldc, j.accumulate = accumulate;
+        sgemm(j);
+        return;
+    }
+#endif
+    eigen_gemm(c, ldc, a, lda, b, ldb, p, accumulate);
 }
 
 }  // namespace
 
+const char* gemm_backend() {
+#ifdef FASTDL_GEMM_SIMD
+    return gemm_detail::Simd::name;
+#else
+    return "eigen";
+#endif
+}
+
+// c (m,n; row stride ldc) = op(a) @ op(b) (+ c), a/b stored row-major with row strides lda/ldb
+template <typename T>
+void matmul_forward_strided(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t ldb,
+                            const GemmParams& p, bool accumulate) {
+    if (p.m == 0 || p.n == 0) return;
+    if (p.k == 0) {  // an empty reduction is a zero product
+        if (!accumulate)
+            for (index_t i = 0; i < p.m; ++i) std::fill(c + i * ldc, c + i * ldc + p.n, T(0));
+        return;
+    }
+    gemm_dispatch(c, ldc, a, lda, b, ldb, p, accumulate);
+}
+
 // a (m,k)|(k,m), b (k,n)|(n,k) -> c (m,n)
 template <typename T>
 void matmul_forward(T* c, const T* a, const T* b, const GemmParams& p, bool accumulate) {
-    MapR<T> cm(c, p.m, p.n);
-    if (p.k == 0) {  // an empty reduction is a zero product
-        if (!accumulate) cm.setZero();
-        return;
-    }
-    if (p.m == 0 || p.n == 0) return;
-    if (p.transpose_b)
-        with_op_a<T>(cm, a, stored(b, p.n, p.k).transpose(), p, accumulate);
-    else
-        with_op_a<T>(cm, a, stored(b, p.k, p.n), p, accumulate);
+    matmul_forward_strided(c, p.n, a, p.transpose_a ? p.m : p.k, b, p.transpose_b ? p.k : p.n, p,
+                           accumulate);
 }
 
 // dc (m,n) -> da like a, db like b
@@ -89,6 +419,10 @@ void matmul_backward(T* da, T* db, const T* dc, const T* a, const T* b, const Ge
 
 template void matmul_forward<float>(float*, const float*, const float*, const GemmParams&, bool);
 template void matmul_forward<double>(double*, const double*, const double*, const GemmParams&, bool);
+template void matmul_forward_strided<float>(float*, index_t, const float*, index_t, const float*,
+                                            index_t, const GemmParams&, bool);
+template void matmul_forward_strided<double>(double*, index_t, const double*, index_t,
+                                             const double*, index_t, const GemmParams&, bool);
 template void matmul_backward<float>(float*, float*, const float*, const float*, const float*,
                                      const GemmParams&);
 template void matmul_backward<double>(double*, double*, const double*, const double*, const double*,

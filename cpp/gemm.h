@@ -14,9 +14,18 @@ struct GemmParams {
 template <typename T>
 void matmul_forward(T* c, const T* a, const T* b, const GemmParams& p, bool accumulate = false);
 
+// matmul_forward on sub-matrices: a, b and c are row-major with row strides lda, ldb, ldc
+// (elements; the stored a is (m,k) or (k,m) when transposed, likewise b), e.g. column slices.
+template <typename T>
+void matmul_forward_strided(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t ldb,
+                            const GemmParams& p, bool accumulate = false);
+
 // Given dc (m, n): da = dc @ op(b)^T laid out like a, db = op(a)^T @ dc laid out like b.
 // Either output may be null to skip it; both are overwritten.
 template <typename T>
 void matmul_backward(T* da, T* db, const T* dc, const T* a, const T* b, const GemmParams& p);
+
+// The float32 GEMM in this build: "avx512" or "avx2" (fastdl's packed GEMM) or "eigen".
+const char* gemm_backend();
 
 }  // namespace fastdl

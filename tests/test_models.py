@@ -304,3 +304,10 @@ def test_linear_regression_matches_scikit_learn_on_diabetes():
     model.fit(x_tr, y_tr, epochs=300, batch_size=64, verbose=0)
     r2 = r2_score(y_te, model.predict(x_te, verbose=0)[:, 0])
     assert r2 >= reference - 0.02
+
+
+def test_constructing_a_model_keeps_frozen_layers_frozen():
+    frozen = layers.Dense(2, trainable=False, input_shape=(3,))
+    model = Sequential([frozen, layers.Dense(1)])
+    assert not frozen.trainable and len(model.trainable_weights) == 2
+    assert Sequential([layers.Dense(1, input_shape=(2,))], trainable=False).layers[0].trainable is False

@@ -29,7 +29,8 @@ class Sequential:
         if layers is not None:
             for layer in layers:
                 self.add(layer)
-        self.trainable = trainable
+        if not trainable:  # freezing the model freezes every layer; True leaves layers as they are
+            self.trainable = False
 
     # ------------------------------------------------------------------ structure
     @property

@@ -1,0 +1,627 @@
+// 2-D convolution, NHWC: im2col + GEMM in cache-sized tiles of output pixels.
+//
+// Notation: pixel row m = (n * OH + oh) * OW + ow is a row of the im2col matrix
+// cols (N*OH*OW, Kg), Kg = KH*KW*Cg, whose columns are ordered (kh, kw, c) like the flattened
+// kernel (Kg, F). Group g reads channels [g*Cg, (g+1)*Cg) and writes filters [g*Fg, (g+1)*Fg).
+//
+// Why not one big Eigen GEMM: the conv GEMMs are tall and skinny ((N*OH*OW) x Kg x F with F of
+// 32..128); Eigen's parallel GEMM splits them poorly (measured: no gain from 2 threads, and a 3x
+// loss for the dkernel reduction), and a whole-batch im2col matrix makes a round trip through
+// memory. So each thread takes tiles of pixel rows, builds the tile's im2col rows in its own
+// L2-sized buffer and multiplies them with a register-blocked micro-kernel written with Eigen's
+// SIMD packets (AVX-512 / AVX2 / SSE / scalar as compiled); bias and ReLU are applied while the
+// tile is in cache. No Eigen GEMM runs here, so OpenMP regions never nest with Eigen's.
+//
+// Forward:  y[tile] = [relu](cols[tile] @ W + bias)                      one parallel loop
+// Backward: g = dy * (y > 0) (when fused with ReLU), dbias = sum_m g,
+//           dW = sum_tiles cols[tile]^T @ g[tile]   (per-thread partial sums, added in thread
+//                                                    order: deterministic for a thread count)
+//           dcols[chunk] = g[chunk] @ W^T, then dx += col2im(dcols[chunk]) in gather form
+//           (threads own input rows). Chunks of output rows bound the dcols buffer
+//           (conv2d_chunk_bytes).
+// 1x1, stride 1, unpadded convolutions skip im2col (x is its own cols) and col2im.
+#include "conv2d.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cassert>
+#include <cstdlib>
+#include <limits>
+#include <memory>
+#include <new>
+
+namespace fastdl {
+
+namespace {
+
+namespace ei = Eigen::internal;
+
+std::atomic<index_t> g_chunk_bytes{index_t{4} << 20};
+constexpr index_t kTileBytes = index_t{160} << 10;  // im2col + dy rows of one tile (L2 share)
+constexpr index_t kDepthBlock = 128;                // reduction block (B panel stays in L1)
+constexpr index_t kMinParallelMacs = index_t{1} << 18;  // smaller convolutions run on one thread
+
+// Threads for a call of `macs` multiply-adds: one when the OpenMP fork/join would cost more.
+inline int threads_for(index_t macs) { return macs < kMinParallelMacs ? 1 : num_threads(); }
+
+template <typename T>
+struct Simd {
+    using P = typename ei::packet_traits<T>::type;
+    static constexpr int size = ei::unpacket_traits<P>::size;
+};
+
+// Register blocking from the SIMD register count (EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS may
+// use sizeof, so it is read in C++, not in #if): accumulators MR x NP <= 24 of 32 registers
+// (AVX-512), <= 8 of 16.
+constexpr int kRegisters = EIGEN_ARCH_DEFAULT_NUMBER_OF_REGISTERS;
+constexpr int kMaxPackets = kRegisters >= 32 ? 4 : 2;
+constexpr int mr_for(int np) {
+    return kRegisters >= 32 ? (np >= 4 ? 6 : 8) : (np >= 2 ? 4 : 8);
+}
+
+inline index_t round_up(index_t a, index_t b) { return (a + b - 1) / b * b; }
+
+struct FreeDeleter {
+    void operator()(void* ptr) const { std::free(ptr); }
+};
+
+// The scratch of one call, reused across calls by the calling thread (each Python thread has
+// its own): repeated calls then do not page-fault fresh memory. Blocks above kKeepBytes are
+// freed after the call instead of kept.
+constexpr std::size_t kKeepBytes = std::size_t{32} << 20;
+
+class Workspace {
+  public:
+    template <typename T>
+    explicit Workspace(index_t count, T*& out) {
+        std::size_t bytes = static_cast<std::size_t>(std::max<index_t>(count, 1)) * sizeof(T);
+        bytes = (bytes + 63) / 64 * 64;
+        Cache& cache = cache_();
+        if (cache.bytes >= bytes) {
+            ptr_ = cache.ptr.get();
+        } else if (bytes <= kKeepBytes) {
+            cache.ptr.reset(static_cast<char*>(aligned_or_throw(bytes)));
+            cache.bytes = bytes;
+            ptr_ = cache.ptr.get();
+        } else {
+            own_.reset(static_cast<char*>(aligned_or_throw(bytes)));
+            ptr_ = own_.get();
+        }
+        out = reinterpret_cast<T*>(ptr_);
+    }
+
+  private:
+    static void* aligned_or_throw(std::size_t bytes) {
+        void* p = std::aligned_alloc(64, bytes);
+        if (!p) throw std::bad_alloc();
+        return p;
+    }
+    struct Cache {
+        std::unique_ptr<char[], FreeDeleter> ptr;
+        std::size_t bytes = 0;
+    };
+    static Cache& cache_() {
+        thread_local Cache cache;
+        return cache;
+    }
+    std::unique_ptr<char[], FreeDeleter> own_;
+    char* ptr_ = nullptr;
+};
+
+// Carves consecutive 64-byte aligned slices out of one workspace of `count` elements (callers
+// size the workspace as the sum of Slicer::size of every slice they take).
+template <typename T>
+struct Slicer {
+    T* next;
+    T* end;
+    Slicer(T* base, index_t count) : next(base), end(base + count) {}
+    T* take(index_t count) {
+        T* p = next;
+        next += size(count);
+        assert(next <= end && "conv2d workspace too small");
+        return p;
+    }
+    static index_t size(index_t count) { return round_up(count, 64 / static_cast<index_t>(sizeof(T))); }
+};
+
+// c[r, 0:NP*PS] (+)= sum_t a(r, t) * b[t, 0:NP*PS] for r < rows <= MR.
+// a(r, t) = a[r * sa + t] (A_ROWS) or a[r + t * sa] (A^T: columns of a row-major a).
+// Rows past `rows` repeat the last row (in-bounds reads) and are not stored.
+// Epilogue (last reduction block only): c = [relu](c + bias[col]) with bias nullable.
+template <typename T, int MR, int NP, bool A_ROWS>
+void micro_kernel(index_t rows, index_t depth, const T* __restrict a, index_t sa,
+                  const T* __restrict b, index_t ldb, T* __restrict c, index_t ldc,
+                  bool accumulate, const T* __restrict bias, bool relu) {
+    using P = typename Simd<T>::P;
+    constexpr int PS = Simd<T>::size;
+    P acc[MR][NP];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < NP; ++j) acc[r][j] = ei::pset1<P>(T(0));
+    if (A_ROWS) {
+        const T* ar[MR];
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) ar[r] = a + std::min<index_t>(r, rows - 1) * sa;
+        for (index_t t = 0; t < depth; ++t) {
+            P bj[NP];
+#pragma GCC unroll 4
+            for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(b + t * ldb + j * PS);
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; ++r) {
+                const P av = ei::pset1<P>(ar[r][t]);
+#pragma GCC unroll 4
+                for (int j = 0; j < NP; ++j) acc[r][j] = ei::pmadd(av, bj[j], acc[r][j]);
+            }
+        }
+    } else {
+        index_t off[MR];
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) off[r] = std::min<index_t>(r, rows - 1);
+        for (index_t t = 0; t < depth; ++t) {
+            P bj[NP];
+#pragma GCC unroll 4
+            for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(b + t * ldb + j * PS);
+            const T* at = a + t * sa;
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; ++r) {
+                const P av = ei::pset1<P>(at[off[r]]);
+#pragma GCC unroll 4
+                for (int j = 0; j < NP; ++j) acc[r][j] = ei::pmadd(av, bj[j], acc[r][j]);
+            }
+        }
+    }
+    P bv[NP];
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) bv[j] = bias ? ei::ploadu<P>(bias + j * PS) : ei::pset1<P>(T(0));
+    const P zero = ei::pset1<P>(T(0));
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+#pragma GCC unroll 4
+        for (int j = 0; j < NP; ++j) {
+            T* cp = c + r * ldc + j * PS;
+            P v = acc[r][j];
+            if (accumulate) v = ei::padd(v, ei::ploadu<P>(cp));
+            if (bias) v = ei::padd(v, bv[j]);
+            if (relu) v = ei::pmax(v, zero);  // pmax(NaN, 0) keeps NaN like the scalar path
+            ei::pstoreu(cp, v);
+        }
+    }
+}
+
+template <typename T, int NP, bool A_ROWS>
+void row_blocks(index_t m, index_t depth, const T* a, index_t sa, const T* b, index_t ldb, T* c,
+                index_t ldc, bool accumulate, const T* bias, bool relu) {
+    constexpr int MR = mr_for(NP);
+    for (index_t r0 = 0; r0 < m; r0 += MR) {
+        const T* ar = A_ROWS ? a + r0 * sa : a + r0;
+        micro_kernel<T, MR, NP, A_ROWS>(std::min<index_t>(MR, m - r0), depth, ar, sa, b, ldb,
+                                        c + r0 * ldc, ldc, accumulate, bias, relu);
+    }
+}
+
+// Single-threaded tile product: c (m, n) (+)= op(a) (m, depth) @ b (depth, n), where
+// op(a)[r, t] = a[r*sa + t] (A_ROWS) or a[r + t*sa]; n must be a multiple of the packet size
+// (callers pad b, c and bias). The epilogue [relu](c + bias) is applied once, at the end.
+template <typename T, bool A_ROWS>
+void tile_gemm(index_t m, index_t n, index_t depth, const T* a, index_t sa, const T* b,
+               index_t ldb, T* c, index_t ldc, bool accumulate, const T* bias = nullptr,
+               bool relu = false) {
+    constexpr int PS = Simd<T>::size;
+    for (index_t t0 = 0; t0 < depth; t0 += kDepthBlock) {
+        const index_t dt = std::min(kDepthBlock, depth - t0);
+        const bool acc = accumulate || t0 > 0;
+        const bool last = t0 + dt == depth;
+        const T* at = A_ROWS ? a + t0 : a + t0 * sa;
+        const T* bt = b + t0 * ldb;
+        for (index_t j0 = 0; j0 < n; j0 += kMaxPackets * PS) {
+            const int np = static_cast<int>(std::min<index_t>(kMaxPackets, (n - j0) / PS));
+            const T* bj = last && bias ? bias + j0 : nullptr;
+            const bool rj = last && relu;
+            switch (np) {
+                case 4: row_blocks<T, 4, A_ROWS>(m, dt, at, sa, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
+                case 3: row_blocks<T, 3, A_ROWS>(m, dt, at, sa, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
+                case 2: row_blocks<T, 2, A_ROWS>(m, dt, at, sa, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
+                default: row_blocks<T, 1, A_ROWS>(m, dt, at, sa, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
+            }
+        }
+    }
+}
+
+// Sizes of one call, derived from the params once.
+template <typename T>
+struct Plan {
+    index_t cg, fg, kg;  // channels, filters, im2col columns per group
+    index_t fgp, kgp;    // fg and kg rounded up to the packet size (padded GEMM widths)
+    bool direct;         // 1x1, stride 1, unpadded: x itself is the im2col matrix
+    index_t pixels;      // N * OH * OW
+    index_t tile;        // pixel rows per tile
+
+    explicit Plan(const Conv2dParams& p) {
+        constexpr int PS = Simd<T>::size;
+        cg = p.c / p.groups;
+        fg = p.f / p.groups;
+        kg = p.kh * p.kw * cg;
+        fgp = round_up(fg, PS);
+        kgp = round_up(kg, PS);
+        direct = p.kh == 1 && p.kw == 1 && p.sh == 1 && p.sw == 1 && p.pad_top == 0 &&
+                 p.pad_left == 0;
+        pixels = p.n * p.oh * p.ow;
+        const index_t row_bytes = (kg + fgp) * static_cast<index_t>(sizeof(T));
+        tile = std::clamp<index_t>(kTileBytes / row_bytes, 8, 4096);
+    }
+    // Tiles of [begin, end): equal sizes, a count that is a multiple of the thread count.
+    index_t tiles_of(index_t count, int threads) const {
+        index_t t = (count + tile - 1) / tile;
+        return std::max<index_t>(1, round_up(t, threads));
+    }
+};
+
+// Keep GCC from turning the short copy loops below into memcpy calls (runs of 9..200 elements,
+// where the call costs more than the copy).
+#if defined(__GNUC__) && !defined(__clang__)
+#define FASTDL_INLINE_COPIES __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define FASTDL_INLINE_COPIES
+#endif
+
+// cols rows [m0, m1) of group g -> dst (m1 - m0, kg), leading dimension ld; zeros in padding.
+template <typename T>
+FASTDL_INLINE_COPIES void im2col_rows(T* __restrict dst, index_t ld, const T* __restrict x, const Conv2dParams& p,
+                 const Plan<T>& pl, index_t m0, index_t m1, index_t g) {
+    const index_t cg = pl.cg, run = p.kw * cg;
+    const bool contiguous_kw = p.dw == 1 && p.groups == 1;  // a kernel row is one run of x
+    index_t ow = m0 % p.ow, r = m0 / p.ow;
+    index_t n = r / p.oh, oh = r % p.oh;
+    for (index_t m = m0; m < m1; ++m) {
+        T* d0 = dst + (m - m0) * ld;
+        const index_t iw0 = ow * p.sw - p.pad_left;
+        const bool inside_w = iw0 >= 0 && iw0 + (p.kw - 1) * p.dw < p.w;
+        for (index_t i = 0; i < p.kh; ++i) {
+            T* d = d0 + i * run;
+            const index_t ih = oh * p.sh - p.pad_top + i * p.dh;
+            if (ih < 0 || ih >= p.h) {
+                std::fill(d, d + run, T(0));
+                continue;
+            }
+            const T* xrow = x + (n * p.h + ih) * p.w * p.c + g * cg;
+            if (contiguous_kw && inside_w) {
+                const T* s = xrow + iw0 * p.c;
+                for (index_t q = 0; q < run; ++q) d[q] = s[q];
+                continue;
+            }
+            for (index_t j = 0; j < p.kw; ++j) {
+                const index_t iw = iw0 + j * p.dw;
+                T* dj = d + j * cg;
+                if (iw < 0 || iw >= p.w) {
+                    std::fill(dj, dj + cg, T(0));
+                } else {
+                    const T* s = xrow + iw * p.c;
+                    for (index_t q = 0; q < cg; ++q) dj[q] = s[q];
+                }
+            }
+        }
+        if (++ow == p.ow) {
+            ow = 0;
+            if (++oh == p.oh) {
+                oh = 0;
+                ++n;
+            }
+        }
+    }
+}
+
+// dx[:, :, :, group g] += col2im(dcols) for output rows [r0, r1) (dcols row = pixel row minus
+// r0*OW, leading dimension ld). Gather form: the caller's omp-for hands out input rows (n, ih);
+// each sums every window that covers it, in a fixed order.
+template <typename T>
+void col2im_row(T* __restrict dx, const T* __restrict dcols, index_t ld, const Conv2dParams& p,
+                const Plan<T>& pl, index_t r0, index_t r1, index_t g, index_t n, index_t ih) {
+    const index_t cg = pl.cg, run = p.kw * cg;
+    const bool contiguous_kw = p.dw == 1 && p.groups == 1;
+    T* dxrow = dx + (n * p.h + ih) * p.w * p.c + g * cg;
+    for (index_t i = 0; i < p.kh; ++i) {
+        const index_t num = ih + p.pad_top - i * p.dh;
+        if (num < 0 || num % p.sh != 0) continue;
+        const index_t oh = num / p.sh;
+        const index_t r = n * p.oh + oh;
+        if (oh >= p.oh || r < r0 || r >= r1) continue;
+        const T* src_row = dcols + (r - r0) * p.ow * ld + i * run;
+        for (index_t ow = 0; ow < p.ow; ++ow) {
+            const T* s = src_row + ow * ld;
+            const index_t iw0 = ow * p.sw - p.pad_left;
+            if (contiguous_kw && iw0 >= 0 && iw0 + p.kw <= p.w) {
+                T* d = dxrow + iw0 * p.c;
+                for (index_t q = 0; q < run; ++q) d[q] += s[q];
+                continue;
+            }
+            for (index_t j = 0; j < p.kw; ++j) {
+                const index_t iw = iw0 + j * p.dw;
+                if (iw < 0 || iw >= p.w) continue;
+                T* d = dxrow + iw * p.c;
+                const T* sj = s + j * cg;
+                for (index_t q = 0; q < cg; ++q) d[q] += sj[q];
+            }
+        }
+    }
+}
+
+// w (KH,KW,Cg,F) group g -> packed (kg, fgp) with zero columns past fg.
+template <typename T>
+void pack_w(T* dst, const T* w, const Conv2dParams& p, const Plan<T>& pl, index_t g) {
+    for (index_t k = 0; k < pl.kg; ++k) {
+        const T* s = w + k * p.f + g * pl.fg;
+        T* d = dst + k * pl.fgp;
+        std::copy(s, s + pl.fg, d);
+        std::fill(d + pl.fg, d + pl.fgp, T(0));
+    }
+}
+
+// w group g transposed -> packed (fg, kgp) with zero columns past kg.
+template <typename T>
+void pack_wt(T* dst, const T* w, const Conv2dParams& p, const Plan<T>& pl, index_t g) {
+    for (index_t j = 0; j < pl.fg; ++j) {
+        T* d = dst + j * pl.kgp;
+        for (index_t k = 0; k < pl.kg; ++k) d[k] = w[k * p.f + g * pl.fg + j];
+        std::fill(d + pl.kg, d + pl.kgp, T(0));
+    }
+}
+
+template <typename T>
+void zero_parallel_for(T* a, index_t count) {  // inside a parallel region
+    const index_t block = 1 << 15;
+    const index_t blocks = (count + block - 1) / block;
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < blocks; ++b)
+        std::fill(a + b * block, a + std::min(count, (b + 1) * block), T(0));
+}
+
+}  // namespace
+
+void set_conv2d_chunk_bytes(index_t bytes) { g_chunk_bytes.store(std::max<index_t>(bytes, 1)); }
+index_t conv2d_chunk_bytes() { return g_chunk_bytes.load(); }
+
+WindowAxis window_output_size(index_t in, index_t k, index_t stride, index_t dilation, bool same,
+                              const char* what) {
+    const index_t max = std::numeric_limits<index_t>::max();
+    const index_t span = checked_mul(k - 1, dilation, what);  // eff - 1
+    FASTDL_CHECK(span <= max - 1 - in, what, ": window ", k, " with dilation ", dilation,
+                 " is too large for an input of size ", in);
+    const index_t eff = span + 1;
+    if (!same) return WindowAxis{eff > in ? 0 : (in - eff) / stride + 1, 0};
+    const index_t out = (in - 1) / stride + 1;  // ceil(in / stride)
+    const index_t total = std::max<index_t>((out - 1) * stride - in + eff, 0);
+    return WindowAxis{out, total / 2};
+}
+
+Conv2dParams conv2d_params(index_t n, index_t h, index_t w, index_t c, index_t kh, index_t kw,
+                           index_t f, index_t sh, index_t sw, index_t dh, index_t dw,
+                           index_t groups, bool same, const char* what) {
+    const WindowAxis ah = window_output_size(h, kh, sh, dh, same, what);
+    const WindowAxis aw = window_output_size(w, kw, sw, dw, same, what);
+    return Conv2dParams{n,  h,  w,  c,  kh,          kw,           f,     sh,
+                        sw, dh, dw, ah.pad_before, aw.pad_before, ah.out, aw.out, groups};
+}
+
+// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) -> y (N,OH,OW,F)
+template <typename T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
+                    bool relu) {
+    const Plan<T> pl(p);
+    if (pl.pixels == 0) return;
+    const int nt = threads_for(pl.pixels * pl.kg * p.f);
+    const index_t tiles = pl.tiles_of(pl.pixels, nt);
+    const index_t tile = (pl.pixels + tiles - 1) / tiles;
+    // Packed kernel (kg, fgp) and bias (fgp) per group, zero-padded to whole packets.
+    const index_t wp_size = pl.kg * pl.fgp;
+    // Tiles write y in place when a group's filters are whole packets, else through cbuf.
+    const bool in_place = pl.fgp == pl.fg;
+    const index_t a_size = pl.direct ? 0 : Slicer<T>::size(tile * pl.kg);
+    const index_t c_size = in_place ? 0 : Slicer<T>::size(tile * pl.fgp);
+    const index_t ws_size = Slicer<T>::size(p.groups * wp_size) +
+                            Slicer<T>::size(p.groups * pl.fgp) + nt * (a_size + c_size);
+    T* base;
+    Workspace ws(ws_size, base);
+    Slicer<T> sl(base, ws_size);
+    T* wp = sl.take(p.groups * wp_size);
+    T* bp = sl.take(p.groups * pl.fgp);
+    T* work = sl.take(nt * (a_size + c_size));
+    for (index_t g = 0; g < p.groups; ++g) {
+        pack_w(wp + g * wp_size, w, p, pl, g);
+        T* bg = bp + g * pl.fgp;
+        std::fill(bg, bg + pl.fgp, T(0));
+        if (bias) std::copy(bias + g * pl.fg, bias + (g + 1) * pl.fg, bg);
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        T* abuf = work + omp_get_thread_num() * (a_size + c_size);
+        T* cbuf = abuf + a_size;
+        for (index_t g = 0; g < p.groups; ++g) {
+            const T* wg = wp + g * wp_size;
+            const T* bg = bias ? bp + g * pl.fgp : nullptr;
+#pragma omp for schedule(static) nowait
+            for (index_t t = 0; t < tiles; ++t) {
+                const index_t m0 = std::min(pl.pixels, t * tile);
+                const index_t m1 = std::min(pl.pixels, m0 + tile);
+                if (m0 == m1) continue;
+                const T* a;
+                index_t lda;
+                if (pl.direct) {
+                    a = x + m0 * p.c + g * pl.cg;
+                    lda = p.c;
+                } else {
+                    im2col_rows(abuf, pl.kg, x, p, pl, m0, m1, g);
+                    a = abuf;
+                    lda = pl.kg;
+                }
+                T* yt = y + m0 * p.f + g * pl.fg;
+                if (in_place) {
+                    tile_gemm<T, true>(m1 - m0, pl.fgp, pl.kg, a, lda, wg, pl.fgp, yt, p.f,
+                                       false, bg, relu);
+                    continue;
+                }
+                tile_gemm<T, true>(m1 - m0, pl.fgp, pl.kg, a, lda, wg, pl.fgp, cbuf, pl.fgp,
+                                   false, bg, relu);
+                for (index_t m = m0; m < m1; ++m)
+                    std::copy(cbuf + (m - m0) * pl.fgp, cbuf + (m - m0) * pl.fgp + pl.fg,
+                              yt + (m - m0) * p.f);
+            }
+        }
+    }
+}
+
+// dy (N,OH,OW,F) -> dx (N,H,W,C), dw (KH,KW,C/G,F), dbias (F); all overwritten, each optional
+template <typename T>
+void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w,
+                     const T* relu_y, const Conv2dParams& p) {
+    const Plan<T> pl(p);
+    const int nt = threads_for(2 * pl.pixels * pl.kg * p.f);
+    const index_t x_size = p.n * p.h * p.w * p.c;
+    if (dw) std::fill(dw, dw + p.kh * p.kw * pl.cg * p.f, T(0));
+    if (dbias) std::fill(dbias, dbias + p.f, T(0));
+    if (pl.pixels == 0) {
+        if (dx) std::fill(dx, dx + x_size, T(0));
+        return;
+    }
+    // Chunks of output rows bound the dcols buffer; tiles of pixel rows go to the threads.
+    const index_t out_rows = p.n * p.oh;
+    index_t chunk_rows = out_rows;
+    if (dx && !pl.direct) {
+        const index_t row_bytes = p.ow * pl.kgp * static_cast<index_t>(sizeof(T));
+        chunk_rows = std::clamp<index_t>(g_chunk_bytes.load() / row_bytes, 1, out_rows);
+        const index_t chunks = (out_rows + chunk_rows - 1) / chunk_rows;
+        chunk_rows = (out_rows + chunks - 1) / chunks;
+    }
+    const index_t chunk_pixels = chunk_rows * p.ow;
+    const index_t tiles = pl.tiles_of(chunk_pixels, nt);
+    const index_t tile = (chunk_pixels + tiles - 1) / tiles;
+
+    // per thread: im2col tile (tile, kg), g tile (tile, fgp), c tile (tile, kgp) for the direct
+    // dx, dW partial (kg, fgp), dbias partial (fgp)
+    const index_t a_size = (dw && !pl.direct) ? Slicer<T>::size(tile * pl.kg) : 0;
+    const index_t g_size = Slicer<T>::size(tile * pl.fgp);
+    const index_t c_size = (dx && pl.direct) ? Slicer<T>::size(tile * pl.kgp) : 0;
+    const index_t dw_size = dw ? Slicer<T>::size(pl.kg * pl.fgp) : 0;
+    const index_t db_size = dbias ? Slicer<T>::size(pl.fgp) : 0;
+    const index_t per_thread = a_size + g_size + c_size + dw_size + db_size;
+    const index_t wt_size = dx ? Slicer<T>::size(p.groups * pl.fg * pl.kgp) : 0;
+    const index_t dcols_size = (dx && !pl.direct) ? Slicer<T>::size(chunk_pixels * pl.kgp) : 0;
+    const index_t ws_size = wt_size + dcols_size + nt * per_thread;
+    T* base;
+    Workspace ws(ws_size, base);
+    Slicer<T> sl(base, ws_size);
+    T* wt = sl.take(wt_size);
+    T* dcols = sl.take(dcols_size);
+    T* work = sl.take(nt * per_thread);
+    if (dx)
+        for (index_t g = 0; g < p.groups; ++g) pack_wt(wt + g * pl.fg * pl.kgp, w, p, pl, g);
+    const index_t dw_elems = pl.kg * pl.fg;
+
+#pragma omp parallel num_threads(nt)
+    {
+        const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        T* abuf = work + tid * per_thread;
+        T* gbuf = abuf + a_size;
+        T* cbuf = gbuf + g_size;
+        T* dwp = cbuf + c_size;
+        T* dbp = dwp + dw_size;
+        if (dx && !pl.direct) zero_parallel_for(dx, x_size);  // ends with a barrier
+        for (index_t g = 0; g < p.groups; ++g) {
+            if (dw) std::fill(dwp, dwp + dw_size, T(0));
+            if (dbias) std::fill(dbp, dbp + db_size, T(0));
+            const T* wtg = dx ? wt + g * pl.fg * pl.kgp : nullptr;
+            for (index_t r0 = 0; r0 < out_rows; r0 += chunk_rows) {
+                const index_t r1 = std::min(out_rows, r0 + chunk_rows);
+                const index_t c0 = r0 * p.ow, c1 = r1 * p.ow;  // pixel rows of the chunk
+#pragma omp for schedule(static)
+                for (index_t t = 0; t < tiles; ++t) {
+                    const index_t m0 = std::min(c1, c0 + t * tile);
+                    const index_t m1 = std::min(c1, m0 + tile);
+                    if (m0 == m1) continue;
+                    const index_t rows = m1 - m0;
+                    // g tile: the (masked) dy of group g, zero-padded to fgp; dbias partial
+                    for (index_t m = m0; m < m1; ++m) {
+                        const T* d = dy + m * p.f + g * pl.fg;
+                        T* gr = gbuf + (m - m0) * pl.fgp;
+                        if (relu_y) {
+                            const T* yr = relu_y + m * p.f + g * pl.fg;
+                            for (index_t j = 0; j < pl.fg; ++j) gr[j] = yr[j] > T(0) ? d[j] : T(0);
+                        } else {
+                            for (index_t j = 0; j < pl.fg; ++j) gr[j] = d[j];
+                        }
+                        std::fill(gr + pl.fg, gr + pl.fgp, T(0));
+                        if (dbias)
+                            for (index_t j = 0; j < pl.fg; ++j) dbp[j] += gr[j];
+                    }
+                    if (dw) {  // dW partial += cols[tile]^T @ g[tile]
+                        const T* a;
+                        index_t lda;
+                        if (pl.direct) {
+                            a = x + m0 * p.c + g * pl.cg;
+                            lda = p.c;
+                        } else {
+                            im2col_rows(abuf, pl.kg, x, p, pl, m0, m1, g);
+                            a = abuf;
+                            lda = pl.kg;
+                        }
+                        tile_gemm<T, false>(pl.kg, pl.fgp, rows, a, lda, gbuf, pl.fgp, dwp,
+                                            pl.fgp, true);
+                    }
+                    if (dx) {  // dcols[tile] = g[tile] @ W^T
+                        T* out = pl.direct ? cbuf : dcols + (m0 - c0) * pl.kgp;
+                        tile_gemm<T, true>(rows, pl.kgp, pl.fg, gbuf, pl.fgp, wtg, pl.kgp, out,
+                                           pl.kgp, false);
+                        if (pl.direct)
+                            for (index_t m = m0; m < m1; ++m)
+                                std::copy(cbuf + (m - m0) * pl.kgp,
+                                          cbuf + (m - m0) * pl.kgp + pl.cg,
+                                          dx + m * p.c + g * pl.cg);
+                    }
+                }  // implicit barrier: dcols of the chunk complete
+                if (dx && !pl.direct) {
+                    const index_t n0 = r0 / p.oh, n1 = (r1 - 1) / p.oh;
+                    const index_t items = (n1 - n0 + 1) * p.h;
+#pragma omp for schedule(static)
+                    for (index_t it = 0; it < items; ++it)
+                        col2im_row(dx, dcols, pl.kgp, p, pl, r0, r1, g, n0 + it / p.h,
+                                   it % p.h);
+                }  // implicit barrier before dcols is reused
+            }
+            // Reduce the per-thread partials in thread order (deterministic).
+#pragma omp barrier
+            if (dw) {
+#pragma omp for schedule(static)
+                for (index_t e = 0; e < dw_elems; ++e) {
+                    const index_t k = e / pl.fg, j = e % pl.fg;
+                    T s = T(0);
+                    for (int u = 0; u < team; ++u) s += work[u * per_thread + a_size + g_size + c_size + k * pl.fgp + j];
+                    dw[k * p.f + g * pl.fg + j] = s;
+                }
+            }
+            if (dbias) {
+#pragma omp single
+                for (index_t j = 0; j < pl.fg; ++j) {
+                    T s = T(0);
+                    for (int u = 0; u < team; ++u)
+                        s += work[u * per_thread + a_size + g_size + c_size + dw_size + j];
+                    dbias[g * pl.fg + j] = s;
+                }
+            }
+#pragma omp barrier
+        }
+    }
+}
+
+template void conv2d_forward<float>(float*, const float*, const float*, const float*,
+                                    const Conv2dParams&, bool);
+template void conv2d_forward<double>(double*, const double*, const double*, const double*,
+                                     const Conv2dParams&, bool);
+template void conv2d_backward<float>(float*, float*, float*, const float*, const float*,
+                                     const float*, const float*, const Conv2dParams&);
+template void conv2d_backward<double>(double*, double*, double*, const double*, const double*,
+                                      const double*, const double*, const Conv2dParams&);
+
+}  // namespace fastdl

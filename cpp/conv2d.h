@@ -1,0 +1,53 @@
+// 2-D convolution, NHWC, kernel (KH, KW, C/groups, F): im2col + GEMM forward and backward.
+#pragma once
+
+#include "common.h"
+
+namespace fastdl {
+
+// Output size and leading padding of one spatial axis.
+struct WindowAxis {
+    index_t out;         // number of window positions (0 when the window does not fit)
+    index_t pad_before;  // zero padding before the first element (the rest goes after)
+};
+
+// The one output-size rule of every windowed op (conv, pooling), TensorFlow/Keras's:
+//   eff   = (k - 1) * dilation + 1
+//   valid: out = (in - eff) / stride + 1 when eff <= in, else 0; no padding
+//   same:  out = ceil(in / stride); total pad = max((out - 1) * stride + eff - in, 0),
+//          pad_before = total / 2 (the extra element goes after: bottom / right)
+// in, k, stride, dilation must be >= 1; throws invalid_argument when eff overflows int64.
+WindowAxis window_output_size(index_t in, index_t k, index_t stride, index_t dilation, bool same,
+                              const char* what);
+
+struct Conv2dParams {
+    index_t n, h, w, c;         // x (N, H, W, C)
+    index_t kh, kw, f;          // kernel (KH, KW, C/groups, F)
+    index_t sh, sw, dh, dw;     // strides, dilation
+    index_t pad_top, pad_left;  // zero padding before row 0 / column 0
+    index_t oh, ow;             // y (N, OH, OW, F)
+    index_t groups;             // C and F are multiples of groups
+};
+
+// Fills pad_top, pad_left, oh, ow from the other fields with window_output_size.
+Conv2dParams conv2d_params(index_t n, index_t h, index_t w, index_t c, index_t kh, index_t kw,
+                           index_t f, index_t sh, index_t sw, index_t dh, index_t dw,
+                           index_t groups, bool same, const char* what);
+
+// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) or null -> y (N,OH,OW,F) = [relu](conv(x, w) + bias)
+template <typename T>
+void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
+                    bool relu);
+
+// dy (N,OH,OW,F), x, w -> dx (N,H,W,C), dw (KH,KW,C/G,F), dbias (F); each output is
+// overwritten and may be null to skip it. relu_y (the forward's output, or null): when given,
+// the forward was fused with ReLU and dy is first multiplied by (relu_y > 0).
+template <typename T>
+void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w,
+                     const T* relu_y, const Conv2dParams& p);
+
+// Bytes of the im2col buffer one chunk of the batch may use (default 4 MiB; a tuning knob).
+void set_conv2d_chunk_bytes(index_t bytes);
+index_t conv2d_chunk_bytes();
+
+}  // namespace fastdl

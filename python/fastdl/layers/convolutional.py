@@ -1,0 +1,153 @@
+"""Conv2D (NHWC, Keras kernel layout ``(kh, kw, in/groups, filters)``) on the C++ conv kernels."""
+import numpy as np
+
+from fastdl import _core, activations, initializers
+from fastdl.layers.base import (InputSpec, Layer, check_choice, check_int_tuple,
+                                check_positive_int, shape_str)
+from fastdl.layers.core import _reject_unsupported
+from fastdl.ops.conv import conv2d_output_size
+
+
+def check_data_format(data_format):
+    """fastdl layers are channels_last (NHWC) only."""
+    if data_format is None or data_format == "channels_last":
+        return "channels_last"
+    if data_format == "channels_first":
+        raise ValueError("fastdl layers support data_format='channels_last' (NHWC) only; "
+                         "transpose channels_first inputs with np.transpose(x, (0, 2, 3, 1)). "
+                         f"Received: data_format={data_format!r}")
+    raise ValueError("data_format must be 'channels_last' or None. "
+                     f"Received: data_format={data_format!r}")
+
+
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
+def spatial_output_shape(layer, input_shape, window, strides, dilation, padding, channels):
+    """(N, OH, OW, channels) of a windowed layer; ValueError naming the sizes when < 1."""
+    n, h, w = input_shape[0], input_shape[1], input_shape[2]
+    oh = None if h is None else conv2d_output_size(h, window[0], strides[0], dilation[0], padding)
+    ow = None if w is None else conv2d_output_size(w, window[1], strides[1], dilation[1], padding)
+    if (oh is not None and oh < 1) or (ow is not None and ow < 1):
+        what = "kernel_size" if hasattr(layer, "kernel_size") else "pool_size"
+        raise ValueError(
+            f"Layer {layer.name!r}: the output size ({oh}, {ow}) would be less than 1 for input "
+            f"shape {shape_str(input_shape)} with {what}={tuple(window)}, strides={tuple(strides)}, "
+            f"dilation_rate={tuple(dilation)} and padding={padding!r}")
+    return (n, oh, ow, channels)
+
+
+class Conv2D(Layer):
+    """2-D convolution ``activation(conv2d(x, kernel) + bias)`` on NHWC inputs.
+
+    Keras 3 signature and defaults; kernel ``(kh, kw, in_channels // groups, filters)``.
+    ``activation="relu"`` is fused into the C++ kernel (forward and backward).
+    """
+
+    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
+                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, lora_rank=None, lora_alpha=None,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.filters = check_positive_int(filters, "filters")
+        self.kernel_size = check_int_tuple(kernel_size, 2, "kernel_size")
+        self.strides = check_int_tuple(strides, 2, "strides")
+        self.padding = check_choice(padding, {"valid", "same"}, "padding")
+        self.data_format = check_data_format(data_format)
+        self.dilation_rate = check_int_tuple(dilation_rate, 2, "dilation_rate")
+        self.groups = check_positive_int(groups, "groups")
+        if self.filters % self.groups != 0:
+            raise ValueError("The number of filters must be evenly divisible by the number of "
+                             f"groups. Received: groups={self.groups}, filters={self.filters}")
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError("`strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+                             f"Received: strides={self.strides} and "
+                             f"dilation_rate={self.dilation_rate}")
+        self.activation = activations.get(activation)
+        self.use_bias = check_bool(use_bias, "use_bias")
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        _reject_unsupported(self, kernel_regularizer=kernel_regularizer,
+                            bias_regularizer=bias_regularizer,
+                            activity_regularizer=activity_regularizer,
+                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                            lora_rank=lora_rank, lora_alpha=lora_alpha)
+        self.input_spec = InputSpec(ndim=4)
+        self.kernel = self.bias = None
+        self._fused_relu = self.activation is activations.relu
+        self._cache = None
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None or channels < 1:
+            raise ValueError(f"Layer {self.name!r} needs a known, positive channel count (last "
+                             f"axis). Received input shape {shape_str(input_shape)}")
+        if channels % self.groups != 0:
+            raise ValueError("The number of input channels must be evenly divisible by the number "
+                             f"of groups. Received groups={self.groups}, but the input has "
+                             f"{channels} channels (full input shape is {shape_str(input_shape)})")
+        self.compute_output_shape(input_shape)  # validates the output size
+        self.kernel = self.add_weight(
+            "kernel", self.kernel_size + (channels // self.groups, self.filters),
+            self.kernel_initializer)
+        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer)
+                     if self.use_bias else None)
+        self.input_spec = InputSpec(ndim=4, axes={-1: channels})
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) != 4:
+            raise ValueError(f"Layer {self.name!r} expects 4-D input (batch, height, width, "
+                             f"channels). Received input shape {shape_str(input_shape)}")
+        return spatial_output_shape(self, input_shape, self.kernel_size, self.strides,
+                                    self.dilation_rate, self.padding, self.filters)
+
+    def _args(self):
+        return (*self.strides, self.padding, *self.dilation_rate, self.groups)
+
+    def call(self, x, training=False):
+        self.compute_output_shape(x.shape)  # layer-level error for an output size < 1
+        x = np.ascontiguousarray(x)
+        z = _core.conv2d_forward(x, self.kernel, self.bias, *self._args(), self._fused_relu)
+        y = z
+        if not self._fused_relu and self.activation is not activations.linear:
+            y = self.activation(z)
+        self._cache = (x, z, y)
+        return y
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+        x, z, y = self._cache
+        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        if dy.shape != y.shape:
+            raise ValueError(f"Layer {self.name!r}: dy has shape {shape_str(dy.shape)}, "
+                             f"the output has {shape_str(y.shape)}")
+        if not self._fused_relu and self.activation is not activations.linear:
+            dy = np.ascontiguousarray(self.activation.backward(z, y, dy), dtype=self.dtype)
+        train = self._trainable
+        dx, dk, db = _core.conv2d_backward(dy, x, self.kernel, *self._args(), True, train,
+                                           train and self.use_bias,
+                                           z if self._fused_relu else None)
+        self.grads = ([dk, db] if self.use_bias else [dk]) if train else []
+        return dx
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                      padding=self.padding, data_format=self.data_format,
+                      dilation_rate=self.dilation_rate, groups=self.groups,
+                      activation=activations.serialize(self.activation), use_bias=self.use_bias,
+                      kernel_initializer=initializers.serialize(self.kernel_initializer),
+                      bias_initializer=initializers.serialize(self.bias_initializer),
+                      kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                      kernel_constraint=None, bias_constraint=None)
+        return config
+
+
+Convolution2D = Conv2D

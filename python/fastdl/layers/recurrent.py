@@ -1,0 +1,544 @@
+"""SimpleRNN, LSTM, GRU and Bidirectional with Keras 3's API on fastdl's C++ time-loop kernels.
+
+Weights use Keras layouts and names: ``kernel (features, G*units)``, ``recurrent_kernel
+(units, G*units)``, ``bias (G*units,)`` (GRU with ``reset_after=True``: ``(2, 3*units)``, row 0
+the input bias, row 1 the recurrent bias); gate order i, f, c, o (LSTM) and z, r, h (GRU).
+
+Differences from Keras, on purpose:
+
+- ``return_state=True`` makes the layer return ``[output, h]`` (LSTM ``[output, h, c]``); in a
+  ``Sequential`` model only ``output`` goes on to the next layer (and ``backward`` may then be
+  given the output's gradient alone).
+- ``recurrent_dropout > 0`` and ``stateful=True`` raise ``ValueError`` (not implemented);
+  ``unroll`` and ``use_cudnn`` are accepted and ignored (they do not change the results).
+- LSTM and GRU compute ``activation="tanh"`` and ``recurrent_activation="sigmoid"`` only;
+  SimpleRNN supports ``tanh``, ``relu``, ``sigmoid`` and ``linear``/None.
+- ``compute_mask`` returns the output's mask only (no per-state masks), as the sequence is
+  what a ``Sequential`` passes on.
+- In float32 the kernels use a rational tanh (a few ulp) and flush subnormal numbers to zero.
+
+``dropout`` (training only) drops input features with one mask per sample for all timesteps,
+as Keras does. Masks (e.g. from ``Embedding(mask_zero=True)``) follow Keras: a masked step keeps
+the state and repeats the previous output.
+"""
+import numpy as np
+
+from fastdl import activations, initializers
+from fastdl.layers.base import InputSpec, Layer, check_positive_int, check_rate, shape_str
+from fastdl.ops import rnn as rnn_ops
+from fastdl.utils.rng import seed_generator
+
+_UNSUPPORTED = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
+                "activity_regularizer", "kernel_constraint", "recurrent_constraint",
+                "bias_constraint")
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool. Received: {name}={value!r}")
+    return bool(value)
+
+
+class _UnitForgetBias(initializers.Initializer):
+    """LSTM bias with ``unit_forget_bias``: ``[init(u), ones(u), init(2u)]`` (Keras's layout)."""
+
+    def __init__(self, base, units):
+        self.base, self.units = base, units
+
+    def __call__(self, shape, dtype="float32"):
+        u = self.units
+        return np.concatenate([self.base((u,), dtype=dtype), np.ones((u,), dtype=dtype),
+                               self.base((2 * u,), dtype=dtype)])
+
+
+class _RNN(Layer):
+    """Shared machinery of SimpleRNN, LSTM and GRU (subclasses set ``_cell``)."""
+
+    supports_masking = True
+    _cell = None
+    _gates = 1
+
+    def _setup(self, units, activation, recurrent_activation, use_bias, kernel_initializer,
+               recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed,
+               return_sequences, return_state, go_backwards, stateful, unroll,
+               zero_output_for_mask, unsupported):
+        cls = type(self).__name__
+        self.units = check_positive_int(units, "units")
+        self.activation = activations.get(activation)
+        if self._cell == "simple_rnn":
+            if self.activation.name not in rnn_ops.SIMPLE_RNN_ACTIVATIONS:
+                raise ValueError(f"{cls} supports activation in "
+                                 f"{list(rnn_ops.SIMPLE_RNN_ACTIVATIONS)} (or None). "
+                                 f"Received: activation={activation!r}")
+            self.recurrent_activation = None
+        else:
+            if self.activation.name != "tanh":
+                raise ValueError(f"{cls} supports only activation='tanh' in fastdl. "
+                                 f"Received: activation={activation!r}")
+            self.recurrent_activation = activations.get(recurrent_activation)
+            if self.recurrent_activation.name != "sigmoid":
+                raise ValueError(f"{cls} supports only recurrent_activation='sigmoid' in fastdl. "
+                                 f"Received: recurrent_activation={recurrent_activation!r}")
+        self.use_bias = _check_bool(use_bias, "use_bias")
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.dropout = check_rate(dropout, "dropout")
+        self.recurrent_dropout = check_rate(recurrent_dropout, "recurrent_dropout")
+        if self.recurrent_dropout > 0:
+            raise ValueError(f"{cls}: recurrent_dropout is not supported by fastdl yet (use "
+                             f"dropout, which drops input features). "
+                             f"Received: recurrent_dropout={recurrent_dropout!r}")
+        seed_generator(seed)  # validates
+        self.seed = seed
+        self._rng = None
+        self.return_sequences = _check_bool(return_sequences, "return_sequences")
+        self.return_state = _check_bool(return_state, "return_state")
+        self.go_backwards = _check_bool(go_backwards, "go_backwards")
+        self.stateful = _check_bool(stateful, "stateful")
+        if self.stateful:
+            raise ValueError(f"{cls}: stateful=True is not supported by fastdl yet (pass the "
+                             "final states back as initial_state instead). "
+                             "Received: stateful=True")
+        self.unroll = _check_bool(unroll, "unroll")
+        self.zero_output_for_mask = _check_bool(zero_output_for_mask, "zero_output_for_mask")
+        for name, value in unsupported.items():
+            if value is not None:
+                raise ValueError(f"{cls}: {name} is not supported by fastdl yet. "
+                                 f"Received: {name}={value!r}")
+        self.input_spec = InputSpec(ndim=3)
+        self._tape = None
+        self._dropout_mask = None
+        self.d_initial_state = None
+
+    # ------------------------------------------------------------------ build
+    def _check_rank(self, shape):
+        if len(shape) != 3:
+            hint = ""
+            if len(shape) == 2:
+                hint = (" A 2-D array needs a timesteps axis: e.g. x.reshape(batch, timesteps, "
+                        "features), or x[..., None] for one feature per step.")
+            raise ValueError(f"Input 0 of layer {self.name!r} is incompatible with the layer: "
+                             f"expected ndim=3, i.e. shape (batch, timesteps, features), found "
+                             f"ndim={len(shape)}. Full shape received: {shape_str(shape)}.{hint}")
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        if features is None or features < 1:
+            raise ValueError(f"Layer {self.name!r} needs a known, positive number of features "
+                             f"(last axis). Received input shape {shape_str(input_shape)}")
+        gu = self._gates * self.units
+        self.kernel = self.add_weight("kernel", (features, gu), self.kernel_initializer)
+        self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, gu),
+                                                self.recurrent_initializer)
+        self.bias = self.add_weight("bias", self._bias_shape(), self._bias_init()) \
+            if self.use_bias else None
+        self.input_spec = InputSpec(ndim=3, axes={-1: features})
+
+    def _bias_shape(self):
+        return (self._gates * self.units,)
+
+    def _bias_init(self):
+        return self.bias_initializer
+
+    # ------------------------------------------------------------------ forward / backward
+    def __call__(self, x, training=False, mask=None, initial_state=None):
+        x = self.convert_input(x)
+        self._maybe_build(x.shape)
+        self.check_input_shape(x.shape)
+        return self.call(x, training=training, mask=mask, initial_state=initial_state)
+
+    def _kernel_args(self):
+        return {}
+
+    def call(self, x, training=False, mask=None, initial_state=None):
+        n, t = x.shape[0], x.shape[1]
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.shape != (n, t):
+                raise ValueError(f"Layer {self.name!r}: the mask must have shape (batch, "
+                                 f"timesteps) = {shape_str((n, t))}, received {shape_str(mask.shape)}")
+        if initial_state is not None:
+            if isinstance(initial_state, np.ndarray):
+                initial_state = [initial_state]
+            initial_state = [np.asarray(s, dtype=self.dtype) for s in initial_state]
+            for s in initial_state:
+                if s.shape != (n, self.units):
+                    raise ValueError(f"Layer {self.name!r}: each initial state must have shape "
+                                     f"(batch, units) = {shape_str((n, self.units))}, received "
+                                     f"{shape_str(s.shape)}")
+        self._dropout_mask = None
+        if training and self.dropout > 0:
+            if self._rng is None:
+                self._rng = seed_generator(self.seed) if self.seed is not None else None
+            rng = self._rng if self._rng is not None else seed_generator(None)
+            keep = rng.random((n, 1, x.shape[2])) >= self.dropout
+            self._dropout_mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.dropout))
+            x = x * self._dropout_mask
+        y, states, self._tape = rnn_ops.rnn_forward(
+            self._cell, x, self.kernel, self.recurrent_kernel, self.bias, initial_state, mask,
+            return_sequences=self.return_sequences, go_backwards=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask, training=True,
+            **self._kernel_args())
+        if self.return_state:
+            return [y] + states
+        return y
+
+    def backward(self, dy):
+        """dL/dx for the last call; ``dy`` is the output's gradient, or with ``return_state`` a
+        list ``[d_output, d_h(, d_c)]`` (entries may be None). Fills ``grads`` and
+        ``d_initial_state`` (the gradients of the initial states)."""
+        if self._tape is None:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+        dstates = None
+        if isinstance(dy, (list, tuple)):
+            dy, dstates = dy[0], list(dy[1:])
+            if not dstates:
+                dstates = None
+        dx, dk, dr, db, d0 = rnn_ops.rnn_backward(self._tape, dy, dstates)
+        if self._dropout_mask is not None:
+            dx *= self._dropout_mask
+        self.d_initial_state = d0
+        if self._trainable:
+            self.grads = [dk, dr] + ([db] if self.bias is not None else [])
+        else:
+            self.grads = []
+        return dx
+
+    # ------------------------------------------------------------------ shapes, masks, config
+    def compute_output_shape(self, input_shape):
+        n = input_shape[0]
+        out = (n, input_shape[1], self.units) if self.return_sequences else (n, self.units)
+        if self.return_state:
+            return [out] + [(n, self.units)] * rnn_ops.num_states(self._cell)
+        return out
+
+    def compute_mask(self, x, mask=None):
+        if mask is None or not self.return_sequences:
+            return None
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units, activation=activations.serialize(self.activation),
+            use_bias=self.use_bias,
+            kernel_initializer=initializers.serialize(self.kernel_initializer),
+            recurrent_initializer=initializers.serialize(self.recurrent_initializer),
+            bias_initializer=initializers.serialize(self.bias_initializer),
+            dropout=self.dropout, recurrent_dropout=self.recurrent_dropout, seed=self.seed,
+            return_sequences=self.return_sequences, return_state=self.return_state,
+            go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
+            zero_output_for_mask=self.zero_output_for_mask)
+        if self.recurrent_activation is not None:
+            config["recurrent_activation"] = activations.serialize(self.recurrent_activation)
+        return config
+
+
+class SimpleRNN(_RNN):
+    """Fully-connected RNN: ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``."""
+
+    _cell = "simple_rnn"
+    _gates = 1
+
+    def __init__(self, units, activation="tanh", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, seed=None,
+                 zero_output_for_mask=False, **kwargs):
+        super().__init__(**kwargs)
+        self._setup(units, activation, None, use_bias, kernel_initializer, recurrent_initializer,
+                    bias_initializer, dropout, recurrent_dropout, seed, return_sequences,
+                    return_state, go_backwards, stateful, unroll, zero_output_for_mask,
+                    dict(kernel_regularizer=kernel_regularizer,
+                         recurrent_regularizer=recurrent_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint,
+                         recurrent_constraint=recurrent_constraint,
+                         bias_constraint=bias_constraint))
+
+    def _kernel_args(self):
+        return {"activation": self.activation.name}
+
+
+class LSTM(_RNN):
+    """Long short-term memory (Hochreiter 1997), Keras gate order i, f, c, o."""
+
+    _cell = "lstm"
+    _gates = 4
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
+                 recurrent_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, recurrent_constraint=None, bias_constraint=None,
+                 dropout=0.0, recurrent_dropout=0.0, seed=None, return_sequences=False,
+                 return_state=False, go_backwards=False, stateful=False, unroll=False,
+                 use_cudnn="auto", zero_output_for_mask=False, **kwargs):
+        super().__init__(**kwargs)
+        self._setup(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                    recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed,
+                    return_sequences, return_state, go_backwards, stateful, unroll,
+                    zero_output_for_mask,
+                    dict(kernel_regularizer=kernel_regularizer,
+                         recurrent_regularizer=recurrent_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint,
+                         recurrent_constraint=recurrent_constraint,
+                         bias_constraint=bias_constraint))
+        self.unit_forget_bias = _check_bool(unit_forget_bias, "unit_forget_bias")
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError("use_cudnn must be one of 'auto', True, False. "
+                             f"Received: use_cudnn={use_cudnn!r}")
+        self.use_cudnn = use_cudnn
+
+    def _bias_init(self):
+        if self.unit_forget_bias:
+            return _UnitForgetBias(self.bias_initializer, self.units)
+        return self.bias_initializer
+
+    def get_config(self):
+        config = super().get_config()
+        config["unit_forget_bias"] = self.unit_forget_bias
+        config["use_cudnn"] = self.use_cudnn
+        return config
+
+
+class GRU(_RNN):
+    """Gated recurrent unit (Cho 2014), Keras gate order z, r, h;
+    ``h = z * h_prev + (1 - z) * h~``. ``reset_after=True`` (Keras 3's default, the cuDNN
+    variant): ``h~ = tanh(x W_h + b_xh + r * (h_prev R_h + b_rh))`` with bias ``(2, 3*units)``;
+    ``reset_after=False``: ``h~ = tanh(x W_h + b_h + (r * h_prev) R_h)`` with bias ``(3*units,)``."""
+
+    _cell = "gru"
+    _gates = 3
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 recurrent_constraint=None, bias_constraint=None, dropout=0.0,
+                 recurrent_dropout=0.0, seed=None, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, unroll=False, reset_after=True,
+                 use_cudnn="auto", zero_output_for_mask=False, **kwargs):
+        super().__init__(**kwargs)
+        self._setup(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                    recurrent_initializer, bias_initializer, dropout, recurrent_dropout, seed,
+                    return_sequences, return_state, go_backwards, stateful, unroll,
+                    zero_output_for_mask,
+                    dict(kernel_regularizer=kernel_regularizer,
+                         recurrent_regularizer=recurrent_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint,
+                         recurrent_constraint=recurrent_constraint,
+                         bias_constraint=bias_constraint))
+        self.reset_after = _check_bool(reset_after, "reset_after")
+        if use_cudnn not in ("auto", True, False):
+            raise ValueError("use_cudnn must be one of 'auto', True, False. "
+                             f"Received: use_cudnn={use_cudnn!r}")
+        self.use_cudnn = use_cudnn
+
+    def _bias_shape(self):
+        return (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+
+    def _kernel_args(self):
+        return {"reset_after": self.reset_after}
+
+    def get_config(self):
+        config = super().get_config()
+        config["reset_after"] = self.reset_after
+        config["use_cudnn"] = self.use_cudnn
+        return config
+
+
+_MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+_RNN_CLASSES = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
+
+
+def _layer_from(value, what):
+    """A recurrent layer given as an instance or as a serialized entry / config."""
+    if isinstance(value, _RNN):
+        return value
+    if isinstance(value, dict) and "class_name" in value:
+        cls = _RNN_CLASSES.get(value["class_name"])
+        if cls is None:
+            raise ValueError(f"Bidirectional: {what} must be SimpleRNN, LSTM or GRU. "
+                             f"Received class_name={value['class_name']!r}")
+        return cls.from_config(dict(value.get("config") or {}))
+    raise ValueError(f"Bidirectional: {what} must be a SimpleRNN, LSTM or GRU layer instance. "
+                     f"Received: {value!r}")
+
+
+def _strip(name, prefix):
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+class Bidirectional(Layer):
+    """Runs a recurrent layer forwards and a copy backwards over the sequence and merges their
+    outputs (``merge_mode`` "concat" (default), "sum", "mul", "ave", or None for the pair).
+
+    Weights: the forward layer's, then the backward layer's (Keras's order). With
+    ``return_sequences`` the backward layer's output is flipped back to input order, and both
+    layers output zeros at masked steps (Keras sets ``zero_output_for_mask`` on them).
+    """
+
+    supports_masking = True
+
+    def __init__(self, layer, merge_mode="concat", weights=None, backward_layer=None, **kwargs):
+        layer = _layer_from(layer, "layer")
+        if backward_layer is not None:
+            backward_layer = _layer_from(backward_layer, "backward_layer")
+        if merge_mode not in _MERGE_MODES:
+            raise ValueError(f"Invalid merge mode. Merge mode should be one of {_MERGE_MODES}. "
+                             f"Received: merge_mode={merge_mode!r}")
+        super().__init__(**kwargs)
+        if self._declared_batch_shape is None:
+            self._declared_batch_shape = layer._declared_batch_shape
+        config = layer.get_config()
+        config["name"] = "forward_" + _strip(layer.name, "forward_")
+        config["zero_output_for_mask"] = layer.return_sequences
+        forward = type(layer).from_config(config)
+        if backward_layer is None:
+            config = layer.get_config()
+            config["go_backwards"] = not layer.go_backwards
+            config["name"] = "backward_" + _strip(layer.name, "backward_")
+            config["zero_output_for_mask"] = layer.return_sequences
+            backward = type(layer).from_config(config)
+        else:
+            backward = backward_layer
+            backward.zero_output_for_mask = backward.return_sequences
+        if forward.go_backwards == backward.go_backwards:
+            raise ValueError("Forward layer and backward layer should have different "
+                             f"`go_backwards` value. Received: forward_layer.go_backwards="
+                             f"{forward.go_backwards}, backward_layer.go_backwards="
+                             f"{backward.go_backwards}")
+        for attr in ("return_sequences", "return_state"):
+            if getattr(forward, attr) != getattr(backward, attr):
+                raise ValueError(f"Forward layer and backward layer are expected to have the same "
+                                 f"value for attribute {attr!r}, got {getattr(forward, attr)} for "
+                                 f"forward layer and {getattr(backward, attr)} for backward layer")
+        self.forward_layer = self._track_layer(forward)
+        self.backward_layer = self._track_layer(backward)
+        self.merge_mode = merge_mode
+        self.return_sequences = forward.return_sequences
+        self.return_state = forward.return_state
+        self.stateful = False
+        self._initial_weights = list(weights) if weights is not None else None
+        self.input_spec = InputSpec(ndim=3)
+
+    def _check_rank(self, shape):
+        self.forward_layer._check_rank(shape)
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        self.forward_layer._maybe_build(input_shape)
+        self.backward_layer._maybe_build(input_shape)
+        self.input_spec = InputSpec(ndim=3, axes={-1: input_shape[-1]})
+        if self._initial_weights is not None:
+            self.set_weights(self._initial_weights)
+            self._initial_weights = None
+
+    def __call__(self, x, training=False, mask=None, initial_state=None):
+        x = self.convert_input(x)
+        self._maybe_build(x.shape)
+        self.check_input_shape(x.shape)
+        return self.call(x, training=training, mask=mask, initial_state=initial_state)
+
+    def call(self, x, training=False, mask=None, initial_state=None):
+        fs = bs = None
+        if initial_state is not None:
+            initial_state = list(initial_state)
+            half = len(initial_state) // 2
+            fs, bs = initial_state[:half], initial_state[half:]
+        y = self.forward_layer.call(x, training=training, mask=mask, initial_state=fs)
+        y_rev = self.backward_layer.call(x, training=training, mask=mask, initial_state=bs)
+        states = []
+        if self.return_state:
+            states = list(y[1:]) + list(y_rev[1:])
+            y, y_rev = y[0], y_rev[0]
+        if self.return_sequences:
+            y_rev = y_rev[:, ::-1]
+        self._outputs = (y, y_rev)
+        if self.merge_mode == "concat":
+            out = np.concatenate([y, y_rev], axis=-1)
+        elif self.merge_mode == "sum":
+            out = y + y_rev
+        elif self.merge_mode == "ave":
+            out = (y + y_rev) / 2
+        elif self.merge_mode == "mul":
+            out = y * y_rev
+        else:
+            out = (y, np.ascontiguousarray(y_rev))
+        if self.return_state:
+            return (list(out) if self.merge_mode is None else [out]) + states
+        return out
+
+    def backward(self, dy):
+        """``dy``: the output's gradient; with merge_mode None the pair ``(dy, dy_rev)``; with
+        return_state a list ``[d_output(s), d_states...]`` (forward layer's, then backward's)."""
+        nf = rnn_ops.num_states(self.forward_layer._cell)
+        parts = list(dy) if isinstance(dy, (list, tuple)) else [dy]
+        if self.merge_mode is None:
+            dyf = parts[0]
+            dyb = parts[1] if len(parts) > 1 else None
+            dstates = parts[2:]
+        else:
+            dyf = dyb = parts[0]
+            dstates = parts[1:]
+        y, y_rev = self._outputs
+        if self.merge_mode == "concat":
+            u = y.shape[-1]
+            dyf, dyb = dyf[..., :u], dyf[..., u:]
+        elif self.merge_mode == "ave":
+            dyf = dyb = dyf * 0.5
+        elif self.merge_mode == "mul":
+            dyf, dyb = dyf * y_rev, dyf * y
+        if dyb is None:
+            dyb = np.zeros_like(y_rev)
+        if self.return_sequences:
+            dyb = dyb[:, ::-1]
+        dsf = list(dstates[:nf]) if dstates else []
+        dsb = list(dstates[nf:]) if dstates else []
+        dxf = self.forward_layer.backward([np.ascontiguousarray(dyf)] + dsf)
+        dxb = self.backward_layer.backward([np.ascontiguousarray(dyb)] + dsb)
+        self.d_initial_state = (list(self.forward_layer.d_initial_state) +
+                                list(self.backward_layer.d_initial_state))
+        self.grads = (self.forward_layer.grads + self.backward_layer.grads) \
+            if self._trainable else []
+        return dxf + dxb
+
+    def compute_output_shape(self, input_shape):
+        fshape = self.forward_layer.compute_output_shape(input_shape)
+        bshape = self.backward_layer.compute_output_shape(input_shape)
+        states = []
+        if self.return_state:
+            states = list(fshape[1:]) + list(bshape[1:])
+            fshape, bshape = fshape[0], bshape[0]
+        if self.merge_mode == "concat":
+            out = tuple(fshape[:-1]) + (fshape[-1] + bshape[-1],)
+        elif self.merge_mode is None:
+            out = [tuple(fshape), tuple(bshape)]
+        else:
+            out = tuple(fshape)
+        if self.return_state:
+            return (out if isinstance(out, list) else [out]) + states
+        return out
+
+    def compute_mask(self, x, mask=None):
+        if mask is None or not self.return_sequences:
+            return None
+        return mask
+
+    def get_config(self):
+        from fastdl.saving.common import layer_entry
+        config = super().get_config()
+        config["merge_mode"] = self.merge_mode
+        config["layer"] = layer_entry(self.forward_layer)
+        config["backward_layer"] = layer_entry(self.backward_layer)
+        return config

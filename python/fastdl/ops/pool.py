@@ -1,0 +1,53 @@
+"""2-D max and average pooling on fastdl's C++ kernels (NHWC).
+
+Windows follow TensorFlow/Keras's valid/same rule (see :mod:`fastdl.ops.conv`); padded positions
+never take part: max pooling ignores them and average pooling divides by the number of real
+elements in each window. ``strides=None`` means ``pool_size``.
+"""
+import numpy as np
+
+from fastdl import _core
+from fastdl.ops import as_float_array
+from fastdl.ops.conv import int_pair, padding_mode
+
+
+def _window(pool_size, strides, padding):
+    ph, pw = int_pair(pool_size, "pool_size")
+    sh, sw = (ph, pw) if strides is None else int_pair(strides, "strides")
+    return ph, pw, sh, sw, padding_mode(padding)
+
+
+def _input_hw(input_shape):
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4:
+        raise TypeError(f"input_shape must be the 4-tuple (N, H, W, C) of x, received {input_shape!r}")
+    return int_pair(tuple(input_shape[1:3]), "input_shape[1:3]")
+
+
+def max_pool2d(x, pool_size, strides=None, padding="valid"):
+    """``(y, argmax)``: window maxima of x ``(N, H, W, C)`` and their flat int64 indices into x."""
+    x = as_float_array(x, "x")
+    return _core.max_pool2d_forward(x, *_window(pool_size, strides, padding))
+
+
+def max_pool2d_backward(dy, argmax, input_shape, pool_size, strides=None, padding="valid"):
+    """dL/dx ``input_shape`` of :func:`max_pool2d`: ``dy`` added at ``argmax``."""
+    dy = as_float_array(dy, "dy")
+    if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int64:
+        raise TypeError("argmax must be the int64 array max_pool2d returned, received "
+                        f"{getattr(argmax, 'dtype', type(argmax).__name__)}")
+    argmax = np.ascontiguousarray(argmax)
+    return _core.max_pool2d_backward(dy, argmax, *_input_hw(input_shape),
+                                     *_window(pool_size, strides, padding))
+
+
+def avg_pool2d(x, pool_size, strides=None, padding="valid"):
+    """Window means of x ``(N, H, W, C)`` (padding excluded from the count)."""
+    x = as_float_array(x, "x")
+    return _core.avg_pool2d_forward(x, *_window(pool_size, strides, padding))
+
+
+def avg_pool2d_backward(dy, input_shape, pool_size, strides=None, padding="valid"):
+    """dL/dx ``input_shape`` of :func:`avg_pool2d`."""
+    dy = as_float_array(dy, "dy")
+    return _core.avg_pool2d_backward(dy, *_input_hw(input_shape),
+                                     *_window(pool_size, strides, padding))

@@ -1,0 +1,586 @@
+"""Keras 3 interchange: ``.keras`` model files and ``.weights.h5`` weight files.
+
+A ``.keras`` file is a zip of ``metadata.json`` (``{"keras_version", "date_saved"}``),
+``config.json`` (the model in Keras's schema, with ``compile_config``) and ``model.weights.h5``.
+The HDF5 layout is Keras 3.15's (``keras/src/saving/saving_lib.py``): each layer of the
+Sequential under ``layers/<snake_case(class)>[_k]`` (named by class and position, not by the
+layer's name), its own variables in ``vars/0, vars/1, ...`` (trainable first, then
+non-trainable); recurrent layers keep theirs in ``cell/vars`` and ``Bidirectional`` in
+``forward_layer/cell/vars`` and ``backward_layer/cell/vars``; the optimizer's in
+``optimizer/vars/<i>`` (iterations, learning rate, then per variable its slots); the model's own
+(empty) ``vars`` group at the root. A ``.weights.h5`` file is that HDF5 file alone.
+
+Configs are translated both ways: Keras's dtype policies <-> fastdl's ``"float32"``, the input
+shape <-> an ``InputLayer``, Keras options fastdl lacks are dropped when they are at their
+neutral value (``quantization_config: null``, ``unroll``, ``stateful: false``, ...) and refused
+with a message otherwise. Only fastdl's registered classes and the caller's ``custom_objects``
+load: ``Lambda`` layers, unknown classes and modules are refused by name, and nothing a file
+names is ever imported. HDF5 links, external and virtual datasets are refused, every dataset's
+dtype and shape are checked before it is read, and zip members are size-checked.
+
+h5py is imported on first use; without it an ImportError says ``pip install "fastdl[keras]"``.
+"""
+import datetime
+import io
+import os
+import struct
+import warnings
+import zipfile
+import zlib
+
+import numpy as np
+
+from fastdl.saving import common
+from fastdl.saving.common import ModelFileError
+
+KERAS_VERSION = "3.15.1"        # the Keras release whose file layout this module writes
+CONFIG_NAME = "config.json"
+METADATA_NAME = "metadata.json"
+WEIGHTS_NAME = "model.weights.h5"
+MAX_JSON_BYTES = 64 << 20
+MAX_WEIGHTS_BYTES = 1 << 40
+MAX_COMPRESSION_RATIO = 1000
+MAX_H5_OBJECTS = 1_000_000
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_RNN_CELLS = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell"}
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as e:
+        raise ImportError('Reading and writing Keras files (.keras, .weights.h5) needs h5py: '
+                          'pip install "fastdl[keras]"') from e
+    return h5py
+
+
+# ---------------------------------------------------------------------------------------------
+# config translation
+
+def _policy(name):
+    return {"module": "keras", "class_name": "DTypePolicy", "config": {"name": name},
+            "registered_name": None}
+
+
+def _is_layer_entry(value):
+    return (isinstance(value, dict) and isinstance(value.get("class_name"), str)
+            and "config" in value and value.get("module") in ("keras.layers", "keras"))
+
+
+def _to_keras_entry(entry):
+    """A fastdl layer entry (``common.layer_entry``) in the form Keras writes."""
+    entry = dict(entry)
+    config = dict(entry["config"])
+    if entry["class_name"] != "InputLayer" and isinstance(config.get("dtype"), str):
+        config["dtype"] = _policy(config["dtype"])
+    config.pop("batch_input_shape", None)
+    for key, value in list(config.items()):
+        if _is_layer_entry(value):
+            config[key] = _to_keras_entry(value)
+    entry["config"] = config
+    return entry
+
+
+def keras_description(model):
+    """The model's ``config.json`` content (without ``compile_config``)."""
+    description = common.model_config(model)
+    config = dict(description["config"])
+    entries = [_to_keras_entry(e) for e in config["layers"]]
+    shape = common.model_input_shape(model)
+    if shape is not None and not (entries and entries[0]["class_name"] == "InputLayer"):
+        taken = {e["config"].get("name") for e in entries}
+        name, k = "input_layer", 0
+        while name in taken:
+            k += 1
+            name = f"input_layer_{k}"
+        entries.insert(0, {"module": "keras.layers", "class_name": "InputLayer",
+                           "config": {"batch_shape": common.plain(shape), "dtype": "float32",
+                                      "sparse": False, "ragged": False, "name": name},
+                           "registered_name": None})
+    config["layers"] = entries
+    config = {"name": config["name"], "trainable": config["trainable"],
+              "dtype": _policy("float32"), **{k: v for k, v in config.items()
+                                             if k not in ("name", "trainable")}}
+    description["config"] = config
+    return description
+
+
+def _neutral(key, value, config):
+    """True when dropping a Keras option fastdl does not have changes nothing."""
+    if key in ("unroll", "shared_object_id"):
+        return True
+    if key == "renorm_momentum":
+        return not config.get("renorm")
+    if key.endswith("_regularizer") or key.endswith("_constraint"):
+        return value is None
+    if key in ("quantization_config", "lora_rank", "lora_alpha", "renorm_clipping", "seed",
+               "input_tensor"):
+        return value is None
+    if key in ("ragged", "sparse"):
+        return value in (False, None)
+    if key in ("optional", "stateful", "zero_output_for_mask", "synchronized", "renorm"):
+        return value is False
+    if key in ("dropout", "recurrent_dropout"):
+        return value == 0 and not isinstance(value, bool)
+    return False
+
+
+def _clean_object(value):
+    """Drop Keras's bookkeeping from nested serialized objects (initializers, ...)."""
+    if isinstance(value, dict):
+        value = {k: _clean_object(v) for k, v in value.items() if k != "shared_object_id"}
+        module = value.get("module")
+        inner = value.get("config")
+        if isinstance(module, str) and module.startswith("keras.initializers") and \
+                isinstance(inner, dict):
+            value["config"] = {k: v for k, v in inner.items()
+                               if not (k in ("input_axes", "output_axes") and v is None)}
+        return value
+    if isinstance(value, list):
+        return [_clean_object(v) for v in value]
+    return value
+
+
+def from_keras_entry(entry, cls, custom_objects, where):
+    """Translate one Keras layer entry into fastdl's (the class is already resolved)."""
+    config = entry.get("config", {})
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{where}: 'config' must be a JSON object")
+    name = config.get("name")
+    where = f"{where} ({entry['class_name']} {name!r:.100})"
+    accepted = common.accepted_arguments(cls)
+    out = {}
+    for key, value in config.items():
+        if key == "dtype" and isinstance(value, dict):
+            inner = value.get("config")
+            policy = inner.get("name") if isinstance(inner, dict) else None
+            if not isinstance(policy, str):
+                raise ModelFileError(f"{where}: cannot read the dtype policy {value!r:.200}")
+            value = policy
+        if key not in accepted:
+            if _neutral(key, value, config):
+                continue
+            raise ModelFileError(f"{where}: the Keras option {key}={value!r:.100} is not "
+                                 "supported by fastdl")
+        if _is_layer_entry(value):
+            sub_cls = common.resolve_layer_class(value, custom_objects, f"{where}.{key}")
+            value = from_keras_entry(value, sub_cls, custom_objects, f"{where}.{key}")
+        out[key] = _clean_object(value)
+    entry = dict(entry)
+    entry["config"] = out
+    return entry
+
+
+# ---------------------------------------------------------------------------------------------
+# HDF5 layout
+
+def _sub_layer(layer, attr, index):
+    sub = getattr(layer, attr, None)
+    if sub is None:
+        subs = getattr(layer, "_sublayers", [])
+        sub = subs[index] if len(subs) > index else None
+    return sub
+
+
+def keras_groups(layer, path):
+    """``[(group path, [weights], name)]``: where Keras keeps this layer's variables."""
+    cls = type(layer).__name__
+    if cls in _RNN_CELLS:
+        groups = [(path + "/vars", [], layer.name), (path + "/cell/vars", layer.weights,
+                                                     _RNN_CELLS[cls])]
+    elif cls == "Bidirectional":
+        groups = [(path + "/vars", [], layer.name)]
+        for index, attr in enumerate(("forward_layer", "backward_layer")):
+            sub = _sub_layer(layer, attr, index)
+            if sub is None:
+                raise ValueError(f"Bidirectional layer {layer.name!r} has no {attr}")
+            groups += keras_groups(sub, f"{path}/{attr}")
+    else:
+        groups = [(path + "/vars", layer.weights, layer.name)]
+    flat = [w for _, ws, _ in groups for w in ws]
+    weights = layer.weights
+    if len(flat) != len(weights) or any(a is not b for a, b in zip(flat, weights)):
+        raise ValueError(f"layer {layer.name!r} ({cls}): its weights do not follow Keras's "
+                         "variable layout")
+    return groups
+
+
+def _model_plan(model):
+    """``[(layer, [(dataset path, weight)])]`` for every layer of the model."""
+    plan = []
+    for path, layer in common.layer_paths(model):
+        items = []
+        for gpath, ws, _ in keras_groups(layer, path):
+            items += [(f"{gpath}/{i}", w) for i, w in enumerate(ws)]
+        plan.append((layer, items))
+    return plan
+
+
+def _write_h5(fileobj, model, optimizer_state):
+    h5py = _h5py()
+    with h5py.File(fileobj, "w") as h5:
+        h5.create_group("vars").attrs["name"] = model.name
+        h5.create_group("layers")
+        for path, layer in common.layer_paths(model):
+            for gpath, ws, name in keras_groups(layer, path):
+                group = h5.require_group(gpath)
+                group.attrs["name"] = name
+                for i, w in enumerate(ws):
+                    group.create_dataset(str(i), data=np.asarray(w, order="C"))
+        if optimizer_state is not None:
+            group = h5.require_group("optimizer/vars")
+            group.attrs["name"] = model.optimizer.name
+            for i, a in enumerate(optimizer_state):
+                group.create_dataset(str(i), data=np.asarray(a))
+
+
+def _collect(h5py, group, prefix, out, depth=0):
+    if depth > 32:
+        raise ModelFileError("the HDF5 file nests groups too deeply")
+    for key in group.keys():
+        link = group.get(key, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            raise ModelFileError(f"the HDF5 file contains a {type(link).__name__} at "
+                                 f"{prefix + key!r:.200}; links are not allowed")
+        klass = group.get(key, getclass=True)
+        path = prefix + key
+        if klass is h5py.Group:
+            _collect(h5py, group[key], path + "/", out, depth + 1)
+        elif klass is h5py.Dataset:
+            out[path] = group[key]
+        if len(out) > MAX_H5_OBJECTS:
+            raise ModelFileError("the HDF5 file holds too many datasets")
+    return out
+
+
+def _dataset_size(ds):
+    shape = ds.shape
+    if shape is None:
+        return 0
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _read(ds, shape, kinds, path):
+    if ds.shape is None or tuple(ds.shape) != tuple(shape):
+        raise ModelFileError(f"dataset {path!r}: expected shape {tuple(shape)}, the file holds "
+                             f"{ds.shape}")
+    dt = ds.dtype
+    if dt.kind not in kinds or dt.fields is not None or dt.subdtype is not None or \
+            dt.itemsize > 8:
+        raise ModelFileError(f"dataset {path!r}: dtype {dt} is not allowed")
+    if ds.external:
+        raise ModelFileError(f"dataset {path!r}: external storage is not allowed")
+    if ds.is_virtual:
+        raise ModelFileError(f"dataset {path!r}: virtual datasets are not allowed")
+    return np.asarray(ds[()])
+
+
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowError,
+              IndexError, AttributeError, MemoryError, SystemError)
+
+
+def _h5_guarded(method):
+    """Errors of h5py/libhdf5 on a damaged file become ModelFileError."""
+    def wrapper(self, *args):
+        try:
+            return method(self, *args)
+        except ModelFileError:
+            raise
+        except _H5_ERRORS as e:
+            raise ModelFileError(f"{getattr(self, 'where', 'the file')}: damaged HDF5 weights: "
+                                 f"{type(e).__name__}: "
+                                 f"{e}") from None
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+class _H5Weights:
+    """The datasets of an open Keras weights file, checked and read on demand."""
+
+    @_h5_guarded
+    def __init__(self, h5, where):
+        h5py = _h5py()
+        self.where = where
+        self.datasets = _collect(h5py, h5, "", {})
+        self.layer_paths = {p for p in self.datasets if p.startswith("layers/")}
+        self.optimizer_paths = {p for p in self.datasets if p.startswith("optimizer/")}
+
+    @_h5_guarded
+    def layer_budget(self):
+        return sum(_dataset_size(self.datasets[p]) for p in self.layer_paths)
+
+    @_h5_guarded
+    def match(self, model):
+        """Read every weight of ``model`` (checked); nothing is assigned here."""
+        try:
+            plan = _model_plan(model)
+        except ValueError as e:
+            raise ModelFileError(f"{self.where}: {e}") from e
+        expected = {p for _, items in plan for p, _ in items}
+        missing = sorted(expected - self.layer_paths)
+        extra = sorted(self.layer_paths - expected)
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing {missing[:10]}")
+            if extra:
+                parts.append(f"unexpected {extra[:10]}")
+            raise ModelFileError(f"{self.where}: the weights do not match model "
+                                 f"{model.name!r}: " + "; ".join(parts))
+        out = []
+        for layer, items in plan:
+            arrays = [_read(self.datasets[p], w.shape, "f", p).astype(w.dtype, copy=False)
+                      for p, w in items]
+            out.append((layer, arrays))
+        return out
+
+    @_h5_guarded
+    def optimizer_arrays(self, budget):
+        names = sorted(self.optimizer_paths)
+        n = len(names)
+        expected = {f"optimizer/vars/{i}" for i in range(n)}
+        if set(names) != expected:
+            raise ModelFileError(f"{self.where}: unexpected optimizer datasets "
+                                 f"{sorted(set(names) - expected)[:10]}")
+        arrays, total = [], 0
+        for i in range(n):
+            path = f"optimizer/vars/{i}"
+            ds = self.datasets[path]
+            size = _dataset_size(ds)
+            total += size
+            if size > budget + 1 or total > 4 * budget + 16:
+                raise ModelFileError(f"{self.where}: optimizer dataset {path!r} is larger than "
+                                     "the model's weights")
+            shape = ds.shape if ds.shape is not None else ()
+            arrays.append(_read(ds, shape, "iuf", path))
+        return arrays
+
+
+def _assign(pairs):
+    for layer, arrays in pairs:
+        if arrays:
+            layer.set_weights(arrays)
+
+
+def _optimizer_state_for_file(model, full):
+    """The optimizer's state; ``full``: an unbuilt optimizer is described as freshly built
+    (Keras builds its optimizer when it loads a model and expects every variable)."""
+    optimizer = model.optimizer
+    if optimizer.built or not full:
+        return optimizer.get_state()
+    variables = common.trainable_variables(model)
+    if not variables:
+        return optimizer.get_state()
+    try:
+        shadow = type(optimizer).from_config(optimizer.get_config())
+        shadow.build(variables)
+        shadow.iterations = optimizer.iterations
+        return shadow.get_state()
+    except Exception:   # e.g. a callable learning rate: describe the unbuilt state
+        return optimizer.get_state()
+
+
+# ---------------------------------------------------------------------------------------------
+# zip
+
+def _zip_info(name):
+    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+    info.compress_type = zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def save_model(model, filepath, overwrite=True, include_optimizer=True):
+    from fastdl import __version__
+    h5_buffer = io.BytesIO()
+    description = keras_description(model)
+    compile_config = common.compile_config(model)
+    if compile_config is not None:
+        description["compile_config"] = compile_config
+    state = _optimizer_state_for_file(model, full=True) \
+        if compile_config is not None and include_optimizer else None
+    _write_h5(h5_buffer, model, state)
+    metadata = {"keras_version": KERAS_VERSION,
+                "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+                "fastdl_version": __version__}
+    zip_buffer = io.BytesIO()
+    with zipfile.ZipFile(zip_buffer, "w") as zf:
+        zf.writestr(_zip_info(METADATA_NAME), common.dumps(metadata).encode("utf-8"))
+        zf.writestr(_zip_info(CONFIG_NAME), common.dumps(description).encode("utf-8"))
+        zf.writestr(_zip_info(WEIGHTS_NAME), h5_buffer.getvalue())
+    data = zip_buffer.getvalue()
+    common.atomic_write(filepath, lambda f: f.write(data), overwrite=overwrite)
+
+
+def save_weights(model, filepath, overwrite=True):
+    buffer = io.BytesIO()
+    state = _optimizer_state_for_file(model, full=False) \
+        if getattr(model, "compiled", False) and model.optimizer is not None else None
+    _write_h5(buffer, model, state)
+    data = buffer.getvalue()
+    common.atomic_write(filepath, lambda f: f.write(data), overwrite=overwrite)
+
+
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError,
+               ValueError, OverflowError, struct.error, UnicodeDecodeError)
+
+
+def _open_zip(path):
+    with open(path, "rb"):              # a missing file is FileNotFoundError, as for open()
+        pass
+    try:
+        zf = zipfile.ZipFile(path, "r")
+    except _ZIP_ERRORS as e:
+        with open(path, "rb") as f:
+            head = f.read(16)
+        from fastdl.saving.native import MAGIC, _describe_foreign
+        hint = ("it is a fastdl native file (use another extension than .keras)"
+                if head.startswith(MAGIC) else _describe_foreign(head)) if head else "it is empty"
+        raise ModelFileError(f"{path!r} is not a Keras .keras zip file: {hint} ({e})") from None
+    names = zf.namelist()
+    if len(names) != len(set(names)):
+        zf.close()
+        raise ModelFileError(f"{path!r}: the zip archive names a member twice")
+    return zf
+
+
+def _zip_member(zf, name, limit, path):
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        return None
+    if info.flag_bits & 0x1:
+        raise ModelFileError(f"{path!r}: {name} is encrypted")
+    if info.file_size > limit:
+        raise ModelFileError(f"{path!r}: {name} is too large ({info.file_size} bytes)")
+    if info.compress_type != zipfile.ZIP_STORED and \
+            info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1) + (1 << 20):
+        raise ModelFileError(f"{path!r}: {name} expands {info.file_size} / "
+                             f"{info.compress_size} times: refusing a zip bomb")
+    try:
+        with zf.open(info) as f:
+            data = f.read(info.file_size + 1)
+    except _ZIP_ERRORS + (OSError,) as e:
+        raise ModelFileError(f"{path!r}: cannot read {name}: {e}") from None
+    if len(data) != info.file_size:
+        raise ModelFileError(f"{path!r}: {name} does not have its declared size")
+    return data
+
+
+def _open_h5(data, where):
+    h5py = _h5py()
+    try:
+        return h5py.File(io.BytesIO(data), "r")
+    except _H5_ERRORS as e:
+        raise ModelFileError(f"{where} is not a readable HDF5 file: {e}") from None
+
+
+def _close(h5):
+    try:
+        h5.close()
+    except _H5_ERRORS:
+        pass
+
+
+def _read_keras_zip(path):
+    with _open_zip(path) as zf:
+        config_bytes = _zip_member(zf, CONFIG_NAME, MAX_JSON_BYTES, path)
+        if config_bytes is None:
+            raise ModelFileError(f"{path!r}: the archive has no {CONFIG_NAME}")
+        metadata = _zip_member(zf, METADATA_NAME, MAX_JSON_BYTES, path)
+        if metadata is not None:
+            common.loads_strict(metadata, f"{path!r}: {METADATA_NAME}")
+        weights = _zip_member(zf, WEIGHTS_NAME, MAX_WEIGHTS_BYTES, path)
+        if weights is None and "model.weights.npz" in zf.namelist():
+            raise ModelFileError(f"{path!r}: weights stored as model.weights.npz are not "
+                                 "supported; save with the default HDF5 weights")
+    description = common.loads_strict(config_bytes, f"{path!r}: {CONFIG_NAME}")
+    return description, weights
+
+
+def _optimizer_arrays(model, store, budget, where):
+    """The optimizer state in the file, read and checked, or None (with a warning when it
+    cannot be used: Keras also skips an optimizer state that does not fit)."""
+    if not store.optimizer_paths or not getattr(model, "compiled", False):
+        return None
+    try:
+        return store.optimizer_arrays(budget)
+    except ModelFileError as e:
+        warnings.warn(f"Skipping the optimizer state of {where}: {e}", stacklevel=4)
+        return None
+
+
+def _restore_optimizer(model, arrays, where):
+    if arrays is None:
+        return
+    try:
+        arrays = common.check_optimizer_state(model, arrays, where)
+    except ModelFileError as e:
+        warnings.warn(f"Skipping the optimizer state of {where}: {e}", stacklevel=4)
+        return
+    common.set_optimizer_state(model, arrays, where)
+
+
+def load_model(filepath, custom_objects=None, compile=True):
+    path = os.fspath(filepath)
+    where = repr(path)
+    description, weights = _read_keras_zip(path)
+    if not isinstance(description, dict):
+        raise ModelFileError(f"{where}: {CONFIG_NAME} must hold a JSON object")
+    description = _clean_object(description)
+    compile_config = description.get("compile_config")
+    h5 = _open_h5(weights, f"{where}: {WEIGHTS_NAME}") if weights is not None else None
+    try:
+        store = _H5Weights(h5, where) if h5 is not None else None
+        budget = store.layer_budget() if store is not None else 0
+        with common.preserved_random_state():
+            model = common.build_model(description, custom_objects, translate=from_keras_entry,
+                                       budget=budget)
+            if store is not None:
+                _assign(store.match(model))
+            elif model.weights:
+                raise ModelFileError(f"{where}: the archive has no {WEIGHTS_NAME}")
+            if compile and compile_config is not None:
+                common.compile_from_config(model, compile_config, custom_objects)
+                if store is not None:
+                    _restore_optimizer(model, _optimizer_arrays(model, store, budget, where),
+                                       where)
+    finally:
+        if h5 is not None:
+            _close(h5)
+    return model
+
+
+def load_weights(model, filepath):
+    path = os.fspath(filepath)
+    where = repr(path)
+    if path.endswith(".keras"):
+        _, data = _read_keras_zip(path)
+        if data is None:
+            raise ModelFileError(f"{where}: the archive has no {WEIGHTS_NAME}")
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data.startswith(b"\x89HDF\r\n\x1a\n"):
+            from fastdl.saving.native import _describe_foreign
+            raise ModelFileError(f"{where} is not an HDF5 weights file: "
+                                 f"{_describe_foreign(data[:16]) if data else 'it is empty'}")
+    h5 = _open_h5(data, where)
+    try:
+        store = _H5Weights(h5, where)
+        if not model.built:
+            shape = common.model_input_shape(model)
+            if shape is None:
+                raise ModelFileError(f"model {model.name!r} is not built; call "
+                                     "model.build(input_shape) before load_weights")
+            common.build_unbuilt(model, tuple(shape))
+        pairs = store.match(model)          # everything checked and read ...
+        arrays = _optimizer_arrays(model, store, store.layer_budget(), where)
+        _assign(pairs)                      # ... before anything is assigned
+        _restore_optimizer(model, arrays, where)
+    finally:
+        _close(h5)

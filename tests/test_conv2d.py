@@ -1,0 +1,563 @@
+"""fastdl.ops.conv (C++ conv2d kernels) against the direct-loop float64 reference."""
+import itertools
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import _core
+from fastdl.ops import conv
+
+import reference_conv as ref
+
+RTOL = ATOL = 1e-5
+
+
+def rand(rng, *shape, dtype=np.float64):
+    return rng.uniform(-1, 1, size=shape).astype(dtype)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def small_chunks():
+    """Force one output row per chunk, so chunk edges cut images and col2im sees partial images."""
+    old = _core.conv2d_chunk_bytes()
+    _core.conv2d_set_chunk_bytes(1)
+    yield
+    _core.conv2d_set_chunk_bytes(old)
+
+
+# ------------------------------------------------------------------ forward sweep
+SIZES = [(5, 5), (6, 8), (7, 4)]  # odd, even and non-square
+SWEEP = list(itertools.product([0, 1, 3], [1, 3, 4], [(1, 1), (3, 3), (2, 3)],
+                               [1, 2, (3, 2)], ["valid", "same"]))
+
+
+@pytest.mark.parametrize("batch,channels,ksize,strides,padding", SWEEP)
+def test_forward_sweep(rng, batch, channels, ksize, strides, padding):
+    for (h, w), filters in zip(SIZES, (2, 5, 3)):
+        x = rand(rng, batch, h, w, channels, dtype=np.float32)
+        k = rand(rng, *ksize, channels, filters, dtype=np.float32)
+        b = rand(rng, filters, dtype=np.float32)
+        y = conv.conv2d(x, k, b, strides=strides, padding=padding)
+        expect = ref.conv2d(x, k, b, strides, padding)
+        assert y.dtype == np.float32 and y.shape == expect.shape
+        np.testing.assert_allclose(y, expect, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("dilation,strides,padding", [
+    ((2, 2), 1, "valid"), ((2, 2), 1, "same"), ((3, 1), 1, "same"), ((1, 2), (2, 1), "valid"),
+    ((2, 3), 2, "same")])
+def test_forward_dilation(rng, dilation, strides, padding):
+    x = rand(rng, 2, 9, 8, 3, dtype=np.float32)
+    k = rand(rng, 3, 2, 3, 4, dtype=np.float32)
+    y = conv.conv2d(x, k, strides=strides, padding=padding, dilation_rate=dilation)
+    np.testing.assert_allclose(y, ref.conv2d(x, k, None, strides, padding, dilation),
+                               rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("groups,channels,filters,ksize,strides,padding", [
+    (2, 4, 6, (3, 3), 1, "same"), (3, 3, 3, (3, 3), 2, "valid"), (4, 4, 8, (1, 1), 1, "valid"),
+    (2, 6, 4, (2, 3), (3, 2), "same"), (2, 4, 2, (1, 1), 2, "same")])
+def test_forward_groups(rng, groups, channels, filters, ksize, strides, padding):
+    x = rand(rng, 3, 7, 6, channels, dtype=np.float32)
+    k = rand(rng, *ksize, channels // groups, filters, dtype=np.float32)
+    b = rand(rng, filters, dtype=np.float32)
+    y = conv.conv2d(x, k, b, strides=strides, padding=padding, groups=groups)
+    np.testing.assert_allclose(y, ref.conv2d(x, k, b, strides, padding, 1, groups),
+                               rtol=RTOL, atol=ATOL)
+
+
+def test_forward_relu_fused(rng):
+    x = rand(rng, 2, 6, 6, 3, dtype=np.float32)
+    k = rand(rng, 3, 3, 3, 4, dtype=np.float32)
+    b = rand(rng, 4, dtype=np.float32)
+    y = conv.conv2d(x, k, b, padding="same", activation="relu")
+    expect = np.maximum(ref.conv2d(x, k, b, 1, "same"), 0)
+    assert (y == 0).any() and (y > 0).any()
+    np.testing.assert_allclose(y, expect, rtol=RTOL, atol=ATOL)
+    y = conv.conv2d(x, k, None, activation="relu")
+    np.testing.assert_allclose(y, np.maximum(ref.conv2d(x, k), 0), rtol=RTOL, atol=ATOL)
+
+
+def test_same_padding_is_asymmetric_like_tensorflow():
+    # H=4, k=2, s=2 ... total pad 0; H=5, k=4, s=1: total 3 -> top 1, bottom 2
+    x = np.zeros((1, 5, 1, 1))
+    x[0, 0, 0, 0] = 1.0
+    k = np.zeros((4, 1, 1, 1))
+    k[1, 0, 0, 0] = 1.0  # tap 1 reads row oh - 1 + 1 = oh with top pad 1
+    y = conv.conv2d(x, k, padding="same")
+    assert y.shape == (1, 5, 1, 1)
+    np.testing.assert_array_equal(y[0, :, 0, 0], [1, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("case", [
+    dict(ksize=(3, 3), strides=1, padding="same"), dict(ksize=(2, 3), strides=(3, 2), padding="valid"),
+    dict(ksize=(3, 2), strides=2, padding="same", dilation=(2, 1)),
+    dict(ksize=(3, 3), strides=1, padding="same", groups=2), dict(ksize=(1, 1), strides=1, padding="valid")])
+def test_forward_small_chunks(rng, small_chunks, case):
+    groups = case.get("groups", 1)
+    x = rand(rng, 3, 7, 6, 4, dtype=np.float32)
+    k = rand(rng, *case["ksize"], 4 // groups, 6, dtype=np.float32)
+    kw = dict(strides=case["strides"], padding=case["padding"],
+              dilation_rate=case.get("dilation", 1), groups=groups)
+    y = conv.conv2d(x, k, **kw)
+    np.testing.assert_allclose(y, ref.conv2d(x, k, None, case["strides"], case["padding"],
+                                             case.get("dilation", 1), groups), rtol=RTOL, atol=ATOL)
+
+
+def test_larger_layer_matches_reference(rng):
+    # a tutorial-like layer: many chunks with the default budget only when the batch is large;
+    # here checks the im2col run copies (C=32) and the 64-wide GEMM
+    x = rand(rng, 4, 15, 15, 32, dtype=np.float32)
+    k = rand(rng, 3, 3, 32, 64, dtype=np.float32)
+    b = rand(rng, 64, dtype=np.float32)
+    y = conv.conv2d(x, k, b, activation="relu")
+    np.testing.assert_allclose(y, np.maximum(ref.conv2d(x, k, b), 0), rtol=1e-5, atol=1e-4)
+
+
+# ------------------------------------------------------------------ gradients (float64)
+GRAD_CASES = [
+    dict(ksize=(3, 3), strides=1, padding="valid"),
+    dict(ksize=(3, 3), strides=1, padding="same"),
+    dict(ksize=(2, 3), strides=(2, 1), padding="same"),
+    dict(ksize=(3, 2), strides=(3, 2), padding="valid"),
+    dict(ksize=(3, 3), strides=1, padding="same", dilation=(2, 1)),
+    dict(ksize=(2, 2), strides=1, padding="valid", dilation=2),
+    dict(ksize=(3, 3), strides=2, padding="same", groups=2),
+    dict(ksize=(1, 1), strides=1, padding="valid"),
+    dict(ksize=(1, 1), strides=1, padding="same", groups=2),
+    dict(ksize=(1, 1), strides=2, padding="valid"),
+]
+
+
+def _grad_problem(rng, case, dtype=np.float64, n=2, h=6, w=5, c=4, f=4):
+    groups = case.get("groups", 1)
+    x = rand(rng, n, h, w, c, dtype=dtype)
+    k = rand(rng, *case["ksize"], c // groups, f, dtype=dtype)
+    b = rand(rng, f, dtype=dtype)
+    kw = dict(strides=case["strides"], padding=case["padding"],
+              dilation_rate=case.get("dilation", 1), groups=groups)
+    return x, k, b, kw
+
+
+@pytest.mark.parametrize("case", GRAD_CASES)
+@pytest.mark.parametrize("relu", [False, True])
+def test_gradients_central_differences(rng, case, relu):
+    x, k, b, kw = _grad_problem(rng, case)
+    act = "relu" if relu else None
+    y = conv.conv2d(x, k, b, activation=act, **kw)
+    r = rand(rng, *y.shape)  # loss = sum(y * r)
+    dx, dk, db = conv.conv2d_backward(r, x, k, relu_output=y if relu else None, **kw)
+
+    def loss():
+        return float((conv.conv2d(x, k, b, activation=act, **kw) * r).sum())
+
+    for analytic, param in ((dx, x), (dk, k), (db, b)):
+        np.testing.assert_allclose(analytic, ref.numeric_grad(loss, param), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", GRAD_CASES[:7])
+def test_gradients_small_chunks(rng, small_chunks, case):
+    x, k, b, kw = _grad_problem(rng, case, n=3)
+    y = conv.conv2d(x, k, b, **kw)
+    r = rand(rng, *y.shape)
+    dx, dk, db = conv.conv2d_backward(r, x, k, **kw)
+    loss = lambda: float((conv.conv2d(x, k, b, **kw) * r).sum())  # noqa: E731
+    np.testing.assert_allclose(dx, ref.numeric_grad(loss, x), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(dk, ref.numeric_grad(loss, k), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", GRAD_CASES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunked_backward_matches_one_chunk(rng, case, threads):
+    """Multi-threaded tiles and col2im across many small chunks == one chunk (float64)."""
+    x, k, b, kw = _grad_problem(rng, case, n=4, h=14, w=13, c=4, f=32)
+    dy = rand(rng, *conv.conv2d(x, k, b, **kw).shape)
+    old_threads, old_chunk = fastdl.get_num_threads(), _core.conv2d_chunk_bytes()
+    try:
+        fastdl.set_num_threads(threads)
+        whole = conv.conv2d_backward(dy, x, k, **kw)
+        _core.conv2d_set_chunk_bytes(3000)  # a few output rows per chunk
+        chunked = conv.conv2d_backward(dy, x, k, **kw)
+    finally:
+        fastdl.set_num_threads(old_threads)
+        _core.conv2d_set_chunk_bytes(old_chunk)
+    for a, e in zip(chunked, whole):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+    expect = conv.conv2d(x, k, b, **kw)
+    np.testing.assert_allclose(expect, ref.conv2d(x, k, b, kw["strides"], kw["padding"],
+                                                  kw["dilation_rate"], kw["groups"]), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", GRAD_CASES)
+def test_float32_gradients_match_float64(rng, case):
+    x, k, b, kw = _grad_problem(rng, case, n=3, h=9, w=8, c=4, f=6)
+    dy = rand(rng, *conv.conv2d(x, k, b, **kw).shape)
+    g64 = conv.conv2d_backward(dy, x, k, **kw)
+    g32 = conv.conv2d_backward(dy.astype(np.float32), x.astype(np.float32),
+                               k.astype(np.float32), **kw)
+    for a, e in zip(g32, g64):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5 * max(1, np.sqrt(x.shape[0] * 72)))
+
+
+def test_backward_optional_outputs(rng):
+    x, k, b, kw = _grad_problem(rng, GRAD_CASES[1])
+    dy = rand(rng, *conv.conv2d(x, k, b, **kw).shape)
+    dx, dk, db = conv.conv2d_backward(dy, x, k, **kw)
+    none_dx, dk2, none_db = conv.conv2d_backward(dy, x, k, need_dx=False, need_dbias=False, **kw)
+    assert none_dx is None and none_db is None
+    np.testing.assert_array_equal(dk, dk2)
+    dx2, none_dk, db2 = conv.conv2d_backward(dy, x, k, need_dkernel=False, **kw)
+    assert none_dk is None
+    np.testing.assert_array_equal(dx, dx2)
+    np.testing.assert_array_equal(db, db2)
+    np.testing.assert_allclose(db, dy.sum(axis=(0, 1, 2)), rtol=1e-12)
+
+
+# ------------------------------------------------------------------ empty batch, layouts, threads
+@pytest.mark.parametrize("ksize,padding", [((3, 3), "same"), ((1, 1), "valid"), ((2, 3), "valid")])
+def test_empty_batch(rng, ksize, padding):
+    x = np.zeros((0, 6, 5, 3), np.float32)
+    k = rand(rng, *ksize, 3, 4, dtype=np.float32)
+    y = conv.conv2d(x, k, np.ones(4, np.float32), padding=padding)
+    oh, ow = conv.conv2d_output_size(6, ksize[0], 1, 1, padding), conv.conv2d_output_size(5, ksize[1], 1, 1, padding)
+    assert y.shape == (0, oh, ow, 4)
+    dx, dk, db = conv.conv2d_backward(y, x, k, padding=padding)
+    assert dx.shape == x.shape and dk.shape == k.shape and db.shape == (4,)
+    assert not dk.any() and not db.any()
+
+
+def test_memory_layouts_match_contiguous(rng):
+    base = rand(rng, 3, 8, 12, 4, dtype=np.float32)
+    k = rand(rng, 3, 3, 4, 5, dtype=np.float32)
+    strided = base[:, :, ::2]
+    fortran = np.asfortranarray(base[:, :, :6])
+    readonly = base[:, :, :6].copy()
+    readonly.setflags(write=False)
+    broadcast = np.broadcast_to(base[:1, :, :6], (3, 8, 6, 4))
+    reversed_ = base[::-1, :, :6]
+    for x in (strided, fortran, readonly, broadcast, reversed_):
+        expect = conv.conv2d(np.ascontiguousarray(x), k, padding="same")
+        np.testing.assert_array_equal(conv.conv2d(x, k, padding="same"), expect)
+        dy = np.ones_like(expect)
+        for a, e in zip(conv.conv2d_backward(dy, x, np.asfortranarray(k), padding="same"),
+                        conv.conv2d_backward(dy, np.ascontiguousarray(x), k, padding="same")):
+            np.testing.assert_array_equal(a, e)
+
+
+def test_threads_deterministic_and_consistent(rng):
+    x = rand(rng, 4, 12, 12, 8, dtype=np.float32)
+    k = rand(rng, 3, 3, 8, 16, dtype=np.float32)
+    dy = rand(rng, 4, 12, 12, 16, dtype=np.float32)
+    old = fastdl.get_num_threads()
+    try:
+        results = {}
+        for t in (1, 2):
+            fastdl.set_num_threads(t)
+            a = [conv.conv2d(x, k, padding="same")] + list(conv.conv2d_backward(dy, x, k, padding="same"))
+            b = [conv.conv2d(x, k, padding="same")] + list(conv.conv2d_backward(dy, x, k, padding="same"))
+            for u, v in zip(a, b):
+                np.testing.assert_array_equal(u, v)  # bitwise repeatable at a fixed thread count
+            results[t] = a
+        for u, v in zip(results[1], results[2]):
+            np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-4)
+    finally:
+        fastdl.set_num_threads(old)
+
+
+# ------------------------------------------------------------------ bad input
+def _xk(c=3, f=4, ksize=(3, 3), dtype=np.float32):
+    return np.zeros((2, 6, 6, c), dtype), np.zeros((*ksize, c, f), dtype)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(strides=0), "strides"), (dict(strides=(1, 0)), "strides"), (dict(strides=-1), "strides"),
+    (dict(dilation_rate=0), "dilation_rate"), (dict(groups=0), "groups"),
+    (dict(padding="full"), "padding")])
+def test_bad_hyperparameters_value_error(kwargs, match):
+    x, k = _xk()
+    with pytest.raises(ValueError, match=match):
+        conv.conv2d(x, k, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(strides=True), dict(strides=1.0), dict(strides="2"), dict(strides=(1, 2, 3)),
+    dict(strides=None), dict(dilation_rate=(1, False)), dict(groups=1.5), dict(groups=True),
+    dict(padding=None), dict(padding=1)])
+def test_bad_hyperparameter_types(kwargs):
+    x, k = _xk()
+    with pytest.raises(TypeError):
+        conv.conv2d(x, k, **kwargs)
+
+
+@pytest.mark.parametrize("args", [
+    # (sh, sw, padding, dh, dw, groups)
+    (0, 1, "valid", 1, 1, 1), (1, -2, "valid", 1, 1, 1), (1, 1, "valid", 0, 1, 1),
+    (1, 1, "valid", 1, 1, 0), (1, 1, "valid", 1, 1, -3), (1, 1, "SAME", 1, 1, 1)])
+def test_core_entry_points_reject_bad_values(args):
+    x, k = _xk()
+    with pytest.raises(ValueError, match="conv2d_forward"):
+        _core.conv2d_forward(x, k, None, *args, False)
+    dy = np.zeros((2, 4, 4, 4), np.float32)
+    with pytest.raises(ValueError, match="conv2d_backward"):
+        _core.conv2d_backward(dy, x, k, *args, True, True, True, None)
+
+
+def test_core_is_strict_about_layout_and_dtype():
+    x, k = _xk()
+    with pytest.raises(TypeError):
+        _core.conv2d_forward(np.asfortranarray(x), k, None, 1, 1, "valid", 1, 1, 1, False)
+    with pytest.raises(TypeError):
+        _core.conv2d_forward(x, k.astype(np.float64), None, 1, 1, "valid", 1, 1, 1, False)
+    with pytest.raises(TypeError, match="bias"):
+        _core.conv2d_forward(x, k, np.zeros(4), 1, 1, "valid", 1, 1, 1, False)
+    with pytest.raises(TypeError, match="bias"):
+        _core.conv2d_forward(x, k, [0.0] * 4, 1, 1, "valid", 1, 1, 1, False)
+
+
+@pytest.mark.parametrize("x_shape,k_shape,kwargs,match", [
+    ((2, 3, 3, 3), (5, 5, 3, 4), {}, r"output size \(-?\d+, -?\d+\).*input size \(3, 3\).*kernel size \(5, 5\)"),
+    ((2, 3, 8, 3), (1, 1, 3, 4), dict(strides=1, dilation_rate=1), None),  # fine: sanity
+    ((2, 6, 6, 3), (3, 3, 3, 4), dict(dilation_rate=4), r"output size"),
+    ((2, 6, 6, 3), (3, 3), {}, r"kernel must be 4-D"),
+    ((6, 6, 3), (3, 3, 3, 4), {}, r"x must be 4-D, received shape \(6, 6, 3\)"),
+    ((1, 2, 6, 6, 3), (3, 3, 3, 4), {}, r"x must be 4-D"),
+    ((2, 6, 6, 3), (3, 3, 2, 4), {}, r"kernel must be \(KH, KW, C/groups=3, F\).*\(2, 6, 6, 3\).*\(3, 3, 2, 4\)"),
+    ((2, 6, 6, 4), (3, 3, 2, 4), dict(groups=3), r"multiple of groups"),
+    ((2, 6, 6, 4), (3, 3, 2, 3), dict(groups=2), r"filters.*multiple of groups"),
+    ((2, 0, 6, 3), (3, 3, 3, 4), {}, r"positive H, W and C"),
+    ((2, 6, 6, 0), (3, 3, 0, 4), {}, r"positive H, W and C"),
+    ((2, 6, 6, 3), (0, 3, 3, 4), {}, r"positive sizes"),
+    ((2, 6, 6, 3), (3, 3, 3, 0), {}, r"positive sizes"),
+])
+def test_bad_shapes(x_shape, k_shape, kwargs, match):
+    x, k = np.zeros(x_shape, np.float32), np.zeros(k_shape, np.float32)
+    if match is None:
+        conv.conv2d(x, k, **kwargs)
+        return
+    with pytest.raises(ValueError, match=match):
+        conv.conv2d(x, k, **kwargs)
+
+
+def test_bad_backward_shapes():
+    x, k = _xk()
+    with pytest.raises(ValueError, match=r"dy must have the output shape \(2, 4, 4, 4\).*received \(2, 4, 4, 3\)"):
+        conv.conv2d_backward(np.zeros((2, 4, 4, 3), np.float32), x, k)
+    with pytest.raises(ValueError, match="relu_output must have shape"):
+        conv.conv2d_backward(np.zeros((2, 4, 4, 4), np.float32), x, k,
+                             relu_output=np.zeros((2, 4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="bias must have shape"):
+        conv.conv2d(x, k, np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 6, 6, 3), np.int32), np.zeros((2, 6, 6, 3), np.float16),
+                                 np.zeros((2, 6, 6, 3), bool), np.zeros((2, 6, 6, 3), complex),
+                                 np.zeros((2, 6, 6, 3), object), [[[[0.0] * 3] * 6] * 6] * 2])
+def test_bad_dtypes(bad):
+    _, k = _xk()
+    with pytest.raises(TypeError):
+        conv.conv2d(bad, k)
+
+
+def test_mixed_dtypes_rejected():
+    x, k = _xk()
+    with pytest.raises(TypeError, match="dtype"):
+        conv.conv2d(x, k.astype(np.float64))
+    with pytest.raises(TypeError, match="dtype"):
+        conv.conv2d(x, k, np.zeros(4, np.float64))
+
+
+def test_huge_shapes_rejected_before_allocating():
+    x = np.zeros((1, 6, 6, 1), np.float32)
+    # the window span (k-1)*dilation overflows int64
+    with pytest.raises(ValueError, match="overflow|too large"):
+        conv.conv2d(x, np.zeros((3, 3, 1, 1), np.float32), dilation_rate=2**62, padding="same")
+    with pytest.raises(ValueError, match="overflow|too large"):
+        conv.conv2d(x, np.zeros((3, 3, 1, 1), np.float32), dilation_rate=(1, 2**63 - 1))
+    with pytest.raises(ValueError):
+        conv.conv2d(x, np.zeros((3, 3, 1, 1), np.float32), strides=2**64)
+    # an output of ~1e12 elements: refused by the allocator, not written
+    big_x = np.zeros((1, 1000, 1000, 1), np.float32)
+    big_k = np.zeros((1, 1, 1, 2**20), np.float32)
+    with pytest.raises(MemoryError):
+        conv.conv2d(big_x, big_k)
+
+
+def test_output_size_function_matches_kernel():
+    for size, k, s, d, padding in itertools.product([1, 4, 7], [1, 2, 3], [1, 2, 3], [1, 2], ["valid", "same"]):
+        oh = conv.conv2d_output_size(size, k, s, d, padding)
+        assert oh == ref.pads(size, k, s, d, padding)[0]
+        x = np.zeros((1, size, 1, 1))
+        if oh < 1:
+            with pytest.raises(ValueError, match="output size"):
+                conv.conv2d(x, np.zeros((k, 1, 1, 1)), strides=s, dilation_rate=d, padding=padding)
+        else:
+            assert conv.conv2d(x, np.zeros((k, 1, 1, 1)), strides=s, dilation_rate=d,
+                               padding=padding).shape == (1, oh, 1, 1)
+
+
+# ------------------------------------------------------------------ Conv2D layer
+from fastdl import layers  # noqa: E402
+from fastdl.utils import set_random_seed  # noqa: E402
+from gradcheck import check_layer_gradients  # noqa: E402
+
+
+def test_layer_defaults_weights_and_forward(rng):
+    set_random_seed(0)
+    layer = layers.Conv2D(4, 3)
+    assert (layer.strides, layer.padding, layer.dilation_rate, layer.groups, layer.use_bias) == \
+        ((1, 1), "valid", (1, 1), 1, True)
+    x = rand(rng, 2, 7, 6, 3)
+    y = layer(x)
+    assert y.dtype == np.float32 and y.shape == (2, 5, 4, 4) == layer.compute_output_shape(x.shape)
+    assert layer.kernel.shape == (3, 3, 3, 4) and layer.bias.shape == (4,) and layer.count_params() == 112
+    assert layer.weight_names == ["kernel", "bias"]
+    np.testing.assert_allclose(y, ref.conv2d(x.astype(np.float32), layer.kernel, layer.bias), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(activation="relu"), dict(activation="tanh", padding="same", strides=2),
+    dict(activation=None, use_bias=False, kernel_size=(2, 3), strides=(3, 2)),
+    dict(padding="same", dilation_rate=(2, 1), activation="sigmoid"),
+    dict(groups=2, padding="same", activation="relu"), dict(kernel_size=1, groups=2)])
+def test_layer_gradients_float64(rng, kwargs):
+    set_random_seed(1)
+    kwargs.setdefault("kernel_size", 3)
+    layer = layers.Conv2D(4, dtype="float64", **kwargs)
+    x = rand(rng, 2, 6, 5, 4)
+    if kwargs.get("activation") == "relu":  # keep the pre-activations away from the kink
+        layer(x)
+        layer.bias[...] = 0.05
+    check_layer_gradients(layer, x)
+
+
+def test_layer_fused_relu_matches_unfused(rng):
+    set_random_seed(2)
+    fused = layers.Conv2D(5, 3, padding="same", activation="relu")
+    plain = layers.Conv2D(5, 3, padding="same")
+    x = rand(rng, 3, 8, 8, 3, dtype=np.float32)
+    fused(x), plain(x)
+    plain.set_weights(fused.get_weights())
+    y = fused(x, training=True)
+    z = plain(x, training=True)
+    np.testing.assert_allclose(y, np.maximum(z, 0), rtol=1e-6, atol=1e-6)
+    dy = rand(rng, *y.shape, dtype=np.float32)
+    dx = fused.backward(dy)
+    dx_ref = plain.backward(dy * (z > 0))
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fused.grads, plain.grads):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_float32_grads_match_float64(rng):
+    set_random_seed(3)
+    l64 = layers.Conv2D(6, 3, padding="same", activation="relu", dtype="float64")
+    l32 = layers.Conv2D(6, 3, padding="same", activation="relu")
+    x = rand(rng, 3, 9, 8, 4)
+    l64(x), l32(x.astype(np.float32))
+    l32.set_weights(l64.get_weights())
+    dy = rand(rng, 3, 9, 8, 6)
+    l64(x, training=True), l32(x.astype(np.float32), training=True)
+    dx64, dx32 = l64.backward(dy), l32.backward(dy.astype(np.float32))
+    np.testing.assert_allclose(dx32, dx64, rtol=1e-5, atol=1e-5)
+    for a, b in zip(l32.grads, l64.grads):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_layer_frozen_and_empty_batch(rng):
+    set_random_seed(4)
+    layer = layers.Conv2D(3, 2)
+    x = rand(rng, 2, 5, 5, 2, dtype=np.float32)
+    layer(x)
+    layer.trainable = False
+    y = layer(x, training=True)
+    dx = layer.backward(np.ones_like(y))
+    assert layer.grads == [] and dx.shape == x.shape
+    layer.trainable = True
+    empty = np.zeros((0, 5, 5, 2), np.float32)
+    y = layer(empty, training=True)
+    assert y.shape == (0, 4, 4, 3)
+    dx = layer.backward(y)
+    assert dx.shape == empty.shape
+    assert [g.shape for g in layer.grads] == [(2, 2, 2, 3), (3,)]
+    assert not any(g.any() for g in layer.grads)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(filters=0, kernel_size=3), ValueError, "filters"),
+    (dict(filters=-1, kernel_size=3), ValueError, "filters"),
+    (dict(filters=4, kernel_size=0), ValueError, "kernel_size"),
+    (dict(filters=4, kernel_size=(3, 0)), ValueError, "kernel_size"),
+    (dict(filters=4, kernel_size=3, strides=0), ValueError, "strides"),
+    (dict(filters=4, kernel_size=3, dilation_rate=0), ValueError, "dilation_rate"),
+    (dict(filters=4, kernel_size=3, groups=0), ValueError, "groups"),
+    (dict(filters=4, kernel_size=3, groups=3), ValueError, "groups"),
+    (dict(filters=4, kernel_size=3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
+    (dict(filters=4, kernel_size=3, padding="causal"), ValueError, "padding"),
+    (dict(filters=4, kernel_size=3, data_format="channels_first"), ValueError, "channels_last"),
+    (dict(filters=4, kernel_size=3, kernel_regularizer="l2"), ValueError, "kernel_regularizer"),
+    (dict(filters=4, kernel_size=2.5), TypeError, "kernel_size"),
+    (dict(filters=4, kernel_size="3"), TypeError, "kernel_size"),
+    (dict(filters=4, kernel_size=None), TypeError, "kernel_size"),
+    (dict(filters=4, kernel_size=True), TypeError, "kernel_size"),
+    (dict(filters=4.0, kernel_size=3), TypeError, "filters"),
+    (dict(filters=4, kernel_size=3, strides=(1, True)), TypeError, "strides"),
+    (dict(filters=4, kernel_size=3, use_bias="yes"), TypeError, "use_bias"),
+    (dict(filters=4, kernel_size=3, activation="nope"), ValueError, "activation"),
+])
+def test_layer_bad_hyperparameters(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        layers.Conv2D(**kwargs)
+
+
+def test_layer_bad_inputs(rng):
+    layer = layers.Conv2D(4, 3, groups=2)
+    with pytest.raises(ValueError, match=r"ndim=4.*\(2, 6, 6\)"):
+        layer(np.zeros((2, 6, 6), np.float32))
+    with pytest.raises(ValueError, match=r"groups=2.*3 channels.*\(2, 6, 6, 3\)"):
+        layer(np.zeros((2, 6, 6, 3), np.float32))
+    layer = layers.Conv2D(4, 3)
+    layer(np.zeros((2, 6, 6, 3), np.float32))
+    with pytest.raises(ValueError, match=r"ndim=4.*\(1, 2, 6, 6, 3\)"):
+        layer(np.zeros((1, 2, 6, 6, 3), np.float32))
+    with pytest.raises(ValueError, match=r"axis -1.*value 3.*\(2, 6, 6, 5\)"):
+        layer(np.zeros((2, 6, 6, 5), np.float32))
+    with pytest.raises(ValueError, match=r"output size \(1, 0\).*\(2, 3, 2, 3\).*kernel_size=\(3, 3\)"):
+        layer(np.zeros((2, 3, 2, 3), np.float32))
+    with pytest.raises(ValueError, match=r"output size \(0, 0\).*kernel_size=\(5, 5\)"):
+        layers.Conv2D(2, 5)(np.zeros((1, 3, 3, 1), np.float32))
+    with pytest.raises(ValueError, match="zero-sized"):
+        layer(np.zeros((2, 0, 6, 3), np.float32))
+    with pytest.raises(TypeError):
+        layer(np.zeros((2, 6, 6, 3), object))
+    y = layer(np.zeros((2, 6, 6, 3), np.float32), training=True)
+    with pytest.raises(ValueError, match="dy has shape"):
+        layer.backward(np.zeros(y.shape[:-1] + (3,), np.float32))
+
+
+def test_layer_accepts_any_layout_and_int_input(rng):
+    set_random_seed(5)
+    layer = layers.Conv2D(3, 3, padding="same")
+    base = rand(rng, 2, 8, 12, 2, dtype=np.float32)
+    expect = layer(np.ascontiguousarray(base[:, :, ::2]))
+    np.testing.assert_array_equal(layer(base[:, :, ::2]), expect)
+    np.testing.assert_array_equal(layer(np.asfortranarray(base[:, :, ::2])), expect)
+    ints = rng.integers(0, 5, (2, 8, 6, 2))
+    np.testing.assert_array_equal(layer(ints), layer(ints.astype(np.float32)))
+
+
+def test_layer_config_round_trip():
+    layer = layers.Conv2D(8, (3, 2), strides=2, padding="SAME", activation="relu", use_bias=False,
+                          name="c", kernel_initializer="he_normal")
+    config = layer.get_config()
+    assert config["padding"] == "same" and config["kernel_size"] == (3, 2) and config["strides"] == (2, 2)
+    clone = layers.Conv2D.from_config(config)
+    assert clone.get_config() == config
+    assert layers.Conv2D(2, 3).compute_output_shape((None, None, 9, 1)) == (None, None, 7, 2)
+    assert layers.Convolution2D is layers.Conv2D
