@@ -9,7 +9,7 @@ For each conv / pool layer: forward and backward time of
                 col2im by KH*KW strided slice adds; reshape-max pooling (the usual hand-written
                 NumPy CNN)
   * torch       torch.nn.functional.conv2d / max_pool2d on NCHW with autograd (when importable)
-at 1 and 2 threads; repetitions interleaved (A B C A B C ...), medians, ratios.
+at 1 and 2 threads; rounds interleaved (A B C A B C ...), medians, ratios (see bench()).
 
 Usage: python bench/bench_cnn.py [--reps 7] [--batch 64] [--threads 1 2]
 For NumPy at its best kernel, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.
@@ -145,17 +145,24 @@ def torch_pair(L):
     return fwd, bwd
 
 
-def bench(fns, reps):
-    """Interleaved repetitions: returns the median seconds of each function."""
-    for fn in fns:
-        fn()  # warm-up
+def bench(fns, reps, inner=3, settle=0.03, stat=np.median):
+    """Interleaved rounds (A B C A B C ...): returns the median (or `stat`) seconds of each.
+
+    Each round of one function sleeps `settle` seconds first, so the previous library's idle
+    threads (OpenMP and OpenBLAS spin-wait for milliseconds after their last call) have
+    stopped competing for the cores, makes one untimed call, then times `inner` calls in a row
+    (back to back, as a training loop makes them).
+    """
     times = [[] for _ in fns]
     for _ in range(reps):
         for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
+            time.sleep(settle)
             fn()
-            times[i].append(time.perf_counter() - t0)
-    return [float(np.median(t)) for t in times]
+            for _ in range(inner):
+                t0 = time.perf_counter()
+                fn()
+                times[i].append(time.perf_counter() - t0)
+    return [float(stat(t)) for t in times]
 
 
 def set_threads(n):
@@ -166,9 +173,11 @@ def set_threads(n):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=7, help="interleaved rounds (3 timed calls each)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--stat", choices=["median", "min"], default="median",
+                    help="statistic of the timed calls (min resists a busy, shared machine)")
     args = ap.parse_args()
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
@@ -186,7 +195,8 @@ def main():
     header = f"{'layer':<20} {'pass':<8} {'thr':>3} {'fastdl ms':>10} {'numpy ms':>9} {'np/fd':>6}"
     if torch is not None:
         header += f" {'torch ms':>9} {'torch/fd':>8}"
-    print(f"\nbatch {args.batch}, medians of {args.reps} interleaved repetitions (ratio > 1: fastdl faster)")
+    print(f"\nbatch {args.batch}, {args.stat} of {args.reps} interleaved rounds x 3 calls "
+          "(ratio > 1: fastdl faster)")
     print(header)
     print("-" * len(header))
     totals = {}
@@ -197,7 +207,8 @@ def main():
             for L in layers:
                 impls = [fastdl_pair(L), numpy_pair(L)] + ([torch_pair(L)] if torch else [])
                 for p, name in ((0, "forward"), (1, "backward")):
-                    t = bench([impl[p] for impl in impls], args.reps)
+                    t = bench([impl[p] for impl in impls], args.reps,
+                              stat=np.min if args.stat == "min" else np.median)
                     tot = totals.setdefault((threads, name), [0.0] * len(t))
                     for i, v in enumerate(t):
                         tot[i] += v

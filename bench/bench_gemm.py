@@ -4,7 +4,11 @@ Shapes: square n = 64..2048, the im2col products of the tutorial CNN (batch 64) 
 transposed products of their backward pass (dW = cols^T @ dY: transpose_a; dcols = dY @ W^T:
 transpose_b), and the small products of Dense layers and RNN steps. Each shape runs on 1 and 2
 threads (fastdl.set_num_threads, threadpoolctl for NumPy, torch.set_num_threads); fastdl and the
-peers are timed interleaved (A B C A B C ...) after a warm-up, and the table shows medians.
+peers are timed interleaved after a warm-up (A B C, B C A, C A B, ...: each repetition rotates
+who goes first), and the table shows medians of the per-call wall time as GFLOP/s (2mnk / t).
+With several threads, each library's block of calls starts after a pause, so that the worker
+threads another library left spinning (OpenBLAS's spin for up to ~0.1 s) have gone to sleep
+and do not steal the cores from the next one.
 
 Run NumPy at its best kernel: some machines pin OpenBLAS to its AVX2 kernel, so unset that in the
 benchmark command only (the BLAS kernel in use is printed at the top):
@@ -12,6 +16,7 @@ benchmark command only (the BLAS kernel in use is printed at the top):
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/bench_gemm.py [--quick]
 """
 import argparse
+import faulthandler
 import os
 import statistics
 import sys
@@ -34,25 +39,35 @@ except ImportError:
 
 # (label, m, k, n, transpose_a, transpose_b): op(a) is (m, k), op(b) is (k, n)
 SQUARE = [(f"{n}^3", n, n, n, False, False) for n in (64, 128, 256, 512, 1024, 2048)]
-SKINNY = [
-    ("conv1 fwd 57600x27 @ 27x32", 57600, 27, 32, False, False),
-    ("conv1 dW  (27x57600)T.. ta", 27, 57600, 32, True, False),
-    ("conv1 dX  57600x32 @ W^T tb", 57600, 32, 27, False, True),
-    ("conv2 fwd 10816x288 @ 288x64", 10816, 288, 64, False, False),
-    ("conv2 dW  ta", 288, 10816, 64, True, False),
-    ("conv2 dX  tb", 10816, 64, 288, False, True),
-    ("conv3 fwd 1024x576 @ 576x128", 1024, 576, 128, False, False),
-    ("conv3 dW  ta", 576, 1024, 128, True, False),
-    ("conv3 dX  tb", 1024, 128, 576, False, True),
+SKINNY = [  # tutorial CNN, batch 64: cols (N*OH*OW, KH*KW*C) @ W (KH*KW*C, F)
+    ("conv1 fwd   cols @ W", 57600, 27, 32, False, False),
+    ("conv1 dW    cols^T @ dY (ta)", 27, 57600, 32, True, False),
+    ("conv1 dcols dY @ W^T (tb)", 57600, 32, 27, False, True),
+    ("conv2 fwd   cols @ W", 10816, 288, 64, False, False),
+    ("conv2 dW    cols^T @ dY (ta)", 288, 10816, 64, True, False),
+    ("conv2 dcols dY @ W^T (tb)", 10816, 64, 288, False, True),
+    ("conv3 fwd   cols @ W", 1024, 576, 128, False, False),
+    ("conv3 dW    cols^T @ dY (ta)", 576, 1024, 128, True, False),
+    ("conv3 dcols dY @ W^T (tb)", 1024, 128, 576, False, True),
 ]
 SMALL = [
-    ("dense 64x128 @ 128x10", 64, 128, 10, False, False),
-    ("rnn 64x64 @ 64x256", 64, 64, 256, False, False),
-    ("dense dW 128x64 ta", 128, 64, 10, True, False),
+    ("dense fwd   x @ W", 64, 128, 10, False, False),
+    ("dense dW    x^T @ dy (ta)", 128, 64, 10, True, False),
+    ("rnn step    h @ U", 64, 64, 256, False, False),
 ]
-QUICK = {"256^3", "1024^3", "conv1 fwd 57600x27 @ 27x32", "conv1 dW  (27x57600)T.. ta",
-         "conv2 fwd 10816x288 @ 288x64", "conv3 dX  tb", "dense 64x128 @ 128x10",
-         "rnn 64x64 @ 64x256"}
+QUICK = {"256^3", "1024^3", "conv1 fwd   cols @ W", "conv1 dW    cols^T @ dY (ta)",
+         "conv2 fwd   cols @ W", "conv3 dcols dY @ W^T (tb)", "dense fwd   x @ W", "rnn step    h @ U"}
+
+
+def cpu_description():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()} x {os.cpu_count()} logical CPUs"
+    except OSError:
+        pass
+    return f"{os.cpu_count()} logical CPUs"
 
 
 def blas_description():
@@ -106,7 +121,7 @@ def set_threads(t):
         torch.set_num_threads(t)
 
 
-def bench_shape(shape, threads, reps, target_s, rng):
+def bench_shape(shape, threads, reps, target_s, pause_s, rng):
     label, m, k, n, ta, tb = shape
     a, b = operands(m, k, n, ta, tb, rng)
     runners = make_runners(a, b, ta, tb)
@@ -119,9 +134,12 @@ def bench_shape(shape, threads, reps, target_s, rng):
                 fn()
             calls[name] = calibrate(fn, target_s)
         times = {name: [] for name in runners}
-        for _ in range(reps):  # interleaved: A B C A B C ...
-            for name, fn in runners.items():
-                times[name].append(time_block(fn, calls[name]))
+        names = list(runners)
+        for rep in range(reps):  # interleaved, rotating the order: A B C, B C A, C A B, ...
+            for name in names[rep % len(names):] + names[:rep % len(names)]:
+                if pause_s:
+                    time.sleep(pause_s)
+                times[name].append(time_block(runners[name], calls[name]))
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
@@ -139,7 +157,10 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--reps", type=int, default=None, help="interleaved repetitions")
     parser.add_argument("--only", default=None, help="run shapes whose label contains this text")
+    parser.add_argument("--pause", type=float, default=0.2,
+                        help="seconds of pause before each timed block with several threads")
     args = parser.parse_args(argv)
+    faulthandler.enable()
 
     shapes = SQUARE + SKINNY + SMALL
     if args.quick:
@@ -149,6 +170,7 @@ def main(argv=None):
     reps = args.reps or (3 if args.quick else 7)
     target_s = 0.05 if args.quick else 0.15
 
+    print(f"CPU: {cpu_description()}")
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}, "
           f"torch {torch.__version__ if torch is not None else 'not installed'}")
     print(f"NumPy BLAS: {blas_description()}")
@@ -156,9 +178,11 @@ def main(argv=None):
         if var in os.environ:
             print(f"WARNING: {var}={os.environ[var]} is set: NumPy may not run its best kernel")
     print(f"fastdl build_info: {dict(_core.build_info())}")
-    print(f"float32, median of {reps} interleaved repetitions, GFLOP/s (2mnk / time)\n")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"float32, median of {reps} interleaved repetitions, GFLOP/s (2mnk / wall time); "
+          f"{os.cpu_count()} CPUs, load average at start {load:.2f}\n")
 
-    header = (f"| {'shape (op(a) m x k @ op(b) k x n)':<34} | {'m,k,n':>16} | thr | fastdl | numpy  |"
+    header = (f"| {'product':<30} | {'m,k,n':>16} | thr | fastdl | numpy  |"
               f" torch  | fd/np  | fd/torch |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
@@ -167,11 +191,11 @@ def main(argv=None):
     try:
         for threads in args.threads:
             for shape in shapes:
-                r = bench_shape(shape, threads, reps, target_s, rng)
+                r = bench_shape(shape, threads, reps, target_s, args.pause if threads > 1 else 0.0, rng)
                 label, m, k, n = shape[:4]
                 fd, nump, tor = r["fastdl"], r["numpy"], r.get("torch")
                 tor_s = f"{tor:6.1f}" if tor else "     -"
-                print(f"| {label:<34} | {f'{m},{k},{n}':>16} | {threads:>3} | {fd:6.1f} | {nump:6.1f} |"
+                print(f"| {label:<30} | {f'{m},{k},{n}':>16} | {threads:>3} | {fd:6.1f} | {nump:6.1f} |"
                       f" {tor_s} | {fmt_ratio(fd, nump)} | {fmt_ratio(fd, tor):>8} |", flush=True)
     finally:
         fastdl.set_num_threads(original)

@@ -18,6 +18,7 @@ timing a few steps after warm-up, and reports medians and ratios.
 
 Usage: python bench/bench_rnn.py [--cells lstm gru simple_rnn] [--threads 1 2] [--rounds 5]
                                  [--steps 3] [--frameworks fastdl numpy torch tensorflow]
+                                 [--clock wall|cpu]
 For NumPy at its best kernel, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.
 """
 import argparse
@@ -224,8 +225,9 @@ def _worker_models(framework, threads):
     raise ValueError(framework)
 
 
-def worker(framework, threads):
+def worker(framework, threads, clock="wall"):
     """Line protocol on stdin/stdout: 'CELL STEPS' -> JSON list of step times (seconds)."""
+    now = time.perf_counter if clock == "wall" else time.process_time
     try:
         make = _worker_models(framework, threads)
     except ImportError as e:
@@ -242,23 +244,27 @@ def worker(framework, threads):
         step = steps_for[cell]
         times = []
         for _ in range(int(steps)):
-            t0 = time.perf_counter()
+            t0 = now()
             step()
-            times.append(time.perf_counter() - t0)
+            times.append(now() - t0)
         print(json.dumps(times), flush=True)
 
 
 # ------------------------------------------------------------------ parent
-def _spawn(framework, threads):
+def _spawn(framework, threads, clock):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
-    here = os.path.dirname(os.path.abspath(__file__))
-    python_dir = os.path.join(os.path.dirname(here), "python")
+    try:  # the workers use the fastdl this process imports (e.g. a private copy of the build)
+        import fastdl
+        python_dir = os.path.dirname(os.path.dirname(os.path.abspath(fastdl.__file__)))
+    except ImportError:
+        python_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "python")
     env["PYTHONPATH"] = python_dir + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", framework,
-                             str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=env)
+                             str(threads), "--clock", clock], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
     first = json.loads(proc.stdout.readline() or '{"unavailable": "worker died"}')
     if "unavailable" in first:
         proc.wait()
@@ -267,9 +273,14 @@ def _spawn(framework, threads):
 
 
 def _ask(proc, cell, steps):
-    proc.stdin.write(f"{cell} {steps}\n")
-    proc.stdin.flush()
-    return json.loads(proc.stdout.readline())
+    """Step times from a worker, or None when it has died."""
+    try:
+        proc.stdin.write(f"{cell} {steps}\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+    except (BrokenPipeError, OSError):
+        return None
+    return json.loads(line) if line.strip() else None
 
 
 def main():
@@ -279,20 +290,23 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--frameworks", nargs="+", default=["fastdl", "numpy", "torch", "tensorflow"])
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time (default); cpu: the worker process's CPU time, "
+                         "steadier on a shared machine but blind to multithreaded speed-ups")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        return worker(args.worker[0], int(args.worker[1]))
+        return worker(args.worker[0], int(args.worker[1]), args.clock)
 
     import numpy as np
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, NumPy {np.__version__}")
     print(f"# Embedding({V},{E}) + cell({U}) + Dense(1), T={T}, batch {N}, training step; "
-          f"median over {args.rounds} interleaved rounds x {args.steps} steps")
+          f"median over {args.rounds} interleaved rounds x {args.steps} steps, {args.clock} clock")
     workers = {}
     for threads in args.threads:
         for fw in args.frameworks:
-            proc, why = _spawn(fw, threads)
+            proc, why = _spawn(fw, threads, args.clock)
             if proc is None:
                 print(f"# {fw}: not available ({why})")
             else:
@@ -304,12 +318,21 @@ def main():
                 for threads in args.threads:
                     for fw in args.frameworks:
                         proc = workers.get((fw, threads))
-                        if proc is not None:
-                            times.setdefault((cell, threads, fw), []).extend(
-                                _ask(proc, cell, args.steps))
+                        if proc is None:
+                            continue
+                        got = _ask(proc, cell, args.steps)
+                        if got is None:
+                            print(f"# {fw} ({threads} threads) worker died "
+                                  f"(exit code {proc.poll()}); its results are incomplete")
+                            del workers[(fw, threads)]
+                            continue
+                        times.setdefault((cell, threads, fw), []).extend(got)
     finally:
         for proc in workers.values():
-            proc.stdin.close()
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
             proc.wait()
 
     peers = [fw for fw in args.frameworks if fw not in ("fastdl", "numpy")]

@@ -326,16 +326,21 @@ Array<T> max_pool2d_backward(const Array<T>& dy, const Array<std::int64_t>& argm
                  ": argmax must have the shape of dy ", shape_str(dy), ", received ",
                  shape_str(argmax));
     const std::int64_t* ap = argmax.data();
-    FASTDL_CHECK(fastdl::max_pool2d_argmax_valid(ap, p), fn,
-                 ": argmax must hold flat indices into x as max_pool2d_forward returns them "
-                 "(entry [n, ...] in [n*H*W*C, (n+1)*H*W*C)); some are out of range");
+    const char* bad_argmax = ": argmax must hold the flat indices into x that max_pool2d_forward "
+                             "returned (each inside its own window and image)";
+    // Overlapping windows scatter at argmax: validate first. Disjoint windows only compare with
+    // argmax; the kernel counts the consistent entries instead (one pass, checked after).
+    const bool disjoint = fastdl::max_pool2d_windows_disjoint(p);
+    FASTDL_CHECK(disjoint || fastdl::max_pool2d_argmax_valid(ap, p), fn, bad_argmax);
     auto dx = new_array<T>({p.n, p.h, p.w, p.c}, fn);
     T* dxp = dx.mutable_data();
     const T* dyp = dy.data();
+    index_t routed;
     {
         py::gil_scoped_release nogil;
-        fastdl::max_pool2d_backward(dxp, dyp, ap, p);
+        routed = fastdl::max_pool2d_backward(dxp, dyp, ap, p);
     }
+    FASTDL_CHECK(routed == p.n * p.oh * p.ow * p.c, fn, bad_argmax);
     return dx;
 }
 
@@ -464,7 +469,7 @@ fastdl::RnnParams rnn_check(const char* fn, fastdl::RnnCell cell, const py::arra
                         u,        rnn_activation(activation, fn), reset_after, use_bias,
                         return_sequences, go_backwards, zero_output_for_mask};
     const auto s = fastdl::rnn_sizes(p);
-    for (index_t width : {s.cache_width, s.dgate_width, s.gate_width, u, sx[2]})
+    for (index_t width : {s.cache_width, s.gate_width, u, sx[2]})
         fastdl::checked_product({sx[0], sx[1], width}, fn);
     return p;
 }

@@ -31,6 +31,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <vector>
 
 namespace fastdl {
 
@@ -39,7 +40,8 @@ namespace {
 namespace ei = Eigen::internal;
 
 std::atomic<index_t> g_chunk_bytes{index_t{4} << 20};
-constexpr index_t kTileBytes = index_t{160} << 10;  // im2col + dy rows of one tile (L2 share)
+constexpr index_t kTileBytes = index_t{160} << 10;  // im2col + output rows of a forward tile
+constexpr index_t kTileBytesBackward = index_t{384} << 10;  // im2col + dy rows (L2 share)
 constexpr index_t kDepthBlock = 128;                // reduction block (B panel stays in L1)
 constexpr index_t kMinParallelMacs = index_t{1} << 18;  // smaller convolutions run on one thread
 
@@ -126,6 +128,31 @@ struct Slicer {
     static index_t size(index_t count) { return round_up(count, 64 / static_cast<index_t>(sizeof(T))); }
 };
 
+// c[r, :] = [relu]((c[r, :] if accumulate) + acc[r] + bias) for r < rows; bias nullable.
+template <typename T, int MR, int NP>
+inline void store_tile(const typename Simd<T>::P (&acc)[MR][NP], index_t rows, T* __restrict c,
+                       index_t ldc, bool accumulate, const T* __restrict bias, bool relu) {
+    using P = typename Simd<T>::P;
+    constexpr int PS = Simd<T>::size;
+    P bv[NP];
+#pragma GCC unroll 4
+    for (int j = 0; j < NP; ++j) bv[j] = bias ? ei::ploadu<P>(bias + j * PS) : ei::pset1<P>(T(0));
+    const P zero = ei::pset1<P>(T(0));
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+        if (r >= rows) break;
+#pragma GCC unroll 4
+        for (int j = 0; j < NP; ++j) {
+            T* cp = c + r * ldc + j * PS;
+            P v = acc[r][j];
+            if (accumulate) v = ei::padd(v, ei::ploadu<P>(cp));
+            if (bias) v = ei::padd(v, bv[j]);
+            if (relu) v = ei::pmax(v, zero);  // pmax(NaN, 0) keeps NaN like the scalar path
+            ei::pstoreu(cp, v);
+        }
+    }
+}
+
 // c[r, 0:NP*PS] (+)= sum_t a(r, t) * b[t, 0:NP*PS] for r < rows <= MR.
 // a(r, t) = a[r * sa + t] (A_ROWS) or a[r + t * sa] (A^T: columns of a row-major a).
 // Rows past `rows` repeat the last row (in-bounds reads) and are not stored.
@@ -173,23 +200,45 @@ void micro_kernel(index_t rows, index_t depth, const T* __restrict a, index_t sa
             }
         }
     }
-    P bv[NP];
-#pragma GCC unroll 4
-    for (int j = 0; j < NP; ++j) bv[j] = bias ? ei::ploadu<P>(bias + j * PS) : ei::pset1<P>(T(0));
-    const P zero = ei::pset1<P>(T(0));
+    store_tile<T, MR, NP>(acc, rows, c, ldc, accumulate, bias, relu);
+}
+
+// a(r, s*run + t) = rp[r][s * rs[r] + t] for segments s in [s0, s1), t < run: each A row is
+// read in place through a pointer and a segment stride (implicit im2col: a kernel row of the
+// receptive field is one contiguous run of x). b points at the packed rows of segment s0.
+template <typename T, int MR, int NP>
+void micro_kernel_segments(index_t rows, index_t s0, index_t s1, index_t run,
+                           const T* const* rp, const index_t* rs, const T* __restrict b,
+                           index_t ldb, T* __restrict c, index_t ldc, bool accumulate,
+                           const T* __restrict bias, bool relu) {
+    using P = typename Simd<T>::P;
+    constexpr int PS = Simd<T>::size;
+    P acc[MR][NP];
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-        if (r >= rows) break;
+    for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
-        for (int j = 0; j < NP; ++j) {
-            T* cp = c + r * ldc + j * PS;
-            P v = acc[r][j];
-            if (accumulate) v = ei::padd(v, ei::ploadu<P>(cp));
-            if (bias) v = ei::padd(v, bv[j]);
-            if (relu) v = ei::pmax(v, zero);  // pmax(NaN, 0) keeps NaN like the scalar path
-            ei::pstoreu(cp, v);
+        for (int j = 0; j < NP; ++j) acc[r][j] = ei::pset1<P>(T(0));
+    for (index_t s = s0; s < s1; ++s) {
+        const T* ar[MR];
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+            const index_t rr = std::min<index_t>(r, rows - 1);
+            ar[r] = rp[rr] + s * rs[rr];
+        }
+        const T* bs = b + (s - s0) * run * ldb;
+        for (index_t t = 0; t < run; ++t) {
+            P bj[NP];
+#pragma GCC unroll 4
+            for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(bs + t * ldb + j * PS);
+#pragma GCC unroll 8
+            for (int r = 0; r < MR; ++r) {
+                const P av = ei::pset1<P>(ar[r][t]);
+#pragma GCC unroll 4
+                for (int j = 0; j < NP; ++j) acc[r][j] = ei::pmadd(av, bj[j], acc[r][j]);
+            }
         }
     }
+    store_tile<T, MR, NP>(acc, rows, c, ldc, accumulate, bias, relu);
 }
 
 template <typename T, int NP, bool A_ROWS>
@@ -231,6 +280,106 @@ void tile_gemm(index_t m, index_t n, index_t depth, const T* a, index_t sa, cons
     }
 }
 
+// c[r, 0:NP*PS] += sum_t a(r, t) * b[t, 0:NP*PS] with a(r, t) = rp[t][s * rs[t] + o + r]:
+// the transposed implicit im2col (dkernel): rows r are MR consecutive columns o.. of segment s
+// of pixel row t, all inside one segment (callers guarantee run % MR == 0).
+template <typename T, int MR, int NP>
+void micro_kernel_segments_t(index_t depth, const T* const* rp, const index_t* rs, index_t s,
+                             index_t o, const T* __restrict b, index_t ldb, T* __restrict c,
+                             index_t ldc) {
+    using P = typename Simd<T>::P;
+    constexpr int PS = Simd<T>::size;
+    P acc[MR][NP];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+        for (int j = 0; j < NP; ++j) acc[r][j] = ei::pset1<P>(T(0));
+    for (index_t t = 0; t < depth; ++t) {
+        P bj[NP];
+#pragma GCC unroll 4
+        for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(b + t * ldb + j * PS);
+        const T* at = rp[t] + s * rs[t] + o;
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+            const P av = ei::pset1<P>(at[r]);
+#pragma GCC unroll 4
+            for (int j = 0; j < NP; ++j) acc[r][j] = ei::pmadd(av, bj[j], acc[r][j]);
+        }
+    }
+    store_tile<T, MR, NP>(acc, MR, c, ldc, true, nullptr, false);
+}
+
+// Row multiple that micro_kernel_segments_t needs of a segment: every MR it may use.
+constexpr index_t kSegmentRowMultiple = kRegisters >= 32 ? 24 : 8;
+
+template <typename T, int NP>
+void segment_t_row_blocks(index_t m, index_t depth, const T* const* rp, const index_t* rs,
+                          index_t run, const T* b, index_t ldb, T* c, index_t ldc) {
+    constexpr int MR = mr_for(NP);
+    for (index_t k0 = 0; k0 < m; k0 += MR)
+        micro_kernel_segments_t<T, MR, NP>(depth, rp, rs, k0 / run, k0 % run, b, ldb,
+                                           c + k0 * ldc, ldc);
+}
+
+// c (m = nseg*run, n) += A^T @ b (depth, n) with A (depth, m) the implicit im2col rows rp/rs;
+// run must be a multiple of kSegmentRowMultiple, n of the packet size.
+template <typename T>
+void tile_gemm_segments_t(index_t m, index_t n, index_t depth, const T* const* rp,
+                          const index_t* rs, index_t run, const T* b, index_t ldb, T* c,
+                          index_t ldc) {
+    constexpr int PS = Simd<T>::size;
+    for (index_t t0 = 0; t0 < depth; t0 += kDepthBlock) {
+        const index_t dt = std::min(kDepthBlock, depth - t0);
+        for (index_t j0 = 0; j0 < n; j0 += kMaxPackets * PS) {
+            const int np = static_cast<int>(std::min<index_t>(kMaxPackets, (n - j0) / PS));
+            const T* bt = b + t0 * ldb + j0;
+            switch (np) {
+                case 4: segment_t_row_blocks<T, 4>(m, dt, rp + t0, rs + t0, run, bt, ldb, c + j0, ldc); break;
+                case 3: segment_t_row_blocks<T, 3>(m, dt, rp + t0, rs + t0, run, bt, ldb, c + j0, ldc); break;
+                case 2: segment_t_row_blocks<T, 2>(m, dt, rp + t0, rs + t0, run, bt, ldb, c + j0, ldc); break;
+                default: segment_t_row_blocks<T, 1>(m, dt, rp + t0, rs + t0, run, bt, ldb, c + j0, ldc); break;
+            }
+        }
+    }
+}
+
+template <typename T, int NP>
+void segment_row_blocks(index_t m, index_t s0, index_t s1, index_t run, const T* const* rp,
+                        const index_t* rs, const T* b, index_t ldb, T* c, index_t ldc,
+                        bool accumulate, const T* bias, bool relu) {
+    constexpr int MR = mr_for(NP);
+    for (index_t r0 = 0; r0 < m; r0 += MR)
+        micro_kernel_segments<T, MR, NP>(std::min<index_t>(MR, m - r0), s0, s1, run, rp + r0,
+                                         rs + r0, b, ldb, c + r0 * ldc, ldc, accumulate, bias,
+                                         relu);
+}
+
+// Single-threaded tile product with A rows in place (see micro_kernel_segments):
+// c (m, n) = [relu](A (m, nseg*run) @ b (nseg*run, n) + bias), n a multiple of the packet size.
+template <typename T>
+void tile_gemm_segments(index_t m, index_t n, index_t nseg, index_t run, const T* const* rp,
+                        const index_t* rs, const T* b, index_t ldb, T* c, index_t ldc,
+                        const T* bias, bool relu) {
+    constexpr int PS = Simd<T>::size;
+    const index_t block = std::max<index_t>(1, 2 * kDepthBlock / run);  // segments per block
+    for (index_t s0 = 0; s0 < nseg; s0 += block) {
+        const index_t s1 = std::min(nseg, s0 + block);
+        const bool acc = s0 > 0, last = s1 == nseg;
+        const T* bt = b + s0 * run * ldb;
+        for (index_t j0 = 0; j0 < n; j0 += kMaxPackets * PS) {
+            const int np = static_cast<int>(std::min<index_t>(kMaxPackets, (n - j0) / PS));
+            const T* bj = last && bias ? bias + j0 : nullptr;
+            const bool rj = last && relu;
+            switch (np) {
+                case 4: segment_row_blocks<T, 4>(m, s0, s1, run, rp, rs, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
+                case 3: segment_row_blocks<T, 3>(m, s0, s1, run, rp, rs, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
+                case 2: segment_row_blocks<T, 2>(m, s0, s1, run, rp, rs, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
+                default: segment_row_blocks<T, 1>(m, s0, s1, run, rp, rs, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
+            }
+        }
+    }
+}
+
 // Sizes of one call, derived from the params once.
 template <typename T>
 struct Plan {
@@ -240,7 +389,7 @@ struct Plan {
     index_t pixels;      // N * OH * OW
     index_t tile;        // pixel rows per tile
 
-    explicit Plan(const Conv2dParams& p) {
+    Plan(const Conv2dParams& p, index_t tile_bytes) {
         constexpr int PS = Simd<T>::size;
         cg = p.c / p.groups;
         fg = p.f / p.groups;
@@ -251,7 +400,7 @@ struct Plan {
                  p.pad_left == 0;
         pixels = p.n * p.oh * p.ow;
         const index_t row_bytes = (kg + fgp) * static_cast<index_t>(sizeof(T));
-        tile = std::clamp<index_t>(kTileBytes / row_bytes, 8, 4096);
+        tile = std::clamp<index_t>(tile_bytes / row_bytes, 8, 4096);
     }
     // Tiles of [begin, end): equal sizes, a count that is a multiple of the thread count.
     index_t tiles_of(index_t count, int threads) const {
@@ -267,6 +416,29 @@ struct Plan {
 #else
 #define FASTDL_INLINE_COPIES
 #endif
+
+// d[0:n] = s[0:n] with whole packets: the last (partial) packet overlaps the previous one,
+// runs shorter than a packet use two overlapping half packets (im2col runs are 9..200 long).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"  // SIMD types as template arguments
+template <typename T>
+inline void copy_run(T* __restrict d, const T* __restrict s, index_t n) {
+    using P = typename Simd<T>::P;
+    using H = typename ei::unpacket_traits<P>::half;
+    constexpr index_t PS = Simd<T>::size;
+    constexpr index_t HS = ei::unpacket_traits<H>::size;
+    if (n >= PS) {
+        index_t q = 0;
+        for (; q + PS <= n; q += PS) ei::pstoreu(d + q, ei::ploadu<P>(s + q));
+        if (q < n) ei::pstoreu(d + n - PS, ei::ploadu<P>(s + n - PS));
+    } else if (HS < PS && n >= HS) {
+        ei::pstoreu(d, ei::ploadu<H>(s));
+        ei::pstoreu(d + n - HS, ei::ploadu<H>(s + n - HS));
+    } else {
+        for (index_t q = 0; q < n; ++q) d[q] = s[q];
+    }
+}
+#pragma GCC diagnostic pop
 
 // cols rows [m0, m1) of group g -> dst (m1 - m0, kg), leading dimension ld; zeros in padding.
 template <typename T>
@@ -289,8 +461,7 @@ FASTDL_INLINE_COPIES void im2col_rows(T* __restrict dst, index_t ld, const T* __
             }
             const T* xrow = x + (n * p.h + ih) * p.w * p.c + g * cg;
             if (contiguous_kw && inside_w) {
-                const T* s = xrow + iw0 * p.c;
-                for (index_t q = 0; q < run; ++q) d[q] = s[q];
+                copy_run(d, xrow + iw0 * p.c, run);
                 continue;
             }
             for (index_t j = 0; j < p.kw; ++j) {
@@ -299,10 +470,38 @@ FASTDL_INLINE_COPIES void im2col_rows(T* __restrict dst, index_t ld, const T* __
                 if (iw < 0 || iw >= p.w) {
                     std::fill(dj, dj + cg, T(0));
                 } else {
-                    const T* s = xrow + iw * p.c;
-                    for (index_t q = 0; q < cg; ++q) dj[q] = s[q];
+                    copy_run(dj, xrow + iw * p.c, cg);
                 }
             }
+        }
+        if (++ow == p.ow) {
+            ow = 0;
+            if (++oh == p.oh) {
+                oh = 0;
+                ++n;
+            }
+        }
+    }
+}
+
+// Implicit im2col of pixel rows [m0, m1) (groups == 1, dw == 1): row i is read at rp[i] with
+// segment (kernel row) stride rs[i] -- in place in x when the window lies inside x, else
+// gathered into abuf row i (leading dimension kg, segment stride KW*C).
+template <typename T>
+void implicit_rows(const T** rp, index_t* rs, T* abuf, const T* x, const Conv2dParams& p,
+                   const Plan<T>& pl, index_t m0, index_t m1) {
+    index_t ow = m0 % p.ow, r = m0 / p.ow;
+    index_t n = r / p.oh, oh = r % p.oh;
+    for (index_t m = m0; m < m1; ++m) {
+        const index_t i = m - m0;
+        const index_t ih0 = oh * p.sh - p.pad_top, iw0 = ow * p.sw - p.pad_left;
+        if (ih0 >= 0 && ih0 + (p.kh - 1) * p.dh < p.h && iw0 >= 0 && iw0 + p.kw <= p.w) {
+            rp[i] = x + ((n * p.h + ih0) * p.w + iw0) * p.c;
+            rs[i] = p.kh > 1 ? p.dh * p.w * p.c : 0;  // < H*W*C here; unused when KH == 1
+        } else {
+            im2col_rows(abuf + i * pl.kg, pl.kg, x, p, pl, m, m + 1, 0);
+            rp[i] = abuf + i * pl.kg;
+            rs[i] = p.kw * p.c;
         }
         if (++ow == p.ow) {
             ow = 0;
@@ -321,7 +520,6 @@ template <typename T>
 void col2im_row(T* __restrict dx, const T* __restrict dcols, index_t ld, const Conv2dParams& p,
                 const Plan<T>& pl, index_t r0, index_t r1, index_t g, index_t n, index_t ih) {
     const index_t cg = pl.cg, run = p.kw * cg;
-    const bool contiguous_kw = p.dw == 1 && p.groups == 1;
     T* dxrow = dx + (n * p.h + ih) * p.w * p.c + g * cg;
     for (index_t i = 0; i < p.kh; ++i) {
         const index_t num = ih + p.pad_top - i * p.dh;
@@ -330,20 +528,20 @@ void col2im_row(T* __restrict dx, const T* __restrict dcols, index_t ld, const C
         const index_t r = n * p.oh + oh;
         if (oh >= p.oh || r < r0 || r >= r1) continue;
         const T* src_row = dcols + (r - r0) * p.ow * ld + i * run;
-        for (index_t ow = 0; ow < p.ow; ++ow) {
-            const T* s = src_row + ow * ld;
-            const index_t iw0 = ow * p.sw - p.pad_left;
-            if (contiguous_kw && iw0 >= 0 && iw0 + p.kw <= p.w) {
-                T* d = dxrow + iw0 * p.c;
-                for (index_t q = 0; q < run; ++q) d[q] += s[q];
-                continue;
-            }
-            for (index_t j = 0; j < p.kw; ++j) {
-                const index_t iw = iw0 + j * p.dw;
-                if (iw < 0 || iw >= p.w) continue;
-                T* d = dxrow + iw * p.c;
-                const T* sj = s + j * cg;
-                for (index_t q = 0; q < cg; ++q) d[q] += sj[q];
+        // Kernel column j outermost: consecutive ow then add to disjoint parts of the dx row
+        // (with the whole run per ow, neighbours overlap and stall on store forwarding).
+        for (index_t j = 0; j < p.kw; ++j) {
+            // ow with 0 <= ow*sw - pad_left + j*dw < W
+            const index_t lo_num = p.pad_left - j * p.dw;
+            const index_t ow_lo = lo_num <= 0 ? 0 : (lo_num + p.sw - 1) / p.sw;
+            const index_t hi_num = p.w - 1 + p.pad_left - j * p.dw;
+            if (hi_num < 0) continue;
+            const index_t ow_hi = std::min<index_t>(hi_num / p.sw, p.ow - 1);
+            const T* sj = src_row + j * cg;
+            for (index_t ow = ow_lo; ow <= ow_hi; ++ow) {
+                T* __restrict d = dxrow + (ow * p.sw - p.pad_left + j * p.dw) * p.c;
+                const T* __restrict s = sj + ow * ld;
+                for (index_t q = 0; q < cg; ++q) d[q] += s[q];
             }
         }
     }
@@ -410,11 +608,18 @@ Conv2dParams conv2d_params(index_t n, index_t h, index_t w, index_t c, index_t k
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
                     bool relu) {
-    const Plan<T> pl(p);
+    const Plan<T> pl(p, kTileBytes);
     if (pl.pixels == 0) return;
     const int nt = threads_for(pl.pixels * pl.kg * p.f);
     const index_t tiles = pl.tiles_of(pl.pixels, nt);
     const index_t tile = (pl.pixels + tiles - 1) / tiles;
+    // Implicit im2col (groups == 1, dw == 1): a tile row whose window lies inside x is read in
+    // place as KH runs of KW*C elements (stride dh*W*C); only rows that touch the padding are
+    // gathered into abuf. Other convolutions gather whole tiles (im2col_rows).
+    const bool implicit = !pl.direct && p.groups == 1 && p.dw == 1;
+    const index_t run = p.kw * pl.cg;
+    std::vector<const T*> row_ptrs(implicit ? nt * tile : 0);
+    std::vector<index_t> row_strides(implicit ? nt * tile : 0);
     // Packed kernel (kg, fgp) and bias (fgp) per group, zero-padded to whole packets.
     const index_t wp_size = pl.kg * pl.fgp;
     // Tiles write y in place when a group's filters are whole packets, else through cbuf.
@@ -437,8 +642,11 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
     }
 #pragma omp parallel num_threads(nt)
     {
-        T* abuf = work + omp_get_thread_num() * (a_size + c_size);
+        const int tid = omp_get_thread_num();
+        T* abuf = work + tid * (a_size + c_size);
         T* cbuf = abuf + a_size;
+        const T** rp = implicit ? row_ptrs.data() + tid * tile : nullptr;
+        index_t* rs = implicit ? row_strides.data() + tid * tile : nullptr;
         for (index_t g = 0; g < p.groups; ++g) {
             const T* wg = wp + g * wp_size;
             const T* bg = bias ? bp + g * pl.fgp : nullptr;
@@ -447,27 +655,28 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
                 const index_t m0 = std::min(pl.pixels, t * tile);
                 const index_t m1 = std::min(pl.pixels, m0 + tile);
                 if (m0 == m1) continue;
-                const T* a;
-                index_t lda;
-                if (pl.direct) {
-                    a = x + m0 * p.c + g * pl.cg;
-                    lda = p.c;
-                } else {
-                    im2col_rows(abuf, pl.kg, x, p, pl, m0, m1, g);
-                    a = abuf;
-                    lda = pl.kg;
-                }
                 T* yt = y + m0 * p.f + g * pl.fg;
-                if (in_place) {
-                    tile_gemm<T, true>(m1 - m0, pl.fgp, pl.kg, a, lda, wg, pl.fgp, yt, p.f,
+                T* out = in_place ? yt : cbuf;
+                const index_t ldc = in_place ? p.f : pl.fgp;
+                if (implicit) {
+                    implicit_rows(rp, rs, abuf, x, p, pl, m0, m1);
+                    tile_gemm_segments(m1 - m0, pl.fgp, p.kh, run, rp, rs, wg, pl.fgp, out, ldc,
+                                       bg, relu);
+                } else {
+                    const T* a = x + m0 * p.c + g * pl.cg;  // direct: x rows are the cols
+                    index_t lda = p.c;
+                    if (!pl.direct) {
+                        im2col_rows(abuf, pl.kg, x, p, pl, m0, m1, g);
+                        a = abuf;
+                        lda = pl.kg;
+                    }
+                    tile_gemm<T, true>(m1 - m0, pl.fgp, pl.kg, a, lda, wg, pl.fgp, out, ldc,
                                        false, bg, relu);
-                    continue;
                 }
-                tile_gemm<T, true>(m1 - m0, pl.fgp, pl.kg, a, lda, wg, pl.fgp, cbuf, pl.fgp,
-                                   false, bg, relu);
-                for (index_t m = m0; m < m1; ++m)
-                    std::copy(cbuf + (m - m0) * pl.fgp, cbuf + (m - m0) * pl.fgp + pl.fg,
-                              yt + (m - m0) * p.f);
+                if (!in_place)
+                    for (index_t m = m0; m < m1; ++m)
+                        std::copy(cbuf + (m - m0) * pl.fgp, cbuf + (m - m0) * pl.fgp + pl.fg,
+                                  yt + (m - m0) * p.f);
             }
         }
     }
@@ -477,7 +686,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w,
                      const T* relu_y, const Conv2dParams& p) {
-    const Plan<T> pl(p);
+    const Plan<T> pl(p, kTileBytesBackward);
     const int nt = threads_for(2 * pl.pixels * pl.kg * p.f);
     const index_t x_size = p.n * p.h * p.w * p.c;
     if (dw) std::fill(dw, dw + p.kh * p.kw * pl.cg * p.f, T(0));
@@ -498,6 +707,12 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
     const index_t chunk_pixels = chunk_rows * p.ow;
     const index_t tiles = pl.tiles_of(chunk_pixels, nt);
     const index_t tile = (chunk_pixels + tiles - 1) / tiles;
+    // dkernel reads the im2col rows in place (see conv2d_forward) when kernel rows are whole
+    // micro-kernel blocks; else it gathers them.
+    const bool implicit_dw = dw && !pl.direct && p.groups == 1 && p.dw == 1 &&
+                             (p.kw * p.c) % kSegmentRowMultiple == 0;
+    std::vector<const T*> row_ptrs(implicit_dw ? nt * tile : 0);
+    std::vector<index_t> row_strides(implicit_dw ? nt * tile : 0);
 
     // per thread: im2col tile (tile, kg), g tile (tile, fgp), c tile (tile, kgp) for the direct
     // dx, dW partial (kg, fgp), dbias partial (fgp)
@@ -528,6 +743,8 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
         T* cbuf = gbuf + g_size;
         T* dwp = cbuf + c_size;
         T* dbp = dwp + dw_size;
+        const T** rp = implicit_dw ? row_ptrs.data() + tid * tile : nullptr;
+        index_t* rs = implicit_dw ? row_strides.data() + tid * tile : nullptr;
         if (dx && !pl.direct) zero_parallel_for(dx, x_size);  // ends with a barrier
         for (index_t g = 0; g < p.groups; ++g) {
             if (dw) std::fill(dwp, dwp + dw_size, T(0));
@@ -556,7 +773,11 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
                         if (dbias)
                             for (index_t j = 0; j < pl.fg; ++j) dbp[j] += gr[j];
                     }
-                    if (dw) {  // dW partial += cols[tile]^T @ g[tile]
+                    if (implicit_dw) {  // dW partial += cols[tile]^T @ g[tile]
+                        implicit_rows(rp, rs, abuf, x, p, pl, m0, m1);
+                        tile_gemm_segments_t(pl.kg, pl.fgp, rows, rp, rs, p.kw * p.c, gbuf,
+                                             pl.fgp, dwp, pl.fgp);
+                    } else if (dw) {
                         const T* a;
                         index_t lda;
                         if (pl.direct) {

@@ -1,4 +1,6 @@
-// 2-D convolution, NHWC, kernel (KH, KW, C/groups, F): im2col + GEMM forward and backward.
+// 2-D convolution, NHWC, kernel (KH, KW, C/groups, F): im2col + GEMM forward and backward
+// (tiled: see conv2d.cpp). Scratch memory is bounded: per-thread tiles of ~160 KiB, packed
+// kernels, and in the backward one chunk of dcols (conv2d_chunk_bytes).
 #pragma once
 
 #include "common.h"
@@ -46,7 +48,8 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w,
                      const T* relu_y, const Conv2dParams& p);
 
-// Bytes of the im2col buffer one chunk of the batch may use (default 4 MiB; a tuning knob).
+// Bytes the backward's dcols buffer (one chunk of output rows, before col2im) may use
+// (default 4 MiB; a tuning knob). Other scratch is per thread and L2-sized.
 void set_conv2d_chunk_bytes(index_t bytes);
 index_t conv2d_chunk_bytes();
 

@@ -1,18 +1,21 @@
-// Matrix products. float32 runs fastdl's own packed GEMM (gemm_kernels.h: an AVX-512 12x32 or
-// AVX2 6x16 micro-kernel) when the build has AVX2+FMA or AVX-512; double, and float in builds
-// without them (FASTDL_PORTABLE), run Eigen's GEMM.
+// Matrix products. float32 runs fastdl's own GEMM (gemm_kernels.h: an AVX-512 12x32 or AVX2
+// 6x16 register-blocked micro-kernel) in builds with AVX-512 or AVX2+FMA; double, and float in
+// builds without them (FASTDL_PORTABLE), run Eigen's GEMM.
 //
-// The float driver is GotoBLAS/BLIS-shaped, written for a row-major C:
-//   for ic (MC rows of op(a))            pack op(a)[ic.., pc..] into MR-row panels   (L3)
-//     for pc (KC of k)
-//       for jc (NC columns of op(b))     pack op(b)[pc.., jc..] into NR-column panels (L2)
-//         for each MR x NR tile, row panel by row panel: micro-kernel (a panel stays in L1,
-//         b panels stream from L2)
-// Threads share the packed blocks, pack them cooperatively, and split the tiles of each block.
-// Operands that would be used only once or twice after packing are read in place instead (the
-// micro-kernel reads a row-major or transposed op(a) and a row-major op(b) directly), so the
-// skinny im2col products and small Dense/RNN products pay no packing copy. Products with few
-// output tiles but a long k (conv weight gradients) split k across threads and add the parts.
+// The float driver is GotoBLAS/BLIS-shaped, written for a row-major c (m, n):
+//   for jc (NC columns of op(b)), for pc (KC of k):
+//     pack the kc x nc block of op(b) into NR-column panels (L2)       [skipped: see below]
+//     for each MR-row panel of op(a) (L1), for each NR-column panel of the block (from L2):
+//       micro-kernel on the MR x NR tile of c
+// Operands are copied only when that pays: the micro-kernel reads a row-major op(a) in place
+// (12 row streams), a transposed op(a) in place unless more than four column panels reuse it,
+// and a row-major op(b) in place when few row panels reuse it (small and skinny products). So
+// the im2col products (k or n of 27..288) and Dense/RNN products pay no or a tiny copy.
+// Threads (fastdl::num_threads(), one OpenMP region per product, none inside another region):
+// the team packs each op(b) block together (double-buffered, so packing the next block overlaps
+// the slowest thread's last tiles) and takes tiles in chunks from a shared counter, so a thread
+// the OS preempts on a busy machine delays the product little. Products with a long k against a
+// small c (weight gradients) split k instead: no synchronisation, then one reduction.
 #include "gemm.h"
 
 #include "gemm_kernels.h"
@@ -22,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <exception>
 #include <new>
 #include <thread>
 #include <type_traits>
@@ -29,7 +33,6 @@
 
 namespace fastdl {
 
-index_t g_tune[8] = {4, 384, 512, 0, 1, 2, 0, 0};  // TUNING (temporary)
 namespace {
 std::atomic<int> g_threads{0};
 }
@@ -89,10 +92,12 @@ using gd::MR;
 using gd::NR;
 using gd::View;
 
-// Cache blocking (floats). KC x NR b panel + MR x KC a panel stay in L1 (48 KB), the KC x NC b
-// block in L2 (1-2 MB per core), the MC x KC a block in the shared L3.
+// Cache blocking (floats): the MR x KC a panel (18 KB) stays in L1 (48 KB on Zen 5 and Golden
+// Cove) while KC x NR b panels stream from the KC x NC b block (768 KB) in L2 (1-2 MB per core).
 constexpr index_t kKC = 384;
-constexpr index_t kNC = 768;
+constexpr index_t kNC = 512;
+// A transposed op(a) is packed when more NR-column panels than this reuse each of its panels.
+constexpr index_t kPackAPanels = 4;
 // op(b) is packed when op(a) has more rows than this, or when its row stride is this many
 // floats or more (4 KB: every k step of a panel on its own page).
 constexpr index_t kPackBRows = 40 * MR;
@@ -124,13 +129,13 @@ inline index_t balanced_block(index_t total, index_t cap, index_t unit) {
 
 Blocking plan(const Job& j) {
     Blocking b;
-    b.kc = balanced_block(j.k, g_tune[1], 1);
-    b.nc = balanced_block(j.n, g_tune[2], NR);
+    b.kc = balanced_block(j.k, kKC, 1);
+    b.nc = balanced_block(j.n, kNC, NR);
     // An a panel is read once per NR columns of op(b). Read in place, a row-major op(a) streams
     // through L1 well (12 row streams), so it is never copied; a transposed op(a) touches a
     // cache line or two per k step, so it is copied into a contiguous panel when it is reused
     // by more than four NR-column panels.
-    b.pack_a = j.a.rs == 1 && j.a.cs != 1 && j.n > g_tune[0] * NR && j.m > MR;
+    b.pack_a = j.a.rs == 1 && j.a.cs != 1 && j.n > kPackAPanels * NR && j.m > MR;
     // op(b) must be packed when its rows are not contiguous (op(b) = stored^T) or narrower than a
     // vector panel (masked loads of short rows are slow). Otherwise the kernel reads it in place
     // unless many row panels reuse it or its row stride spreads a panel over many pages.
@@ -222,6 +227,9 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
                     wait_for(bc->packed, npb);
                 }
             }
+            // A k block after the first adds to the c tiles of the one before: all of them must
+            // be finished (the packing above may overlap the previous block, the tiles may not).
+            if (bc && pc > 0) wait_for(counters[block - 1].done, nt);
             // Tiles in row-panel-major order, so an a panel serves all NR-panels of its row in
             // turn from L1 (b panels stream from L2).
             index_t chunk = tiles;
@@ -288,11 +296,13 @@ void run_team(const Job& j, int nt) {
     }
 }
 
-// Few output tiles and a long k: each thread multiplies one slice of k on its own; thread 0
-// writes c (honouring accumulate), the others write private parts that are then added.
+// A long k against a small c (weight gradients: k = batch * pixels): each thread multiplies its
+// own slice of k with no synchronisation at all; thread 0 writes c (honouring accumulate), the
+// others write private parts that are then added, split by rows.
 void run_split_k(const Job& j, int nt) {
     const index_t mn = j.m * j.n;
     std::vector<float> parts(static_cast<std::size_t>(mn) * (nt - 1));
+    std::exception_ptr error;
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
@@ -307,35 +317,38 @@ void run_split_k(const Job& j, int nt) {
             sub.ldc = j.n;
             sub.accumulate = false;
         }
-        if (sub.k > 0) {
-            run_team(sub, 1);
-        } else if (tid > 0) {
-            std::fill(sub.c, sub.c + mn, 0.0f);
-        } else if (!sub.accumulate) {
-            for (index_t i = 0; i < j.m; ++i) std::fill(j.c + i * j.ldc, j.c + i * j.ldc + j.n, 0.0f);
+        try {
+            run_team(sub, 1);  // sub.k >= 1: sgemm only splits k >= 4 * kKC
+        } catch (...) {        // scratch allocation: rethrown after the region
+#pragma omp critical(fastdl_gemm_error)
+            error = std::current_exception();
         }
 #pragma omp barrier
-        index_t r0, r1;
-        split(j.m, tid, team, r0, r1);
-        for (index_t i = r0; i < r1; ++i) {
-            float* ci = j.c + i * j.ldc;
-            for (int t = 1; t < team; ++t) {
-                const float* pi = parts.data() + (t - 1) * mn + i * j.n;
-                for (index_t q = 0; q < j.n; ++q) ci[q] += pi[q];
+        if (!error) {
+            index_t r0, r1;
+            split(j.m, tid, team, r0, r1);
+            for (index_t i = r0; i < r1; ++i) {
+                float* ci = j.c + i * j.ldc;
+                for (int t = 1; t < team; ++t) {
+                    const float* pi = parts.data() + (t - 1) * mn + i * j.n;
+                    for (index_t q = 0; q < j.n; ++q) ci[q] += pi[q];
+                }
             }
         }
     }
+    if (error) std::rethrow_exception(error);
 }
 
 void sgemm(const Job& j) {
     const double flops = 2.0 * static_cast<double>(j.m) * static_cast<double>(j.n) *
                          static_cast<double>(j.k);
+    // One thread for small products and inside a caller's parallel region (no nesting); else
+    // at most one thread per kParallelFlops of work.
     int nt = omp_in_parallel() ? 1 : num_threads();
-    if (flops < kParallelFlops) nt = 1;
     nt = static_cast<int>(std::min<double>(nt, std::max(1.0, flops / kParallelFlops)));
     if (nt > 1) {
         const index_t tiles = ceil_div(j.m, MR) * ceil_div(j.n, NR);
-        if (tiles < 4 * nt && j.k >= 4 * kKC) {
+        if (j.k >= 4 * kKC && (tiles < 4 * nt || j.k >= 4 * std::max(j.m, j.n))) {
             run_split_k(j, nt);
             return;
         }

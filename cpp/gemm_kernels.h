@@ -89,13 +89,19 @@ void micro_kernel(index_t kc, const float* __restrict a, index_t as, const float
     constexpr int W = Simd::W;
     typename Simd::Mask mk[NV];
     for (int v = 0; v < NV; ++v) mk[v] = Simd::mask(nr - v * W);
+    // Every loop over ROWS is unrolled in full so acc lives in registers (a loop left rolled
+    // would index acc and force it to the stack).
     V acc[ROWS][NV];
+#pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i)
         for (int v = 0; v < NV; ++v) acc[i][v] = Simd::zero();
     const float* ar[ROWS];
-    if constexpr (AM == kRows)
+    if constexpr (AM == kRows) {
+#pragma GCC unroll 16
         for (int i = 0; i < ROWS; ++i) ar[i] = a + i * as;
+    }
     // Touch the C tile early so its lines arrive while the k loop runs.
+#pragma GCC unroll 16
     for (int i = 0; i < ROWS; ++i)
         for (int v = 0; v < NV; ++v)
             _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + v * W), _MM_HINT_T0);
@@ -105,6 +111,7 @@ void micro_kernel(index_t kc, const float* __restrict a, index_t as, const float
         V bv[NV];
         for (int v = 0; v < NV; ++v)
             bv[v] = MASKED ? Simd::loadm(b + v * W, mk[v]) : Simd::load(b + v * W);
+#pragma GCC unroll 16
         for (int i = 0; i < ROWS; ++i) {
             const V ai = AM == kRows ? Simd::bcast(ar[i] + p) : Simd::bcast(a + i);
             for (int v = 0; v < NV; ++v) acc[i][v] = Simd::fma(ai, bv[v], acc[i][v]);
@@ -115,6 +122,7 @@ void micro_kernel(index_t kc, const float* __restrict a, index_t as, const float
 
     // Write back: accumulate adds the old c (never read otherwise: it may be uninitialised).
     if constexpr (Simd::kCheapMask) {  // AVX-512: one masked path, no branches
+#pragma GCC unroll 16
         for (int i = 0; i < ROWS; ++i) {
             float* ci = c + i * ldc;
             for (int v = 0; v < NV; ++v) {
@@ -124,6 +132,7 @@ void micro_kernel(index_t kc, const float* __restrict a, index_t as, const float
         }
     } else {
         const bool full = nr == NV * W;
+#pragma GCC unroll 16
         for (int i = 0; i < ROWS; ++i) {
             float* ci = c + i * ldc;
             for (int v = 0; v < NV; ++v) {

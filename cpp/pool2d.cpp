@@ -74,22 +74,31 @@ bool max_pool2d_argmax_valid(const std::int64_t* argmax, const Pool2dParams& p) 
     for (index_t n = 0; n < p.n; ++n) {
         const std::int64_t lo = n * image, hi = lo + image;
         const std::int64_t* a = argmax + n * per_image;
-        bool image_ok = true;
-        for (index_t i = 0; i < per_image; ++i) image_ok &= (a[i] >= lo) & (a[i] < hi);
-        ok &= image_ok;
+        std::int64_t amin = lo, amax = lo;  // min/max reductions vectorise
+        for (index_t i = 0; i < per_image; ++i) {
+            amin = std::min(amin, a[i]);
+            amax = std::max(amax, a[i]);
+        }
+        ok &= amin >= lo && amax < hi;
     }
     return ok;
 }
 
+bool max_pool2d_windows_disjoint(const Pool2dParams& p) { return p.sh >= p.kh && p.sw >= p.kw; }
+
 // dy (N,OH,OW,C), argmax -> dx (N,H,W,C)
 template <typename T>
-void max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax, const Pool2dParams& p) {
-    if (p.sh >= p.kh && p.sw >= p.kw) {
+index_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
+                            const Pool2dParams& p) {
+    if (max_pool2d_windows_disjoint(p)) {
         // Windows do not overlap: each dx element lies in at most one window, so it is written
         // once -- dy where the window's argmax points at it, else 0 -- with no zero-fill pass
-        // and no scatter. Threads own input rows.
+        // and no scatter. Threads own input rows. Each valid argmax matches exactly one element
+        // of its window; the matches are counted so the caller can reject inconsistent argmax.
         const index_t rows = p.n * p.h, c = p.c;
-#pragma omp parallel for num_threads(threads_for(rows * p.w * c)) schedule(static)
+        index_t matches = 0;
+#pragma omp parallel for num_threads(threads_for(rows * p.w * c)) schedule(static) \
+    reduction(+ : matches)
         for (index_t r = 0; r < rows; ++r) {
             const index_t n = r / p.h, ih = r % p.h;
             T* __restrict dxrow = dx + r * p.w * c;
@@ -109,10 +118,16 @@ void max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax, const P
                 const std::int64_t* __restrict a = argmax + at;
                 const T* __restrict d = dy + at;
                 const std::int64_t base = (r * p.w + iw) * c;
-                for (index_t q = 0; q < c; ++q) o[q] = a[q] == base + q ? d[q] : T(0);
+                index_t hits = 0;
+                for (index_t q = 0; q < c; ++q) {
+                    const bool hit = a[q] == base + q;
+                    o[q] = hit ? d[q] : T(0);
+                    hits += hit;
+                }
+                matches += hits;
             }
         }
-        return;
+        return matches;
     }
     const index_t image = p.h * p.w * p.c, per_image = p.oh * p.ow * p.c;
 #pragma omp parallel for num_threads(threads_for(p.n * image)) schedule(static)
@@ -122,6 +137,7 @@ void max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax, const P
         const std::int64_t* a = argmax + n * per_image;
         for (index_t i = 0; i < per_image; ++i) dx[a[i]] += d[i];
     }
+    return p.n * per_image;
 }
 
 // x (N,H,W,C) -> y (N,OH,OW,C)
@@ -179,10 +195,10 @@ void avg_pool2d_backward(T* dx, const T* dy, const Pool2dParams& p) {
 template void max_pool2d_forward<float>(float*, std::int64_t*, const float*, const Pool2dParams&);
 template void max_pool2d_forward<double>(double*, std::int64_t*, const double*,
                                          const Pool2dParams&);
-template void max_pool2d_backward<float>(float*, const float*, const std::int64_t*,
-                                         const Pool2dParams&);
-template void max_pool2d_backward<double>(double*, const double*, const std::int64_t*,
-                                          const Pool2dParams&);
+template index_t max_pool2d_backward<float>(float*, const float*, const std::int64_t*,
+                                            const Pool2dParams&);
+template index_t max_pool2d_backward<double>(double*, const double*, const std::int64_t*,
+                                             const Pool2dParams&);
 template void avg_pool2d_forward<float>(float*, const float*, const Pool2dParams&);
 template void avg_pool2d_forward<double>(double*, const double*, const Pool2dParams&);
 template void avg_pool2d_backward<float>(float*, const float*, const Pool2dParams&);

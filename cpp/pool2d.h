@@ -27,10 +27,18 @@ void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dPara
 // True when every argmax[n, ...] lies in image n of x: [n*H*W*C, (n+1)*H*W*C).
 bool max_pool2d_argmax_valid(const std::int64_t* argmax, const Pool2dParams& p);
 
+// True when no two windows overlap (strides >= pool size).
+bool max_pool2d_windows_disjoint(const Pool2dParams& p);
+
 // dy (N,OH,OW,C), argmax (N,OH,OW,C) -> dx (N,H,W,C) overwritten: dx[argmax[i]] += dy[i].
-// argmax must satisfy max_pool2d_argmax_valid (threads own whole images).
+// Overlapping windows scatter, so argmax must first pass max_pool2d_argmax_valid (threads own
+// whole images). Disjoint windows write each dx element once by comparing its index with its
+// window's argmax (never indexing with argmax, so any values are memory-safe). Returns the
+// number of dy elements routed to dx: N*OH*OW*C exactly when every argmax points into its own
+// window (the binding rejects other counts).
 template <typename T>
-void max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax, const Pool2dParams& p);
+index_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
+                            const Pool2dParams& p);
 
 // x (N,H,W,C) -> y (N,OH,OW,C) window means over the elements of x (padding not counted).
 template <typename T>

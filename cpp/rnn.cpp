@@ -23,20 +23,16 @@ RnnSizes rnn_sizes(const RnnParams& p) {
         case RnnCell::simple_rnn:  // cache: [h_t, h_prev]
             s.gates = 1;
             s.cache_width = 2 * u;
-            s.dgate_width = u;
             s.hprev_offset = u;
             break;
         case RnnCell::lstm:  // cache: [i, f, g, o, c_prev, h_prev]
             s.gates = 4;
             s.cache_width = 6 * u;
-            s.dgate_width = 4 * u;
             s.hprev_offset = 5 * u;
             break;
-        case RnnCell::gru:  // cache: [z, r, h~, hr | r*h_prev, h_prev]
+        case RnnCell::gru:  // cache: [z, r, h~, h_prev R_h + b_rh (reset_after) | r*h_prev, h_prev]
             s.gates = 3;
             s.cache_width = 5 * u;
-            // d(gates): reset_after [dz, dr, d(recurrent h part), d(input h part)], else [dz, dr, dh]
-            s.dgate_width = p.reset_after ? 4 * u : 3 * u;
             s.hprev_offset = 4 * u;
             break;
     }
@@ -44,7 +40,6 @@ RnnSizes rnn_sizes(const RnnParams& p) {
     s.bias_rows = p.use_bias ? ((p.cell == RnnCell::gru && p.reset_after) ? 2 : 1) : 0;
     return s;
 }
-
 
 namespace {
 
@@ -433,29 +428,38 @@ struct ForwardCtx {
     BView<T> w;    // kernel (I, GU)
     BView<T> r;    // recurrent kernel (GRU reset_before: its z, r columns)
     BView<T> r_h;  // GRU reset_before: the h~ columns of the recurrent kernel
+    BView<T> wr;   // LSTM, SimpleRNN: [kernel; recurrent kernel] (I+U, GU), one GEMM per step
 };
 
 template <typename T>
 index_t forward_scratch(const ForwardCtx<T>& f, index_t rows) {
-    const index_t U = f.p.units;
-    return carve_size<T>({rows * f.w.width(), rows * f.r.width(), rows * U,
-                          rows * f.r_h.width()});
+    const index_t U = f.p.units, I = f.p.input;
+    return carve_size<T>({rows * std::max(f.w.width(), f.wr.width()), rows * f.r.width(),
+                          rows * U, rows * f.r_h.width(), rows * (I + U)});
 }
 
-template <typename T, bool TRAIN>
+// FUSED (LSTM, SimpleRNN): the rows [x_t | h_prev] live side by side in one buffer and the
+// step's pre-activations are one GEMM with [W; R] (K = I+U); otherwise x_t @ W and h_prev @ R
+// are separate GEMMs (GRU needs the two parts of the h~ gate apart).
+template <typename T, bool TRAIN, bool FUSED>
 void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) {
     const RnnParams& p = f.p;
     const index_t U = p.units, T_ = p.steps, I = p.input, GU = f.s.gate_width, N = p.batch;
-    const index_t cw = f.s.cache_width, ldx = f.w.width(), ldh = f.r.width();
-    const index_t ldh2 = f.r_h.width();
+    const index_t cw = f.s.cache_width, ldx = FUSED ? f.wr.width() : f.w.width();
+    const index_t ldh = f.r.width(), ldh2 = f.r_h.width();
     Carver<T> cv{scratch};
     T* zx = cv.take(rows * ldx);
     T* zh = cv.take(rows * ldh);
     T* rh = cv.take(rows * U);
     T* z2 = cv.take(rows * ldh2);
+    T* xh = cv.take(rows * (I + U));  // FUSED: [x_t | h]
     const T* __restrict bx = f.bx;
     const T* __restrict br = f.br;
-    T* h = f.h + n0 * U;
+    const index_t ldhs = FUSED ? I + U : U;  // row stride of the state h
+    T* h = FUSED ? xh + I : f.h + n0 * U;
+    if (FUSED)
+        for (index_t r = 0; r < rows; ++r)
+            std::memcpy(h + r * ldhs, f.h + (n0 + r) * U, sizeof(T) * U);
     T* c = f.c ? f.c + n0 * U : nullptr;
     const bool lstm = p.cell == RnnCell::lstm, gru = p.cell == RnnCell::gru;
 
@@ -466,13 +470,19 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
             for (index_t r = 0; r < rows; ++r)
                 prefetch(f.x + ((n0 + r) * T_ + tn) * I, I * static_cast<index_t>(sizeof(T)));
         }
-        small_gemm<T, false>(zx, ldx, f.x + (n0 * T_ + t) * I, T_ * I, 1, rows, f.w);
-        small_gemm<T, false>(zh, ldh, h, U, 1, rows, f.r);
+        if (FUSED) {
+            for (index_t r = 0; r < rows; ++r)
+                std::memcpy(xh + r * (I + U), f.x + ((n0 + r) * T_ + t) * I, sizeof(T) * I);
+            small_gemm<T, false>(zx, ldx, xh, I + U, 1, rows, f.wr);
+        } else {
+            small_gemm<T, false>(zx, ldx, f.x + (n0 * T_ + t) * I, T_ * I, 1, rows, f.w);
+            small_gemm<T, false>(zh, ldh, h, U, 1, rows, f.r);
+        }
         if (gru && !p.reset_after) {  // z and r first (kept in zh), then (r * h_prev) @ R_h
             for (index_t r = 0; r < rows; ++r) {
                 const T* __restrict zxr = zx + r * ldx;
                 T* __restrict zhr = zh + r * ldh;
-                const T* __restrict hr = h + r * U;
+                const T* __restrict hr = h + r * ldhs;
                 T* __restrict rhr = rh + r * U;
                 for_lanes<T>(U, [&](auto tag, index_t j) {
                     using X = decltype(tag);
@@ -490,7 +500,7 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
             const index_t n = n0 + r;
             const bool m = f.mask ? f.mask[n * T_ + t] : true;
             T* __restrict g = TRAIN ? f.cache + (s * N + n) * cw : nullptr;
-            T* __restrict hr = h + r * U;
+            T* __restrict hr = h + r * ldhs;
             T* __restrict yr = p.return_sequences ? f.y + (n * T_ + s) * U : f.y + n * U;
             if (TRAIN) {  // h_prev (and c_prev) are cached for every step, masked or not
                 std::memcpy(g + f.s.hprev_offset, hr, sizeof(T) * U);
@@ -512,8 +522,11 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
                 for_lanes<T>(U, [&](auto tag, index_t j) {
                     using X = decltype(tag);
                     auto pre = [&](index_t k) {
-                        return ld<X>(zxr + k * U + j) + ld<X>(zhr + k * U + j) +
-                               ld<X>(bx + k * U + j);
+                        if constexpr (FUSED)
+                            return ld<X>(zxr + k * U + j) + ld<X>(bx + k * U + j);
+                        else
+                            return ld<X>(zxr + k * U + j) + ld<X>(zhr + k * U + j) +
+                                   ld<X>(bx + k * U + j);
                     };
                     const X ai = act_sigmoid(pre(0)), af = act_sigmoid(pre(1));
                     const X ag = act_tanh(pre(2)), ao = act_sigmoid(pre(3));
@@ -572,8 +585,9 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
                 with_activation(p.activation, [&](auto a) {
                     for_lanes<T>(U, [&](auto tag, index_t j) {
                         using X = decltype(tag);
-                        const X hn = simple_act<decltype(a)::value>(
-                            ld<X>(zxr + j) + ld<X>(zhr + j) + ld<X>(bx + j));
+                        X pre = ld<X>(zxr + j) + ld<X>(bx + j);
+                        if constexpr (!FUSED) pre = pre + ld<X>(zhr + j);
+                        const X hn = simple_act<decltype(a)::value>(pre);
                         if (TRAIN) st(g + j, hn);
                         st(hr + j, hn);
                         st(yr + j, hn);
@@ -582,6 +596,9 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
             }
         }
     }
+    if (FUSED)
+        for (index_t r = 0; r < rows; ++r)
+            std::memcpy(f.h + (n0 + r) * U, h + r * ldhs, sizeof(T) * U);
 }
 
 }  // namespace
@@ -607,16 +624,23 @@ void rnn_forward(T* y, T* h_last, T* c_last, T* cache, const T* x, const T* kern
     if (N == 0) return;
 
     const bool gru_before = p.cell == RnnCell::gru && !p.reset_after;
-    PackedB<T> w, rec, rec_h;
-    w.pack_block(kernel, GU, I, GU, 0);
-    rec.pack_block(recurrent, GU, U, gru_before ? 2 * U : GU, 0);
-    if (gru_before) rec_h.pack_block(recurrent, GU, U, U, 2 * U);
+    const bool fused = p.cell != RnnCell::gru;
+    PackedB<T> w, rec, rec_h, wr;
+    if (fused) {
+        wr.pack(I + U, GU, [=](index_t kk, index_t j) {
+            return kk < I ? kernel[kk * GU + j] : recurrent[(kk - I) * GU + j];
+        });
+    } else {
+        w.pack_block(kernel, GU, I, GU, 0);
+        rec.pack_block(recurrent, GU, U, gru_before ? 2 * U : GU, 0);
+        if (gru_before) rec_h.pack_block(recurrent, GU, U, U, 2 * U);
+    }
     std::vector<T> biases(static_cast<size_t>(2 * GU), T(0));  // [input side, recurrent side]
     if (bias) std::copy(bias, bias + s.bias_rows * GU, biases.begin());
 
     ForwardCtx<T> f{p, s, cache, y, h_last, lstm ? c_last : nullptr, x, biases.data(),
                     biases.data() + GU, mask, w.view(), rec.view(),
-                    gru_before ? rec_h.view() : BView<T>{}};
+                    gru_before ? rec_h.view() : BView<T>{}, wr.view()};
     const int nt = rnn_threads(N);
     const index_t per_thread = forward_scratch<T>(f, (N + nt - 1) / nt);
     AlignedVector<T> scratch(static_cast<size_t>(per_thread * nt));
@@ -628,10 +652,14 @@ void rnn_forward(T* y, T* h_last, T* c_last, T* cache, const T* x, const T* kern
         thread_rows(N, nt, tid, n0, rows);
         if (rows > 0) {
             T* sc = scratch.data() + tid * per_thread;
-            if (cache)
-                forward_rows<T, true>(f, n0, rows, sc);
+            if (cache && fused)
+                forward_rows<T, true, true>(f, n0, rows, sc);
+            else if (cache)
+                forward_rows<T, true, false>(f, n0, rows, sc);
+            else if (fused)
+                forward_rows<T, false, true>(f, n0, rows, sc);
             else
-                forward_rows<T, false>(f, n0, rows, sc);
+                forward_rows<T, false, false>(f, n0, rows, sc);
         }
     }
 }
@@ -703,17 +731,15 @@ void backward_rows(const BackwardCtx<T>& b, index_t n0, index_t rows, T* scratch
     }
     for (index_t s = T_ - 1; s >= 0; --s) {
         const index_t t = p.go_backwards ? T_ - 1 - s : s;
-        if (s > 0) {  // the next step's cache block, x rows and output-gradient rows
-            const index_t tn = p.go_backwards ? t + 1 : t - 1;
-            prefetch(b.cache + ((s - 1) * N + n0) * cw, rows * cw * static_cast<index_t>(sizeof(T)));
-            for (index_t r = 0; r < rows; ++r) {
-                prefetch(b.x + ((n0 + r) * T_ + tn) * I, I * static_cast<index_t>(sizeof(T)));
-                if (p.return_sequences)
-                    prefetch(b.dy + ((n0 + r) * T_ + s - 1) * U, U * static_cast<index_t>(sizeof(T)));
-            }
-        }
+        const index_t tn = p.go_backwards ? t + 1 : t - 1;  // the next step's time index
         for (index_t r = 0; r < rows; ++r) {
             const index_t n = n0 + r;
+            if (s > 0) {  // the next step's rows, a few lines per row between the computations
+                constexpr index_t sz = static_cast<index_t>(sizeof(T));
+                prefetch(b.cache + ((s - 1) * N + n) * cw, cw * sz);
+                prefetch(b.x + (n * T_ + tn) * I, I * sz);
+                if (p.return_sequences) prefetch(b.dy + (n * T_ + s - 1) * U, U * sz);
+            }
             const bool m = has_mask ? b.mask[n * T_ + t] : true;
             const T* dyr = p.return_sequences ? b.dy + (n * T_ + s) * U
                                               : (s == T_ - 1 ? b.dy + n * U : nullptr);

@@ -47,6 +47,35 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", dilation=1, groups=
     return y
 
 
+def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation=1, groups=1):
+    """(dx, dkernel, dbias) of conv2d by the same loop over kernel taps: each tap's strided view
+    of the padded input receives dy @ tap^T and contributes view^T @ dy to the tap's gradient."""
+    dy = np.asarray(dy, np.float64)
+    x = np.asarray(x, np.float64)
+    kernel = np.asarray(kernel, np.float64)
+    sh, sw = _pair(strides)
+    dh, dw = _pair(dilation)
+    n, h, w, c = x.shape
+    kh, kw, cg, f = kernel.shape
+    fg = f // groups
+    oh, pt, pb = pads(h, kh, sh, dh, padding)
+    ow, pl, pr = pads(w, kw, sw, dw, padding)
+    dxp = np.zeros((n, h + pt + pb, w + pl + pr, c))
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    dk = np.zeros_like(kernel)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * dh, i * dh + (oh - 1) * sh + 1, sh)
+            cols = slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)
+            for g in range(groups):
+                cs, fs = slice(g * cg, (g + 1) * cg), slice(g * fg, (g + 1) * fg)
+                view = xp[:, rows, cols, cs].reshape(-1, cg)
+                dk[i, j, :, fs] = view.T @ dy[..., fs].reshape(-1, fg)
+                dxp[:, rows, cols, cs] += dy[..., fs] @ kernel[i, j, :, fs].T
+    dx = dxp[:, pt:pt + h, pl:pl + w, :]
+    return dx, dk, dy.sum(axis=(0, 1, 2))
+
+
 def _windows(size, k, stride, padding):
     """For each output position: the [lo, hi) range of real input elements in its window."""
     out, before, _ = pads(size, k, stride, 1, padding)

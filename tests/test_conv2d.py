@@ -173,10 +173,26 @@ def test_gradients_small_chunks(rng, small_chunks, case):
 
 
 @pytest.mark.parametrize("case", GRAD_CASES)
+@pytest.mark.parametrize("channels", [8, 32])
+def test_backward_matches_reference_wide_channels(rng, case, channels):
+    """Channel counts whose kernel rows fill whole micro-kernel blocks (the in-place im2col path
+    of the dkernel product), float64 against the tap-loop reference."""
+    x, k, b, kw = _grad_problem(rng, case, n=3, h=11, w=10, c=channels, f=16)
+    y = conv.conv2d(x, k, b, activation="relu", **kw)
+    dy = rand(rng, *y.shape)
+    dx, dk, db = conv.conv2d_backward(dy, x, k, relu_output=y, **kw)
+    ex, ek, eb = ref.conv2d_backward(dy * (y > 0), x, k, kw["strides"], kw["padding"],
+                                     kw["dilation_rate"], kw["groups"])
+    np.testing.assert_allclose(dx, ex, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dk, ek, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, eb, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", GRAD_CASES)
 @pytest.mark.parametrize("threads", [1, 2])
 def test_chunked_backward_matches_one_chunk(rng, case, threads):
     """Multi-threaded tiles and col2im across many small chunks == one chunk (float64)."""
-    x, k, b, kw = _grad_problem(rng, case, n=4, h=14, w=13, c=4, f=32)
+    x, k, b, kw = _grad_problem(rng, case, n=4, h=14, w=13, c=8, f=32)
     dy = rand(rng, *conv.conv2d(x, k, b, **kw).shape)
     old_threads, old_chunk = fastdl.get_num_threads(), _core.conv2d_chunk_bytes()
     try:
@@ -269,6 +285,26 @@ def test_threads_deterministic_and_consistent(rng):
             np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-4)
     finally:
         fastdl.set_num_threads(old)
+
+
+def test_concurrent_python_threads_match_serial(rng):
+    """The GIL is released and scratch is per calling thread: concurrent calls agree with serial."""
+    import concurrent.futures
+    x = rand(rng, 8, 12, 12, 8, dtype=np.float32)
+    k = rand(rng, 3, 3, 8, 16, dtype=np.float32)
+    y = conv.conv2d(x, k, padding="same", activation="relu")
+    dy = rand(rng, *y.shape, dtype=np.float32)
+    serial = [conv.conv2d(x, k, padding="same", activation="relu")] + \
+        list(conv.conv2d_backward(dy, x, k, padding="same", relu_output=y))
+
+    def work(_):
+        out = [conv.conv2d(x, k, padding="same", activation="relu")]
+        return out + list(conv.conv2d_backward(dy, x, k, padding="same", relu_output=y))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool_:
+        for result in pool_.map(work, range(8)):
+            for a, e in zip(result, serial):
+                np.testing.assert_array_equal(a, e)
 
 
 # ------------------------------------------------------------------ bad input
@@ -389,6 +425,19 @@ def test_huge_shapes_rejected_before_allocating():
         conv.conv2d(big_x, big_k)
 
 
+def test_huge_dilation_on_a_unit_kernel_axis(rng):
+    # KH = 1: the row dilation is never applied, whatever its size
+    x = rand(rng, 2, 5, 6, 3)
+    k = rand(rng, 1, 2, 3, 4)
+    for padding in ("valid", "same"):
+        y = conv.conv2d(x, k, padding=padding, dilation_rate=(2**62, 1))
+        np.testing.assert_allclose(y, ref.conv2d(x, k, None, 1, padding, (1, 1)), rtol=1e-12)
+        dy = rand(rng, *y.shape)
+        for a, e in zip(conv.conv2d_backward(dy, x, k, padding=padding, dilation_rate=(2**62, 1)),
+                        ref.conv2d_backward(dy, x, k, 1, padding, (1, 1))):
+            np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+
+
 def test_output_size_function_matches_kernel():
     for size, k, s, d, padding in itertools.product([1, 4, 7], [1, 2, 3], [1, 2, 3], [1, 2], ["valid", "same"]):
         oh = conv.conv2d_output_size(size, k, s, d, padding)
@@ -468,6 +517,21 @@ def test_layer_float32_grads_match_float64(rng):
     np.testing.assert_allclose(dx32, dx64, rtol=1e-5, atol=1e-5)
     for a, b in zip(l32.grads, l64.grads):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_layer_can_skip_the_input_gradient(rng):
+    set_random_seed(6)
+    layer = layers.Conv2D(4, 3, activation="relu")
+    x = rand(rng, 2, 6, 6, 3, dtype=np.float32)
+    y = layer(x, training=True)
+    dy = rand(rng, *y.shape, dtype=np.float32)
+    dx = layer.backward(dy)
+    grads = [g.copy() for g in layer.grads]
+    layer.input_gradient_needed = False
+    layer(x, training=True)
+    assert layer.backward(dy) is None and dx.shape == x.shape
+    for a, b in zip(layer.grads, grads):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_layer_frozen_and_empty_batch(rng):

@@ -121,3 +121,106 @@ def test_raw_core_rejects_silent_conversion():
         _core.matmul(np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64))
     with pytest.raises(TypeError):  # non-contiguous input is not copied silently by the binding
         _core.matmul(np.zeros((2, 4), np.float32)[:, ::2], np.zeros((2, 2), np.float32))
+
+
+def _reference(a, b, ta, tb):
+    return (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+
+
+def _assert_close_f32(got, expected, k):
+    scale = max(1.0, np.sqrt(k))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * scale)
+
+
+# Sizes around the float32 micro-tile (12 x 32 with AVX-512, 6 x 16 with AVX2) and its vector
+# width: every remainder path of the packing routines and of the kernel's masked edges.
+EDGE_SIZES = [1, 2, 5, 6, 7, 11, 12, 13, 15, 16, 17, 23, 24, 25, 31, 32, 33, 47, 48, 49, 63, 64, 65, 70]
+
+
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_matmul_float32_edge_tiles(ta, tb):
+    rng = np.random.default_rng(3 + 2 * ta + tb)
+    for m in EDGE_SIZES:
+        for n in EDGE_SIZES[::3] + [70]:
+            for k in (1, 3, 16, 17, 70):
+                a = _operand(rng, m, k, np.float32, ta)
+                b = _operand(rng, k, n, np.float32, tb)
+                got = ops.matmul(a, b, transpose_a=ta, transpose_b=tb)
+                assert got.shape == (m, n)
+                _assert_close_f32(got, _reference(a, b, ta, tb), k)
+
+
+# Shapes that reach each path of the float32 driver: several k and n blocks, packed and in-place
+# operands (tall op(a), wide row stride of b, narrow b), the skinny im2col products of a CNN and
+# their transposed backward products, and long-k products that split k across threads.
+PATH_SHAPES = [(500, 700, 600), (100, 1100, 40), (13, 400, 1030), (20, 1600, 40), (27, 5000, 32),
+               (2000, 27, 32), (2000, 32, 27), (1500, 288, 64), (288, 1500, 64), (1024, 64, 288),
+               (700, 513, 390), (64, 128, 10), (64, 64, 256), (130, 70, 129)]
+
+
+@pytest.mark.parametrize("m,k,n", PATH_SHAPES)
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_matmul_float32_driver_paths(m, k, n, ta, tb):
+    rng = np.random.default_rng(m + 7 * k + 13 * n)
+    a = _operand(rng, m, k, np.float32, ta)
+    b = _operand(rng, k, n, np.float32, tb)
+    _assert_close_f32(ops.matmul(a, b, transpose_a=ta, transpose_b=tb), _reference(a, b, ta, tb), k)
+
+
+@pytest.mark.parametrize("m,k,n,ta,tb", [(300, 200, 150, False, False), (257, 400, 600, True, False),
+                                         (600, 450, 257, False, True), (27, 6000, 32, True, False),
+                                         (288, 4000, 64, True, False), (3000, 27, 32, False, False),
+                                         (3000, 32, 27, False, True), (128, 128, 128, True, True)])
+def test_matmul_thread_counts_agree(m, k, n, ta, tb):
+    import fastdl
+    rng = np.random.default_rng(5)
+    a = _operand(rng, m, k, np.float32, ta)
+    b = _operand(rng, k, n, np.float32, tb)
+    expected = _reference(a, b, ta, tb)
+    original = fastdl.get_num_threads()
+    try:
+        results = {}
+        for threads in (1, 2, 3):
+            fastdl.set_num_threads(threads)
+            results[threads] = ops.matmul(a, b, transpose_a=ta, transpose_b=tb)
+            _assert_close_f32(results[threads], expected, k)
+    finally:
+        fastdl.set_num_threads(original)
+    scale = max(1.0, np.sqrt(k))
+    np.testing.assert_allclose(results[2], results[1], rtol=1e-5, atol=1e-5 * scale)
+    np.testing.assert_allclose(results[3], results[1], rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_matmul_float32_repeated_calls_are_deterministic():
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((333, 444)).astype(np.float32)
+    b = rng.standard_normal((444, 555)).astype(np.float32)
+    first = ops.matmul(a, b)
+    for _ in range(5):
+        np.testing.assert_array_equal(ops.matmul(a, b), first)
+
+
+def test_matmul_float32_special_values_propagate():
+    a = np.ones((40, 50), np.float32)
+    b = np.ones((50, 70), np.float32)
+    a[3, 7] = np.nan
+    b[9, 65] = np.inf
+    got = ops.matmul(a, b)
+    assert np.isnan(got[3]).all()
+    assert np.isinf(got[:3, 65]).all() and np.isinf(got[4:, 65]).all()
+    assert np.isfinite(np.delete(np.delete(got, 3, axis=0), 65, axis=1)).all()
+
+
+def test_matmul_backward_float32_matches_reference():
+    rng = np.random.default_rng(8)
+    for ta, tb in ((False, False), (True, False), (False, True), (True, True)):
+        a = _operand(rng, 150, 90, np.float32, ta)
+        b = _operand(rng, 90, 70, np.float32, tb)
+        dc = rng.standard_normal((150, 70)).astype(np.float32)
+        da, db = ops.matmul_backward(dc, a, b, transpose_a=ta, transpose_b=tb)
+        da_ref = dc.astype(np.float64) @ (b.T if tb else b).astype(np.float64).T
+        db_ref = (a.T if ta else a).astype(np.float64).T @ dc.astype(np.float64)
+        _assert_close_f32(da, da_ref.T if ta else da_ref, 70)
+        _assert_close_f32(db, db_ref.T if tb else db_ref, 150)

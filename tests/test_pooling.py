@@ -189,6 +189,15 @@ def test_backward_rejects_bad_argmax_and_shapes(rng):
         # out of range, negative, or pointing into another image
         with pytest.raises(ValueError, match="argmax"):
             pool.max_pool2d_backward(y, bad, x.shape, 2)
+    other_window = am.copy()
+    other_window[0, 0, 0, 0] = am[0, 1, 1, 0]  # in its image, but not in its window
+    with pytest.raises(ValueError, match="argmax"):
+        pool.max_pool2d_backward(y, other_window, x.shape, 2)
+    # overlapping windows (scatter path): validated before the kernel runs
+    y3, am3 = pool.max_pool2d(x, 3, 1)
+    for bad in (am3 + x.size, -am3 - 1, np.where(np.arange(am3.size).reshape(am3.shape) == 0, am3 + 48, am3)):
+        with pytest.raises(ValueError, match="argmax"):
+            pool.max_pool2d_backward(y3, bad, x.shape, 3, 1)
     with pytest.raises(TypeError, match="argmax"):
         pool.max_pool2d_backward(y, am.astype(np.int32), x.shape, 2)
     with pytest.raises(ValueError, match=r"argmax must have the shape of dy"):

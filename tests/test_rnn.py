@@ -312,6 +312,20 @@ def test_thread_count_does_not_change_outputs(cell, extra):
             np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-5)
 
 
+def test_float_kernels_leave_the_callers_floating_point_mode_alone():
+    """The float32 kernels flush subnormals in their own threads only while they run."""
+    tiny = np.float32(1e-38)
+    assert tiny / np.float32(100) != 0  # subnormal arithmetic works before ...
+    rng = np.random.default_rng(24)
+    x = rng.standard_normal((8, 30, 3)).astype(np.float32)
+    k, r, b = (a.astype(np.float32) for a in _weights(rng, "gru", 3, 4))
+    y, _, tape = rnn_ops.rnn_forward("gru", x, k, r, b, training=True)
+    rnn_ops.rnn_backward(tape, y)
+    rnn_ops.embedding_lookup(k, np.zeros((2, 2), np.int64))
+    assert tiny / np.float32(100) != 0  # ... and after
+    assert np.float32(1e-38) * np.float32(0.01) > 0
+
+
 def test_any_memory_layout_gives_the_same_result():
     rng = np.random.default_rng(15)
     x = rng.standard_normal((4, 12, 6))
@@ -612,6 +626,20 @@ def test_dropout_drops_features_for_all_timesteps():
     dx = seq.backward(np.ones_like(ys))
     np.testing.assert_array_equal(dx != 0, ys != 0)
     np.testing.assert_allclose(dx[dx != 0], 2.0)
+
+
+def test_backward_after_an_inference_call():
+    """Inference skips the backward's cache; a backward after it still gets the gradients."""
+    layer = _layer("lstm", {}, return_sequences=True)
+    x = np.random.default_rng(25).standard_normal((2, 4, 3))
+    dy = np.random.default_rng(26).standard_normal((2, 4, 3))
+    layer(x, training=True)
+    dx_train = layer.backward(dy)
+    grads_train = [g.copy() for g in layer.grads]
+    layer(x)  # training=False
+    np.testing.assert_array_equal(layer.backward(dy), dx_train)
+    for g, g_train in zip(layer.grads, grads_train):
+        np.testing.assert_array_equal(g, g_train)
 
 
 def test_frozen_layer_has_no_grads():

@@ -100,10 +100,10 @@ class BatchNormalization(Layer):
         beta = self.beta if self.center else None
         count = x3.shape[0] * x3.shape[2]
         batch_stats = bool(training) and self._trainable
-        if batch_stats and count > 0:
-            mean = x3.mean(axis=(0, 2), dtype=dt)
+        if batch_stats and count > 0:  # sums accumulate in float64 (long reductions)
+            mean = x3.mean(axis=(0, 2), dtype=np.float64).astype(dt)
             xc = x3 - mean[:, None]
-            var = np.square(xc).mean(axis=(0, 2), dtype=dt)
+            var = np.square(xc).mean(axis=(0, 2), dtype=np.float64).astype(dt)
             m = dt(self.momentum)
             self.moving_mean *= m
             self.moving_mean += mean * (dt(1) - m)
@@ -130,8 +130,8 @@ class BatchNormalization(Layer):
                              f"the output has {shape_str(shape)}")
         dy3 = self._view(dy)
         dt = dy3.dtype.type
-        dbeta = dy3.sum(axis=(0, 2), dtype=dt)
-        dgamma = (dy3 * xhat).sum(axis=(0, 2), dtype=dt)
+        dbeta = dy3.sum(axis=(0, 2), dtype=np.float64).astype(dt)
+        dgamma = (dy3 * xhat).sum(axis=(0, 2), dtype=np.float64).astype(dt)
         scale = (gamma * inv)[:, None]
         if batch_stats:  # through the batch mean and variance
             count = dt(dy3.shape[0] * dy3.shape[2])

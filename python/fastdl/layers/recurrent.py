@@ -17,6 +17,8 @@ Differences from Keras, on purpose:
   what a ``Sequential`` passes on.
 - In float32 the kernels use a rational tanh (a few ulp) and flush subnormal numbers to zero.
 
+``call(..., training=True)`` keeps what the backward needs; an inference call skips that cache
+(faster ``predict``) and a ``backward`` after it replays the forward first.
 ``dropout`` (training only) drops input features with one mask per sample for all timesteps,
 as Keras does. Masks (e.g. from ``Embedding(mask_zero=True)``) follow Keras: a masked step keeps
 the state and repeats the previous output.
@@ -108,6 +110,7 @@ class _RNN(Layer):
                                  f"Received: {name}={value!r}")
         self.input_spec = InputSpec(ndim=3)
         self._tape = None
+        self._replay = None
         self._dropout_mask = None
         self.d_initial_state = None
 
@@ -175,21 +178,28 @@ class _RNN(Layer):
             keep = rng.random((n, 1, x.shape[2])) >= self.dropout
             self._dropout_mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.dropout))
             x = x * self._dropout_mask
-        y, states, self._tape = rnn_ops.rnn_forward(
-            self._cell, x, self.kernel, self.recurrent_kernel, self.bias, initial_state, mask,
-            return_sequences=self.return_sequences, go_backwards=self.go_backwards,
-            zero_output_for_mask=self.zero_output_for_mask, training=True,
-            **self._kernel_args())
+        # inference skips the backward's cache; a backward after it replays the forward
+        self._replay = (x, initial_state, mask)
+        y, states, self._tape = self._forward(x, initial_state, mask, bool(training))
         if self.return_state:
             return [y] + states
         return y
+
+    def _forward(self, x, initial_state, mask, training):
+        return rnn_ops.rnn_forward(
+            self._cell, x, self.kernel, self.recurrent_kernel, self.bias, initial_state, mask,
+            return_sequences=self.return_sequences, go_backwards=self.go_backwards,
+            zero_output_for_mask=self.zero_output_for_mask, training=training,
+            **self._kernel_args())
 
     def backward(self, dy):
         """dL/dx for the last call; ``dy`` is the output's gradient, or with ``return_state`` a
         list ``[d_output, d_h(, d_c)]`` (entries may be None). Fills ``grads`` and
         ``d_initial_state`` (the gradients of the initial states)."""
         if self._tape is None:
-            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+            if self._replay is None:
+                raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+            self._tape = self._forward(*self._replay, True)[2]
         dstates = None
         if isinstance(dy, (list, tuple)):
             dy, dstates = dy[0], list(dy[1:])
