@@ -311,3 +311,29 @@ def test_constructing_a_model_keeps_frozen_layers_frozen():
     model = Sequential([frozen, layers.Dense(1)])
     assert not frozen.trainable and len(model.trainable_weights) == 2
     assert Sequential([layers.Dense(1, input_shape=(2,))], trainable=False).layers[0].trainable is False
+
+
+def test_tutorial_rnn_has_577_parameters_and_the_faulty_input_is_explained():
+    model = Sequential([layers.Embedding(input_dim=20, output_dim=8), layers.SimpleRNN(16),
+                        layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    x = np.random.default_rng(0).integers(0, 20, size=(40, 10))
+    model.fit(x, (x == 7).any(axis=1).astype("float32"), epochs=1, verbose=0)
+    assert model.count_params() == 577
+    with pytest.raises(ValueError, match=r"(?s)embedding.*\(100, 10, 1\).*\(100, 10\)"):
+        model.fit(np.random.random((100, 10, 1)), np.zeros((100, 1)), epochs=1, verbose=0)
+
+
+def test_tutorial_cnn_has_356810_parameters():
+    model = Sequential([
+        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(32, 32, 3)),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(64, (3, 3), activation="relu"),
+        layers.MaxPooling2D((2, 2)),
+        layers.Conv2D(128, (3, 3), activation="relu"),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(10),
+    ])
+    assert model.count_params() == 356810
+    assert model.output_shape == (None, 10)
