@@ -337,3 +337,61 @@ def test_tutorial_cnn_has_356810_parameters():
     ])
     assert model.count_params() == 356810
     assert model.output_shape == (None, 10)
+
+
+def test_nan_check_names_the_layer_and_changes_nothing():
+    x = np.ones((4, 2), np.float32)
+    model = Sequential([layers.Dense(3, input_shape=(2,), name="first"), layers.Dense(1, name="last")])
+    model.compile(optimizer="sgd", loss="mse")
+    model.get_layer("last").kernel[0, 0] = np.inf
+    before = model.get_weights()
+    with pytest.raises(FloatingPointError, match="nan_check"):
+        model.fit(x, np.zeros((4, 1)), epochs=1, verbose=0, nan_check=True)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    model2 = Sequential([layers.Dense(3, input_shape=(2,), name="hidden"), layers.Dense(1)])
+    model2.compile(optimizer="sgd", loss="mse")
+    model2.get_layer("hidden").kernel[...] = 1e30  # finite weights, overflowing gradients
+    with pytest.raises(FloatingPointError, match="'hidden'|loss"):
+        model2.fit(x * 1e10, np.zeros((4, 1)), epochs=1, verbose=0, nan_check=True)
+
+
+def test_keyboard_interrupt_stops_at_a_step_boundary_and_the_model_still_saves(tmp_path):
+    import signal
+
+    from fastdl.callbacks import Callback
+    from fastdl.models import load_model
+
+    class InterruptAtStep(Callback):
+        def __init__(self, at):
+            super().__init__()
+            self.at, self.count = at, 0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.count += 1
+            if self.count == self.at:  # Ctrl-C arrives in the middle of this step
+                signal.raise_signal(signal.SIGINT)
+
+    set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = rng.standard_normal((64, 1)).astype(np.float32)
+    model = Sequential([layers.Dense(4, activation="tanh", input_shape=(3,)), layers.Dense(1)])
+    initial = model.get_weights()
+    model.compile(optimizer="adam", loss="mse")
+    with pytest.raises(KeyboardInterrupt, match="step boundary|after step 3"):
+        model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[InterruptAtStep(3)])
+    assert model.optimizer.iterations == 3
+    replay = Sequential([layers.Dense(4, activation="tanh", input_shape=(3,)), layers.Dense(1)])
+    replay.set_weights(initial)
+    replay.compile(optimizer="adam", loss="mse")
+    for step in range(3):
+        replay.train_on_batch(x[step * 8:(step + 1) * 8], y[step * 8:(step + 1) * 8])
+    for a, b in zip(model.get_weights(), replay.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    path = tmp_path / "interrupted.fdl"
+    model.save(path)
+    np.testing.assert_array_equal(load_model(path).predict(x, verbose=0),
+                                  model.predict(x, verbose=0))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

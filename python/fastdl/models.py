@@ -1,5 +1,7 @@
 """The Sequential model: compile / fit / evaluate / predict with Keras 3 semantics."""
 import math
+import signal
+import threading
 import warnings
 
 import numpy as np
@@ -317,10 +319,12 @@ class Sequential:
         x = self._convert_x(x)
         return self._forward(x, training)
 
-    def _train_step(self, x, y, sw, trainable, weights):
+    def _train_step(self, x, y, sw, trainable, weights, nan_check=False):
         y_pred = self._forward(x, True)
         loss, dy = self.loss.forward_backward(y, y_pred, sw)
         self._backward(dy)
+        if nan_check:
+            _check_finite_gradients(loss, trainable, self.optimizer.iterations)
         grads = [g for layer in trainable for g in layer.grads]
         self.optimizer.apply(grads, weights)
         for m in self.compiled_metrics:
@@ -347,8 +351,14 @@ class Sequential:
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, steps_per_epoch=None, validation_steps=None,
-            validation_batch_size=None, validation_freq=1):
-        """Train for ``epochs`` epochs; returns a ``History``."""
+            validation_batch_size=None, validation_freq=1, nan_check=False):
+        """Train for ``epochs`` epochs; returns a ``History``.
+
+        Keras's arguments and defaults. fastdl adds ``nan_check``: when True, the first
+        non-finite loss or gradient raises ``FloatingPointError`` naming the layer, before that
+        step changes any weight. Ctrl-C (``KeyboardInterrupt``) stops training at a step
+        boundary: the weights are those after the last complete step.
+        """
         from fastdl.callbacks import CallbackList, History
 
         self._check_compiled("fit")
@@ -366,6 +376,10 @@ class Sequential:
                              f"Received: validation_split={validation_split!r}")
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be a bool. Received: shuffle={shuffle!r}")
+        if isinstance(validation_freq, bool) or not isinstance(validation_freq, (int, np.integer)) \
+                or validation_freq < 1:
+            raise ValueError(f"validation_freq must be a positive int. "
+                             f"Received: validation_freq={validation_freq!r}")
 
         x = self._convert_x(x)
         y = self._convert_y(y, len(x))
@@ -395,11 +409,20 @@ class Sequential:
                            verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
         trainable, weights = self._trainable_state()
-        rng = get_rng()
-        loss_fn = self.loss
-        metrics = self.compiled_metrics
         batch_hooks = getattr(cbs, "has_train_batch_hooks", True)
         cbs.on_train_begin()
+        with _DeferredInterrupt() as interrupt:
+            self._fit_epochs(x, y, sw, val, val_batch_size, validation_freq, epochs,
+                             initial_epoch, shuffle, batch_size, steps, n, cbs, batch_hooks,
+                             trainable, weights, nan_check, interrupt)
+        self.history = next(cb for cb in cbs.callbacks if isinstance(cb, History))
+        return self.history
+
+    def _fit_epochs(self, x, y, sw, val, val_batch_size, validation_freq, epochs, initial_epoch,
+                    shuffle, batch_size, steps, n, cbs, batch_hooks, trainable, weights,
+                    nan_check, interrupt):
+        rng = get_rng()
+        metrics = self.compiled_metrics
         logs = {}
         for epoch in range(initial_epoch, epochs):
             for m in metrics:
@@ -418,7 +441,10 @@ class Sequential:
                     swb = None if sw is None else sw[idx]
                 if batch_hooks:
                     cbs.on_train_batch_begin(step)
-                loss = self._train_step(xb, yb, swb, trainable, weights)
+                loss = self._train_step(xb, yb, swb, trainable, weights, nan_check)
+                if interrupt.pending:
+                    raise KeyboardInterrupt(f"training interrupted after step {step + 1} of "
+                                            f"epoch {epoch + 1}; the weights are those after it")
                 loss_sum += loss * (hi - lo)
                 seen += hi - lo
                 if batch_hooks or step == steps - 1:
@@ -438,8 +464,6 @@ class Sequential:
             if self.stop_training:
                 break
         cbs.on_train_end(logs)
-        self.history = next(cb for cb in cbs.callbacks if isinstance(cb, History))
-        return self.history
 
     def _unpack_validation(self, validation_data):
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -537,6 +561,11 @@ class Sequential:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
+    def input_gradients(self, x, target=None):
+        """d output[target] / d x for each sample (see :func:`fastdl.explain.input_gradients`)."""
+        from fastdl.explain import input_gradients
+        return input_gradients(self, x, target=target)
+
     def predict_on_batch(self, x):
         x = self._convert_x(x)
         return self._forward(x, False)
@@ -608,6 +637,40 @@ def _layer_entry(layer):
     if layer._build_input_shape is not None and not isinstance(layer, InputLayer):
         entry["build_config"] = {"input_shape": [None] + list(layer._build_input_shape[1:])}
     return entry
+
+
+def _check_finite_gradients(loss, trainable, iteration):
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"nan_check: the loss is {loss} at step {iteration}")
+    for layer in trainable:
+        for name, grad in zip([w.name for w in layer._weight_entries() if w.trainable],
+                              layer.grads):
+            if not np.all(np.isfinite(grad)):
+                raise FloatingPointError(
+                    f"nan_check: non-finite gradient of {name!r} in layer {layer.name!r} at step "
+                    f"{iteration}; no weight was changed by this step")
+
+
+class _DeferredInterrupt:
+    """Holds back Ctrl-C during a training step and raises it at the next step boundary, so an
+    interrupted fit never leaves half-updated weights. Active only in the main thread and when
+    Python's default SIGINT handler is installed."""
+
+    def __enter__(self):
+        self.pending = False
+        self._previous = None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.pending = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _as_list(value):
