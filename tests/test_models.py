@@ -395,3 +395,9 @@ def test_keyboard_interrupt_stops_at_a_step_boundary_and_the_model_still_saves(t
     np.testing.assert_array_equal(load_model(path).predict(x, verbose=0),
                                   model.predict(x, verbose=0))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_return_state_inside_a_sequential_is_refused_clearly():
+    with pytest.raises(ValueError, match="single output.*return_state"):
+        Sequential([layers.Input(shape=(4, 3)),
+                    layers.LSTM(3, return_state=True, return_sequences=True), layers.GRU(2)])

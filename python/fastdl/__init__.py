@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "activations", "callbacks", "datasets", "explain", "initializers", "keras", "layers",
-    "losses", "metrics", "models", "ops", "optimizers", "saving", "utils",
+    "losses", "metrics", "models", "ops", "optimizers", "plot", "saving", "utils",
 }
 _ATTRIBUTES = {  # public name -> module that defines it
     "Sequential": "fastdl.models",

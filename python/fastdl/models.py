@@ -107,7 +107,13 @@ class Sequential:
         for layer in self._layers:
             layer._maybe_build(shape)
             layer.check_input_shape(tuple(1 if d is None else d for d in shape))
-            shape = tuple(layer.compute_output_shape(shape))
+            out = layer.compute_output_shape(shape)
+            if isinstance(out, list) or (out and isinstance(out[0], (tuple, list))):
+                raise ValueError(
+                    f"All layers in a Sequential model should have a single output, but layer "
+                    f"{layer.name!r} returns {len(out)} (return_state=True). Use return_state "
+                    "only when calling the layer directly.")
+            shape = tuple(out)
             shapes.append(shape)
         self._output_shapes = shapes
         self.built = bool(self._layers)
@@ -561,10 +567,10 @@ class Sequential:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def input_gradients(self, x, target=None):
+    def input_gradients(self, x, target=None, batch_size=None):
         """d output[target] / d x for each sample (see :func:`fastdl.explain.input_gradients`)."""
         from fastdl.explain import input_gradients
-        return input_gradients(self, x, target=target)
+        return input_gradients(self, x, target=target, batch_size=batch_size)
 
     def predict_on_batch(self, x):
         x = self._convert_x(x)
