@@ -14,6 +14,9 @@ Run NumPy at its best kernel: some machines pin OpenBLAS to its AVX2 kernel, so 
 benchmark command only (the BLAS kernel in use is printed at the top):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/bench_gemm.py [--quick]
+
+On a shared machine, copy python/fastdl elsewhere first and point PYTHONPATH there: a rebuild
+(.ci/dev-build) rewrites _core*.so in place and crashes a benchmark that has it loaded.
 """
 import argparse
 import faulthandler
@@ -108,11 +111,11 @@ def calibrate(fn, target_s):
     return max(1, int(target_s / once))
 
 
-def time_block(fn, calls):
-    t0 = time.perf_counter()
+def time_block(fn, calls, clock=time.perf_counter):
+    t0 = clock()
     for _ in range(calls):
         fn()
-    return (time.perf_counter() - t0) / calls
+    return (clock() - t0) / calls
 
 
 def set_threads(t):
@@ -121,7 +124,7 @@ def set_threads(t):
         torch.set_num_threads(t)
 
 
-def bench_shape(shape, threads, reps, target_s, pause_s, rng):
+def bench_shape(shape, threads, reps, target_s, pause_s, clock, rng):
     label, m, k, n, ta, tb = shape
     a, b = operands(m, k, n, ta, tb, rng)
     runners = make_runners(a, b, ta, tb)
@@ -139,7 +142,7 @@ def bench_shape(shape, threads, reps, target_s, pause_s, rng):
             for name in names[rep % len(names):] + names[:rep % len(names)]:
                 if pause_s:
                     time.sleep(pause_s)
-                times[name].append(time_block(runners[name], calls[name]))
+                times[name].append(time_block(runners[name], calls[name], clock))
     finally:
         if limiter is not None:
             limiter.restore_original_limits()
@@ -159,6 +162,11 @@ def main(argv=None):
     parser.add_argument("--only", default=None, help="run shapes whose label contains this text")
     parser.add_argument("--pause", type=float, default=0.2,
                         help="seconds of pause before each timed block with several threads")
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                        help="'thread' times 1-thread runs by the CPU time of the calling thread "
+                             "(every library computes on it then), which a busy shared machine "
+                             "disturbs far less than wall time; runs with more threads always "
+                             "use wall time")
     args = parser.parse_args(argv)
     faulthandler.enable()
 
@@ -179,7 +187,8 @@ def main(argv=None):
             print(f"WARNING: {var}={os.environ[var]} is set: NumPy may not run its best kernel")
     print(f"fastdl build_info: {dict(_core.build_info())}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"float32, median of {reps} interleaved repetitions, GFLOP/s (2mnk / wall time); "
+    clock_name = "thread CPU time for 1 thread, wall time otherwise" if args.clock == "thread" else "wall time"
+    print(f"float32, median of {reps} interleaved repetitions, GFLOP/s (2mnk / {clock_name}); "
           f"{os.cpu_count()} CPUs, load average at start {load:.2f}\n")
 
     header = (f"| {'product':<30} | {'m,k,n':>16} | thr | fastdl | numpy  |"
@@ -191,7 +200,9 @@ def main(argv=None):
     try:
         for threads in args.threads:
             for shape in shapes:
-                r = bench_shape(shape, threads, reps, target_s, args.pause if threads > 1 else 0.0, rng)
+                clock = time.thread_time if (args.clock == "thread" and threads == 1) else time.perf_counter
+                r = bench_shape(shape, threads, reps, target_s, args.pause if threads > 1 else 0.0,
+                                clock, rng)
                 label, m, k, n = shape[:4]
                 fd, nump, tor = r["fastdl"], r["numpy"], r.get("torch")
                 tor_s = f"{tor:6.1f}" if tor else "     -"

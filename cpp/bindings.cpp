@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <array>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,11 @@ template <size_t R>
 std::array<index_t, R> shape_of(const py::array& a, const char* fn, const char* arg) {
     FASTDL_CHECK(a.ndim() == static_cast<py::ssize_t>(R), fn, ": ", arg, " must be ", R,
                  "-D, received shape ", shape_str(a));
+    // Kernels load whole elements: an array whose data is not aligned to its dtype (a view at
+    // an odd byte offset) would be undefined behaviour, so it is refused here.
+    FASTDL_CHECK(reinterpret_cast<std::uintptr_t>(a.data()) % a.itemsize() == 0, fn, ": ", arg,
+                 " is not aligned to its dtype (", a.itemsize(),
+                 " bytes); pass np.require(x, requirements='CA')");
     std::array<index_t, R> s{};
     for (size_t i = 0; i < R; ++i) s[i] = static_cast<index_t>(a.shape(i));
     return s;
@@ -766,9 +772,36 @@ void bind_embedding(py::module_& m) {
 }
 // ---- end rnn / embedding
 
+// ---- sanitizer canary
+// For tests/test_sanitizer_canary.py only. In a sanitizer build (FASTDL_SANITIZE) kind "address"
+// reads one element past a heap buffer (AddressSanitizer must abort the process) and kind
+// "undefined" overflows a signed int (UBSan must report it). Other builds do nothing: False.
+bool sanitizer_canary(const std::string& kind) {
+    FASTDL_CHECK(kind == "address" || kind == "undefined",
+                 "_sanitizer_canary: kind must be 'address' or 'undefined', received '", kind, "'");
+#if defined(__SANITIZE_ADDRESS__)
+    volatile index_t past_end = 4;
+    volatile int sink = 0;
+    if (kind == "address") {
+        int* buf = new int[past_end]();  // size unknown at compile time: ASan, not UBSan, reports
+        sink = buf[past_end];            // heap-buffer-overflow: one element past the end
+        delete[] buf;
+    } else {
+        volatile int big = std::numeric_limits<int>::max();
+        sink = big + static_cast<int>(past_end);  // signed integer overflow
+    }
+    return sink == 0x7fffffff;
+#else
+    return false;
+#endif
+}
+// ---- end sanitizer canary
+
 // ---------------------------------------------------------------- threads and build info
 void set_threads(int n) {
     FASTDL_CHECK(n >= 1, "set_num_threads: n must be a positive integer, received ", n);
+    // libgomp ends the process when it cannot create the threads asked for: refuse absurd counts.
+    FASTDL_CHECK(n <= 1024, "set_num_threads: n must be at most 1024, received ", n);
     fastdl::set_num_threads(n);
 }
 
@@ -813,4 +846,5 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_num_threads", &set_threads, py::arg("n"));
     m.def("get_num_threads", &fastdl::num_threads);
     m.def("build_info", &build_info);
+    m.def("_sanitizer_canary", &sanitizer_canary, py::arg("kind") = "address");  // ---- sanitizer canary
 }

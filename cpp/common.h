@@ -48,6 +48,10 @@ inline index_t checked_mul(index_t a, index_t b, const char* what) {
     return a * b;
 }
 
+// ceil(a / b) for a >= 0 and b >= 1 without forming a + b - 1 (which overflows for a stride
+// near 2**63).
+inline index_t ceil_div(index_t a, index_t b) { return a / b + (a % b != 0); }
+
 // Product of all sizes, overflow-checked (element counts of tensors).
 inline index_t checked_product(std::initializer_list<index_t> sizes, const char* what) {
     index_t p = 1;

@@ -31,6 +31,7 @@
 #include <limits>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 namespace fastdl {
@@ -64,6 +65,17 @@ constexpr int mr_for(int np) {
 }
 
 inline index_t round_up(index_t a, index_t b) { return (a + b - 1) / b * b; }
+
+// Calls f(std::integral_constant<int, NP>{}) for a runtime packet count np in 1..kMaxPackets.
+template <typename F>
+inline void with_packets(int np, F&& f) {
+    switch (np) {
+        case 4: f(std::integral_constant<int, 4>{}); break;
+        case 3: f(std::integral_constant<int, 3>{}); break;
+        case 2: f(std::integral_constant<int, 2>{}); break;
+        default: f(std::integral_constant<int, 1>{}); break;
+    }
+}
 
 struct FreeDeleter {
     void operator()(void* ptr) const { std::free(ptr); }
@@ -125,7 +137,9 @@ struct Slicer {
         assert(next <= end && "conv2d workspace too small");
         return p;
     }
-    static index_t size(index_t count) { return round_up(count, 64 / static_cast<index_t>(sizeof(T))); }
+    static index_t size(index_t count) {
+        return round_up(count, 64 / static_cast<index_t>(sizeof(T)));
+    }
 };
 
 // c[r, :] = [relu]((c[r, :] if accumulate) + acc[r] + bias) for r < rows; bias nullable.
@@ -270,19 +284,17 @@ void tile_gemm(index_t m, index_t n, index_t depth, const T* a, index_t sa, cons
             const int np = static_cast<int>(std::min<index_t>(kMaxPackets, (n - j0) / PS));
             const T* bj = last && bias ? bias + j0 : nullptr;
             const bool rj = last && relu;
-            switch (np) {
-                case 4: row_blocks<T, 4, A_ROWS>(m, dt, at, sa, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
-                case 3: row_blocks<T, 3, A_ROWS>(m, dt, at, sa, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
-                case 2: row_blocks<T, 2, A_ROWS>(m, dt, at, sa, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
-                default: row_blocks<T, 1, A_ROWS>(m, dt, at, sa, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
-            }
+            with_packets(np, [&](auto k) {
+                row_blocks<T, decltype(k)::value, A_ROWS>(m, dt, at, sa, bt + j0, ldb, c + j0,
+                                                          ldc, acc, bj, rj);
+            });
         }
     }
 }
 
 // c[r, 0:NP*PS] += sum_t a(r, t) * b[t, 0:NP*PS] with a(r, t) = rp[t][s * rs[t] + o + r]:
 // the transposed implicit im2col (dkernel): rows r are MR consecutive columns o.. of segment s
-// of pixel row t, all inside one segment (callers guarantee run % MR == 0).
+// of pixel row t, all inside one segment (callers pick MR dividing the segment length).
 template <typename T, int MR, int NP>
 void micro_kernel_segments_t(index_t depth, const T* const* rp, const index_t* rs, index_t s,
                              index_t o, const T* __restrict b, index_t ldb, T* __restrict c,
@@ -309,20 +321,54 @@ void micro_kernel_segments_t(index_t depth, const T* const* rp, const index_t* r
     store_tile<T, MR, NP>(acc, MR, c, ldc, true, nullptr, false);
 }
 
-// Row multiple that micro_kernel_segments_t needs of a segment: every MR it may use.
-constexpr index_t kSegmentRowMultiple = kRegisters >= 32 ? 24 : 8;
+// Rows per micro-tile of micro_kernel_segments_t for segments of `run` columns and NP packets:
+// the largest candidate that divides run (a micro-tile never straddles two kernel rows) and
+// keeps MR x NP accumulators in registers.
+constexpr int kMaxAccumulators = kRegisters >= 32 ? 24 : 8;
+inline int segment_mr(index_t run, int np) {
+    for (int mr : {12, 9, 8, 6, 4, 3, 2, 1})
+        if (run % mr == 0 && mr * np <= kMaxAccumulators) return mr;
+    return 1;
+}
+
+template <typename T, int MR, int NP>
+void segment_t_blocks(index_t m, index_t depth, const T* const* rp, const index_t* rs,
+                      index_t run, const T* b, index_t ldb, T* c, index_t ldc) {
+    if constexpr (MR * NP <= 24) {
+        for (index_t k0 = 0; k0 < m; k0 += MR)
+            micro_kernel_segments_t<T, MR, NP>(depth, rp, rs, k0 / run, k0 % run, b, ldb,
+                                               c + k0 * ldc, ldc);
+    }
+}
 
 template <typename T, int NP>
 void segment_t_row_blocks(index_t m, index_t depth, const T* const* rp, const index_t* rs,
                           index_t run, const T* b, index_t ldb, T* c, index_t ldc) {
-    constexpr int MR = mr_for(NP);
-    for (index_t k0 = 0; k0 < m; k0 += MR)
-        micro_kernel_segments_t<T, MR, NP>(depth, rp, rs, k0 / run, k0 % run, b, ldb,
-                                           c + k0 * ldc, ldc);
+    switch (segment_mr(run, NP)) {
+        case 12: segment_t_blocks<T, 12, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 9: segment_t_blocks<T, 9, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 8: segment_t_blocks<T, 8, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 6: segment_t_blocks<T, 6, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 4: segment_t_blocks<T, 4, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 3: segment_t_blocks<T, 3, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 2: segment_t_blocks<T, 2, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        default: segment_t_blocks<T, 1, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+    }
+}
+
+// True when every micro-tile width that tile_gemm_segments_t uses for n columns gets at least
+// 4 rows: then reading the im2col rows in place beats gathering them.
+template <typename T>
+bool segments_t_efficient(index_t run, index_t n) {
+    constexpr int PS = Simd<T>::size;
+    const index_t packets = n / PS;
+    if (packets >= kMaxPackets && segment_mr(run, kMaxPackets) < 4) return false;
+    const int rest = static_cast<int>(packets % kMaxPackets);
+    return rest == 0 || segment_mr(run, rest) >= 4;
 }
 
 // c (m = nseg*run, n) += A^T @ b (depth, n) with A (depth, m) the implicit im2col rows rp/rs;
-// run must be a multiple of kSegmentRowMultiple, n of the packet size.
+// n must be a multiple of the packet size.
 template <typename T>
 void tile_gemm_segments_t(index_t m, index_t n, index_t depth, const T* const* rp,
                           const index_t* rs, index_t run, const T* b, index_t ldb, T* c,
@@ -333,12 +379,10 @@ void tile_gemm_segments_t(index_t m, index_t n, index_t depth, const T* const* r
         for (index_t j0 = 0; j0 < n; j0 += kMaxPackets * PS) {
             const int np = static_cast<int>(std::min<index_t>(kMaxPackets, (n - j0) / PS));
             const T* bt = b + t0 * ldb + j0;
-            switch (np) {
-                case 4: segment_t_row_blocks<T, 4>(m, dt, rp + t0, rs + t0, run, bt, ldb, c + j0, ldc); break;
-                case 3: segment_t_row_blocks<T, 3>(m, dt, rp + t0, rs + t0, run, bt, ldb, c + j0, ldc); break;
-                case 2: segment_t_row_blocks<T, 2>(m, dt, rp + t0, rs + t0, run, bt, ldb, c + j0, ldc); break;
-                default: segment_t_row_blocks<T, 1>(m, dt, rp + t0, rs + t0, run, bt, ldb, c + j0, ldc); break;
-            }
+            with_packets(np, [&](auto k) {
+                segment_t_row_blocks<T, decltype(k)::value>(m, dt, rp + t0, rs + t0, run, bt, ldb,
+                                                            c + j0, ldc);
+            });
         }
     }
 }
@@ -370,12 +414,10 @@ void tile_gemm_segments(index_t m, index_t n, index_t nseg, index_t run, const T
             const int np = static_cast<int>(std::min<index_t>(kMaxPackets, (n - j0) / PS));
             const T* bj = last && bias ? bias + j0 : nullptr;
             const bool rj = last && relu;
-            switch (np) {
-                case 4: segment_row_blocks<T, 4>(m, s0, s1, run, rp, rs, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
-                case 3: segment_row_blocks<T, 3>(m, s0, s1, run, rp, rs, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
-                case 2: segment_row_blocks<T, 2>(m, s0, s1, run, rp, rs, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
-                default: segment_row_blocks<T, 1>(m, s0, s1, run, rp, rs, bt + j0, ldb, c + j0, ldc, acc, bj, rj); break;
-            }
+            with_packets(np, [&](auto k) {
+                segment_row_blocks<T, decltype(k)::value>(m, s0, s1, run, rp, rs, bt + j0, ldb,
+                                                          c + j0, ldc, acc, bj, rj);
+            });
         }
     }
 }
@@ -442,8 +484,9 @@ inline void copy_run(T* __restrict d, const T* __restrict s, index_t n) {
 
 // cols rows [m0, m1) of group g -> dst (m1 - m0, kg), leading dimension ld; zeros in padding.
 template <typename T>
-FASTDL_INLINE_COPIES void im2col_rows(T* __restrict dst, index_t ld, const T* __restrict x, const Conv2dParams& p,
-                 const Plan<T>& pl, index_t m0, index_t m1, index_t g) {
+FASTDL_INLINE_COPIES void im2col_rows(T* __restrict dst, index_t ld, const T* __restrict x,
+                                      const Conv2dParams& p, const Plan<T>& pl, index_t m0,
+                                      index_t m1, index_t g) {
     const index_t cg = pl.cg, run = p.kw * cg;
     const bool contiguous_kw = p.dw == 1 && p.groups == 1;  // a kernel row is one run of x
     index_t ow = m0 % p.ow, r = m0 / p.ow;
@@ -513,13 +556,19 @@ void implicit_rows(const T** rp, index_t* rs, T* abuf, const T* x, const Conv2dP
     }
 }
 
-// dx[:, :, :, group g] += col2im(dcols) for output rows [r0, r1) (dcols row = pixel row minus
-// r0*OW, leading dimension ld). Gather form: the caller's omp-for hands out input rows (n, ih);
-// each sums every window that covers it, in a fixed order.
+// dx[n, ih, :, group g] += col2im(dcols) for output rows [r0, r1) (dcols row = pixel row minus
+// r0*OW, leading dimension ld). Gather form: one thread owns the input row (n, ih) and sums
+// every window of the chunk that covers it, in a fixed order. Chunks go in order and each
+// visits every row of its images, so the row is zeroed first on its first visit: group 0 of the
+// chunk where image n starts.
 template <typename T>
 void col2im_row(T* __restrict dx, const T* __restrict dcols, index_t ld, const Conv2dParams& p,
                 const Plan<T>& pl, index_t r0, index_t r1, index_t g, index_t n, index_t ih) {
     const index_t cg = pl.cg, run = p.kw * cg;
+    if (g == 0 && n * p.oh >= r0) {
+        T* row = dx + (n * p.h + ih) * p.w * p.c;
+        std::fill(row, row + p.w * p.c, T(0));
+    }
     T* dxrow = dx + (n * p.h + ih) * p.w * p.c + g * cg;
     for (index_t i = 0; i < p.kh; ++i) {
         const index_t num = ih + p.pad_top - i * p.dh;
@@ -533,7 +582,7 @@ void col2im_row(T* __restrict dx, const T* __restrict dcols, index_t ld, const C
         for (index_t j = 0; j < p.kw; ++j) {
             // ow with 0 <= ow*sw - pad_left + j*dw < W
             const index_t lo_num = p.pad_left - j * p.dw;
-            const index_t ow_lo = lo_num <= 0 ? 0 : (lo_num + p.sw - 1) / p.sw;
+            const index_t ow_lo = lo_num <= 0 ? 0 : ceil_div(lo_num, p.sw);
             const index_t hi_num = p.w - 1 + p.pad_left - j * p.dw;
             if (hi_num < 0) continue;
             const index_t ow_hi = std::min<index_t>(hi_num / p.sw, p.ow - 1);
@@ -568,14 +617,6 @@ void pack_wt(T* dst, const T* w, const Conv2dParams& p, const Plan<T>& pl, index
     }
 }
 
-template <typename T>
-void zero_parallel_for(T* a, index_t count) {  // inside a parallel region
-    const index_t block = 1 << 15;
-    const index_t blocks = (count + block - 1) / block;
-#pragma omp for schedule(static)
-    for (index_t b = 0; b < blocks; ++b)
-        std::fill(a + b * block, a + std::min(count, (b + 1) * block), T(0));
-}
 
 }  // namespace
 
@@ -683,6 +724,11 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
 }
 
 // dy (N,OH,OW,F) -> dx (N,H,W,C), dw (KH,KW,C/G,F), dbias (F); all overwritten, each optional
+//
+// Scheduling: with at least two images per thread, each thread takes whole images and runs
+// tiles, dcols and col2im for them on its own (its dcols chunk stays in its L2, and the only
+// barrier is the final reduction). With fewer images, the threads share each chunk's tiles,
+// then its col2im rows (two barriers per chunk).
 template <typename T>
 void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w,
                      const T* relu_y, const Conv2dParams& p) {
@@ -695,22 +741,26 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
         if (dx) std::fill(dx, dx + x_size, T(0));
         return;
     }
-    // Chunks of output rows bound the dcols buffer; tiles of pixel rows go to the threads.
+    const bool by_images = nt == 1 || p.n >= 2 * nt;
+    const bool col2im = dx && !pl.direct;
+    // Chunks of output rows bound the dcols buffers: one per thread (by_images) or one shared.
     const index_t out_rows = p.n * p.oh;
+    const index_t dcols_buffers = by_images ? nt : 1;
     index_t chunk_rows = out_rows;
-    if (dx && !pl.direct) {
+    if (col2im) {
         const index_t row_bytes = p.ow * pl.kgp * static_cast<index_t>(sizeof(T));
-        chunk_rows = std::clamp<index_t>(g_chunk_bytes.load() / row_bytes, 1, out_rows);
-        const index_t chunks = (out_rows + chunk_rows - 1) / chunk_rows;
-        chunk_rows = (out_rows + chunks - 1) / chunks;
+        const index_t budget = g_chunk_bytes.load() / dcols_buffers;
+        chunk_rows = std::clamp<index_t>(budget / row_bytes, 1, out_rows);
     }
     const index_t chunk_pixels = chunk_rows * p.ow;
-    const index_t tiles = pl.tiles_of(chunk_pixels, nt);
-    const index_t tile = (chunk_pixels + tiles - 1) / tiles;
-    // dkernel reads the im2col rows in place (see conv2d_forward) when kernel rows are whole
-    // micro-kernel blocks; else it gathers them.
+    // Tiles: L2-sized; when threads share a chunk, a multiple of the thread count per chunk.
+    const index_t tiles = by_images ? 1 : pl.tiles_of(chunk_pixels, nt);
+    const index_t tile = by_images ? std::min(pl.tile, chunk_pixels)
+                                   : (chunk_pixels + tiles - 1) / tiles;
+    // dkernel reads the im2col rows in place (see conv2d_forward) when the micro-kernel blocks
+    // fit the kernel rows; else it gathers them.
     const bool implicit_dw = dw && !pl.direct && p.groups == 1 && p.dw == 1 &&
-                             (p.kw * p.c) % kSegmentRowMultiple == 0;
+                             segments_t_efficient<T>(p.kw * p.c, pl.fgp);
     std::vector<const T*> row_ptrs(implicit_dw ? nt * tile : 0);
     std::vector<index_t> row_strides(implicit_dw ? nt * tile : 0);
 
@@ -722,14 +772,15 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
     const index_t dw_size = dw ? Slicer<T>::size(pl.kg * pl.fgp) : 0;
     const index_t db_size = dbias ? Slicer<T>::size(pl.fgp) : 0;
     const index_t per_thread = a_size + g_size + c_size + dw_size + db_size;
+    const index_t dw_offset = a_size + g_size + c_size;  // of the dW partial in a thread's part
     const index_t wt_size = dx ? Slicer<T>::size(p.groups * pl.fg * pl.kgp) : 0;
-    const index_t dcols_size = (dx && !pl.direct) ? Slicer<T>::size(chunk_pixels * pl.kgp) : 0;
-    const index_t ws_size = wt_size + dcols_size + nt * per_thread;
+    const index_t dcols_size = col2im ? Slicer<T>::size(chunk_pixels * pl.kgp) : 0;
+    const index_t ws_size = wt_size + dcols_buffers * dcols_size + nt * per_thread;
     T* base;
     Workspace ws(ws_size, base);
     Slicer<T> sl(base, ws_size);
     T* wt = sl.take(wt_size);
-    T* dcols = sl.take(dcols_size);
+    T* dcols_all = sl.take(dcols_buffers * dcols_size);
     T* work = sl.take(nt * per_thread);
     if (dx)
         for (index_t g = 0; g < p.groups; ++g) pack_wt(wt + g * pl.fg * pl.kgp, w, p, pl, g);
@@ -745,93 +796,115 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
         T* dbp = dwp + dw_size;
         const T** rp = implicit_dw ? row_ptrs.data() + tid * tile : nullptr;
         index_t* rs = implicit_dw ? row_strides.data() + tid * tile : nullptr;
-        if (dx && !pl.direct) zero_parallel_for(dx, x_size);  // ends with a barrier
+        T* dcols = by_images ? dcols_all + tid * dcols_size : dcols_all;
+        if (dw) std::fill(dwp, dwp + dw_size, T(0));
+        if (dbias) std::fill(dbp, dbp + db_size, T(0));
+
+        // Pixel rows [m0, m1) of group g: dbias and dW partials, and their dcols rows at out
+        // (or, for the direct 1x1 case, their dx rows).
+        auto tile_step = [&](index_t g, index_t m0, index_t m1, T* out) {
+            const index_t rows = m1 - m0;
+            // g tile: the (masked) dy of group g, zero-padded to fgp
+            for (index_t m = m0; m < m1; ++m) {
+                const T* d = dy + m * p.f + g * pl.fg;
+                T* gr = gbuf + (m - m0) * pl.fgp;
+                if (relu_y) {
+                    const T* yr = relu_y + m * p.f + g * pl.fg;
+                    for (index_t j = 0; j < pl.fg; ++j) gr[j] = yr[j] > T(0) ? d[j] : T(0);
+                } else {
+                    for (index_t j = 0; j < pl.fg; ++j) gr[j] = d[j];
+                }
+                std::fill(gr + pl.fg, gr + pl.fgp, T(0));
+                if (dbias)
+                    for (index_t j = 0; j < pl.fg; ++j) dbp[j] += gr[j];
+            }
+            if (implicit_dw) {  // dW partial += cols[tile]^T @ g[tile]
+                implicit_rows(rp, rs, abuf, x, p, pl, m0, m1);
+                tile_gemm_segments_t(pl.kg, pl.fgp, rows, rp, rs, p.kw * p.c, gbuf, pl.fgp,
+                                     dwp, pl.fgp);
+            } else if (dw) {
+                const T* a = x + m0 * p.c + g * pl.cg;  // direct: x rows are the cols
+                index_t lda = p.c;
+                if (!pl.direct) {
+                    im2col_rows(abuf, pl.kg, x, p, pl, m0, m1, g);
+                    a = abuf;
+                    lda = pl.kg;
+                }
+                tile_gemm<T, false>(pl.kg, pl.fgp, rows, a, lda, gbuf, pl.fgp, dwp, pl.fgp,
+                                    true);
+            }
+            if (dx) {  // dcols[tile] = g[tile] @ W^T
+                const T* wtg = wt + g * pl.fg * pl.kgp;
+                T* c = pl.direct ? cbuf : out;
+                tile_gemm<T, true>(rows, pl.kgp, pl.fg, gbuf, pl.fgp, wtg, pl.kgp, c, pl.kgp,
+                                   false);
+                if (pl.direct)
+                    for (index_t m = m0; m < m1; ++m)
+                        std::copy(cbuf + (m - m0) * pl.kgp, cbuf + (m - m0) * pl.kgp + pl.cg,
+                                  dx + m * p.c + g * pl.cg);
+            }
+        };
+
         for (index_t g = 0; g < p.groups; ++g) {
-            if (dw) std::fill(dwp, dwp + dw_size, T(0));
-            if (dbias) std::fill(dbp, dbp + db_size, T(0));
-            const T* wtg = dx ? wt + g * pl.fg * pl.kgp : nullptr;
-            for (index_t r0 = 0; r0 < out_rows; r0 += chunk_rows) {
-                const index_t r1 = std::min(out_rows, r0 + chunk_rows);
-                const index_t c0 = r0 * p.ow, c1 = r1 * p.ow;  // pixel rows of the chunk
+            if (by_images) {
+                // whole images [n_lo, n_hi) per thread, in chunks of output rows
+                const index_t n_lo = p.n * tid / team, n_hi = p.n * (tid + 1) / team;
+                for (index_t r0 = n_lo * p.oh; r0 < n_hi * p.oh; r0 += chunk_rows) {
+                    const index_t r1 = std::min(n_hi * p.oh, r0 + chunk_rows);
+                    const index_t c0 = r0 * p.ow, c1 = r1 * p.ow;
+                    for (index_t m0 = c0; m0 < c1; m0 += tile)
+                        tile_step(g, m0, std::min(c1, m0 + tile), dcols + (m0 - c0) * pl.kgp);
+                    if (col2im)
+                        for (index_t n = r0 / p.oh; n <= (r1 - 1) / p.oh; ++n)
+                            for (index_t ih = 0; ih < p.h; ++ih)
+                                col2im_row(dx, dcols, pl.kgp, p, pl, r0, r1, g, n, ih);
+                }
+            } else {
+                for (index_t r0 = 0; r0 < out_rows; r0 += chunk_rows) {
+                    const index_t r1 = std::min(out_rows, r0 + chunk_rows);
+                    const index_t c0 = r0 * p.ow, c1 = r1 * p.ow;
 #pragma omp for schedule(static)
-                for (index_t t = 0; t < tiles; ++t) {
-                    const index_t m0 = std::min(c1, c0 + t * tile);
-                    const index_t m1 = std::min(c1, m0 + tile);
-                    if (m0 == m1) continue;
-                    const index_t rows = m1 - m0;
-                    // g tile: the (masked) dy of group g, zero-padded to fgp; dbias partial
-                    for (index_t m = m0; m < m1; ++m) {
-                        const T* d = dy + m * p.f + g * pl.fg;
-                        T* gr = gbuf + (m - m0) * pl.fgp;
-                        if (relu_y) {
-                            const T* yr = relu_y + m * p.f + g * pl.fg;
-                            for (index_t j = 0; j < pl.fg; ++j) gr[j] = yr[j] > T(0) ? d[j] : T(0);
-                        } else {
-                            for (index_t j = 0; j < pl.fg; ++j) gr[j] = d[j];
-                        }
-                        std::fill(gr + pl.fg, gr + pl.fgp, T(0));
-                        if (dbias)
-                            for (index_t j = 0; j < pl.fg; ++j) dbp[j] += gr[j];
-                    }
-                    if (implicit_dw) {  // dW partial += cols[tile]^T @ g[tile]
-                        implicit_rows(rp, rs, abuf, x, p, pl, m0, m1);
-                        tile_gemm_segments_t(pl.kg, pl.fgp, rows, rp, rs, p.kw * p.c, gbuf,
-                                             pl.fgp, dwp, pl.fgp);
-                    } else if (dw) {
-                        const T* a;
-                        index_t lda;
-                        if (pl.direct) {
-                            a = x + m0 * p.c + g * pl.cg;
-                            lda = p.c;
-                        } else {
-                            im2col_rows(abuf, pl.kg, x, p, pl, m0, m1, g);
-                            a = abuf;
-                            lda = pl.kg;
-                        }
-                        tile_gemm<T, false>(pl.kg, pl.fgp, rows, a, lda, gbuf, pl.fgp, dwp,
-                                            pl.fgp, true);
-                    }
-                    if (dx) {  // dcols[tile] = g[tile] @ W^T
-                        T* out = pl.direct ? cbuf : dcols + (m0 - c0) * pl.kgp;
-                        tile_gemm<T, true>(rows, pl.kgp, pl.fg, gbuf, pl.fgp, wtg, pl.kgp, out,
-                                           pl.kgp, false);
-                        if (pl.direct)
-                            for (index_t m = m0; m < m1; ++m)
-                                std::copy(cbuf + (m - m0) * pl.kgp,
-                                          cbuf + (m - m0) * pl.kgp + pl.cg,
-                                          dx + m * p.c + g * pl.cg);
-                    }
-                }  // implicit barrier: dcols of the chunk complete
-                if (dx && !pl.direct) {
-                    const index_t n0 = r0 / p.oh, n1 = (r1 - 1) / p.oh;
-                    const index_t items = (n1 - n0 + 1) * p.h;
+                    for (index_t t = 0; t < tiles; ++t) {
+                        const index_t m0 = std::min(c1, c0 + t * tile);
+                        const index_t m1 = std::min(c1, m0 + tile);
+                        if (m0 < m1) tile_step(g, m0, m1, dcols + (m0 - c0) * pl.kgp);
+                    }  // implicit barrier: the chunk's dcols are complete
+                    if (col2im) {
+                        const index_t n0 = r0 / p.oh, n1 = (r1 - 1) / p.oh;
+                        const index_t items = (n1 - n0 + 1) * p.h;
 #pragma omp for schedule(static)
-                    for (index_t it = 0; it < items; ++it)
-                        col2im_row(dx, dcols, pl.kgp, p, pl, r0, r1, g, n0 + it / p.h,
-                                   it % p.h);
-                }  // implicit barrier before dcols is reused
+                        for (index_t it = 0; it < items; ++it)
+                            col2im_row(dx, dcols, pl.kgp, p, pl, r0, r1, g, n0 + it / p.h,
+                                       it % p.h);
+                    }  // implicit barrier before dcols is reused
+                }
             }
             // Reduce the per-thread partials in thread order (deterministic).
 #pragma omp barrier
             if (dw) {
-#pragma omp for schedule(static)
+#pragma omp for schedule(static) nowait
                 for (index_t e = 0; e < dw_elems; ++e) {
                     const index_t k = e / pl.fg, j = e % pl.fg;
-                    T s = T(0);
-                    for (int u = 0; u < team; ++u) s += work[u * per_thread + a_size + g_size + c_size + k * pl.fgp + j];
-                    dw[k * p.f + g * pl.fg + j] = s;
+                    const T* part = work + dw_offset + k * pl.fgp + j;
+                    T sum = T(0);
+                    for (int u = 0; u < team; ++u) sum += part[u * per_thread];
+                    dw[k * p.f + g * pl.fg + j] = sum;
                 }
             }
             if (dbias) {
-#pragma omp single
+#pragma omp for schedule(static) nowait
                 for (index_t j = 0; j < pl.fg; ++j) {
-                    T s = T(0);
-                    for (int u = 0; u < team; ++u)
-                        s += work[u * per_thread + a_size + g_size + c_size + dw_size + j];
-                    dbias[g * pl.fg + j] = s;
+                    const T* part = work + dw_offset + dw_size + j;
+                    T sum = T(0);
+                    for (int u = 0; u < team; ++u) sum += part[u * per_thread];
+                    dbias[g * pl.fg + j] = sum;
                 }
             }
+            if (g + 1 < p.groups) {  // partials are read above before the next group resets them
 #pragma omp barrier
+                if (dw) std::fill(dwp, dwp + dw_size, T(0));
+                if (dbias) std::fill(dbp, dbp + db_size, T(0));
+            }
         }
     }
 }

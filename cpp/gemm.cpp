@@ -16,6 +16,8 @@
 // the slowest thread's last tiles) and takes tiles in chunks from a shared counter, so a thread
 // the OS preempts on a busy machine delays the product little. Products with a long k against a
 // small c (weight gradients) split k instead: no synchronisation, then one reduction.
+// Results are bitwise the same for every run and every thread count: the blocking, the k slices
+// and the order of every sum depend on the shape only, not on which thread computes what.
 #include "gemm.h"
 
 #include "gemm_kernels.h"
@@ -26,6 +28,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <new>
 #include <thread>
 #include <type_traits>
@@ -102,6 +105,12 @@ constexpr index_t kPackAPanels = 4;
 // floats or more (4 KB: every k step of a panel on its own page).
 constexpr index_t kPackBRows = 40 * MR;
 constexpr index_t kPackBStride = 1024;
+// k splitting (see k_slices): products with k >= 4 * kKC and fewer tiles than kSplitKTiles (or
+// k >= 4 * max(m, n)) are cut into up to kSplitKSlices slices of k, whose partial products may
+// take up to kSplitKMaxFloats floats (16 MB).
+constexpr index_t kSplitKTiles = 16;
+constexpr index_t kSplitKSlices = 16;
+constexpr index_t kSplitKMaxFloats = index_t{4} << 20;
 // Below this many flops a product runs on the calling thread only (an OpenMP fork/join costs
 // a few microseconds); above it each thread gets at least this much work.
 constexpr double kParallelFlops = 1.5e6;
@@ -121,7 +130,8 @@ struct Blocking {
 
 inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
 
-// Splits `total` into `parts` nearly equal blocks of at most `cap`, rounded up to `unit`.
+// The block size that splits `total` into the fewest blocks of at most `cap`, of nearly equal
+// size rounded up to a multiple of `unit` (so the last block is not a sliver).
 inline index_t balanced_block(index_t total, index_t cap, index_t unit) {
     const index_t blocks = ceil_div(total, cap);
     return std::min(cap, ceil_div(ceil_div(total, blocks), unit) * unit);
@@ -164,27 +174,34 @@ float* scratch(int slot, index_t count) {
     return buf.p;
 }
 
-inline void split(index_t total, int tid, int nt, index_t& lo, index_t& hi) {
-    lo = total * tid / nt;
-    hi = total * (tid + 1) / nt;
-}
-
-// Shared progress of one (jc, pc) block of a team: work is handed out through these counters
-// rather than split statically, so a thread the OS preempts (shared machines) holds up little.
+// Shared progress of one (jc, pc) block of a team. Work is handed out through these counters
+// rather than split statically, and a thread waits only for work to be finished, never for
+// another thread to show up: a thread the OS has not scheduled yet (busy shared machines) is
+// simply left less work, and holds nothing up until the end of the product.
 struct alignas(64) BlockCounters {
-    std::atomic<index_t> pack_next{0};  // next b panel to pack
-    std::atomic<index_t> packed{0};     // b panels packed
-    std::atomic<index_t> tile_next{0};  // next chunk of tiles
-    std::atomic<index_t> done{0};       // threads finished with this block's b buffer
+    std::atomic<index_t> pack_next{0};   // next b panel to pack
+    std::atomic<index_t> packed{0};      // b panels packed
+    std::atomic<index_t> tile_next{0};   // next tile to hand out
+    std::atomic<index_t> tiles_done{0};  // tiles finished (their c written, their b read)
 };
 
+// Waits until x >= value: a short spin, then yielding the core, so that on a machine with more
+// runnable threads than cores the thread being waited for can run (often on this very core).
 inline void wait_for(const std::atomic<index_t>& x, index_t value) {
     for (int spins = 0; x.load(std::memory_order_acquire) < value; ++spins) {
-        if (spins < 4096)
+        if (spins < 256)
             _mm_pause();
         else
             std::this_thread::yield();
     }
+}
+
+// Ends a team's work: each thread checks in, then waits (yielding) for the others. libgomp's own
+// barrier at the end of the region then finds everyone there; its busy spin (up to milliseconds,
+// without yielding) would otherwise keep a preempted teammate off a shared core.
+inline void check_out(std::atomic<index_t>& arrived, int team) {
+    arrived.fetch_add(1, std::memory_order_acq_rel);
+    wait_for(arrived, team);
 }
 
 // Cycles of kernel work a thread takes per visit to a tile counter (MR * NR FMAs on 2 FMA
@@ -203,6 +220,7 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
     constexpr int W = gd::Simd::W;
     const index_t npa = ceil_div(j.m, MR);
     index_t block = 0;
+    index_t block_tiles[2] = {0, 0};  // tiles of the last two blocks (block % 2)
     for (index_t jc = 0; jc < j.n; jc += bl.nc) {
         const index_t nc = std::min(bl.nc, j.n - jc);
         const index_t npb = ceil_div(nc, NR);
@@ -218,7 +236,8 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
                         gd::pack_b_panel(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
                                          static_cast<int>(std::min<index_t>(NR, nc - jp * NR)));
                 } else {
-                    if (block >= 2) wait_for(counters[block - 2].done, nt);  // buffer free?
+                    if (block >= 2)  // the buffer is free once block - 2 is finished
+                        wait_for(counters[block - 2].tiles_done, block_tiles[block % 2]);
                     for (index_t jp; (jp = bc->pack_next.fetch_add(1, std::memory_order_relaxed)) < npb;) {
                         gd::pack_b_panel(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
                                          static_cast<int>(std::min<index_t>(NR, nc - jp * NR)));
@@ -229,7 +248,8 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
             }
             // A k block after the first adds to the c tiles of the one before: all of them must
             // be finished (the packing above may overlap the previous block, the tiles may not).
-            if (bc && pc > 0) wait_for(counters[block - 1].done, nt);
+            if (bc && pc > 0) wait_for(counters[block - 1].tiles_done, block_tiles[(block - 1) % 2]);
+            block_tiles[block % 2] = tiles;
             // Tiles in row-panel-major order, so an a panel serves all NR-panels of its row in
             // turn from L1 (b panels stream from L2).
             index_t chunk = tiles;
@@ -269,8 +289,8 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
                                                               accumulate);
                 }
                 if (!bc) break;
+                bc->tiles_done.fetch_add(hi - lo, std::memory_order_release);
             }
-            if (bc) bc->done.fetch_add(1, std::memory_order_release);
         }
     }
 }
@@ -288,55 +308,72 @@ void run_team(const Job& j, int nt) {
         return;
     }
     std::vector<BlockCounters> counters(static_cast<std::size_t>(blocks));
-#pragma omp parallel num_threads(nt)
-    {
-        const int tid = omp_get_thread_num();
-        run_blocked(j, bl, bbuf, bsize, abuf ? abuf + tid * panel : nullptr, counters.data(),
-                    omp_get_num_threads());
-    }
-}
-
-// A long k against a small c (weight gradients: k = batch * pixels): each thread multiplies its
-// own slice of k with no synchronisation at all; thread 0 writes c (honouring accumulate), the
-// others write private parts that are then added, split by rows.
-void run_split_k(const Job& j, int nt) {
-    const index_t mn = j.m * j.n;
-    std::vector<float> parts(static_cast<std::size_t>(mn) * (nt - 1));
-    std::exception_ptr error;
+    std::atomic<index_t> arrived{0};
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-        index_t k0, k1;
-        split(j.k, tid, team, k0, k1);
+        run_blocked(j, bl, bbuf, bsize, abuf ? abuf + tid * panel : nullptr, counters.data(), team);
+        check_out(arrived, team);
+    }
+}
+
+// Products with a long k against a small c (weight gradients: k = batch * pixels) are cut into
+// k slices, computed independently and added in slice order. The slicing depends on the shape
+// only, so the result is the same for every thread count; 0 means "not such a product".
+index_t k_slices(const Job& j) {
+    const index_t tiles = ceil_div(j.m, MR) * ceil_div(j.n, NR);
+    if (j.k < 4 * kKC || (tiles >= kSplitKTiles && j.k < 4 * std::max(j.m, j.n))) return 0;
+    const index_t slices = std::clamp<index_t>(j.k / (2 * kKC), 2, kSplitKSlices);
+    return j.m * j.n * slices <= kSplitKMaxFloats ? slices : 0;
+}
+
+// The threads take the slices from a shared counter and multiply each into its own part of c
+// with no synchronisation at all; the calling thread then adds the parts into c in order.
+void run_split_k(const Job& j, index_t slices, int nt) {
+    const index_t mn = j.m * j.n;
+    const index_t slice = ceil_div(j.k, slices);
+    std::unique_ptr<float[]> parts(new float[static_cast<std::size_t>(mn * slices)]);
+    std::atomic<index_t> next{0};
+    auto work = [&] {
         Job sub = j;
-        sub.k = k1 - k0;
-        sub.a.p = j.a.at(0, k0);
-        sub.b.p = j.b.at(k0, 0);
-        if (tid > 0) {
-            sub.c = parts.data() + (tid - 1) * mn;
-            sub.ldc = j.n;
-            sub.accumulate = false;
+        sub.ldc = j.n;
+        sub.accumulate = false;
+        for (index_t s; (s = next.fetch_add(1, std::memory_order_relaxed)) < slices;) {
+            const index_t k0 = s * slice;
+            sub.k = std::min(slice, j.k - k0);
+            sub.a.p = j.a.at(0, k0);
+            sub.b.p = j.b.at(k0, 0);
+            sub.c = parts.get() + s * mn;
+            run_team(sub, 1);
         }
-        try {
-            run_team(sub, 1);  // sub.k >= 1: sgemm only splits k >= 4 * kKC
-        } catch (...) {        // scratch allocation: rethrown after the region
+    };
+    if (nt <= 1) {
+        work();
+    } else {
+        std::exception_ptr error;
+        std::atomic<index_t> arrived{0};
+#pragma omp parallel num_threads(nt)
+        {
+            try {
+                work();
+            } catch (...) {  // scratch allocation: rethrown after the region
 #pragma omp critical(fastdl_gemm_error)
-            error = std::current_exception();
-        }
-#pragma omp barrier
-        if (!error) {
-            index_t r0, r1;
-            split(j.m, tid, team, r0, r1);
-            for (index_t i = r0; i < r1; ++i) {
-                float* ci = j.c + i * j.ldc;
-                for (int t = 1; t < team; ++t) {
-                    const float* pi = parts.data() + (t - 1) * mn + i * j.n;
-                    for (index_t q = 0; q < j.n; ++q) ci[q] += pi[q];
-                }
+                error = std::current_exception();
             }
+            check_out(arrived, omp_get_num_threads());
+        }
+        if (error) std::rethrow_exception(error);
+    }
+    for (index_t i = 0; i < j.m; ++i) {
+        float* ci = j.c + i * j.ldc;
+        for (index_t s = 0; s < slices; ++s) {
+            const float* pi = parts.get() + s * mn + i * j.n;
+            if (s == 0 && !j.accumulate)
+                std::copy(pi, pi + j.n, ci);
+            else
+                for (index_t q = 0; q < j.n; ++q) ci[q] += pi[q];
         }
     }
-    if (error) std::rethrow_exception(error);
 }
 
 void sgemm(const Job& j) {
@@ -346,14 +383,11 @@ void sgemm(const Job& j) {
     // at most one thread per kParallelFlops of work.
     int nt = omp_in_parallel() ? 1 : num_threads();
     nt = static_cast<int>(std::min<double>(nt, std::max(1.0, flops / kParallelFlops)));
-    if (nt > 1) {
-        const index_t tiles = ceil_div(j.m, MR) * ceil_div(j.n, NR);
-        if (j.k >= 4 * kKC && (tiles < 4 * nt || j.k >= 4 * std::max(j.m, j.n))) {
-            run_split_k(j, nt);
-            return;
-        }
-        nt = static_cast<int>(std::min<index_t>(nt, tiles));
+    if (const index_t slices = k_slices(j)) {
+        run_split_k(j, slices, static_cast<int>(std::min<index_t>(nt, slices)));
+        return;
     }
+    nt = static_cast<int>(std::min<index_t>(nt, ceil_div(j.m, MR) * ceil_div(j.n, NR)));
     run_team(j, nt);
 }
 #endif  // FASTDL_GEMM_SIMD

@@ -175,7 +175,7 @@ void avg_pool2d_backward(T* dx, const T* dy, const Pool2dParams& p) {
         std::fill(dxrow, dxrow + p.w * c, T(0));
         // windows oh with oh*sh - pad_top <= ih < oh*sh - pad_top + kh
         const index_t num = ih + p.pad_top - p.kh + 1;
-        const index_t oh_lo = num <= 0 ? 0 : (num + p.sh - 1) / p.sh;
+        const index_t oh_lo = num <= 0 ? 0 : ceil_div(num, p.sh);
         const index_t oh_hi = std::min<index_t>((ih + p.pad_top) / p.sh, p.oh - 1);
         for (index_t oh = oh_lo; oh <= oh_hi; ++oh) {
             const Span sh = clip(oh * p.sh - p.pad_top, p.kh, p.h);

@@ -189,10 +189,11 @@ def test_backward_matches_reference_wide_channels(rng, case, channels):
 
 
 @pytest.mark.parametrize("case", GRAD_CASES)
-@pytest.mark.parametrize("threads", [1, 2])
-def test_chunked_backward_matches_one_chunk(rng, case, threads):
-    """Multi-threaded tiles and col2im across many small chunks == one chunk (float64)."""
-    x, k, b, kw = _grad_problem(rng, case, n=4, h=14, w=13, c=8, f=32)
+@pytest.mark.parametrize("threads,n", [(1, 3), (2, 3), (2, 4)])
+def test_chunked_backward_matches_one_chunk(rng, case, threads, n):
+    """Many small chunks == one chunk (float64), for both schedules: threads sharing each
+    chunk's tiles and col2im rows (n < 2 * threads), and threads owning whole images."""
+    x, k, b, kw = _grad_problem(rng, case, n=n, h=14, w=13, c=8, f=32)
     dy = rand(rng, *conv.conv2d(x, k, b, **kw).shape)
     old_threads, old_chunk = fastdl.get_num_threads(), _core.conv2d_chunk_bytes()
     try:
@@ -204,6 +205,10 @@ def test_chunked_backward_matches_one_chunk(rng, case, threads):
         fastdl.set_num_threads(old_threads)
         _core.conv2d_set_chunk_bytes(old_chunk)
     for a, e in zip(chunked, whole):
+        np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
+    reference = ref.conv2d_backward(dy, x, k, kw["strides"], kw["padding"], kw["dilation_rate"],
+                                    kw["groups"])
+    for a, e in zip(chunked, reference):
         np.testing.assert_allclose(a, e, rtol=1e-12, atol=1e-12)
     expect = conv.conv2d(x, k, b, **kw)
     np.testing.assert_allclose(expect, ref.conv2d(x, k, b, kw["strides"], kw["padding"],

@@ -22,6 +22,8 @@ def set_num_threads(n):
     """Set the number of threads fastdl's kernels use (default: ``OMP_NUM_THREADS`` or all cores)."""
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, received {type(n).__name__} {n!r}")
+    if not 1 <= n <= 1024:
+        raise ValueError(f"set_num_threads: n must be between 1 and 1024, received {n}")
     from fastdl import _core
     _core.set_num_threads(n)
 

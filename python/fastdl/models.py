@@ -1,4 +1,5 @@
 """The Sequential model: compile / fit / evaluate / predict with Keras 3 semantics."""
+import contextlib
 import math
 import signal
 import threading
@@ -337,6 +338,21 @@ class Sequential:
             m.update_state(y, y_pred, sw)
         return loss
 
+    @contextlib.contextmanager
+    def _first_layer_skips_dx(self):
+        """Training never uses d loss / d input: let the first layer skip computing it (a
+        convolution saves about half of its backward pass)."""
+        first = self._layers[0] if self._layers else None
+        if first is None or not hasattr(first, "input_gradient_needed"):
+            yield
+            return
+        previous = first.input_gradient_needed
+        first.input_gradient_needed = False
+        try:
+            yield
+        finally:
+            first.input_gradient_needed = previous
+
     def _trainable_state(self):
         trainable = [l for l in self._layers if l.trainable and l.trainable_weights]
         weights = [w for l in trainable for w in l.trainable_weights]
@@ -417,7 +433,7 @@ class Sequential:
         trainable, weights = self._trainable_state()
         batch_hooks = getattr(cbs, "has_train_batch_hooks", True)
         cbs.on_train_begin()
-        with _DeferredInterrupt() as interrupt:
+        with _DeferredInterrupt() as interrupt, self._first_layer_skips_dx():
             self._fit_epochs(x, y, sw, val, val_batch_size, validation_freq, epochs,
                              initial_epoch, shuffle, batch_size, steps, n, cbs, batch_hooks,
                              trainable, weights, nan_check, interrupt)
@@ -547,7 +563,8 @@ class Sequential:
         for m in self.compiled_metrics:
             m.reset_state()
         trainable, weights = self._trainable_state()
-        loss = self._train_step(x, y, sw, trainable, weights)
+        with self._first_layer_skips_dx():
+            loss = self._train_step(x, y, sw, trainable, weights)
         return self._batch_result(loss, return_dict)
 
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):

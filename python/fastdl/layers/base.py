@@ -20,6 +20,11 @@ _name_counts = defaultdict(int)
 _FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
+def as_c_array(x, dtype=None):
+    """C-contiguous and aligned to its dtype (the kernels' input contract), copying only if needed."""
+    return np.require(x, dtype=dtype, requirements="CA")
+
+
 def to_snake_case(name):
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
@@ -238,7 +243,7 @@ class Layer:
     def convert_input(self, x):
         """Explicit conversion of user input to this layer's float dtype (any layout, numeric)."""
         if isinstance(x, np.ndarray) and x.dtype == self.dtype:
-            return x
+            return x if x.flags.aligned else np.require(x, requirements="A")
         x = np.asarray(x)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.integer)
                                      or np.issubdtype(x.dtype, np.floating)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastdl import _core, activations, initializers
-from fastdl.layers.base import (InputSpec, Layer, check_choice, check_int_tuple,
+from fastdl.layers.base import (as_c_array, InputSpec, Layer, check_choice, check_int_tuple,
                                 check_positive_int, shape_str)
 from fastdl.layers.core import _reject_unsupported
 from fastdl.ops.conv import conv2d_output_size
@@ -35,8 +35,8 @@ def spatial_output_shape(layer, input_shape, window, strides, dilation, padding,
         what = "kernel_size" if hasattr(layer, "kernel_size") else "pool_size"
         raise ValueError(
             f"Layer {layer.name!r}: the output size ({oh}, {ow}) would be less than 1 for input "
-            f"shape {shape_str(input_shape)} with {what}={tuple(window)}, strides={tuple(strides)}, "
-            f"dilation_rate={tuple(dilation)} and padding={padding!r}")
+            f"shape {shape_str(input_shape)} with {what}={tuple(window)}, "
+            f"strides={tuple(strides)}, dilation_rate={tuple(dilation)} and padding={padding!r}")
     return (n, oh, ow, channels)
 
 
@@ -118,7 +118,7 @@ class Conv2D(Layer):
 
     def call(self, x, training=False):
         self.compute_output_shape(x.shape)  # layer-level error for an output size < 1
-        x = np.ascontiguousarray(x)
+        x = as_c_array(x)
         z = _core.conv2d_forward(x, self.kernel, self.bias, *self._args(), self._fused_relu)
         y = z
         if not self._fused_relu and self.activation is not activations.linear:
@@ -130,12 +130,12 @@ class Conv2D(Layer):
         if self._cache is None:
             raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
         x, z, y = self._cache
-        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        dy = as_c_array(dy, dtype=self.dtype)
         if dy.shape != y.shape:
             raise ValueError(f"Layer {self.name!r}: dy has shape {shape_str(dy.shape)}, "
                              f"the output has {shape_str(y.shape)}")
         if not self._fused_relu and self.activation is not activations.linear:
-            dy = np.ascontiguousarray(self.activation.backward(z, y, dy), dtype=self.dtype)
+            dy = as_c_array(self.activation.backward(z, y, dy), dtype=self.dtype)
         train = self._trainable
         dx, dk, db = _core.conv2d_backward(dy, x, self.kernel, *self._args(),
                                            bool(self.input_gradient_needed), train,

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastdl import _core, activations, initializers
-from fastdl.layers.base import InputSpec, Layer, check_positive_int, check_rate, shape_str
+from fastdl.layers.base import as_c_array, InputSpec, Layer, check_positive_int, check_rate, shape_str
 from fastdl.utils.rng import seed_generator
 
 
@@ -41,7 +41,7 @@ class Dense(Layer):
         self.input_spec = InputSpec(min_ndim=2, axes={-1: in_features})
 
     def call(self, x, training=False):
-        x2 = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+        x2 = as_c_array(x.reshape(-1, x.shape[-1]))
         z = _core.matmul(x2, self.kernel, False, False)
         if self.bias is not None:
             z += self.bias
@@ -51,7 +51,7 @@ class Dense(Layer):
 
     def backward(self, dy):
         x_shape, x2, z, y = self._cache
-        dz = np.ascontiguousarray(dy.reshape(-1, self.units), dtype=self.dtype)
+        dz = as_c_array(dy.reshape(-1, self.units), dtype=self.dtype)
         if self.activation is not activations.linear:
             dz = self.activation.backward(z, y, dz)
         if self._trainable:

@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 
 from fastdl import initializers
-from fastdl.layers.base import InputSpec, Layer, check_positive_int, shape_str
+from fastdl.layers.base import as_c_array, InputSpec, Layer, check_positive_int, shape_str
 from fastdl.ops import rnn as rnn_ops
 
 
@@ -103,7 +103,7 @@ class Embedding(Layer):
         if self._ids is None:
             raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
         if self._trainable:
-            dy = np.ascontiguousarray(dy, dtype=self.embeddings.dtype)
+            dy = as_c_array(dy, dtype=self.embeddings.dtype)
             self.grads = [rnn_ops.embedding_backward(dy, self._ids, self.input_dim)]
         else:
             self.grads = []

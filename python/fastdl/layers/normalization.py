@@ -1,8 +1,9 @@
 """BatchNormalization (Keras 3 semantics) in vectorised NumPy.
 
 Training (``training=True`` and ``trainable``): normalise with the batch mean and the biased batch
-variance over every axis but ``axis``, update ``moving = moving * momentum + batch * (1 - momentum)``
-in place, and backpropagate through the batch statistics. Otherwise (inference, or a frozen layer):
+variance over every axis but ``axis``, update
+``moving = moving * momentum + batch * (1 - momentum)`` in place, and backpropagate through the
+batch statistics. Otherwise (inference, or a frozen layer):
 normalise with the moving statistics. Weights: gamma (scale), beta (center), moving_mean,
 moving_variance (the last two non-trainable), in Keras's order.
 """
@@ -15,7 +16,8 @@ from fastdl.layers.core import _reject_unsupported
 
 
 def _check_number(value, name, low, high, low_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if isinstance(value, (bool, np.bool_)) or \
+            not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number. Received: {name}={value!r}")
     value = float(value)
     ok = (value > low if low_open else value >= low) and value <= high

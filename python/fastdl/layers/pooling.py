@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastdl import _core
-from fastdl.layers.base import InputSpec, Layer, check_choice, check_int_tuple, shape_str
+from fastdl.layers.base import as_c_array, InputSpec, Layer, check_choice, check_int_tuple, shape_str
 from fastdl.layers.convolutional import check_bool, check_data_format, spatial_output_shape
 
 
@@ -36,7 +36,7 @@ class _Pooling2D(Layer):
     def _dy(self, dy):
         if self._cache is None:
             raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
-        dy = np.ascontiguousarray(dy, dtype=self.dtype)
+        dy = as_c_array(dy, dtype=self.dtype)
         if dy.shape != self._cache[0]:
             raise ValueError(f"Layer {self.name!r}: dy has shape {shape_str(dy.shape)}, "
                              f"the output has {shape_str(self._cache[0])}")
@@ -48,7 +48,7 @@ class MaxPooling2D(_Pooling2D):
 
     def call(self, x, training=False):
         self.compute_output_shape(x.shape)
-        y, argmax = _core.max_pool2d_forward(np.ascontiguousarray(x), *self._args())
+        y, argmax = _core.max_pool2d_forward(as_c_array(x), *self._args())
         self._cache = (y.shape, x.shape, argmax)
         return y
 
@@ -64,7 +64,7 @@ class AveragePooling2D(_Pooling2D):
 
     def call(self, x, training=False):
         self.compute_output_shape(x.shape)
-        y = _core.avg_pool2d_forward(np.ascontiguousarray(x), *self._args())
+        y = _core.avg_pool2d_forward(as_c_array(x), *self._args())
         self._cache = (y.shape, x.shape)
         return y
 
@@ -112,7 +112,7 @@ class _GlobalPooling2D(Layer):
 
 
 class GlobalAveragePooling2D(_GlobalPooling2D):
-    """Mean over height and width: ``(N, H, W, C) -> (N, C)`` (or ``(N, 1, 1, C)`` with keepdims)."""
+    """Mean over height and width: ``(N, H, W, C) -> (N, C)``, ``(N, 1, 1, C)`` with keepdims."""
 
     def call(self, x, training=False):
         n, h, w, c = x.shape

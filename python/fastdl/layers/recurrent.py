@@ -26,7 +26,7 @@ the state and repeats the previous output.
 import numpy as np
 
 from fastdl import activations, initializers
-from fastdl.layers.base import InputSpec, Layer, check_positive_int, check_rate, shape_str
+from fastdl.layers.base import as_c_array, InputSpec, Layer, check_positive_int, check_rate, shape_str
 from fastdl.ops import rnn as rnn_ops
 from fastdl.utils.rng import seed_generator
 
@@ -484,7 +484,7 @@ class Bidirectional(Layer):
         elif self.merge_mode == "mul":
             out = y * y_rev
         else:
-            out = (y, np.ascontiguousarray(y_rev))
+            out = (y, as_c_array(y_rev))
         if self.return_state:
             return (list(out) if self.merge_mode is None else [out]) + states
         return out
@@ -515,8 +515,8 @@ class Bidirectional(Layer):
             dyb = dyb[:, ::-1]
         dsf = list(dstates[:nf]) if dstates else []
         dsb = list(dstates[nf:]) if dstates else []
-        dxf = self.forward_layer.backward([np.ascontiguousarray(dyf)] + dsf)
-        dxb = self.backward_layer.backward([np.ascontiguousarray(dyb)] + dsb)
+        dxf = self.forward_layer.backward([as_c_array(dyf)] + dsf)
+        dxb = self.backward_layer.backward([as_c_array(dyb)] + dsb)
         self.d_initial_state = (list(self.forward_layer.d_initial_state) +
                                 list(self.backward_layer.d_initial_state))
         self.grads = (self.forward_layer.grads + self.backward_layer.grads) \

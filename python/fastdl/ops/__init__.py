@@ -4,7 +4,8 @@ One submodule per kernel family (``fastdl.ops.conv``, ``fastdl.ops.pool``, ``fas
 the matrix product lives here.
 
 Inputs of any memory layout are accepted: each function converts explicitly with
-``np.ascontiguousarray`` (a copy only when the layout or dtype requires one). Supported dtypes are
+``np.require(x, requirements="CA")`` (a copy only when the array is not C-contiguous or not
+aligned to its dtype). Supported dtypes are
 float32 and float64; other dtypes raise ``TypeError`` rather than being cast silently.
 """
 import numpy as np
@@ -26,7 +27,8 @@ def as_float_array(x, name, dtype=None):
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{name} has dtype {x.dtype} but the other operand has {dtype}; "
                         "convert one of them explicitly")
-    return np.ascontiguousarray(x)
+    # C-contiguous and aligned to the dtype (a view at an odd byte offset is copied)
+    return np.require(x, requirements=["C", "A"])
 
 
 def _check_flag(value, name):

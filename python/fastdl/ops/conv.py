@@ -1,9 +1,10 @@
 """2-D convolution on fastdl's C++ kernels: NHWC input, kernel ``(KH, KW, C/groups, F)``.
 
 Padding follows TensorFlow/Keras: ``"valid"`` uses no padding; ``"same"`` gives
-``ceil(H / stride)`` output rows with total padding ``max((OH-1)*stride + (KH-1)*dilation + 1 - H, 0)``,
-the smaller half on the top/left. Inputs of any memory layout are accepted (converted explicitly
-with :func:`fastdl.ops.as_float_array`); dtypes other than float32/float64 raise ``TypeError``.
+``OH = ceil(H / stride)`` output rows with total padding
+``max((OH-1)*stride + (KH-1)*dilation + 1 - H, 0)``, the smaller half on the top/left.
+Inputs of any memory layout are accepted (converted explicitly with
+:func:`fastdl.ops.as_float_array`); dtypes other than float32/float64 raise ``TypeError``.
 """
 import numpy as np
 
@@ -52,7 +53,8 @@ def _activation(activation):
         return False
     if activation == "relu":
         return True
-    raise ValueError(f"activation must be None, 'linear' or 'relu' (fused), received {activation!r}")
+    raise ValueError("activation must be None, 'linear' or 'relu' (fused), "
+                     f"received {activation!r}")
 
 
 def conv2d_output_size(size, kernel_size, stride, dilation, padding):

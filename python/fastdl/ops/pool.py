@@ -19,7 +19,8 @@ def _window(pool_size, strides, padding):
 
 def _input_hw(input_shape):
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4:
-        raise TypeError(f"input_shape must be the 4-tuple (N, H, W, C) of x, received {input_shape!r}")
+        raise TypeError("input_shape must be the 4-tuple (N, H, W, C) of x, "
+                        f"received {input_shape!r}")
     return int_pair(tuple(input_shape[1:3]), "input_shape[1:3]")
 
 
@@ -35,7 +36,7 @@ def max_pool2d_backward(dy, argmax, input_shape, pool_size, strides=None, paddin
     if not isinstance(argmax, np.ndarray) or argmax.dtype != np.int64:
         raise TypeError("argmax must be the int64 array max_pool2d returned, received "
                         f"{getattr(argmax, 'dtype', type(argmax).__name__)}")
-    argmax = np.ascontiguousarray(argmax)
+    argmax = np.require(argmax, requirements="CA")
     return _core.max_pool2d_backward(dy, argmax, *_input_hw(input_shape),
                                      *_window(pool_size, strides, padding))
 

@@ -37,7 +37,7 @@ def _as_mask(mask, dtype_name="mask"):
     mask = np.asarray(mask)
     if mask.dtype == object or not (mask.dtype == np.bool_ or np.issubdtype(mask.dtype, np.number)):
         raise TypeError(f"{dtype_name} must be a boolean array, received dtype {mask.dtype}")
-    return np.ascontiguousarray(mask, dtype=np.bool_)
+    return np.require(mask, dtype=np.bool_, requirements="CA")
 
 
 def _flag(value, name):
@@ -130,14 +130,14 @@ def rnn_backward(tape, dy, dstates=None):
     if not isinstance(tape, RnnTape):
         raise TypeError("rnn_backward needs the tape of rnn_forward(..., training=True)")
     dtype = tape.x.dtype
-    dy = np.ascontiguousarray(as_float_array(dy, "dy"), dtype=dtype)
+    dy = np.require(as_float_array(dy, "dy"), dtype=dtype, requirements="CA")
     ds = [None] * num_states(tape.cell)
     if dstates is not None:
         dstates = list(dstates)
         if len(dstates) != len(ds):
             raise ValueError(f"{tape.cell} has {len(ds)} state(s), received {len(dstates)} "
                              "state gradients")
-        ds = [None if g is None else np.ascontiguousarray(as_float_array(g, "dstates"), dtype=dtype)
+        ds = [None if g is None else np.require(as_float_array(g, "dstates"), dtype=dtype, requirements="CA")
               for g in dstates]
     t = tape
     if t.cell == "simple_rnn":
@@ -171,12 +171,12 @@ def as_ids(ids, name="ids"):
     """
     ids = np.asarray(ids)
     if ids.dtype in (np.int32, np.int64):
-        return np.ascontiguousarray(ids)
+        return np.require(ids, requirements="CA")
     if ids.dtype == np.bool_ or np.issubdtype(ids.dtype, np.integer):
         if ids.dtype == np.uint64 and ids.size and int(ids.max()) > _MAX_ID:
             pos = np.unravel_index(int(np.argmax(ids)), ids.shape)
             raise ValueError(f"{name}: index {int(ids[pos])} at position {pos} is out of range")
-        return np.ascontiguousarray(ids, dtype=np.int64)
+        return np.require(ids, dtype=np.int64, requirements="CA")
     if np.issubdtype(ids.dtype, np.floating):
         bad = ~np.isfinite(ids) | (np.abs(ids) > _MAX_ID)
         finite = np.where(bad, 0, ids)
@@ -185,7 +185,7 @@ def as_ids(ids, name="ids"):
             pos = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(f"{name} must be integers; a float array is accepted only when "
                              f"every value is integral, but {name}[{pos}] = {ids[pos]!r}")
-        return np.ascontiguousarray(ids, dtype=np.int64)
+        return np.require(ids, dtype=np.int64, requirements="CA")
     raise TypeError(f"{name} must be an integer array, received dtype {ids.dtype}")
 
 
