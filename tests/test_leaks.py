@@ -1,0 +1,215 @@
+"""No leaks (TESTING.md section 5): repeated predict, train_on_batch, save/load and every raw
+kernel (success and error paths) leave no growth in Python objects, in memory traced by
+tracemalloc (NumPy reports its array buffers there), in the reference counts of the arguments, or
+in resident memory (/proc/self/statm), after a warm-up.
+"""
+import gc
+import os
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import _core
+from fastdl import layers as L
+from fastdl.utils import set_random_seed
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * PAGE
+
+
+class Growth:
+    """Runs fn warmup times, then repeat times, and measures what stayed behind."""
+
+    def __init__(self, fn, repeat, warmup=5):
+        tracemalloc.start()
+        try:
+            for _ in range(warmup):
+                fn()
+            gc.collect()
+            objects0, traced0, rss0 = len(gc.get_objects()), tracemalloc.get_traced_memory()[0], rss_bytes()
+            for _ in range(repeat):
+                fn()
+            gc.collect()
+            self.objects = len(gc.get_objects()) - objects0
+            self.traced = tracemalloc.get_traced_memory()[0] - traced0
+            self.rss = rss_bytes() - rss0
+        finally:
+            tracemalloc.stop()
+
+    def check(self, objects=20, traced=256 << 10, rss=32 << 20):
+        assert self.objects <= objects, f"{self.objects} more Python objects"
+        assert self.traced <= traced, f"{self.traced} more bytes traced by tracemalloc"
+        assert self.rss <= rss, f"resident memory grew by {self.rss >> 20} MiB"
+
+
+def test_growth_check_detects_a_leak():
+    """The checker is sharp: a function keeping one 1 MiB array per call is caught."""
+    kept = []
+    growth = Growth(lambda: kept.append(np.ones(1 << 18, np.float32)), repeat=40)
+    with pytest.raises(AssertionError):
+        growth.check()
+    kept.clear()
+
+
+# ------------------------------------------------------------------ models
+def _model(kind):
+    set_random_seed(1)
+    rng = np.random.default_rng(1)
+    if kind == "dense":
+        model = fastdl.Sequential([L.Dense(256, activation="relu", input_shape=(128,)),
+                                   L.Dropout(0.3), L.Dense(10, activation="softmax")])
+        x = rng.standard_normal((256, 128)).astype(np.float32)
+    elif kind == "cnn":
+        model = fastdl.Sequential([L.Conv2D(8, 3, padding="same", activation="relu",
+                                            input_shape=(16, 16, 3)),
+                                   L.BatchNormalization(), L.MaxPooling2D(), L.ZeroPadding2D(1),
+                                   L.AveragePooling2D(), L.Flatten(), L.Dense(10, activation="softmax")])
+        x = rng.standard_normal((64, 16, 16, 3)).astype(np.float32)
+    else:
+        model = fastdl.Sequential([L.Embedding(100, 16, input_shape=(20,), mask_zero=True),
+                                   L.Bidirectional(L.LSTM(16, return_sequences=True)),
+                                   L.GRU(8), L.Dense(10, activation="softmax")])
+        x = rng.integers(0, 100, (64, 20))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, x, rng.integers(0, 10, len(x))
+
+
+@pytest.mark.parametrize("kind", ["dense", "cnn", "rnn"])
+def test_repeated_predict(kind):
+    model, x, _ = _model(kind)
+    Growth(lambda: model.predict(x, batch_size=32, verbose=0), repeat=30).check()
+
+
+@pytest.mark.parametrize("kind", ["dense", "cnn", "rnn"])
+def test_repeated_train_on_batch(kind):
+    model, x, y = _model(kind)
+    Growth(lambda: model.train_on_batch(x, y), repeat=30).check()
+
+
+@pytest.mark.parametrize("kind", ["dense", "cnn", "rnn"])
+def test_repeated_save_and_load(tmp_path, kind):
+    from fastdl.saving import load_model
+    model, x, y = _model(kind)
+    model.train_on_batch(x, y)
+    path = tmp_path / "m.fdl"
+
+    def roundtrip():
+        model.save(path)
+        loaded = load_model(path)
+        loaded.predict(x[:4], verbose=0)
+        model.load_weights(path)
+
+    # loaded models are dropped each time; unique layer names only bump counters
+    Growth(roundtrip, repeat=15, warmup=3).check(objects=40)
+
+
+def test_repeated_fit_epochs():
+    model, x, y = _model("cnn")
+    Growth(lambda: model.fit(x, y, batch_size=32, epochs=1, verbose=0), repeat=6,
+           warmup=2).check(objects=40)
+
+
+# ------------------------------------------------------------------ raw kernels
+def _raw_calls():
+    rng = np.random.default_rng(2)
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    a, b = f32(256, 300), f32(300, 200)
+    x, k, bias = f32(4, 12, 12, 8), f32(3, 3, 8, 16), f32(16)
+    y = _core.conv2d_forward(x, k, bias, 1, 1, "same", 1, 1, 1, True)
+    xp = f32(8, 20, 20, 8)
+    yp, am = _core.max_pool2d_forward(xp, 2, 2, 2, 2, "valid")
+    calls = {
+        "matmul": (lambda: _core.matmul(a, b, False, False), (a, b)),
+        "conv2d_forward": (lambda: _core.conv2d_forward(x, k, bias, 1, 1, "same", 1, 1, 1, True), (x, k, bias)),
+        "conv2d_backward": (lambda: _core.conv2d_backward(y, x, k, 1, 1, "same", 1, 1, 1, True, True, True, y), (y, x, k)),
+        "max_pool2d_forward": (lambda: _core.max_pool2d_forward(xp, 2, 2, 2, 2, "valid"), (xp,)),
+        "max_pool2d_backward": (lambda: _core.max_pool2d_backward(yp, am, 20, 20, 2, 2, 2, 2, "valid"), (yp, am)),
+        "avg_pool2d_forward": (lambda: _core.avg_pool2d_forward(xp, 3, 3, 1, 1, "same"), (xp,)),
+        "avg_pool2d_backward": (lambda: _core.avg_pool2d_backward(xp, 20, 20, 3, 3, 1, 1, "same"), (xp,)),
+    }
+    dc = f32(256, 200)
+    calls["matmul_backward"] = (lambda: _core.matmul_backward(dc, a, b, False, False), (dc, a, b))
+    xr, mask = f32(16, 10, 8), rng.random((16, 10)) < 0.8
+    for cell, g in (("simple_rnn", 1), ("lstm", 4), ("gru", 3)):
+        kr, rr = f32(8, 16 * g), f32(16, 16 * g)
+        br = f32(2, 16 * g) if cell == "gru" else f32(16 * g)
+        h0 = f32(16, 16)
+        if cell == "simple_rnn":
+            fwd = lambda kr=kr, rr=rr, br=br, h0=h0: _core.simple_rnn_forward(
+                xr, kr, rr, br, h0, mask, "tanh", True, True, False, True)
+        elif cell == "lstm":
+            fwd = lambda kr=kr, rr=rr, br=br, h0=h0: _core.lstm_forward(
+                xr, kr, rr, br, h0, h0, mask, True, True, False, True)
+        else:
+            fwd = lambda kr=kr, rr=rr, br=br, h0=h0: _core.gru_forward(
+                xr, kr, rr, br, h0, mask, True, True, True, False, True)
+        out = fwd()
+        cache, dy = out[3], np.ones_like(out[0])
+        if cell == "simple_rnn":
+            bwd = lambda kr=kr, rr=rr, cache=cache, dy=dy, h0=h0: _core.simple_rnn_backward(
+                dy, h0, xr, kr, rr, mask, cache, "tanh", True, True, True, False)
+        elif cell == "lstm":
+            bwd = lambda kr=kr, rr=rr, cache=cache, dy=dy, h0=h0: _core.lstm_backward(
+                dy, h0, h0, xr, kr, rr, mask, cache, True, True, True, False)
+        else:
+            bwd = lambda kr=kr, rr=rr, cache=cache, dy=dy, h0=h0: _core.gru_backward(
+                dy, h0, xr, kr, rr, mask, cache, True, True, True, True, False)
+        calls[f"{cell}_forward"] = (fwd, (xr, kr, rr, br, h0, mask))
+        calls[f"{cell}_backward"] = (bwd, (xr, kr, rr, cache, dy, h0, mask))
+    table, ids = f32(500, 32), rng.integers(0, 500, (64, 30))
+    dye = f32(64, 30, 32)
+    calls["embedding_forward"] = (lambda: _core.embedding_forward(table, ids), (table, ids))
+    calls["embedding_backward"] = (lambda: _core.embedding_backward(dye, ids, 500), (dye, ids))
+    calls["conv2d_chunk_bytes"] = (lambda: _core.conv2d_set_chunk_bytes(_core.conv2d_chunk_bytes()), ())
+    calls["set_num_threads"] = (lambda: _core.set_num_threads(_core.get_num_threads()), ())
+    calls["build_info"] = (lambda: _core.build_info(), ())
+    calls["_sanitizer_canary"] = (lambda: _raises(lambda: _core._sanitizer_canary("thread")), ())
+    return calls
+
+
+def _raises(fn):
+    try:
+        fn()
+    except (ValueError, TypeError, MemoryError):
+        return
+    raise AssertionError("expected an exception")
+
+
+_RAW = _raw_calls()
+
+
+def test_every_core_entry_point_is_exercised():
+    public = {n for n in dir(_core) if not n.startswith("__")}
+    covered = set(_RAW) | {"conv2d_set_chunk_bytes", "get_num_threads"}
+    assert public <= covered, public - covered
+
+
+@pytest.mark.parametrize("name", sorted(_RAW))
+def test_repeated_raw_kernel_calls(name):
+    fn, args = _RAW[name]
+    refs = [sys.getrefcount(a) for a in args]
+    Growth(fn, repeat=60).check(objects=10, traced=64 << 10, rss=16 << 20)
+    assert [sys.getrefcount(a) for a in args] == refs, "argument reference counts changed"
+
+
+def test_repeated_rejected_raw_calls_leak_nothing():
+    """The error paths too: every row of the bad-input catalogue, raising again and again."""
+    import test_bad_input as catalogue
+    rows = [(name, fn, exc) for name, fn, exc, *_ in catalogue.RAW_ROWS
+            if "beyond-memory" not in name]
+
+    def all_rows():
+        for _, fn, exc in rows:
+            try:
+                fn()
+            except exc:
+                pass
+
+    Growth(all_rows, repeat=4, warmup=2).check(objects=40, traced=256 << 10)
