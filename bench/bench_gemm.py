@@ -15,8 +15,9 @@ benchmark command only (the BLAS kernel in use is printed at the top):
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=python python bench/bench_gemm.py [--quick]
 
-On a shared machine, copy python/fastdl elsewhere first and point PYTHONPATH there: a rebuild
-(.ci/dev-build) rewrites _core*.so in place and crashes a benchmark that has it loaded.
+On a shared, busy machine add --clock thread: 1-thread runs are then timed by the calling thread's
+CPU time, which other processes disturb far less than wall time (multi-thread runs stay on wall
+time, and are only meaningful when the cores are otherwise idle: see the load average printed).
 """
 import argparse
 import faulthandler

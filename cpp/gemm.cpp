@@ -111,9 +111,10 @@ constexpr index_t kPackBStride = 1024;
 constexpr index_t kSplitKTiles = 16;
 constexpr index_t kSplitKSlices = 16;
 constexpr index_t kSplitKMaxFloats = index_t{4} << 20;
-// Below this many flops a product runs on the calling thread only (an OpenMP fork/join costs
-// a few microseconds); above it each thread gets at least this much work.
-constexpr double kParallelFlops = 1.5e6;
+// Each thread gets at least this many flops (about 25 us of work): below twice that a product
+// runs on the calling thread only, since an OpenMP fork/join and the hand-over of tiles cost
+// several microseconds (more on a busy machine); 128^3 measured faster on 1 thread than on 2.
+constexpr double kParallelFlops = 4e6;
 
 struct Job {
     index_t m, n, k;

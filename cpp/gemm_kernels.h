@@ -5,9 +5,10 @@
 // vectors of one row of op(b) and broadcasts ROWS scalars of one column of op(a), so the FMAs
 // are acc[i][v] += a(i, p) * b(p, v*W .. v*W+W).
 //   AVX-512: MR x NR = 12 x 32 (24 zmm accumulators), AVX2+FMA: 6 x 16 (12 ymm accumulators).
-// Packed a (MR-row panel): a(i, p) at ap[p * MR + i]; packed b (NR-column panel): b(p, j) at
-// bp[p * NR + j]. The micro-kernel also reads unpacked operands when their layout allows it (see
-// AMode), which is how shapes that reuse an operand little skip the packing copy.
+// Packed b (NR-column panel): b(p, j) at bp[p * NR + j], zero-padded to NR columns. Packed a
+// (MR-row panel): a(i, p) at ap[p * MR + i] (from a transposed op(a)) or ap[i * kc + p] (a copy
+// of row-major rows). The micro-kernel also reads op(a) and a row-major op(b) in place (see
+// AMode and MASKED), which is how shapes that reuse an operand little skip the packing copy.
 #pragma once
 
 #include "common.h"
@@ -106,18 +107,42 @@ void micro_kernel(index_t kc, const float* __restrict a, index_t as, const float
         for (int v = 0; v < NV; ++v)
             _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + v * W), _MM_HINT_T0);
 
-#pragma GCC unroll 4
-    for (index_t p = 0; p < kc; ++p) {
+    // One k step: acc += a(:, p + q) * b(p + q, :) with a, b at step p.
+    auto step = [&](index_t p, index_t q) __attribute__((always_inline)) {
+        const float* bq = b + q * bs;
         V bv[NV];
         for (int v = 0; v < NV; ++v)
-            bv[v] = MASKED ? Simd::loadm(b + v * W, mk[v]) : Simd::load(b + v * W);
+            bv[v] = MASKED ? Simd::loadm(bq + v * W, mk[v]) : Simd::load(bq + v * W);
 #pragma GCC unroll 16
         for (int i = 0; i < ROWS; ++i) {
-            const V ai = AM == kRows ? Simd::bcast(ar[i] + p) : Simd::bcast(a + i);
+            const V ai = AM == kRows ? Simd::bcast(ar[i] + p + q) : Simd::bcast(a + q * as + i);
             for (int v = 0; v < NV; ++v) acc[i][v] = Simd::fma(ai, bv[v], acc[i][v]);
         }
-        b += bs;
-        if constexpr (AM == kColumns) a += as;
+    };
+    if constexpr (AM == kColumns && NV == Simd::NV) {
+        // Unrolled by hand: `#pragma GCC unroll` does not survive the -flto build of the module,
+        // and rolled, this full-width loop is up to 15% slower when op(a) is read in place
+        // (stride lda). Narrow tiles (NV = 1, tiny products) run faster rolled.
+        index_t p = 0;
+        for (; p + 4 <= kc; p += 4) {
+            step(p, 0);
+            step(p, 1);
+            step(p, 2);
+            step(p, 3);
+            b += 4 * bs;
+            a += 4 * as;
+        }
+        for (; p < kc; ++p) {
+            step(p, 0);
+            b += bs;
+            a += as;
+        }
+    } else {  // kRows (12 row pointers fill the registers: unrolling adds spills), narrow tiles
+        for (index_t p = 0; p < kc; ++p) {
+            step(p, 0);
+            b += bs;
+            if constexpr (AM == kColumns) a += as;
+        }
     }
 
     // Write back: accumulate adds the old c (never read otherwise: it may be uninitialised).
