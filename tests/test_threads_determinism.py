@@ -8,6 +8,7 @@
 - Concurrent predict() from several Python threads on one model gives the single-threaded result.
 - Kernels release the GIL: two Python threads running long kernels overlap in time.
 """
+import sys
 import threading
 import time
 
@@ -299,10 +300,18 @@ def _python_runs_during_call(fn, single, attempts=3):
                 time.sleep(0.0002)  # hold the GIL only briefly, so A never waits for it
 
         threads = [threading.Thread(target=caller), threading.Thread(target=spinner)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        # A long switch interval stops the interpreter from taking the GIL from A by force
+        # around the call (which would shift A's clock readings): B then runs during the call
+        # only if the call itself lets the GIL go.
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(5.0)
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(interval)
         lo, hi = window
         counts.append(sum(lo < t < hi for t in stamps))
         if counts[-1] >= 3:
@@ -329,4 +338,5 @@ def test_gil_check_detects_a_call_that_holds_the_gil():
         return lambda: sorted(data, reverse=True)
 
     fn, single = _calibrated(holds, max_scale=16)
-    assert _python_runs_during_call(fn, single) == [0, 0, 0]
+    counts = _python_runs_during_call(fn, single)
+    assert counts == [0, 0, 0]
