@@ -18,6 +18,7 @@
 #include "pool2d.h"
 #include "rnn.h"  // ---- rnn
 #include "embedding.h"  // ---- embedding
+#include "optimizers.h"  // ---- optimizers
 
 namespace py = pybind11;
 using fastdl::index_t;
@@ -37,16 +38,20 @@ std::string shape_str(const py::array& a) {
     return s + (a.ndim() == 1 ? ",)" : ")");
 }
 
-// Checks the rank of an input array and returns its shape as int64.
+// Kernels load whole elements: an array whose data is not aligned to its dtype (a view at an
+// odd byte offset) would be undefined behaviour, so every array argument passes this check.
+void check_aligned(const py::array& a, const char* fn, const char* arg) {
+    FASTDL_CHECK(reinterpret_cast<std::uintptr_t>(a.data()) % a.itemsize() == 0, fn, ": ", arg,
+                 " is not aligned to its dtype (", a.itemsize(),
+                 " bytes); pass np.require(x, requirements='CA')");
+}
+
+// Checks the rank and alignment of an input array and returns its shape as int64.
 template <size_t R>
 std::array<index_t, R> shape_of(const py::array& a, const char* fn, const char* arg) {
     FASTDL_CHECK(a.ndim() == static_cast<py::ssize_t>(R), fn, ": ", arg, " must be ", R,
                  "-D, received shape ", shape_str(a));
-    // Kernels load whole elements: an array whose data is not aligned to its dtype (a view at
-    // an odd byte offset) would be undefined behaviour, so it is refused here.
-    FASTDL_CHECK(reinterpret_cast<std::uintptr_t>(a.data()) % a.itemsize() == 0, fn, ": ", arg,
-                 " is not aligned to its dtype (", a.itemsize(),
-                 " bytes); pass np.require(x, requirements='CA')");
+    check_aligned(a, fn, arg);
     std::array<index_t, R> s{};
     for (size_t i = 0; i < R; ++i) s[i] = static_cast<index_t>(a.shape(i));
     return s;
@@ -185,6 +190,7 @@ const T* optional_array(const py::object& obj, Array<T>& holder,
         FASTDL_CHECK(false, fn, ": ", arg, " must have shape ", want, ", received ",
                      shape_str(holder));
     }
+    check_aligned(holder, fn, arg);
     return holder.data();
 }
 
@@ -447,6 +453,7 @@ const T* rnn_optional(const py::object& obj, const std::vector<index_t>& dims, c
                 : std::string()));
     auto a = py::reinterpret_borrow<py::array>(obj);
     rnn_expect_shape(a, dims, fn, arg);
+    check_aligned(a, fn, arg);
     return static_cast<const T*>(a.data());
 }
 
@@ -701,6 +708,7 @@ std::string embedding_position(const py::array& ids, index_t flat) {
 template <typename I>
 void embedding_check_ids(const py::array_t<I, py::array::c_style>& ids, index_t input_dim,
                          const char* fn) {
+    check_aligned(ids, fn, "ids");
     const index_t m = static_cast<index_t>(ids.size());
     const I* p = ids.data();
     index_t bad;
@@ -749,6 +757,7 @@ Array<T> embedding_backward(const Array<T>& dy, const py::array_t<I, py::array::
     const index_t d = static_cast<index_t>(dy.shape(dy.ndim() - 1));
     FASTDL_CHECK(same && d >= 1, fn, ": dy must have shape ids.shape + (output_dim,) with "
                  "output_dim >= 1, received dy ", shape_str(dy), " for ids ", shape_str(ids));
+    check_aligned(dy, fn, "dy");
     embedding_check_ids<I>(ids, input_dim, fn);
     auto dtable = new_array<T>({input_dim, d}, fn);
     T* dp = dtable.mutable_data();
@@ -771,6 +780,116 @@ void bind_embedding(py::module_& m) {
           "Scatter-add of dy into a zero (input_dim, output_dim) gradient.");
 }
 // ---- end rnn / embedding
+
+// ---- optimizers
+// The flat state buffers one update rule works on: 1-D, one dtype, one length, C-contiguous,
+// aligned, writeable and pairwise disjoint (each is read and written in the same pass).
+template <typename T>
+struct FlatBuffers {
+    explicit FlatBuffers(const char* name) : fn(name) {}
+    const char* fn;
+    index_t n = -1;
+    std::vector<Array<T>> held;
+    std::vector<std::pair<const char*, const char*>> spans;  // byte ranges, for the overlap check
+
+    T* take(const py::object& obj, const char* arg, bool optional) {
+        if (optional && obj.is_none()) return nullptr;
+        if (!py::isinstance<Array<T>>(obj))
+            throw py::type_error(fastdl::concat(
+                fn, ": ", arg, " must be a C-contiguous ",
+                py::str(py::dtype::of<T>()).cast<std::string>(), " array like g",
+                optional ? " or None" : "", ", received ",
+                py::str(py::type::of(obj)).cast<std::string>(),
+                py::isinstance<py::array>(obj)
+                    ? " of dtype " + py::str(obj.attr("dtype")).cast<std::string>()
+                    : std::string()));
+        Array<T> a = py::reinterpret_borrow<Array<T>>(obj);
+        const auto s = shape_of<1>(a, fn, arg);
+        FASTDL_CHECK(n < 0 || s[0] == n, fn, ": ", arg, " has ", s[0],
+                     " elements, g has ", n);
+        n = s[0];
+        FASTDL_CHECK(a.writeable(), fn, ": ", arg, " is read-only; the update writes it in place");
+        const char* lo = reinterpret_cast<const char*>(a.data());
+        const char* hi = lo + n * static_cast<index_t>(sizeof(T));
+        for (const auto& [plo, phi] : spans)
+            FASTDL_CHECK(n == 0 || hi <= plo || phi <= lo, fn, ": ", arg,
+                         " shares memory with another buffer of the update");
+        spans.emplace_back(lo, hi);
+        held.push_back(a);
+        return held.back().mutable_data();
+    }
+};
+
+template <typename T>
+void adam_update_t(const py::object& g, const py::object& m, const py::object& v,
+                   const py::object& vhat, double alpha, double c1, double c2, double eps) {
+    FlatBuffers<T> b("adam_update");
+    T* gp = b.take(g, "g", false);
+    T* mp = b.take(m, "m", false);
+    T* vp = b.take(v, "v", false);
+    T* hp = b.take(vhat, "vhat", true);
+    const index_t n = b.n;
+    py::gil_scoped_release nogil;
+    fastdl::adam_update<T>(gp, mp, vp, hp, n, static_cast<T>(alpha), static_cast<T>(c1),
+                           static_cast<T>(c2), static_cast<T>(eps));
+}
+
+template <typename T>
+void rmsprop_update_t(const py::object& g, const py::object& v, const py::object& avg,
+                      const py::object& mom, double lr, double rho, double c, double momentum,
+                      double eps) {
+    FlatBuffers<T> b("rmsprop_update");
+    T* gp = b.take(g, "g", false);
+    T* vp = b.take(v, "v", false);
+    T* ap = b.take(avg, "average_gradient", true);
+    T* mp = b.take(mom, "momentum_buffer", true);
+    const index_t n = b.n;
+    py::gil_scoped_release nogil;
+    fastdl::rmsprop_update<T>(gp, vp, ap, mp, n, static_cast<T>(lr), static_cast<T>(rho),
+                              static_cast<T>(c), static_cast<T>(momentum), static_cast<T>(eps));
+}
+
+// g's dtype picks the kernel; every other buffer must match it (checked by FlatBuffers).
+bool is_float64(const py::object& g, const char* fn) {
+    const bool f32 = py::isinstance<py::array_t<float>>(g);
+    const bool f64 = py::isinstance<py::array_t<double>>(g);
+    if (!py::isinstance<py::array>(g) || !(f32 || f64))
+        throw py::type_error(fastdl::concat(
+            fn, ": g must be a float32 or float64 array, received ",
+            py::isinstance<py::array>(g)
+                ? "dtype " + py::str(g.attr("dtype")).cast<std::string>()
+                : py::str(py::type::of(g)).cast<std::string>()));
+    return f64;
+}
+
+void adam_update(const py::object& g, const py::object& m, const py::object& v,
+                 const py::object& vhat, double alpha, double c1, double c2, double eps) {
+    if (is_float64(g, "adam_update"))
+        adam_update_t<double>(g, m, v, vhat, alpha, c1, c2, eps);
+    else
+        adam_update_t<float>(g, m, v, vhat, alpha, c1, c2, eps);
+}
+
+void rmsprop_update(const py::object& g, const py::object& v, const py::object& avg,
+                    const py::object& mom, double lr, double rho, double c, double momentum,
+                    double eps) {
+    if (is_float64(g, "rmsprop_update"))
+        rmsprop_update_t<double>(g, v, avg, mom, lr, rho, c, momentum, eps);
+    else
+        rmsprop_update_t<float>(g, v, avg, mom, lr, rho, c, momentum, eps);
+}
+
+void bind_optimizers(py::module_& m) {
+    m.def("adam_update", &adam_update, py::arg("g"), py::arg("m"), py::arg("v"),
+          py::arg("vhat").none(true), py::arg("alpha"), py::arg("c1"), py::arg("c2"),
+          py::arg("eps"),
+          "Adam/AMSGrad in place on flat buffers: updates m, v (and vhat); g becomes the step.");
+    m.def("rmsprop_update", &rmsprop_update, py::arg("g"), py::arg("v"),
+          py::arg("average_gradient").none(true), py::arg("momentum_buffer").none(true),
+          py::arg("lr"), py::arg("rho"), py::arg("c"), py::arg("momentum"), py::arg("eps"),
+          "RMSprop in place on flat buffers: updates the slots; g becomes the increment.");
+}
+// ---- end optimizers
 
 // ---- sanitizer canary
 // For tests/test_sanitizer_canary.py only. In a sanitizer build (FASTDL_SANITIZE) kind "address"
@@ -843,6 +962,7 @@ PYBIND11_MODULE(_core, m) {
     bind_embedding<float, std::int64_t>(m);
     bind_embedding<double, std::int32_t>(m);
     bind_embedding<double, std::int64_t>(m);
+    bind_optimizers(m);  // ---- optimizers
     m.def("set_num_threads", &set_threads, py::arg("n"));
     m.def("get_num_threads", &fastdl::num_threads);
     m.def("build_info", &build_info);

@@ -135,6 +135,11 @@ def unaligned_zeros(shape, dtype=np.float32):
     return out
 
 
+def read_only(a):
+    a.flags.writeable = False
+    return a
+
+
 UNALIGNED_2x3 = unaligned_zeros((2, 3))
 UNALIGNED_3x2_F64 = unaligned_zeros((3, 2), np.float64)
 NOT_ARRAY = r"incompatible function arguments"  # pybind11: wrong dtype/layout/type -> TypeError
@@ -264,6 +269,20 @@ RAW_ROWS = [
     ("embeddingb-id-range", lambda: EB(f32(1, 2, 3), np.array([[0, 7]], np.int32), 4), ValueError, r"embedding_backward: index 7 at position \(0, 1\) is out of range"),
     ("embeddingb-input_dim-overflow", lambda: EB(f32(1, 1, 4), np.array([[0]], np.int64), BIG), ValueError, r"embedding_backward.*overflows int64"),
     ("embeddingb-beyond-memory", lambda: EB(f32(1, 1, 2 ** 10), np.array([[0]], np.int64), HUGE), (ValueError, MemoryError), r"(overflows int64|allocate|too big|memory)"),
+    # ------------------------------------------------------------------ optimizer updates
+    ("adam_update-length", lambda: _core.adam_update(f32(8), f32(7), f32(8), None, 1e-3, 0.1, 1e-3, 1e-7), ValueError, r"adam_update: m has 7 elements, g has 8"),
+    ("adam_update-alias", lambda: _core.adam_update(*(lambda g: (g, f32(8), g))(f32(8)), None, 1e-3, 0.1, 1e-3, 1e-7), ValueError, r"adam_update: v shares memory with another buffer of the update"),
+    ("adam_update-overlap", lambda: _core.adam_update(*(lambda b: (b[:8], b[4:12], f32(8)))(f32(12)), None, 1e-3, 0.1, 1e-3, 1e-7), ValueError, r"adam_update: m shares memory"),
+    ("adam_update-dtype-mix", lambda: _core.adam_update(f32(8), np.zeros(8), f32(8), None, 1e-3, 0.1, 1e-3, 1e-7), TypeError, r"adam_update: m must be a C-contiguous float32 array like g, received <class 'numpy.ndarray'> of dtype float64"),
+    ("adam_update-g-int", lambda: _core.adam_update(np.zeros(8, np.int32), f32(8), f32(8), None, 1e-3, 0.1, 1e-3, 1e-7), TypeError, r"adam_update: g must be a float32 or float64 array, received dtype int32"),
+    ("adam_update-g-list", lambda: _core.adam_update([0.0] * 8, f32(8), f32(8), None, 1e-3, 0.1, 1e-3, 1e-7), TypeError, r"adam_update: g must be a float32 or float64 array, received <class 'list'>"),
+    ("adam_update-vhat-list", lambda: _core.adam_update(f32(8), f32(8), f32(8), [0.0] * 8, 1e-3, 0.1, 1e-3, 1e-7), TypeError, r"vhat must be a C-contiguous float32 array like g or None, received <class 'list'>"),
+    ("adam_update-rank", lambda: _core.adam_update(f32(2, 4), f32(2, 4), f32(2, 4), None, 1e-3, 0.1, 1e-3, 1e-7), ValueError, r"adam_update: g must be 1-D, received shape \(2, 4\)"),
+    ("adam_update-unaligned", lambda: _core.adam_update(f32(8), f32(8), unaligned_zeros((8,)), None, 1e-3, 0.1, 1e-3, 1e-7), ValueError, r"adam_update: v is not aligned to its dtype"),
+    ("adam_update-alpha-str", lambda: _core.adam_update(f32(8), f32(8), f32(8), None, "1e-3", 0.1, 1e-3, 1e-7), TypeError, NOT_ARRAY),
+    ("rmsprop_update-strided", lambda: _core.rmsprop_update(f32(8), f32(16)[::2], None, None, 1e-3, 0.9, 0.1, 0.0, 1e-7), TypeError, r"rmsprop_update: v must be a C-contiguous float32 array"),
+    ("rmsprop_update-read-only", lambda: _core.rmsprop_update(f32(8), f32(8), None, read_only(f32(8)), 1e-3, 0.9, 0.1, 0.9, 1e-7), ValueError, r"rmsprop_update: momentum_buffer is read-only"),
+    ("rmsprop_update-avg-length", lambda: _core.rmsprop_update(np.zeros(4), np.zeros(4), np.zeros(5), None, 1e-3, 0.9, 0.1, 0.0, 1e-7), ValueError, r"rmsprop_update: average_gradient has 5 elements, g has 4"),
     # ------------------------------------------------------------------ threads / info / canary
     ("set_num_threads-0", lambda: _core.set_num_threads(0), ValueError, r"set_num_threads: n must be a positive integer, received 0"),
     ("set_num_threads-neg", lambda: _core.set_num_threads(-1), ValueError, r"received -1"),
@@ -275,25 +294,20 @@ RAW_ROWS = [
     ("_sanitizer_canary-kind", lambda: _core._sanitizer_canary("memory"), ValueError, r"kind must be 'address' or 'undefined', received 'memory'"),
 ]
 
-# Regression of 34172e4 ("kernels refuse unaligned arrays"): that check lives in shape_of, so
-# the arrays the bindings take through other paths are still accepted unaligned.
-_UNALIGNED_BUG = known_bug(
-    "the alignment check of 34172e4 is in shape_of only: optional arrays (conv2d bias and "
-    "relu_output, RNN bias/h0/c0/dh/dc) and the embedding ids and dy are still accepted "
-    "unaligned (UBSan reports the misaligned int64 loads at embedding.cpp:24)",
-    undefined_behaviour=True)
+# Every array argument is checked for alignment, including the optional ones (conv2d bias and
+# relu_output, RNN bias/h0/c0/dh/dc) and the embedding ids and dy.
 _UNALIGNED_MSG = r"is not aligned to its dtype"
 RAW_ROWS += [
-    ("conv-bias-unaligned", lambda: CF(*conv_args(bias=unaligned_zeros((4,)))), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
-    ("convb-relu-unaligned", lambda: CB(*convb_args(relu_output=unaligned_zeros((2, 3, 3, 4)))), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
-    ("lstm_forward-bias-unaligned", lambda: rnn_fwd("lstm", *rnn_w("lstm")[:3], unaligned_zeros((20,))), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
-    ("lstm_forward-h0-unaligned", lambda: rnn_fwd("lstm", *rnn_w("lstm")[:3], None, unaligned_zeros((2, 5))), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
-    ("lstm_forward-c0-unaligned", lambda: rnn_fwd("lstm", *rnn_w("lstm")[:3], c0=unaligned_zeros((2, 5))), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
-    ("gru_forward-bias-unaligned", lambda: rnn_fwd("gru", *rnn_w("gru")[:3], unaligned_zeros((2, 15))), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
-    ("simple_rnn_forward-h0-unaligned", lambda: rnn_fwd("simple_rnn", *rnn_w("simple_rnn")[:3], None, unaligned_zeros((2, 5))), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
-    ("embedding-ids-unaligned", lambda: EF(f32(4, 2), unaligned_zeros((1, 3), np.int64)), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
-    ("embeddingb-dy-unaligned", lambda: EB(unaligned_zeros((1, 3, 2)), np.zeros((1, 3), np.int64), 4), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
-    ("embeddingb-ids-unaligned", lambda: EB(f32(1, 3, 2), unaligned_zeros((1, 3), np.int64), 4), ValueError, _UNALIGNED_MSG, _UNALIGNED_BUG),
+    ("conv-bias-unaligned", lambda: CF(*conv_args(bias=unaligned_zeros((4,)))), ValueError, _UNALIGNED_MSG),
+    ("convb-relu-unaligned", lambda: CB(*convb_args(relu_output=unaligned_zeros((2, 3, 3, 4)))), ValueError, _UNALIGNED_MSG),
+    ("lstm_forward-bias-unaligned", lambda: rnn_fwd("lstm", *rnn_w("lstm")[:3], unaligned_zeros((20,))), ValueError, _UNALIGNED_MSG),
+    ("lstm_forward-h0-unaligned", lambda: rnn_fwd("lstm", *rnn_w("lstm")[:3], None, unaligned_zeros((2, 5))), ValueError, _UNALIGNED_MSG),
+    ("lstm_forward-c0-unaligned", lambda: rnn_fwd("lstm", *rnn_w("lstm")[:3], c0=unaligned_zeros((2, 5))), ValueError, _UNALIGNED_MSG),
+    ("gru_forward-bias-unaligned", lambda: rnn_fwd("gru", *rnn_w("gru")[:3], unaligned_zeros((2, 15))), ValueError, _UNALIGNED_MSG),
+    ("simple_rnn_forward-h0-unaligned", lambda: rnn_fwd("simple_rnn", *rnn_w("simple_rnn")[:3], None, unaligned_zeros((2, 5))), ValueError, _UNALIGNED_MSG),
+    ("embedding-ids-unaligned", lambda: EF(f32(4, 2), unaligned_zeros((1, 3), np.int64)), ValueError, _UNALIGNED_MSG),
+    ("embeddingb-dy-unaligned", lambda: EB(unaligned_zeros((1, 3, 2)), np.zeros((1, 3), np.int64), 4), ValueError, _UNALIGNED_MSG),
+    ("embeddingb-ids-unaligned", lambda: EB(f32(1, 3, 2), unaligned_zeros((1, 3), np.int64), 4), ValueError, _UNALIGNED_MSG),
     ("maxpoolb-argmax-unaligned", lambda: MPB(f32(1, 2, 2, 1), unaligned_zeros((1, 2, 2, 1), np.int64), 4, 4, 2, 2, 2, 2, "valid"), ValueError, r"max_pool2d_backward: argmax is not aligned to its dtype \(8 bytes\)"),
     ("avgpoolb-dy-unaligned", lambda: APB(unaligned_zeros((1, 2, 2, 1)), 4, 4, 2, 2, 2, 2, "valid"), ValueError, r"avg_pool2d_backward: dy is not aligned to its dtype"),
     ("matmul_backward-dc-unaligned", lambda: _core.matmul_backward(unaligned_zeros((2, 2)), f32(2, 3), f32(3, 2)), ValueError, r"matmul_backward: dc is not aligned to its dtype"),
@@ -567,8 +581,7 @@ OPS_ROWS = [
     ("ops.rnn_backward-tape", lambda: rnn_ops.rnn_backward(None, f32(2, 5)), TypeError, r"rnn_backward needs the tape of rnn_forward\(..., training=True\)"),
     ("ops.as_ids-fraction", lambda: rnn_ops.as_ids(np.array([0.5])), ValueError, r"ids must be integers; a float array is accepted only when every value is integral, but ids\[\(0,\)\] = "),
     ("ops.as_ids-nan", lambda: rnn_ops.as_ids(np.array([np.nan])), ValueError, r"ids must be integers"),
-    ("ops.as_ids-uint64-huge", lambda: rnn_ops.as_ids(np.array([2 ** 64 - 1], np.uint64)), ValueError, r"ids: index 18446744073709551615 at position \(0,\) is out of range",
-     known_bug("as_ids formats the position of a huge uint64 id as (np.int64(0),) under NumPy 2")),
+    ("ops.as_ids-uint64-huge", lambda: rnn_ops.as_ids(np.array([2 ** 64 - 1], np.uint64)), ValueError, r"ids: index 18446744073709551615 at position \(0,\) is out of range"),
     ("ops.as_ids-complex", lambda: rnn_ops.as_ids(np.array([1j])), TypeError, r"ids must be an integer array, received dtype complex128"),
     ("ops.embedding_backward-input_dim", lambda: rnn_ops.embedding_backward(f32(1, 2), np.array([0]), 2.0), TypeError, r"input_dim must be an int, received 2.0"),
 ]
@@ -733,22 +746,20 @@ SHAPE_CHANGE_ROWS = [
 ]
 
 
-_NO_CACHE_BUG = known_bug("backward() before any call() raises AttributeError (a missing cache "
-                          "attribute) instead of the RuntimeError the other layers raise")
 BACKWARD_FIRST_ROWS = [
     (f"{name}-backward-before-call", (lambda make=make: make().backward(f32(1, 2))), RuntimeError,
-     r"backward\(\) needs a call\(\) first", *([_NO_CACHE_BUG] if buggy else []))
-    for name, make, buggy in [
-        ("Dense", lambda: L.Dense(2), True), ("Conv2D", lambda: L.Conv2D(2, 3), False),
-        ("MaxPooling2D", lambda: L.MaxPooling2D(), False),
-        ("AveragePooling2D", lambda: L.AveragePooling2D(), False),
-        ("GlobalAveragePooling2D", lambda: L.GlobalAveragePooling2D(), False),
-        ("BatchNormalization", lambda: L.BatchNormalization(), False),
-        ("Embedding", lambda: L.Embedding(3, 2), False), ("SimpleRNN", lambda: L.SimpleRNN(2), False),
-        ("LSTM", lambda: L.LSTM(2), False), ("GRU", lambda: L.GRU(2), False),
-        ("Bidirectional", lambda: L.Bidirectional(L.LSTM(2)), True),
-        ("Dropout", lambda: L.Dropout(0.5), True), ("Reshape", lambda: L.Reshape((2,)), False),
-        ("ZeroPadding2D", lambda: L.ZeroPadding2D(), False)]
+     r"backward\(\) needs a call\(\) first")
+    for name, make in [
+        ("Dense", lambda: L.Dense(2)), ("Conv2D", lambda: L.Conv2D(2, 3)),
+        ("MaxPooling2D", lambda: L.MaxPooling2D()),
+        ("AveragePooling2D", lambda: L.AveragePooling2D()),
+        ("GlobalAveragePooling2D", lambda: L.GlobalAveragePooling2D()),
+        ("BatchNormalization", lambda: L.BatchNormalization()),
+        ("Embedding", lambda: L.Embedding(3, 2)), ("SimpleRNN", lambda: L.SimpleRNN(2)),
+        ("LSTM", lambda: L.LSTM(2)), ("GRU", lambda: L.GRU(2)),
+        ("Bidirectional", lambda: L.Bidirectional(L.LSTM(2))),
+        ("Dropout", lambda: L.Dropout(0.5)), ("Reshape", lambda: L.Reshape((2,))),
+        ("ZeroPadding2D", lambda: L.ZeroPadding2D())]
 ]
 
 
@@ -801,12 +812,6 @@ def _layer_cases():
     ]
 
 
-_KNOWN_LAYOUT_BUGS = {("GlobalAveragePooling2D", "fortran")}  # see the strict xfail below
-
-
-@apply_marks(known_bug("GlobalAveragePooling2D averages a non-C-contiguous input with x.mean(axis=(1, 2)), "
-           "a different summation order than its C-contiguous path: results differ in the last "
-           "bit from the same values in C order"))
 def test_global_average_pooling_fortran_input_same_result():
     x = np.random.default_rng(0).standard_normal((2, 30, 40, 5)).astype(np.float32)
     layer = L.GlobalAveragePooling2D()
@@ -825,7 +830,7 @@ def test_layer_memory_layouts(case, dtype):
     dx_expected = layer.backward(dy)
     grads_expected = [g.copy() for g in layer.grads]
     for lname, xl in _layouts(x):
-        if xl is None or (name, lname) in _KNOWN_LAYOUT_BUGS:
+        if xl is None:
             continue
         set_random_seed(0)
         got = layer(xl, training=True)

@@ -167,6 +167,11 @@ def _raw_calls():
     dye = f32(64, 30, 32)
     calls["embedding_forward"] = (lambda: _core.embedding_forward(table, ids), (table, ids))
     calls["embedding_backward"] = (lambda: _core.embedding_backward(dye, ids, 500), (dye, ids))
+    g, m, v, vh = f32(70_000), f32(70_000), f32(70_000), f32(70_000)  # above the thread threshold
+    calls["adam_update"] = (lambda: _core.adam_update(g, m, v, vh, 1e-3, 0.1, 1e-3, 1e-7),
+                            (g, m, v, vh))
+    calls["rmsprop_update"] = (lambda: _core.rmsprop_update(g, v, m, vh, 1e-3, 0.9, 0.1, 0.9, 1e-7),
+                               (g, v, m, vh))
     calls["conv2d_chunk_bytes"] = (lambda: _core.conv2d_set_chunk_bytes(_core.conv2d_chunk_bytes()), ())
     calls["set_num_threads"] = (lambda: _core.set_num_threads(_core.get_num_threads()), ())
     calls["build_info"] = (lambda: _core.build_info(), ())

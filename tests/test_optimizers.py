@@ -696,3 +696,59 @@ def test_numpy_scalars_accepted():
     opt = SGD(learning_rate=np.float32(0.5), momentum=np.float64(0.25))
     assert opt.learning_rate == 0.5 and opt.momentum == 0.25
     assert SGD(learning_rate=1).learning_rate == 1.0
+
+
+# -------------------------------------------------------------------------------------------
+# the fused C++ updates (float32/float64) against the NumPy form of the same rule
+
+FUSED_CASES = [
+    (Adam, {}), (Adam, {"amsgrad": True}), (AdamW, {}),
+    (RMSprop, {}), (RMSprop, {"momentum": 0.9}), (RMSprop, {"centered": True}),
+    (RMSprop, {"momentum": 0.5, "centered": True}),
+]
+
+
+def _numpy_only(opt):
+    """The same optimizer forced onto its chunked NumPy kernel."""
+    opt._fused = lambda g, slots, coeffs: False
+    return opt
+
+
+@pytest.mark.parametrize("cls,kw", FUSED_CASES, ids=lambda c: getattr(c, "__name__", str(c)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [7, 70_001])  # one element; more than one thread's threshold
+def test_fused_update_is_bitwise_the_numpy_rule(cls, kw, dtype, size):
+    rng = np.random.default_rng(size)
+    w0 = [rng.standard_normal(size).astype(dtype), rng.standard_normal((3, 5)).astype(dtype)]
+    fused, plain = cls(learning_rate=0.01, **kw), _numpy_only(cls(learning_rate=0.01, **kw))
+    wf, wp = [w.copy() for w in w0], [w.copy() for w in w0]
+    for step in range(4):
+        grads = [rng.standard_normal(w.shape).astype(dtype) * 10.0 ** (step - 2) for w in w0]
+        fused.apply([g.copy() for g in grads], wf)
+        plain.apply([g.copy() for g in grads], wp)
+    for a, b in zip(wf + fused.variables[2:], wp + plain.variables[2:]):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(wf, w0))  # it did update
+
+
+def test_fused_path_runs_for_float32_and_not_float16(monkeypatch):
+    from fastdl import _core
+    calls = []
+    real = _core.adam_update
+    monkeypatch.setattr(_core, "adam_update", lambda *a: calls.append(a[0].dtype) or real(*a))
+    for dtype in (np.float32, np.float16):
+        Adam().apply([np.ones(4, dtype)], [np.zeros(4, dtype)])
+    assert calls == [np.float32]
+
+
+@pytest.mark.parametrize("cls,kw", [(Adam, {"amsgrad": True}), (RMSprop, {"centered": True})])
+def test_fused_update_propagates_nan_like_numpy(cls, kw):
+    fused, plain = cls(**kw), _numpy_only(cls(**kw))
+    g = np.array([np.nan, 1.0, -np.inf, 0.0], np.float32)
+    wf, wp = [np.ones(4, np.float32)], [np.ones(4, np.float32)]
+    fused.apply([g.copy()], wf)
+    with np.errstate(invalid="ignore"):
+        plain.apply([g.copy()], wp)
+    for a, b in zip(wf + fused.variables[2:], wp + plain.variables[2:]):
+        np.testing.assert_array_equal(a, b)
+

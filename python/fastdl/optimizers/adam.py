@@ -3,7 +3,8 @@ import math
 
 import numpy as np
 
-from fastdl.optimizers.base import Optimizer, check_bool, check_number
+from fastdl import _core
+from fastdl.optimizers.base import _FUSED_DTYPES, Optimizer, check_bool, check_number
 
 
 class Adam(Optimizer):
@@ -62,6 +63,14 @@ class Adam(Optimizer):
         g += eps
         np.multiply(m, alpha, out=tmp)
         np.divide(tmp, g, out=g)              # w -= m * alpha / (sqrt(v) + eps)
+
+    def _fused(self, g, slots, coeffs):
+        if g.dtype not in _FUSED_DTYPES:
+            return False
+        alpha, c1, c2, eps = coeffs
+        _core.adam_update(g, slots[0], slots[1], slots[2] if self.amsgrad else None,
+                          alpha, c1, c2, eps)
+        return True
 
     def get_config(self):
         config = super().get_config()

@@ -18,6 +18,7 @@ from fastdl.optimizers import schedules as _schedules
 
 _CHUNK = 1 << 14  # elements per chunk of the flat update: every buffer of a chunk stays in L2
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # the C++ updates' dtypes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,10 +446,13 @@ class Optimizer:
 
         coeffs = self._coefficients(lr, self._iterations + 1)
         kernel = self._kernel
+        fused = self._fused
         if groups is not None:
             for grp in groups:
                 slots = grp.slot_list
                 size = grp.size
+                if fused(grp.g, slots, coeffs):
+                    continue
                 if size <= _CHUNK:
                     kernel(grp.g, grp.tmp, grp.tmp2, slots, coeffs)
                 else:
@@ -461,6 +465,8 @@ class Optimizer:
             for i in idxs:
                 grp = self._var_group[i]
                 a, b = self._var_span[i]
+                if fused(grp.g[a:b], [grp.slots[nm][a:b] for nm in self._names], coeffs):
+                    continue
                 kernel(grp.g[a:b], None if grp.tmp is None else grp.tmp[a:b],
                        None if grp.tmp2 is None else grp.tmp2[a:b],
                        [grp.slots[nm][a:b] for nm in self._names], coeffs)
@@ -482,6 +488,11 @@ class Optimizer:
 
     def _kernel(self, g, tmp, tmp2, slots, coeffs):
         raise NotImplementedError
+
+    def _fused(self, g, slots, coeffs):
+        """The rule as one C++ pass over whole flat buffers, where the optimizer has one for
+        g's dtype (it then returns True); else False and `_kernel` runs chunk by chunk."""
+        return False
 
     # ------------------------------------------------------------------ state
     def _state_arrays(self):

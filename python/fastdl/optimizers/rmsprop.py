@@ -1,7 +1,8 @@
 """RMSprop (plain, with momentum, centered), Keras 3's update rule."""
 import numpy as np
 
-from fastdl.optimizers.base import Optimizer, check_bool, check_number
+from fastdl import _core
+from fastdl.optimizers.base import _FUSED_DTYPES, Optimizer, check_bool, check_number
 
 
 class RMSprop(Optimizer):
@@ -71,6 +72,14 @@ class RMSprop(Optimizer):
             m *= mom
             m += g                            # w -= momentum * m + inc
         # else: w -= inc
+
+    def _fused(self, g, slots, coeffs):
+        if g.dtype not in _FUSED_DTYPES:
+            return False
+        lr, rho, c, mom, eps = coeffs
+        _core.rmsprop_update(g, slots[0], slots[-1] if self.centered else None,
+                             slots[1] if mom > 0 else None, lr, rho, c, mom, eps)
+        return True
 
     def get_config(self):
         config = super().get_config()
