@@ -29,6 +29,7 @@ class Dense(Layer):
                             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
                             lora_rank=lora_rank)
         self.input_spec = InputSpec(min_ndim=2)
+        self._cache = None
 
     def build(self, input_shape):
         in_features = input_shape[-1]
@@ -50,6 +51,8 @@ class Dense(Layer):
         return y.reshape(x.shape[:-1] + (self.units,))
 
     def backward(self, dy):
+        if self._cache is None:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
         x_shape, x2, z, y = self._cache
         dz = as_c_array(dy.reshape(-1, self.units), dtype=self.dtype)
         if self.activation is not activations.linear:
@@ -142,6 +145,7 @@ class Dropout(Layer):
         seed_generator(seed)  # validates
         self.seed = seed
         self._rng = None
+        self._called = False
 
     def _noise_shape(self, shape):
         if self.noise_shape is None:
@@ -152,6 +156,7 @@ class Dropout(Layer):
         return tuple(s if n is None else n for n, s in zip(self.noise_shape, shape))
 
     def call(self, x, training=False):
+        self._called = True
         if not training or self.rate == 0.0:
             self._mask = None
             return x
@@ -163,6 +168,8 @@ class Dropout(Layer):
         return x * self._mask
 
     def backward(self, dy):
+        if not self._called:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
         self.grads = []
         return dy if self._mask is None else dy * self._mask
 

@@ -116,8 +116,8 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 
     def call(self, x, training=False):
         n, h, w, c = x.shape
-        y = x.reshape(n, h * w, c).mean(axis=1, dtype=x.dtype) if x.flags.c_contiguous \
-            else x.mean(axis=(1, 2), dtype=x.dtype)
+        # one summation order for every memory layout: the same values give the same bits
+        y = np.ascontiguousarray(x).reshape(n, h * w, c).mean(axis=1, dtype=x.dtype)
         self._cache = (x.shape,)
         return self._out(y)
 

@@ -492,6 +492,8 @@ class Bidirectional(Layer):
     def backward(self, dy):
         """``dy``: the output's gradient; with merge_mode None the pair ``(dy, dy_rev)``; with
         return_state a list ``[d_output(s), d_states...]`` (forward layer's, then backward's)."""
+        if getattr(self, "_outputs", None) is None:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
         nf = rnn_ops.num_states(self.forward_layer._cell)
         parts = list(dy) if isinstance(dy, (list, tuple)) else [dy]
         if self.merge_mode is None:

@@ -174,7 +174,7 @@ def as_ids(ids, name="ids"):
         return np.require(ids, requirements="CA")
     if ids.dtype == np.bool_ or np.issubdtype(ids.dtype, np.integer):
         if ids.dtype == np.uint64 and ids.size and int(ids.max()) > _MAX_ID:
-            pos = np.unravel_index(int(np.argmax(ids)), ids.shape)
+            pos = tuple(map(int, np.unravel_index(int(np.argmax(ids)), ids.shape)))
             raise ValueError(f"{name}: index {int(ids[pos])} at position {pos} is out of range")
         return np.require(ids, dtype=np.int64, requirements="CA")
     if np.issubdtype(ids.dtype, np.floating):
