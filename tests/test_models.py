@@ -401,3 +401,28 @@ def test_return_state_inside_a_sequential_is_refused_clearly():
     with pytest.raises(ValueError, match="single output.*return_state"):
         Sequential([layers.Input(shape=(4, 3)),
                     layers.LSTM(3, return_state=True, return_sequences=True), layers.GRU(2)])
+
+
+def test_train_on_batch_checks_each_new_signature_before_changing_state():
+    """The one-sample dry run is skipped for a batch signature already checked, never for a
+    new one: a y of another shape, dtype or a new loss still fails before any update (a
+    training forward pass would already move BatchNormalization's statistics)."""
+    model = Sequential([layers.Input((3,)), layers.Dense(4, activation="relu"),
+                        layers.BatchNormalization(), layers.Dense(2)])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 3)).astype(np.float32)
+    model.train_on_batch(x, rng.integers(0, 2, 8))
+    model.train_on_batch(x, rng.integers(0, 2, 8))
+    before = [w.copy() for w in model.get_weights()]
+    iterations = model.optimizer.iterations
+    with pytest.raises(ValueError):
+        model.train_on_batch(x, np.zeros((8, 5), np.float32))  # one-hot of the wrong width
+    model.compile("adam", "mse")
+    with pytest.raises(ValueError):
+        model.train_on_batch(x, np.zeros((8, 3), np.float32))  # mse against 2 outputs
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert model.optimizer.iterations in (0, iterations)  # compile() made a new optimizer
+    model.train_on_batch(x, np.zeros((8, 2), np.float32))
+    assert model.optimizer.iterations == 1

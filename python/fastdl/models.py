@@ -29,6 +29,7 @@ class Sequential:
         self.built = False
         self._trainable = True
         self._warned_unbounded = False
+        self._checked_batch_signature = None  # see train_on_batch
         if layers is not None:
             for layer in layers:
                 self.add(layer)
@@ -66,6 +67,7 @@ class Sequential:
                              f"Name {layer.name!r} is already the name of a layer in this model.")
         self._layers.append(layer)
         self.built = False
+        self._checked_batch_signature = None
         shape = self.input_shape
         if shape is not None:
             self.build(shape)
@@ -75,6 +77,7 @@ class Sequential:
         if not self._layers:
             raise IndexError("There are no layers in the model to pop")
         layer = self._layers.pop()
+        self._checked_batch_signature = None
         self.built = bool(self._layers) and all(l.built for l in self._layers)
         return layer
 
@@ -206,6 +209,7 @@ class Sequential:
         self._compile_config = {"optimizer": optimizer, "loss": loss, "metrics": metrics}
         self.compiled = True
         self._warned_unbounded = False
+        self._checked_batch_signature = None
 
     def _check_compiled(self, what):
         if not self.compiled:
@@ -559,7 +563,13 @@ class Sequential:
         if class_weight is not None:
             cw = self._class_weight_to_sample_weight(class_weight, y)
             sw = cw if sw is None else sw * cw
-        self._dry_run(x, y, sw)
+        # The one-sample dry run checks shapes and dtypes against the layers, the loss and the
+        # metrics; once a signature has passed, later batches of it need no second check
+        # (compile, add and pop forget the checked signature).
+        signature = (x.shape[1:], x.dtype.str, y.shape[1:], y.dtype.str, sw is None)
+        if signature != self._checked_batch_signature:
+            self._dry_run(x, y, sw)
+            self._checked_batch_signature = signature
         for m in self.compiled_metrics:
             m.reset_state()
         trainable, weights = self._trainable_state()
