@@ -20,12 +20,16 @@ y = rng.integers(0, 10, 64 * 4)
 xi = rng.random((256, 32, 32, 3), dtype=np.float32)
 
 def timeit(step, n):
+    # median of single steps: a shared VM stalls a process now and then for 50-150 ms, which
+    # would dominate a mean over a few steps
     for _ in range(3):
         step(0)
-    t = time.perf_counter()
+    times = []
     for i in range(n):
+        t = time.perf_counter()
         step(i)
-    return (time.perf_counter() - t) / n
+        times.append(time.perf_counter() - t)
+    return sorted(times)[n // 2]
 
 def rss_mb():
     with open("/proc/self/status") as f:
@@ -71,7 +75,7 @@ else:
         with torch.no_grad():
             model(txi)
 t_train = timeit(train, steps)
-t_infer = timeit(infer, max(3, steps // 4))
+t_infer = timeit(infer, max(5, steps // 2))
 print(json.dumps({"train": 64 / t_train, "infer": 256 / t_infer, "peak_mb": rss_mb()}))
 """
 
