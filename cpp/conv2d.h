@@ -49,7 +49,7 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
                      const T* relu_y, const Conv2dParams& p);
 
 // Bytes the backward's dcols buffers (chunks of output rows before col2im; one per thread when
-// threads take whole images) may use in all (default 4 MiB; a tuning knob). Other scratch is
+// threads take whole images) may use in all (default 512 KiB; a tuning knob). Other scratch is
 // per thread and L2-sized.
 void set_conv2d_chunk_bytes(index_t bytes);
 index_t conv2d_chunk_bytes();
