@@ -725,6 +725,19 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
     }
 }
 
+// sums[j] += sum over rows r of g[r * cols + j], cols a whole number of packets: each packet
+// of columns is summed down the rows in one register.
+template <typename T>
+void add_column_sums(T* sums, const T* g, index_t rows, index_t cols) {
+    using P = typename Simd<T>::P;
+    constexpr index_t PS = Simd<T>::size;
+    for (index_t j = 0; j < cols; j += PS) {
+        P acc = ei::pset1<P>(T(0));
+        for (index_t r = 0; r < rows; ++r) acc = ei::padd(acc, ei::ploadu<P>(g + r * cols + j));
+        ei::pstoreu(sums + j, ei::padd(ei::ploadu<P>(sums + j), acc));
+    }
+}
+
 // dy (N,OH,OW,F) -> dx (N,H,W,C), dw (KH,KW,C/G,F), dbias (F); all overwritten, each optional
 //
 // Scheduling: with at least two images per thread, each thread takes whole images and runs
@@ -787,6 +800,7 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
     if (dx)
         for (index_t g = 0; g < p.groups; ++g) pack_wt(wt + g * pl.fg * pl.kgp, w, p, pl, g);
     const index_t dw_elems = pl.kg * pl.fg;
+    const bool rows_contiguous = p.groups == 1 && pl.fgp == p.f;
 
 #pragma omp parallel num_threads(nt)
     {
@@ -807,19 +821,29 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
         auto tile_step = [&](index_t g, index_t m0, index_t m1, T* out) {
             const index_t rows = m1 - m0;
             // g tile: the (masked) dy of group g, zero-padded to fgp
-            for (index_t m = m0; m < m1; ++m) {
-                const T* d = dy + m * p.f + g * pl.fg;
-                T* gr = gbuf + (m - m0) * pl.fgp;
+            if (rows_contiguous) {  // dy rows are the tile rows back to back: one flat loop
+                const index_t len = rows * p.f;
+                const T* d = dy + m0 * p.f;
                 if (relu_y) {
-                    const T* yr = relu_y + m * p.f + g * pl.fg;
-                    for (index_t j = 0; j < pl.fg; ++j) gr[j] = yr[j] > T(0) ? d[j] : T(0);
+                    const T* yr = relu_y + m0 * p.f;
+                    for (index_t i = 0; i < len; ++i) gbuf[i] = yr[i] > T(0) ? d[i] : T(0);
                 } else {
-                    for (index_t j = 0; j < pl.fg; ++j) gr[j] = d[j];
+                    std::copy(d, d + len, gbuf);
                 }
-                std::fill(gr + pl.fg, gr + pl.fgp, T(0));
-                if (dbias)
-                    for (index_t j = 0; j < pl.fg; ++j) dbp[j] += gr[j];
+            } else {
+                for (index_t m = m0; m < m1; ++m) {
+                    const T* d = dy + m * p.f + g * pl.fg;
+                    T* gr = gbuf + (m - m0) * pl.fgp;
+                    if (relu_y) {
+                        const T* yr = relu_y + m * p.f + g * pl.fg;
+                        for (index_t j = 0; j < pl.fg; ++j) gr[j] = yr[j] > T(0) ? d[j] : T(0);
+                    } else {
+                        for (index_t j = 0; j < pl.fg; ++j) gr[j] = d[j];
+                    }
+                    std::fill(gr + pl.fg, gr + pl.fgp, T(0));
+                }
             }
+            if (dbias) add_column_sums(dbp, gbuf, rows, pl.fgp);
             if (implicit_dw) {  // dW partial += cols[tile]^T @ g[tile]
                 implicit_rows(rp, rs, abuf, x, p, pl, m0, m1);
                 tile_gemm_segments_t(pl.kg, pl.fgp, rows, rp, rs, p.kw * p.c, gbuf, pl.fgp,
