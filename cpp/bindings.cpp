@@ -312,13 +312,18 @@ fastdl::Pool2dParams pool2d_check_dy(const py::array& dy, index_t input_h, index
 
 template <typename T>
 py::tuple max_pool2d_forward(const Array<T>& x, index_t ph, index_t pw, index_t sh, index_t sw,
-                             const std::string& padding) {
+                             const std::string& padding, bool need_argmax) {
     const char* fn = "max_pool2d_forward";
     auto p = pool2d_check_x(x, ph, pw, sh, sw, padding, fn);
     auto y = new_array<T>({p.n, p.oh, p.ow, p.c}, fn);
-    auto am = new_array<std::int64_t>({p.n, p.oh, p.ow, p.c}, fn);
+    py::object am = py::none();
+    std::int64_t* ap = nullptr;
+    if (need_argmax) {
+        auto a = new_array<std::int64_t>({p.n, p.oh, p.ow, p.c}, fn);
+        ap = a.mutable_data();
+        am = a;
+    }
     T* yp = y.mutable_data();
-    std::int64_t* ap = am.mutable_data();
     const T* xp = x.data();
     {
         py::gil_scoped_release nogil;
@@ -390,7 +395,9 @@ template <typename T>
 void bind_pool2d(py::module_& m) {
     m.def("max_pool2d_forward", &max_pool2d_forward<T>, py::arg("x").noconvert(),
           py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"),
-          py::arg("padding"), "(y, argmax): window maxima of x (N,H,W,C) and their flat indices.");
+          py::arg("padding"), py::arg("need_argmax") = true,
+          "(y, argmax): window maxima of x (N,H,W,C) and their flat indices (None when "
+          "need_argmax is False: inference).");
     m.def("max_pool2d_backward", &max_pool2d_backward<T>, py::arg("dy").noconvert(),
           py::arg("argmax").noconvert(), py::arg("input_h"), py::arg("input_w"),
           py::arg("pool_h"), py::arg("pool_w"), py::arg("stride_h"), py::arg("stride_w"),

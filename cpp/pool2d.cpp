@@ -45,8 +45,17 @@ void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dPara
         for (index_t ow = 0; ow < p.ow; ++ow) {
             const Span sw = clip(ow * p.sw - p.pad_left, p.kw, p.w);
             T* __restrict yo = y + (r * p.ow + ow) * c;
-            std::int64_t* __restrict ao = argmax + (r * p.ow + ow) * c;
+            std::int64_t* __restrict ao = argmax ? argmax + (r * p.ow + ow) * c : nullptr;
             const index_t first = ((n * p.h + sh.lo) * p.w + sw.lo) * c;
+            if (!argmax) {  // the same maxima (strict >, a NaN first element stays) alone
+                std::copy(x + first, x + first + c, yo);
+                for (index_t ih = sh.lo; ih < sh.hi; ++ih)
+                    for (index_t iw = sw.lo; iw < sw.hi; ++iw) {
+                        const T* __restrict xp = x + ((n * p.h + ih) * p.w + iw) * c;
+                        for (index_t q = 0; q < c; ++q) yo[q] = xp[q] > yo[q] ? xp[q] : yo[q];
+                    }
+                continue;
+            }
             for (index_t q = 0; q < c; ++q) {
                 yo[q] = x[first + q];
                 ao[q] = first + q;

@@ -21,6 +21,7 @@ Pool2dParams pool2d_params(index_t n, index_t h, index_t w, index_t c, index_t k
 
 // x (N,H,W,C) -> y (N,OH,OW,C) window maxima, argmax (N,OH,OW,C) their flat indices into x
 // (the first maximum on ties; padding never wins: every window holds an element of x).
+// argmax may be null (inference: only the maxima, a third of the memory traffic).
 template <typename T>
 void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dParams& p);
 

@@ -224,6 +224,8 @@ RAW_ROWS = [
     ("maxpool-rank", lambda: MPF(f32(4, 4, 3), 2, 2, 2, 2, "valid"), ValueError, r"max_pool2d_forward: x must be 4-D, received shape \(4, 4, 3\)"),
     ("maxpool-pool0", lambda: MPF(f32(1, 4, 4, 3), 0, 2, 2, 2, "valid"), ValueError, r"pool_size must be positive integers, received \(0, 2\)"),
     ("maxpool-pool-neg", lambda: MPF(f32(1, 4, 4, 3), 2, -1, 2, 2, "valid"), ValueError, r"pool_size must be positive integers, received \(2, -1\)"),
+    ("maxpool-need_argmax-str", lambda: MPF(f32(1, 4, 4, 3), 2, 2, 2, 2, "valid", "no"), TypeError, NOT_ARRAY),
+    ("maxpool-rank-no-argmax", lambda: MPF(f32(4, 4, 3), 2, 2, 2, 2, "valid", False), ValueError, r"max_pool2d_forward: x must be 4-D"),
     ("maxpool-stride0", lambda: MPF(f32(1, 4, 4, 3), 2, 2, 0, 2, "valid"), ValueError, r"strides must be positive integers, received \(0, 2\)"),
     ("maxpool-padding", lambda: MPF(f32(1, 4, 4, 3), 2, 2, 2, 2, "causal"), ValueError, r"padding must be 'valid' or 'same', received 'causal'"),
     ("maxpool-W0", lambda: MPF(f32(1, 4, 0, 3), 2, 2, 2, 2, "same"), ValueError, r"positive H, W and C, received shape \(1, 4, 0, 3\)"),

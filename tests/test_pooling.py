@@ -36,6 +36,10 @@ def test_forward_sweep(rng, batch, channels, psize, strides, padding):
         assert y.dtype == np.float32 and am.dtype == np.int64 and y.shape == expect.shape
         np.testing.assert_array_equal(y, expect)
         np.testing.assert_array_equal(x.ravel()[am], y)  # argmax points at the maximum
+        y_only, none = _core.max_pool2d_forward(x, *pool._window(psize, strides, padding),
+                                                need_argmax=False)
+        assert none is None
+        np.testing.assert_array_equal(y_only, y)  # the inference path: the same maxima
         a = pool.avg_pool2d(x, psize, strides, padding)
         np.testing.assert_allclose(a, ref.avg_pool2d(x, psize, strides, padding), rtol=1e-5, atol=1e-6)
 
@@ -304,3 +308,29 @@ def test_pool_layer_bad_inputs():
     y = layer(np.zeros((1, 4, 4, 1), np.float32))
     with pytest.raises(ValueError, match="dy has shape"):
         layer.backward(np.zeros((1, 3, 2, 1), np.float32))
+
+
+def test_max_pool_inference_path_keeps_nan_and_signed_zero_like_training():
+    """Without argmax the maxima follow the same rule: strict >, the first element wins ties
+    (-0.0 before 0.0), a NaN first element stays, a later NaN never wins."""
+    x = np.array([-0.0, 0.0, np.nan, 1.0, 2.0, np.nan, np.nan, -1.0], np.float32)
+    x = x.reshape(1, 1, 8, 1)  # windows (-0, 0), (nan, 1), (2, nan), (nan, -1)
+    y, _ = _core.max_pool2d_forward(x, 1, 2, 1, 2, "valid")
+    y_only, _ = _core.max_pool2d_forward(x, 1, 2, 1, 2, "valid", need_argmax=False)
+    np.testing.assert_array_equal(np.signbit(y_only), np.signbit(y))
+    np.testing.assert_array_equal(y_only, y)
+    np.testing.assert_array_equal(y_only.ravel(), [-0.0, np.nan, 2.0, np.nan])
+    assert np.signbit(y_only.ravel()[0])
+
+
+def test_predict_skips_the_argmax_and_backward_then_asks_for_a_call():
+    layer = fastdl.layers.MaxPooling2D()
+    model = fastdl.Sequential([fastdl.layers.Input((4, 4, 2)), layer])
+    x = np.random.default_rng(0).standard_normal((3, 4, 4, 2)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), layer(x))
+    model.predict_on_batch(x)
+    assert layer._cache is None and not layer._inference_only
+    with pytest.raises(RuntimeError, match="predict and evaluate keep nothing"):
+        layer.backward(np.ones((3, 2, 2, 2), np.float32))
+    layer.call(x)  # an ordinary call records the argmax again
+    assert layer.backward(np.ones((3, 2, 2, 2), np.float32)).shape == x.shape

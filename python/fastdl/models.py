@@ -321,6 +321,17 @@ class Sequential:
             mask = next_mask
         return x
 
+    def _inference_forward(self, x):
+        """``_forward(x, False)`` with no backward to follow (predict, evaluate): layers may
+        skip what only their backward needs (see Layer._inference_only)."""
+        for layer in self._layers:
+            layer._inference_only = True
+        try:
+            return self._forward(x, False)
+        finally:
+            for layer in self._layers:
+                layer.__dict__.pop("_inference_only", None)
+
     def _backward(self, dy):
         for layer in reversed(self._layers):
             dy = layer.backward(dy)
@@ -510,7 +521,7 @@ class Sequential:
             hi = min(len(x), lo + batch_size)
             if callbacks is not None:
                 callbacks.on_test_batch_begin(step)
-            y_pred = self._forward(x[lo:hi], False)
+            y_pred = self._inference_forward(x[lo:hi])
             swb = None if sw is None else sw[lo:hi]
             loss_sum += self.loss(y[lo:hi], y_pred, swb) * (hi - lo)
             seen += hi - lo
@@ -550,7 +561,7 @@ class Sequential:
         x = self._convert_x(x)
         if len(x) == 0:
             return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=self._layers[-1].dtype)
-        outputs = [self._forward(x[lo:lo + batch_size], False)
+        outputs = [self._inference_forward(x[lo:lo + batch_size])
                    for lo in range(0, len(x), batch_size)]
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
 
@@ -601,7 +612,7 @@ class Sequential:
 
     def predict_on_batch(self, x):
         x = self._convert_x(x)
-        return self._forward(x, False)
+        return self._inference_forward(x)
 
     # ------------------------------------------------------------------ files
     def save(self, filepath, overwrite=True, include_optimizer=True):

@@ -95,6 +95,9 @@ class Layer:
 
     supports_masking = False
     _call_takes_mask = False
+    # Set by Sequential during predict/evaluate, when no backward() follows a call(): a layer
+    # may then skip what only its backward needs (MaxPooling2D: the argmax).
+    _inference_only = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

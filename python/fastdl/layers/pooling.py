@@ -35,7 +35,8 @@ class _Pooling2D(Layer):
 
     def _dy(self, dy):
         if self._cache is None:
-            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first "
+                               "(predict and evaluate keep nothing for a backward pass)")
         dy = as_c_array(dy, dtype=self.dtype)
         if dy.shape != self._cache[0]:
             raise ValueError(f"Layer {self.name!r}: dy has shape {shape_str(dy.shape)}, "
@@ -48,8 +49,9 @@ class MaxPooling2D(_Pooling2D):
 
     def call(self, x, training=False):
         self.compute_output_shape(x.shape)
-        y, argmax = _core.max_pool2d_forward(as_c_array(x), *self._args())
-        self._cache = (y.shape, x.shape, argmax)
+        need_argmax = not self._inference_only
+        y, argmax = _core.max_pool2d_forward(as_c_array(x), *self._args(), need_argmax)
+        self._cache = (y.shape, x.shape, argmax) if need_argmax else None
         return y
 
     def backward(self, dy):
