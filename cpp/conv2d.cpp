@@ -154,7 +154,7 @@ inline void store_tile(const typename Simd<T>::P (&acc)[MR][NP], index_t rows, T
 #pragma GCC unroll 4
     for (int j = 0; j < NP; ++j) bv[j] = bias ? ei::ploadu<P>(bias + j * PS) : ei::pset1<P>(T(0));
     const P zero = ei::pset1<P>(T(0));
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
     for (int r = 0; r < MR; ++r) {
         if (r >= rows) break;
 #pragma GCC unroll 4
@@ -180,19 +180,19 @@ void micro_kernel(index_t rows, index_t depth, const T* __restrict a, index_t sa
     using P = typename Simd<T>::P;
     constexpr int PS = Simd<T>::size;
     P acc[MR][NP];
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
         for (int j = 0; j < NP; ++j) acc[r][j] = ei::pset1<P>(T(0));
     if (A_ROWS) {
         const T* ar[MR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
         for (int r = 0; r < MR; ++r) ar[r] = a + std::min<index_t>(r, rows - 1) * sa;
         for (index_t t = 0; t < depth; ++t) {
             P bj[NP];
 #pragma GCC unroll 4
             for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(b + t * ldb + j * PS);
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
             for (int r = 0; r < MR; ++r) {
                 const P av = ei::pset1<P>(ar[r][t]);
 #pragma GCC unroll 4
@@ -201,14 +201,14 @@ void micro_kernel(index_t rows, index_t depth, const T* __restrict a, index_t sa
         }
     } else {
         index_t off[MR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
         for (int r = 0; r < MR; ++r) off[r] = std::min<index_t>(r, rows - 1);
         for (index_t t = 0; t < depth; ++t) {
             P bj[NP];
 #pragma GCC unroll 4
             for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(b + t * ldb + j * PS);
             const T* at = a + t * sa;
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
             for (int r = 0; r < MR; ++r) {
                 const P av = ei::pset1<P>(at[off[r]]);
 #pragma GCC unroll 4
@@ -230,13 +230,13 @@ void micro_kernel_segments(index_t rows, index_t s0, index_t s1, index_t run,
     using P = typename Simd<T>::P;
     constexpr int PS = Simd<T>::size;
     P acc[MR][NP];
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
         for (int j = 0; j < NP; ++j) acc[r][j] = ei::pset1<P>(T(0));
     for (index_t s = s0; s < s1; ++s) {
         const T* ar[MR];
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
         for (int r = 0; r < MR; ++r) {
             const index_t rr = std::min<index_t>(r, rows - 1);
             ar[r] = rp[rr] + s * rs[rr];
@@ -246,7 +246,7 @@ void micro_kernel_segments(index_t rows, index_t s0, index_t s1, index_t run,
             P bj[NP];
 #pragma GCC unroll 4
             for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(bs + t * ldb + j * PS);
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
             for (int r = 0; r < MR; ++r) {
                 const P av = ei::pset1<P>(ar[r][t]);
 #pragma GCC unroll 4
@@ -304,7 +304,7 @@ void micro_kernel_segments_t(index_t depth, const T* const* rp, const index_t* r
     using P = typename Simd<T>::P;
     constexpr int PS = Simd<T>::size;
     P acc[MR][NP];
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
     for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
         for (int j = 0; j < NP; ++j) acc[r][j] = ei::pset1<P>(T(0));
@@ -313,7 +313,7 @@ void micro_kernel_segments_t(index_t depth, const T* const* rp, const index_t* r
 #pragma GCC unroll 4
         for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(b + t * ldb + j * PS);
         const T* at = rp[t] + s * rs[t] + o;
-#pragma GCC unroll 8
+#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
         for (int r = 0; r < MR; ++r) {
             const P av = ei::pset1<P>(at[r]);
 #pragma GCC unroll 4
