@@ -732,9 +732,16 @@ void add_column_sums(T* sums, const T* g, index_t rows, index_t cols) {
     using P = typename Simd<T>::P;
     constexpr index_t PS = Simd<T>::size;
     for (index_t j = 0; j < cols; j += PS) {
-        P acc = ei::pset1<P>(T(0));
-        for (index_t r = 0; r < rows; ++r) acc = ei::padd(acc, ei::ploadu<P>(g + r * cols + j));
-        ei::pstoreu(sums + j, ei::padd(ei::ploadu<P>(sums + j), acc));
+        // four partial sums (rows r mod 4): one add chain would wait on its own latency
+        P acc[4] = {ei::pset1<P>(T(0)), ei::pset1<P>(T(0)), ei::pset1<P>(T(0)),
+                    ei::pset1<P>(T(0))};
+        index_t r = 0;
+        for (; r + 4 <= rows; r += 4)
+            for (int u = 0; u < 4; ++u)
+                acc[u] = ei::padd(acc[u], ei::ploadu<P>(g + (r + u) * cols + j));
+        for (; r < rows; ++r) acc[0] = ei::padd(acc[0], ei::ploadu<P>(g + r * cols + j));
+        const P total = ei::padd(ei::padd(acc[0], acc[1]), ei::padd(acc[2], acc[3]));
+        ei::pstoreu(sums + j, ei::padd(ei::ploadu<P>(sums + j), total));
     }
 }
 
