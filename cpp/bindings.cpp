@@ -9,6 +9,8 @@
 
 #include <array>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,12 @@
 
 namespace py = pybind11;
 using fastdl::index_t;
+
+// CPython's tracemalloc C API. Python 3.11's tracemalloc.h declares it without extern "C", which
+// would give C++ linkage; these declarations bind the C symbols under other names.
+extern "C" int trace_track(unsigned int domain, std::uintptr_t ptr,
+                           std::size_t size) __asm__("PyTraceMalloc_Track");
+extern "C" int trace_untrack(unsigned int domain, std::uintptr_t ptr) __asm__("PyTraceMalloc_Untrack");
 
 namespace {
 
@@ -57,10 +65,35 @@ std::array<index_t, R> shape_of(const py::array& a, const char* fn, const char* 
     return s;
 }
 
+// Output arrays hold 64-byte aligned blocks of the C allocator (freed with the array), not
+// NumPy's: NumPy advises transparent huge pages for arrays of 4 MiB and more, and under the
+// kernel's default defrag setting ("madvise") a fault on such fresh memory may first compact
+// memory. Measured on the tutorial CNN at 2 threads: ~4% faster steps (8 of 9 interleaved
+// pairs). The blocks are reported to tracemalloc under NumPy's domain, like NumPy's own.
+constexpr unsigned kTraceDomain = 389047;  // NumPy's tracemalloc domain
+
+void free_output(void* ptr) {
+    trace_untrack(kTraceDomain, reinterpret_cast<std::uintptr_t>(ptr));
+    std::free(ptr);
+}
+
 template <typename T>
 Array<T> new_array(std::initializer_list<index_t> shape, const char* fn) {
-    fastdl::checked_product(shape, fn);  // overflow check before numpy sees it
-    return Array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    const index_t count = fastdl::checked_product(shape, fn);  // before anything is allocated
+    const index_t bytes = fastdl::checked_mul(count, static_cast<index_t>(sizeof(T)), fn);
+    const std::size_t size = static_cast<std::size_t>((std::max<index_t>(bytes, 1) + 63) / 64 * 64);
+    std::unique_ptr<void, void (*)(void*)> block(std::aligned_alloc(64, size), &std::free);
+    if (!block) {
+        PyErr_SetString(PyExc_MemoryError,
+                        fastdl::concat(fn, ": cannot allocate ", bytes, " bytes for the output")
+                            .c_str());
+        throw py::error_already_set();
+    }
+    py::capsule owner(block.get(), &free_output);
+    void* ptr = block.release();
+    trace_track(kTraceDomain, reinterpret_cast<std::uintptr_t>(ptr), size);
+    return Array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()), static_cast<T*>(ptr),
+                    owner);
 }
 
 // ---------------------------------------------------------------- gemm
@@ -575,7 +608,7 @@ py::tuple rnn_backward(fastdl::RnnCell cell, const char* fn, const Array<T>& dy,
     T* dc0p = nullptr;
     if (use_bias) {
         auto dims = rnn_bias_shape(s);
-        auto a = Array<T>(std::vector<py::ssize_t>(dims.begin(), dims.end()));
+        auto a = dims.size() == 1 ? new_array<T>({dims[0]}, fn) : new_array<T>({dims[0], dims[1]}, fn);
         dbp = a.mutable_data();
         db = a;
     }

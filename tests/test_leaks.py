@@ -218,3 +218,23 @@ def test_repeated_rejected_raw_calls_leak_nothing():
                 pass
 
     Growth(all_rows, repeat=4, warmup=2).check(objects=40, traced=256 << 10)
+
+
+def test_kernel_outputs_are_aligned_writeable_and_traced():
+    """_core's outputs live in blocks of its own (not NumPy's allocator): 64-byte aligned,
+    writeable, reported to tracemalloc while alive and released with the array."""
+    a, b = np.ones((300, 400), np.float32), np.ones((400, 500), np.float32)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        c = _core.matmul(a, b)
+        held = tracemalloc.get_traced_memory()[0] - before
+        assert c.ctypes.data % 64 == 0 and c.flags.writeable and c.flags.c_contiguous
+        c += 1.0
+        assert held >= c.nbytes
+        del c
+        assert tracemalloc.get_traced_memory()[0] - before < 4096
+    finally:
+        tracemalloc.stop()
+    y, argmax = _core.max_pool2d_forward(np.ones((2, 4, 4, 3), np.float32), 2, 2, 2, 2, "valid")
+    assert argmax.dtype == np.int64 and argmax.ctypes.data % 64 == 0 and y.ctypes.data % 64 == 0
