@@ -10,6 +10,8 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <iterator>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,29 +72,82 @@ std::array<index_t, R> shape_of(const py::array& a, const char* fn, const char* 
 // kernel's default defrag setting ("madvise") a fault on such fresh memory may first compact
 // memory. Measured on the tutorial CNN at 2 threads: ~4% faster steps (8 of 9 interleaved
 // pairs). The blocks are reported to tracemalloc under NumPy's domain, like NumPy's own.
+//
+// Large blocks are recycled: a training step allocates the same shapes as the step before,
+// and glibc would hand their memory back to the kernel in between (page faults, zeroing).
+// Freed blocks of at least kRecycleMin bytes wait in a small cache (at most kRecycleBlocks,
+// kRecycleBytes in all) for a request of exactly their size. The cache is only touched with
+// the GIL held: in new_array and in the capsule destructor, which runs at array deallocation.
 constexpr unsigned kTraceDomain = 389047;  // NumPy's tracemalloc domain
+constexpr std::size_t kHeader = 64;        // block size, kept in front of the data
+constexpr std::size_t kRecycleMin = std::size_t{256} << 10;
+constexpr std::size_t kRecycleBlocks = 32;
+constexpr std::size_t kRecycleBytes = std::size_t{256} << 20;
 
-void free_output(void* ptr) {
-    trace_untrack(kTraceDomain, reinterpret_cast<std::uintptr_t>(ptr));
-    std::free(ptr);
+struct RecycledBlocks {
+    std::vector<std::pair<std::size_t, void*>> blocks;  // (data size, block)
+    std::size_t bytes = 0;
+};
+
+RecycledBlocks& recycled() {
+    static RecycledBlocks* cache = new RecycledBlocks;  // never destroyed: arrays may outlive
+    return *cache;                                      // static destructors at exit
+}
+
+void free_output(void* data) {
+    trace_untrack(kTraceDomain, reinterpret_cast<std::uintptr_t>(data));
+    void* block = static_cast<char*>(data) - kHeader;
+    const std::size_t size = *static_cast<std::size_t*>(block);
+    RecycledBlocks& cache = recycled();
+    if (size >= kRecycleMin && cache.blocks.size() < kRecycleBlocks &&
+        cache.bytes + size <= kRecycleBytes) {
+        cache.blocks.emplace_back(size, block);
+        cache.bytes += size;
+    } else {
+        std::free(block);
+    }
+}
+
+// The most recently freed block of exactly `size` (the warmest in cache), or null.
+void* take_recycled(std::size_t size) {
+    RecycledBlocks& cache = recycled();
+    for (auto it = cache.blocks.rbegin(); it != cache.blocks.rend(); ++it) {
+        if (it->first == size) {
+            void* block = it->second;
+            cache.blocks.erase(std::next(it).base());
+            cache.bytes -= size;
+            return block;
+        }
+    }
+    return nullptr;
 }
 
 template <typename T>
 Array<T> new_array(std::initializer_list<index_t> shape, const char* fn) {
     const index_t count = fastdl::checked_product(shape, fn);  // before anything is allocated
     const index_t bytes = fastdl::checked_mul(count, static_cast<index_t>(sizeof(T)), fn);
+    FASTDL_CHECK(bytes <= std::numeric_limits<index_t>::max() - 2 * 64, fn, ": output of ",
+                 bytes, " bytes is too big");
     const std::size_t size = static_cast<std::size_t>((std::max<index_t>(bytes, 1) + 63) / 64 * 64);
-    std::unique_ptr<void, void (*)(void*)> block(std::aligned_alloc(64, size), &std::free);
+    void* block = size >= kRecycleMin ? take_recycled(size) : nullptr;
+    if (!block) block = std::aligned_alloc(64, kHeader + size);
     if (!block) {
         PyErr_SetString(PyExc_MemoryError,
                         fastdl::concat(fn, ": cannot allocate ", bytes, " bytes for the output")
                             .c_str());
         throw py::error_already_set();
     }
-    py::capsule owner(block.get(), &free_output);
-    void* ptr = block.release();
-    trace_track(kTraceDomain, reinterpret_cast<std::uintptr_t>(ptr), size);
-    return Array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()), static_cast<T*>(ptr),
+    *static_cast<std::size_t*>(block) = size;
+    void* data = static_cast<char*>(block) + kHeader;
+    py::capsule owner;
+    try {
+        owner = py::capsule(data, &free_output);
+    } catch (...) {
+        std::free(block);
+        throw;
+    }
+    trace_track(kTraceDomain, reinterpret_cast<std::uintptr_t>(data), size);
+    return Array<T>(std::vector<py::ssize_t>(shape.begin(), shape.end()), static_cast<T*>(data),
                     owner);
 }
 

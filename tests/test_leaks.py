@@ -238,3 +238,28 @@ def test_kernel_outputs_are_aligned_writeable_and_traced():
         tracemalloc.stop()
     y, argmax = _core.max_pool2d_forward(np.ones((2, 4, 4, 3), np.float32), 2, 2, 2, 2, "valid")
     assert argmax.dtype == np.int64 and argmax.ctypes.data % 64 == 0 and y.ctypes.data % 64 == 0
+
+
+def test_large_output_blocks_are_recycled_for_the_same_size():
+    """A training step allocates the shapes of the step before: the block of a freed output of
+    256 KiB or more serves the next output of exactly its size (no fresh pages), and the new
+    array's values are entirely its own."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((256, 300), np.float32), rng.standard_normal((300, 512), np.float32)
+    first = _core.matmul(a, b)                      # 512 KiB
+    address = first.ctypes.data
+    del first
+    gc.collect()
+    # NumPy asks for memory of that size first: glibc would give it the freed block; the
+    # recycling cache keeps it for fastdl's next output of the size
+    blocker = np.ones(256 * 512 + 16, np.float32)
+    a2 = rng.standard_normal((256, 300), np.float32)
+    second = _core.matmul(a2, b)
+    assert second.ctypes.data == address            # the recycled block
+    assert not (blocker.ctypes.data <= address < blocker.ctypes.data + blocker.nbytes)
+    np.testing.assert_allclose(second, a2 @ b, rtol=1e-4, atol=1e-4)
+    other = _core.matmul(a2[:128], b)               # another size: not that block
+    assert other.ctypes.data != address
+    still = second.copy()
+    del other
+    np.testing.assert_array_equal(second, still)    # freeing another array left it alone
