@@ -201,6 +201,16 @@ inline void for_lanes(index_t n, F&& body) {
     for (; j < n; ++j) body(T{}, j);
 }
 
+// d[0:n] = s[0:n] in whole SIMD vectors: the per-row copies of states and inputs are 32-256
+// elements, for which a call of libc's memcpy costs more than the copy.
+template <typename T>
+inline void copy_row(T* __restrict d, const T* __restrict s, index_t n) {
+    for_lanes<T>(n, [&](auto tag, index_t j) {
+        using X = decltype(tag);
+        st(d + j, ld<X>(s + j));
+    });
+}
+
 // Subnormal floats make the FMA units take microcode assists (~100x slower); they appear as
 // gradients vanish through long sequences. The float kernels flush them to zero in their own
 // threads, as TensorFlow does, and restore the caller's floating-point mode afterwards.
@@ -459,7 +469,7 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
     T* h = FUSED ? xh + I : f.h + n0 * U;
     if (FUSED)
         for (index_t r = 0; r < rows; ++r)
-            std::memcpy(h + r * ldhs, f.h + (n0 + r) * U, sizeof(T) * U);
+            copy_row(h + r * ldhs, f.h + (n0 + r) * U, U);
     T* c = f.c ? f.c + n0 * U : nullptr;
     const bool lstm = p.cell == RnnCell::lstm, gru = p.cell == RnnCell::gru;
 
@@ -472,7 +482,7 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
         }
         if (FUSED) {
             for (index_t r = 0; r < rows; ++r)
-                std::memcpy(xh + r * (I + U), f.x + ((n0 + r) * T_ + t) * I, sizeof(T) * I);
+                copy_row(xh + r * (I + U), f.x + ((n0 + r) * T_ + t) * I, I);
             small_gemm<T, false>(zx, ldx, xh, I + U, 1, rows, f.wr);
         } else {
             small_gemm<T, false>(zx, ldx, f.x + (n0 * T_ + t) * I, T_ * I, 1, rows, f.w);
@@ -503,14 +513,14 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
             T* __restrict hr = h + r * ldhs;
             T* __restrict yr = p.return_sequences ? f.y + (n * T_ + s) * U : f.y + n * U;
             if (TRAIN) {  // h_prev (and c_prev) are cached for every step, masked or not
-                std::memcpy(g + f.s.hprev_offset, hr, sizeof(T) * U);
-                if (lstm) std::memcpy(g + 4 * U, c + r * U, sizeof(T) * U);
+                copy_row(g + f.s.hprev_offset, hr, U);
+                if (lstm) copy_row(g + 4 * U, c + r * U, U);
             }
             if (!m) {  // carry the state; the output repeats the previous output (zeros at first)
                 if (p.zero_output_for_mask || (p.return_sequences && s == 0))
                     std::fill(yr, yr + U, T(0));
                 else if (p.return_sequences)
-                    std::memcpy(yr, yr - U, sizeof(T) * U);
+                    copy_row(yr, yr - U, U);
                 // the gates are unused by the backward; GRU's r*h_prev slot must stay finite
                 if (TRAIN) std::fill(g, g + (lstm ? GU : f.s.hprev_offset), T(0));
                 continue;
@@ -598,7 +608,7 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
     }
     if (FUSED)
         for (index_t r = 0; r < rows; ++r)
-            std::memcpy(f.h + (n0 + r) * U, h + r * ldhs, sizeof(T) * U);
+            copy_row(f.h + (n0 + r) * U, h + r * ldhs, U);
 }
 
 }  // namespace
@@ -840,7 +850,7 @@ void backward_rows(const BackwardCtx<T>& b, index_t n0, index_t rows, T* scratch
         small_gemm<T, true>(gh, ldgh, dgr, ldd, 1, rows, b.r_t);
         small_gemm<T, false>(dxs, ldxo, dgx, ldd, 1, rows, b.w_t);
         for (index_t r = 0; r < rows; ++r)
-            std::memcpy(b.dx + ((n0 + r) * T_ + t) * I, dxs + r * ldxo, sizeof(T) * I);
+            copy_row(b.dx + ((n0 + r) * T_ + t) * I, dxs + r * ldxo, I);
         small_gemm<T, true>(acc.dw, acc.ldw, b.x + (n0 * T_ + t) * I, 1, xr_ks, I,
                             dense_b(dgx, ldd, rows, b.x_width));
         small_gemm<T, true>(acc.dr, acc.ldr, hp_t, 1, cw, U,
@@ -855,8 +865,8 @@ void backward_rows(const BackwardCtx<T>& b, index_t n0, index_t rows, T* scratch
         }
     }
     for (index_t r = 0; r < rows; ++r) {
-        std::memcpy(dh0 + (n0 + r) * U, gh + r * ldgh, sizeof(T) * U);
-        if (lstm) std::memcpy(dc0 + (n0 + r) * U, gc + r * U, sizeof(T) * U);
+        copy_row(dh0 + (n0 + r) * U, gh + r * ldgh, U);
+        if (lstm) copy_row(dc0 + (n0 + r) * U, gc + r * U, U);
     }
 }
 
