@@ -19,7 +19,9 @@ timing a few steps after warm-up, and reports medians and ratios.
 
 Usage: python bench/bench_rnn.py [--cells lstm gru simple_rnn] [--threads 1 2] [--rounds 5]
                                  [--steps 3] [--frameworks fastdl numpy torch tensorflow]
-                                 [--clock wall|cpu]
+                                 [--clock wall|cpu] [--kernels]
+--kernels times the cell alone (forward + BPTT from embedded inputs) in fastdl's kernels and in
+the NumPy cell loop, in this process.
 For NumPy at its best kernel, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.
 """
 import argparse
@@ -75,12 +77,21 @@ class NumpyModel:
         self._adam(self.gradients(ids, y))
 
     def gradients(self, ids, y):
+        np, p = self.np, self.p
+        x = p["emb"][ids]                                   # (N, T, E)
+        grads, dx = self.cell_gradients(x, y)
+        demb = np.zeros_like(p["emb"])
+        np.add.at(demb, ids.reshape(-1), dx.reshape(-1, E))
+        grads["emb"] = demb
+        return grads
+
+    def cell_gradients(self, x, y):
+        """The cell's forward over T steps, the Dense head and BPTT: (grads, dx)."""
         np, p, cell = self.np, self.p, self.cell
 
         def sig(a):
             return 0.5 + 0.5 * np.tanh(0.5 * a)
 
-        x = p["emb"][ids]                                   # (N, T, E)
         bx = p["b"][0] if cell == "gru" else p["b"]
         xp = x @ p["W"] + bx                                # (N, T, G*U): one matmul
         R = p["R"]
@@ -143,10 +154,7 @@ class NumpyModel:
         db = dGx.sum(0)
         grads["b"] = np.stack([db, dGr.reshape(T * N, -1).sum(0)]) if cell == "gru" else db
         dx = (dGx @ p["W"].T).reshape(N, T, E)
-        demb = np.zeros_like(p["emb"])
-        np.add.at(demb, ids.reshape(-1), dx.reshape(-1, E))
-        grads["emb"] = demb
-        return grads
+        return grads, dx
 
     def _adam(self, grads, lr=1e-3, b1=0.9, b2=0.999, eps=1e-7):
         np = self.np
@@ -294,6 +302,58 @@ def _ask(proc, cell, steps):
     return json.loads(line) if line.strip() else None
 
 
+def kernels(args):
+    """The cell alone: fastdl.ops.rnn forward (training) + backward against NumpyModel's cell
+    loop (forward, Dense head, BPTT), on the same embedded inputs and weights, in this process;
+    rounds interleaved, medians."""
+    import statistics
+    import numpy as np
+    import fastdl
+    from fastdl.ops import rnn
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = None
+    ids, y = _data()
+    print(f"# cell alone (forward + BPTT), T={T}, batch {N}, input {E}, units {U}; median over "
+          f"{args.rounds} interleaved rounds x {args.steps} calls")
+    print("| cell | threads | fastdl ms | NumPy loop ms | NumPy / fastdl |")
+    print("|---|---|---|---|---|")
+    for cell in args.cells:
+        ref = NumpyModel(cell)
+        x = ref.p["emb"][ids]
+        w, r, b = ref.p["W"], ref.p["R"], ref.p["b"]
+        dy = np.full((N, U), 1.0 / N, np.float32)
+
+        def fastdl_cell():
+            _, _, tape = rnn.rnn_forward(cell, x, w, r, b, training=True)
+            rnn.rnn_backward(tape, dy)
+
+        def numpy_cell():
+            ref.cell_gradients(x, y)
+
+        for threads in args.threads:
+            fastdl.set_num_threads(threads)
+            limit = threadpool_limits(threads) if threadpool_limits else None
+            times = {"fastdl": [], "numpy": []}
+            for fn in (fastdl_cell, numpy_cell):
+                fn()  # warm-up
+            for _ in range(args.rounds):
+                for name, fn in (("fastdl", fastdl_cell), ("numpy", numpy_cell)):
+                    # OpenBLAS's idle threads spin for ~0.1 s after NumPy's last product and
+                    # would take the second core from whichever side runs next
+                    time.sleep(0.3)
+                    fn()  # untimed
+                    for _ in range(args.steps):
+                        t0 = time.perf_counter()
+                        fn()
+                        times[name].append(time.perf_counter() - t0)
+            if limit is not None:
+                limit.unregister()
+            f, n = (statistics.median(times[k]) * 1e3 for k in ("fastdl", "numpy"))
+            print(f"| {cell} | {threads} | {f:.2f} | {n:.2f} | {n / f:.1f}x |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cells", nargs="+", default=list(CELLS), choices=CELLS)
@@ -304,10 +364,15 @@ def main():
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="wall: elapsed time (default); cpu: the worker process's CPU time, "
                          "steadier on a shared machine but blind to multithreaded speed-ups")
+    ap.add_argument("--kernels", action="store_true",
+                    help="time the cell alone (forward over T steps + BPTT, from embedded "
+                         "inputs) in fastdl's C++ kernels and in the NumPy cell loop")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args.worker[0], int(args.worker[1]), args.clock)
+    if args.kernels:
+        return kernels(args)
 
     import numpy as np
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
