@@ -43,30 +43,11 @@ def f64(*shape):
 
 
 def rows(*entries):
-    """pytest params from (id, fn, exception, regex[, marks]) tuples."""
-    return [pytest.param(*e[1:4], id=e[0], marks=e[4] if len(e) > 4 else ()) for e in entries]
+    """pytest params from (id, fn, exception, regex) tuples."""
+    return [pytest.param(*e[1:4], id=e[0]) for e in entries]
 
 
 SANITIZED = bool(_core.build_info()["sanitizer"])
-
-
-def known_bug(reason, undefined_behaviour=False):
-    """A row that documents a reported bug: it must fail until the bug is fixed (strict).
-    Rows whose bug is undefined behaviour are skipped in the sanitizer job, where UBSan would
-    halt the whole run on them; the normal build's strict xfail keeps tracking them."""
-    marks = [pytest.mark.xfail(strict=True, reason="BUG (reported): " + reason)]
-    if undefined_behaviour:
-        marks.append(pytest.mark.skipif(SANITIZED, reason="undefined behaviour would halt the "
-                                        "sanitizer run; the normal build's strict xfail tracks it"))
-    return marks
-
-
-def apply_marks(marks):
-    def decorate(fn):
-        for mark in reversed(marks):
-            fn = mark(fn)
-        return fn
-    return decorate
 
 
 def check(fn, exc, regex):
