@@ -465,11 +465,10 @@ class Optimizer:
             for i in idxs:
                 grp = self._var_group[i]
                 a, b = self._var_span[i]
-                if fused(grp.g[a:b], [grp.slots[nm][a:b] for nm in self._names], coeffs):
-                    continue
-                kernel(grp.g[a:b], None if grp.tmp is None else grp.tmp[a:b],
-                       None if grp.tmp2 is None else grp.tmp2[a:b],
-                       [grp.slots[nm][a:b] for nm in self._names], coeffs)
+                g, slots = grp.g[a:b], [grp.slots[nm][a:b] for nm in self._names]
+                if not fused(g, slots, coeffs):
+                    kernel(g, None if grp.tmp is None else grp.tmp[a:b],
+                           None if grp.tmp2 is None else grp.tmp2[a:b], slots, coeffs)
 
         variables, dviews = self._vars, self._dviews
         if self._d_add:
