@@ -503,6 +503,22 @@ void set_conv2d_chunk_bytes(index_t bytes) {
     FASTDL_CHECK(bytes >= 1, "conv2d_set_chunk_bytes: bytes must be positive, received ", bytes);
     fastdl::set_conv2d_chunk_bytes(bytes);
 }
+void set_conv2d_algorithm(const std::string& name) {
+    using A = fastdl::Conv2dAlgorithm;
+    if (name == "auto") return fastdl::set_conv2d_algorithm(A::kAuto);
+    if (name == "im2col") return fastdl::set_conv2d_algorithm(A::kIm2col);
+    if (name == "winograd") return fastdl::set_conv2d_algorithm(A::kWinograd);
+    throw std::invalid_argument(fastdl::concat(
+        "conv2d_set_algorithm: algorithm must be 'auto', 'im2col' or 'winograd', received '",
+        name, "'"));
+}
+std::string conv2d_algorithm() {
+    switch (fastdl::conv2d_algorithm()) {
+        case fastdl::Conv2dAlgorithm::kIm2col: return "im2col";
+        case fastdl::Conv2dAlgorithm::kWinograd: return "winograd";
+        default: return "auto";
+    }
+}
 // ---- end conv2d / pool2d
 
 // ---- rnn
@@ -1049,6 +1065,10 @@ PYBIND11_MODULE(_core, m) {
     bind_conv2d<double>(m);
     m.def("conv2d_set_chunk_bytes", &set_conv2d_chunk_bytes, py::arg("bytes"));
     m.def("conv2d_chunk_bytes", &fastdl::conv2d_chunk_bytes);
+    m.def("conv2d_set_algorithm", &set_conv2d_algorithm, py::arg("algorithm"),
+          "Algorithm of 3x3 stride-1 undilated ungrouped convolutions: 'auto' (Winograd "
+          "F(2x2,3x3) when C and F are >= 16), 'im2col' or 'winograd' (forced; tests, benchmarks).");
+    m.def("conv2d_algorithm", &conv2d_algorithm);
     bind_pool2d<float>(m);  // ---- pool2d
     bind_pool2d<double>(m);
     bind_rnn<float>(m);  // ---- rnn

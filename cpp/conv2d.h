@@ -48,6 +48,13 @@ template <typename T>
 void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w,
                      const T* relu_y, const Conv2dParams& p);
 
+// The algorithm of 3x3, stride-1, undilated, ungrouped convolutions (every other shape runs
+// im2col + GEMM): kAuto picks Winograd F(2x2, 3x3) (conv2d_winograd.cpp) when C and F are both
+// >= 16, where it is faster; kIm2col and kWinograd force one (tests, benchmarks).
+enum class Conv2dAlgorithm { kAuto = 0, kIm2col = 1, kWinograd = 2 };
+void set_conv2d_algorithm(Conv2dAlgorithm algorithm);
+Conv2dAlgorithm conv2d_algorithm();
+
 // Bytes the backward's dcols buffers (chunks of output rows before col2im; one per thread when
 // threads take whole images) may use in all (default 512 KiB; a tuning knob). Other scratch is
 // per thread and L2-sized.

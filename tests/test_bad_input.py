@@ -201,6 +201,9 @@ RAW_ROWS = [
     ("conv2d_set_chunk_bytes-neg", lambda: _core.conv2d_set_chunk_bytes(-5), ValueError, r"bytes must be positive, received -5"),
     ("conv2d_set_chunk_bytes-str", lambda: _core.conv2d_set_chunk_bytes("1"), TypeError, NOT_ARRAY),
     ("conv2d_chunk_bytes-args", lambda: _core.conv2d_chunk_bytes(1), TypeError, NOT_ARRAY),
+    ("conv2d_set_algorithm-name", lambda: _core.conv2d_set_algorithm("fft"), ValueError, r"algorithm must be 'auto', 'im2col' or 'winograd', received 'fft'"),
+    ("conv2d_set_algorithm-int", lambda: _core.conv2d_set_algorithm(1), TypeError, NOT_ARRAY),
+    ("conv2d_algorithm-args", lambda: _core.conv2d_algorithm("auto"), TypeError, NOT_ARRAY),
     # ------------------------------------------------------------------ pooling
     ("maxpool-rank", lambda: MPF(f32(4, 4, 3), 2, 2, 2, 2, "valid"), ValueError, r"max_pool2d_forward: x must be 4-D, received shape \(4, 4, 3\)"),
     ("maxpool-pool0", lambda: MPF(f32(1, 4, 4, 3), 0, 2, 2, 2, "valid"), ValueError, r"pool_size must be positive integers, received \(0, 2\)"),

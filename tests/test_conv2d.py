@@ -31,6 +31,16 @@ def small_chunks():
     _core.conv2d_set_chunk_bytes(old)
 
 
+@pytest.fixture(params=["im2col", "winograd"])
+def algorithm(request):
+    """Runs a test with each algorithm of 3x3 stride-1 convolutions forced ('winograd' leaves
+    every other shape on im2col), so both are held to the same reference checks."""
+    old = _core.conv2d_algorithm()
+    _core.conv2d_set_algorithm(request.param)
+    yield request.param
+    _core.conv2d_set_algorithm(old)
+
+
 # ------------------------------------------------------------------ forward sweep
 SIZES = [(5, 5), (6, 8), (7, 4)]  # odd, even and non-square
 SWEEP = list(itertools.product([0, 1, 3], [1, 3, 4], [(1, 1), (3, 3), (2, 3)],
@@ -38,7 +48,7 @@ SWEEP = list(itertools.product([0, 1, 3], [1, 3, 4], [(1, 1), (3, 3), (2, 3)],
 
 
 @pytest.mark.parametrize("batch,channels,ksize,strides,padding", SWEEP)
-def test_forward_sweep(rng, batch, channels, ksize, strides, padding):
+def test_forward_sweep(rng, algorithm, batch, channels, ksize, strides, padding):
     for (h, w), filters in zip(SIZES, (2, 5, 3)):
         x = rand(rng, batch, h, w, channels, dtype=np.float32)
         k = rand(rng, *ksize, channels, filters, dtype=np.float32)
@@ -72,7 +82,7 @@ def test_forward_groups(rng, groups, channels, filters, ksize, strides, padding)
                                rtol=RTOL, atol=ATOL)
 
 
-def test_forward_relu_fused(rng):
+def test_forward_relu_fused(rng, algorithm):
     x = rand(rng, 2, 6, 6, 3, dtype=np.float32)
     k = rand(rng, 3, 3, 3, 4, dtype=np.float32)
     b = rand(rng, 4, dtype=np.float32)
@@ -99,7 +109,7 @@ def test_same_padding_is_asymmetric_like_tensorflow():
     dict(ksize=(3, 3), strides=1, padding="same"), dict(ksize=(2, 3), strides=(3, 2), padding="valid"),
     dict(ksize=(3, 2), strides=2, padding="same", dilation=(2, 1)),
     dict(ksize=(3, 3), strides=1, padding="same", groups=2), dict(ksize=(1, 1), strides=1, padding="valid")])
-def test_forward_small_chunks(rng, small_chunks, case):
+def test_forward_small_chunks(rng, small_chunks, algorithm, case):
     groups = case.get("groups", 1)
     x = rand(rng, 3, 7, 6, 4, dtype=np.float32)
     k = rand(rng, *case["ksize"], 4 // groups, 6, dtype=np.float32)
@@ -110,7 +120,7 @@ def test_forward_small_chunks(rng, small_chunks, case):
                                              case.get("dilation", 1), groups), rtol=RTOL, atol=ATOL)
 
 
-def test_larger_layer_matches_reference(rng):
+def test_larger_layer_matches_reference(rng, algorithm):
     # a tutorial-like layer: many chunks with the default budget only when the batch is large;
     # here checks the im2col run copies (C=32) and the 64-wide GEMM
     x = rand(rng, 4, 15, 15, 32, dtype=np.float32)
@@ -147,7 +157,7 @@ def _grad_problem(rng, case, dtype=np.float64, n=2, h=6, w=5, c=4, f=4):
 
 @pytest.mark.parametrize("case", GRAD_CASES)
 @pytest.mark.parametrize("relu", [False, True])
-def test_gradients_central_differences(rng, case, relu):
+def test_gradients_central_differences(rng, algorithm, case, relu):
     x, k, b, kw = _grad_problem(rng, case)
     act = "relu" if relu else None
     y = conv.conv2d(x, k, b, activation=act, **kw)
@@ -162,7 +172,7 @@ def test_gradients_central_differences(rng, case, relu):
 
 
 @pytest.mark.parametrize("case", GRAD_CASES[:7])
-def test_gradients_small_chunks(rng, small_chunks, case):
+def test_gradients_small_chunks(rng, small_chunks, algorithm, case):
     x, k, b, kw = _grad_problem(rng, case, n=3)
     y = conv.conv2d(x, k, b, **kw)
     r = rand(rng, *y.shape)
@@ -174,7 +184,7 @@ def test_gradients_small_chunks(rng, small_chunks, case):
 
 @pytest.mark.parametrize("case", GRAD_CASES)
 @pytest.mark.parametrize("channels", [8, 32])
-def test_backward_matches_reference_wide_channels(rng, case, channels):
+def test_backward_matches_reference_wide_channels(rng, algorithm, case, channels):
     """Channel counts whose kernel rows fill whole micro-kernel blocks (the in-place im2col path
     of the dkernel product), float64 against the tap-loop reference."""
     x, k, b, kw = _grad_problem(rng, case, n=3, h=11, w=10, c=channels, f=16)
@@ -190,7 +200,7 @@ def test_backward_matches_reference_wide_channels(rng, case, channels):
 
 @pytest.mark.parametrize("case", GRAD_CASES)
 @pytest.mark.parametrize("threads,n", [(1, 3), (2, 3), (2, 4)])
-def test_chunked_backward_matches_one_chunk(rng, case, threads, n):
+def test_chunked_backward_matches_one_chunk(rng, algorithm, case, threads, n):
     """Many small chunks == one chunk (float64), for both schedules: threads sharing each
     chunk's tiles and col2im rows (n < 2 * threads), and threads owning whole images."""
     x, k, b, kw = _grad_problem(rng, case, n=n, h=14, w=13, c=8, f=32)
@@ -216,7 +226,7 @@ def test_chunked_backward_matches_one_chunk(rng, case, threads, n):
 
 
 @pytest.mark.parametrize("case", GRAD_CASES)
-def test_float32_gradients_match_float64(rng, case):
+def test_float32_gradients_match_float64(rng, algorithm, case):
     x, k, b, kw = _grad_problem(rng, case, n=3, h=9, w=8, c=4, f=6)
     dy = rand(rng, *conv.conv2d(x, k, b, **kw).shape)
     g64 = conv.conv2d_backward(dy, x, k, **kw)
@@ -227,7 +237,7 @@ def test_float32_gradients_match_float64(rng, case):
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5 * max(1, np.sqrt(x.shape[0] * 72)))
 
 
-def test_backward_optional_outputs(rng):
+def test_backward_optional_outputs(rng, algorithm):
     x, k, b, kw = _grad_problem(rng, GRAD_CASES[1])
     dy = rand(rng, *conv.conv2d(x, k, b, **kw).shape)
     dx, dk, db = conv.conv2d_backward(dy, x, k, **kw)
@@ -243,7 +253,7 @@ def test_backward_optional_outputs(rng):
 
 # ------------------------------------------------------------------ empty batch, layouts, threads
 @pytest.mark.parametrize("ksize,padding", [((3, 3), "same"), ((1, 1), "valid"), ((2, 3), "valid")])
-def test_empty_batch(rng, ksize, padding):
+def test_empty_batch(rng, algorithm, ksize, padding):
     x = np.zeros((0, 6, 5, 3), np.float32)
     k = rand(rng, *ksize, 3, 4, dtype=np.float32)
     y = conv.conv2d(x, k, np.ones(4, np.float32), padding=padding)
@@ -254,7 +264,7 @@ def test_empty_batch(rng, ksize, padding):
     assert not dk.any() and not db.any()
 
 
-def test_memory_layouts_match_contiguous(rng):
+def test_memory_layouts_match_contiguous(rng, algorithm):
     base = rand(rng, 3, 8, 12, 4, dtype=np.float32)
     k = rand(rng, 3, 3, 4, 5, dtype=np.float32)
     strided = base[:, :, ::2]
@@ -272,7 +282,7 @@ def test_memory_layouts_match_contiguous(rng):
             np.testing.assert_array_equal(a, e)
 
 
-def test_threads_deterministic_and_consistent(rng):
+def test_threads_deterministic_and_consistent(rng, algorithm):
     x = rand(rng, 4, 12, 12, 8, dtype=np.float32)
     k = rand(rng, 3, 3, 8, 16, dtype=np.float32)
     dy = rand(rng, 4, 12, 12, 16, dtype=np.float32)
@@ -292,7 +302,7 @@ def test_threads_deterministic_and_consistent(rng):
         fastdl.set_num_threads(old)
 
 
-def test_concurrent_python_threads_match_serial(rng):
+def test_concurrent_python_threads_match_serial(rng, algorithm):
     """The GIL is released and scratch is per calling thread: concurrent calls agree with serial."""
     import concurrent.futures
     x = rand(rng, 8, 12, 12, 8, dtype=np.float32)
@@ -310,6 +320,101 @@ def test_concurrent_python_threads_match_serial(rng):
         for result in pool_.map(work, range(8)):
             for a, e in zip(result, serial):
                 np.testing.assert_array_equal(a, e)
+
+
+# ------------------------------------------------------------------ Winograd F(2x2, 3x3)
+# (h, w, padding): odd and even edges, outputs of one row or column, one tile or many
+WINOGRAD_SHAPES = [(h, w, padding) for h, w in [(1, 1), (3, 3), (4, 4), (5, 7), (8, 6), (2, 9)]
+                   for padding in ("valid", "same") if padding == "same" or min(h, w) >= 3]
+
+
+@pytest.mark.parametrize("h,w,padding", WINOGRAD_SHAPES)
+@pytest.mark.parametrize("c,f", [(1, 1), (5, 16), (17, 33)])
+def test_winograd_forward_matches_reference(rng, h, w, padding, c, f):
+    _core.conv2d_set_algorithm("winograd")
+    try:
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+            x = rand(rng, 3, h, w, c, dtype=dtype)
+            k = rand(rng, 3, 3, c, f, dtype=dtype)
+            b = rand(rng, f, dtype=dtype)
+            expect = ref.conv2d(x.astype(np.float64), k.astype(np.float64), b.astype(np.float64),
+                                1, padding)
+            np.testing.assert_allclose(conv.conv2d(x, k, b, padding=padding), expect,
+                                       rtol=tol, atol=tol * np.sqrt(9 * c))
+            np.testing.assert_allclose(conv.conv2d(x, k, padding=padding, activation="relu"),
+                                       np.maximum(expect - b, 0), rtol=tol,
+                                       atol=tol * np.sqrt(9 * c))
+    finally:
+        _core.conv2d_set_algorithm("auto")
+
+
+@pytest.mark.parametrize("h,w,padding", WINOGRAD_SHAPES)
+@pytest.mark.parametrize("threads,n", [(1, 2), (2, 1), (2, 5), (3, 4)])
+def test_winograd_backward_matches_reference(rng, h, w, padding, threads, n):
+    """float64 against the tap loop: every thread team (fewer images than threads included) and
+    blocks of tiles that span images (C = F = 64 gives 20 tiles a block)."""
+    x = rand(rng, n, h, w, 64)
+    k = rand(rng, 3, 3, 64, 64)
+    y = ref.conv2d(x, k, None, 1, padding)
+    y[y < 0.2] = 0  # a ReLU output with zeros to mask dy
+    dy = rand(rng, *y.shape)
+    old = fastdl.get_num_threads()
+    _core.conv2d_set_algorithm("winograd")
+    try:
+        fastdl.set_num_threads(threads)
+        dx, dk, db = conv.conv2d_backward(dy, x, k, padding=padding, relu_output=y)
+    finally:
+        fastdl.set_num_threads(old)
+        _core.conv2d_set_algorithm("auto")
+    ex, ek, eb = ref.conv2d_backward(dy * (y > 0), x, k, 1, padding)
+    np.testing.assert_allclose(dx, ex, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dk, ek, rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(db, eb, rtol=1e-12, atol=1e-12)
+
+
+def test_auto_algorithm_uses_winograd_for_wide_3x3_layers(rng):
+    """'auto' gives Winograd's exact float32 result where C and F are >= 16, im2col's elsewhere
+    (the two round differently, so the bits tell which ran)."""
+    def run(x, k, algorithm, **kw):
+        _core.conv2d_set_algorithm(algorithm)
+        y = conv.conv2d(x, k, **kw)
+        return [y] + list(conv.conv2d_backward(np.ones_like(y), x, k, **kw))
+
+    try:
+        wide = rand(rng, 2, 9, 9, 16, dtype=np.float32), rand(rng, 3, 3, 16, 16, dtype=np.float32)
+        narrow = rand(rng, 2, 9, 9, 3, dtype=np.float32), rand(rng, 3, 3, 3, 16, dtype=np.float32)
+        strided = dict(strides=2)
+        for (x, k), kw, expect in ((wide, {}, "winograd"), (narrow, {}, "im2col"),
+                                   (wide, strided, "im2col")):
+            auto = run(x, k, "auto", **kw)
+            chosen, other = run(x, k, expect, **kw), run(x, k, ({"im2col", "winograd"} - {expect}).pop(), **kw)
+            for a, e in zip(auto, chosen):
+                np.testing.assert_array_equal(a, e)
+            if expect == "winograd":  # the two algorithms really differ in the last bits
+                assert any(not np.array_equal(a, o) for a, o in zip(auto, other))
+    finally:
+        _core.conv2d_set_algorithm("auto")
+    assert _core.conv2d_algorithm() == "auto"
+
+
+def test_set_algorithm_rejects_unknown_names():
+    with pytest.raises(ValueError, match="'fft'"):
+        _core.conv2d_set_algorithm("fft")
+    with pytest.raises(TypeError):
+        _core.conv2d_set_algorithm(2)
+    assert _core.conv2d_algorithm() == "auto"
+
+
+def test_winograd_propagates_nan(rng, algorithm):
+    x = rand(rng, 1, 6, 6, 16, dtype=np.float32)
+    k = rand(rng, 3, 3, 16, 16, dtype=np.float32)
+    x[0, 2, 3, 5] = np.nan
+    y = conv.conv2d(x, k, activation="relu")
+    bad = np.isnan(y[0, :, :, 0])
+    # exactly the outputs whose 3x3 window holds the NaN, as with direct convolution
+    expect = np.zeros((4, 4), bool)
+    expect[0:3, 1:4] = True
+    np.testing.assert_array_equal(bad, expect)
 
 
 # ------------------------------------------------------------------ bad input
@@ -480,7 +585,7 @@ def test_layer_defaults_weights_and_forward(rng):
     dict(activation=None, use_bias=False, kernel_size=(2, 3), strides=(3, 2)),
     dict(padding="same", dilation_rate=(2, 1), activation="sigmoid"),
     dict(groups=2, padding="same", activation="relu"), dict(kernel_size=1, groups=2)])
-def test_layer_gradients_float64(rng, kwargs):
+def test_layer_gradients_float64(rng, algorithm, kwargs):
     set_random_seed(1)
     kwargs.setdefault("kernel_size", 3)
     layer = layers.Conv2D(4, dtype="float64", **kwargs)
@@ -491,7 +596,7 @@ def test_layer_gradients_float64(rng, kwargs):
     check_layer_gradients(layer, x)
 
 
-def test_layer_fused_relu_matches_unfused(rng):
+def test_layer_fused_relu_matches_unfused(rng, algorithm):
     set_random_seed(2)
     fused = layers.Conv2D(5, 3, padding="same", activation="relu")
     plain = layers.Conv2D(5, 3, padding="same")
@@ -509,7 +614,7 @@ def test_layer_fused_relu_matches_unfused(rng):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_layer_float32_grads_match_float64(rng):
+def test_layer_float32_grads_match_float64(rng, algorithm):
     set_random_seed(3)
     l64 = layers.Conv2D(6, 3, padding="same", activation="relu", dtype="float64")
     l32 = layers.Conv2D(6, 3, padding="same", activation="relu")

@@ -123,12 +123,16 @@ def _raw_calls():
     a, b = f32(256, 300), f32(300, 200)
     x, k, bias = f32(4, 12, 12, 8), f32(3, 3, 8, 16), f32(16)
     y = _core.conv2d_forward(x, k, bias, 1, 1, "same", 1, 1, 1, True)
+    xw, kw = f32(4, 12, 12, 16), f32(3, 3, 16, 16)  # wide enough for Winograd under "auto"
+    yw = _core.conv2d_forward(xw, kw, bias, 1, 1, "same", 1, 1, 1, True)
     xp = f32(8, 20, 20, 8)
     yp, am = _core.max_pool2d_forward(xp, 2, 2, 2, 2, "valid")
     calls = {
         "matmul": (lambda: _core.matmul(a, b, False, False), (a, b)),
         "conv2d_forward": (lambda: _core.conv2d_forward(x, k, bias, 1, 1, "same", 1, 1, 1, True), (x, k, bias)),
         "conv2d_backward": (lambda: _core.conv2d_backward(y, x, k, 1, 1, "same", 1, 1, 1, True, True, True, y), (y, x, k)),
+        "conv2d_forward[winograd]": (lambda: _core.conv2d_forward(xw, kw, bias, 1, 1, "same", 1, 1, 1, True), (xw, kw, bias)),
+        "conv2d_backward[winograd]": (lambda: _core.conv2d_backward(yw, xw, kw, 1, 1, "same", 1, 1, 1, True, True, True, yw), (yw, xw, kw)),
         "max_pool2d_forward": (lambda: _core.max_pool2d_forward(xp, 2, 2, 2, 2, "valid"), (xp,)),
         "max_pool2d_backward": (lambda: _core.max_pool2d_backward(yp, am, 20, 20, 2, 2, 2, 2, "valid"), (yp, am)),
         "avg_pool2d_forward": (lambda: _core.avg_pool2d_forward(xp, 3, 3, 1, 1, "same"), (xp,)),
@@ -173,6 +177,7 @@ def _raw_calls():
     calls["rmsprop_update"] = (lambda: _core.rmsprop_update(g, v, m, vh, 1e-3, 0.9, 0.1, 0.9, 1e-7),
                                (g, v, m, vh))
     calls["conv2d_chunk_bytes"] = (lambda: _core.conv2d_set_chunk_bytes(_core.conv2d_chunk_bytes()), ())
+    calls["conv2d_algorithm"] = (lambda: _core.conv2d_set_algorithm(_core.conv2d_algorithm()), ())
     calls["set_num_threads"] = (lambda: _core.set_num_threads(_core.get_num_threads()), ())
     calls["build_info"] = (lambda: _core.build_info(), ())
     calls["_sanitizer_canary"] = (lambda: _raises(lambda: _core._sanitizer_canary("thread")), ())
@@ -192,7 +197,7 @@ _RAW = _raw_calls()
 
 def test_every_core_entry_point_is_exercised():
     public = {n for n in dir(_core) if not n.startswith("__")}
-    covered = set(_RAW) | {"conv2d_set_chunk_bytes", "get_num_threads"}
+    covered = set(_RAW) | {"conv2d_set_chunk_bytes", "conv2d_set_algorithm", "get_num_threads"}
     assert public <= covered, public - covered
 
 
