@@ -398,11 +398,16 @@ def test_auto_algorithm_uses_winograd_for_wide_3x3_layers(rng):
 
 
 def test_set_algorithm_rejects_unknown_names():
-    with pytest.raises(ValueError, match="'fft'"):
-        _core.conv2d_set_algorithm("fft")
-    with pytest.raises(TypeError):
-        _core.conv2d_set_algorithm(2)
-    assert _core.conv2d_algorithm() == "auto"
+    with pytest.raises(ValueError, match="received 'fft'"):
+        conv.set_algorithm("fft")
+    with pytest.raises(TypeError, match="received int 2"):
+        conv.set_algorithm(2)
+    assert conv.get_algorithm() == "auto"
+    conv.set_algorithm("im2col")
+    try:
+        assert conv.get_algorithm() == _core.conv2d_algorithm() == "im2col"
+    finally:
+        conv.set_algorithm("auto")
 
 
 def test_winograd_propagates_nan(rng, algorithm):

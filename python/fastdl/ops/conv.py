@@ -5,6 +5,12 @@ Padding follows TensorFlow/Keras: ``"valid"`` uses no padding; ``"same"`` gives
 ``max((OH-1)*stride + (KH-1)*dilation + 1 - H, 0)``, the smaller half on the top/left.
 Inputs of any memory layout are accepted (converted explicitly with
 :func:`fastdl.ops.as_float_array`); dtypes other than float32/float64 raise ``TypeError``.
+
+Algorithms: 3x3, stride-1, undilated, ungrouped convolutions with at least 16 input channels
+and 16 filters run Winograd's F(2x2, 3x3) (2.25x fewer multiply-adds); every other shape runs
+im2col + GEMM. Both agree to rounding (float32: ~1e-6 relative). One difference: an infinite
+input that direct convolution turns into +-inf outputs can give NaN under Winograd (its
+transforms subtract the inf from itself). :func:`set_algorithm` picks one by hand.
 """
 import numpy as np
 
@@ -55,6 +61,20 @@ def _activation(activation):
         return True
     raise ValueError("activation must be None, 'linear' or 'relu' (fused), "
                      f"received {activation!r}")
+
+
+def set_algorithm(name):
+    """Algorithm of 3x3 stride-1 convolutions, for every later call in the process:
+    ``"auto"`` (the default: Winograd when C and F are >= 16), ``"im2col"`` or ``"winograd"``
+    (forced, for any channel count). Other shapes always run im2col."""
+    if not isinstance(name, str):
+        raise TypeError(f"algorithm must be a str, received {type(name).__name__} {name!r}")
+    _core.conv2d_set_algorithm(name)
+
+
+def get_algorithm():
+    """The name set by :func:`set_algorithm` (``"auto"`` unless changed)."""
+    return _core.conv2d_algorithm()
 
 
 def conv2d_output_size(size, kernel_size, stride, dilation, padding):
