@@ -285,17 +285,20 @@ const T* optional_array(const py::object& obj, Array<T>& holder,
 template <typename T>
 Array<T> conv2d_forward(const Array<T>& x, const Array<T>& kernel, const py::object& bias,
                         index_t sh, index_t sw, const std::string& padding, index_t dh,
-                        index_t dw, index_t groups, bool relu) {
+                        index_t dw, index_t groups, bool relu, index_t pool_h, index_t pool_w) {
     const char* fn = "conv2d_forward";
     auto p = conv2d_check(x, kernel, sh, sw, padding, dh, dw, groups, fn);
+    check_positive_pair(pool_h, pool_w, fn, "pool_size");
+    FASTDL_CHECK(p.oh >= pool_h && p.ow >= pool_w, fn, ": pool size (", pool_h, ", ", pool_w,
+                 ") is larger than the convolution's output (", p.oh, ", ", p.ow, ")");
     Array<T> bias_holder;
     const T* bp = optional_array<T>(bias, bias_holder, {p.f}, fn, "bias");
-    auto y = new_array<T>({p.n, p.oh, p.ow, p.f}, fn);
+    auto y = new_array<T>({p.n, p.oh / pool_h, p.ow / pool_w, p.f}, fn);
     const T *xp = x.data(), *kp = kernel.data();
     T* yp = y.mutable_data();
     {
         py::gil_scoped_release nogil;
-        fastdl::conv2d_forward(yp, xp, kp, bp, p, relu);
+        fastdl::conv2d_forward(yp, xp, kp, bp, p, relu, fastdl::PoolWindow{pool_h, pool_w});
     }
     return y;
 }
@@ -345,9 +348,11 @@ void bind_conv2d(py::module_& m) {
     m.def("conv2d_forward", &conv2d_forward<T>, py::arg("x").noconvert(),
           py::arg("kernel").noconvert(), py::arg("bias"), py::arg("stride_h"),
           py::arg("stride_w"), py::arg("padding"), py::arg("dilation_h"), py::arg("dilation_w"),
-          py::arg("groups"), py::arg("relu"),
+          py::arg("groups"), py::arg("relu"), py::arg("pool_h") = 1, py::arg("pool_w") = 1,
           "y = [relu](conv2d(x, kernel) + bias): x (N,H,W,C), kernel (KH,KW,C/groups,F), "
-          "bias (F,) or None -> y (N,OH,OW,F).");
+          "bias (F,) or None -> y (N,OH,OW,F); with pool_h x pool_w > 1, y is the max pooling "
+          "of that (windows = strides, no padding) (N,OH/pool_h,OW/pool_w,F), computed without "
+          "forming the convolution's output, bitwise the two separate passes.");
     m.def("conv2d_backward", &conv2d_backward<T>, py::arg("dy").noconvert(),
           py::arg("x").noconvert(), py::arg("kernel").noconvert(), py::arg("stride_h"),
           py::arg("stride_w"), py::arg("padding"), py::arg("dilation_h"), py::arg("dilation_w"),

@@ -439,16 +439,59 @@ Conv2dParams conv2d_params(index_t n, index_t h, index_t w, index_t c, index_t k
                         sw, dh, dw, ah.pad_before, aw.pad_before, ah.out, aw.out, groups};
 }
 
-// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) -> y (N,OH,OW,F)
+// y[:, pr, pc, :] = max over the pool window of c rows of one item: c holds conv output rows
+// m0.. (pixels (n, oh, ow), fgp apart) from conv row pr0 * ph of image n on; y is (N, PH, PW, F)
+// and receives the group's fg filters at column offset y_col. The window is scanned in
+// max_pool2d_forward's order with its rule (strict >, a NaN first element stays).
+template <typename T>
+void pool_rows(T* y, index_t y_col, const T* c, index_t ldc, index_t fg, const Conv2dParams& p,
+               PoolWindow pool, index_t n, index_t pr0, index_t pr1) {
+    const index_t ph_out = p.oh / pool.ph, pw_out = p.ow / pool.pw;
+    for (index_t pr = pr0; pr < pr1; ++pr)
+        for (index_t pc = 0; pc < pw_out; ++pc) {
+            T* __restrict yo = y + ((n * ph_out + pr) * pw_out + pc) * p.f + y_col;
+            const T* first = c + ((pr - pr0) * pool.ph * p.ow + pc * pool.pw) * ldc;
+            std::copy(first, first + fg, yo);
+            for (index_t i = 0; i < pool.ph; ++i)
+                for (index_t j = 0; j < pool.pw; ++j) {
+                    const T* __restrict v = first + (i * p.ow + j) * ldc;
+                    for (index_t q = 0; q < fg; ++q) yo[q] = v[q] > yo[q] ? v[q] : yo[q];
+                }
+        }
+}
+
+// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) -> y (N,OH,OW,F), or (N,OH/ph,OW/pw,F) pooled
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
-                    bool relu) {
-    if (winograd_applies(p)) return winograd_forward(y, x, w, bias, p, relu);
+                    bool relu, PoolWindow pool) {
+    const bool pooled = pool.ph > 1 || pool.pw > 1;
+    if (winograd_applies(p)) {
+        if (!pooled || (pool.ph == 2 && pool.pw == 2))  // a 2x2 window is one Winograd tile
+            return winograd_forward(y, x, w, bias, p, relu, pooled);
+        // other windows: the convolution's output, then the pooling (the same bits as the two
+        // separate passes, no faster)
+        // (not a Workspace: winograd_forward takes the calling thread's workspace itself)
+        std::unique_ptr<T[]> buffer(new T[p.n * p.oh * p.ow * p.f]);
+        T* conv = buffer.get();
+        winograd_forward(conv, x, w, bias, p, relu, false);
+#pragma omp parallel for num_threads(threads_for(p.n * p.oh * p.ow * p.f)) schedule(static)
+        for (index_t n = 0; n < p.n; ++n)
+            pool_rows(y, 0, conv + n * p.oh * p.ow * p.f, p.f, p.f, p, pool, n, 0,
+                      p.oh / pool.ph);
+        return;
+    }
     const Plan<T> pl(p, kTileBytes);
     if (pl.pixels == 0) return;
     const int nt = threads_for(pl.pixels * pl.kg * p.f);
-    const index_t tiles = pl.tiles_of(pl.pixels, nt);
-    const index_t tile = (pl.pixels + tiles - 1) / tiles;
+    // Work items: tiles of pixel rows; pooled, whole windows: `per_item` pooled rows of one
+    // image (their ph * per_item conv rows of OW pixels are consecutive pixel rows).
+    const index_t ph_out = pooled ? p.oh / pool.ph : 0;
+    const index_t per_item =
+        pooled ? std::clamp<index_t>(pl.tile / (pool.ph * p.ow), 1, ph_out) : 0;
+    const index_t items_per_image = pooled ? (ph_out + per_item - 1) / per_item : 0;
+    const index_t tiles = pooled ? p.n * items_per_image : pl.tiles_of(pl.pixels, nt);
+    const index_t tile =
+        pooled ? per_item * pool.ph * p.ow : (pl.pixels + tiles - 1) / tiles;
     // Implicit im2col (groups == 1, dw == 1): a tile row whose window lies inside x is read in
     // place as KH runs of KW*C elements (stride dh*W*C); only rows that touch the padding are
     // gathered into abuf. Other convolutions gather whole tiles (im2col_rows).
@@ -458,8 +501,9 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
     std::vector<index_t> row_strides(implicit ? nt * tile : 0);
     // Packed kernel (kg, fgp) and bias (fgp) per group, zero-padded to whole packets.
     const index_t wp_size = pl.kg * pl.fgp;
-    // Tiles write y in place when a group's filters are whole packets, else through cbuf.
-    const bool in_place = pl.fgp == pl.fg;
+    // Tiles write y in place when a group's filters are whole packets and nothing is pooled,
+    // else through cbuf.
+    const bool in_place = pl.fgp == pl.fg && !pooled;
     const index_t a_size = pl.direct ? 0 : Slicer<T>::size(tile * pl.kg);
     const index_t c_size = in_place ? 0 : Slicer<T>::size(tile * pl.fgp);
     const index_t ws_size = Slicer<T>::size(p.groups * wp_size) +
@@ -488,8 +532,17 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
             const T* bg = bias ? bp + g * pl.fgp : nullptr;
 #pragma omp for schedule(static) nowait
             for (index_t t = 0; t < tiles; ++t) {
-                const index_t m0 = std::min(pl.pixels, t * tile);
-                const index_t m1 = std::min(pl.pixels, m0 + tile);
+                index_t m0, m1, n = 0, pr0 = 0, pr1 = 0;
+                if (pooled) {
+                    n = t / items_per_image;
+                    pr0 = t % items_per_image * per_item;
+                    pr1 = std::min(ph_out, pr0 + per_item);
+                    m0 = (n * p.oh + pr0 * pool.ph) * p.ow;
+                    m1 = (n * p.oh + pr1 * pool.ph) * p.ow;
+                } else {
+                    m0 = std::min(pl.pixels, t * tile);
+                    m1 = std::min(pl.pixels, m0 + tile);
+                }
                 if (m0 == m1) continue;
                 T* yt = y + m0 * p.f + g * pl.fg;
                 T* out = in_place ? yt : cbuf;
@@ -509,7 +562,9 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
                     tile_gemm<T, true>(m1 - m0, pl.fgp, pl.kg, a, lda, wg, pl.fgp, out, ldc,
                                        false, bg, relu);
                 }
-                if (!in_place)
+                if (pooled)
+                    pool_rows(y, g * pl.fg, cbuf, pl.fgp, pl.fg, p, pool, n, pr0, pr1);
+                else if (!in_place)
                     for (index_t m = m0; m < m1; ++m)
                         std::copy(cbuf + (m - m0) * pl.fgp, cbuf + (m - m0) * pl.fgp + pl.fg,
                                   yt + (m - m0) * p.f);
@@ -737,9 +792,9 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
 }
 
 template void conv2d_forward<float>(float*, const float*, const float*, const float*,
-                                    const Conv2dParams&, bool);
+                                    const Conv2dParams&, bool, PoolWindow);
 template void conv2d_forward<double>(double*, const double*, const double*, const double*,
-                                     const Conv2dParams&, bool);
+                                     const Conv2dParams&, bool, PoolWindow);
 template void conv2d_backward<float>(float*, float*, float*, const float*, const float*,
                                      const float*, const float*, const Conv2dParams&);
 template void conv2d_backward<double>(double*, double*, double*, const double*, const double*,

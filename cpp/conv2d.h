@@ -36,10 +36,19 @@ Conv2dParams conv2d_params(index_t n, index_t h, index_t w, index_t c, index_t k
                            index_t f, index_t sh, index_t sw, index_t dh, index_t dw,
                            index_t groups, bool same, const char* what);
 
-// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) or null -> y (N,OH,OW,F) = [relu](conv(x, w) + bias)
+// Max pooling fused into conv2d_forward (inference): ph x pw windows with strides ph, pw and
+// no padding over the convolution's output; 1 x 1 is no pooling.
+struct PoolWindow {
+    index_t ph = 1, pw = 1;
+};
+
+// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) or null -> y (N,OH,OW,F) = [relu](conv(x, w) + bias),
+// or with a pool window y (N, OH/ph, OW/pw, F) (floor; OH >= ph and OW >= pw), the window
+// maxima of that, scanned in max_pool2d_forward's order with its rule: the bits of the two
+// passes, without writing and re-reading the convolution's output.
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
-                    bool relu);
+                    bool relu, PoolWindow pool = {});
 
 // dy (N,OH,OW,F), x, w -> dx (N,H,W,C), dw (KH,KW,C/G,F), dbias (F); each output is
 // overwritten and may be null to skip it. relu_y (the forward's output, or null): when given,

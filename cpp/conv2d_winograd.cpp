@@ -117,14 +117,18 @@ inline void input_transform(T* __restrict v, index_t ld, const T* const (&rows)[
     });
 }
 
-// y rows of tile (n, ty, tx) = [relu](A^T m A + bias) from m[xi * ld + f], f < count; outputs
-// past the bottom/right edge are dropped.
+// The outputs of tile (n, ty, tx), [relu](A^T m A + bias) from m[xi * ld + f], f < F, into y:
+// unpooled, its (up to) 2x2 outputs (those past the bottom/right edge are dropped); pooled, their
+// maximum at y[n, ty, tx] of the (N, OH/2, OW/2, F) output (max_pool2d_forward's scan order and
+// rule: strict >, a NaN first element stays).
 template <typename T>
 inline void output_transform(T* y, const T* __restrict m, index_t ld, const Conv2dParams& p,
-                             index_t n, index_t ty, index_t tx, const T* bias, bool relu) {
+                             index_t n, index_t ty, index_t tx, const T* bias, bool relu,
+                             bool pooled) {
     const index_t oh0 = 2 * ty, ow0 = 2 * tx;
-    const bool down = oh0 + 1 < p.oh, right = ow0 + 1 < p.ow;
-    T* y00 = y + ((n * p.oh + oh0) * p.ow + ow0) * p.f;
+    const bool down = pooled || oh0 + 1 < p.oh, right = pooled || ow0 + 1 < p.ow;
+    T* y00 = pooled ? y + ((n * (p.oh / 2) + ty) * (p.ow / 2) + tx) * p.f
+                    : y + ((n * p.oh + oh0) * p.ow + ow0) * p.f;
     T* y10 = y00 + p.ow * p.f;
     over_channels<T>(p.f, [&](auto q, index_t f) {
         using Q = decltype(q);
@@ -138,18 +142,29 @@ inline void output_transform(T* y, const T* __restrict m, index_t ld, const Conv
         }
         const Q b = bias ? ei::ploadu<Q>(bias + f) : ei::pset1<Q>(T(0));
         const Q zero = ei::pset1<Q>(T(0));
-        auto out = [&](T* dst, const Q* r, int col) {
+        auto value = [&](const Q* r, int col) {  // (A^T m) A, column col, + bias, [relu]
             Q v = col == 0 ? ei::padd(ei::padd(r[0], r[1]), r[2])
                            : ei::psub(ei::psub(r[1], r[2]), r[3]);
             v = ei::padd(v, b);
             if (relu) v = ei::pmax(v, zero);  // pmax(NaN, 0) keeps NaN like the scalar path
-            ei::pstoreu(dst + f, v);
+            return v;
         };
-        out(y00, s, 0);
-        if (right) out(y00 + p.f, s, 1);
+        if (pooled) {
+            Q best = value(s, 0);
+            for (const Q v : {value(s, 1), value(s + 4, 0), value(s + 4, 1)}) {
+                if constexpr (std::is_same_v<Q, T>)
+                    best = v > best ? v : best;
+                else
+                    best = ei::pselect(ei::pcmp_lt(best, v), v, best);
+            }
+            ei::pstoreu(y00 + f, best);
+            return;
+        }
+        ei::pstoreu(y00 + f, value(s, 0));
+        if (right) ei::pstoreu(y00 + p.f + f, value(s, 1));
         if (down) {
-            out(y10, s + 4, 0);
-            if (right) out(y10 + p.f, s + 4, 1);
+            ei::pstoreu(y10 + f, value(s + 4, 0));
+            if (right) ei::pstoreu(y10 + p.f + f, value(s + 4, 1));
         }
     });
 }
@@ -211,8 +226,13 @@ bool winograd_applies(const Conv2dParams& p) {
 
 template <typename T>
 void winograd_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
-                      bool relu) {
-    const Tiling tl = tiling_for<T>(p, false);
+                      bool relu, bool pool_2x2) {
+    Tiling tl = tiling_for<T>(p, false);
+    if (pool_2x2) {  // only the tiles under a pooling window (no partial tiles then)
+        tl.th = p.oh / 2;
+        tl.tw = p.ow / 2;
+        tl.tiles = p.n * tl.th * tl.tw;
+    }
     const int nt = threads_for(tl.tiles * 16 * p.c * p.f);
     const index_t blocks = (tl.tiles + tl.block - 1) / tl.block;
     const index_t u_size = Slicer<T>::size(16 * p.c * tl.fp);
@@ -251,7 +271,7 @@ void winograd_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dP
             for (index_t r = 0; r < rows; ++r) {
                 const TileAt at(t0 + r, tl);
                 output_transform(y, m + r * tl.fp, mld, p, at.n, at.ty, at.tx,
-                                 bias ? bp : nullptr, relu);
+                                 bias ? bp : nullptr, relu, pool_2x2);
             }
         }
     }
@@ -452,9 +472,9 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
 }
 
 template void winograd_forward<float>(float*, const float*, const float*, const float*,
-                                      const Conv2dParams&, bool);
+                                      const Conv2dParams&, bool, bool);
 template void winograd_forward<double>(double*, const double*, const double*, const double*,
-                                       const Conv2dParams&, bool);
+                                       const Conv2dParams&, bool, bool);
 template void winograd_backward<float>(float*, float*, float*, const float*, const float*,
                                        const float*, const float*, const Conv2dParams&);
 template void winograd_backward<double>(double*, double*, double*, const double*,

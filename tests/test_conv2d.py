@@ -422,6 +422,68 @@ def test_winograd_propagates_nan(rng, algorithm):
     np.testing.assert_array_equal(bad, expect)
 
 
+# ------------------------------------------------------------------ max pooling fused (inference)
+from fastdl.ops import pool as pool_ops  # noqa: E402
+
+FUSED_POOL_CASES = [  # conv kwargs, channels, filters, pool window
+    (dict(), 3, 32, (2, 2)),                                  # the tutorial's first pair
+    (dict(activation="relu"), 17, 16, (2, 2)),                # Winograd under "auto", 2x2 tiles
+    (dict(activation="relu", padding="same"), 16, 20, (3, 2)),  # Winograd, other windows
+    (dict(padding="same"), 5, 7, (2, 3)),
+    (dict(strides=(2, 1), dilation_rate=(1, 2)), 4, 6, (2, 2)),
+    (dict(groups=2, activation="relu", padding="same"), 4, 6, (2, 2)),
+    (dict(kernel_size=(1, 1)), 16, 16, (3, 3)),               # direct 1x1
+    (dict(activation="relu"), 8, 33, (1, 4)),                 # filters not whole packets
+]
+
+
+@pytest.mark.parametrize("kwargs,c,f,window", FUSED_POOL_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_max_pool_is_bitwise_the_two_passes(rng, algorithm, kwargs, c, f, window, dtype):
+    kwargs = dict(kwargs)
+    ksize = kwargs.pop("kernel_size", (3, 3))
+    groups = kwargs.get("groups", 1)
+    for h, w in ((11, 9), (8, 8)):  # outputs that leave rows / columns out of every window
+        x = rand(rng, 3, h, w, c, dtype=dtype)
+        x[1, 4, 3, 0] = np.nan  # NaN follows the pooling kernel's rule in both
+        k = rand(rng, *ksize, c // groups, f, dtype=dtype)
+        b = rand(rng, f, dtype=dtype)
+        y = conv.conv2d(x, k, b, **kwargs)
+        expect, _ = pool_ops.max_pool2d(y, window)
+        fused = conv.conv2d(x, k, b, max_pool=window, **kwargs)
+        assert fused.shape == expect.shape and fused.dtype == dtype
+        assert fused.tobytes() == expect.tobytes()
+
+
+def test_fused_max_pool_over_threads(rng, algorithm):
+    x = rand(rng, 5, 16, 16, 16, dtype=np.float32)
+    k = rand(rng, 3, 3, 16, 32, dtype=np.float32)
+    results = []
+    old = fastdl.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            fastdl.set_num_threads(threads)
+            results.append(conv.conv2d(x, k, activation="relu", max_pool=2).tobytes())
+    finally:
+        fastdl.set_num_threads(old)
+    expect, _ = pool_ops.max_pool2d(conv.conv2d(x, k, activation="relu"), 2)
+    assert results[0] == results[1] == results[2] == expect.tobytes()
+
+
+@pytest.mark.parametrize("max_pool,exc,match", [
+    ((5, 2), ValueError, r"pool size \(5, 2\) is larger than the convolution's output \(4, 4\)"),
+    ((0, 2), ValueError, r"max_pool must hold positive integers, received \(0, 2\)"),
+    ((2.0, 2), TypeError, "max_pool"),
+])
+def test_fused_max_pool_bad_windows(rng, max_pool, exc, match):
+    x = rand(rng, 1, 6, 6, 3, dtype=np.float32)
+    k = rand(rng, 3, 3, 3, 4, dtype=np.float32)
+    with pytest.raises(exc, match=match):
+        conv.conv2d(x, k, max_pool=max_pool)
+    with pytest.raises(ValueError, match=r"pool_size must be positive integers, received \(2, 0\)"):
+        _core.conv2d_forward(x, k, None, 1, 1, "valid", 1, 1, 1, False, 2, 0)
+
+
 # ------------------------------------------------------------------ bad input
 def _xk(c=3, f=4, ksize=(3, 3), dtype=np.float32):
     return np.zeros((2, 6, 6, c), dtype), np.zeros((*ksize, c, f), dtype)
@@ -740,3 +802,39 @@ def test_layer_config_round_trip():
     assert clone.get_config() == config
     assert layers.Conv2D(2, 3).compute_output_shape((None, None, 9, 1)) == (None, None, 7, 2)
     assert layers.Convolution2D is layers.Conv2D
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_predict_fuses_conv_and_max_pool_bitwise(rng, algorithm, dtype):
+    """predict/evaluate run Conv2D -> MaxPooling2D pairs as one kernel: the same bits as the
+    layer-by-layer forward (model(x)), for each fusable pair, and the other pairs untouched."""
+    set_random_seed(4)
+    model = fastdl.Sequential([
+        layers.Conv2D(16, 3, activation="relu", input_shape=(13, 12, 3), dtype=dtype),
+        layers.MaxPooling2D(dtype=dtype),                    # fused: 2x2
+        layers.Conv2D(16, 3, padding="same", dtype=dtype),
+        layers.MaxPooling2D((3, 2), dtype=dtype),            # fused: linear conv, 3x2 windows
+        layers.Conv2D(8, 1, activation="tanh", dtype=dtype),
+        layers.MaxPooling2D((1, 2), strides=1, dtype=dtype),  # not fused: tanh, strides
+        layers.Flatten(dtype=dtype), layers.Dense(3, dtype=dtype)])
+    model.compile(loss="mse")
+    x = rand(rng, 7, 13, 12, 3, dtype=dtype)
+    y = rand(rng, 7, 3, dtype=dtype)
+    unfused = model(x)
+    assert model.layers[0]._cache is not None
+    fused = model.predict(x, verbose=0)
+    assert model.layers[0]._cache is None and model.layers[2]._cache is None  # the fused path ran
+    assert model.layers[4]._cache is not None
+    assert fused.dtype == unfused.dtype and fused.tobytes() == unfused.tobytes()
+    expect = float(np.mean((unfused - y) ** 2))
+    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), expect, rtol=1e-6)
+    # training still runs the layers one by one, with their caches for the backward
+    model.train_on_batch(x, y)
+    assert all(layer._cache is not None for layer in model.layers[:4])
+
+
+def test_fused_pair_with_a_too_small_output_raises_the_layer_error(rng):
+    model = fastdl.Sequential([layers.Conv2D(4, 3), layers.MaxPooling2D(3)])  # built on use
+    model.predict(rand(rng, 2, 7, 7, 1, dtype=np.float32), verbose=0)
+    with pytest.raises(ValueError, match=f"Layer '{model.layers[1].name}'.*less than 1"):
+        model.predict(rand(rng, 2, 4, 4, 1, dtype=np.float32), verbose=0)

@@ -308,9 +308,18 @@ class Sequential:
         return int(verbose)
 
     # ------------------------------------------------------------------ forward / backward
-    def _forward(self, x, training):
+    def _forward(self, x, training, fuse=False):
         mask = None
-        for layer in self._layers:
+        layers = self._layers
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if fuse and mask is None and i + 1 < len(layers):
+                fused = layer._fuse_next(x, layers[i + 1])
+                if fused is not None:  # two layers in one kernel (neither takes a mask)
+                    x = fused
+                    i += 2
+                    continue
             next_mask = layer.compute_mask(x, mask)
             if layer._call_takes_mask:
                 x = layer.call(x, training=training, mask=mask)
@@ -319,15 +328,17 @@ class Sequential:
             if isinstance(x, (list, tuple)):  # an RNN with return_state: the sequence goes on
                 x = x[0]
             mask = next_mask
+            i += 1
         return x
 
     def _inference_forward(self, x):
         """``_forward(x, False)`` with no backward to follow (predict, evaluate): layers may
-        skip what only their backward needs (see Layer._inference_only)."""
+        skip what only their backward needs (see Layer._inference_only), and adjacent layers
+        may run as one fused kernel (Layer._fuse_next: Conv2D -> MaxPooling2D)."""
         for layer in self._layers:
             layer._inference_only = True
         try:
-            return self._forward(x, False)
+            return self._forward(x, False, fuse=True)
         finally:
             for layer in self._layers:
                 layer.__dict__.pop("_inference_only", None)

@@ -99,6 +99,12 @@ class Layer:
     # may then skip what only its backward needs (MaxPooling2D: the argmax).
     _inference_only = False
 
+    def _fuse_next(self, x, next_layer):
+        """Inference only (Sequential's predict/evaluate): the output of ``next_layer`` applied
+        to this layer's output, computed by one fused kernel, or None when the pair does not
+        fuse. The result must be bitwise that of the two calls."""
+        return None
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls._call_takes_mask = "mask" in inspect.signature(cls.call).parameters

@@ -126,6 +126,25 @@ class Conv2D(Layer):
         self._cache = (x, z, y)
         return y
 
+    def _fuse_next(self, x, next_layer):
+        """Conv2D (ReLU or linear) -> MaxPooling2D with windows = strides and valid padding:
+        one kernel pools each tile of the convolution while it is in cache, so the
+        convolution's output is never written (bitwise the two layers' result)."""
+        from fastdl.layers.pooling import MaxPooling2D
+
+        pool = next_layer
+        if (type(pool) is not MaxPooling2D or pool.padding != "valid"
+                or pool.strides != pool.pool_size or pool.dtype != self.dtype
+                or not (self._fused_relu or self.activation is activations.linear)):
+            return None
+        oh, ow = self.compute_output_shape(x.shape)[1:3]
+        if oh < pool.pool_size[0] or ow < pool.pool_size[1]:
+            return None  # the pooling layer's own call raises its error
+        y = _core.conv2d_forward(as_c_array(x), self.kernel, self.bias, *self._args(),
+                                 self._fused_relu, *pool.pool_size)
+        self._cache = pool._cache = None
+        return y
+
     def backward(self, dy):
         if self._cache is None:
             raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")

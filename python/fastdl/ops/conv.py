@@ -86,12 +86,15 @@ def conv2d_output_size(size, kernel_size, stride, dilation, padding):
 
 
 def conv2d(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, groups=1,
-           activation=None):
+           activation=None, max_pool=None):
     """``y = activation(conv2d(x, kernel) + bias)``.
 
     x ``(N, H, W, C)``, kernel ``(KH, KW, C/groups, F)``, bias ``(F,)`` or None
     -> y ``(N, OH, OW, F)`` of x's dtype. ``activation`` None/'linear' or 'relu' (fused into the
-    output pass). Raises ``ValueError`` for inconsistent shapes or hyperparameters and an output
+    output pass). ``max_pool=(ph, pw)`` fuses a following max pooling (windows = strides, valid
+    padding): y is then ``(N, OH // ph, OW // pw, F)``, bitwise ``pool.max_pool2d`` of the
+    unpooled output, computed without writing that output (inference: no argmax is kept).
+    Raises ``ValueError`` for inconsistent shapes or hyperparameters and an output
     size below 1, ``TypeError`` for non-float or mixed dtypes and non-integer hyperparameters.
     """
     x = as_float_array(x, "x")
@@ -100,8 +103,9 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, gr
         bias = as_float_array(bias, "bias", dtype=x.dtype)
     sh, sw = int_pair(strides, "strides")
     dh, dw = int_pair(dilation_rate, "dilation_rate")
+    ph, pw = (1, 1) if max_pool is None else int_pair(max_pool, "max_pool")
     return _core.conv2d_forward(x, kernel, bias, sh, sw, padding_mode(padding), dh, dw,
-                                positive_int(groups, "groups"), _activation(activation))
+                                positive_int(groups, "groups"), _activation(activation), ph, pw)
 
 
 def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,
