@@ -170,10 +170,12 @@ inline void output_transform(T* y, const T* __restrict m, index_t ld, const Conv
 }
 
 // u[(xi * rows + r) * ld + k] = (G g G^T)[xi] of the 3x3 kernels g[(i*3 + j) * rows * cols +
-// r * cols + k] (a kernel (3, 3, rows, cols)); columns k in [cols, ld) are zero.
+// r * cols + k] (a kernel (3, 3, rows, cols)); columns k in [cols, ld) are zero. Called in a
+// parallel region, the rows are shared among its threads (and all wait for the last).
 template <typename T>
 void kernel_transform(T* u, index_t ld, const T* g, index_t rows, index_t cols) {
     const index_t plane = rows * cols;
+#pragma omp for schedule(static)
     for (index_t r = 0; r < rows; ++r) {
         const T* gr = g + r * cols;
         T* ur = u + r * ld;
@@ -247,12 +249,12 @@ void winograd_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dP
     T* bp = sl.take(tl.fp);
     T* zeros = sl.take(p.c);
     T* work = sl.take(nt * (v_size + m_size));
-    kernel_transform(u, tl.fp, w, p.c, p.f);
     std::fill(bp, bp + tl.fp, T(0));
     if (bias) std::copy(bias, bias + p.f, bp);
     std::fill(zeros, zeros + p.c, T(0));
 #pragma omp parallel num_threads(nt)
     {
+        kernel_transform(u, tl.fp, w, p.c, p.f);
         T* v = work + omp_get_thread_num() * (v_size + m_size);
         T* m = v + v_size;
         const index_t vld = tl.block * p.c, mld = tl.block * tl.fp;  // per position xi
@@ -304,18 +306,19 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
     T* zeros = sl.take(std::max(p.c, p.f));
     T* work = sl.take(nt * per_thread);
     std::fill(zeros, zeros + std::max(p.c, p.f), T(0));
-    if (dx) {  // U^T: the transform of the kernel transposed to (3, 3, F, C)
-        for (index_t ij = 0; ij < 9; ++ij)
-            for (index_t c = 0; c < p.c; ++c)
-                for (index_t f = 0; f < p.f; ++f)
-                    wt[(ij * p.f + f) * p.c + c] = w[(ij * p.c + c) * p.f + f];
-        kernel_transform(ut, tl.cp, wt, p.f, p.c);
-    }
     const index_t vld = tl.block * p.c, mld = tl.block * tl.fp, dvld = tl.block * tl.cp;
 
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+        if (dx) {  // U^T: the transform of the kernel transposed to (3, 3, F, C)
+#pragma omp for schedule(static)
+            for (index_t f = 0; f < p.f; ++f)
+                for (index_t ij = 0; ij < 9; ++ij)
+                    for (index_t c = 0; c < p.c; ++c)
+                        wt[(ij * p.f + f) * p.c + c] = w[(ij * p.c + c) * p.f + f];
+            kernel_transform(ut, tl.cp, wt, p.f, p.c);
+        }
         T* v = work + tid * per_thread;
         T* dm = v + v_size;
         T* dv = dm + dm_size;
