@@ -343,7 +343,8 @@ def kernels(args):
                     # OpenBLAS's idle threads spin for ~0.1 s after NumPy's last product and
                     # would take the second core from whichever side runs next
                     time.sleep(0.3)
-                    fn()  # untimed
+                    for _ in range(2):  # untimed: the first calls after the pause run cold
+                        fn()
                     for _ in range(args.steps):
                         t0 = time.perf_counter()
                         fn()

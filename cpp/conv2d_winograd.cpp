@@ -212,6 +212,18 @@ struct TileAt {
     TileAt(index_t t, const Tiling& tl) : n(t / (tl.th * tl.tw)), ty(t / tl.tw % tl.th), tx(t % tl.tw) {}
 };
 
+// V of the tiles [t0, t0 + rows): v[xi * ld + r * C + c], C = p.c.
+template <typename T>
+void transform_inputs(T* v, index_t ld, const T* x, const Conv2dParams& p, const Tiling& tl,
+                      index_t t0, index_t rows, const T* zeros) {
+    for (index_t r = 0; r < rows; ++r) {
+        const TileAt at(t0 + r, tl);
+        const T* src[16];
+        block_rows(src, x, p, at.n, at.ty, at.tx, zeros);
+        input_transform(v + r * p.c, ld, src, p.c);
+    }
+}
+
 }  // namespace
 
 void set_conv2d_algorithm(Conv2dAlgorithm a) { g_algorithm.store(static_cast<int>(a)); }
@@ -261,12 +273,7 @@ void winograd_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dP
 #pragma omp for schedule(static)
         for (index_t b = 0; b < blocks; ++b) {
             const index_t t0 = b * tl.block, rows = std::min(tl.block, tl.tiles - t0);
-            for (index_t r = 0; r < rows; ++r) {
-                const TileAt at(t0 + r, tl);
-                const T* src[16];
-                block_rows(src, x, p, at.n, at.ty, at.tx, zeros);
-                input_transform(v + r * p.c, vld, src, p.c);
-            }
+            transform_inputs(v, vld, x, p, tl, t0, rows, zeros);
             for (int xi = 0; xi < 16; ++xi)
                 tile_gemm<T, true>(rows, tl.fp, p.c, v + xi * vld, p.c, u + xi * p.c * tl.fp,
                                    tl.fp, m + xi * mld, tl.fp, false);
@@ -379,12 +386,7 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
                     std::fill(dmr + xi * mld + p.f, dmr + xi * mld + tl.fp, T(0));
             }
             if (dw) {  // dU[xi] += V[xi]^T @ dM[xi]
-                for (index_t r = 0; r < rows; ++r) {
-                    const TileAt at(t0 + r, tl);
-                    const T* src[16];
-                    block_rows(src, x, p, at.n, at.ty, at.tx, zeros);
-                    input_transform(v + r * p.c, vld, src, p.c);
-                }
+                transform_inputs(v, vld, x, p, tl, t0, rows, zeros);
                 for (int xi = 0; xi < 16; ++xi)
                     tile_gemm<T, false>(p.c, tl.fp, rows, v + xi * vld, p.c, dm + xi * mld,
                                         tl.fp, du + xi * p.c * tl.fp, tl.fp, true);
