@@ -145,18 +145,20 @@ def torch_pair(L):
     return fwd, bwd
 
 
-def bench(fns, reps, inner=3, settle=0.03, stat=np.median):
+def bench(fns, reps, inner=3, settle=0.2, stat=np.median):
     """Interleaved rounds (A B C A B C ...): returns the median (or `stat`) seconds of each.
 
     Each round of one function sleeps `settle` seconds first, so the previous library's idle
-    threads (OpenMP and OpenBLAS spin-wait for milliseconds after their last call) have
-    stopped competing for the cores, makes one untimed call, then times `inner` calls in a row
-    (back to back, as a training loop makes them).
+    threads (OpenBLAS's spin-wait for ~0.1 s after their last call, PyTorch's libgomp for
+    milliseconds) have stopped competing for the cores, makes two untimed calls (the first
+    after the pause runs cold), then times `inner` calls in a row (back to back, as a training
+    loop makes them).
     """
     times = [[] for _ in fns]
     for _ in range(reps):
         for i, fn in enumerate(fns):
             time.sleep(settle)
+            fn()
             fn()
             for _ in range(inner):
                 t0 = time.perf_counter()
