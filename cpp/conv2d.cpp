@@ -530,7 +530,9 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
         for (index_t g = 0; g < p.groups; ++g) {
             const T* wg = wp + g * wp_size;
             const T* bg = bias ? bp + g * pl.fgp : nullptr;
-#pragma omp for schedule(static) nowait
+            // dynamic: tiles are independent, and the master need not wait for a worker that
+            // is slow to wake (OMP_WAIT_POLICY=PASSIVE)
+#pragma omp for schedule(dynamic) nowait
             for (index_t t = 0; t < tiles; ++t) {
                 index_t m0, m1, n = 0, pr0 = 0, pr1 = 0;
                 if (pooled) {

@@ -175,7 +175,7 @@ inline void output_transform(T* y, const T* __restrict m, index_t ld, const Conv
 template <typename T>
 void kernel_transform(T* u, index_t ld, const T* g, index_t rows, index_t cols) {
     const index_t plane = rows * cols;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
     for (index_t r = 0; r < rows; ++r) {
         const T* gr = g + r * cols;
         T* ur = u + r * ld;
@@ -270,7 +270,7 @@ void winograd_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dP
         T* v = work + omp_get_thread_num() * (v_size + m_size);
         T* m = v + v_size;
         const index_t vld = tl.block * p.c, mld = tl.block * tl.fp;  // per position xi
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic)  // independent blocks (see conv2d_forward's tiles)
         for (index_t b = 0; b < blocks; ++b) {
             const index_t t0 = b * tl.block, rows = std::min(tl.block, tl.tiles - t0);
             transform_inputs(v, vld, x, p, tl, t0, rows, zeros);
@@ -319,7 +319,7 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
     {
         const int tid = omp_get_thread_num(), team = omp_get_num_threads();
         if (dx) {  // U^T: the transform of the kernel transposed to (3, 3, F, C)
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
             for (index_t f = 0; f < p.f; ++f)
                 for (index_t ij = 0; ij < 9; ++ij)
                     for (index_t c = 0; c < p.c; ++c)

@@ -1,6 +1,8 @@
 // 2-D max / average pooling, NHWC. Forward passes run OpenMP over output rows (n, oh) and
 // vectorise over channels; backward passes give each thread whole images (max: scatter at the
-// argmax) or whole input rows (avg: gather), so no two threads write one element.
+// argmax) or whole input rows (avg: gather), so no two threads write one element. Every loop
+// is scheduled dynamically: its iterations are independent (any schedule gives the same bits),
+// and a worker slow to wake (OMP_WAIT_POLICY=PASSIVE) leaves its share to the others.
 #include "pool2d.h"
 
 #include <omp.h>
@@ -38,7 +40,7 @@ Pool2dParams pool2d_params(index_t n, index_t h, index_t w, index_t c, index_t k
 template <typename T>
 void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dParams& p) {
     const index_t rows = p.n * p.oh, c = p.c;
-#pragma omp parallel for num_threads(threads_for(p.n * p.h * p.w * c)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(p.n * p.h * p.w * c)) schedule(dynamic, 8)
     for (index_t r = 0; r < rows; ++r) {
         const index_t n = r / p.oh, oh = r % p.oh;
         const Span sh = clip(oh * p.sh - p.pad_top, p.kh, p.h);
@@ -106,7 +108,7 @@ index_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
         // of its window; the matches are counted so the caller can reject inconsistent argmax.
         const index_t rows = p.n * p.h, c = p.c;
         index_t matches = 0;
-#pragma omp parallel for num_threads(threads_for(rows * p.w * c)) schedule(static) \
+#pragma omp parallel for num_threads(threads_for(rows * p.w * c)) schedule(dynamic, 8) \
     reduction(+ : matches)
         for (index_t r = 0; r < rows; ++r) {
             const index_t n = r / p.h, ih = r % p.h;
@@ -139,7 +141,7 @@ index_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
         return matches;
     }
     const index_t image = p.h * p.w * p.c, per_image = p.oh * p.ow * p.c;
-#pragma omp parallel for num_threads(threads_for(p.n * image)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(p.n * image)) schedule(dynamic, 8)
     for (index_t n = 0; n < p.n; ++n) {
         std::fill(dx + n * image, dx + (n + 1) * image, T(0));
         const T* d = dy + n * per_image;
@@ -153,7 +155,7 @@ index_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
 template <typename T>
 void avg_pool2d_forward(T* y, const T* x, const Pool2dParams& p) {
     const index_t rows = p.n * p.oh, c = p.c;
-#pragma omp parallel for num_threads(threads_for(p.n * p.h * p.w * c)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(p.n * p.h * p.w * c)) schedule(dynamic, 8)
     for (index_t r = 0; r < rows; ++r) {
         const index_t n = r / p.oh, oh = r % p.oh;
         const Span sh = clip(oh * p.sh - p.pad_top, p.kh, p.h);
@@ -177,7 +179,7 @@ void avg_pool2d_forward(T* y, const T* x, const Pool2dParams& p) {
 template <typename T>
 void avg_pool2d_backward(T* dx, const T* dy, const Pool2dParams& p) {
     const index_t rows = p.n * p.h, c = p.c;
-#pragma omp parallel for num_threads(threads_for(rows * p.w * c)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(rows * p.w * c)) schedule(dynamic, 8)
     for (index_t r = 0; r < rows; ++r) {  // input row (n, ih)
         const index_t n = r / p.h, ih = r % p.h;
         T* __restrict dxrow = dx + r * p.w * c;
