@@ -285,22 +285,54 @@ const T* optional_array(const py::object& obj, Array<T>& holder,
 template <typename T>
 Array<T> conv2d_forward(const Array<T>& x, const Array<T>& kernel, const py::object& bias,
                         index_t sh, index_t sw, const std::string& padding, index_t dh,
-                        index_t dw, index_t groups, bool relu, index_t pool_h, index_t pool_w) {
+                        index_t dw, index_t groups, bool relu) {
     const char* fn = "conv2d_forward";
+    auto p = conv2d_check(x, kernel, sh, sw, padding, dh, dw, groups, fn);
+    Array<T> bias_holder;
+    const T* bp = optional_array<T>(bias, bias_holder, {p.f}, fn, "bias");
+    auto y = new_array<T>({p.n, p.oh, p.ow, p.f}, fn);
+    const T *xp = x.data(), *kp = kernel.data();
+    T* yp = y.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::conv2d_forward(yp, xp, kp, bp, p, relu);
+    }
+    return y;
+}
+
+template <typename T>
+py::tuple conv2d_max_pool_forward(const Array<T>& x, const Array<T>& kernel,
+                                  const py::object& bias, index_t sh, index_t sw,
+                                  const std::string& padding, index_t dh, index_t dw,
+                                  index_t groups, bool relu, index_t pool_h, index_t pool_w,
+                                  bool training) {
+    const char* fn = "conv2d_max_pool_forward";
     auto p = conv2d_check(x, kernel, sh, sw, padding, dh, dw, groups, fn);
     check_positive_pair(pool_h, pool_w, fn, "pool_size");
     FASTDL_CHECK(p.oh >= pool_h && p.ow >= pool_w, fn, ": pool size (", pool_h, ", ", pool_w,
                  ") is larger than the convolution's output (", p.oh, ", ", p.ow, ")");
     Array<T> bias_holder;
     const T* bp = optional_array<T>(bias, bias_holder, {p.f}, fn, "bias");
-    auto y = new_array<T>({p.n, p.oh / pool_h, p.ow / pool_w, p.f}, fn);
+    const index_t ph = p.oh / pool_h, pw = p.ow / pool_w;
+    auto pooled = new_array<T>({p.n, ph, pw, p.f}, fn);
+    py::object y = py::none(), argmax = py::none();
+    T* yp = nullptr;
+    std::int64_t* ap = nullptr;
+    if (training) {
+        auto ya = new_array<T>({p.n, p.oh, p.ow, p.f}, fn);
+        auto aa = new_array<std::int64_t>({p.n, ph, pw, p.f}, fn);
+        yp = ya.mutable_data();
+        ap = aa.mutable_data();
+        y = ya;
+        argmax = aa;
+    }
     const T *xp = x.data(), *kp = kernel.data();
-    T* yp = y.mutable_data();
+    const fastdl::MaxPoolOutput<T> pool{pool_h, pool_w, pooled.mutable_data(), ap};
     {
         py::gil_scoped_release nogil;
-        fastdl::conv2d_forward(yp, xp, kp, bp, p, relu, fastdl::PoolWindow{pool_h, pool_w});
+        fastdl::conv2d_forward(yp, xp, kp, bp, p, relu, &pool);
     }
-    return y;
+    return py::make_tuple(pooled, y, argmax);
 }
 
 template <typename T>
@@ -348,11 +380,18 @@ void bind_conv2d(py::module_& m) {
     m.def("conv2d_forward", &conv2d_forward<T>, py::arg("x").noconvert(),
           py::arg("kernel").noconvert(), py::arg("bias"), py::arg("stride_h"),
           py::arg("stride_w"), py::arg("padding"), py::arg("dilation_h"), py::arg("dilation_w"),
-          py::arg("groups"), py::arg("relu"), py::arg("pool_h") = 1, py::arg("pool_w") = 1,
+          py::arg("groups"), py::arg("relu"),
           "y = [relu](conv2d(x, kernel) + bias): x (N,H,W,C), kernel (KH,KW,C/groups,F), "
-          "bias (F,) or None -> y (N,OH,OW,F); with pool_h x pool_w > 1, y is the max pooling "
-          "of that (windows = strides, no padding) (N,OH/pool_h,OW/pool_w,F), computed without "
-          "forming the convolution's output, bitwise the two separate passes.");
+          "bias (F,) or None -> y (N,OH,OW,F).");
+    m.def("conv2d_max_pool_forward", &conv2d_max_pool_forward<T>, py::arg("x").noconvert(),
+          py::arg("kernel").noconvert(), py::arg("bias"), py::arg("stride_h"),
+          py::arg("stride_w"), py::arg("padding"), py::arg("dilation_h"), py::arg("dilation_w"),
+          py::arg("groups"), py::arg("relu"), py::arg("pool_h"), py::arg("pool_w"),
+          py::arg("training"),
+          "(pooled, y, argmax): y = conv2d_forward(...), pooled, argmax = its max pooling with "
+          "pool_h x pool_w windows = strides and no padding (max_pool2d_forward's results, "
+          "bitwise), each conv tile pooled while in cache. training=False: y and argmax are "
+          "None and the convolution's output is never written.");
     m.def("conv2d_backward", &conv2d_backward<T>, py::arg("dy").noconvert(),
           py::arg("x").noconvert(), py::arg("kernel").noconvert(), py::arg("stride_h"),
           py::arg("stride_w"), py::arg("padding"), py::arg("dilation_h"), py::arg("dilation_w"),

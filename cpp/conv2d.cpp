@@ -439,59 +439,77 @@ Conv2dParams conv2d_params(index_t n, index_t h, index_t w, index_t c, index_t k
                         sw, dh, dw, ah.pad_before, aw.pad_before, ah.out, aw.out, groups};
 }
 
-// y[:, pr, pc, :] = max over the pool window of c rows of one item: c holds conv output rows
-// m0.. (pixels (n, oh, ow), fgp apart) from conv row pr0 * ph of image n on; y is (N, PH, PW, F)
-// and receives the group's fg filters at column offset y_col. The window is scanned in
-// max_pool2d_forward's order with its rule (strict >, a NaN first element stays).
+// The pooled rows [pr0, pr1) of image n from the conv rows of one item: c holds conv output
+// rows (pixels (n, oh, ow), ldc apart) from conv row pr0 * ph on, filters col.. col + fg of y.
+// Each window is scanned in max_pool2d_forward's order with its rule (strict >, a NaN first
+// element stays); argmax (optional) gets the flat index into y of each window's maximum.
 template <typename T>
-void pool_rows(T* y, index_t y_col, const T* c, index_t ldc, index_t fg, const Conv2dParams& p,
-               PoolWindow pool, index_t n, index_t pr0, index_t pr1) {
+void pool_rows(const MaxPoolOutput<T>& pool, index_t col, const T* c, index_t ldc, index_t fg,
+               const Conv2dParams& p, index_t n, index_t pr0, index_t pr1) {
     const index_t ph_out = p.oh / pool.ph, pw_out = p.ow / pool.pw;
     for (index_t pr = pr0; pr < pr1; ++pr)
         for (index_t pc = 0; pc < pw_out; ++pc) {
-            T* __restrict yo = y + ((n * ph_out + pr) * pw_out + pc) * p.f + y_col;
+            const index_t o = ((n * ph_out + pr) * pw_out + pc) * p.f + col;
+            T* __restrict yo = pool.pooled + o;
             const T* first = c + ((pr - pr0) * pool.ph * p.ow + pc * pool.pw) * ldc;
             std::copy(first, first + fg, yo);
+            if (!pool.argmax) {
+                for (index_t i = 0; i < pool.ph; ++i)
+                    for (index_t j = 0; j < pool.pw; ++j) {
+                        const T* __restrict v = first + (i * p.ow + j) * ldc;
+                        for (index_t q = 0; q < fg; ++q) yo[q] = v[q] > yo[q] ? v[q] : yo[q];
+                    }
+                continue;
+            }
+            std::int64_t* __restrict ao = pool.argmax + o;
+            const index_t at0 = ((n * p.oh + pr * pool.ph) * p.ow + pc * pool.pw) * p.f + col;
+            for (index_t q = 0; q < fg; ++q) ao[q] = at0 + q;
             for (index_t i = 0; i < pool.ph; ++i)
                 for (index_t j = 0; j < pool.pw; ++j) {
                     const T* __restrict v = first + (i * p.ow + j) * ldc;
-                    for (index_t q = 0; q < fg; ++q) yo[q] = v[q] > yo[q] ? v[q] : yo[q];
+                    const index_t at = at0 + (i * p.ow + j) * p.f;
+                    for (index_t q = 0; q < fg; ++q) {
+                        const bool gt = v[q] > yo[q];
+                        yo[q] = gt ? v[q] : yo[q];
+                        ao[q] = gt ? at + q : ao[q];
+                    }
                 }
         }
 }
 
-// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) -> y (N,OH,OW,F), or (N,OH/ph,OW/pw,F) pooled
+// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) -> y (N,OH,OW,F) and/or the max pooling of y
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
-                    bool relu, PoolWindow pool) {
-    const bool pooled = pool.ph > 1 || pool.pw > 1;
+                    bool relu, const MaxPoolOutput<T>* pool) {
     if (winograd_applies(p)) {
-        if (!pooled || (pool.ph == 2 && pool.pw == 2))  // a 2x2 window is one Winograd tile
-            return winograd_forward(y, x, w, bias, p, relu, pooled);
+        if (!pool || (pool->ph == 2 && pool->pw == 2))  // a 2x2 window is one Winograd tile
+            return winograd_forward(y, x, w, bias, p, relu, pool);
         // other windows: the convolution's output, then the pooling (the same bits as the two
         // separate passes, no faster)
         // (not a Workspace: winograd_forward takes the calling thread's workspace itself)
-        std::unique_ptr<T[]> buffer(new T[p.n * p.oh * p.ow * p.f]);
-        T* conv = buffer.get();
-        winograd_forward(conv, x, w, bias, p, relu, false);
-#pragma omp parallel for num_threads(threads_for(p.n * p.oh * p.ow * p.f)) schedule(static)
+        std::unique_ptr<T[]> buffer(y ? nullptr : new T[p.n * p.oh * p.ow * p.f]);
+        T* conv = y ? y : buffer.get();
+        winograd_forward<T>(conv, x, w, bias, p, relu, nullptr);
+#pragma omp parallel for num_threads(threads_for(p.n * p.oh * p.ow * p.f)) schedule(dynamic)
         for (index_t n = 0; n < p.n; ++n)
-            pool_rows(y, 0, conv + n * p.oh * p.ow * p.f, p.f, p.f, p, pool, n, 0,
-                      p.oh / pool.ph);
+            pool_rows(*pool, 0, conv + n * p.oh * p.ow * p.f, p.f, p.f, p, n, 0,
+                      p.oh / pool->ph);
         return;
     }
     const Plan<T> pl(p, kTileBytes);
     if (pl.pixels == 0) return;
     const int nt = threads_for(pl.pixels * pl.kg * p.f);
     // Work items: tiles of pixel rows; pooled, whole windows: `per_item` pooled rows of one
-    // image (their ph * per_item conv rows of OW pixels are consecutive pixel rows).
-    const index_t ph_out = pooled ? p.oh / pool.ph : 0;
+    // image (their ph * per_item conv rows of OW pixels are consecutive pixel rows), and when y
+    // is kept and OH is not a multiple of ph, one more item an image for its last rows.
+    const index_t ph_out = pool ? p.oh / pool->ph : 0;
     const index_t per_item =
-        pooled ? std::clamp<index_t>(pl.tile / (pool.ph * p.ow), 1, ph_out) : 0;
-    const index_t items_per_image = pooled ? (ph_out + per_item - 1) / per_item : 0;
-    const index_t tiles = pooled ? p.n * items_per_image : pl.tiles_of(pl.pixels, nt);
-    const index_t tile =
-        pooled ? per_item * pool.ph * p.ow : (pl.pixels + tiles - 1) / tiles;
+        pool ? std::clamp<index_t>(pl.tile / (pool->ph * p.ow), 1, ph_out) : 0;
+    const index_t pooled_items = pool ? (ph_out + per_item - 1) / per_item : 0;
+    const index_t items_per_image = pooled_items + (pool && y && p.oh % pool->ph != 0);
+    const index_t tiles = pool ? p.n * items_per_image : pl.tiles_of(pl.pixels, nt);
+    const index_t tile = pool ? std::max(per_item * pool->ph, p.oh - ph_out * pool->ph) * p.ow
+                              : (pl.pixels + tiles - 1) / tiles;
     // Implicit im2col (groups == 1, dw == 1): a tile row whose window lies inside x is read in
     // place as KH runs of KW*C elements (stride dh*W*C); only rows that touch the padding are
     // gathered into abuf. Other convolutions gather whole tiles (im2col_rows).
@@ -501,9 +519,9 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
     std::vector<index_t> row_strides(implicit ? nt * tile : 0);
     // Packed kernel (kg, fgp) and bias (fgp) per group, zero-padded to whole packets.
     const index_t wp_size = pl.kg * pl.fgp;
-    // Tiles write y in place when a group's filters are whole packets and nothing is pooled,
-    // else through cbuf.
-    const bool in_place = pl.fgp == pl.fg && !pooled;
+    // Tiles write y in place when it is kept and a group's filters are whole packets (pooling
+    // then reads the rows just written), else through cbuf.
+    const bool in_place = y && pl.fgp == pl.fg;
     const index_t a_size = pl.direct ? 0 : Slicer<T>::size(tile * pl.kg);
     const index_t c_size = in_place ? 0 : Slicer<T>::size(tile * pl.fgp);
     const index_t ws_size = Slicer<T>::size(p.groups * wp_size) +
@@ -535,18 +553,19 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
 #pragma omp for schedule(dynamic) nowait
             for (index_t t = 0; t < tiles; ++t) {
                 index_t m0, m1, n = 0, pr0 = 0, pr1 = 0;
-                if (pooled) {
+                if (pool) {
                     n = t / items_per_image;
-                    pr0 = t % items_per_image * per_item;
+                    const index_t k = t % items_per_image;
+                    pr0 = std::min(ph_out, k * per_item);
                     pr1 = std::min(ph_out, pr0 + per_item);
-                    m0 = (n * p.oh + pr0 * pool.ph) * p.ow;
-                    m1 = (n * p.oh + pr1 * pool.ph) * p.ow;
+                    m0 = (n * p.oh + pr0 * pool->ph) * p.ow;
+                    m1 = (n * p.oh + (k < pooled_items ? pr1 * pool->ph : p.oh)) * p.ow;
                 } else {
                     m0 = std::min(pl.pixels, t * tile);
                     m1 = std::min(pl.pixels, m0 + tile);
                 }
                 if (m0 == m1) continue;
-                T* yt = y + m0 * p.f + g * pl.fg;
+                T* yt = y ? y + m0 * p.f + g * pl.fg : nullptr;
                 T* out = in_place ? yt : cbuf;
                 const index_t ldc = in_place ? p.f : pl.fgp;
                 if (implicit) {
@@ -564,12 +583,12 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
                     tile_gemm<T, true>(m1 - m0, pl.fgp, pl.kg, a, lda, wg, pl.fgp, out, ldc,
                                        false, bg, relu);
                 }
-                if (pooled)
-                    pool_rows(y, g * pl.fg, cbuf, pl.fgp, pl.fg, p, pool, n, pr0, pr1);
-                else if (!in_place)
+                if (y && !in_place)
                     for (index_t m = m0; m < m1; ++m)
                         std::copy(cbuf + (m - m0) * pl.fgp, cbuf + (m - m0) * pl.fgp + pl.fg,
                                   yt + (m - m0) * p.f);
+                if (pool && pr0 < pr1)
+                    pool_rows(*pool, g * pl.fg, out, ldc, pl.fg, p, n, pr0, pr1);
             }
         }
     }
@@ -794,9 +813,9 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
 }
 
 template void conv2d_forward<float>(float*, const float*, const float*, const float*,
-                                    const Conv2dParams&, bool, PoolWindow);
+                                    const Conv2dParams&, bool, const MaxPoolOutput<float>*);
 template void conv2d_forward<double>(double*, const double*, const double*, const double*,
-                                     const Conv2dParams&, bool, PoolWindow);
+                                     const Conv2dParams&, bool, const MaxPoolOutput<double>*);
 template void conv2d_backward<float>(float*, float*, float*, const float*, const float*,
                                      const float*, const float*, const Conv2dParams&);
 template void conv2d_backward<double>(double*, double*, double*, const double*, const double*,

@@ -5,6 +5,8 @@
 
 #include "common.h"
 
+#include <cstdint>
+
 namespace fastdl {
 
 // Output size and leading padding of one spatial axis.
@@ -36,19 +38,24 @@ Conv2dParams conv2d_params(index_t n, index_t h, index_t w, index_t c, index_t k
                            index_t f, index_t sh, index_t sw, index_t dh, index_t dw,
                            index_t groups, bool same, const char* what);
 
-// Max pooling fused into conv2d_forward (inference): ph x pw windows with strides ph, pw and
-// no padding over the convolution's output; 1 x 1 is no pooling.
-struct PoolWindow {
-    index_t ph = 1, pw = 1;
+// Max pooling fused into conv2d_forward: ph x pw windows with strides ph, pw and no padding
+// over the convolution's output y (N,OH,OW,F) (OH >= ph, OW >= pw) -> pooled
+// (N, OH/ph, OW/pw, F) (floor) and, when not null, argmax: the flat index into y of each
+// window's maximum. Windows are scanned in max_pool2d_forward's order with its rule, so the
+// result is bitwise that of the two passes; each tile is pooled while it is in cache.
+template <typename T>
+struct MaxPoolOutput {
+    index_t ph, pw;
+    T* pooled;
+    std::int64_t* argmax;  // null: the maxima alone (inference)
 };
 
-// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) or null -> y (N,OH,OW,F) = [relu](conv(x, w) + bias),
-// or with a pool window y (N, OH/ph, OW/pw, F) (floor; OH >= ph and OW >= pw), the window
-// maxima of that, scanned in max_pool2d_forward's order with its rule: the bits of the two
-// passes, without writing and re-reading the convolution's output.
+// x (N,H,W,C), w (KH,KW,C/G,F), bias (F) or null -> y (N,OH,OW,F) = [relu](conv(x, w) + bias)
+// and, with pool, its max pooling. y may be null when pool is given (inference: the
+// convolution's output is then never written).
 template <typename T>
 void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
-                    bool relu, PoolWindow pool = {});
+                    bool relu, const MaxPoolOutput<T>* pool = nullptr);
 
 // dy (N,OH,OW,F), x, w -> dx (N,H,W,C), dw (KH,KW,C/G,F), dbias (F); each output is
 // overwritten and may be null to skip it. relu_y (the forward's output, or null): when given,

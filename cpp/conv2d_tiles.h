@@ -236,10 +236,10 @@ void tile_gemm(index_t m, index_t n, index_t depth, const T* a, index_t sa, cons
 // the call to it (the shape qualifies and the algorithm setting allows it), and its two passes,
 // with conv2d_forward's and conv2d_backward's contracts.
 bool winograd_applies(const Conv2dParams& p);
-// pool_2x2: y is the 2x2 max pooling of the output (conv2d_forward's PoolWindow{2, 2}).
+// pool: null or a 2x2 window (conv2d_forward's MaxPoolOutput); y may then be null.
 template <typename T>
 void winograd_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
-                      bool relu, bool pool_2x2);
+                      bool relu, const MaxPoolOutput<T>* pool);
 template <typename T>
 void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w,
                        const T* relu_y, const Conv2dParams& p);

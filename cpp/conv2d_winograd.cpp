@@ -117,19 +117,24 @@ inline void input_transform(T* __restrict v, index_t ld, const T* const (&rows)[
     });
 }
 
-// The outputs of tile (n, ty, tx), [relu](A^T m A + bias) from m[xi * ld + f], f < F, into y:
-// unpooled, its (up to) 2x2 outputs (those past the bottom/right edge are dropped); pooled, their
-// maximum at y[n, ty, tx] of the (N, OH/2, OW/2, F) output (max_pool2d_forward's scan order and
-// rule: strict >, a NaN first element stays).
+// The outputs of tile (n, ty, tx), [relu](A^T m A + bias) from m[xi * ld + f], f < F: into y
+// (when not null) its (up to) 2x2 outputs, those past the bottom/right edge dropped; into
+// pool (when not null, and the tile is a whole pooling window) their maximum at [n, ty, tx] of
+// the (N, OH/2, OW/2, F) output, scanned in max_pool2d_forward's order with its rule (strict >,
+// a NaN first element stays), and the flat index into y of that maximum when pool->argmax.
 template <typename T>
-inline void output_transform(T* y, const T* __restrict m, index_t ld, const Conv2dParams& p,
-                             index_t n, index_t ty, index_t tx, const T* bias, bool relu,
-                             bool pooled) {
+inline void output_transform(T* y, const MaxPoolOutput<T>* pool, const T* __restrict m,
+                             index_t ld, const Conv2dParams& p, index_t n, index_t ty,
+                             index_t tx, const T* bias, bool relu) {
+    using P = typename Simd<T>::P;
+    constexpr index_t PS = Simd<T>::size;
     const index_t oh0 = 2 * ty, ow0 = 2 * tx;
-    const bool down = pooled || oh0 + 1 < p.oh, right = pooled || ow0 + 1 < p.ow;
-    T* y00 = pooled ? y + ((n * (p.oh / 2) + ty) * (p.ow / 2) + tx) * p.f
-                    : y + ((n * p.oh + oh0) * p.ow + ow0) * p.f;
-    T* y10 = y00 + p.ow * p.f;
+    const bool down = oh0 + 1 < p.oh, right = ow0 + 1 < p.ow;
+    const index_t at00 = ((n * p.oh + oh0) * p.ow + ow0) * p.f;  // flat index of output (0, 0)
+    // the window's four outputs in scan order, as offsets from output (0, 0)
+    const index_t offsets[4] = {0, p.f, p.ow * p.f, (p.ow + 1) * p.f};
+    const bool pooled = pool && ty < p.oh / 2 && tx < p.ow / 2;
+    const index_t po = ((n * (p.oh / 2) + ty) * (p.ow / 2) + tx) * p.f;
     over_channels<T>(p.f, [&](auto q, index_t f) {
         using Q = decltype(q);
         Q s[8];  // A^T m: rows 0 and 1
@@ -142,30 +147,45 @@ inline void output_transform(T* y, const T* __restrict m, index_t ld, const Conv
         }
         const Q b = bias ? ei::ploadu<Q>(bias + f) : ei::pset1<Q>(T(0));
         const Q zero = ei::pset1<Q>(T(0));
-        auto value = [&](const Q* r, int col) {  // (A^T m) A, column col, + bias, [relu]
-            Q v = col == 0 ? ei::padd(ei::padd(r[0], r[1]), r[2])
-                           : ei::psub(ei::psub(r[1], r[2]), r[3]);
-            v = ei::padd(v, b);
-            if (relu) v = ei::pmax(v, zero);  // pmax(NaN, 0) keeps NaN like the scalar path
-            return v;
-        };
-        if (pooled) {
-            Q best = value(s, 0);
-            for (const Q v : {value(s, 1), value(s + 4, 0), value(s + 4, 1)}) {
-                if constexpr (std::is_same_v<Q, T>)
-                    best = v > best ? v : best;
-                else
-                    best = ei::pselect(ei::pcmp_lt(best, v), v, best);
+        Q v[4];  // (A^T m) A + bias, [relu]: outputs (0,0), (0,1), (1,0), (1,1)
+        for (int k = 0; k < 4; ++k) {
+            const Q* r = s + 4 * (k / 2);
+            Q t = k % 2 == 0 ? ei::padd(ei::padd(r[0], r[1]), r[2])
+                             : ei::psub(ei::psub(r[1], r[2]), r[3]);
+            t = ei::padd(t, b);
+            if (relu) t = ei::pmax(t, zero);  // pmax(NaN, 0) keeps NaN like the scalar path
+            v[k] = t;
+        }
+        if (y) {
+            T* y00 = y + at00 + f;
+            ei::pstoreu(y00, v[0]);
+            if (right) ei::pstoreu(y00 + offsets[1], v[1]);
+            if (down) ei::pstoreu(y00 + offsets[2], v[2]);
+            if (down && right) ei::pstoreu(y00 + offsets[3], v[3]);
+        }
+        if (!pooled) return;
+        Q best = v[0];
+        if constexpr (std::is_same_v<Q, T>) {
+            int which = 0;
+            for (int k = 1; k < 4; ++k)
+                if (v[k] > best) best = v[k], which = k;
+            if (pool->argmax) pool->argmax[po + f] = at00 + offsets[which] + f;
+        } else {
+            Q which = ei::pset1<Q>(T(0));  // window position of the maximum, per lane
+            for (int k = 1; k < 4; ++k) {
+                const Q gt = ei::pcmp_lt(best, v[k]);
+                best = ei::pselect(gt, v[k], best);
+                which = ei::pselect(gt, ei::pset1<Q>(T(k)), which);
             }
-            ei::pstoreu(y00 + f, best);
-            return;
+            if (pool->argmax) {
+                alignas(64) T w[PS];
+                ei::pstore(w, which);
+                for (index_t l = 0; l < PS; ++l)
+                    pool->argmax[po + f + l] = at00 + offsets[static_cast<int>(w[l])] + f + l;
+            }
+            static_assert(std::is_same_v<Q, P>);
         }
-        ei::pstoreu(y00 + f, value(s, 0));
-        if (right) ei::pstoreu(y00 + p.f + f, value(s, 1));
-        if (down) {
-            ei::pstoreu(y10 + f, value(s + 4, 0));
-            if (right) ei::pstoreu(y10 + p.f + f, value(s + 4, 1));
-        }
+        ei::pstoreu(pool->pooled + po + f, best);
     });
 }
 
@@ -240,9 +260,9 @@ bool winograd_applies(const Conv2dParams& p) {
 
 template <typename T>
 void winograd_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dParams& p,
-                      bool relu, bool pool_2x2) {
+                      bool relu, const MaxPoolOutput<T>* pool) {
     Tiling tl = tiling_for<T>(p, false);
-    if (pool_2x2) {  // only the tiles under a pooling window (no partial tiles then)
+    if (!y) {  // pooled alone: only the tiles under a pooling window
         tl.th = p.oh / 2;
         tl.tw = p.ow / 2;
         tl.tiles = p.n * tl.th * tl.tw;
@@ -279,8 +299,8 @@ void winograd_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dP
                                    tl.fp, m + xi * mld, tl.fp, false);
             for (index_t r = 0; r < rows; ++r) {
                 const TileAt at(t0 + r, tl);
-                output_transform(y, m + r * tl.fp, mld, p, at.n, at.ty, at.tx,
-                                 bias ? bp : nullptr, relu, pool_2x2);
+                output_transform(y, pool, m + r * tl.fp, mld, p, at.n, at.ty, at.tx,
+                                 bias ? bp : nullptr, relu);
             }
         }
     }
@@ -477,9 +497,9 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
 }
 
 template void winograd_forward<float>(float*, const float*, const float*, const float*,
-                                      const Conv2dParams&, bool, bool);
+                                      const Conv2dParams&, bool, const MaxPoolOutput<float>*);
 template void winograd_forward<double>(double*, const double*, const double*, const double*,
-                                       const Conv2dParams&, bool, bool);
+                                       const Conv2dParams&, bool, const MaxPoolOutput<double>*);
 template void winograd_backward<float>(float*, float*, float*, const float*, const float*,
                                        const float*, const float*, const Conv2dParams&);
 template void winograd_backward<double>(double*, double*, double*, const double*,

@@ -127,6 +127,7 @@ NOT_ARRAY = r"incompatible function arguments"  # pybind11: wrong dtype/layout/t
 MM = _core.matmul
 CF = _core.conv2d_forward
 CB = _core.conv2d_backward
+CPF = _core.conv2d_max_pool_forward
 MPF, MPB = _core.max_pool2d_forward, _core.max_pool2d_backward
 APF, APB = _core.avg_pool2d_forward, _core.avg_pool2d_backward
 EF, EB = _core.embedding_forward, _core.embedding_backward
@@ -186,6 +187,16 @@ RAW_ROWS = [
     ("conv-bool", lambda: CF(*conv_args(x=np.zeros((2, 5, 5, 3), bool))), TypeError, NOT_ARRAY),
     ("conv-stride-float", lambda: CF(*conv_args(sh=2.5)), TypeError, NOT_ARRAY),
     ("conv-padding-None", lambda: CF(*conv_args(padding=None)), TypeError, NOT_ARRAY),
+    # ------------------------------------------------------------------ conv2d_max_pool_forward
+    ("conv2d_max_pool_forward-pool0", lambda: CPF(*conv_args(), 0, 2, True), ValueError, r"conv2d_max_pool_forward: pool_size must be positive integers, received \(0, 2\)"),
+    ("conv2d_max_pool_forward-pool-neg", lambda: CPF(*conv_args(), 2, -1, False), ValueError, r"pool_size must be positive integers, received \(2, -1\)"),
+    ("conv2d_max_pool_forward-pool-large", lambda: CPF(*conv_args(), 4, 2, True), ValueError, r"conv2d_max_pool_forward: pool size \(4, 2\) is larger than the convolution's output \(3, 3\)"),
+    ("conv2d_max_pool_forward-channels", lambda: CPF(*conv_args(kernel=f32(3, 3, 2, 4)), 2, 2, True), ValueError, r"conv2d_max_pool_forward: kernel must be \(KH, KW, C/groups=3, F\)"),
+    ("conv2d_max_pool_forward-output<1", lambda: CPF(*conv_args(x=f32(1, 3, 3, 3), kernel=f32(5, 5, 3, 4)), 1, 1, True), ValueError, r"conv2d_max_pool_forward: output size \(0, 0\) is less than 1"),
+    ("conv2d_max_pool_forward-unaligned", lambda: CPF(*conv_args(x=unaligned_zeros((2, 5, 5, 3))), 2, 2, True), ValueError, r"conv2d_max_pool_forward: x is not aligned to its dtype"),
+    ("conv2d_max_pool_forward-pool-float", lambda: CPF(*conv_args(), 2.0, 2, True), TypeError, NOT_ARRAY),
+    ("conv2d_max_pool_forward-training-str", lambda: CPF(*conv_args(), 2, 2, "yes"), TypeError, NOT_ARRAY),
+    ("conv2d_max_pool_forward-mixed-dtype", lambda: CPF(*conv_args(kernel=f64(3, 3, 3, 4)), 2, 2, True), TypeError, NOT_ARRAY),
     # ------------------------------------------------------------------ conv2d_backward
     ("convb-dy-shape", lambda: CB(*convb_args(dy=f32(2, 3, 3, 3))), ValueError, r"conv2d_backward: dy must have the output shape \(2, 3, 3, 4\) of x \(2, 5, 5, 3\) and kernel \(3, 3, 3, 4\), received \(2, 3, 3, 3\)"),
     ("convb-dy-rank", lambda: CB(*convb_args(dy=f32(2, 3, 3))), ValueError, r"conv2d_backward: dy must be 4-D"),

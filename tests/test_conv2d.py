@@ -449,10 +449,23 @@ def test_fused_max_pool_is_bitwise_the_two_passes(rng, algorithm, kwargs, c, f, 
         k = rand(rng, *ksize, c // groups, f, dtype=dtype)
         b = rand(rng, f, dtype=dtype)
         y = conv.conv2d(x, k, b, **kwargs)
-        expect, _ = pool_ops.max_pool2d(y, window)
+        expect, argmax = pool_ops.max_pool2d(y, window)
         fused = conv.conv2d(x, k, b, max_pool=window, **kwargs)
         assert fused.shape == expect.shape and fused.dtype == dtype
         assert fused.tobytes() == expect.tobytes()
+        # training: the convolution's output and the argmax too, as the two layers keep them
+        args = conv_args(kwargs, groups)
+        pooled, y2, argmax2 = _core.conv2d_max_pool_forward(x, k, b, *args, *window, True)
+        assert pooled.tobytes() == expect.tobytes() and y2.tobytes() == y.tobytes()
+        np.testing.assert_array_equal(argmax2, argmax)
+
+
+def conv_args(kwargs, groups):
+    """conv.conv2d's keyword arguments as _core's positional ones (strides .. relu)."""
+    sh, sw = conv.int_pair(kwargs.get("strides", 1), "strides")
+    dh, dw = conv.int_pair(kwargs.get("dilation_rate", 1), "dilation_rate")
+    return (sh, sw, kwargs.get("padding", "valid"), dh, dw, groups,
+            kwargs.get("activation") == "relu")
 
 
 def test_fused_max_pool_over_threads(rng, algorithm):
@@ -481,7 +494,7 @@ def test_fused_max_pool_bad_windows(rng, max_pool, exc, match):
     with pytest.raises(exc, match=match):
         conv.conv2d(x, k, max_pool=max_pool)
     with pytest.raises(ValueError, match=r"pool_size must be positive integers, received \(2, 0\)"):
-        _core.conv2d_forward(x, k, None, 1, 1, "valid", 1, 1, 1, False, 2, 0)
+        _core.conv2d_max_pool_forward(x, k, None, 1, 1, "valid", 1, 1, 1, False, 2, 0, True)
 
 
 # ------------------------------------------------------------------ bad input
@@ -828,9 +841,46 @@ def test_predict_fuses_conv_and_max_pool_bitwise(rng, algorithm, dtype):
     assert fused.dtype == unfused.dtype and fused.tobytes() == unfused.tobytes()
     expect = float(np.mean((unfused - y) ** 2))
     np.testing.assert_allclose(model.evaluate(x, y, verbose=0), expect, rtol=1e-6)
-    # training still runs the layers one by one, with their caches for the backward
+    # training fuses too, and leaves both layers what their backward needs
     model.train_on_batch(x, y)
     assert all(layer._cache is not None for layer in model.layers[:4])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_training_with_fused_conv_and_max_pool_is_bitwise_the_layers(rng, algorithm, dtype,
+                                                                     monkeypatch):
+    """train_on_batch runs Conv2D -> MaxPooling2D as one kernel that also keeps the conv output
+    and the argmax: weights after a few steps equal, bit for bit, those of the same model whose
+    layers run one by one."""
+    def build():
+        set_random_seed(5)
+        model = fastdl.Sequential([
+            layers.Conv2D(16, 3, activation="relu", input_shape=(11, 10, 3), dtype=dtype),
+            layers.MaxPooling2D(dtype=dtype),
+            layers.Conv2D(16, 3, padding="same", activation="relu", dtype=dtype),
+            layers.MaxPooling2D((2, 3), dtype=dtype),
+            layers.Flatten(dtype=dtype), layers.Dense(4, dtype=dtype)])
+        model.compile(optimizer="adam", loss="mse")
+        return model
+
+    fused, plain = build(), build()
+    for layer in plain.layers:  # the reference: no pair fuses
+        layer._fuse_next = lambda x, next_layer, training: None
+    calls = []
+    kernel = _core.conv2d_max_pool_forward
+    monkeypatch.setattr(_core, "conv2d_max_pool_forward",
+                        lambda *a: calls.append(a[-1]) or kernel(*a))
+    x = rand(rng, 6, 11, 10, 3, dtype=dtype)
+    y = rand(rng, 6, 4, dtype=dtype)
+    losses = []
+    for _ in range(3):
+        a, b = fused.train_on_batch(x, y), plain.train_on_batch(x, y)
+        assert a == b
+        losses.append(a)
+    assert losses[-1] < losses[0]  # it trained
+    assert calls == [True, True] * 3  # both pairs fused, keeping what the backward needs
+    for u, v in zip(fused.get_weights(), plain.get_weights()):
+        assert u.tobytes() == v.tobytes()
 
 
 def test_fused_pair_with_a_too_small_output_raises_the_layer_error(rng):

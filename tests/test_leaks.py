@@ -132,6 +132,8 @@ def _raw_calls():
         "conv2d_forward": (lambda: _core.conv2d_forward(x, k, bias, 1, 1, "same", 1, 1, 1, True), (x, k, bias)),
         "conv2d_backward": (lambda: _core.conv2d_backward(y, x, k, 1, 1, "same", 1, 1, 1, True, True, True, y), (y, x, k)),
         "conv2d_forward[winograd]": (lambda: _core.conv2d_forward(xw, kw, bias, 1, 1, "same", 1, 1, 1, True), (xw, kw, bias)),
+        "conv2d_max_pool_forward": (lambda: _core.conv2d_max_pool_forward(x, k, bias, 1, 1, "same", 1, 1, 1, True, 2, 2, True), (x, k, bias)),
+        "conv2d_max_pool_forward[winograd]": (lambda: _core.conv2d_max_pool_forward(xw, kw, bias, 1, 1, "same", 1, 1, 1, True, 2, 2, False), (xw, kw, bias)),
         "conv2d_backward[winograd]": (lambda: _core.conv2d_backward(yw, xw, kw, 1, 1, "same", 1, 1, 1, True, True, True, yw), (yw, xw, kw)),
         "max_pool2d_forward": (lambda: _core.max_pool2d_forward(xp, 2, 2, 2, 2, "valid"), (xp,)),
         "max_pool2d_backward": (lambda: _core.max_pool2d_backward(yp, am, 20, 20, 2, 2, 2, 2, "valid"), (yp, am)),

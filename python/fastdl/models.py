@@ -309,13 +309,16 @@ class Sequential:
 
     # ------------------------------------------------------------------ forward / backward
     def _forward(self, x, training, fuse=False):
+        """The layers' calls in order; fuse: adjacent layers may run as one kernel
+        (Layer._fuse_next), as in fit/train_on_batch/predict/evaluate, while model(x) calls
+        each layer itself."""
         mask = None
         layers = self._layers
         i = 0
         while i < len(layers):
             layer = layers[i]
             if fuse and mask is None and i + 1 < len(layers):
-                fused = layer._fuse_next(x, layers[i + 1])
+                fused = layer._fuse_next(x, layers[i + 1], training)
                 if fused is not None:  # two layers in one kernel (neither takes a mask)
                     x = fused
                     i += 2
@@ -353,7 +356,7 @@ class Sequential:
         return self._forward(x, training)
 
     def _train_step(self, x, y, sw, trainable, weights, nan_check=False):
-        y_pred = self._forward(x, True)
+        y_pred = self._forward(x, True, fuse=True)
         loss, dy = self.loss.forward_backward(y, y_pred, sw)
         self._backward(dy)
         if nan_check:

@@ -126,10 +126,11 @@ class Conv2D(Layer):
         self._cache = (x, z, y)
         return y
 
-    def _fuse_next(self, x, next_layer):
+    def _fuse_next(self, x, next_layer, training):
         """Conv2D (ReLU or linear) -> MaxPooling2D with windows = strides and valid padding:
-        one kernel pools each tile of the convolution while it is in cache, so the
-        convolution's output is never written (bitwise the two layers' result)."""
+        one kernel pools each tile of the convolution while it is in cache (bitwise the two
+        layers' result). With no backward to follow, the convolution's output is never
+        written; otherwise both layers keep their usual caches."""
         from fastdl.layers.pooling import MaxPooling2D
 
         pool = next_layer
@@ -140,10 +141,13 @@ class Conv2D(Layer):
         oh, ow = self.compute_output_shape(x.shape)[1:3]
         if oh < pool.pool_size[0] or ow < pool.pool_size[1]:
             return None  # the pooling layer's own call raises its error
-        y = _core.conv2d_forward(as_c_array(x), self.kernel, self.bias, *self._args(),
-                                 self._fused_relu, *pool.pool_size)
-        self._cache = pool._cache = None
-        return y
+        keep = not (self._inference_only and pool._inference_only)
+        x = as_c_array(x)
+        pooled, y, argmax = _core.conv2d_max_pool_forward(
+            x, self.kernel, self.bias, *self._args(), self._fused_relu, *pool.pool_size, keep)
+        self._cache = (x, y, y) if keep else None  # as call(): (x, z, y) with z = y
+        pool._cache = (pooled.shape, y.shape, argmax) if keep else None
+        return pooled
 
     def backward(self, dy):
         if self._cache is None:

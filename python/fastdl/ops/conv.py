@@ -103,9 +103,11 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, gr
         bias = as_float_array(bias, "bias", dtype=x.dtype)
     sh, sw = int_pair(strides, "strides")
     dh, dw = int_pair(dilation_rate, "dilation_rate")
-    ph, pw = (1, 1) if max_pool is None else int_pair(max_pool, "max_pool")
-    return _core.conv2d_forward(x, kernel, bias, sh, sw, padding_mode(padding), dh, dw,
-                                positive_int(groups, "groups"), _activation(activation), ph, pw)
+    args = (x, kernel, bias, sh, sw, padding_mode(padding), dh, dw,
+            positive_int(groups, "groups"), _activation(activation))
+    if max_pool is None:
+        return _core.conv2d_forward(*args)
+    return _core.conv2d_max_pool_forward(*args, *int_pair(max_pool, "max_pool"), False)[0]
 
 
 def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,
