@@ -865,7 +865,7 @@ def test_training_with_fused_conv_and_max_pool_is_bitwise_the_layers(rng, algori
 
     fused, plain = build(), build()
     for layer in plain.layers:  # the reference: no pair fuses
-        layer._fuse_next = lambda x, next_layer, training: None
+        layer._fuse_next = lambda x, next_layer: None
     calls = []
     kernel = _core.conv2d_max_pool_forward
     monkeypatch.setattr(_core, "conv2d_max_pool_forward",

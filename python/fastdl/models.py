@@ -318,7 +318,7 @@ class Sequential:
         while i < len(layers):
             layer = layers[i]
             if fuse and mask is None and i + 1 < len(layers):
-                fused = layer._fuse_next(x, layers[i + 1], training)
+                fused = layer._fuse_next(x, layers[i + 1])
                 if fused is not None:  # two layers in one kernel (neither takes a mask)
                     x = fused
                     i += 2

@@ -99,11 +99,11 @@ class Layer:
     # may then skip what only its backward needs (MaxPooling2D: the argmax).
     _inference_only = False
 
-    def _fuse_next(self, x, next_layer, training):
+    def _fuse_next(self, x, next_layer):
         """For Sequential (fit, train_on_batch, predict, evaluate): the output of ``next_layer``
         applied to this layer's output, computed by one fused kernel, or None when the pair
-        does not fuse. The result must be bitwise that of the two calls, and with a backward to
-        follow both layers must hold what their backward() needs."""
+        does not fuse. The result must be bitwise that of the two calls, and unless
+        ``_inference_only`` both layers must keep what their backward() needs."""
         return None
 
     def __init_subclass__(cls, **kwargs):

@@ -126,7 +126,7 @@ class Conv2D(Layer):
         self._cache = (x, z, y)
         return y
 
-    def _fuse_next(self, x, next_layer, training):
+    def _fuse_next(self, x, next_layer):
         """Conv2D (ReLU or linear) -> MaxPooling2D with windows = strides and valid padding:
         one kernel pools each tile of the convolution while it is in cache (bitwise the two
         layers' result). With no backward to follow, the convolution's output is never
@@ -141,7 +141,7 @@ class Conv2D(Layer):
         oh, ow = self.compute_output_shape(x.shape)[1:3]
         if oh < pool.pool_size[0] or ow < pool.pool_size[1]:
             return None  # the pooling layer's own call raises its error
-        keep = not (self._inference_only and pool._inference_only)
+        keep = not self._inference_only  # a backward follows
         x = as_c_array(x)
         pooled, y, argmax = _core.conv2d_max_pool_forward(
             x, self.kernel, self.bias, *self._args(), self._fused_relu, *pool.pool_size, keep)
