@@ -13,13 +13,15 @@
 // tile is in cache. No Eigen GEMM runs here, so OpenMP regions never nest with Eigen's.
 //
 // Forward:  y[tile] = [relu](cols[tile] @ W + bias)                      one parallel loop
+//           (with a fused max pooling, tiles are whole pooling rows, pooled while in cache)
 // Backward: g = dy * (y > 0) (when fused with ReLU), dbias = sum_m g,
 //           dW = sum_tiles cols[tile]^T @ g[tile]   (per-thread partial sums, added in thread
 //                                                    order: deterministic for a thread count)
 //           dcols[chunk] = g[chunk] @ W^T, then dx += col2im(dcols[chunk]) in gather form
 //           (threads own input rows). Chunks of output rows bound the dcols buffer
 //           (conv2d_chunk_bytes).
-// 1x1, stride 1, unpadded convolutions skip im2col (x is its own cols) and col2im.
+// 1x1, stride 1, unpadded convolutions skip im2col (x is its own cols) and col2im. 3x3
+// stride-1 convolutions with C, F >= 16 go to Winograd (conv2d_winograd.cpp) instead.
 #include "conv2d.h"
 #include "conv2d_tiles.h"
 
