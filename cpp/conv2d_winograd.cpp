@@ -126,7 +126,6 @@ template <typename T>
 inline void output_transform(T* y, const MaxPoolOutput<T>* pool, const T* __restrict m,
                              index_t ld, const Conv2dParams& p, index_t n, index_t ty,
                              index_t tx, const T* bias, bool relu) {
-    using P = typename Simd<T>::P;
     constexpr index_t PS = Simd<T>::size;
     const index_t oh0 = 2 * ty, ow0 = 2 * tx;
     const bool down = oh0 + 1 < p.oh, right = ow0 + 1 < p.ow;
@@ -183,7 +182,6 @@ inline void output_transform(T* y, const MaxPoolOutput<T>* pool, const T* __rest
                 for (index_t l = 0; l < PS; ++l)
                     pool->argmax[po + f + l] = at00 + offsets[static_cast<int>(w[l])] + f + l;
             }
-            static_assert(std::is_same_v<Q, P>);
         }
         ei::pstoreu(pool->pooled + po + f, best);
     });
@@ -222,14 +220,16 @@ void kernel_transform(T* u, index_t ld, const T* g, index_t rows, index_t cols) 
                 ei::pstoreu(ui + 3 * rows * ld, h[i][2]);
             }
         });
-        for (int xi = 0; xi < 16; ++xi) std::fill(ur + xi * rows * ld + cols, ur + (xi * rows + 1) * ld, T(0));
+        for (int xi = 0; xi < 16; ++xi)
+            std::fill(ur + xi * rows * ld + cols, ur + (xi * rows + 1) * ld, T(0));
     }
 }
 
 // Tile index t -> (n, ty, tx).
 struct TileAt {
     index_t n, ty, tx;
-    TileAt(index_t t, const Tiling& tl) : n(t / (tl.th * tl.tw)), ty(t / tl.tw % tl.th), tx(t % tl.tw) {}
+    TileAt(index_t t, const Tiling& tl)
+        : n(t / (tl.th * tl.tw)), ty(t / tl.tw % tl.th), tx(t % tl.tw) {}
 };
 
 // V of the tiles [t0, t0 + rows): v[xi * ld + r * C + c], C = p.c.
@@ -323,16 +323,17 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
     const index_t du_size = dw ? Slicer<T>::size(16 * p.c * tl.fp) : 0;
     const index_t db_size = Slicer<T>::size(tl.fp);
     const index_t per_thread = v_size + dm_size + dv_size + du_size + db_size;
-    const index_t ws_size =
-        u_size + wt_size + Slicer<T>::size(std::max(p.c, p.f)) + nt * per_thread;
+    // a thread's part: V, dM, dV, then its dU and dbias partials (summed across threads below)
+    const index_t du_offset = v_size + dm_size + dv_size, db_offset = du_offset + du_size;
+    const index_t ws_size = u_size + wt_size + Slicer<T>::size(p.c) + nt * per_thread;
     T* base;
     Workspace ws(ws_size, base);
     Slicer<T> sl(base, ws_size);
     T* ut = sl.take(u_size);
     T* wt = sl.take(wt_size);
-    T* zeros = sl.take(std::max(p.c, p.f));
+    T* zeros = sl.take(p.c);  // the input rows in the padding
     T* work = sl.take(nt * per_thread);
-    std::fill(zeros, zeros + std::max(p.c, p.f), T(0));
+    std::fill(zeros, zeros + p.c, T(0));
     const index_t vld = tl.block * p.c, mld = tl.block * tl.fp, dvld = tl.block * tl.cp;
 
 #pragma omp parallel num_threads(nt)
@@ -349,8 +350,8 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
         T* v = work + tid * per_thread;
         T* dm = v + v_size;
         T* dv = dm + dm_size;
-        T* du = dv + dv_size;
-        T* db = du + du_size;
+        T* du = v + du_offset;
+        T* db = v + db_offset;
         if (dw) std::fill(du, du + 16 * p.c * tl.fp, T(0));
         std::fill(db, db + tl.fp, T(0));
         const index_t n_lo = p.n * tid / team, n_hi = p.n * (tid + 1) / team;
@@ -449,7 +450,8 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
                                                ei::pnegate(r4[3])};
                             for (int j = 0; j < 4; ++j) {
                                 T* d = dst[i * 4 + j];
-                                if (d) ei::pstoreu(d + c, ei::padd(ei::ploadu<Q>(d + c), cols[j]));
+                                if (d)
+                                    ei::pstoreu(d + c, ei::padd(ei::ploadu<Q>(d + c), cols[j]));
                             }
                         }
                     });
@@ -464,7 +466,7 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
                 for (index_t f = 0; f < p.f; ++f) {
                     T s[16];
                     for (int xi = 0; xi < 16; ++xi) {
-                        const T* part = work + v_size + dm_size + dv_size + (xi * p.c + c) * tl.fp + f;
+                        const T* part = work + du_offset + (xi * p.c + c) * tl.fp + f;
                         T sum = T(0);
                         for (int k = 0; k < team; ++k) sum += part[k * per_thread];
                         s[xi] = sum;
@@ -487,7 +489,7 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
         if (dbias) {
 #pragma omp for schedule(static) nowait
             for (index_t f = 0; f < p.f; ++f) {
-                const T* part = work + v_size + dm_size + dv_size + du_size + f;
+                const T* part = work + db_offset + f;
                 T sum = T(0);
                 for (int k = 0; k < team; ++k) sum += part[k * per_thread];
                 dbias[f] = sum;
