@@ -76,8 +76,10 @@ std::array<index_t, R> shape_of(const py::array& a, const char* fn, const char* 
 // Large blocks are recycled: a training step allocates the same shapes as the step before,
 // and glibc would hand their memory back to the kernel in between (page faults, zeroing).
 // Freed blocks of at least kRecycleMin bytes wait in a small cache (at most kRecycleBlocks,
-// kRecycleBytes in all) for a request of exactly their size. The cache is only touched with
-// the GIL held: in new_array and in the capsule destructor, which runs at array deallocation.
+// kRecycleBytes in all) for a request of exactly their size; when it is full, the oldest
+// blocks make room (so sizes the process no longer uses cannot stop the recycling). The cache
+// is only touched with the GIL held: in new_array and in the capsule destructor, which runs
+// at array deallocation.
 constexpr unsigned kTraceDomain = 389047;  // NumPy's tracemalloc domain
 constexpr std::size_t kHeader = 64;        // block size, kept in front of the data
 constexpr std::size_t kRecycleMin = std::size_t{256} << 10;
@@ -99,13 +101,19 @@ void free_output(void* data) {
     void* block = static_cast<char*>(data) - kHeader;
     const std::size_t size = *static_cast<std::size_t*>(block);
     RecycledBlocks& cache = recycled();
-    if (size >= kRecycleMin && cache.blocks.size() < kRecycleBlocks &&
-        cache.bytes + size <= kRecycleBytes) {
-        cache.blocks.emplace_back(size, block);
-        cache.bytes += size;
-    } else {
+    if (size < kRecycleMin || size > kRecycleBytes) {
         std::free(block);
+        return;
     }
+    std::size_t evict = 0;  // the oldest blocks, until this one fits
+    while (cache.blocks.size() - evict >= kRecycleBlocks || cache.bytes + size > kRecycleBytes) {
+        cache.bytes -= cache.blocks[evict].first;
+        std::free(cache.blocks[evict].second);
+        ++evict;
+    }
+    cache.blocks.erase(cache.blocks.begin(), cache.blocks.begin() + evict);
+    cache.blocks.emplace_back(size, block);
+    cache.bytes += size;
 }
 
 // The most recently freed block of exactly `size` (the warmest in cache), or null.

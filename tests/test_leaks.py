@@ -247,6 +247,25 @@ def test_kernel_outputs_are_aligned_writeable_and_traced():
     assert argmax.dtype == np.int64 and argmax.ctypes.data % 64 == 0 and y.ctypes.data % 64 == 0
 
 
+def test_recycling_survives_a_full_cache_of_other_sizes():
+    """Blocks of sizes the process no longer uses (a changed batch size) make room for the
+    newest freed block, which the next output of its size gets back."""
+    rng = np.random.default_rng(1)
+    b = rng.standard_normal((300, 512), np.float32)
+    stale = [_core.matmul(rng.standard_normal((256 + 8 * i, 300), np.float32), b)
+             for i in range(40)]  # 40 sizes of 512-592 KiB: more than the cache holds
+    del stale
+    gc.collect()
+    first = _core.matmul(rng.standard_normal((200, 300), np.float32), b)  # a size not seen yet
+    address = first.ctypes.data
+    del first
+    gc.collect()
+    blocker = np.ones(200 * 512 + 16, np.float32)  # what glibc would hand the freed block to
+    second = _core.matmul(rng.standard_normal((200, 300), np.float32), b)
+    assert second.ctypes.data == address
+    del blocker
+
+
 def test_large_output_blocks_are_recycled_for_the_same_size():
     """A training step allocates the shapes of the step before: the block of a freed output of
     256 KiB or more serves the next output of exactly its size (no fresh pages), and the new
