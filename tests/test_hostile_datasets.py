@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import textwrap
 import time
 import zipfile
 

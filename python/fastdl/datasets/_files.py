@@ -1,13 +1,17 @@
 """Finding, downloading and safely reading dataset files.
 
-Search order for every loader: the ``path=`` the caller gave, then the fastdl cache
-``$FASTDL_HOME/datasets`` (default ``~/.fastdl/datasets``), then an existing Keras cache
+Search order for every loader: the ``path=`` the caller gave (a bare file name such as
+``"imdb.npz"`` means that name in the caches, as in Keras, never in the working folder), then the
+fastdl cache ``$FASTDL_HOME/datasets`` (default ``~/.fastdl/datasets``), then an existing Keras cache
 ``$KERAS_HOME/datasets`` or ``~/.keras/datasets`` (read only, never written), then a download from the
 official URL into the fastdl cache (temporary file, checksum, rename). Archives are read in place,
-never extracted: every tar member must pass ``tarfile``'s ``"data"`` filter and, beyond it, may not
-have an absolute name; no member may decompress to more than ``MAX_MEMBER_BYTES``. Pickles (CIFAR-10
-python batches, object arrays in ``.npz`` files) go through ``RestrictedUnpickler``, which can only
-rebuild NumPy arrays and never passes NumPy an unchecked state.
+never extracted, one header at a time: tar members may not have absolute names or leave the archive,
+the members read must also pass ``tarfile``'s ``"data"`` filter. Every read is bounded by what the
+data set's official files hold (each loader names its bounds: total decompressed bytes, member
+count, items), so a hostile file fails fast with ``DatasetFormatError`` instead of running for
+minutes or exhausting memory. Pickles (CIFAR-10 python batches, object arrays in ``.npz`` files) go
+through ``RestrictedUnpickler``, which can only rebuild NumPy arrays, never passes NumPy an
+unchecked state, and visits each object once.
 """
 import gzip
 import hashlib
@@ -69,10 +73,12 @@ def find(what, path, names, remote=None, download_name=None):
     """Return the first existing place that holds ``what`` (a file or a folder).
 
     ``path``: the caller's ``path=`` (None, an existing file/folder, or a bare file name to look up in
-    the caches and download under). ``names``: relative names looked up in each cache, in order.
+    the caches and download under; a file of that name in the working folder is not used: pass
+    ``"./name"`` for it). ``names``: relative names looked up in each cache, in order.
     ``remote``: ``{"url": ..., "sha256" or "md5": ...}`` to download into the fastdl cache as
     ``download_name`` (default ``names[0]``) when nothing is found. Raises ``DatasetNotFoundError``
-    listing every place searched, with the download error and where to put the file by hand.
+    listing every place searched, with the download error in one line (not chained) and where to
+    put the file by hand.
     """
     searched = []
     names = list(names)

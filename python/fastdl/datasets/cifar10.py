@@ -45,7 +45,8 @@ def load_data(path=None):
     ``cifar-10-binary.tar.gz``, one of their extracted folders (``cifar-10-batches-py/``,
     ``cifar-10-batches-bin/``), or a folder that holds one of these. Default: search the fastdl and
     Keras caches, then download the python archive (sha256-checked) into the fastdl cache.
-    Archives are read in place; malformed data raises ``DatasetFormatError`` (a ``ValueError``).
+    Archives are read in place; malformed data, or more than the official files hold (see
+    ``MAX_ARCHIVE_BYTES`` and the other bounds), raises ``DatasetFormatError`` (a ``ValueError``).
     """
     source = _files.find("CIFAR-10", path, _CACHE_NAMES, remote={"url": URL, "sha256": SHA256},
                          download_name=ARCHIVE)

@@ -50,8 +50,10 @@ def load_data(path="imdb.npz", num_words=None, skip_top=0, maxlen=None, seed=113
     ``[skip_top, num_words)`` become ``oov_char`` (dropped when ``oov_char`` is None).
 
     ``path``: ``imdb.npz`` (a bare name is looked up in the fastdl then Keras cache and downloaded
-    there), an existing ``.npz``, or the raw corpus: an ``aclImdb/`` folder, ``aclImdb_v1.tar.gz``, or
-    a folder holding either. From the raw corpus the vocabulary is built from the training reviews
+    there, never read from the working folder: pass ``"./imdb.npz"`` for that), an existing
+    ``.npz``, or the raw corpus: an ``aclImdb/`` folder, ``aclImdb_v1.tar.gz``, or a folder holding
+    either. Files larger than the official ones (see ``MAX_NPZ_BYTES`` and the other bounds) raise
+    ``DatasetFormatError``. From the raw corpus the vocabulary is built from the training reviews
     (lower-cased, ``<br />`` removed, words of letters/digits with inner apostrophes), ranked by count
     with ties in alphabetical order; test words unseen in training are skipped, as in Keras's data.
     Reviews are taken neg then pos, each folder in natural file-name order, before shuffling.
