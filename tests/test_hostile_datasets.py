@@ -92,7 +92,7 @@ def small_imdb(path, x_train):
 
 
 CHILD = """
-import os, resource, sys, time
+import resource, time
 import numpy as np
 import fastdl
 from fastdl.datasets import _files, cifar10, imdb

@@ -359,10 +359,10 @@ def read_tar_members(archive, wanted, *, max_members, max_bytes):
     before any of it is read, so neither a decompression bomb nor millions of empty members can run
     long or fill memory. Every member gets ``check_tar_member``'s explicit checks, the members read
     its ``tarfile.data_filter`` check as well; a wanted name that is a link or appears twice is
-    refused; each wanted member may be at most ``MAX_MEMBER_BYTES``. The
-    compressed stream is read to its end, so a truncated or corrupted archive is reported even past
-    the last member. ``wanted`` is a set of names or a predicate on a name. Returns
-    ``{name: bytes}`` for the wanted members present.
+    refused; each wanted member may be at most ``MAX_MEMBER_BYTES``. The compressed stream is read
+    to its end, so a truncated or corrupted archive is reported even past the last member.
+    ``wanted`` is a set of names or a predicate on a name. Returns ``{name: bytes}`` for the wanted
+    members present.
     """
     match = wanted.__contains__ if isinstance(wanted, (set, frozenset, dict)) else wanted
     found = {}
