@@ -1,13 +1,17 @@
 """Finding, downloading and safely reading dataset files.
 
-Search order for every loader: the ``path=`` the caller gave, then the fastdl cache
-``$FASTDL_HOME/datasets`` (default ``~/.fastdl/datasets``), then an existing Keras cache
+Search order for every loader: the ``path=`` the caller gave (a bare file name such as
+``"imdb.npz"`` means that name in the caches, as in Keras, never in the working folder), then the
+fastdl cache ``$FASTDL_HOME/datasets`` (default ``~/.fastdl/datasets``), then an existing Keras cache
 ``$KERAS_HOME/datasets`` or ``~/.keras/datasets`` (read only, never written), then a download from the
 official URL into the fastdl cache (temporary file, checksum, rename). Archives are read in place,
-never extracted: every tar member must pass ``tarfile``'s ``"data"`` filter and, beyond it, may not
-have an absolute name; no member may decompress to more than ``MAX_MEMBER_BYTES``. Pickles (CIFAR-10
-python batches, object arrays in ``.npz`` files) go through ``RestrictedUnpickler``, which can only
-rebuild NumPy arrays and never passes NumPy an unchecked state.
+never extracted, one header at a time: tar members may not have absolute names or leave the archive,
+the members read must also pass ``tarfile``'s ``"data"`` filter. Every read is bounded by what the
+data set's official files hold (each loader names its bounds: total decompressed bytes, member
+count, items), so a hostile file fails fast with ``DatasetFormatError`` instead of running for
+minutes or exhausting memory. Pickles (CIFAR-10 python batches, object arrays in ``.npz`` files) go
+through ``RestrictedUnpickler``, which can only rebuild NumPy arrays, never passes NumPy an
+unchecked state, and visits each object once.
 """
 import gzip
 import hashlib
@@ -26,6 +30,9 @@ from pathlib import Path
 import numpy as np
 
 MAX_MEMBER_BYTES = 1 << 30  # largest decompressed archive member or file read (1 GiB)
+# Default bound on what one pickle may expand to, counting shared objects at every reference (see
+# _Finalizer); loaders pass their own format's bound.
+MAX_PICKLE_ITEMS = 1 << 26
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -66,10 +73,12 @@ def find(what, path, names, remote=None, download_name=None):
     """Return the first existing place that holds ``what`` (a file or a folder).
 
     ``path``: the caller's ``path=`` (None, an existing file/folder, or a bare file name to look up in
-    the caches and download under). ``names``: relative names looked up in each cache, in order.
+    the caches and download under; a file of that name in the working folder is not used: pass
+    ``"./name"`` for it). ``names``: relative names looked up in each cache, in order.
     ``remote``: ``{"url": ..., "sha256" or "md5": ...}`` to download into the fastdl cache as
     ``download_name`` (default ``names[0]``) when nothing is found. Raises ``DatasetNotFoundError``
-    listing every place searched, with the download error and where to put the file by hand.
+    listing every place searched, with the download error in one line (not chained) and where to
+    put the file by hand.
     """
     searched = []
     names = list(names)
@@ -77,16 +86,16 @@ def find(what, path, names, remote=None, download_name=None):
         path = os.fspath(path)
         if not isinstance(path, str):
             raise TypeError(f"path must be a str or os.PathLike, received {type(path).__name__} {path!r}")
-        p = Path(path).expanduser()
-        if p.exists():
-            return p
-        searched.append(p)
         if not _is_bare_name(path):
+            p = Path(path).expanduser()
+            if p.exists():
+                return p
             raise DatasetNotFoundError(
                 f"{what}: path={path!r} does not exist. Pass the data file or a folder that holds it, "
                 f"or leave path unset to search {fastdl_cache_dir()} and {keras_cache_dir()} and "
                 "download into the first.")
-        # A bare name ("imdb.npz") means: that file in the caches, downloaded under that name.
+        # A bare name ("imdb.npz") means, as in Keras: that file in the caches, downloaded under that
+        # name; never a file of that name in the working folder (pass "./imdb.npz" for that one).
         names = [path] + [n for n in names if n != path]
         download_name = path
     for folder in (fastdl_cache_dir(), keras_cache_dir()):
@@ -102,7 +111,9 @@ def find(what, path, names, remote=None, download_name=None):
     try:
         download(url, target, sha256=remote.get("sha256"), md5=remote.get("md5"))
     except OSError as e:  # DownloadError, or the cache folder is not writable
-        raise DatasetNotFoundError(_not_found_message(what, searched, url, target, e)) from e
+        # The message names the cause in one line; the chained urllib/socket tracebacks would only
+        # bury it (and the fix) under screens of library frames.
+        raise DatasetNotFoundError(_not_found_message(what, searched, url, target, e)) from None
     return target
 
 
@@ -110,12 +121,17 @@ def _not_found_message(what, searched, url, target, error):
     lines = [f"{what} was not found. Searched, in order:"]
     lines += [f"  - {p}" for p in searched]
     if url is not None:
-        lines.append(f"Downloading {url} failed: {error}")
+        lines.append(f"Downloading {url} failed: {_one_line(error)}")
         lines.append(f"Fix: download {url} yourself and put it at {target}, "
                      f"or pass path= (the file, or a folder that holds it) to the loader.")
     else:
         lines.append("Fix: put the file in one of the places above, or pass path= to the loader.")
     return "\n".join(lines)
+
+
+def _one_line(error):
+    """``error`` as one line: its message with newlines and runs of spaces collapsed."""
+    return " ".join(str(error).split())
 
 
 # ----------------------------------------------------------------------------- download
@@ -235,6 +251,18 @@ def read_file(path, limit=None):
     return data
 
 
+def read_files(paths, max_bytes):
+    """``{path: bytes}`` of regular files whose sizes add up to at most ``max_bytes`` (checked
+    before any is read) and each at most ``MAX_MEMBER_BYTES``."""
+    paths = [Path(p) for p in paths]
+    total = sum(p.stat().st_size for p in paths)
+    if total > max_bytes:
+        where = paths[0].parent if len(paths) > 1 else paths[0]
+        raise DatasetFormatError(f"{where}: the data files hold {total} bytes, more than the "
+                                 f"{max_bytes}-byte total the data set's official files stay within")
+    return {p: read_file(p) for p in paths}
+
+
 class _LimitedReader(io.RawIOBase):
     """A read-only stream that raises ``DatasetFormatError`` after ``limit`` bytes."""
 
@@ -247,7 +275,7 @@ class _LimitedReader(io.RawIOBase):
     def readinto(self, buf):
         data = self.raw.read(min(len(buf), self.left + 1))
         if len(data) > self.left:
-            raise DatasetFormatError(f"{self.name}: more than the {self.limit}-byte limit "
+            raise DatasetFormatError(f"{self.name} more than the {self.limit}-byte limit "
                                      "(decompression bomb?)")
         self.left -= len(data)
         buf[:len(data)] = data
@@ -270,6 +298,10 @@ def check_tar_member(member, archive):
     reason = _member_problem(member)
     if reason:
         raise DatasetFormatError(f"{archive}: unsafe member {member.name!r}: {reason}")
+    _check_data_filter(member, archive)
+
+
+def _check_data_filter(member, archive):
     if _tar_data_filter is not None:
         try:
             _tar_data_filter(member, _FILTER_ROOT)
@@ -318,13 +350,19 @@ except ImportError:  # pragma: no cover
 _DECOMPRESS_ERRORS = tuple(_DECOMPRESS_ERRORS)
 
 
-def read_tar_members(archive, wanted):
+def read_tar_members(archive, wanted, *, max_members, max_bytes):
     """Read the regular-file members named in ``wanted`` from a (gzip/bz2/xz) tar archive in place.
 
-    Every member is checked with ``check_tar_member``; a wanted name that is a link or appears twice is
-    refused; each wanted member may be at most ``MAX_MEMBER_BYTES``. The compressed stream is read to
-    its end, so a truncated or corrupted archive is reported even past the last member. ``wanted`` is
-    a set of names or a predicate on a name. Returns ``{name: bytes}`` for the wanted members present.
+    The archive is streamed, one header at a time, and bounded by what the data set's official
+    archive holds: at most ``max_members`` members, and at most ``max_bytes`` bytes once decompressed
+    (headers, data, padding): a member whose declared size does not fit in what is left is refused
+    before any of it is read, so neither a decompression bomb nor millions of empty members can run
+    long or fill memory. Every member gets ``check_tar_member``'s explicit checks, the members read
+    its ``tarfile.data_filter`` check as well; a wanted name that is a link or appears twice is
+    refused; each wanted member may be at most ``MAX_MEMBER_BYTES``. The compressed stream is read
+    to its end, so a truncated or corrupted archive is reported even past the last member.
+    ``wanted`` is a set of names or a predicate on a name. Returns ``{name: bytes}`` for the wanted
+    members present.
     """
     match = wanted.__contains__ if isinstance(wanted, (set, frozenset, dict)) else wanted
     found = {}
@@ -333,13 +371,28 @@ def read_tar_members(archive, wanted):
             head = raw.read(6)
             raw.seek(0)
             opener = next((cls for magic, cls in _MAGIC if head.startswith(magic)), None)
-            stream = opener(raw) if opener is not None else raw
+            stream = _LimitedReader(opener(raw) if opener is not None else raw, max_bytes,
+                                    f"{archive}: decompresses to")
             with tarfile.open(fileobj=stream, mode="r|") as tar:
-                for member in tar:
-                    check_tar_member(member, archive)
+                count = 0
+                while (member := tar.next()) is not None:
+                    tar.members.clear()  # tarfile keeps every header it has read: hold one at a time
+                    count += 1
+                    if count > max_members:
+                        raise DatasetFormatError(f"{archive}: more than {max_members} members, more "
+                                                 "than the data set's official archive holds")
+                    reason = _member_problem(member)
+                    if reason:
+                        raise DatasetFormatError(f"{archive}: unsafe member {member.name!r}: {reason}")
+                    if member.size > stream.left:
+                        raise DatasetFormatError(
+                            f"{archive}: member {member.name!r} declares {member.size} bytes, more "
+                            f"than the {max_bytes}-byte total the data set's official archive stays "
+                            "within (decompression bomb?)")
                     name = member.name
                     if not match(name):
                         continue
+                    _check_data_filter(member, archive)  # it resolves paths: slow, so only when read
                     if name in found:
                         raise DatasetFormatError(f"{archive}: member {name!r} appears twice")
                     if not member.isfile():
@@ -353,12 +406,8 @@ def read_tar_members(archive, wanted):
                         raise DatasetFormatError(f"{archive}: member {name!r} is truncated "
                                                  f"({len(data)} of {member.size} bytes)")
                     found[name] = data
-            left = MAX_MEMBER_BYTES  # drain the padding after the end marker: checks the CRC
-            while left > 0:
-                chunk = stream.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                left -= len(chunk)
+            while stream.read(1 << 20):  # drain the padding after the end marker: checks the CRC
+                pass
     except _DECOMPRESS_ERRORS as e:
         if isinstance(e, FileNotFoundError):
             raise
@@ -418,8 +467,10 @@ def _real_dtype(d):
 
 
 class _ArrayStub(_Stub):
+    items = None  # an object array's validated item list, made into the array by _Finalizer
+
     def __setstate__(self, state):
-        if self.value is not None:
+        if self.value is not None or self.items is not None:
             raise pickle.UnpicklingError("an array state was given twice")
         if isinstance(state, tuple) and len(state) == 5 and state[0] == 1:
             state = state[1:]
@@ -433,15 +484,12 @@ class _ArrayStub(_Stub):
         count = 1
         for d in shape:
             count *= d
-        order = "F" if fortran else "C"
+        self.order = "F" if fortran else "C"
         if dtype.kind == "O":
             if not isinstance(data, list) or len(data) != count:
                 raise pickle.UnpicklingError(f"object array of shape {shape} needs a list of {count} "
                                              f"items, found {type(data).__name__}")
-            flat = np.empty(count, dtype=object)
-            for i, item in enumerate(data):
-                flat[i] = _finalize(item, {})
-            self.value = flat.reshape(shape, order=order)
+            self.items, self.shape = data, shape  # its items may still hold stand-ins
             return
         if isinstance(data, str):  # Python 2 str read with encoding="latin1"
             data = data.encode("latin1")
@@ -449,7 +497,7 @@ class _ArrayStub(_Stub):
             found = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
             raise pickle.UnpicklingError(f"array of shape {shape} and dtype {dtype} needs "
                                          f"{count * dtype.itemsize} data bytes, found {found}")
-        self.value = np.frombuffer(bytearray(data), dtype=dtype).reshape(shape, order=order)
+        self.value = np.frombuffer(bytearray(data), dtype=dtype).reshape(shape, order=self.order)
 
 
 _NDARRAY = object()  # what the pickle gets for numpy.ndarray: only _reconstruct accepts it
@@ -473,27 +521,79 @@ def _scalar(dtype, data=None):
 _PLAIN = (int, float, bytes, str, bool, complex, type(None))
 
 
-def _finalize(obj, seen):
-    """Swap every stand-in inside ``obj`` (dicts, lists, tuples, sets) for its real object."""
-    if isinstance(obj, _Stub):
-        if obj.value is None:
+class _Finalizer:
+    """Swaps every stand-in inside an unpickled object for its real object, and bounds its size.
+
+    The size of an object is 1 plus the sizes of what it holds (a NumPy array: its element count),
+    counting a shared object at every place that refers to it: that is what a consumer such as
+    ``tolist`` or ``itertools.chain`` expands it into. Each object is visited once and its size
+    memoised, so a pickle that refers to one long list 25,000 times costs 25,000 look-ups, not
+    25,000 walks of the list, and a size above ``max_items`` is refused before anyone expands it.
+    """
+
+    def __init__(self, max_items, source):
+        self.max_items, self.source = max_items, source
+        self.done = {}  # id -> (object, its replacement, size or None while being visited)
+
+    def __call__(self, obj):
+        """(the real object for ``obj``, its size)."""
+        if isinstance(obj, _PLAIN):
+            return obj, 1
+        hit = self.done.get(id(obj))
+        if hit is not None:
+            if hit[2] is not None:
+                return hit[1], hit[2]
+            if isinstance(obj, _Stub):  # a list may hold itself; an array cannot be built inside itself
+                raise pickle.UnpicklingError("an object array in the pickle contains itself")
+            return hit[1], 1  # a cycle back to a container being visited
+        if isinstance(obj, _Stub):
+            real, size = self._stub(obj)
+        elif isinstance(obj, (list, dict, tuple, set, frozenset)):
+            self.done[id(obj)] = (obj, obj, None)
+            real, size = self._container(obj)
+        else:  # a NumPy scalar
+            return obj, 1
+        if size > self.max_items:
+            raise DatasetFormatError(f"{self.source}: the pickle expands to more than {self.max_items} "
+                                     "items, more than the data set's format holds (corrupt or malicious)")
+        self.done[id(obj)] = (obj, real, size)
+        return real, size
+
+    def _stub(self, stub):
+        if isinstance(stub, _ArrayStub) and stub.items is not None:
+            self.done[id(stub)] = (stub, None, None)
+            flat = np.empty(len(stub.items), dtype=object)
+            size = 1
+            for i, item in enumerate(stub.items):
+                flat[i], n = self(item)
+                size += n
+            return flat.reshape(stub.shape, order=stub.order), size
+        if stub.value is None:
             raise pickle.UnpicklingError("a NumPy array in the pickle has no state")
-        return obj.value
-    if not isinstance(obj, (list, dict, tuple, set, frozenset)) or id(obj) in seen:
-        return obj
-    seen[id(obj)] = obj
-    if not isinstance(obj, dict) and all(t in _PLAIN for t in set(map(type, obj))):
-        return obj  # the common case, e.g. a review's list of ids: nothing to swap
-    if isinstance(obj, list):
-        obj[:] = [_finalize(v, seen) for v in obj]
-    elif isinstance(obj, dict):
-        items = [(_finalize(k, seen), _finalize(v, seen)) for k, v in obj.items()]
-        obj.clear()
-        obj.update(items)
-    else:
-        obj = type(obj)(_finalize(v, seen) for v in obj)
-        seen[id(obj)] = obj
-    return obj
+        return stub.value, 1 + (stub.value.size if isinstance(stub.value, np.ndarray) else 0)
+
+    def _container(self, obj):
+        if not isinstance(obj, dict) and all(t in _PLAIN for t in set(map(type, obj))):
+            return obj, 1 + len(obj)  # the common case, e.g. a review's list of ids: nothing to swap
+        size = 1
+        if isinstance(obj, dict):
+            pairs = []
+            for k, v in obj.items():
+                (k, nk), (v, nv) = self(k), self(v)
+                pairs.append((k, v))
+                size += nk + nv
+            obj.clear()
+            obj.update(pairs)
+            return obj, size
+        parts = []
+        for v in obj:
+            v, n = self(v)
+            parts.append(v)
+            size += n
+        if isinstance(obj, list):
+            obj[:] = parts
+            return obj, size
+        return type(obj)(parts), size
 
 
 _MULTIARRAY = {"_reconstruct": _reconstruct, "scalar": _scalar}
@@ -509,8 +609,15 @@ class RestrictedUnpickler(pickle.Unpickler):
     Allowed globals: ``numpy.ndarray``, ``numpy.dtype``, ``numpy[._]core.multiarray._reconstruct``
     and ``.scalar``, each replaced by a validating stand-in; only bool/int/float/complex/object
     dtypes. Any other global (``os.system``, ``builtins.eval``, ...) raises ``UnsafePickleError``, a
-    ``pickle.UnpicklingError``, before anything is called; so do persistent ids.
+    ``pickle.UnpicklingError``, before anything is called; so do persistent ids. ``load`` refuses,
+    with ``DatasetFormatError``, a result that expands to more than ``max_items`` items (see
+    ``_Finalizer``).
     """
+
+    def __init__(self, file, *, encoding="bytes", max_items=None, source="pickle"):
+        super().__init__(file, encoding=encoding)
+        self.max_items = MAX_PICKLE_ITEMS if max_items is None else max_items
+        self.source = source
 
     def find_class(self, module, name):
         try:
@@ -520,7 +627,7 @@ class RestrictedUnpickler(pickle.Unpickler):
                                     "may only rebuild NumPy arrays (file corrupted or malicious)") from None
 
     def load(self):
-        return _finalize(super().load(), {})
+        return _Finalizer(self.max_items, self.source)(super().load())[0]
 
 
 _MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
@@ -551,14 +658,18 @@ def check_pickle_opcodes(data, source="pickle"):
         raise DatasetFormatError(f"{source}: corrupt pickle: {e}") from e
 
 
-def restricted_loads(data, *, encoding="bytes", source="pickle", check=True):
+def restricted_loads(data, *, encoding="bytes", source="pickle", check=True, max_items=None):
     """Unpickle ``data`` with ``RestrictedUnpickler`` after ``check_pickle_opcodes`` (unless
-    ``check=False``, for files whose checksum is the official one); malformed streams raise
-    ``DatasetFormatError``, forbidden globals ``UnsafePickleError``."""
+    ``check=False``, for files whose checksum is the official one); malformed streams, and results
+    larger than ``max_items`` (default ``MAX_PICKLE_ITEMS``), raise ``DatasetFormatError``, forbidden
+    globals ``UnsafePickleError``."""
     if check:
         check_pickle_opcodes(data, source)
     try:
-        return RestrictedUnpickler(io.BytesIO(data), encoding=encoding).load()
+        return RestrictedUnpickler(io.BytesIO(data), encoding=encoding, max_items=max_items,
+                                   source=source).load()
+    except DatasetFormatError:
+        raise
     except pickle.UnpicklingError as e:
         if isinstance(e, UnsafePickleError):
             raise UnsafePickleError(f"{source}: {e}") from None
@@ -580,13 +691,17 @@ def _read_npy_header(stream, source):
     raise DatasetFormatError(f"{source}: unsupported .npy format version {version}")
 
 
-def _read_npy(stream, source, check):
+def _read_npy(stream, source, check, max_items):
     shape, fortran, dtype = _read_npy_header(stream, source)
     count = 1
     for d in shape:
         count *= d
+    if count > max_items:
+        raise DatasetFormatError(f"{source}: shape {shape} holds {count} items, more than the "
+                                 f"{max_items} the data set's format allows")
     if dtype.hasobject:
-        arr = restricted_loads(stream.read(), encoding="latin1", source=source, check=check)
+        arr = restricted_loads(stream.read(), encoding="latin1", source=source, check=check,
+                               max_items=max_items)
         if not isinstance(arr, np.ndarray) or arr.dtype != object or arr.shape != shape:
             raise DatasetFormatError(f"{source}: the pickle holds {type(arr).__name__} "
                                      f"{getattr(arr, 'shape', '')}, the header promised object {shape}")
@@ -607,12 +722,15 @@ def _read_npy(stream, source, check):
     return np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
 
-def load_npz(path, keys, official_sha256=None):
+def load_npz(path, keys, official_sha256=None, *, max_bytes, max_items):
     """Read the arrays ``keys`` from an ``.npz`` without ever running a general unpickler.
 
     Numeric members are read directly; object members (ragged sequences) go through
     ``restricted_loads``, whose opcode check (slow on millions of opcodes) is skipped when the file's
-    sha256 is ``official_sha256``. Each member may decompress to at most ``MAX_MEMBER_BYTES``.
+    sha256 is ``official_sha256``. Bounds, checked before anything is decompressed: each member may
+    declare at most ``MAX_MEMBER_BYTES``, the members ``keys`` together ``max_bytes``; an array
+    (numeric elements, or an object array's pickle counted as in ``_Finalizer``) may hold at most
+    ``max_items`` items.
     """
     out = {}
     check = official_sha256 is None or sha256_of(path) != official_sha256
@@ -627,6 +745,11 @@ def load_npz(path, keys, official_sha256=None):
             if missing:
                 raise DatasetFormatError(f"{path}: missing arrays {missing}; it holds "
                                          f"{sorted(n[:-4] for n in infos if n.endswith('.npy'))}")
+            declared = sum(infos[k + ".npy"].file_size for k in keys)
+            if declared > max_bytes:
+                raise DatasetFormatError(f"{path}: the arrays {list(keys)} declare {declared} bytes, "
+                                         f"more than the {max_bytes}-byte total the data set's "
+                                         "official file stays within")
             for key in keys:
                 info = infos[key + ".npy"]
                 source = f"{path}[{key}]"
@@ -634,9 +757,9 @@ def load_npz(path, keys, official_sha256=None):
                     raise DatasetFormatError(f"{source}: declares {info.file_size} bytes, more than "
                                              f"the {MAX_MEMBER_BYTES}-byte limit")
                 with zf.open(info) as raw:
-                    stream = io.BufferedReader(_LimitedReader(raw, info.file_size, source))
+                    stream = io.BufferedReader(_LimitedReader(raw, info.file_size, source + ":"))
                     try:
-                        out[key] = _read_npy(stream, source, check)
+                        out[key] = _read_npy(stream, source, check, max_items)
                     except (EOFError, TypeError, OverflowError, MemoryError) as e:  # header, data
                         raise DatasetFormatError(f"{source}: corrupt: {type(e).__name__}: {e}") from e
     except zipfile.BadZipFile as e:

@@ -17,6 +17,14 @@ NUM_CLASSES = 10
 _PIXELS = 3 * 32 * 32
 _RECORD_BYTES = 1 + _PIXELS  # binary format: one label byte, then the R, G, B planes
 
+# Bounds from the official files, past which reading stops with DatasetFormatError (so a hostile
+# archive can neither run long nor fill memory): both official archives decompress to about 185 MB
+# in 9 members (6 batches of about 31 MB, a meta file, a readme); a python batch unpickles to about
+# 30.7 million items (3072 pixels and a label and a file name for each of its 10,000 images).
+MAX_ARCHIVE_BYTES = 256 << 20
+MAX_ARCHIVE_MEMBERS = 64
+MAX_BATCH_ITEMS = 1 << 26
+
 _PY_DIR, _BIN_DIR = "cifar-10-batches-py", "cifar-10-batches-bin"
 _PY_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 _BIN_FILES = [f + ".bin" for f in _PY_FILES]
@@ -37,7 +45,8 @@ def load_data(path=None):
     ``cifar-10-binary.tar.gz``, one of their extracted folders (``cifar-10-batches-py/``,
     ``cifar-10-batches-bin/``), or a folder that holds one of these. Default: search the fastdl and
     Keras caches, then download the python archive (sha256-checked) into the fastdl cache.
-    Archives are read in place; malformed data raises ``DatasetFormatError`` (a ``ValueError``).
+    Archives are read in place; malformed data, or more than the official files hold (see
+    ``MAX_ARCHIVE_BYTES`` and the other bounds), raises ``DatasetFormatError`` (a ``ValueError``).
     """
     source = _files.find("CIFAR-10", path, _CACHE_NAMES, remote={"url": URL, "sha256": SHA256},
                          download_name=ARCHIVE)
@@ -59,11 +68,10 @@ def _read_batches(source):
     source = Path(source)
     if source.is_dir():
         for folder in (source, source / _PY_DIR, source / _BIN_DIR):
-            if all((folder / f).is_file() for f in _PY_FILES):
-                return {f: _parse_py_batch(_files.read_file(folder / f), folder / f) for f in _PY_FILES}
-            if all((folder / f).is_file() for f in _BIN_FILES):
-                return {f: _parse_bin_batch(_files.read_file(folder / (f + ".bin")), folder / (f + ".bin"))
-                        for f in _PY_FILES}
+            for names, parse in ((_PY_FILES, _parse_py_batch), (_BIN_FILES, _parse_bin_batch)):
+                if all((folder / f).is_file() for f in names):
+                    raw = _files.read_files([folder / f for f in names], MAX_ARCHIVE_BYTES)
+                    return {f: parse(data, path) for f, (path, data) in zip(_PY_FILES, raw.items())}
         for name in _ARCHIVES:
             if (source / name).is_file():
                 return _read_batches(source / name)
@@ -73,7 +81,8 @@ def _read_batches(source):
             f"{_BIN_DIR}/, or one of the archives {', '.join(_ARCHIVES)}")
     py_names = {f"{_PY_DIR}/{f}": f for f in _PY_FILES}
     bin_names = {f"{_BIN_DIR}/{f}.bin": f for f in _PY_FILES}
-    members = _files.read_tar_members(source, {**py_names, **bin_names})
+    members = _files.read_tar_members(source, {**py_names, **bin_names},
+                                      max_members=MAX_ARCHIVE_MEMBERS, max_bytes=MAX_ARCHIVE_BYTES)
     if all(m in members for m in py_names):
         return {f: _parse_py_batch(members[m], f"{source}:{m}") for m, f in py_names.items()}
     if all(m in members for m in bin_names):
@@ -101,7 +110,7 @@ def _parse_bin_batch(raw, where):
 
 
 def _parse_py_batch(raw, where):
-    batch = _files.restricted_loads(raw, encoding="bytes", source=str(where))
+    batch = _files.restricted_loads(raw, encoding="bytes", source=str(where), max_items=MAX_BATCH_ITEMS)
     if not isinstance(batch, dict):
         raise _files.DatasetFormatError(f"{where}: expected a pickled dict, found {type(batch).__name__}")
     keys = {k.decode("utf-8", "replace") if isinstance(k, bytes) else k: v for k, v in batch.items()}

@@ -24,6 +24,16 @@ WORD_INDEX_MD5 = "bfafd718b763782e994055a2d397834f"  # the only checksum publish
 _ACL_DIR, _ACL_ARCHIVE = "aclImdb", "aclImdb_v1.tar.gz"
 _ACL_MEMBER = re.compile(r"aclImdb/(train|test)/(neg|pos)/[^/]+\.txt")
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+# Bounds from the official files, past which reading stops with DatasetFormatError (so a hostile
+# file can neither run long nor fill memory). imdb.npz: each x array holds 25,000 reviews of about
+# 6 million word ids in all, and the four arrays decompress to a few tens of MB.
+# imdb_word_index.json: 88,584 words in 1.6 MB. aclImdb_v1.tar.gz: about 100,000 members (50,000
+# labelled and 50,000 unlabelled reviews, a few feature files), about 300 MB once decompressed.
+MAX_NPZ_BYTES = 256 << 20  # the four arrays of imdb.npz together, decompressed
+MAX_NPZ_ITEMS = 1 << 24  # items in one array, counting each review list and each word id
+MAX_WORD_INDEX_BYTES = 16 << 20
+MAX_ACL_BYTES = 1 << 30  # the raw corpus, decompressed (or the reviews read from its folder)
+MAX_ACL_MEMBERS = 120_000
 _MAX_ID = 2**40  # ids and id arguments stay below this: far above any vocabulary, sums fit int64
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # letters/digits, inner apostrophes kept ("don't")
 
@@ -40,8 +50,10 @@ def load_data(path="imdb.npz", num_words=None, skip_top=0, maxlen=None, seed=113
     ``[skip_top, num_words)`` become ``oov_char`` (dropped when ``oov_char`` is None).
 
     ``path``: ``imdb.npz`` (a bare name is looked up in the fastdl then Keras cache and downloaded
-    there), an existing ``.npz``, or the raw corpus: an ``aclImdb/`` folder, ``aclImdb_v1.tar.gz``, or
-    a folder holding either. From the raw corpus the vocabulary is built from the training reviews
+    there, never read from the working folder: pass ``"./imdb.npz"`` for that), an existing
+    ``.npz``, or the raw corpus: an ``aclImdb/`` folder, ``aclImdb_v1.tar.gz``, or a folder holding
+    either. Files larger than the official ones (see ``MAX_NPZ_BYTES`` and the other bounds) raise
+    ``DatasetFormatError``. From the raw corpus the vocabulary is built from the training reviews
     (lower-cased, ``<br />`` removed, words of letters/digits with inner apostrophes), ranked by count
     with ties in alphabetical order; test words unseen in training are skipped, as in Keras's data.
     Reviews are taken neg then pos, each folder in natural file-name order, before shuffling.
@@ -73,7 +85,7 @@ def get_word_index(path="imdb_word_index.json"):
     kind, source = _pick(Path(source), ("json", "acl"))
     if kind == "acl":
         return _vocabulary(_read_acl(source)[0][0])
-    return _parse_word_index(_files.read_file(source), source)
+    return _parse_word_index(_files.read_file(source, limit=MAX_WORD_INDEX_BYTES), source)
 
 
 # ----------------------------------------------------------------------------- processing
@@ -149,7 +161,8 @@ def _read_raw(source):
         vocab = _vocabulary(train_docs)
         return (([[vocab[w] for w in doc] for doc in train_docs], y_train),
                 ([[vocab[w] for w in doc if w in vocab] for doc in test_docs], y_test))
-    arrays = _files.load_npz(source, ["x_train", "y_train", "x_test", "y_test"], official_sha256=SHA256)
+    arrays = _files.load_npz(source, ["x_train", "y_train", "x_test", "y_test"], official_sha256=SHA256,
+                             max_bytes=MAX_NPZ_BYTES, max_items=MAX_NPZ_ITEMS)
     out = []
     for split in ("train", "test"):
         x, y = arrays["x_" + split], arrays["y_" + split]
@@ -243,7 +256,9 @@ def _parse_word_index(raw, where):
 
     try:
         index = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except _files.DatasetFormatError:
+        raise
+    except (ValueError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON, an over-long number
         raise _files.DatasetFormatError(f"{where}: not valid UTF-8 JSON: {e}") from e
     if not isinstance(index, dict):
         raise _files.DatasetFormatError(f"{where}: expected a JSON object of word -> id, found "
@@ -276,9 +291,11 @@ def _read_acl(acl):
                 if not folder.is_dir():
                     raise _files.DatasetFormatError(f"{acl}: missing the folder {split}/{sub}/")
                 for f in folder.glob("*.txt"):
-                    texts[(split, sub, f.name)] = _files.read_file(f)
+                    texts[(split, sub, f.name)] = f
+        texts = dict(zip(texts, _files.read_files(texts.values(), MAX_ACL_BYTES).values()))
     else:
-        members = _files.read_tar_members(acl, lambda n: _ACL_MEMBER.fullmatch(n) is not None)
+        members = _files.read_tar_members(acl, lambda n: _ACL_MEMBER.fullmatch(n) is not None,
+                                          max_members=MAX_ACL_MEMBERS, max_bytes=MAX_ACL_BYTES)
         for name, raw in members.items():
             _, split, sub, fname = name.split("/")
             texts[(split, sub, fname)] = raw
