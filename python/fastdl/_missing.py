@@ -145,8 +145,8 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
 }.items()}
 
-_FUNCTIONAL = ("needs Keras's functional API (keras.Model(inputs, outputs)), which fastdl does "
-               "not have: a Sequential model is a linear stack of layers")
+_FUNCTIONAL = ("merging layers need Keras's functional API (keras.Model(inputs, outputs)), which "
+               "fastdl does not have: a Sequential model is a linear stack of layers")
 _AS_2D = ("a sequence reshaped to (1, steps, channels) with Reshape goes through {layer}"
           "{window}")
 _ARRAYS = "fastdl computes on NumPy arrays: pass them to fit/predict directly"
