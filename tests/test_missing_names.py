@@ -98,6 +98,16 @@ def test_a_typo_suggests_the_close_names():
         fastdl.explain.salency
 
 
+def test_a_submodule_not_yet_imported_says_to_import_it(monkeypatch):
+    import fastdl.saving.native  # noqa: F401  (then unbound, as before its first import)
+    monkeypatch.delattr(fastdl.saving, "native")
+    with pytest.raises(AttributeError, match=r"^module 'fastdl.saving' has no attribute 'native': "
+                                             r"fastdl.saving.native is a submodule: import "
+                                             r"fastdl.saving.native$"):
+        fastdl.saving.native
+    assert not hasattr(fastdl.layers, "a.b")  # not an identifier: no import is attempted
+
+
 def test_hasattr_and_getattr_default_keep_working():
     assert not hasattr(fastdl.keras.layers, "Conv1D")
     assert not hasattr(fastdl, "GradientTape_")

@@ -9,6 +9,7 @@ Names starting with ``_`` keep Python's plain AttributeError: ``hasattr``, ``cop
 and doctest probe those.
 """
 import difflib
+import importlib.util
 import opcode
 import sys
 
@@ -261,20 +262,28 @@ def not_provided(module, name):
     namespace = NAMESPACES.get(module)
     known = name in MISSING.get(namespace, ())
     details = []
-    if namespace is not None:
-        full = f"{namespace}.{name}"
-        what = f"TensorFlow's {full}" if namespace == "tf" else full
-        details.append(f"fastdl does not provide {what} " + ("yet" if known else "(yet)"))
-        if full in ALTERNATIVES:
-            details.append(ALTERNATIVES[full])
-    if not known:  # perhaps a typo of a name fastdl has
-        provided = [n for n in dir(sys.modules[module]) if not n.startswith("_")]
-        close = difflib.get_close_matches(name, provided, n=3)
-        if close:
-            details.append("did you mean " + " or ".join(repr(c) for c in close) + "?")
+    if not known and _is_submodule(module, name):  # e.g. fastdl.saving.native, not imported yet
+        details.append(f"{module}.{name} is a submodule: import {module}.{name}")
+    else:
+        if namespace is not None:
+            full = f"{namespace}.{name}"
+            what = f"TensorFlow's {full}" if namespace == "tf" else full
+            details.append(f"fastdl does not provide {what} " + ("yet" if known else "(yet)"))
+            if full in ALTERNATIVES:
+                details.append(ALTERNATIVES[full])
+        if not known:  # perhaps a typo of a name fastdl has
+            provided = [n for n in dir(sys.modules[module]) if not n.startswith("_")]
+            close = difflib.get_close_matches(name, provided, n=3)
+            if close:
+                details.append("did you mean " + " or ".join(repr(c) for c in close) + "?")
     detail = ": " + "; ".join(details) if details else ""
     # The caller of the module's __getattr__; an import statement executes IMPORT_FROM there.
     frame = sys._getframe(1).f_back
     if frame is not None and frame.f_code.co_code[frame.f_lasti] == opcode.opmap["IMPORT_FROM"]:
         return ImportError(f"cannot import name {name!r} from {module!r}{detail}", name=module)
     return AttributeError(f"module {module!r} has no attribute {name!r}{detail}")
+
+
+def _is_submodule(module, name):
+    return (name.isidentifier() and hasattr(sys.modules[module], "__path__")
+            and importlib.util.find_spec(f"{module}.{name}") is not None)
