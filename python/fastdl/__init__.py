@@ -47,7 +47,8 @@ def __getattr__(name):
         return _importlib.import_module(f"fastdl.{name}")
     if name in _ATTRIBUTES:
         return getattr(_importlib.import_module(_ATTRIBUTES[name]), name)
-    raise AttributeError(f"module 'fastdl' has no attribute {name!r}")
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)
 
 
 def __dir__():

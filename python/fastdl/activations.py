@@ -616,3 +616,8 @@ def serialize(activation):
 def deserialize(config):
     """Inverse of :func:`serialize` (also accepts Keras's dict form)."""
     return get(config)
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

@@ -894,3 +894,8 @@ class LambdaCallback(Callback):
             if not callable(fn):
                 raise ValueError(f"LambdaCallback: {name} must be callable. Received: {fn!r}")
             setattr(self, name, fn)
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

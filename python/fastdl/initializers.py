@@ -241,3 +241,8 @@ def deserialize(config):
         raise ValueError(f"Unknown initializer class {config['class_name']!r}. "
                          f"Valid classes: {', '.join(sorted(ALL_CLASSES))}")
     return cls.from_config(dict(config.get("config") or {}))
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

@@ -979,10 +979,12 @@ def get(identifier):
     """Resolve a loss identifier to a :class:`Loss` instance.
 
     Accepts a Keras name (snake_case function name, alias such as ``"mse"``/``"bce"``, or class
-    name; case-sensitive as in Keras), a ``Loss`` instance (returned as is), a ``Loss`` subclass
+    name; case-sensitive as in Keras), one of this module's functions (``mean_squared_error``
+    gives ``MeanSquaredError()``), a ``Loss`` instance (returned as is), a ``Loss`` subclass
     (instantiated) or a Keras config dict (``{"class_name": ..., "config": {...}}``).
-    Unknown names raise ``ValueError`` listing the valid ones; a plain function is refused with
-    ``TypeError`` because fastdl needs a loss that provides its gradient.
+    Unknown names raise ``ValueError`` listing the valid ones; any other function is refused with
+    ``TypeError``: custom loss functions are not supported yet, because fastdl needs a loss that
+    provides its gradient.
     """
     if isinstance(identifier, Loss):
         return identifier
@@ -995,12 +997,15 @@ def get(identifier):
         return deserialize(identifier)
     if isinstance(identifier, type) and issubclass(identifier, Loss):
         return identifier()
+    name = getattr(identifier, "__name__", None)
+    if name in _FUNCTION_CLASSES and globals()[name] is identifier:
+        return _FUNCTION_CLASSES[name]()
     if callable(identifier):
-        name = getattr(identifier, "__name__", type(identifier).__name__)
+        name = name or type(identifier).__name__
         raise TypeError(
             f"Loss {name!r} is a plain function: fastdl trains without automatic "
-            "differentiation, so it needs a fastdl.losses.Loss with forward_backward. Use one of: "
-            f"{_valid_names()}, or subclass fastdl.losses.Loss.")
+            "differentiation, so custom loss functions are not supported yet. Use a built-in "
+            f"loss ({_valid_names()}) or subclass fastdl.losses.Loss with forward_backward.")
     raise ValueError(f"Could not interpret loss identifier {identifier!r}. "
                      f"Valid names: {_valid_names()}")
 
@@ -1030,3 +1035,8 @@ def deserialize(config, custom_objects=None):
     if not isinstance(inner, dict):
         raise ValueError(f"Loss config for {class_name!r} must be a dict, received {inner!r}")
     return cls.from_config(dict(inner))
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

@@ -884,3 +884,8 @@ def deserialize(config, custom_objects=None):
     if not isinstance(inner, dict):
         raise ValueError(f"Metric config for {class_name!r} must be a dict, received {inner!r}")
     return cls.from_config(dict(inner))
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

@@ -194,14 +194,10 @@ class Sequential:
         if loss_weights is not None:
             raise ValueError("loss_weights applies to multi-output models, which Sequential is not")
         self.optimizer = optimizers_module.get(optimizer)
-        if callable(loss) and not isinstance(loss, losses_module.Loss):
-            loss = getattr(loss, "__name__", loss)
         self.loss = losses_module.get(loss)
-        metric_list = []
-        for m in _as_list(metrics) + _as_list(weighted_metrics):
-            if callable(m) and not hasattr(m, "update_state"):
-                m = getattr(m, "__name__", m)
-            metric_list.append(metrics_module.get(m))
+        # a function fn(y_true, y_pred) becomes a MeanMetricWrapper named after it, as in Keras
+        metric_list = [metrics_module.get(m)
+                       for m in _as_list(metrics) + _as_list(weighted_metrics)]
         names = [m.name for m in metric_list]
         if len(set(names)) != len(names):
             raise ValueError(f"Metric names must be unique. Received: {names}")
@@ -746,3 +742,8 @@ def _human_bytes(n):
         if n < 1024 or unit == "GB":
             return f"{n:.2f} {unit}" if unit != "B" else f"{n} B"
         n /= 1024
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

@@ -293,3 +293,8 @@ def filters(layer, path=None, channel=None, max_filters=64, dpi=100):
     fig.suptitle(f"{layer.name}: {k.shape[3]} filters {k.shape[0]}x{k.shape[1]}x{cin}",
                  fontsize=9)
     return _finish(fig, path, dpi)
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

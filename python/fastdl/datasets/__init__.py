@@ -12,7 +12,8 @@ _SUBMODULES = ("cifar10", "digits", "imdb")
 def __getattr__(name):
     if name in _SUBMODULES:
         return _importlib.import_module(f"fastdl.datasets.{name}")
-    raise AttributeError(f"module 'fastdl.datasets' has no attribute {name!r}")
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)
 
 
 def __dir__():

@@ -31,4 +31,5 @@ def __getattr__(name):
     if name == "callbacks":
         import importlib
         return importlib.import_module("fastdl.explain.callbacks")
-    raise AttributeError(f"module 'fastdl.explain' has no attribute {name!r}")
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

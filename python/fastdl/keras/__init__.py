@@ -1,13 +1,16 @@
 """Keras compatibility namespace: ``fastdl.keras.layers`` is ``fastdl.layers``, and so on.
 
 ``import fastdl as tf`` then ``tf.keras.Sequential(...)``, or ``from fastdl.keras.layers import
-Dense``: each submodule here is the fastdl module of the same name.
+Dense``: each submodule here is the fastdl module of the same name. A Keras name fastdl lacks
+raises an AttributeError that says so (and names the alternative, if any).
 """
 import importlib
 
 _SUBMODULES = ("activations", "callbacks", "datasets", "initializers", "layers", "losses",
-               "metrics", "models", "optimizers", "utils", "preprocessing")
-_ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers"}
+               "metrics", "models", "optimizers", "utils", "preprocessing", "saving")
+_ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "Layer": "fastdl.layers",
+               "InputSpec": "fastdl.layers", "Loss": "fastdl.losses", "Metric": "fastdl.metrics",
+               "Optimizer": "fastdl.optimizers", "Initializer": "fastdl.initializers"}
 
 
 def __getattr__(name):
@@ -15,7 +18,8 @@ def __getattr__(name):
         return importlib.import_module(f"fastdl.keras.{name}")
     if name in _ATTRIBUTES:
         return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
-    raise AttributeError(f"module 'fastdl.keras' has no attribute {name!r}")
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)
 
 
 def __dir__():

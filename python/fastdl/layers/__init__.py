@@ -20,7 +20,8 @@ _WHERE = {name: module for module, names in _FAMILIES.items() for name in names}
 def __getattr__(name):
     module = _WHERE.get(name)
     if module is None:
-        raise AttributeError(f"module 'fastdl.layers' has no attribute {name!r}")
+        from fastdl._missing import not_provided
+        raise not_provided(__name__, name)
     return getattr(importlib.import_module(module), name)
 
 

@@ -254,7 +254,7 @@ class Layer:
         """Explicit conversion of user input to this layer's float dtype (any layout, numeric)."""
         if isinstance(x, np.ndarray) and x.dtype == self.dtype:
             return x if x.flags.aligned else np.require(x, requirements="A")
-        x = np.asarray(x)
+        x = as_input_array(x, self)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.integer)
                                      or np.issubdtype(x.dtype, np.floating)
                                      or x.dtype == np.bool_):
@@ -366,6 +366,34 @@ class InputLayer(Layer):
     def get_config(self):
         return {"batch_shape": list(self._declared_batch_shape), "dtype": self.input_dtype or self.dtype,
                 "name": self.name, "sparse": False}
+
+
+def as_input_array(x, layer):
+    """``np.asarray(x)``, or a TypeError/ValueError saying why ``x`` cannot be ``layer``'s input:
+    fastdl layers compute on one array, not on symbolic tensors or several inputs."""
+    who = f"{type(layer).__name__} layer {layer.name!r} was called on"
+    items = x if isinstance(x, (list, tuple)) else (x,)
+    symbolic = [v for v in items if isinstance(v, Layer)]
+    if symbolic:
+        what = ("a symbolic Input" if isinstance(symbolic[0], InputLayer)
+                else f"a {type(symbolic[0]).__name__} layer")
+        raise TypeError(f"{who} {what}; fastdl's functional API (keras.Model(inputs, outputs)) is "
+                        "not available yet: use Sequential([Input(shape), layer, ...]) and call "
+                        "the model or the layer on NumPy arrays")
+    if x is None:
+        raise TypeError(f"{who} None; pass a NumPy array")
+    if isinstance(x, dict):
+        raise TypeError(f"{who} a dict; models with named or several inputs are not supported "
+                        "yet: pass one array")
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{who} a {type(x).__name__}; layers take numeric arrays (text must "
+                        "first become integer ids, e.g. for an Embedding layer)")
+    try:
+        return np.asarray(x)
+    except ValueError:  # NumPy refuses ragged nesting
+        raise ValueError(f"{who} a {type(x).__name__} whose elements have different shapes; a "
+                         "layer takes one rectangular array (layers with several inputs, such as "
+                         "Concatenate, are not available yet)") from None
 
 
 def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, sparse=None):

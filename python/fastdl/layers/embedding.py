@@ -4,7 +4,8 @@ import warnings
 import numpy as np
 
 from fastdl import initializers
-from fastdl.layers.base import as_c_array, InputSpec, Layer, check_positive_int, shape_str
+from fastdl.layers.base import (as_c_array, as_input_array, InputSpec, Layer, check_positive_int,
+                                shape_str)
 from fastdl.ops import rnn as rnn_ops
 
 
@@ -76,7 +77,7 @@ class Embedding(Layer):
                          f"{shape_str(shape)}; {fix}.")
 
     def convert_input(self, x):
-        x = np.asarray(x)
+        x = as_input_array(x, self)
         self._check_rank(x.shape)  # the shape is the more useful message (e.g. (100, 10, 1))
         try:
             return rnn_ops.as_ids(x, f"Layer {self.name!r} (Embedding) input")

@@ -67,3 +67,8 @@ def get(identifier):
         return cls()
     raise ValueError(f"Could not interpret optimizer identifier: {identifier!r}. Pass a name "
                      f"({_valid_names()}), a config dict or an Optimizer instance.")
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

@@ -260,3 +260,8 @@ def deserialize(config, custom_objects=None):
     if not isinstance(inner, dict):
         raise ValueError(f"The 'config' of a schedule must be a dict. Received: {inner!r}")
     return cls.from_config(dict(inner))
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

@@ -128,3 +128,8 @@ def load_weights(model, filepath):
     else:
         from fastdl.saving import native
         native.load_weights(model, path)
+
+
+def __getattr__(name):
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)

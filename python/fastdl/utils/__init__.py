@@ -12,4 +12,9 @@ def __getattr__(name):
     if name in _LAZY:
         import importlib
         return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'fastdl.utils' has no attribute {name!r}")
+    from fastdl._missing import not_provided
+    raise not_provided(__name__, name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,289 @@
+"""The Keras and TensorFlow names fastdl does not provide (yet), and the error that says so.
+
+Each fastdl namespace module ends its ``__getattr__`` with ``raise not_provided(__name__, name)``,
+so ``tf.keras.layers.Conv1D`` says that fastdl lacks ``keras.layers.Conv1D`` (and what to use
+instead) rather than a bare "has no attribute". ``MISSING`` lists, per namespace, the public names
+of Keras 3 (generated from ``dir()`` of Keras 3.15's modules, then reviewed) and the TensorFlow
+names tutorials use most; any other unknown public name gets the same message with "(yet)".
+Names starting with ``_`` keep Python's plain AttributeError: ``hasattr``, ``copy``, ``pickle``
+and doctest probe those.
+"""
+import difflib
+import importlib.util
+import opcode
+import sys
+
+# fastdl module -> the Keras/TensorFlow namespace it stands for (``import fastdl as tf``)
+NAMESPACES = {
+    "fastdl": "tf",
+    "fastdl.keras": "keras",
+    "fastdl.layers": "keras.layers",
+    "fastdl.losses": "keras.losses",
+    "fastdl.metrics": "keras.metrics",
+    "fastdl.optimizers": "keras.optimizers",
+    "fastdl.optimizers.schedules": "keras.optimizers.schedules",
+    "fastdl.callbacks": "keras.callbacks",
+    "fastdl.datasets": "keras.datasets",
+    "fastdl.utils": "keras.utils",
+    "fastdl.models": "keras.models",
+    "fastdl.initializers": "keras.initializers",
+    "fastdl.activations": "keras.activations",
+    "fastdl.keras.preprocessing": "keras.preprocessing",
+    "fastdl.keras.preprocessing.sequence": "keras.preprocessing.sequence",
+    "fastdl.saving": "keras.saving",
+}
+
+MISSING = {namespace: frozenset(names.split()) for namespace, names in {
+    # TensorFlow's own names (not Keras) that Keras tutorials use.
+    "tf": """
+        GradientTape Variable Tensor TensorShape TensorSpec Module DType SparseTensor
+        RaggedTensor TensorArray constant convert_to_tensor is_tensor identity cast shape size
+        rank reshape transpose expand_dims squeeze concat stack unstack split tile pad gather
+        gather_nd boolean_mask where fill zeros ones zeros_like ones_like eye range linspace
+        one_hot sequence_mask broadcast_to meshgrid reverse roll sort argsort unique searchsorted
+        matmul tensordot einsum norm add subtract multiply divide square sqrt exp abs sign round
+        floor pow maximum minimum clip_by_value clip_by_norm clip_by_global_norm reduce_mean
+        reduce_sum reduce_max reduce_min reduce_prod reduce_std reduce_variance reduce_all
+        reduce_any reduce_logsumexp argmax argmin cumsum equal not_equal greater greater_equal
+        less less_equal logical_and logical_or logical_not sigmoid tanh stop_gradient
+        scatter_nd tensor_scatter_nd_update map_fn vectorized_map cond case while_loop
+        py_function numpy_function function print executing_eagerly control_dependencies
+        device name_scope get_logger float16 float32 float64 bfloat16 int8 int16 int32 int64
+        uint8 bool string newaxis dtypes data math nn random linalg signal image io strings
+        sparse ragged config test train summary saved_model lite distribute estimator compat
+        debugging autograph feature_column audio bitwise experimental errors nest types
+        sysconfig version
+    """,
+    "keras": """
+        DTypePolicy FloatDTypePolicy Function KerasTensor Model Operation Quantizer Regularizer
+        RematScope StatelessScope SymbolicScope Variable applications backend config constraints
+        device distillation distribution dtype_policies export legacy mixed_precision name_scope
+        ops quantizers random regularizers remat tree version visualization wrappers
+    """,
+    "keras.layers": """
+        ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
+        AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
+        Add AdditiveAttention AlphaDropout Attention AugMix AutoContrast Average
+        AveragePooling1D AveragePooling3D AvgPool1D AvgPool3D CategoryEncoding CenterCrop
+        Concatenate ContrastLimitedAdaptiveHistogramEqualization Conv1D Conv1DTranspose
+        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D Convolution1D
+        Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
+        Cropping1D Cropping2D Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
+        Dot ELU EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
+        GlobalAveragePooling1D GlobalAveragePooling3D GlobalAvgPool1D GlobalAvgPool3D
+        GlobalMaxPool1D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization
+        GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
+        Lambda LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool3D
+        MaxPooling1D MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
+        Multiply Normalization PReLU Permute Pipeline RMSNormalization RNN RandAugment
+        RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
+        RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale
+        RandomHue RandomInvert RandomPerspective RandomPosterization RandomRotation
+        RandomSaturation RandomSharpness RandomShear RandomTranslation RandomZoom ReLU
+        RepeatVector Rescaling Resizing ReversibleEmbedding STFTSpectrogram SeparableConv1D
+        SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNNCell Softmax
+        Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D SpectralNormalization
+        StackedRNNCells StringLookup Subtract TFSMLayer TextVectorization TimeDistributed
+        TorchModuleWrapper UnitNormalization UpSampling1D UpSampling2D UpSampling3D Wrapper
+        ZeroPadding1D ZeroPadding3D add average concatenate deserialize dot maximum minimum
+        multiply serialize subtract
+    """,
+    "keras.losses": """
+        BinaryFocalCrossentropy CTC CategoricalFocalCrossentropy
+        CategoricalGeneralizedCrossEntropy CategoricalHinge Circle CosineSimilarity Dice Tversky
+        binary_focal_crossentropy categorical_focal_crossentropy
+        categorical_generalized_cross_entropy categorical_hinge circle cosine_similarity ctc
+        dice tversky
+    """,
+    "keras.metrics": """
+        BinaryIoU CategoricalHinge ConcordanceCorrelation CosineSimilarity F1Score FBetaScore
+        FalseNegatives FalsePositives IoU MeanIoU OneHotIoU OneHotMeanIoU PearsonCorrelation
+        PrecisionAtRecall R2Score RecallAtPrecision SensitivityAtSpecificity
+        SpecificityAtSensitivity TrueNegatives TruePositives binary_crossentropy
+        binary_focal_crossentropy categorical_crossentropy categorical_focal_crossentropy
+        categorical_hinge concordance_correlation hinge huber kl_divergence log_cosh
+        mean_absolute_error mean_absolute_percentage_error mean_squared_error
+        mean_squared_logarithmic_error pearson_correlation poisson
+        sparse_categorical_crossentropy squared_hinge
+    """,
+    "keras.optimizers": """
+        Adadelta Adafactor Adamax Ftrl Lamb Lion LossScaleOptimizer MultiOptimizer Muon Nadam
+        OptimizerMap ScheduleFreeAdamW legacy
+    """,
+    "keras.optimizers.schedules": "CosineDecayRestarts",
+    "keras.callbacks": "BackupAndRestore OrbaxCheckpoint RemoteMonitor SwapEMAWeights TensorBoard",
+    "keras.datasets": "boston_housing california_housing cifar100 fashion_mnist mnist reuters",
+    "keras.utils": """
+        Config CustomObjectScope FeatureSpace PyDataset Sequence array_to_img
+        audio_dataset_from_directory bounding_boxes clear_session custom_object_scope
+        deserialize_keras_object disable_interactive_logging enable_interactive_logging
+        get_custom_objects get_file get_registered_name get_registered_object get_source_inputs
+        image_dataset_from_directory img_to_array is_interactive_logging_enabled is_keras_tensor
+        legacy load_img model_to_dot normalize pack_x_y_sample_weight plot_model
+        register_keras_serializable save_img serialize_keras_object split_dataset
+        standardize_dtype text_dataset_from_directory timeseries_dataset_from_array
+        unpack_x_y_sample_weight
+    """,
+    "keras.models": "Model clone_model model_from_json save_model",
+    "keras.initializers": """
+        Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
+        glorot_normal glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform
+        ones orthogonal random_normal random_uniform stft truncated_normal variance_scaling
+        zeros
+    """,
+    "keras.activations": """
+        celu glu hard_shrink hard_tanh log_sigmoid soft_shrink sparse_plus sparse_sigmoid
+        sparsemax squareplus tanh_shrink threshold
+    """,
+    "keras.preprocessing": """
+        image image_dataset_from_directory text_dataset_from_directory
+        timeseries_dataset_from_array
+    """,
+    "keras.saving": """
+        CustomObjectScope KerasFileEditor custom_object_scope deserialize_keras_object
+        get_custom_objects get_registered_name get_registered_object register_keras_serializable
+        serialize_keras_object
+    """,
+}.items()}
+
+_FUNCTIONAL = ("merging layers need Keras's functional API (keras.Model(inputs, outputs)), which "
+               "fastdl does not have: a Sequential model is a linear stack of layers")
+_AS_2D = ("a sequence reshaped to (1, steps, channels) with Reshape goes through {layer}"
+          "{window}")
+_ARRAYS = "fastdl computes on NumPy arrays: pass them to fit/predict directly"
+_PREPROCESS = "preprocess the NumPy arrays before fit"
+_AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing layers)"
+_LOSS_FN = "pass the name instead, as in metrics=['{name}']"
+_INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from "
+            "keras.initializers")
+_MODEL = ("the functional API (keras.Model(inputs, outputs)) and Model subclasses are not "
+          "available: keras.Sequential([Input(shape), layer, ...]) builds a linear stack")
+
+# Full name -> what to use instead, where fastdl has something.
+ALTERNATIVES = {
+    # TensorFlow
+    "tf.data": "pass NumPy arrays to fit(x, y, batch_size=..., validation_split=...)",
+    "tf.function": "fastdl runs eagerly on compiled kernels: drop the decorator",
+    "tf.config": "fastdl.set_num_threads(n) sets the CPU threads; fastdl has no GPU support",
+    "tf.device": "fastdl runs on the CPU only",
+    "tf.distribute": "fastdl runs on one machine's CPU cores (fastdl.set_num_threads)",
+    "tf.saved_model": "model.save('model.keras') writes Keras 3's format",
+    "tf.lite": "model.save('model.keras') writes Keras 3's format",
+    "tf.summary": "keras.callbacks.CSVLogger writes the per-epoch logs",
+    "tf.Tensor": _ARRAYS,
+    "tf.convert_to_tensor": _ARRAYS + " (np.asarray(x, dtype=np.float32))",
+    **{f"tf.{t}": f"use NumPy's dtype: np.{t}" for t in (
+        "float16 float32 float64 int8 int16 int32 int64 uint8".split())},
+    "tf.bool": "use NumPy's dtype: np.bool_",
+    "tf.string": "fastdl takes numeric arrays only",
+    # keras
+    "keras.Model": _MODEL,
+    "keras.models.Model": _MODEL,
+    "keras.models.save_model": "model.save(path) or keras.saving.save_model(model, path)",
+    "keras.regularizers": "AdamW(weight_decay=...) decays the weights",
+    "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
+    "keras.version": "fastdl.__version__",
+    "keras.random": "keras.utils.set_random_seed(seed) seeds fastdl",
+    # keras.layers
+    **{f"keras.layers.{n}": _AS_2D.format(layer=n.replace("1D", "2D"),
+                                          window=" with a (1, k) window")
+       for n in "Conv1D Convolution1D MaxPooling1D MaxPool1D AveragePooling1D AvgPool1D".split()},
+    **{f"keras.layers.{n}": _AS_2D.format(layer=n.replace("1D", "2D"), window="")
+       for n in ("GlobalAveragePooling1D GlobalAvgPool1D GlobalMaxPooling1D "
+                 "GlobalMaxPool1D").split()},
+    **{f"keras.layers.{n}": _FUNCTIONAL for n in (
+        "Add Subtract Multiply Average Maximum Minimum Concatenate Dot add subtract multiply "
+        "average maximum minimum concatenate dot").split()},
+    **{f"keras.layers.{n}": "use the LSTM, GRU or SimpleRNN layers (return_sequences=True to "
+       "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
+    **{f"keras.layers.{n}": "BatchNormalization is available" for n in (
+        "LayerNormalization GroupNormalization UnitNormalization RMSNormalization".split())},
+    **{f"keras.layers.{n}": f"Activation('{a}') or activation='{a}' on the layer before"
+       for n, a in (("ReLU", "relu"), ("LeakyReLU", "leaky_relu"), ("ELU", "elu"),
+                    ("Softmax", "softmax"))},
+    **{f"keras.layers.{n}": "Dropout is available" for n in (
+        "SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise "
+        "AlphaDropout").split()},
+    **{f"keras.layers.{n}": _AUGMENT for n in (
+        "RandomFlip RandomRotation RandomZoom RandomTranslation RandomCrop RandomContrast "
+        "RandomBrightness").split()},
+    "keras.layers.Normalization": _PREPROCESS + ": x = (x - x.mean(axis=0)) / x.std(axis=0)",
+    "keras.layers.Rescaling": _PREPROCESS + ", e.g. x = x / 255.0",
+    "keras.layers.TextVectorization": ("map the words to integer ids yourself, then "
+                                       "keras.utils.pad_sequences and an Embedding layer"),
+    "keras.layers.Masking": "Embedding(..., mask_zero=True) masks padded time steps",
+    "keras.layers.TimeDistributed": "Dense already applies to the last axis of a 3-D input",
+    "keras.layers.Lambda": ("write a keras.layers.Layer subclass with call() and backward() "
+                            "(fastdl has no automatic differentiation)"),
+    # keras.losses / metrics / optimizers / callbacks
+    **{f"keras.metrics.{n}": _LOSS_FN.format(name=n) for n in (
+        "mean_squared_error mean_absolute_error mean_absolute_percentage_error "
+        "mean_squared_logarithmic_error binary_crossentropy categorical_crossentropy "
+        "sparse_categorical_crossentropy kl_divergence hinge squared_hinge poisson log_cosh "
+        "huber").split()},
+    **{f"keras.metrics.{n}": "Precision, Recall and AUC are available" for n in (
+        "F1Score FBetaScore TruePositives TrueNegatives FalsePositives FalseNegatives "
+        "PrecisionAtRecall RecallAtPrecision SensitivityAtSpecificity "
+        "SpecificityAtSensitivity").split()},
+    **{f"keras.optimizers.{n}": "SGD, Adam, AdamW, RMSprop and Adagrad are available"
+       for n in "Adadelta Adafactor Adamax Ftrl Lamb Lion Nadam Muon".split()},
+    "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
+    "keras.callbacks.TensorBoard": "CSVLogger writes the per-epoch logs",
+    "keras.callbacks.BackupAndRestore": "ModelCheckpoint saves the model during fit",
+    # keras.datasets
+    **{f"keras.datasets.{n}": ("fastdl.datasets.digits ships with fastdl (8x8 images of "
+                               "handwritten digits, no download); cifar10 and imdb download")
+       for n in ("mnist", "fashion_mnist")},
+    "keras.datasets.cifar100": "keras.datasets.cifar10 is available",
+    "keras.datasets.reuters": "keras.datasets.imdb (text classification) is available",
+    # keras.utils / preprocessing / initializers
+    "keras.utils.plot_model": "model.summary() prints the layers",
+    "keras.utils.model_to_dot": "model.summary() prints the layers",
+    "keras.utils.split_dataset": "fit(..., validation_split=0.2) holds out the last samples",
+    "keras.utils.Sequence": "pass NumPy arrays to fit",
+    "keras.utils.PyDataset": "pass NumPy arrays to fit",
+    "keras.preprocessing.image": _AUGMENT,
+    **{f"keras.initializers.{n}": _INIT_FN.format(name=n) for n in (
+        "constant glorot_normal glorot_uniform he_normal he_uniform lecun_normal lecun_uniform "
+        "ones orthogonal random_normal random_uniform truncated_normal variance_scaling "
+        "zeros").split()},
+}
+
+
+def not_provided(module, name):
+    """The error for ``module.name`` that fastdl lacks: call it from the module's ``__getattr__``.
+
+    An AttributeError (so ``hasattr`` and ``getattr(m, name, default)`` keep working), except
+    under ``from module import name``: Python would replace an AttributeError there with a bare
+    "cannot import name", so that statement gets an ImportError carrying the message itself.
+    """
+    if name.startswith("_"):
+        return AttributeError(f"module {module!r} has no attribute {name!r}")
+    namespace = NAMESPACES.get(module)
+    known = name in MISSING.get(namespace, ())
+    details = []
+    if not known and _is_submodule(module, name):  # e.g. fastdl.saving.native, not imported yet
+        details.append(f"{module}.{name} is a submodule: import {module}.{name}")
+    else:
+        if namespace is not None:
+            full = f"{namespace}.{name}"
+            what = f"TensorFlow's {full}" if namespace == "tf" else full
+            details.append(f"fastdl does not provide {what} " + ("yet" if known else "(yet)"))
+            if full in ALTERNATIVES:
+                details.append(ALTERNATIVES[full])
+        if not known:  # perhaps a typo of a name fastdl has
+            provided = [n for n in dir(sys.modules[module]) if not n.startswith("_")]
+            close = difflib.get_close_matches(name, provided, n=3)
+            if close:
+                details.append("did you mean " + " or ".join(repr(c) for c in close) + "?")
+    detail = ": " + "; ".join(details) if details else ""
+    # The caller of the module's __getattr__; an import statement executes IMPORT_FROM there.
+    frame = sys._getframe(1).f_back
+    if frame is not None and frame.f_code.co_code[frame.f_lasti] == opcode.opmap["IMPORT_FROM"]:
+        return ImportError(f"cannot import name {name!r} from {module!r}{detail}", name=module)
+    return AttributeError(f"module {module!r} has no attribute {name!r}{detail}")
+
+
+def _is_submodule(module, name):
+    return (name.isidentifier() and hasattr(sys.modules[module], "__path__")
+            and importlib.util.find_spec(f"{module}.{name}") is not None)

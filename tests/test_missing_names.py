@@ -1,0 +1,290 @@
+"""Keras/TensorFlow names fastdl lacks say so; layers refuse non-arrays and losses refuse
+functions with a message that names what is unsupported (and what to use instead)."""
+import copy
+import importlib
+import importlib.util
+import json
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import _missing, layers as L, losses, metrics
+from fastdl.saving import load_model, save_model
+
+NAMESPACES = sorted(_missing.NAMESPACES.items())
+# fastdl modules outside Keras's namespaces: unknown names still get a considered message
+OTHER_MODULES = ["fastdl.explain", "fastdl.plot"]
+
+
+def _qualified(namespace, name):
+    full = f"{namespace}.{name}"
+    return f"TensorFlow's {full}" if namespace == "tf" else full
+
+
+@pytest.mark.parametrize("module,namespace", [(m, ns) for m, ns in NAMESPACES
+                                              if ns in _missing.MISSING])
+def test_every_missing_name_says_fastdl_does_not_provide_it(module, namespace):
+    mod = importlib.import_module(module)
+    for name in sorted(_missing.MISSING[namespace]):
+        with pytest.raises(AttributeError) as info:
+            getattr(mod, name)
+        message = str(info.value)
+        assert message.startswith(f"module {module!r} has no attribute {name!r}: ")
+        assert f"fastdl does not provide {_qualified(namespace, name)} yet" in message
+        alternative = _missing.ALTERNATIVES.get(f"{namespace}.{name}")
+        if alternative:
+            assert message.endswith(alternative)
+
+
+@pytest.mark.parametrize("module,namespace", NAMESPACES)
+def test_missing_table_and_real_attributes_are_disjoint(module, namespace):
+    # A name another change provides must leave the table (the merge check).
+    mod = importlib.import_module(module)
+    provided = sorted(n for n in _missing.MISSING.get(namespace, ()) if hasattr(mod, n))
+    assert provided == []
+
+
+def test_every_alternative_belongs_to_a_missing_name():
+    for full in _missing.ALTERNATIVES:
+        namespace, _, name = full.rpartition(".")
+        assert name in _missing.MISSING[namespace], full
+
+
+@pytest.mark.parametrize("module,namespace", NAMESPACES)
+def test_an_unlisted_name_gets_the_generic_message(module, namespace):
+    mod = importlib.import_module(module)
+    with pytest.raises(AttributeError,
+                       match=rf"fastdl does not provide {_qualified(namespace, 'NotAName')} "
+                             r"\(yet\)$"):
+        mod.NotAName
+
+
+@pytest.mark.parametrize("module", OTHER_MODULES)
+def test_other_fastdl_modules_route_unknown_names_too(module):
+    mod = importlib.import_module(module)
+    with pytest.raises(AttributeError, match=rf"^module {module!r} has no attribute 'NotAName'$"):
+        mod.NotAName
+    assert not hasattr(mod, "NotAName")
+
+
+def test_tutorial_names_through_import_fastdl_as_tf():
+    tf = fastdl
+    cases = [
+        (lambda: tf.keras.layers.Conv1D, r"keras.layers.Conv1D yet; a sequence reshaped to "
+                                         r"\(1, steps, channels\) with Reshape goes through "
+                                         r"Conv2D"),
+        (lambda: tf.keras.Model, r"keras.Model yet; the functional API .* keras.Sequential"),
+        (lambda: tf.data, r"TensorFlow's tf.data yet; pass NumPy arrays to fit"),
+        (lambda: tf.keras.datasets.mnist, r"keras.datasets.mnist yet; fastdl.datasets.digits"),
+        (lambda: tf.keras.layers.Add, r"keras.layers.Add yet; merging layers need Keras's "
+                                      r"functional API"),
+        (lambda: tf.keras.metrics.mean_squared_error, r"keras.metrics.mean_squared_error yet; "
+                                                      r"pass the name instead, as in "
+                                                      r"metrics=\['mean_squared_error'\]"),
+    ]
+    for get, regex in cases:
+        with pytest.raises(AttributeError, match="fastdl does not provide " + regex):
+            get()
+
+
+def test_a_typo_suggests_the_close_names():
+    with pytest.raises(AttributeError, match=r"keras.layers.Dens \(yet\); did you mean 'Dense'\?"):
+        fastdl.keras.layers.Dens
+    with pytest.raises(AttributeError, match=r"no attribute 'salency': did you mean 'saliency'\?$"):
+        fastdl.explain.salency
+
+
+def test_a_submodule_not_yet_imported_says_to_import_it(monkeypatch):
+    import fastdl.saving.native  # noqa: F401  (then unbound, as before its first import)
+    monkeypatch.delattr(fastdl.saving, "native")
+    with pytest.raises(AttributeError, match=r"^module 'fastdl.saving' has no attribute 'native': "
+                                             r"fastdl.saving.native is a submodule: import "
+                                             r"fastdl.saving.native$"):
+        fastdl.saving.native
+    assert not hasattr(fastdl.layers, "a.b")  # not an identifier: no import is attempted
+
+
+def test_hasattr_and_getattr_default_keep_working():
+    assert not hasattr(fastdl.keras.layers, "Conv1D")
+    assert not hasattr(fastdl, "GradientTape_")
+    assert getattr(fastdl.keras.layers, "Conv1D", "absent") == "absent"
+    assert hasattr(fastdl.keras.layers, "Dense") and hasattr(fastdl.keras, "Sequential")
+
+
+@pytest.mark.parametrize("module", [m for m, _ in NAMESPACES] + OTHER_MODULES)
+def test_private_names_keep_the_plain_attribute_error(module):
+    mod = importlib.import_module(module)
+    for name in ("_private", "__wrapped__", "__reduce_ex_probe__"):
+        with pytest.raises(AttributeError) as info:
+            getattr(mod, name)
+        assert str(info.value) == f"module {module!r} has no attribute {name!r}"
+
+
+def test_copy_and_pickle_of_fastdl_objects_are_unaffected():
+    loss = losses.MeanSquaredError()
+    assert type(copy.deepcopy(loss)) is losses.MeanSquaredError
+    assert type(pickle.loads(pickle.dumps(loss))) is losses.MeanSquaredError
+    assert pickle.loads(pickle.dumps(losses.mean_squared_error)) is losses.mean_squared_error
+
+
+def test_from_import_of_a_missing_name_carries_the_message():
+    with pytest.raises(ImportError, match=r"cannot import name 'Conv1D' from 'fastdl.layers': "
+                                          r"fastdl does not provide keras.layers.Conv1D yet; "):
+        exec("from fastdl.keras.layers import Dense, Conv1D", {})
+    with pytest.raises(ImportError, match=r"keras.datasets.mnist yet; fastdl.datasets.digits"):
+        exec("from fastdl.keras.datasets import mnist", {})
+    with pytest.raises(ImportError, match=r"TensorFlow's tf.data yet"):
+        exec("from fastdl import data", {})
+    scope = {}
+    exec("from fastdl.keras.layers import Dense, Conv2D\n"
+         "from fastdl.keras.preprocessing.sequence import pad_sequences\n"
+         "from fastdl.keras import Layer, saving", scope)
+    assert scope["Dense"] is L.Dense and scope["Layer"] is L.Layer
+    assert scope["saving"] is fastdl.saving
+
+
+def test_keras_namespace_aliases_are_fastdl_classes():
+    k = fastdl.keras
+    assert (k.Layer, k.InputSpec, k.Loss, k.Metric, k.Optimizer, k.Initializer) == (
+        L.Layer, L.InputSpec, losses.Loss, metrics.Metric, fastdl.optimizers.Optimizer,
+        fastdl.initializers.Initializer)
+    assert k.preprocessing.sequence.pad_sequences is fastdl.utils.pad_sequences
+    assert {"Layer", "saving"} <= set(dir(k))
+    assert {"to_categorical", "pad_sequences", "Progbar"} <= set(dir(fastdl.utils))
+
+
+# Real Keras 3 lists its public names in a child process, so that torch (its backend here) and
+# its OpenMP runtime stay out of the test process.
+_KERAS_PUBLIC_NAMES = """
+import importlib, json, os, sys
+os.environ["KERAS_BACKEND"] = "torch"
+print(json.dumps({ns: [n for n in dir(importlib.import_module(ns)) if not n.startswith("_")]
+                  for ns in sys.argv[1:]}))
+"""
+
+
+def test_table_names_are_public_keras_names_and_every_keras_name_answers():
+    for package in ("keras", "torch"):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} is not installed: real Keras 3 is the oracle for the table")
+    keras_namespaces = [ns for _, ns in NAMESPACES if ns != "tf"]
+    run = subprocess.run([sys.executable, "-c", _KERAS_PUBLIC_NAMES, *keras_namespaces],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    public = json.loads(run.stdout.splitlines()[-1])
+    for module, namespace in NAMESPACES:
+        if namespace == "tf":
+            continue
+        assert _missing.MISSING.get(namespace, frozenset()) <= set(public[namespace]), namespace
+        ours = importlib.import_module(module)
+        for name in sorted(set(public[namespace]) - {"src"}):
+            try:
+                getattr(ours, name)
+            except AttributeError as e:
+                assert f"fastdl does not provide {namespace}.{name}" in str(e)
+    assert "Conv1D" in public["keras.layers"]  # the oracle is real Keras
+
+
+# ------------------------------------------------------------------- layers on non-arrays
+
+@pytest.mark.parametrize("make", [lambda: L.Dense(2), lambda: L.Conv2D(2, 3),
+                                  lambda: L.LSTM(2), lambda: L.Embedding(10, 2)])
+def test_a_layer_called_on_a_symbolic_input_names_the_functional_api(make):
+    layer = make()
+    with pytest.raises(TypeError, match=rf"{type(layer).__name__} layer '{layer.name}' was called "
+                                        r"on a symbolic Input; fastdl's functional API "
+                                        r"\(keras.Model\(inputs, outputs\)\) is not available yet: "
+                                        r"use Sequential\(\[Input\(shape\)"):
+        layer(fastdl.keras.Input(shape=(4, 4, 3)))
+
+
+@pytest.mark.parametrize("x,exc,regex", [
+    (None, TypeError, r"was called on None; pass a NumPy array"),
+    ("text", TypeError, r"was called on a str; layers take numeric arrays"),
+    ({"a": np.ones((2, 3))}, TypeError, r"was called on a dict; models with named or several "
+                                        r"inputs are not supported yet"),
+    ([np.ones((2, 3)), np.ones((2, 4))], ValueError, r"was called on a list whose elements have "
+                                                     r"different shapes; .*Concatenate"),
+    (L.Dense(3), TypeError, r"was called on a Dense layer; fastdl's functional API"),
+])
+def test_a_layer_called_on_a_non_array_says_what_is_unsupported(x, exc, regex):
+    with pytest.raises(exc, match=r"Dense layer 'dense\w*' " + regex):
+        L.Dense(2)(x)
+
+
+def test_models_and_layers_still_take_arrays_and_nested_lists():
+    assert L.Dense(2)([[1.0, 2.0, 3.0]]).shape == (1, 2)
+    assert L.Dense(2)((np.ones(3), np.zeros(3))).shape == (2, 2)
+    model = fastdl.Sequential([fastdl.keras.Input(shape=(3,)), L.Dense(2)])
+    assert model.predict([[1, 2, 3]], verbose=0).shape == (1, 2)
+    with pytest.raises(TypeError, match="called on a symbolic Input"):
+        model.predict(fastdl.keras.Input(shape=(3,)), verbose=0)
+
+
+# ------------------------------------------------------------------- functions as loss/metric
+
+def _model():
+    fastdl.utils.set_random_seed(0)
+    return fastdl.Sequential([L.Dense(1, input_shape=(3,))])
+
+
+X = np.random.default_rng(0).random((8, 3)).astype(np.float32)
+Y = np.random.default_rng(1).random((8, 1)).astype(np.float32)
+
+
+def _my_loss(y_true, y_pred):
+    return np.mean((y_true - y_pred) ** 2, axis=-1)
+
+
+def _my_mae(y_true, y_pred):
+    return np.mean(np.abs(y_true - y_pred), axis=-1)
+
+
+@pytest.mark.parametrize("fn", [_my_loss, lambda y_true, y_pred: y_pred])
+def test_a_function_as_loss_is_refused_as_unsupported_not_unknown(fn):
+    name = fn.__name__
+    with pytest.raises(TypeError, match=rf"Loss {name!r} is a plain function: .* custom loss "
+                                        r"functions are not supported yet. Use a built-in loss "
+                                        r"\(.*mean_squared_error"):
+        _model().compile(loss=fn)
+
+
+@pytest.mark.parametrize("fn,cls", [(losses.mean_squared_error, losses.MeanSquaredError),
+                                    (losses.mse, losses.MeanSquaredError),
+                                    (fastdl.keras.losses.binary_crossentropy,
+                                     losses.BinaryCrossentropy),
+                                    (losses.huber, losses.Huber)])
+def test_fastdl_loss_functions_still_work_as_loss(fn, cls):
+    model = _model()
+    model.compile(loss=fn)
+    assert type(model.loss) is cls and model.loss.get_config() == cls().get_config()
+    assert type(losses.get(fn)) is cls
+
+
+def test_a_function_as_metric_is_its_mean_over_the_samples():
+    model = _model()
+    model.compile(optimizer="sgd", loss="mse",
+                  metrics=[_my_mae, metrics.binary_accuracy, lambda t, p: (t - p) ** 2])
+    assert [m.name for m in model.compiled_metrics] == ["_my_mae", "binary_accuracy", "<lambda>"]
+    logs = model.evaluate(X, Y, verbose=0, return_dict=True)
+    pred = model.predict(X, verbose=0)
+    np.testing.assert_allclose(logs["_my_mae"], np.mean(np.abs(Y - pred)), rtol=1e-6)
+    np.testing.assert_allclose(logs["binary_accuracy"], np.mean((pred > 0.5) == Y), rtol=1e-6)
+    np.testing.assert_allclose(logs["<lambda>"], logs["loss"], rtol=1e-6)
+    history = model.fit(X, Y, epochs=1, batch_size=4, verbose=0)
+    assert "_my_mae" in history.history
+
+
+def test_a_function_metric_survives_save_and_load_through_custom_objects(tmp_path):
+    model = _model()
+    model.compile(loss="mse", metrics=[_my_mae])
+    model.fit(X, Y, epochs=1, verbose=0)
+    save_model(model, tmp_path / "m.fdl")
+    loaded = load_model(tmp_path / "m.fdl", custom_objects={"_my_mae": _my_mae})
+    assert [m.name for m in loaded.compiled_metrics] == ["_my_mae"]
+    assert loaded.evaluate(X, Y, verbose=0, return_dict=True) == \
+        model.evaluate(X, Y, verbose=0, return_dict=True)
