@@ -144,3 +144,29 @@ def test_compile_hints_are_checked(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         model.compile(optimizer="sgd", loss="mse", **kwargs)
 
+
+
+def test_loss_dtype_sets_the_precision_of_the_loss_and_keeps_the_gradient_dtype():
+    from fastdl import losses
+    y_true = np.array([[0.1], [0.7], [1.0]], np.float32)
+    y_pred = np.array([[0.3], [0.2], [0.9999]], np.float32)
+    in64 = losses.BinaryCrossentropy()(y_true.astype(np.float64), y_pred.astype(np.float64))
+    in32 = losses.BinaryCrossentropy()(y_true, y_pred)
+    loss = losses.BinaryCrossentropy(dtype="float64")
+    assert in32 != in64                                  # the dtype is observable here
+    assert loss(y_true, y_pred) == in64
+    value, grad = loss.forward_backward(y_true, y_pred)
+    _, grad64 = losses.BinaryCrossentropy().forward_backward(y_true.astype(np.float64),
+                                                             y_pred.astype(np.float64))
+    assert value == in64 and grad.dtype == np.float32
+    np.testing.assert_array_equal(grad, grad64.astype(np.float32))
+    assert losses.MeanSquaredError(dtype="float32").dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", ["int32", "banana", 3])
+def test_bad_loss_and_metric_dtypes_are_refused(dtype):
+    from fastdl import losses, metrics
+    with pytest.raises(ValueError, match="dtype"):
+        losses.MeanSquaredError(dtype=dtype)
+    with pytest.raises(ValueError, match="dtype"):
+        metrics.MeanAbsoluteError(dtype=dtype)
