@@ -592,8 +592,6 @@ class Sequential:
         As in Keras: ``steps`` evaluates only the first ``steps`` batches (with no
         ``batch_size``, the batch size becomes ``ceil(len(x) / steps)``); ``verbose`` 1 or
         "auto" shows a progress bar, 2 one line; ``callbacks`` get the ``on_test_*`` hooks."""
-        from fastdl.callbacks import CallbackList
-
         self._check_compiled("evaluate")
         verbose = self._check_verbose(verbose)
         x = self._convert_x(x)
@@ -601,11 +599,12 @@ class Sequential:
         sw = self._convert_sample_weight(sample_weight, len(x))
         batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
         x, y, sw = x[:used], y[:used], None if sw is None else sw[:used]
-        cbs = CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
-                           epochs=1, steps=n_batches)
-        cbs.on_test_begin()
+        cbs = self._loop_callbacks(callbacks, verbose, n_batches)
+        if cbs is not None:
+            cbs.on_test_begin()
         logs = self._evaluate_arrays(x, y, sw, batch_size, cbs)
-        cbs.on_test_end(logs)
+        if cbs is not None:
+            cbs.on_test_end(logs)
         if return_dict:
             return logs
         values = [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
@@ -619,23 +618,33 @@ class Sequential:
         "auto" shows a progress bar, 2 one line; ``callbacks`` get ``on_predict_begin``,
         ``on_predict_batch_begin``, ``on_predict_batch_end`` (logs ``{"outputs": batch}``) and
         ``on_predict_end``."""
-        from fastdl.callbacks import CallbackList
-
         verbose = self._check_verbose(verbose)
         x = self._convert_x(x)
         batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
-        cbs = CallbackList(callbacks, add_progbar=verbose != 0 and used > 0, model=self,
-                           verbose=verbose, epochs=1, steps=n_batches)
-        cbs.on_predict_begin()
+        cbs = self._loop_callbacks(callbacks, verbose if used else 0, n_batches)
+        if cbs is not None:
+            cbs.on_predict_begin()
         outputs = []
         for step, lo in enumerate(range(0, used, batch_size)):
-            cbs.on_predict_batch_begin(step)
+            if cbs is not None:
+                cbs.on_predict_batch_begin(step)
             outputs.append(self._inference_forward(x[lo:min(used, lo + batch_size)]))
-            cbs.on_predict_batch_end(step, {"outputs": outputs[-1]})
-        cbs.on_predict_end()
+            if cbs is not None:
+                cbs.on_predict_batch_end(step, {"outputs": outputs[-1]})
+        if cbs is not None:
+            cbs.on_predict_end()
         if not outputs:
             return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=self._layers[-1].dtype)
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
+
+    def _loop_callbacks(self, callbacks, verbose, n_batches):
+        """evaluate/predict's CallbackList (with the progress bar unless verbose=0), or None
+        when there is nothing to call, so a quiet call pays nothing for it."""
+        from fastdl.callbacks import CallbackList
+        if callbacks is None and verbose == 0:
+            return None
+        return CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                            epochs=1, steps=n_batches)
 
     def _plan_batches(self, n, batch_size, steps):
         """(batch size, samples used, batches) for evaluate/predict on ``n`` samples, with
