@@ -163,6 +163,7 @@ def test_expand_nested_lists_the_inner_layers():
     ({"line_length": 10}, ValueError, "Insufficient width"),
     ({"line_length": 0}, ValueError, "line_length"),
     ({"line_length": 80, "positions": [20, 40, 90]}, ValueError, "Insufficient width"),
+    ({"positions": [20, 40, 44]}, ValueError, "Insufficient width"),   # no room in the last
     ({"show_trainable": 1}, TypeError, "show_trainable"),
     ({"expand_nested": "yes"}, TypeError, "expand_nested"),
     ({"print_fn": "stdout"}, TypeError, "print_fn"),

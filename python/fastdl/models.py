@@ -204,11 +204,12 @@ class Sequential:
         for name, value, allowed in (("run_eagerly", run_eagerly, "a bool"),
                                      ("jit_compile", jit_compile, "a bool or 'auto'"),
                                      ("auto_scale_loss", auto_scale_loss, "a bool")):
-            if not (isinstance(value, (bool, np.bool_)) or (value == "auto" and name == "jit_compile")):
+            if not (isinstance(value, (bool, np.bool_))
+                    or (name == "jit_compile" and isinstance(value, str) and value == "auto")):
                 raise ValueError(f"{name} must be {allowed}. Received: {name}={value!r}")
-        if steps_per_execution != "auto" and (
-                isinstance(steps_per_execution, bool)
-                or not isinstance(steps_per_execution, (int, np.integer)) or steps_per_execution < 1):
+        spe = steps_per_execution
+        if not (isinstance(spe, str) and spe == "auto") and (
+                isinstance(spe, bool) or not isinstance(spe, (int, np.integer)) or spe < 1):
             raise ValueError(f"steps_per_execution must be a positive int or 'auto'. Received: "
                              f"steps_per_execution={steps_per_execution!r}")
         self.optimizer = optimizers_module.get(optimizer)
@@ -892,10 +893,13 @@ def _summary_columns(line_length, positions, show_trainable):
         bounds = [int(p * width) for p in fractions]
     else:  # absolute; the Trainable column takes what is left up to line_length
         bounds = [int(p) for p in positions] + ([width] if show_trainable else [])
-    if any(b - a < 4 for a, b in zip([0] + bounds, bounds)) or bounds[-1] > width:
+    # a column is its border, a space, at least one character and a space (the last one also
+    # the closing border)
+    if (any(b - a < 4 for a, b in zip([0] + bounds, bounds)) or bounds[-1] - bounds[-2] < 5
+            or bounds[-1] > width):
         raise ValueError(f"Insufficient width to print the summary: columns ending at {bounds} "
-                         f"on a line of {width} characters (each column needs 4). Pass a larger "
-                         f"line_length or other positions.")
+                         f"on a line of {width} characters (each column needs 4, the last 5). "
+                         f"Pass a larger line_length or other positions.")
     return width, bounds
 
 
