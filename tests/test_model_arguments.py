@@ -170,3 +170,29 @@ def test_bad_loss_and_metric_dtypes_are_refused(dtype):
         losses.MeanSquaredError(dtype=dtype)
     with pytest.raises(ValueError, match="dtype"):
         metrics.MeanAbsoluteError(dtype=dtype)
+
+
+def test_fit_validation_calls_the_test_hooks_as_keras_does():
+    class Hooks(callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def on_test_begin(self, logs=None):
+            self.calls.append("test_begin")
+
+        def on_test_batch_end(self, batch, logs=None):
+            self.calls.append(("test_batch_end", batch))
+
+        def on_test_end(self, logs=None):
+            self.calls.append(("test_end", sorted(logs)))
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.calls.append("epoch_end")
+
+    model, x, y = model_and_data(metrics=["mae"])
+    hooks = Hooks()
+    model.fit(x, y, batch_size=5, epochs=2, validation_data=(x[:6], y[:6]),
+              validation_batch_size=4, validation_freq=2, callbacks=[hooks], verbose=0)
+    assert hooks.calls == ["epoch_end", "test_begin", ("test_batch_end", 0),
+                           ("test_batch_end", 1), ("test_end", ["loss", "mae"]), "epoch_end"]

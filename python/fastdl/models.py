@@ -544,7 +544,9 @@ class Sequential:
                     break
             epoch_logs = dict(logs)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(*val, batch_size=val_batch_size)
+                cbs.on_test_begin()     # Keras runs validation as evaluate(callbacks=...)
+                val_logs = self._evaluate_arrays(*val, batch_size=val_batch_size, callbacks=cbs)
+                cbs.on_test_end(val_logs)
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
             epoch_logs = dict(sorted(epoch_logs.items()))
             cbs.on_epoch_end(epoch, epoch_logs)
