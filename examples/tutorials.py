@@ -182,8 +182,17 @@ def main():
     digits_lstm(args.quick)
     imdb_sentiment(args.quick)
     print("\n== Results ==")
-    for name, metric, value, seconds, note in RESULTS:
-        print(f"{name:<40} {metric:<14} {value:<36} {seconds:7.1f} s  {note}")
+    print(results_table(RESULTS))
+
+
+def results_table(results):
+    """One line per result, each column as wide as its longest entry, so they stay aligned."""
+    rows = [(name, metric, value, f"{seconds:.1f} s", note)
+            for name, metric, value, seconds, note in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)] if rows else []
+    return "\n".join("  ".join([f"{c:<{w}}" for c, w in zip(row[:3], widths)]
+                               + [f"{row[3]:>{widths[3]}}", row[4]]).rstrip()
+                     for row in rows)
 
 
 if __name__ == "__main__":

@@ -542,6 +542,8 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.save_best_only = bool(save_best_only)
         self.save_weights_only = bool(save_weights_only)
+        from fastdl.saving import check_target  # a name save would refuse fails here, not later
+        check_target(self.filepath, weights_only=self.save_weights_only)
         self.mode = _check_mode(mode, "ModelCheckpoint")
         if save_freq != "epoch":
             if isinstance(save_freq, (bool, np.bool_)) or not isinstance(save_freq, int) \

@@ -52,8 +52,22 @@ _LOG2 = float(np.log(2.0))
 
 # ----------------------------------------------------------------------------- input helpers
 
-def _as_pred(y_pred):
-    """y_pred as a float32/float64 array; other real inputs become float32 (Keras floatx)."""
+def _loss_dtype(dtype):
+    try:
+        found = np.dtype(dtype)
+    except TypeError:
+        found = None
+    if found is None or found not in _FLOATS:   # (np.dtype("float64") == None is True)
+        raise ValueError(f"A loss's dtype must be 'float32', 'float64' or None. Received: "
+                         f"dtype={dtype!r}")
+    return found
+
+
+def _as_pred(y_pred, dtype=None):
+    """y_pred as a float32/float64 array (``dtype`` when given); other real inputs become
+    float32 (Keras floatx)."""
+    if dtype is not None:
+        return np.asarray(_as_pred(y_pred), dtype=dtype)
     if type(y_pred) is np.ndarray and y_pred.dtype in _FLOATS:
         return y_pred
     a = np.asarray(y_pred)
@@ -237,7 +251,8 @@ class Loss:
             raise TypeError(f"name must be a str, received {name!r}")
         self.name = name or _snake_case(type(self).__name__)
         self.reduction = _standardize_reduction(reduction)
-        self.dtype = dtype
+        # Keras computes the loss in ``dtype``; None (fastdl): in y_pred's dtype
+        self.dtype = None if dtype is None else _loss_dtype(dtype)
 
     # -- subclass hooks
     def _align(self, y_true, y_pred):
@@ -257,7 +272,7 @@ class Loss:
         return self._values(y_true, y_pred)
 
     def _values(self, y_true, y_pred):
-        yp = _as_pred(y_pred)
+        yp = _as_pred(y_pred, self.dtype)
         yt, yp2 = self._align(y_true, yp)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             values, _, _, mask = self._compute(yt, yp2, False)
@@ -267,7 +282,7 @@ class Loss:
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """The reduced loss: a Python float (an array for ``reduction=None``/``"none"``)."""
-        yp = _as_pred(y_pred)
+        yp = _as_pred(y_pred, self.dtype)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self._is_builtin():
                 yt, yp2 = self._align(y_true, yp)
@@ -291,6 +306,9 @@ class Loss:
             raise ValueError("forward_backward needs a scalar loss; this loss has reduction="
                              f"{self.reduction!r}")
         yp = _as_pred(y_pred)
+        grad_dtype = yp.dtype                           # the model's, whatever self.dtype is
+        if self.dtype is not None:
+            yp = yp.astype(self.dtype, copy=False)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             yt, yp2 = self._align(y_true, yp)
             values, grad, axis, mask = self._compute(yt, yp2, True)
@@ -305,8 +323,8 @@ class Loss:
                 grad *= factor
             elif factor != 1.0:
                 grad *= factor
-        if not isinstance(grad, np.ndarray):            # 0-d inputs give NumPy scalars
-            grad = np.asarray(grad, dtype=yp.dtype)
+        if not isinstance(grad, np.ndarray) or grad.dtype != grad_dtype:   # 0-d: NumPy scalars
+            grad = np.asarray(grad, dtype=grad_dtype)
         if grad.shape != yp.shape:
             grad = grad.reshape(yp.shape)
         return total, grad

@@ -160,6 +160,11 @@ class Metric:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"metric name must be a str, received {name!r}")
         self.name = name or _snake_case(type(self).__name__)
+        # fastdl accumulates in float64 and returns Python floats whatever the dtype
+        if dtype is not None and not (isinstance(dtype, str) and dtype in ("float16", "bfloat16",
+                                                                          "float32", "float64")):
+            raise ValueError(f"A metric's dtype must be a float dtype name such as 'float32'. "
+                             f"Received: dtype={dtype!r}")
         self.dtype = dtype or "float32"
 
     def update_state(self, *args, **kwargs):

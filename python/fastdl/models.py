@@ -1,6 +1,7 @@
 """The Sequential model: compile / fit / evaluate / predict with Keras 3 semantics."""
 import contextlib
 import math
+import shutil
 import signal
 import threading
 import warnings
@@ -23,6 +24,7 @@ class Sequential:
         self.optimizer = None
         self.loss = None
         self.compiled_metrics = []
+        self._metric_weighted = []  # per compiled metric: from weighted_metrics (see compile)
         self.compiled = False
         self.stop_training = False
         self.history = None
@@ -182,8 +184,14 @@ class Sequential:
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
                 weighted_metrics=None, run_eagerly=False, steps_per_execution=1,
                 jit_compile="auto", auto_scale_loss=True):
-        """Configure training. ``run_eagerly``, ``steps_per_execution``, ``jit_compile`` and
-        ``auto_scale_loss`` are accepted for Keras compatibility and have no effect."""
+        """Configure training, with Keras's arguments.
+
+        ``metrics`` are computed without the sample weights, ``weighted_metrics`` with them (a
+        weighted metric whose name is also in ``metrics`` is named ``weighted_<name>``, as in
+        Keras). ``run_eagerly``, ``steps_per_execution``, ``jit_compile`` and
+        ``auto_scale_loss`` are execution hints for Keras's graph compilers and float16 loss
+        scaling: fastdl always runs eagerly, one step at a time, in float32/float64, so they are
+        checked and have no effect on any result (batch callbacks still run every step)."""
         from fastdl import losses as losses_module
         from fastdl import metrics as metrics_module
         from fastdl import optimizers as optimizers_module
@@ -193,16 +201,38 @@ class Sequential:
                              "loss='sparse_categorical_crossentropy'")
         if loss_weights is not None:
             raise ValueError("loss_weights applies to multi-output models, which Sequential is not")
+        for name, value, allowed in (("run_eagerly", run_eagerly, "a bool"),
+                                     ("jit_compile", jit_compile, "a bool or 'auto'"),
+                                     ("auto_scale_loss", auto_scale_loss, "a bool")):
+            if not (isinstance(value, (bool, np.bool_))
+                    or (name == "jit_compile" and isinstance(value, str) and value == "auto")):
+                raise ValueError(f"{name} must be {allowed}. Received: {name}={value!r}")
+        spe = steps_per_execution
+        if not (isinstance(spe, str) and spe == "auto") and (
+                isinstance(spe, bool) or not isinstance(spe, (int, np.integer)) or spe < 1):
+            raise ValueError(f"steps_per_execution must be a positive int or 'auto'. Received: "
+                             f"steps_per_execution={steps_per_execution!r}")
         self.optimizer = optimizers_module.get(optimizer)
         self.loss = losses_module.get(loss)
-        # a function fn(y_true, y_pred) becomes a MeanMetricWrapper named after it, as in Keras
-        metric_list = [metrics_module.get(m)
-                       for m in _as_list(metrics) + _as_list(weighted_metrics)]
-        names = [m.name for m in metric_list]
+
+        def resolve(given):
+            # a function fn(y_true, y_pred) becomes a MeanMetricWrapper named after it, as in Keras
+            return [metrics_module.get(m) for m in _as_list(given)]
+
+        plain, weighted = resolve(metrics), resolve(weighted_metrics)
+        if len({id(m) for m in plain + weighted}) != len(plain + weighted):
+            raise ValueError("The same metric object is passed twice to compile; pass separate "
+                             "instances (or names) to metrics and weighted_metrics")
+        for m in weighted:
+            if any(p.name == m.name for p in plain):
+                m.name = "weighted_" + m.name
+        names = [m.name for m in plain + weighted]
         if len(set(names)) != len(names):
             raise ValueError(f"Metric names must be unique. Received: {names}")
-        self.compiled_metrics = metric_list
-        self._compile_config = {"optimizer": optimizer, "loss": loss, "metrics": metrics}
+        self.compiled_metrics = plain + weighted
+        self._metric_weighted = [False] * len(plain) + [True] * len(weighted)
+        self._compile_config = {"optimizer": optimizer, "loss": loss, "metrics": metrics,
+                                "weighted_metrics": weighted_metrics}
         self.compiled = True
         self._warned_unbounded = False
         self._checked_batch_signature = None
@@ -359,9 +389,13 @@ class Sequential:
             _check_finite_gradients(loss, trainable, self.optimizer.iterations)
         grads = [g for layer in trainable for g in layer.grads]
         self.optimizer.apply(grads, weights)
-        for m in self.compiled_metrics:
-            m.update_state(y, y_pred, sw)
+        self._update_metrics(y, y_pred, sw)
         return loss
+
+    def _update_metrics(self, y, y_pred, sw):
+        """As in Keras: ``metrics`` see no sample weights, ``weighted_metrics`` do."""
+        for m, weighted in zip(self.compiled_metrics, self._metric_weighted):
+            m.update_state(y, y_pred, sw if weighted else None)
 
     @contextlib.contextmanager
     def _first_layer_skips_dx(self):
@@ -504,7 +538,9 @@ class Sequential:
                     break
             epoch_logs = dict(logs)
             if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = self._evaluate_arrays(*val, batch_size=val_batch_size)
+                cbs.on_test_begin()     # Keras runs validation as evaluate(callbacks=...)
+                val_logs = self._evaluate_arrays(*val, batch_size=val_batch_size, callbacks=cbs)
+                cbs.on_test_end(val_logs)
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
             epoch_logs = dict(sorted(epoch_logs.items()))
             cbs.on_epoch_end(epoch, epoch_logs)
@@ -527,6 +563,8 @@ class Sequential:
         for m in self.compiled_metrics:
             m.reset_state()
         loss_sum, seen = 0.0, 0
+        if callbacks is not None and not callbacks.has_test_batch_hooks:
+            callbacks = None
         for step, lo in enumerate(range(0, len(x), batch_size)):
             hi = min(len(x), lo + batch_size)
             if callbacks is not None:
@@ -535,10 +573,10 @@ class Sequential:
             swb = None if sw is None else sw[lo:hi]
             loss_sum += self.loss(y[lo:hi], y_pred, swb) * (hi - lo)
             seen += hi - lo
-            for m in self.compiled_metrics:
-                m.update_state(y[lo:hi], y_pred, swb)
-            if callbacks is not None:
-                callbacks.on_test_batch_end(step, {"loss": loss_sum / seen})
+            self._update_metrics(y[lo:hi], y_pred, swb)
+            if callbacks is not None:   # Keras's running loss and metrics
+                callbacks.on_test_batch_end(step, {"loss": loss_sum / seen, **{
+                    m.name: m.result() for m in self.compiled_metrics}})
         logs = {"loss": loss_sum / seen if seen else float("nan")}
         for m in self.compiled_metrics:
             logs[m.name] = m.result()
@@ -546,34 +584,84 @@ class Sequential:
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
                  steps=None, callbacks=None, return_dict=False):
-        """Loss (and metrics) on ``x, y``: a scalar, a list ``[loss, *metrics]`` or a dict."""
-        from fastdl.callbacks import CallbackList
+        """Loss (and metrics) on ``x, y``: a scalar, a list ``[loss, *metrics]`` or a dict.
 
+        As in Keras: ``steps`` evaluates only the first ``steps`` batches (with no
+        ``batch_size``, the batch size becomes ``ceil(len(x) / steps)``); ``verbose`` 1 or
+        "auto" shows a progress bar, 2 one line; ``callbacks`` get the ``on_test_*`` hooks."""
         self._check_compiled("evaluate")
-        batch_size = self._check_batch_size(batch_size)
-        self._check_verbose(verbose)
+        verbose = self._check_verbose(verbose)
         x = self._convert_x(x)
         y = self._convert_y(y, len(x))
         sw = self._convert_sample_weight(sample_weight, len(x))
-        cbs = CallbackList(callbacks, model=self)
-        cbs.on_test_begin()
+        batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
+        x, y, sw = x[:used], y[:used], None if sw is None else sw[:used]
+        cbs = self._loop_callbacks(callbacks, verbose, n_batches)
+        if cbs is not None:
+            cbs.on_test_begin()
         logs = self._evaluate_arrays(x, y, sw, batch_size, cbs)
-        cbs.on_test_end(logs)
+        if cbs is not None:
+            cbs.on_test_end(logs)
         if return_dict:
             return logs
         values = [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-        """The model's outputs for ``x`` as one NumPy array (inference mode)."""
-        batch_size = self._check_batch_size(batch_size)
-        self._check_verbose(verbose)
+        """The model's outputs for ``x`` as one NumPy array (inference mode).
+
+        As in Keras: ``steps`` predicts only the first ``steps`` batches (with no
+        ``batch_size``, the batch size becomes ``ceil(len(x) / steps)``); ``verbose`` 1 or
+        "auto" shows a progress bar, 2 one line; ``callbacks`` get ``on_predict_begin``,
+        ``on_predict_batch_begin``, ``on_predict_batch_end`` (logs ``{"outputs": batch}``) and
+        ``on_predict_end``."""
+        verbose = self._check_verbose(verbose)
         x = self._convert_x(x)
-        if len(x) == 0:
+        batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
+        cbs = self._loop_callbacks(callbacks, verbose if used else 0, n_batches)
+        if cbs is not None:
+            cbs.on_predict_begin()
+        outputs = []
+        for step, lo in enumerate(range(0, used, batch_size)):
+            if cbs is not None:
+                cbs.on_predict_batch_begin(step)
+            outputs.append(self._inference_forward(x[lo:min(used, lo + batch_size)]))
+            if cbs is not None:
+                cbs.on_predict_batch_end(step, {"outputs": outputs[-1]})
+        if cbs is not None:
+            cbs.on_predict_end()
+        if not outputs:
             return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=self._layers[-1].dtype)
-        outputs = [self._inference_forward(x[lo:lo + batch_size])
-                   for lo in range(0, len(x), batch_size)]
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
+
+    def _loop_callbacks(self, callbacks, verbose, n_batches):
+        """evaluate/predict's CallbackList (with the progress bar unless verbose=0), or None
+        when there is nothing to call, so a quiet call pays nothing for it."""
+        from fastdl.callbacks import CallbackList
+        if callbacks is None and verbose == 0:
+            return None
+        return CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
+                            epochs=1, steps=n_batches)
+
+    def _plan_batches(self, n, batch_size, steps):
+        """(batch size, samples used, batches) for evaluate/predict on ``n`` samples, with
+        Keras's ``steps``: only the first ``steps`` batches run; with no batch_size it is
+        ``ceil(n / steps)``; more steps than the data holds warn and stop at its end."""
+        if steps is None:
+            batch_size = self._check_batch_size(batch_size)
+            return batch_size, n, math.ceil(n / batch_size)
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"steps must be a positive int or None. Received: steps={steps!r}")
+        if batch_size is None and n:
+            batch_size = math.ceil(n / steps)
+        batch_size = self._check_batch_size(batch_size)
+        available = math.ceil(n / batch_size)
+        if steps > available:
+            warnings.warn(f"steps={steps}, but the {n} samples make only {available} batches of "
+                          f"{batch_size}: the input ran out of data after {available} steps.",
+                          UserWarning, stacklevel=3)
+        used = min(n, int(steps) * batch_size)
+        return batch_size, used, min(int(steps), available)
 
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient step on one batch; returns the loss (and metrics) of that batch."""
@@ -629,7 +717,8 @@ class Sequential:
         """Save architecture, weights, compile settings and optimizer state.
 
         ``*.keras`` writes Keras 3's format; any other name (``.fdl`` recommended) fastdl's own
-        checksummed format. Neither ever contains pickled objects or code.
+        checksummed format. Neither ever contains pickled objects or code. Legacy HDF5 names
+        (``*.h5``) and directories (SavedModel) are refused with a ValueError.
         """
         from fastdl.saving import save_model
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
@@ -652,28 +741,55 @@ class Sequential:
     # ------------------------------------------------------------------ summary
     def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
                 show_trainable=False):
-        """Print the layers, their output shapes and parameter counts, and the totals."""
-        print_fn = print_fn or print
-        width = line_length or 80
-        cols = (int(width * 0.45), int(width * 0.30))
-        lines = [f'Model: "{self.name}"', "─" * width,
-                 f"{'Layer (type)':<{cols[0]}}{'Output Shape':<{cols[1]}}{'Param #':>{width - sum(cols)}}",
-                 "═" * width]
+        """Print the layers, their output shapes and parameter counts, and the totals, as Keras
+        3 does: a table ``line_length`` characters wide (default 88, 100 with
+        ``show_trainable``, at most the terminal's width - 4) whose columns end at
+        ``positions`` (fractions of the line, default ``[0.45, 0.80, 1.0]``, or absolute
+        character positions). A text too long for its column wraps at spaces, and a word too
+        long is cut with "…". ``show_trainable`` adds a "Trainable" column (Y/N, "-" for a
+        layer without weights); ``expand_nested`` also lists the layers of any layer that has
+        ``layers`` (none of fastdl's do, as in Keras, where a Bidirectional is not expanded
+        either). Bytes count each weight at its own dtype's size; once the optimizer is built,
+        its variables are listed and counted in the total as Keras does.
+        ``print_fn`` receives each line (default ``print``)."""
+        for name, value in (("expand_nested", expand_nested), ("show_trainable", show_trainable)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool. Received: {name}={value!r}")
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"print_fn must be callable. Received: print_fn={print_fn!r}")
+        width, bounds = _summary_columns(line_length, positions, show_trainable)
+        header = ["Layer (type)", "Output Shape", "Param #"] + (["Trainable"] * show_trainable)
+        align = "<<>" + "^" * show_trainable
         shapes = self._output_shapes if self.built else [None] * len(self._layers)
-        for layer, shape in zip(self._layers, shapes):
-            label = f"{layer.name} ({type(layer).__name__})"
-            shown = shape_str(shape) if shape is not None else "?"
+
+        def rows(layer, shape, level):
+            prefix = "   " * level + "└ " if level else ""
             params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-            lines.append(f"{label:<{cols[0]}}{shown:<{cols[1]}}{params:>{width - sum(cols)}}")
-        total = self.count_params()
-        trainable = sum(w.size for w in self.trainable_weights)
-        lines += ["═" * width,
-                  f" Total params: {total:,} ({_human_bytes(total * 4)})",
-                  f" Trainable params: {trainable:,} ({_human_bytes(trainable * 4)})",
-                  f" Non-trainable params: {total - trainable:,} "
-                  f"({_human_bytes((total - trainable) * 4)})"]
+            row = [f"{prefix}{layer.name} ({type(layer).__name__})",
+                   shape_str(shape) if shape is not None else "?", params]
+            if show_trainable:
+                row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
+            yield row
+            nested = getattr(layer, "layers", None) if expand_nested else None
+            for inner in nested or ():
+                built_for = inner._build_input_shape if inner.built else None
+                yield from rows(inner, None if built_for is None else inner.compute_output_shape(
+                    (None,) + tuple(built_for[1:])), level + 1)
+
+        body = [row for layer, shape in zip(self._layers, shapes) for row in rows(layer, shape, 0)]
+        lines = [f'Model: "{self.name}"'] + _render_table(header, body, bounds, align)
+        trainable, non_trainable = self.trainable_weights, self.non_trainable_weights
+        counts = [("Trainable", trainable), ("Non-trainable", non_trainable)]
+        if self.compiled and self.optimizer is not None and self.optimizer.built:
+            counts.append(("Optimizer", self.optimizer.variables))
+        totals = [(label, sum(int(np.size(w)) for w in ws), sum(np.asarray(w).nbytes for w in ws))
+                  for label, ws in counts]
+        lines.append(f" Total params: {sum(c for _, c, _ in totals):,} "
+                     f"({_human_bytes(sum(b for _, _, b in totals))})")
+        lines += [f" {label} params: {count:,} ({_human_bytes(nbytes)})"
+                  for label, count, nbytes in totals]
         for line in lines:
-            print_fn(line)
+            (print_fn or print)(line)
 
     def __repr__(self):
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
@@ -738,10 +854,90 @@ def _as_list(value):
 
 
 def _human_bytes(n):
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.2f} {unit}" if unit != "B" else f"{n} B"
+    """Keras's readable_memory_size: two decimals, 1024 per unit."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.2f} {unit}"
         n /= 1024
+
+
+def _summary_columns(line_length, positions, show_trainable):
+    """The line width and each column's end (characters) for ``summary``, Keras's defaults."""
+    if line_length is not None and (isinstance(line_length, bool)
+                                    or not isinstance(line_length, (int, np.integer))
+                                    or line_length < 1):
+        raise ValueError(f"line_length must be a positive int. Received: "
+                         f"line_length={line_length!r}")
+    if positions is None:
+        positions = [0.45, 0.80, 1.0]
+    elif (not isinstance(positions, (list, tuple)) or len(positions) != 3
+          or not all(isinstance(p, (int, float, np.integer, np.floating))
+                     and not isinstance(p, bool) and p > 0 for p in positions)
+          or not positions[0] < positions[1] < positions[2]):
+        raise ValueError(f"positions must be 3 increasing positive numbers, the ends of the "
+                         f"columns Layer, Output Shape and Param # as fractions of line_length "
+                         f"(e.g. [0.45, 0.8, 1.0]) or in characters. Received: "
+                         f"positions={positions!r}")
+    if line_length is not None:
+        width = int(line_length)
+    elif positions[-1] > 1:
+        width = int(positions[-1]) + 12 * show_trainable
+    else:
+        width = min(88 + 12 * show_trainable, shutil.get_terminal_size().columns - 4)
+    if positions[-1] <= 1:
+        fractions = [p * 0.9 for p in positions] + [1.0] if show_trainable else list(positions)
+        bounds = [int(p * width) for p in fractions]
+    else:  # absolute; the Trainable column takes what is left up to line_length
+        bounds = [int(p) for p in positions] + ([width] if show_trainable else [])
+    # a column is its border, a space, at least one character and a space (the last one also
+    # the closing border)
+    if (any(b - a < 4 for a, b in zip([0] + bounds, bounds)) or bounds[-1] - bounds[-2] < 5
+            or bounds[-1] > width):
+        raise ValueError(f"Insufficient width to print the summary: columns ending at {bounds} "
+                         f"on a line of {width} characters (each column needs 4, the last 5). "
+                         f"Pass a larger line_length or other positions.")
+    return width, bounds
+
+
+def _wrap_cell(text, width):
+    """``text`` as lines of at most ``width`` characters: wrapped at spaces, and a word longer
+    than the column cut with "…" (as Keras's summary table does)."""
+    lines = []
+    for word in text.split(" "):
+        if len(word) > width:
+            word = word[:width - 1] + "…"
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _render_table(header, rows, bounds, align):
+    """Keras 3's summary table: columns ending at ``bounds``, each cell padded by a space on
+    both sides inside its borders, a rule between rows."""
+    widths = [b - a - 3 for a, b in zip([0] + bounds, bounds)]
+    widths[-1] -= 1   # the closing border
+
+    def rule(left, fill, mid, right):
+        return left + mid.join(fill * (w + 2) for w in widths) + right
+
+    def cells(row, bar, bottom=False):
+        wrapped = [_wrap_cell(str(text), w) for text, w in zip(row, widths)]
+        height = max(len(c) for c in wrapped)
+        # Keras bottom-aligns the header cells and top-aligns the body cells
+        pads = [[""] * (height - len(c)) for c in wrapped]
+        wrapped = [p + c if bottom else c + p for c, p in zip(wrapped, pads)]
+        return [bar + bar.join(f" {c[i]:{a}{w}} " for c, w, a in zip(wrapped, widths, align))
+                + bar for i in range(height)]
+
+    lines = ([rule("┏", "━", "┳", "┓")] + cells(header, "┃", bottom=True)
+             + [rule("┡", "━", "╇", "┩")])
+    for i, row in enumerate(rows):
+        if i:
+            lines.append(rule("├", "─", "┼", "┤"))
+        lines += cells(row, "│")
+    return lines + [rule("└", "─", "┴", "┘")]
 
 
 def __getattr__(name):

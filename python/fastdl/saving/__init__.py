@@ -8,6 +8,10 @@ The file name chooses the format:
 - anything else: fastdl's native format (``.fdl`` recommended; see :mod:`fastdl.saving.native`):
   one checksummed file of JSON and raw arrays, no extra dependency.
 
+Two kinds of name are refused, since fastdl writes neither format they promise: ``*.h5`` /
+``*.hdf5`` (other than ``*.weights.h5``), the legacy Keras HDF5 format, and a directory (an
+existing one or a path ending in a separator), Keras's SavedModel.
+
 No format ever holds pickled objects or code, and loading never imports or runs anything a file
 names: layer classes come from fastdl's registry plus the ``custom_objects`` you pass. Every
 refused file raises :class:`ModelFileError` (a ``ValueError``) saying why; a failed
@@ -20,8 +24,8 @@ import os
 
 from fastdl.saving.common import ModelFileError
 
-__all__ = ["save_model", "load_model", "save_weights", "load_weights", "ModelFileError",
-           "RECOMMENDED_EXTENSION"]
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "check_target",
+           "ModelFileError", "RECOMMENDED_EXTENSION"]
 
 RECOMMENDED_EXTENSION = ".fdl"
 
@@ -40,7 +44,44 @@ def _format(path):
         return "keras"
     if path.endswith(".weights.h5"):
         return "weights.h5"
+    if path.lower().endswith((".h5", ".hdf5")):
+        return "legacy h5"
     return "native"
+
+
+_WRITES = (f"fastdl writes a whole model as *.keras (Keras 3's format, which Keras 3 loads) or "
+           f"*{RECOMMENDED_EXTENSION} (fastdl's own; any other file name works too) with "
+           f"model.save, and weights alone as *.weights.h5 (Keras 3's layout) or "
+           f"*{RECOMMENDED_EXTENSION} with model.save_weights")
+
+
+def check_target(filepath, weights_only=False):
+    """The path ``save_model`` (``save_weights`` with ``weights_only``) would write, after
+    refusing names whose format fastdl does not write: a directory (Keras's SavedModel; there is
+    none here) and a legacy Keras HDF5 name (``*.h5``, ``*.hdf5``), which would otherwise get a
+    file of another format under a name that promises HDF5."""
+    path = _path(filepath)
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
+        raise ValueError(f"{path!r} is a directory: fastdl saves to one file, not a SavedModel "
+                         f"folder. {_WRITES}.")
+    kind = _format(path)
+    if kind == "legacy h5":
+        raise ValueError(f"{path!r}: fastdl does not write the legacy Keras HDF5 format (.h5). "
+                         f"{_WRITES}.")
+    if weights_only and kind == "keras":
+        raise ValueError(f"{path!r}: save_weights writes *.weights.h5 or *"
+                         f"{RECOMMENDED_EXTENSION}; use model.save for *.keras")
+    if not weights_only and kind == "weights.h5":
+        raise ValueError(f"{path!r} names a weights file: use save_weights for *.weights.h5, or "
+                         f"save the whole model as *.keras or *{RECOMMENDED_EXTENSION}")
+    return path
+
+
+def _refuse_legacy_h5(path):
+    raise ModelFileError(f"{path!r}: fastdl does not read the legacy Keras HDF5 format (.h5). "
+                         "Convert the file with Keras: keras.models.load_model(path)"
+                         '.save("model.keras") (or .save_weights("model.weights.h5")), then '
+                         "load that.")
 
 
 def _check_model(model, what):
@@ -57,21 +98,18 @@ def _check_flag(value, name):
 
 def save_model(model, filepath, overwrite=True, include_optimizer=True):
     """Save the architecture, the weights, the compile settings and (``include_optimizer``) the
-    optimizer state. ``*.keras`` writes Keras 3's format, ``*.weights.h5`` is refused (use
-    ``save_weights``), any other name fastdl's native format (``.fdl`` recommended).
+    optimizer state. ``*.keras`` writes Keras 3's format, any other name fastdl's native format
+    (``.fdl`` recommended); ``*.weights.h5`` (use ``save_weights``), ``*.h5``/``*.hdf5`` and
+    directories are refused (:func:`check_target`).
     ``overwrite=False`` raises ``FileExistsError`` when the file exists."""
     _check_model(model, "save_model")
     _check_flag(overwrite, "overwrite")
     _check_flag(include_optimizer, "include_optimizer")
-    path = _path(filepath)
-    kind = _format(path)
-    if kind == "keras":
+    path = check_target(filepath)
+    if _format(path) == "keras":
         from fastdl.saving import keras_format
         keras_format.save_model(model, path, overwrite=overwrite,
                                 include_optimizer=include_optimizer)
-    elif kind == "weights.h5":
-        raise ValueError(f"{path!r} names a weights file: use save_weights for *.weights.h5, or "
-                         f"save the whole model as *.keras or *{RECOMMENDED_EXTENSION}")
     else:
         from fastdl.saving import native
         native.save_model(model, path, overwrite=overwrite, include_optimizer=include_optimizer)
@@ -92,6 +130,8 @@ def load_model(filepath, custom_objects=None, compile=True):
     if kind == "weights.h5":
         raise ModelFileError(f"{path!r} is a weights file: build the model in code and call "
                              "model.load_weights")
+    if kind == "legacy h5":
+        _refuse_legacy_h5(path)
     from fastdl.saving import native
     return native.load_model(path, custom_objects=custom_objects, compile=compile)
 
@@ -99,17 +139,14 @@ def load_model(filepath, custom_objects=None, compile=True):
 def save_weights(model, filepath, overwrite=True):
     """Save the weights: ``*.weights.h5`` in Keras 3's layout (with the optimizer state when the
     optimizer has been built, as Keras does), any other name in fastdl's native format
-    (weights only). ``*.keras`` is refused (use ``save``)."""
+    (weights only). ``*.keras`` (use ``save``), other ``*.h5``/``*.hdf5`` names and
+    directories are refused (:func:`check_target`)."""
     _check_model(model, "save_weights")
     _check_flag(overwrite, "overwrite")
-    path = _path(filepath)
-    kind = _format(path)
-    if kind == "weights.h5":
+    path = check_target(filepath, weights_only=True)
+    if _format(path) == "weights.h5":
         from fastdl.saving import keras_format
         keras_format.save_weights(model, path, overwrite=overwrite)
-    elif kind == "keras":
-        raise ValueError(f"{path!r}: save_weights writes *.weights.h5 or *"
-                         f"{RECOMMENDED_EXTENSION}; use model.save for *.keras")
     else:
         from fastdl.saving import native
         native.save_weights(model, path, overwrite=overwrite)
@@ -125,6 +162,8 @@ def load_weights(model, filepath):
     if kind in ("keras", "weights.h5"):
         from fastdl.saving import keras_format
         keras_format.load_weights(model, path)
+    elif kind == "legacy h5":
+        _refuse_legacy_h5(path)
     else:
         from fastdl.saving import native
         native.load_weights(model, path)

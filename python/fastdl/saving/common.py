@@ -603,9 +603,13 @@ def compile_config(model):
     optimizer = plain(optimizers_module.serialize(model.optimizer))
     given = (getattr(model, "_compile_config", None) or {}).get("loss")
     loss = given if isinstance(given, str) else plain(losses_module.serialize(model.loss))
-    metrics = [_metric_identifier(m) for m in model.compiled_metrics]
+    lists = {False: [], True: []}   # Keras's metrics (unweighted) and weighted_metrics
+    for m, weighted in zip(model.compiled_metrics, model._metric_weighted):
+        lists[weighted].append(_metric_identifier(m))
+    metrics, weighted = lists[False], lists[True]
     return {"optimizer": optimizer, "loss": loss, "loss_weights": None,
-            "metrics": plain(metrics) if metrics else None, "weighted_metrics": None,
+            "metrics": plain(metrics) if metrics else None,
+            "weighted_metrics": plain(weighted) if weighted else None,
             "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
 
 
@@ -671,16 +675,15 @@ def compile_from_config(model, config, custom_objects=None):
             raise ModelFileError(f"{where}: cannot interpret loss {loss_cfg!r:.100}")
         if config.get("loss_weights") is not None:
             raise ModelFileError(f"{where}: loss_weights applies to multi-output models")
-        metric_ids = []
+        metric_lists = {}
         for key in ("metrics", "weighted_metrics"):
             value = config.get(key)
             if value is None:
                 continue
             if not isinstance(value, list):
                 raise ModelFileError(f"{where}: {key} must be a list, received {value!r:.100}")
-            metric_ids.extend(value)
-        metric_list = [_metric_from(m, custom_objects, where) for m in metric_ids]
-        model.compile(optimizer=optimizer, loss=loss, metrics=metric_list or None)
+            metric_lists[key] = [_metric_from(m, custom_objects, where) for m in value] or None
+        model.compile(optimizer=optimizer, loss=loss, **metric_lists)
     except ModelFileError:
         raise
     except _CONSTRUCTION_ERRORS as e:
