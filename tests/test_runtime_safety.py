@@ -221,16 +221,27 @@ class _InterruptAt(Callback):
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason="signals reach only the main thread")
-@pytest.mark.parametrize("epoch", [0, 2])
-def test_ctrl_c_in_on_epoch_end_is_raised(epoch):
+@pytest.mark.parametrize("epoch,during", [(0, "on_epoch_end"), (2, "on_epoch_end"),
+                                          (2, "validation")])
+def test_ctrl_c_at_the_end_of_an_epoch_is_raised(epoch, during):
     """Regression: Ctrl-C during the last epoch's validation or on_epoch_end was swallowed (fit
     returned normally). It is raised at the epoch boundary, the weights those after the epoch."""
     expected = _trained(_cnn(), epochs=epoch + 1)
-    model_and_data = _cnn()
-    model, x, y = model_and_data
+    model, x, y = _cnn()
+    callbacks = [_InterruptAt(epoch)] if during == "on_epoch_end" else []
+    if during == "validation":  # Ctrl-C as the validation of epoch `epoch` starts
+        validate, validations = model._evaluate_batches, []
+
+        def interrupted_validation(*args):
+            if len(validations) == epoch:
+                os.kill(os.getpid(), signal.SIGINT)
+            validations.append(epoch)
+            return validate(*args)
+
+        model._evaluate_batches = interrupted_validation
     with pytest.raises(KeyboardInterrupt, match=f"end of epoch {epoch + 1}"):
         model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0,
-                  validation_data=(x[:8], y[:8]), callbacks=[_InterruptAt(epoch)])
+                  validation_data=(x[:8], y[:8]), callbacks=callbacks)
     for a, b in zip(expected, model.get_weights()):
         assert a.tobytes() == b.tobytes()
 
