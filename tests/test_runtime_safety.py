@@ -5,6 +5,7 @@ import csv
 import importlib.util
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -73,8 +74,8 @@ def test_set_num_threads_bound_is_relative_to_the_machine():
                     reason="an address-space limit (RLIMIT_AS) stops AddressSanitizer itself")
 def test_thread_creation_failure_is_a_python_error():
     """Regression: under an address-space limit, set_num_threads(n) was accepted and the next
-    conv ended the process ('libgomp: Thread creation failed'). Only ~100 MiB more address
-    space is allowed: too little for 64 thread stacks of 8 MiB."""
+    conv ended the process ('libgomp: Thread creation failed'). Only 100 MiB more address
+    space is allowed: too little for 63 more thread stacks of 8 MiB."""
     code = _CONV + """
 import re, resource
 model.predict(x, verbose=0)
@@ -88,7 +89,15 @@ except RuntimeError as e:
     print("refused:", e)
 print(fastdl.get_num_threads() == before, model.predict(x, verbose=0).shape)
 """
-    result = _child(code, OMP_STACKSIZE="")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_STACKSIZE"}  # default stacks
+
+    def default_stack_size():  # glibc's thread stacks follow RLIMIT_STACK at process start
+        hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
+        size = 8 << 20 if hard == resource.RLIM_INFINITY else min(8 << 20, hard)
+        resource.setrlimit(resource.RLIMIT_STACK, (size, hard))
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env=env, preexec_fn=default_stack_size)
     assert result.returncode == 0, result.stderr[-2000:]
     assert re.search(r"refused: set_num_threads: only \d+ of 64 threads could be created",
                      result.stdout), result.stdout
@@ -160,7 +169,7 @@ def test_concurrent_predict_never_corrupts_fit():
     solo = _trained(_cnn(), epochs=3)
     model_and_data = _cnn()
     model, x, _ = model_and_data
-    outcomes, done = [], threading.Event()
+    outcomes, running, done = [], threading.Event(), threading.Event()
 
     def predict_loop():
         while not done.is_set():
@@ -169,9 +178,11 @@ def test_concurrent_predict_never_corrupts_fit():
                 outcomes.append("ok")
             except RuntimeError as e:
                 outcomes.append(str(e))
+            running.set()
 
     t = threading.Thread(target=predict_loop)
     t.start()
+    running.wait(30)
     try:
         weights = _trained(model_and_data, epochs=3)
     finally:
