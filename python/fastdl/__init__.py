@@ -27,12 +27,17 @@ _ATTRIBUTES = {  # public name -> module that defines it
 
 
 def set_num_threads(n):
-    """Set the number of threads fastdl's kernels use (default: ``OMP_NUM_THREADS`` or all cores)."""
+    """Set the number of threads fastdl's kernels use (default: ``OMP_NUM_THREADS`` or all cores).
+
+    ``n`` is at most ``max(64, 4 * cores)``; ``RuntimeError`` when the process cannot create
+    ``n`` threads now (a memory or process limit), leaving the count unchanged.
+    """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: n must be an int, received {type(n).__name__} {n!r}")
-    if not 1 <= n <= 1024:
-        raise ValueError(f"set_num_threads: n must be between 1 and 1024, received {n}")
     from fastdl import _core
+    if not 1 <= n <= _core.max_threads():
+        raise ValueError(f"set_num_threads: n must be between 1 and {_core.max_threads()} "
+                         f"(4 per core, at least 64), received {n}")
     _core.set_num_threads(n)
 
 

@@ -724,8 +724,9 @@ class ReduceLROnPlateau(Callback):
 
 
 class CSVLogger(Callback):
-    """Stream the epoch logs to a CSV file: a header ``epoch,<sorted keys>`` then one row per
-    epoch (0-based epoch index, like Keras), flushed every epoch."""
+    """Stream the epoch logs to a CSV file: a header ``epoch,<sorted keys>`` (the first epoch's
+    keys, plus ``val_<key>`` for each when it has no validation results) then one row per epoch
+    (0-based epoch index, like Keras; ``NA`` for a missing value), flushed every epoch."""
 
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
@@ -766,14 +767,15 @@ class CSVLogger(Callback):
                 return f'"[{", ".join(map(str, np.asarray(v).ravel().tolist()))}]"'
             return v
 
-        if self.keys is None:
-            self.keys = sorted(logs.keys())
-            for name in getattr(self.model, "metrics_names", None) or ():
-                if isinstance(name, str) and name.startswith("val_") and name not in self.keys:
-                    self.keys.append(name)
         if self.csv_file is None:   # used without on_train_begin
             self.on_train_begin()
+        if self.keys is None:
+            # Keras's rule: the columns are fixed at the first epoch; when it has no val_ keys
+            # (validation_freq > 1 skips it), a val_ column is added for each key, so later
+            # epochs' validation results have a column (written "NA" where absent).
             self.keys = sorted(logs.keys())
+            if not any(k.startswith("val_") for k in self.keys):
+                self.keys += ["val_" + k for k in self.keys]
         if self.writer is None:
             sep = self.sep
 

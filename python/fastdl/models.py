@@ -5,6 +5,7 @@ import shutil
 import signal
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -312,6 +313,12 @@ class Sequential:
             labels = np.rint(y.reshape(len(y), -1)[:, 0]).astype(np.int64)
         sw = np.ones(len(y), dtype=np.float64)
         for cls, weight in class_weight.items():
+            real = isinstance(weight, (int, float, np.integer, np.floating)) \
+                and not isinstance(weight, (bool, np.bool_))
+            if not (real and math.isfinite(weight) and weight >= 0):
+                raise ValueError(f"class_weight must map each class to a finite non-negative "
+                                 f"number (as sample_weight must be). Received: class {cls!r}: "
+                                 f"{weight!r}")
             sw[labels == int(cls)] = float(weight)
         return sw
 
@@ -335,14 +342,15 @@ class Sequential:
 
     # ------------------------------------------------------------------ forward / backward
     def _forward(self, x, training, fuse=False):
-        """The layers' calls in order; fuse: adjacent layers may run as one kernel
-        (Layer._fuse_next), as in fit/train_on_batch/predict/evaluate, while model(x) calls
-        each layer itself."""
+        """The layers' calls in order, each on its input cast to its dtype (Keras's autocast);
+        fuse: adjacent layers may run as one kernel (Layer._fuse_next), as in
+        fit/train_on_batch/predict/evaluate, while model(x) calls each layer itself."""
         mask = None
         layers = self._layers
         i = 0
         while i < len(layers):
             layer = layers[i]
+            x = layer._autocast_input(x)
             if fuse and mask is None and i + 1 < len(layers):
                 fused = layer._fuse_next(x, layers[i + 1])
                 if fused is not None:  # two layers in one kernel (neither takes a mask)
@@ -364,22 +372,24 @@ class Sequential:
         """``_forward(x, False)`` with no backward to follow (predict, evaluate): layers may
         skip what only their backward needs (see Layer._inference_only), and adjacent layers
         may run as one fused kernel (Layer._fuse_next: Conv2D -> MaxPooling2D)."""
-        for layer in self._layers:
-            layer._inference_only = True
-        try:
-            return self._forward(x, False, fuse=True)
-        finally:
+        with self._in_use("predict", training=False):
             for layer in self._layers:
-                layer.__dict__.pop("_inference_only", None)
+                layer._inference_only = True
+            try:
+                return self._forward(x, False, fuse=True)
+            finally:
+                for layer in self._layers:
+                    layer.__dict__.pop("_inference_only", None)
 
     def _backward(self, dy):
         for layer in reversed(self._layers):
-            dy = layer.backward(dy)
+            dy = layer.backward(layer._autocast_input(dy))  # dy of the dtype the layer output
         return dy
 
     def __call__(self, x, training=False):
         x = self._convert_x(x)
-        return self._forward(x, training)
+        with self._in_use("__call__", training=False):
+            return self._forward(x, training)
 
     def _train_step(self, x, y, sw, trainable, weights, nan_check=False):
         y_pred = self._forward(x, True, fuse=True)
@@ -412,6 +422,41 @@ class Sequential:
         finally:
             first.input_gradient_needed = previous
 
+    @contextlib.contextmanager
+    def _in_use(self, what, training):
+        """Between a training step's forward and backward the layers' caches hold that step, so
+        while one thread trains (fit, train_on_batch) no other thread may run the model: its
+        calls get a RuntimeError, and training first waits for the calls already running.
+        Inference (predict, evaluate, model(x)) may run in several threads at once, and the
+        training thread's own callbacks may run it (validation)."""
+        me = threading.get_ident()
+        with _MODEL_USE_CHANGED:
+            use = _MODEL_USE.setdefault(self, _ModelUse())
+            if use.trainer not in (None, me):
+                raise RuntimeError(
+                    f"{what}() on model {self.name!r} while another thread is training it: one "
+                    "model's layers hold the state of one training step at a time. Call it "
+                    "after that fit/train_on_batch returns, or on a copy of the model.")
+            owner = training and use.trainer is None
+            if owner:
+                use.trainer = me  # from now on other threads' calls are refused
+                try:
+                    _MODEL_USE_CHANGED.wait_for(lambda: all(t == me for t in use.calls))
+                except BaseException:  # Ctrl-C while waiting: the model stays free
+                    use.trainer = None
+                    raise
+            use.calls[me] = use.calls.get(me, 0) + 1
+        try:
+            yield
+        finally:
+            with _MODEL_USE_CHANGED:
+                if owner:
+                    use.trainer = None
+                count = use.calls.pop(me) - 1
+                if count:
+                    use.calls[me] = count
+                _MODEL_USE_CHANGED.notify_all()
+
     def _trainable_state(self):
         trainable = [l for l in self._layers if l.trainable and l.trainable_weights]
         weights = [w for l in trainable for w in l.trainable_weights]
@@ -437,8 +482,10 @@ class Sequential:
 
         Keras's arguments and defaults. fastdl adds ``nan_check``: when True, the first
         non-finite loss or gradient raises ``FloatingPointError`` naming the layer, before that
-        step changes any weight. Ctrl-C (``KeyboardInterrupt``) stops training at a step
-        boundary: the weights are those after the last complete step.
+        step changes any weight. Ctrl-C stops training at the next step or epoch boundary and
+        raises ``KeyboardInterrupt`` there: the weights are those after the last complete step.
+        A layer's ``trainable`` changed by a callback takes effect from the next step (as in
+        Keras's eager train step); the optimizer must already know a layer unfrozen this way.
         """
         from fastdl.callbacks import CallbackList, History
 
@@ -492,11 +539,14 @@ class Sequential:
         trainable, weights = self._trainable_state()
         batch_hooks = getattr(cbs, "has_train_batch_hooks", True)
         cbs.on_train_begin()
-        with _DeferredInterrupt() as interrupt, self._first_layer_skips_dx():
+        with self._in_use("fit", training=True), _DeferredInterrupt() as interrupt, \
+                self._first_layer_skips_dx():
             self._fit_epochs(x, y, sw, val, val_batch_size, validation_freq, epochs,
                              initial_epoch, shuffle, batch_size, steps, n, cbs, batch_hooks,
                              trainable, weights, nan_check, interrupt)
         self.history = next(cb for cb in cbs.callbacks if isinstance(cb, History))
+        interrupt.raise_if_pending("training interrupted after its last epoch ended; the weights "
+                                   "are those after it")
         return self.history
 
     def _fit_epochs(self, x, y, sw, val, val_batch_size, validation_freq, epochs, initial_epoch,
@@ -505,6 +555,7 @@ class Sequential:
         rng = get_rng()
         metrics = self.compiled_metrics
         logs = {}
+        flags = [layer.trainable for layer in self._layers]
         for epoch in range(initial_epoch, epochs):
             for m in metrics:
                 m.reset_state()
@@ -522,10 +573,14 @@ class Sequential:
                     swb = None if sw is None else sw[idx]
                 if batch_hooks:
                     cbs.on_train_batch_begin(step)
+                if [layer.trainable for layer in self._layers] != flags:
+                    # A callback (un)froze a layer: it takes effect from this step, as in
+                    # Keras's eager (torch) train step, which reads trainable_weights each step.
+                    flags = [layer.trainable for layer in self._layers]
+                    trainable, weights = self._trainable_state()
                 loss = self._train_step(xb, yb, swb, trainable, weights, nan_check)
-                if interrupt.pending:
-                    raise KeyboardInterrupt(f"training interrupted after step {step + 1} of "
-                                            f"epoch {epoch + 1}; the weights are those after it")
+                interrupt.raise_if_pending(f"training interrupted after step {step + 1} of "
+                                           f"epoch {epoch + 1}; the weights are those after it")
                 loss_sum += loss * (hi - lo)
                 seen += hi - lo
                 if batch_hooks or step == steps - 1:
@@ -544,6 +599,8 @@ class Sequential:
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
             epoch_logs = dict(sorted(epoch_logs.items()))
             cbs.on_epoch_end(epoch, epoch_logs)
+            interrupt.raise_if_pending(f"training interrupted at the end of epoch {epoch + 1}; "
+                                       "the weights are those after it")
             if self.stop_training:
                 break
         cbs.on_train_end(logs)
@@ -560,6 +617,10 @@ class Sequential:
 
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate_arrays(self, x, y, sw, batch_size, callbacks=None):
+        with self._in_use("evaluate", training=False):
+            return self._evaluate_batches(x, y, sw, batch_size, callbacks)
+
+    def _evaluate_batches(self, x, y, sw, batch_size, callbacks):
         for m in self.compiled_metrics:
             m.reset_state()
         loss_sum, seen = 0.0, 0
@@ -679,10 +740,10 @@ class Sequential:
         if signature != self._checked_batch_signature:
             self._dry_run(x, y, sw)
             self._checked_batch_signature = signature
-        for m in self.compiled_metrics:
-            m.reset_state()
         trainable, weights = self._trainable_state()
-        with self._first_layer_skips_dx():
+        with self._in_use("train_on_batch", training=True), self._first_layer_skips_dx():
+            for m in self.compiled_metrics:
+                m.reset_state()
             loss = self._train_step(x, y, sw, trainable, weights)
         return self._batch_result(loss, return_dict)
 
@@ -821,10 +882,23 @@ def _check_finite_gradients(loss, trainable, iteration):
                     f"{iteration}; no weight was changed by this step")
 
 
+_MODEL_USE_CHANGED = threading.Condition()
+_MODEL_USE = weakref.WeakKeyDictionary()  # model -> _ModelUse, outside it so copies start free
+
+
+class _ModelUse:
+    """Which thread trains a model (its ident, or None) and how many calls each thread runs."""
+    __slots__ = ("trainer", "calls")
+
+    def __init__(self):
+        self.trainer, self.calls = None, {}
+
+
 class _DeferredInterrupt:
     """Holds back Ctrl-C during a training step and raises it at the next step boundary, so an
-    interrupted fit never leaves half-updated weights. Active only in the main thread and when
-    Python's default SIGINT handler is installed."""
+    interrupted fit never leaves half-updated weights. fit checks after every step, after each
+    epoch's validation and callbacks, and once more when it ends, so an interrupt is never lost.
+    Active only in the main thread and when Python's default SIGINT handler is installed."""
 
     def __enter__(self):
         self.pending = False
@@ -836,6 +910,11 @@ class _DeferredInterrupt:
 
     def _handler(self, signum, frame):
         self.pending = True
+
+    def raise_if_pending(self, message):
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt(message)
 
     def __exit__(self, *exc):
         if self._previous is not None:

@@ -172,20 +172,22 @@ def preserved_state(model):
     ``grads`` of the last training step, forward caches, ``d_initial_state``, flags such as
     ``Conv2D.input_gradient_needed``. Weights are arrays updated in place by training only; the
     passes here never write them. The first layer is told that its input gradient is needed.
+    Like fit, it has the model to itself (Sequential._in_use): other threads' calls wait or fail.
     """
-    layers = _all_layers(model)
-    saved = [(layer, dict(vars(layer))) for layer in layers]
-    try:
-        first = model._layers[0]
-        if hasattr(first, "input_gradient_needed"):
-            first.input_gradient_needed = True
-        yield
-    finally:
-        for layer, attrs in saved:
-            current = vars(layer)
-            for key in [k for k in current if k not in attrs]:
-                del current[key]
-            current.update(attrs)
+    with model._in_use("explain", training=True):
+        layers = _all_layers(model)
+        saved = [(layer, dict(vars(layer))) for layer in layers]
+        try:
+            first = model._layers[0]
+            if hasattr(first, "input_gradient_needed"):
+                first.input_gradient_needed = True
+            yield
+        finally:
+            for layer, attrs in saved:
+                current = vars(layer)
+                for key in [k for k in current if k not in attrs]:
+                    del current[key]
+                current.update(attrs)
 
 
 def forward(model, x, keep=()):
@@ -195,6 +197,7 @@ def forward(model, x, keep=()):
     kept = {}
     keep = set(keep)
     for i, layer in enumerate(model._layers):
+        x = layer._autocast_input(x)
         next_mask = layer.compute_mask(x, mask)
         if layer._call_takes_mask:
             x = layer.call(x, training=False, mask=mask)
@@ -212,7 +215,7 @@ def backward(model, dy, stop=0):
     """Backward from the model output through layers ``len-1 .. stop``; returns the gradient at
     the input of layer ``stop`` (the model input for ``stop=0``)."""
     for layer in reversed(model._layers[stop:]):
-        dy = layer.backward(dy)
+        dy = layer.backward(layer._autocast_input(dy))
         if dy is None:
             raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) returned no input "
                              "gradient, so attributions cannot flow through it")

@@ -7,6 +7,8 @@
   take a mask (``supports_masking``/``call(..., mask=None)``) receive it from the model.
 - ``backward(dy)`` returns dL/dx and sets ``self.grads``, one array per trainable weight in the
   order of :attr:`Layer.trainable_weights` (left ``[]`` when the layer is frozen).
+- In a model, a layer receives its input (and dy) cast to its float dtype, as Keras autocasts:
+  layers of different dtypes may follow each other (:meth:`Layer._autocast_input`).
 """
 import inspect
 import re
@@ -229,8 +231,10 @@ class Layer:
             if new.shape != cur.shape:
                 raise ValueError(f"Layer {self.name!r} weight {i} has shape {cur.shape}, "
                                  f"but set_weights received shape {new.shape}")
-            if not (np.issubdtype(new.dtype, np.number) or new.dtype == np.bool_):
-                raise TypeError(f"Layer {self.name!r} weight {i}: received dtype {new.dtype}")
+            if np.issubdtype(new.dtype, np.complexfloating) or not (
+                    np.issubdtype(new.dtype, np.number) or new.dtype == np.bool_):
+                raise TypeError(f"Layer {self.name!r} weight {i} must be real numbers, "
+                                f"received dtype {new.dtype}")
             converted.append(new)
         for cur, new in zip(current, converted):  # all checked: now the in-place copy
             cur[...] = new
@@ -260,6 +264,14 @@ class Layer:
                                      or x.dtype == np.bool_):
             raise TypeError(f"Layer {self.name!r} expects numeric input, received dtype {x.dtype}")
         return x.astype(self.dtype)
+
+    def _autocast_input(self, x):
+        """``x`` from the previous layer (or dy from the next one) in this layer's dtype when it
+        is of the other float dtype: Keras casts float inputs to a layer's dtype, so a float64
+        layer after a float32 one computes in float64 (and its dx goes back as float32)."""
+        if x.dtype.kind == "f" and x.dtype != self.dtype:  # integer ids (Embedding) stay
+            return x.astype(self.dtype)
+        return x
 
     def _check_rank(self, shape):
         spec = self.input_spec
