@@ -5,9 +5,11 @@ Dense``: each submodule here is the fastdl module of the same name.
 """
 import importlib
 
-_SUBMODULES = ("activations", "callbacks", "datasets", "initializers", "layers", "losses",
-               "metrics", "models", "optimizers", "utils", "preprocessing")
-_ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers"}
+_SUBMODULES = ("activations", "backend", "callbacks", "config", "datasets", "initializers",
+               "layers", "losses", "metrics", "models", "ops", "optimizers", "random", "utils",
+               "preprocessing")
+_ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers",
+               "Variable": "fastdl.ops", "__version__": "fastdl"}
 
 
 def __getattr__(name):

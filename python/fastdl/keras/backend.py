@@ -1,0 +1,4 @@
+"""``keras.backend``: the same settings as ``keras.config``."""
+from fastdl.keras.config import (  # noqa: F401
+    backend, clear_session, epsilon, floatx, image_data_format, set_epsilon, set_floatx,
+    set_image_data_format)
