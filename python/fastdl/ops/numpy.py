@@ -1038,8 +1038,9 @@ def arange(start, stop=None, step=None, dtype=None):
     """Evenly spaced values in ``[start, stop)`` (int32 for integers, float32 for floats)."""
     if step is None:
         step = 1
-    args = (start,) if stop is None else (start, stop)
-    y = np.arange(*args, step)
+    if stop is None:
+        start, stop = 0, start
+    y = np.arange(start, stop, step)
     if dtype is None:
         dtype = np.float32 if y.dtype.kind == "f" else np.int32
     return Tensor(y.astype(_standard_dtype(dtype)))
