@@ -28,6 +28,8 @@ class DType(str):
     __slots__ = ()
 
     def __eq__(self, other):
+        if other is None:  # np.dtype(None) would be float64
+            return False
         if isinstance(other, str):
             return str.__eq__(self, other) or str.__eq__(self, _dtype_name(other))
         try:
