@@ -211,3 +211,64 @@ def test_linear_regression_tape_loop_equals_sequential_fit_with_sgd():
         r = x @ kk + bb - y
         kk, bb = kk - 0.1 * 2 * x.T @ r / 32, bb - 0.1 * 2 * r.mean(0)
     np.testing.assert_allclose(w.numpy(), kk, rtol=1e-5, atol=1e-6)
+
+
+LAYER_CASES = {
+    "dense_shared_twice": (lambda: fastdl.layers.Dense(3, activation="tanh", dtype="float64"),
+                           (4, 3), 2),
+    "conv2d": (lambda: fastdl.layers.Conv2D(2, 3, padding="same", activation="relu",
+                                            dtype="float64"), (2, 5, 5, 3), 1),
+    "max_pooling": (lambda: fastdl.layers.MaxPooling2D(2, dtype="float64"), (1, 4, 4, 2), 1),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LAYER_CASES))
+def test_a_layer_called_on_a_tensor_is_one_differentiable_primitive(case):
+    from gradcheck import numerical_gradient
+    make, shape, times = LAYER_CASES[case]
+    layer = make()
+    rng = np.random.default_rng(1)
+    x_np = rng.standard_normal(shape)
+    x = Tensor(x_np)
+
+    def forward(inp):
+        for _ in range(times):
+            inp = layer(inp)
+        return inp
+
+    y = forward(x)
+    assert isinstance(y, Tensor)
+    r = rng.standard_normal(y.shape)
+    with GradientTape() as tape:
+        tape.watch(x)
+        loss = ops.sum(forward(x) * r)
+    weights = layer.trainable_weights
+    grads = tape.gradient(loss, [x] + weights)
+
+    def f():
+        return float(np.sum(forward(x_np) * r))
+
+    for g, a in zip(grads, [x_np] + weights):
+        np.testing.assert_allclose(g.numpy(), numerical_gradient(f, a), rtol=1e-5, atol=1e-7)
+
+
+def test_layer_weights_train_with_apply_gradients():
+    layer = fastdl.layers.Dense(1)
+    x = ops.convert_to_tensor(np.ones((2, 3), np.float32))
+    layer(x)
+    kernel = layer.trainable_weights[0]
+    before = kernel.copy()
+    opt = fastdl.optimizers.SGD(0.5)
+    with GradientTape() as tape:
+        loss = ops.mean(layer(x))
+    grads = tape.gradient(loss, layer.trainable_weights)
+    opt.apply_gradients(zip(grads, layer.trainable_weights))
+    np.testing.assert_allclose(kernel, before - 0.5, rtol=1e-6)   # d mean / d kernel = 1
+    assert layer.trainable_weights[0] is kernel                   # updated in place
+
+
+def test_integer_targets_give_none():
+    v = Variable(np.array([1.0, 2.0]))
+    with GradientTape() as tape:
+        y = ops.argmax(v * 2)
+    assert tape.gradient(y, v) is None

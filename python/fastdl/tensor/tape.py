@@ -178,6 +178,10 @@ class GradientTape:
                              f"'zero', received {unconnected_gradients!r}")
         targets = _flatten(target, [])
         src = _flatten(sources, [])
+        if any(isinstance(s, np.ndarray) for s in src):
+            # a layer's weight arrays (layer.trainable_weights): their Variables on this tape
+            by_array = {id(v._value): v for v in self._variables}
+            src = [by_array.get(id(s), s) if isinstance(s, np.ndarray) else s for s in src]
         for what, items in (("target", targets), ("sources", src)):
             for i, t in enumerate(items):
                 if not isinstance(t, Tensor):

@@ -312,6 +312,15 @@ class Variable(Tensor):
         _variable_count += 1
         self.name = name if name is not None else f"Variable_{_variable_count}"
 
+    @classmethod
+    def _wrap(cls, array, name, trainable=True):
+        """A Variable over ``array`` itself (no copy): a layer's weight seen by the tape."""
+        v = cls.__new__(cls)
+        Tensor.__init__(v, array)
+        v.trainable = trainable
+        v.name = name
+        return v
+
     @property
     def value(self):
         """The variable itself, read as a tensor (ops on it are recorded like ops on the Variable)."""
