@@ -133,6 +133,12 @@ def test_default_dtypes_match_keras():
             keras.ops.convert_to_tensor(value).dtype), value
     assert ops.add(np.arange(3, dtype=np.int32), 1.5).dtype == "float32"
     assert ops.mean(np.arange(3, dtype=np.int32)).dtype == "float32"
+    ints = np.array([1, 2], np.int64)
+    for name in ("divide", "true_divide"):
+        assert getattr(ops, name)(ints, ints).dtype == "float32"
+    for name in ("exp", "sqrt", "log1p", "mean"):
+        assert getattr(ops, name)(ints).dtype == keras.backend.standardize_dtype(
+            getattr(keras.ops, name)(ints).dtype), name
 
 
 def test_random_ops_shapes_dtypes_and_seeds():

@@ -6,13 +6,11 @@ import math
 
 import numpy as np
 
-from fastdl.ops import core
 from fastdl.ops.core import conv as _conv
 from fastdl.ops.core import pool as _pool_kernels
 from fastdl.ops.numpy import (
-    _TAPES, _array, _record, _standard_dtype, abs, add, cast, clip, divide, exp, expand_dims,
-    log, logsumexp, maximum, mean, minimum, multiply, negative, reshape, rsqrt, square, squeeze,
-    subtract, sum, take_along_axis, tanh, transpose, var, where)
+    _TAPES, _array, _record, abs, add, cast, clip, divide, expand_dims, log, maximum, mean,
+    multiply, negative, reshape, rsqrt, squeeze, subtract, sum, take_along_axis, transpose, var)
 from fastdl.tensor.tensor import Tensor
 
 EPSILON = 1e-7  # keras.config.epsilon()

@@ -12,8 +12,7 @@ import numpy as np
 
 from fastdl.ops import core
 from fastdl.tensor import tape as _tape
-from fastdl.tensor import tensor as _tensor
-from fastdl.tensor.tensor import Tensor, Variable, as_dtype
+from fastdl.tensor.tensor import Tensor, Variable
 
 _TAPES = _tape._TAPES
 _record = _tape.record
@@ -95,10 +94,6 @@ def convert_to_numpy(x):
     return np.asarray(x._value if isinstance(x, Tensor) else x)
 
 
-def _wrap(v):
-    return Tensor(v)
-
-
 def _unbroadcast(g, shape):
     """Sum ``g`` over the axes broadcasting added to an operand of shape ``shape``."""
     gs = np.shape(g)
@@ -114,7 +109,7 @@ def _unbroadcast(g, shape):
 
 
 def _is_float_value(v):
-    return np.asarray(v).dtype.kind in "fc" if not hasattr(v, "dtype") else v.dtype.kind in "fc"
+    return np.asarray(v).dtype.kind in "fc"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,10 +183,8 @@ multiply.__name__, multiply.__doc__ = "multiply", "``x1 * x2`` (broadcasting)."
 
 
 def _true_div(a, b):
-    if a.dtype.kind in "iub" and b.dtype.kind in "iub" if hasattr(a, "dtype") and hasattr(
-            b, "dtype") else False:
-        return np.true_divide(a, b, dtype=np.float32) if max(
-            a.dtype.itemsize, b.dtype.itemsize) <= 2 else np.true_divide(a, b)
+    if np.result_type(a, b).kind in "iub":  # Keras: dividing integers gives float32
+        return np.true_divide(a, b, dtype=np.float32)
     return np.true_divide(a, b)
 
 
@@ -1127,9 +1120,5 @@ def trace(x):
     return sum(diag(x))
 
 
-def _getitem_op(x, key):
-    return _getitem(x, key)
-
-
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
-    "builtins", "np", "core", "Tensor", "Variable", "as_dtype", "flatten_like")]
+    "builtins", "np", "core", "Tensor", "Variable")]
