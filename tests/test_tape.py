@@ -272,3 +272,26 @@ def test_integer_targets_give_none():
     with GradientTape() as tape:
         y = ops.argmax(v * 2)
     assert tape.gradient(y, v) is None
+
+
+def test_jacobian_is_one_reverse_pass_per_target_element():
+    w = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    x = Variable(np.array([0.5, -1.0, 2.0]))
+    unused = Variable(np.array([1.0]))
+    with GradientTape(persistent=True) as tape:
+        y = ops.matmul(w, x)
+        z = x * x
+    np.testing.assert_allclose(tape.jacobian(y, x).numpy(), w)
+    jz, ju = tape.jacobian(z, [x, unused])
+    np.testing.assert_allclose(jz.numpy(), np.diag(2 * x.numpy()))
+    assert ju is None
+    assert tape.jacobian(z, unused, unconnected_gradients="zero").shape == (3, 1)
+
+
+def test_variable_rejects_non_numeric_initial_values():
+    with pytest.raises(TypeError, match="initial_value must be numeric.*received str 'zeros'"):
+        Variable("zeros")
+    with pytest.raises(ValueError, match="a callable initial_value needs shape="):
+        Variable(fastdl.initializers.get("zeros"))
+    v = Variable(fastdl.initializers.get("ones"), shape=(2,))
+    assert v.dtype == "float32" and v.numpy().tolist() == [1.0, 1.0]

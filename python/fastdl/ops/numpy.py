@@ -936,10 +936,20 @@ def _getitem(x, key):
     return out
 
 
+def _basic_index(k):
+    """True for keys made of ints, slices, None and Ellipsis (no element is picked twice)."""
+    items = k if isinstance(k, tuple) else (k,)
+    return builtins.all(isinstance(i, (int, np.integer, slice)) or i is None or i is Ellipsis
+               for i in items)
+
+
 def _getitem_vjp(c, g):
     shape, dtype, k = c
     out = np.zeros(shape, g.dtype)
-    np.add.at(out, k, g)  # add.at: repeated indices (gather) accumulate
+    if _basic_index(k):
+        out[k] = g
+    else:
+        np.add.at(out, k, g)  # a gather may pick an element twice: accumulate
     return (out,)
 
 

@@ -160,6 +160,97 @@ class GradientTape:
         self._variables = []
 
     # ------------------------------------------------------------------ backward
+    def _walk(self, grads, keep):
+        """One reverse pass over the entries from the seed gradients ``grads`` (id -> array);
+        returns the gradients of the ids in ``keep`` (and of the values not consumed)."""
+        watched = self._watched
+        if not grads:
+            return grads
+        for out, inputs, vjp, cache in reversed(self._entries):
+            key = id(out)
+            g = grads.get(key)
+            if g is None:
+                continue
+            if key not in keep:
+                del grads[key]
+            for x, gx in zip(inputs, vjp(cache, g)):
+                if gx is not None and id(x) in watched:
+                    prev = grads.get(id(x))
+                    grads[id(x)] = gx if prev is None else prev + gx
+        return grads
+
+    @staticmethod
+    def _result(source, grads, mode):
+        v = source._value
+        g = grads.get(id(source)) if _is_float(v.dtype) else None
+        if g is None:
+            return (Tensor(np.zeros(v.shape, v.dtype)) if mode == "zero" and _is_float(v.dtype)
+                    else None)
+        g = np.asarray(g)
+        if g.dtype != v.dtype:
+            g = g.astype(v.dtype)
+        if g.shape != v.shape:
+            g = np.broadcast_to(g, v.shape).copy()
+        return Tensor(g)
+
+    def _sources(self, sources, method):
+        src = _flatten(sources, [])
+        if any(isinstance(s, np.ndarray) for s in src):
+            # a layer's weight arrays (layer.trainable_weights): their Variables on this tape
+            by_array = {id(v._value): v for v in self._variables}
+            src = [by_array.get(id(s), s) if isinstance(s, np.ndarray) else s for s in src]
+        for i, t in enumerate(src):
+            if not isinstance(t, Tensor):
+                raise TypeError(
+                    f"GradientTape.{method}: every sources must be a fastdl Tensor or "
+                    f"Variable, received {type(t).__name__} at position {i}"
+                    + (" (a NumPy array is a constant: wrap it with fastdl.constant and "
+                       "tape.watch it)" if isinstance(t, np.ndarray) else ""))
+        return src
+
+    def jacobian(self, target, sources, unconnected_gradients="none", parallel_iterations=None,
+                 experimental_use_pfor=True):
+        """d target[i...] / d source[j...] for each source: shape ``target.shape +
+        source.shape``, in the structure of ``sources`` (one reverse pass per target element)."""
+        if self._used and not self._persistent:
+            raise RuntimeError("A non-persistent GradientTape can only be used to compute one "
+                               "set of gradients; create it with persistent=True to call "
+                               "jacobian more than once")
+        mode = getattr(unconnected_gradients, "value", unconnected_gradients)
+        if mode not in ("none", "zero"):
+            raise ValueError("GradientTape.jacobian: unconnected_gradients must be 'none' or "
+                             f"'zero', received {unconnected_gradients!r}")
+        if not isinstance(target, Tensor):
+            raise TypeError(f"GradientTape.jacobian: target must be a fastdl Tensor, received "
+                            f"{type(target).__name__}")
+        src = self._sources(sources, "jacobian")
+        self._used = True
+        v = target._value
+        tracked = _is_float(v.dtype) and id(target) in self._watched
+        keep = {id(s) for s in src}
+        rows = [[] for _ in src]
+        connected = [False] * len(src)
+        for i in range(v.size if tracked else 0):
+            seed = np.zeros(v.size, v.dtype)
+            seed[i] = 1
+            grads = self._walk({id(target): seed.reshape(v.shape)}, keep)
+            for j, s in enumerate(src):
+                g = self._result(s, grads, "zero")
+                connected[j] = connected[j] or id(s) in grads
+                rows[j].append(None if g is None else g._value)
+        if not self._persistent:
+            self._entries = []
+        result = []
+        for j, s in enumerate(src):
+            sv = s._value
+            if not _is_float(sv.dtype) or (not connected[j] and mode == "none"):
+                result.append(None)
+            elif not rows[j]:
+                result.append(Tensor(np.zeros(v.shape + sv.shape, sv.dtype)))
+            else:
+                result.append(Tensor(np.stack(rows[j]).reshape(v.shape + sv.shape)))
+        return _pack(sources, iter(result))
+
     def gradient(self, target, sources, output_gradients=None, unconnected_gradients="none"):
         """Gradients of ``target`` (summed over its elements and over a nested structure of
         targets) with respect to ``sources``, in the structure of ``sources``.
@@ -177,19 +268,11 @@ class GradientTape:
             raise ValueError("GradientTape.gradient: unconnected_gradients must be 'none' or "
                              f"'zero', received {unconnected_gradients!r}")
         targets = _flatten(target, [])
-        src = _flatten(sources, [])
-        if any(isinstance(s, np.ndarray) for s in src):
-            # a layer's weight arrays (layer.trainable_weights): their Variables on this tape
-            by_array = {id(v._value): v for v in self._variables}
-            src = [by_array.get(id(s), s) if isinstance(s, np.ndarray) else s for s in src]
-        for what, items in (("target", targets), ("sources", src)):
-            for i, t in enumerate(items):
-                if not isinstance(t, Tensor):
-                    raise TypeError(
-                        f"GradientTape.gradient: every {what} must be a fastdl Tensor or "
-                        f"Variable, received {type(t).__name__} at position {i}"
-                        + (" (a NumPy array is a constant: wrap it with fastdl.constant and "
-                           "tape.watch it)" if isinstance(t, np.ndarray) else ""))
+        for i, t in enumerate(targets):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"GradientTape.gradient: every target must be a fastdl Tensor "
+                                f"or Variable, received {type(t).__name__} at position {i}")
+        src = self._sources(sources, "gradient")
         for tape in _TAPES:
             if tape is not self and any(id(s) in tape._watched for s in src):
                 raise NotImplementedError(
@@ -204,11 +287,10 @@ class GradientTape:
                 raise ValueError(f"GradientTape.gradient: {len(targets)} targets but "
                                  f"{len(ups)} output_gradients")
         self._used = True
-        watched = self._watched
-        grads = {}
+        seeds = {}
         for t, up in zip(targets, ups):
             v = t._value
-            if not _is_float(v.dtype) or id(t) not in watched:
+            if not _is_float(v.dtype) or id(t) not in self._watched:
                 continue
             if up is None:
                 g = np.ones(v.shape, v.dtype)
@@ -217,35 +299,10 @@ class GradientTape:
                 if g.shape != v.shape:
                     raise ValueError(f"GradientTape.gradient: output_gradients of shape "
                                      f"{g.shape} for a target of shape {v.shape}")
-            prev = grads.get(id(t))
-            grads[id(t)] = g if prev is None else prev + g
-        keep = {id(s) for s in src}
-        if grads:
-            for out, inputs, vjp, cache in reversed(self._entries):
-                key = id(out)
-                g = grads.get(key)
-                if g is None:
-                    continue
-                if key not in keep:
-                    del grads[key]
-                for x, gx in zip(inputs, vjp(cache, g)):
-                    if gx is not None and id(x) in watched:
-                        prev = grads.get(id(x))
-                        grads[id(x)] = gx if prev is None else prev + gx
+            prev = seeds.get(id(t))
+            seeds[id(t)] = g if prev is None else prev + g
+        grads = self._walk(seeds, {id(s) for s in src})
         if not self._persistent:
             self._entries = []
-        result = []
-        for s in src:
-            v = s._value
-            g = grads.get(id(s)) if _is_float(v.dtype) else None
-            if g is None:
-                result.append(Tensor(np.zeros(v.shape, v.dtype)) if mode == "zero"
-                              and _is_float(v.dtype) else None)
-            else:
-                g = np.asarray(g)
-                if g.dtype != v.dtype:
-                    g = g.astype(v.dtype)
-                if g.shape != v.shape:
-                    g = np.broadcast_to(g, v.shape).copy()
-                result.append(Tensor(g))
+        result = [self._result(s, grads, mode) for s in src]
         return _pack(sources, iter(result))

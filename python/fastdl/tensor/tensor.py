@@ -302,9 +302,10 @@ class Variable(Tensor):
         if shape is not None and tuple(value.shape) != tuple(shape):
             raise ValueError(f"Variable: initial value has shape {value.shape}, received "
                              f"shape={tuple(shape)}")
-        if value.dtype == object:
-            raise TypeError(f"Variable: initial_value must be numeric, received "
-                            f"{type(initial_value).__name__} {initial_value!r}")
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"Variable: initial_value must be numeric (or a callable "
+                            f"initializer with shape=), received {type(initial_value).__name__} "
+                            f"{initial_value!r:.80}")
         if not isinstance(trainable, (bool, np.bool_)):
             raise TypeError(f"Variable: trainable must be a bool, received {trainable!r}")
         Tensor.__init__(self, value)
