@@ -37,7 +37,7 @@ _ATTRIBUTES.update(dict.fromkeys((
     "argmax", "argmin", "clip_by_value", "stop_gradient", "tile", "pad", "einsum", "norm",
     "sort", "cumsum", "identity", "equal", "not_equal", "less", "less_equal", "greater",
     "greater_equal", "logical_and", "logical_or", "logical_not", "float16", "float32",
-    "float64", "int8", "int16", "int32", "int64", "uint8", "bool",
+    "float64", "int8", "int16", "int32", "int64", "uint8", "bool", "version",
 ), "fastdl.ops.tf_compat"))
 
 
@@ -58,9 +58,6 @@ def get_num_threads():
 
 
 def __getattr__(name):
-    if name == "version":  # tf.version.VERSION
-        from fastdl.ops.tf_compat import _Version
-        return _Version(__version__)
     if name in _SUBMODULES:
         return _importlib.import_module(f"fastdl.{name}")
     if name in _ATTRIBUTES:

@@ -4,6 +4,7 @@ of the same meaning with TensorFlow's argument names and defaults; the table in
 ``docs/engine.md`` lists them."""
 import numpy as np
 
+from fastdl import __version__
 from fastdl.ops import nn as _nn
 from fastdl.ops import numpy as _np_ops
 from fastdl.ops import random as _random
@@ -307,3 +308,6 @@ class _Version:
 
     def __repr__(self):
         return f"fastdl.version(VERSION={self.VERSION!r})"
+
+
+version = _Version(__version__)
