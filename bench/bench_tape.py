@@ -8,6 +8,11 @@ phases per library, each the median of R repetitions, reported in microseconds p
   * record   inside a ``GradientTape`` / with ``requires_grad``: the op plus recording it;
   * backward ``tape.gradient`` / ``loss.backward()``: per recorded op.
 
+A second table times one training step of a small MLP (784-128-10, batch 64, float32:
+matmul + bias + relu + matmul + softmax cross-entropy, backward, SGD update) written with
+``GradientTape`` on ``fastdl.ops``, beside the same step in PyTorch autograd and fastdl's own
+``Sequential.train_on_batch``.
+
 Timed on the calling thread's CPU clock (``time.thread_time``), which other processes on a
 shared machine disturb far less than wall time. Run:
 
@@ -102,6 +107,58 @@ def torch_phases(n_ops, reps, size):
     return e, rec, statistics.median(bws)
 
 
+def mlp_steps(reps):
+    """Milliseconds per training step: fastdl tape, fastdl train_on_batch, torch autograd."""
+    import fastdl
+    from fastdl import ops
+    from fastdl.ops import GradientTape, Variable
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 784)).astype(np.float32)
+    labels = rng.integers(0, 10, 64)
+    y = np.eye(10, dtype=np.float32)[labels]
+    w1 = Variable((rng.standard_normal((784, 128)) * 0.05).astype(np.float32))
+    b1 = Variable(np.zeros(128, np.float32))
+    w2 = Variable((rng.standard_normal((128, 10)) * 0.05).astype(np.float32))
+    b2 = Variable(np.zeros(10, np.float32))
+    params = [w1, b1, w2, b2]
+    opt = fastdl.optimizers.SGD(0.01)
+
+    def tape_step():
+        with GradientTape() as tape:
+            h = ops.relu(ops.matmul(x, w1) + b1)
+            loss = ops.mean(ops.categorical_crossentropy(y, ops.matmul(h, w2) + b2,
+                                                         from_logits=True))
+        opt.apply_gradients(zip(tape.gradient(loss, params), params))
+
+    model = fastdl.Sequential([fastdl.layers.Input((784,)),
+                               fastdl.layers.Dense(128, activation="relu"),
+                               fastdl.layers.Dense(10)])
+    model.compile(optimizer=fastdl.optimizers.SGD(0.01),
+                  loss=fastdl.losses.CategoricalCrossentropy(from_logits=True))
+
+    def fit_step():
+        model.train_on_batch(x, y)
+
+    out = {"fastdl tape": _time(tape_step, reps), "fastdl train_on_batch": _time(fit_step, reps)}
+    try:
+        import torch
+    except ImportError:
+        return out
+    tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
+    tw = [torch.tensor(p.numpy(), requires_grad=True) for p in params]
+    topt = torch.optim.SGD(tw, lr=0.01)
+
+    def torch_step():
+        topt.zero_grad()
+        h = torch.relu(tx @ tw[0] + tw[1])
+        loss = torch.nn.functional.cross_entropy(h @ tw[2] + tw[3], tl)
+        loss.backward()
+        topt.step()
+
+    out["torch autograd"] = _time(torch_step, reps)
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ops", type=int, default=300, help="ops per loop")
@@ -126,6 +183,11 @@ def main():
         rec_overhead = us["fastdl"][1] - us["fastdl"][0]
         print(f"fastdl recording overhead: {rec_overhead:.2f} us per op; torch: "
               f"{us['torch'][1] - us['torch'][0]:.2f}")
+    print("\nMLP 784-128-10 training step, batch 64, float32, 1 thread: ms per step")
+    import fastdl
+    fastdl.set_num_threads(1)
+    for name, t in mlp_steps(args.reps).items():
+        print(f"  {name:24s}{t * 1e3:8.3f}")
 
 
 if __name__ == "__main__":
