@@ -295,3 +295,26 @@ def test_variable_rejects_non_numeric_initial_values():
         Variable(fastdl.initializers.get("zeros"))
     v = Variable(fastdl.initializers.get("ones"), shape=(2,))
     assert v.dtype == "float32" and v.numpy().tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("which", ["kernel_only", "input_only"])
+def test_kernels_skip_the_gradients_of_untracked_inputs_correctly(which):
+    from gradcheck import numerical_gradient
+    rng = np.random.default_rng(2)
+    x_np, k_np = rng.standard_normal((1, 5, 5, 2)), rng.standard_normal((3, 3, 2, 2))
+    w_np = rng.standard_normal((2, 3))
+    x, k, w = Tensor(x_np), Tensor(k_np), Tensor(w_np)
+    tracked = [k, w] if which == "kernel_only" else [x]
+    with GradientTape() as tape:
+        tape.watch(tracked)
+        loss = ops.sum(ops.square(ops.matmul(ops.reshape(ops.conv(x, k), (-1, 2)), w)))
+    grads = tape.gradient(loss, [x, k, w])
+
+    def f():
+        return float(np.sum(np.square((ops.conv(x_np, k_np).numpy().reshape(-1, 2)) @ w_np)))
+
+    for g, t, a in zip(grads, [x, k, w], [x_np, k_np, w_np]):
+        if any(t is u for u in tracked):
+            np.testing.assert_allclose(g.numpy(), numerical_gradient(f, a), rtol=1e-5, atol=1e-7)
+        else:
+            assert g is None

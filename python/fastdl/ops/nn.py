@@ -9,8 +9,9 @@ import numpy as np
 from fastdl.ops.core import conv as _conv
 from fastdl.ops.core import pool as _pool_kernels
 from fastdl.ops.numpy import (
-    _TAPES, _array, _record, abs, add, cast, clip, divide, expand_dims, log, maximum, mean,
-    multiply, negative, reshape, rsqrt, squeeze, subtract, sum, take_along_axis, transpose, var)
+    _TAPES, _array, _record, _tracked, abs, add, cast, clip, divide, expand_dims, log, maximum,
+    mean, multiply, negative, reshape, rsqrt, squeeze, subtract, sum, take_along_axis,
+    transpose, var)
 from fastdl.tensor.tensor import Tensor
 
 EPSILON = 1e-7  # keras.config.epsilon()
@@ -188,15 +189,16 @@ def _conv2d(x, kernel, strides, padding, dilation_rate):
     out = Tensor(_conv.conv2d(a, k, strides=strides, padding=padding,
                               dilation_rate=dilation_rate))
     if _TAPES:
-        _record(out, (x, kernel), _conv2d_vjp, (a, k, strides, padding, dilation_rate))
+        _record(out, (x, kernel), _conv2d_vjp, (a, k, strides, padding, dilation_rate,
+                                                _tracked(x), _tracked(kernel)))
     return out
 
 
 def _conv2d_vjp(c, g):
-    a, k, strides, padding, dilation = c
+    a, k, strides, padding, dilation, need_x, need_k = c
     dx, dk, _ = _conv.conv2d_backward(np.asarray(g, a.dtype), a, k, strides=strides,
                                       padding=padding, dilation_rate=dilation,
-                                      need_dbias=False)
+                                      need_dx=need_x, need_dkernel=need_k, need_dbias=False)
     return dx, dk
 
 

@@ -16,6 +16,7 @@ from fastdl.tensor.tensor import Tensor, Variable
 
 _TAPES = _tape._TAPES
 _record = _tape.record
+_tracked = _tape.tracked
 _FLOAT32 = np.dtype(np.float32)
 
 
@@ -363,7 +364,7 @@ def matmul(x1, x2):
                              f"{b.shape}")
         out = Tensor(core.matmul(a, b))
         if _TAPES:
-            _record(out, (x1, x2), _matmul2d_vjp, (a, b))
+            _record(out, (x1, x2), _matmul2d_vjp, (a, b, _tracked(x1), _tracked(x2)))
         return out
     out = Tensor(np.matmul(a, b))
     if _TAPES:
@@ -372,9 +373,10 @@ def matmul(x1, x2):
 
 
 def _matmul2d_vjp(c, g):
-    a, b = c
+    a, b, need_a, need_b = c
     g = np.asarray(g, a.dtype)
-    return core.matmul_backward(g, a, b)
+    return (core.matmul(g, b, transpose_b=True) if need_a else None,
+            core.matmul(a, g, transpose_a=True) if need_b else None)
 
 
 def _matmul_vjp(c, g):

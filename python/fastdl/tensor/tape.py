@@ -38,6 +38,12 @@ def record(out, inputs, vjp, cache):
             watched[id(out)] = out
 
 
+def tracked(x):
+    """True when a recording tape tracks ``x``: a primitive may skip the gradients of the
+    inputs nobody tracks (they can never be asked for)."""
+    return _is_tracked(x)
+
+
 def _is_tracked(x):
     for tape in _TAPES:
         if id(x) in tape._watched or (tape._auto and isinstance(x, Variable) and x.trainable
