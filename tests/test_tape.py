@@ -318,3 +318,21 @@ def test_kernels_skip_the_gradients_of_untracked_inputs_correctly(which):
             np.testing.assert_allclose(g.numpy(), numerical_gradient(f, a), rtol=1e-5, atol=1e-7)
         else:
             assert g is None
+
+
+def test_apply_gradients_skips_none_with_a_warning_and_rejects_non_pairs():
+    w = Variable(np.array([1.0, 2.0], np.float32))
+    b = Variable(np.array([0.5], np.float32))
+    opt = fastdl.optimizers.SGD(learning_rate=0.1)
+    with GradientTape() as tape:
+        loss = ops.sum(w * w)
+    grads = tape.gradient(loss, [w, b])
+    assert grads[1] is None
+    with pytest.warns(UserWarning, match="Gradients do not exist for variables \\[1\\]"):
+        opt.apply_gradients(zip(grads, [w, b]))
+    np.testing.assert_allclose(w.numpy(), [0.8, 1.6], rtol=1e-6)
+    assert b.numpy().tolist() == [0.5]
+    with pytest.raises(ValueError, match="expected \\(gradient, variable\\) pairs, received "
+                                         "Tensor at position 0"):
+        opt.apply_gradients(grads[:1])
+    np.testing.assert_allclose(w.numpy(), [0.8, 1.6], rtol=1e-6)

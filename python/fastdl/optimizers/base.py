@@ -306,6 +306,11 @@ class Optimizer:
         pairs = list(grads_and_vars)
         if not pairs:
             return self._iterations
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"{type(self).__name__}.apply_gradients: expected (gradient, "
+                                 f"variable) pairs, received {type(pair).__name__} at position "
+                                 f"{i}; use apply_gradients(zip(grads, variables))")
         grads, variables = zip(*pairs)
         self.apply(list(grads), list(variables))
         return self._iterations
