@@ -4,7 +4,7 @@ Tutorial CNN (batch 64): 32x32x3 -> Conv2D(32, 3x3, relu) -> MaxPooling2D(2) -> 
 relu) -> MaxPooling2D(2) -> Conv2D(128, 3x3, relu) (-> Flatten -> Dense 128 -> Dense 10).
 
 For each conv / pool layer: forward and backward time of
-  * fastdl      fastdl.ops.conv / fastdl.ops.pool (ReLU fused into the conv)
+  * fastdl      fastdl.ops.core.conv / fastdl.ops.core.pool (ReLU fused into the conv)
   * numpy       a vectorised NumPy reference: im2col with sliding_window_view + matmul,
                 col2im by KH*KW strided slice adds; reshape-max pooling (the usual hand-written
                 NumPy CNN)
@@ -23,7 +23,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 import fastdl
-from fastdl.ops import conv, pool
+from fastdl.ops.core import conv, pool
 
 try:
     import torch

@@ -1,4 +1,4 @@
-"""float32 GEMM: fastdl.ops.matmul vs NumPy (OpenBLAS) and PyTorch when importable.
+"""float32 GEMM: fastdl.ops.core.matmul vs NumPy (OpenBLAS) and PyTorch when importable.
 
 Shapes: square n = 64..2048, the im2col products of the tutorial CNN (batch 64) with the two
 transposed products of their backward pass (dW = cols^T @ dY: transpose_a; dcols = dY @ W^T:
@@ -29,7 +29,8 @@ import time
 import numpy as np
 
 import fastdl
-from fastdl import _core, ops
+from fastdl import _core
+from fastdl.ops import core as ops
 
 try:
     from threadpoolctl import threadpool_info, threadpool_limits

@@ -303,13 +303,13 @@ def _ask(proc, cell, steps):
 
 
 def kernels(args):
-    """The cell alone: fastdl.ops.rnn forward (training) + backward against NumpyModel's cell
+    """The cell alone: fastdl.ops.core.rnn forward (training) + backward against NumpyModel's cell
     loop (forward, Dense head, BPTT), on the same embedded inputs and weights, in this process;
     rounds interleaved, medians."""
     import statistics
     import numpy as np
     import fastdl
-    from fastdl.ops import rnn
+    from fastdl.ops.core import rnn
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

@@ -23,10 +23,10 @@ import pytest
 
 import fastdl
 from fastdl import _core, layers as L, losses, optimizers
-from fastdl.ops import conv as conv_ops
-from fastdl.ops import pool as pool_ops
-from fastdl.ops import rnn as rnn_ops
-from fastdl import ops
+from fastdl.ops.core import conv as conv_ops
+from fastdl.ops.core import pool as pool_ops
+from fastdl.ops.core import rnn as rnn_ops
+from fastdl.ops import core as ops
 from fastdl.utils import rng as rng_module
 from fastdl.utils import set_random_seed
 
@@ -530,7 +530,7 @@ def test_raw_rows_do_not_crash_a_child_process():
 # ---------------------------------------------------------------- thread count upper bound
 _THREADS_CHILD = """
 import resource, numpy as np, fastdl
-from fastdl.ops import conv
+from fastdl.ops.core import conv
 resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))  # a container with 6 GiB
 try:
     fastdl.set_num_threads(1_000_000)

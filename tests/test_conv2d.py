@@ -1,4 +1,4 @@
-"""fastdl.ops.conv (C++ conv2d kernels) against the direct-loop float64 reference."""
+"""fastdl.ops.core.conv (C++ conv2d kernels) against the direct-loop float64 reference."""
 import itertools
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 import fastdl
 from fastdl import _core
-from fastdl.ops import conv
+from fastdl.ops.core import conv
 
 import reference_conv as ref
 
@@ -423,7 +423,7 @@ def test_winograd_propagates_nan(rng, algorithm):
 
 
 # ------------------------------------------------------------------ max pooling fused (inference)
-from fastdl.ops import pool as pool_ops  # noqa: E402
+from fastdl.ops.core import pool as pool_ops  # noqa: E402
 
 FUSED_POOL_CASES = [  # conv kwargs, channels, filters, pool window
     (dict(), 3, 32, (2, 2)),                                  # the tutorial's first pair

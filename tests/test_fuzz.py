@@ -29,10 +29,10 @@ from hypothesis import strategies as st
 import fastdl
 from fastdl import _core
 from fastdl import layers as L
-from fastdl.ops import conv as conv_ops
-from fastdl.ops import pool as pool_ops
-from fastdl.ops import rnn as rnn_ops
-from fastdl import ops
+from fastdl.ops.core import conv as conv_ops
+from fastdl.ops.core import pool as pool_ops
+from fastdl.ops.core import rnn as rnn_ops
+from fastdl.ops import core as ops
 
 import reference_conv as ref
 import reference_rnn as rref

@@ -1,8 +1,8 @@
-"""fastdl.ops.matmul against float64 NumPy: shapes, flags, layouts, bad input."""
+"""fastdl.ops.core.matmul against float64 NumPy: shapes, flags, layouts, bad input."""
 import numpy as np
 import pytest
 
-from fastdl import ops
+from fastdl.ops import core as ops
 
 SHAPES = [(0, 3, 4), (3, 0, 4), (3, 4, 0), (1, 7, 1), (1, 1, 9), (9, 1, 1), (1, 5, 8),
           (8, 5, 1), (17, 33, 9), (64, 64, 64), (257, 129, 65), (300, 27, 32)]

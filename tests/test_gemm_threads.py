@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastdl
-from fastdl import ops
+from fastdl.ops import core as ops
 
 # k > 384 crosses k blocks; (64, 20000, 32) takes the split-k path of weight gradients
 SHAPES = [(700, 513, 390), (300, 1200, 200), (64, 20000, 32), (1024, 576, 128)]

@@ -56,9 +56,9 @@ def test_results_identical_across_thread_counts_for_gemm():
     original = fastdl.get_num_threads()
     try:
         fastdl.set_num_threads(1)
-        one = fastdl.ops.matmul(a, b)
+        one = fastdl.ops.core.matmul(a, b)
         fastdl.set_num_threads(2)
-        two = fastdl.ops.matmul(a, b)
+        two = fastdl.ops.core.matmul(a, b)
     finally:
         fastdl.set_num_threads(original)
     np.testing.assert_allclose(one, two, rtol=1e-5, atol=1e-5)
@@ -67,18 +67,18 @@ def test_results_identical_across_thread_counts_for_gemm():
 def test_coexists_with_scikit_learn_and_torch_in_one_process():
     code = """
 import numpy as np
-import fastdl, fastdl.ops
+import fastdl, fastdl.ops.core
 from sklearn.linear_model import LogisticRegression
 from sklearn.datasets import make_classification
 X, y = make_classification(n_samples=300, n_features=8, random_state=0)
 acc = LogisticRegression(max_iter=500).fit(X, y).score(X, y)
 a = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
-ok = np.allclose(fastdl.ops.matmul(a, a), a.astype(np.float64) @ a, rtol=1e-4, atol=1e-4)
+ok = np.allclose(fastdl.ops.core.matmul(a, a), a.astype(np.float64) @ a, rtol=1e-4, atol=1e-4)
 torch_ok = 'absent'
 try:
     import torch
     t = torch.from_numpy(a)
-    torch_ok = bool(np.allclose((t @ t).numpy(), fastdl.ops.matmul(a, a), rtol=1e-4, atol=1e-4))
+    torch_ok = bool(np.allclose((t @ t).numpy(), fastdl.ops.core.matmul(a, a), rtol=1e-4, atol=1e-4))
 except ImportError:
     pass
 print(acc > 0.8, ok, torch_ok)

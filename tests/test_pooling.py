@@ -1,4 +1,4 @@
-"""fastdl.ops.pool (C++ max/avg pooling) and the pooling layers against naive float64 references."""
+"""fastdl.ops.core.pool (C++ max/avg pooling) and the pooling layers against naive float64 references."""
 import itertools
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 import fastdl
 from fastdl import _core
-from fastdl.ops import pool
+from fastdl.ops.core import pool
 
 import reference_conv as ref
 

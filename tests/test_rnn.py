@@ -8,7 +8,7 @@ import pytest
 
 import fastdl
 from fastdl import _core, layers
-from fastdl.ops import rnn as rnn_ops
+from fastdl.ops.core import rnn as rnn_ops
 from fastdl.utils import set_random_seed
 from gradcheck import check_layer_gradients, numerical_gradient
 

@@ -17,8 +17,8 @@ import pytest
 
 import fastdl
 from fastdl import layers as L
-from fastdl import ops
-from fastdl.ops import conv, pool, rnn
+from fastdl.ops import core as ops
+from fastdl.ops.core import conv, pool, rnn
 from fastdl.utils import set_random_seed
 
 

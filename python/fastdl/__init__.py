@@ -18,12 +18,27 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SUBMODULES = {
     "activations", "callbacks", "datasets", "explain", "initializers", "keras", "layers",
-    "losses", "metrics", "models", "ops", "optimizers", "plot", "saving", "utils",
+    "losses", "math", "metrics", "models", "nn", "ops", "optimizers", "plot", "random", "saving",
+    "utils",
 }
 _ATTRIBUTES = {  # public name -> module that defines it
     "Sequential": "fastdl.models",
     "Input": "fastdl.layers",
 }
+# TensorFlow names (``import fastdl as tf``), all from fastdl.ops.tf_compat; see docs/engine.md
+_ATTRIBUTES.update(dict.fromkeys((
+    "constant", "Variable", "GradientTape", "Tensor", "DType", "as_dtype", "convert_to_tensor",
+    "reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_std",
+    "reduce_variance", "reduce_logsumexp", "reduce_any", "reduce_all", "matmul", "concat",
+    "reshape", "cast", "one_hot", "shape", "size", "rank", "square", "sqrt", "exp", "abs",
+    "add", "subtract", "multiply", "divide", "pow", "negative", "maximum", "minimum", "sigmoid",
+    "tanh", "sin", "cos", "sign", "zeros", "ones", "zeros_like", "ones_like", "fill", "range",
+    "transpose", "expand_dims", "squeeze", "stack", "unstack", "split", "gather", "where",
+    "argmax", "argmin", "clip_by_value", "stop_gradient", "tile", "pad", "einsum", "norm",
+    "sort", "cumsum", "identity", "equal", "not_equal", "less", "less_equal", "greater",
+    "greater_equal", "logical_and", "logical_or", "logical_not", "float16", "float32",
+    "float64", "int8", "int16", "int32", "int64", "uint8", "bool", "version",
+), "fastdl.ops.tf_compat"))
 
 
 def set_num_threads(n):

@@ -31,34 +31,31 @@ NAMESPACES = {
     "fastdl.keras.preprocessing": "keras.preprocessing",
     "fastdl.keras.preprocessing.sequence": "keras.preprocessing.sequence",
     "fastdl.saving": "keras.saving",
+    "fastdl.ops": "keras.ops",
+    "fastdl.math": "tf.math",
+    "fastdl.nn": "tf.nn",
+    "fastdl.random": "tf.random",
+    "fastdl.keras.backend": "keras.backend",
+    "fastdl.keras.config": "keras.config",
 }
 
 MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     # TensorFlow's own names (not Keras) that Keras tutorials use.
     "tf": """
-        GradientTape Variable Tensor TensorShape TensorSpec Module DType SparseTensor
-        RaggedTensor TensorArray constant convert_to_tensor is_tensor identity cast shape size
-        rank reshape transpose expand_dims squeeze concat stack unstack split tile pad gather
-        gather_nd boolean_mask where fill zeros ones zeros_like ones_like eye range linspace
-        one_hot sequence_mask broadcast_to meshgrid reverse roll sort argsort unique searchsorted
-        matmul tensordot einsum norm add subtract multiply divide square sqrt exp abs sign round
-        floor pow maximum minimum clip_by_value clip_by_norm clip_by_global_norm reduce_mean
-        reduce_sum reduce_max reduce_min reduce_prod reduce_std reduce_variance reduce_all
-        reduce_any reduce_logsumexp argmax argmin cumsum equal not_equal greater greater_equal
-        less less_equal logical_and logical_or logical_not sigmoid tanh stop_gradient
-        scatter_nd tensor_scatter_nd_update map_fn vectorized_map cond case while_loop
-        py_function numpy_function function print executing_eagerly control_dependencies
-        device name_scope get_logger float16 float32 float64 bfloat16 int8 int16 int32 int64
-        uint8 bool string newaxis dtypes data math nn random linalg signal image io strings
-        sparse ragged config test train summary saved_model lite distribute estimator compat
-        debugging autograph feature_column audio bitwise experimental errors nest types
-        sysconfig version
+        TensorShape TensorSpec Module SparseTensor RaggedTensor TensorArray is_tensor gather_nd
+        boolean_mask eye linspace sequence_mask broadcast_to meshgrid reverse roll argsort
+        unique searchsorted tensordot round floor clip_by_norm clip_by_global_norm scatter_nd
+        tensor_scatter_nd_update map_fn vectorized_map cond case while_loop py_function
+        numpy_function function print executing_eagerly control_dependencies device name_scope
+        get_logger bfloat16 string newaxis dtypes data linalg signal image io strings sparse
+        ragged config test train summary saved_model lite distribute estimator compat debugging
+        autograph feature_column audio bitwise experimental errors nest types sysconfig
     """,
     "keras": """
         DTypePolicy FloatDTypePolicy Function KerasTensor Model Operation Quantizer Regularizer
-        RematScope StatelessScope SymbolicScope Variable applications backend config constraints
-        device distillation distribution dtype_policies export legacy mixed_precision name_scope
-        ops quantizers random regularizers remat tree version visualization wrappers
+        RematScope StatelessScope SymbolicScope applications constraints device distillation
+        distribution dtype_policies export legacy mixed_precision name_scope quantizers
+        regularizers remat tree version visualization wrappers
     """,
     "keras.layers": """
         ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
@@ -150,7 +147,6 @@ _FUNCTIONAL = ("merging layers need Keras's functional API (keras.Model(inputs, 
                "fastdl does not have: a Sequential model is a linear stack of layers")
 _AS_2D = ("a sequence reshaped to (1, steps, channels) with Reshape goes through {layer}"
           "{window}")
-_ARRAYS = "fastdl computes on NumPy arrays: pass them to fit/predict directly"
 _PREPROCESS = "preprocess the NumPy arrays before fit"
 _AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing layers)"
 _LOSS_FN = "pass the name instead, as in metrics=['{name}']"
@@ -170,11 +166,6 @@ ALTERNATIVES = {
     "tf.saved_model": "model.save('model.keras') writes Keras 3's format",
     "tf.lite": "model.save('model.keras') writes Keras 3's format",
     "tf.summary": "keras.callbacks.CSVLogger writes the per-epoch logs",
-    "tf.Tensor": _ARRAYS,
-    "tf.convert_to_tensor": _ARRAYS + " (np.asarray(x, dtype=np.float32))",
-    **{f"tf.{t}": f"use NumPy's dtype: np.{t}" for t in (
-        "float16 float32 float64 int8 int16 int32 int64 uint8".split())},
-    "tf.bool": "use NumPy's dtype: np.bool_",
     "tf.string": "fastdl takes numeric arrays only",
     # keras
     "keras.Model": _MODEL,
@@ -183,7 +174,6 @@ ALTERNATIVES = {
     "keras.regularizers": "AdamW(weight_decay=...) decays the weights",
     "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
     "keras.version": "fastdl.__version__",
-    "keras.random": "keras.utils.set_random_seed(seed) seeds fastdl",
     # keras.layers
     **{f"keras.layers.{n}": _AS_2D.format(layer=n.replace("1D", "2D"),
                                           window=" with a (1, k) window")

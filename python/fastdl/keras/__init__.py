@@ -6,11 +6,13 @@ raises an AttributeError that says so (and names the alternative, if any).
 """
 import importlib
 
-_SUBMODULES = ("activations", "callbacks", "datasets", "initializers", "layers", "losses",
-               "metrics", "models", "optimizers", "utils", "preprocessing", "saving")
+_SUBMODULES = ("activations", "backend", "callbacks", "config", "datasets", "initializers",
+               "layers", "losses", "metrics", "models", "ops", "optimizers", "random", "utils",
+               "preprocessing", "saving")
 _ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "Layer": "fastdl.layers",
                "InputSpec": "fastdl.layers", "Loss": "fastdl.losses", "Metric": "fastdl.metrics",
-               "Optimizer": "fastdl.optimizers", "Initializer": "fastdl.initializers"}
+               "Optimizer": "fastdl.optimizers", "Initializer": "fastdl.initializers",
+               "Variable": "fastdl.ops", "__version__": "fastdl"}
 
 
 def __getattr__(name):

@@ -17,6 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from fastdl import initializers
+from fastdl.tensor.tensor import Tensor as _Tensor
 
 _name_counts = defaultdict(int)
 _FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -304,6 +305,9 @@ class Layer:
                                  f"dimension: {shape_str(shape)}")
 
     def __call__(self, x, training=False, mask=None):
+        if isinstance(x, _Tensor):  # differentiable: one GradientTape primitive (fastdl.ops)
+            from fastdl.ops.layers import call_layer
+            return call_layer(self, x, training=training, mask=mask)
         x = self.convert_input(x)
         self._maybe_build(x.shape)
         self.check_input_shape(x.shape)

@@ -5,7 +5,7 @@ from fastdl import _core, activations, initializers
 from fastdl.layers.base import (as_c_array, InputSpec, Layer, check_choice, check_int_tuple,
                                 check_positive_int, shape_str)
 from fastdl.layers.core import _reject_unsupported
-from fastdl.ops.conv import conv2d_output_size
+from fastdl.ops.core.conv import conv2d_output_size
 
 
 def check_data_format(data_format):

@@ -6,7 +6,7 @@ import numpy as np
 from fastdl import initializers
 from fastdl.layers.base import (as_c_array, as_input_array, InputSpec, Layer, check_positive_int,
                                 shape_str)
-from fastdl.ops import rnn as rnn_ops
+from fastdl.ops.core import rnn as rnn_ops
 
 
 class Embedding(Layer):

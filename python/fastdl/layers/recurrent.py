@@ -27,7 +27,7 @@ import numpy as np
 
 from fastdl import activations, initializers
 from fastdl.layers.base import as_c_array, InputSpec, Layer, check_positive_int, check_rate, shape_str
-from fastdl.ops import rnn as rnn_ops
+from fastdl.ops.core import rnn as rnn_ops
 from fastdl.utils.rng import seed_generator
 
 _UNSUPPORTED = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer",

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 
 from fastdl.optimizers import schedules as _schedules
+from fastdl.tensor.tensor import Tensor as _Tensor
 
 _CHUNK = 1 << 14  # elements per chunk of the flat update: every buffer of a chunk stays in L2
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -227,7 +228,7 @@ class Optimizer:
         """Create the slots (zeros like each variable; Adagrad: its initial value)."""
         if self.built:
             return
-        variables = list(variables)
+        variables = [v._value if isinstance(v, _Tensor) else v for v in variables]
         seen = set()
         for i, v in enumerate(variables):
             if not isinstance(v, np.ndarray):
@@ -296,7 +297,8 @@ class Optimizer:
             raise NotImplementedError(
                 "fastdl variables are plain NumPy arrays without names: pass the arrays with "
                 f"`var_list=` instead. Received: var_names={var_names!r}")
-        self._exclude_ids = {id(v) for v in (var_list or ())}
+        self._exclude_ids = {id(v._value if isinstance(v, _Tensor) else v)
+                             for v in (var_list or ())}
 
     # ------------------------------------------------------------------ apply
     def apply_gradients(self, grads_and_vars):
@@ -304,6 +306,11 @@ class Optimizer:
         pairs = list(grads_and_vars)
         if not pairs:
             return self._iterations
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"{type(self).__name__}.apply_gradients: expected (gradient, "
+                                 f"variable) pairs, received {type(pair).__name__} at position "
+                                 f"{i}; use apply_gradients(zip(grads, variables))")
         grads, variables = zip(*pairs)
         self.apply(list(grads), list(variables))
         return self._iterations
@@ -321,6 +328,11 @@ class Optimizer:
             return
         if variables is not None and not isinstance(variables, (list, tuple)):
             variables = list(variables)
+        # fastdl.Variable / Tensor (from GradientTape): their arrays, updated in place
+        if any(isinstance(g, _Tensor) for g in grads):
+            grads = [g._value if isinstance(g, _Tensor) else g for g in grads]
+        if variables is not None and any(isinstance(v, _Tensor) for v in variables):
+            variables = [v._value if isinstance(v, _Tensor) else v for v in variables]
         if variables is None:
             if not self.built:
                 raise ValueError("When passing `grads` without `variables`, the optimizer must "

@@ -4,7 +4,7 @@ Padding follows TensorFlow/Keras: ``"valid"`` uses no padding; ``"same"`` gives
 ``OH = ceil(H / stride)`` output rows with total padding
 ``max((OH-1)*stride + (KH-1)*dilation + 1 - H, 0)``, the smaller half on the top/left.
 Inputs of any memory layout are accepted (converted explicitly with
-:func:`fastdl.ops.as_float_array`); dtypes other than float32/float64 raise ``TypeError``.
+:func:`fastdl.ops.core.as_float_array`); dtypes other than float32/float64 raise ``TypeError``.
 
 Algorithms: 3x3, stride-1, undilated, ungrouped convolutions with at least 16 input channels
 and 16 filters run Winograd's F(2x2, 3x3) (2.25x fewer multiply-adds); every other shape runs
@@ -15,7 +15,7 @@ transforms subtract the inf from itself). :func:`set_algorithm` picks one by han
 import numpy as np
 
 from fastdl import _core
-from fastdl.ops import as_float_array
+from fastdl.ops.core import as_float_array
 
 _INT64_MAX = 2**63 - 1
 

@@ -19,7 +19,7 @@ over the threads' rows and may differ in the last bits between thread counts.
 import numpy as np
 
 from fastdl import _core
-from fastdl.ops import as_float_array
+from fastdl.ops.core import as_float_array
 
 CELLS = ("simple_rnn", "lstm", "gru")
 SIMPLE_RNN_ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")

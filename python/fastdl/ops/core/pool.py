@@ -1,14 +1,14 @@
 """2-D max and average pooling on fastdl's C++ kernels (NHWC).
 
-Windows follow TensorFlow/Keras's valid/same rule (see :mod:`fastdl.ops.conv`); padded positions
+Windows follow TensorFlow/Keras's valid/same rule (see :mod:`fastdl.ops.core.conv`); padded positions
 never take part: max pooling ignores them and average pooling divides by the number of real
 elements in each window. ``strides=None`` means ``pool_size``.
 """
 import numpy as np
 
 from fastdl import _core
-from fastdl.ops import as_float_array
-from fastdl.ops.conv import int_pair, padding_mode
+from fastdl.ops.core import as_float_array
+from fastdl.ops.core.conv import int_pair, padding_mode
 
 
 def _window(pool_size, strides, padding):

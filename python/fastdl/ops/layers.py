@@ -1,0 +1,55 @@
+"""Built-in layers as tape primitives: ``layer(tensor)`` under a GradientTape.
+
+A layer called on a fastdl Tensor runs its ordinary NumPy/C++ forward and, while a tape
+records, is recorded as ONE primitive whose VJP is the layer's own ``backward``. The layer keeps
+one cache (its attributes after ``call``), so the entry stores a shallow copy of the layer's
+attributes and the VJP puts it back around ``backward``: a layer called twice under one tape
+(shared weights) differentiates both calls correctly.
+
+The layer's trainable arrays take part as Variables that share their memory
+(:func:`layer_variables`), so ``tape.gradient(loss, layer.trainable_weights)`` and the
+optimizers' in-place updates see the same arrays.
+"""
+import weakref
+
+import numpy as np
+
+from fastdl.tensor.tape import _TAPES, record
+from fastdl.tensor.tensor import Tensor, Variable
+
+_VARIABLES = weakref.WeakKeyDictionary()   # layer -> Variables over its trainable arrays
+
+
+def layer_variables(layer):
+    """Variables sharing the memory of ``layer.trainable_weights`` (the same objects per layer
+    while its arrays stay the same)."""
+    arrays = layer.trainable_weights
+    cached = _VARIABLES.get(layer)
+    if (cached is None or len(cached) != len(arrays)
+            or any(v._value is not a for v, a in zip(cached, arrays))):
+        cached = [Variable._wrap(a, f"{layer.name}/{i}") for i, a in enumerate(arrays)]
+        _VARIABLES[layer] = cached
+    return cached
+
+
+def call_layer(layer, x, training=False, mask=None):
+    """``layer(x)`` for a Tensor ``x``: the output as a Tensor, recorded as one primitive."""
+    y = layer(x._value, training=training, mask=mask)
+    out = Tensor(y)
+    if _TAPES:
+        variables = layer_variables(layer)
+        record(out, (x, *variables), _layer_vjp, (layer, layer.__dict__.copy()))
+    return out
+
+
+def _layer_vjp(cache, g):
+    layer, state = cache
+    current = layer.__dict__.copy()
+    layer.__dict__.update(state)
+    try:
+        dx = layer.backward(np.ascontiguousarray(g, dtype=layer.dtype))
+        grads = list(layer.grads)
+    finally:
+        layer.__dict__.clear()
+        layer.__dict__.update(current)
+    return [dx] + grads

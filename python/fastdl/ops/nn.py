@@ -1,0 +1,388 @@
+"""Differentiable neural-network ops with ``keras.ops`` names (activations, conv, pooling,
+cross-entropies, normalization). Convolution and pooling run fastdl's C++ kernels as single
+primitives; the softmax cross-entropy from logits is one fused primitive."""
+import inspect
+import math
+
+import numpy as np
+
+from fastdl.ops.core import conv as _conv
+from fastdl.ops.core import pool as _pool_kernels
+from fastdl.ops.numpy import (
+    _TAPES, _array, _record, _tracked, abs, add, cast, clip, divide, expand_dims, log, maximum,
+    mean, multiply, negative, reshape, rsqrt, squeeze, subtract, sum, take_along_axis,
+    transpose, var)
+from fastdl.tensor.tensor import Tensor
+
+EPSILON = 1e-7  # keras.config.epsilon()
+
+
+def _float(x):
+    a = _array(x)
+    return a.astype(np.float32) if a.dtype.kind in "iub" else a
+
+
+def _activation(forward, vjp, name, doc):
+    """A fused elementwise primitive: ``forward(a) -> (y, cache)``, ``vjp(cache, g)``."""
+    def op(x, *args, **kwargs):
+        a = _float(x)
+        y, cache = forward(a, *args, **kwargs)
+        out = Tensor(y)
+        if _TAPES:
+            _record(out, (x,), vjp, cache)
+        return out
+    op.__name__, op.__doc__ = name, doc
+    sig = inspect.signature(forward)
+    params = list(sig.parameters.values())
+    op.__signature__ = sig.replace(parameters=[params[0].replace(name="x")] + params[1:])
+    return op
+
+
+def _relu(a):
+    return np.maximum(a, 0).astype(a.dtype, copy=False), a > 0
+
+
+relu = _activation(_relu, lambda mask, g: (g * mask,), "relu", "``max(x, 0)``.")
+
+
+def relu6(x):
+    """``min(max(x, 0), 6)``."""
+    return clip(x, 0.0, 6.0) if _float(x).dtype.kind == "f" else clip(cast(x, "float32"), 0., 6.)
+
+
+def _sigmoid(a):
+    y = np.empty_like(a)
+    pos = a >= 0
+    np.divide(1, 1 + np.exp(-a, where=pos, out=np.zeros_like(a)), where=pos, out=y)
+    e = np.exp(a, where=~pos, out=np.zeros_like(a))
+    np.divide(e, 1 + e, where=~pos, out=y)
+    return y, y
+
+
+sigmoid = _activation(_sigmoid, lambda y, g: (g * y * (1 - y),), "sigmoid",
+                      "``1 / (1 + exp(-x))``, computed without overflow.")
+
+
+def _softmax(a, axis=-1):
+    e = np.exp(a - np.max(a, axis=axis, keepdims=True))
+    y = e / np.sum(e, axis=axis, keepdims=True)
+    return y, (y, axis)
+
+
+def _softmax_vjp(c, g):
+    y, axis = c
+    return (y * (g - np.sum(g * y, axis=axis, keepdims=True)),)
+
+
+softmax = _activation(_softmax, _softmax_vjp, "softmax", "``exp(x) / sum(exp(x))`` along ``axis``.")
+
+
+def _log_softmax(a, axis=-1):
+    s = a - np.max(a, axis=axis, keepdims=True)
+    y = s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+    return y, (y, axis)
+
+
+def _log_softmax_vjp(c, g):
+    y, axis = c
+    return (g - np.exp(y) * np.sum(g, axis=axis, keepdims=True),)
+
+
+log_softmax = _activation(_log_softmax, _log_softmax_vjp, "log_softmax",
+                          "``x - logsumexp(x)`` along ``axis``.")
+
+
+def _softplus(a):
+    return np.logaddexp(a, 0).astype(a.dtype, copy=False), a
+
+
+softplus = _activation(_softplus, lambda a, g: (g * _sigmoid(a)[0],), "softplus",
+                       "``log(1 + exp(x))``, computed stably.")
+
+
+def log_sigmoid(x):
+    """``log(sigmoid(x)) = -softplus(-x)``."""
+    return negative(softplus(negative(x)))
+
+
+def _leaky_relu(a, negative_slope=0.2):
+    return np.where(a > 0, a, a * negative_slope).astype(a.dtype, copy=False), (a, negative_slope)
+
+
+leaky_relu = _activation(_leaky_relu, lambda c, g: (np.where(c[0] > 0, g, g * c[1]),),
+                         "leaky_relu", "``x`` if positive else ``negative_slope * x``.")
+
+
+def _elu(a, alpha=1.0):
+    em1 = np.expm1(np.minimum(a, 0))
+    return np.where(a > 0, a, alpha * em1).astype(a.dtype, copy=False), (a, alpha * (em1 + 1))
+
+
+elu = _activation(_elu, lambda c, g: (np.where(c[0] > 0, g, g * c[1]),), "elu",
+                  "``x`` if positive else ``alpha * (exp(x) - 1)``.")
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(x):
+    """``scale * elu(x, alpha)`` with the self-normalizing constants."""
+    return multiply(elu(x, _SELU_ALPHA), _SELU_SCALE)
+
+
+def silu(x):
+    """``x * sigmoid(x)`` (swish)."""
+    return multiply(x, sigmoid(x))
+
+
+swish = silu
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _gelu(a, approximate=True):
+    if approximate:
+        k = math.sqrt(2 / math.pi)
+        inner = k * (a + 0.044715 * a ** 3)
+        t = np.tanh(inner)
+        y = 0.5 * a * (1 + t)
+        d = 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * k * (1 + 3 * 0.044715 * a * a)
+    else:
+        cdf = 0.5 * (1 + _erf(a / math.sqrt(2)).astype(a.dtype))
+        y = a * cdf
+        d = cdf + a * np.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+    return y.astype(a.dtype, copy=False), d
+
+
+gelu = _activation(_gelu, lambda d, g: (g * d,), "gelu",
+                   "Gaussian error linear unit (tanh approximation unless "
+                   "``approximate=False``).")
+
+
+def hard_sigmoid(x):
+    """``clip(x / 6 + 0.5, 0, 1)``."""
+    return clip(add(divide(x, 6.0), 0.5), 0.0, 1.0)
+
+
+def softsign(x):
+    """``x / (1 + |x|)``."""
+    return divide(x, add(abs(x), 1.0))
+
+
+# ----------------------------------------------------------------------------------------------
+# convolution and pooling (C++ kernels)
+
+
+def _channels_last(data_format):
+    if data_format in (None, "channels_last"):
+        return True
+    if data_format == "channels_first":
+        return False
+    raise ValueError("data_format must be 'channels_last' or 'channels_first', received "
+                     f"{data_format!r}")
+
+
+def _conv2d(x, kernel, strides, padding, dilation_rate):
+    a, k = _float(x), _float(kernel)
+    if k.dtype != a.dtype:
+        k = k.astype(a.dtype)
+    out = Tensor(_conv.conv2d(a, k, strides=strides, padding=padding,
+                              dilation_rate=dilation_rate))
+    if _TAPES:
+        _record(out, (x, kernel), _conv2d_vjp, (a, k, strides, padding, dilation_rate,
+                                                _tracked(x), _tracked(kernel)))
+    return out
+
+
+def _conv2d_vjp(c, g):
+    a, k, strides, padding, dilation, need_x, need_k = c
+    dx, dk, _ = _conv.conv2d_backward(np.asarray(g, a.dtype), a, k, strides=strides,
+                                      padding=padding, dilation_rate=dilation,
+                                      need_dx=need_x, need_dkernel=need_k, need_dbias=False)
+    return dx, dk
+
+
+def _spatial(value, n, name):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value),) * n
+    value = tuple(value)
+    if len(value) != n:
+        raise ValueError(f"{name} must be an int or a tuple of {n} ints, received {value!r}")
+    return value
+
+
+def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+    """1-D or 2-D convolution (``keras.ops.conv``): inputs ``(N, *spatial, C)``, kernel
+    ``(*window, C, F)``; one C++ conv2d primitive (a 1-D conv runs as 2-D with height 1)."""
+    a = _array(inputs)
+    if a.ndim not in (3, 4):
+        raise ValueError(f"conv: inputs must be 3-D (1-D conv) or 4-D (2-D conv), received "
+                         f"shape {a.shape}")
+    if not _channels_last(data_format):
+        inputs = transpose(inputs, (0,) + tuple(range(2, a.ndim)) + (1,))
+    if isinstance(padding, str):
+        padding = padding.lower()
+    n = a.ndim - 2
+    strides = _spatial(strides, n, "strides")
+    dilation_rate = _spatial(dilation_rate, n, "dilation_rate")
+    if n == 1:
+        y = _conv2d(expand_dims(inputs, 1), expand_dims(kernel, 0), (1,) + strides, padding,
+                    (1,) + dilation_rate)
+        y = squeeze(y, 1)
+    else:
+        y = _conv2d(inputs, kernel, strides, padding, dilation_rate)
+    if not _channels_last(data_format):
+        y = transpose(y, (0, a.ndim - 1) + tuple(range(1, a.ndim - 1)))
+    return y
+
+
+def _pool2d(x, kind, pool_size, strides, padding):
+    a = _float(x)
+    if kind == "max":
+        y, argmax = _pool_kernels.max_pool2d(a, pool_size, strides, padding)
+        cache = (argmax, a.shape, pool_size, strides, padding)
+        vjp = _max_pool_vjp
+    else:
+        y = _pool_kernels.avg_pool2d(a, pool_size, strides, padding)
+        cache = (a.shape, pool_size, strides, padding)
+        vjp = _avg_pool_vjp
+    out = Tensor(y)
+    if _TAPES:
+        _record(out, (x,), vjp, cache)
+    return out
+
+
+def _max_pool_vjp(c, g):
+    argmax, shape, pool_size, strides, padding = c
+    return (_pool_kernels.max_pool2d_backward(np.ascontiguousarray(g), argmax, shape, pool_size,
+                                      strides, padding),)
+
+
+def _avg_pool_vjp(c, g):
+    shape, pool_size, strides, padding = c
+    return (_pool_kernels.avg_pool2d_backward(np.ascontiguousarray(g), shape, pool_size, strides,
+                                      padding),)
+
+
+def _pool(kind, inputs, pool_size, strides, padding, data_format):
+    a = _array(inputs)
+    if a.ndim not in (3, 4):
+        raise ValueError(f"{kind}_pool: inputs must be 3-D or 4-D, received shape {a.shape}")
+    last = _channels_last(data_format)
+    if not last:
+        inputs = transpose(inputs, (0,) + tuple(range(2, a.ndim)) + (1,))
+    n = a.ndim - 2
+    pool_size = _spatial(pool_size, n, "pool_size")
+    strides = pool_size if strides is None else _spatial(strides, n, "strides")
+    padding = padding.lower() if isinstance(padding, str) else padding
+    if n == 1:
+        y = squeeze(_pool2d(expand_dims(inputs, 1), kind, (1,) + pool_size, (1,) + strides,
+                            padding), 1)
+    else:
+        y = _pool2d(inputs, kind, pool_size, strides, padding)
+    if not last:
+        y = transpose(y, (0, a.ndim - 1) + tuple(range(1, a.ndim - 1)))
+    return y
+
+
+def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+    """1-D or 2-D max pooling (C++ kernel; ``strides`` defaults to ``pool_size``)."""
+    return _pool("max", inputs, pool_size, strides, padding, data_format)
+
+
+def average_pool(inputs, pool_size, strides=None, padding="valid", data_format=None):
+    """1-D or 2-D average pooling (padded positions are not counted)."""
+    return _pool("average", inputs, pool_size, strides, padding, data_format)
+
+
+# ----------------------------------------------------------------------------------------------
+# losses and normalization
+
+
+def binary_crossentropy(target, output, from_logits=False):
+    """Elementwise binary cross-entropy (``output`` clipped to ``[eps, 1 - eps]`` unless
+    ``from_logits``)."""
+    t = cast(target, _float(output).dtype)
+    if from_logits:
+        # max(x, 0) - x * t + log(1 + exp(-|x|))
+        return add(subtract(maximum(output, 0.0), multiply(output, t)),
+                   softplus(negative(abs(output))))
+    p = clip(output, EPSILON, 1 - EPSILON)
+    return negative(add(multiply(t, log(p)),
+                        multiply(subtract(1.0, t), log(subtract(1.0, p)))))
+
+
+def _softmax_xent(t, logits, axis):
+    """Fused ``-sum(t * log_softmax(logits), axis)``: one primitive."""
+    x = _float(logits)
+    tv = _array(t).astype(x.dtype, copy=False)
+    logp, _ = _log_softmax(x, axis)
+    out = Tensor(-np.sum(tv * logp, axis=axis))
+    if _TAPES:
+        _record(out, (t, logits), _softmax_xent_vjp, (tv, logp, axis))
+    return out
+
+
+def _softmax_xent_vjp(c, g):
+    tv, logp, axis = c
+    g = np.expand_dims(g, axis)
+    return -g * logp, g * (np.exp(logp) * np.sum(tv, axis=axis, keepdims=True) - tv)
+
+
+def categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    """``-sum(target * log(p), axis)``; ``p`` is ``softmax(output)`` with ``from_logits``,
+    else ``output`` normalized to sum 1 and clipped to ``[eps, 1 - eps]``."""
+    ta, oa = _array(target), _array(output)
+    if ta.shape != oa.shape:
+        raise ValueError(f"categorical_crossentropy: target and output must have the same "
+                         f"shape, received {ta.shape} and {oa.shape}")
+    if from_logits:
+        return _softmax_xent(target, output, axis)
+    p = clip(divide(output, sum(output, axis=axis, keepdims=True)), EPSILON, 1 - EPSILON)
+    return negative(sum(multiply(cast(target, p.dtype), log(p)), axis=axis))
+
+
+def sparse_categorical_crossentropy(target, output, from_logits=False, axis=-1):
+    """Cross-entropy for integer class ids ``target`` (shape of ``output`` without ``axis``)."""
+    ids = np.asarray(_array(target))
+    oa = _array(output)
+    if ids.dtype.kind not in "iuf":
+        raise TypeError(f"sparse_categorical_crossentropy: target must hold class ids, "
+                        f"received dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
+    if ids.ndim == oa.ndim and ids.shape[axis] == 1:
+        ids = np.squeeze(ids, axis)
+    if ids.shape != oa.shape[:axis % oa.ndim] + oa.shape[axis % oa.ndim + 1:]:
+        raise ValueError(f"sparse_categorical_crossentropy: target shape {ids.shape} does not "
+                         f"match output shape {oa.shape} without axis {axis}")
+    if from_logits:
+        logp = log_softmax(output, axis=axis)
+    else:
+        logp = log(clip(divide(output, sum(output, axis=axis, keepdims=True)), EPSILON,
+                        1 - EPSILON))
+    picked = take_along_axis(logp, np.expand_dims(ids, axis), axis=axis)
+    return negative(squeeze(picked, axis))
+
+
+def moments(x, axes, keepdims=False, synchronized=False):
+    """``(mean, variance)`` of ``x`` over ``axes``."""
+    return mean(x, axis=axes, keepdims=keepdims), var(x, axis=axes, keepdims=keepdims)
+
+
+def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
+    """``(x - mean) / sqrt(variance + epsilon) * scale + offset``; the 1-D statistics and
+    parameters run along ``axis`` of ``x``."""
+    nd = _array(x).ndim
+    ax = axis % nd
+    shape = [1] * nd
+    shape[ax] = -1
+
+    def b(v):
+        return reshape(v, shape) if _array(v).ndim == 1 else v
+
+    y = multiply(subtract(x, b(mean)), rsqrt(add(b(variance), epsilon)))
+    if scale is not None:
+        y = multiply(y, b(scale))
+    if offset is not None:
+        y = add(y, b(offset))
+    return y
