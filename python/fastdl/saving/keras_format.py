@@ -319,12 +319,16 @@ _H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowEr
 
 
 def _h5_guarded(method):
-    """Errors of h5py/libhdf5 on a damaged file become ModelFileError."""
+    """Errors of h5py/libhdf5 on a damaged file become ModelFileError; every one names the
+    file."""
     def wrapper(self, *args):
         try:
             return method(self, *args)
-        except ModelFileError:
-            raise
+        except ModelFileError as e:
+            where = getattr(self, "where", None)
+            if where is None or str(e).startswith(where):
+                raise
+            raise ModelFileError(f"{where}: {e}") from e.__cause__
         except _H5_ERRORS as e:
             raise ModelFileError(f"{getattr(self, 'where', 'the file')}: damaged HDF5 weights: "
                                  f"{type(e).__name__}: "

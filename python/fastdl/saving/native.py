@@ -262,7 +262,8 @@ def read_file(filepath):
     for key in ("model_config", "compile_config"):
         if header.get(key) is not None and not isinstance(header[key], dict):
             raise ModelFileError(f"{path!r}: header {key!r} must be a JSON object or null")
-    table = _check_tensor_table(header["tensors"], len(body) - header_len)
+    with common.naming_file(path):
+        table = _check_tensor_table(header["tensors"], len(body) - header_len)
     tensors = []
     for name, dtype, shape, offset, nbytes in table:
         dt = DTYPES[dtype]
