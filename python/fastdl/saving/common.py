@@ -15,6 +15,7 @@ Nothing here imports a module or evaluates anything named by a file.
 """
 import contextlib
 import errno
+import functools
 import inspect
 import json
 import math
@@ -433,8 +434,10 @@ def resolve_layer_class(entry, custom_objects, where):
     return cls
 
 
+@functools.lru_cache(maxsize=256)
 def accepted_arguments(cls):
-    """Constructor keywords a layer class accepts (its own and its bases' ``__init__``)."""
+    """Constructor keywords a layer class accepts (its own and its bases' ``__init__``);
+    cached, as a model repeats its classes."""
     names = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
@@ -448,7 +451,7 @@ def accepted_arguments(cls):
                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self")
         if klass is Layer:
             break
-    return names
+    return frozenset(names)
 
 
 class _BuildGuard:

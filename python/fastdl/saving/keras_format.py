@@ -548,7 +548,8 @@ def weights_bytes_limit(model):
 
 
 def _weights_info(zf, path):
-    info = zf.NameToInfo.get(WEIGHTS_NAME)
+    """The weights member's entry (None if absent); nothing is decompressed."""
+    info = _member_info(zf, WEIGHTS_NAME, float("inf"), path)
     if info is None and "model.weights.npz" in zf.namelist():
         raise ModelFileError(f"{path!r}: weights stored as model.weights.npz are not "
                              "supported; save with the default HDF5 weights")
