@@ -559,7 +559,11 @@ def _weights_info(zf, path):
 def _read_weights(zf, info, model, path):
     """The weights member's bytes, decompressed only if its declared size is within what
     ``model`` can need (a compressed member cannot inflate beyond the model's size)."""
-    info = _member_info(zf, WEIGHTS_NAME, weights_bytes_limit(model), path)
+    limit = weights_bytes_limit(model)
+    if info.file_size > limit:
+        raise ModelFileError(f"{path!r}: {WEIGHTS_NAME} is {info.file_size} bytes uncompressed, "
+                             f"more than model {model.name!r} can need ({limit} bytes: its "
+                             "weights and optimizer slots as float64, and HDF5 metadata)")
     return _read_member(zf, info, path)
 
 
