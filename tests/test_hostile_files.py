@@ -381,10 +381,10 @@ def test_device_is_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# 16. saving: killed saves, symlinks, directories; header overflow; truncated archives
+# 16. saving: killed saves, symlinks; header overflow; truncated archives
 
 @linux_only
-def test_temporaries_of_a_killed_save_are_removed_by_the_next(tmp_path):
+def test_temporaries_of_a_killed_save_are_removed_by_the_next(tmp_path, monkeypatch):
     target = tmp_path / "m.fdl"
     script = textwrap.dedent(f"""
         import os, signal
@@ -405,7 +405,8 @@ def test_temporaries_of_a_killed_save_are_removed_by_the_next(tmp_path):
     other = tmp_path / ".m.fdl.x.1.abcdefgh.fdl-tmp"               # another target's
     live.write_bytes(b"")
     other.write_bytes(b"")
-    save_model(small_model(), target)
+    monkeypatch.chdir(tmp_path)
+    save_model(small_model(), "m.fdl")             # a relative name finds them too
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "m.fdl"])
     load_model(target)
 
@@ -423,13 +424,6 @@ def test_saving_through_a_symlink_writes_its_target(tmp_path):
         assert np.array_equal(a, b)
     with pytest.raises(FileExistsError):
         save_model(first, link, overwrite=False)
-
-
-def test_saving_to_a_directory_says_so(tmp_path):
-    for path in (tmp_path, str(tmp_path) + os.sep, str(tmp_path / "new") + os.sep):
-        with pytest.raises(IsADirectoryError, match="give a file name"):
-            save_model(small_model(), path)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_overflowing_native_dimension_is_a_model_file_error(tmp_path):

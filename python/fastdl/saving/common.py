@@ -145,18 +145,16 @@ def atomic_write(filepath, write_fn, overwrite=True):
 
     A symbolic link is followed, as ``open(path, "w")`` does: the file it points to is replaced
     and the link kept. The temporary file is named ``.<name>.<pid>.<random>.fdl-tmp``; a save
-    removes those of the same target whose process no longer runs (left by a killed save).
-    A directory, or a name ending with a path separator, raises IsADirectoryError."""
+    removes those of the same target whose process no longer runs (left by a killed save)."""
     path = os.fspath(filepath)
     if not isinstance(path, str):
         path = os.fsdecode(path)
-    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)) or os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, "cannot save a model to a directory: give a file "
-                                "name such as 'model.fdl' or 'model.keras'", path)
     if not overwrite and os.path.lexists(path):
         raise FileExistsError(f"{path!r} already exists and overwrite=False")
-    user_path, path = path, os.path.realpath(path)   # write the file a symlink points to
-    folder, name = os.path.split(path)
+    user_path = path
+    if os.path.islink(path):            # write the file the link points to, keep the link
+        path = os.path.realpath(path)
+    folder, name = os.path.split(os.path.abspath(path))
     remove_stale_temporaries(folder, name)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=folder)
     try:
