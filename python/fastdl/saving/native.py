@@ -188,10 +188,11 @@ def _check_tensor_table(table, data_size):
             _check_int(d, f"{where}: every dimension of the shape {shape!r:.100}")
             count *= d                  # exact (Python ints); bounded by the check below
             extent *= max(d, 1)         # NumPy needs this in range even when a dimension is 0
-            if count * DTYPES[dtype].itemsize > data_size or extent >= 1 << 62:
+            if count * DTYPES[dtype].itemsize > data_size:
                 raise ModelFileError(f"{where}: shape {shape!r:.100} needs more bytes than "
-                                     f"the file's data holds ({data_size}) or is too large "
-                                     "for an array")
+                                     f"the file's data holds ({data_size})")
+            if extent >= 1 << 62:
+                raise ModelFileError(f"{where}: shape {shape!r:.100} is too large for an array")
         nbytes = _check_int(entry["nbytes"], f"{where}: nbytes")
         if nbytes != count * DTYPES[dtype].itemsize:
             raise ModelFileError(f"{where}: nbytes {nbytes} does not match shape {shape} of "
