@@ -444,3 +444,20 @@ def test_truncated_keras_file_is_called_truncated(tmp_path):
     with pytest.raises(ModelFileError, match="damaged or truncated") as info:
         load_model(path)
     assert "extension" not in str(info.value)
+
+
+def test_a_description_the_loader_would_refuse_is_not_saved(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "MAX_CONFIG_BYTES", 200)
+    names = ["m.fdl"] + (["m.keras"] if _has_h5py() else [])
+    for name in names:
+        with pytest.raises(ValueError, match="MAX_CONFIG_BYTES = 200"):
+            save_model(small_model(), tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _has_h5py():
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        return False
+    return True

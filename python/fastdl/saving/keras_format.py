@@ -438,6 +438,10 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     compile_config = common.compile_config(model)
     if compile_config is not None:
         description["compile_config"] = compile_config
+    config_bytes = common.dumps(description).encode("utf-8")
+    if len(config_bytes) > common.MAX_CONFIG_BYTES:     # the loader would refuse the file
+        raise ValueError(f"the model description is too large ({len(config_bytes)} bytes; "
+                         f"MAX_CONFIG_BYTES = {common.MAX_CONFIG_BYTES})")
     state = _optimizer_state_for_file(model, full=True) \
         if compile_config is not None and include_optimizer else None
     _write_h5(h5_buffer, model, state)
@@ -447,7 +451,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     zip_buffer = io.BytesIO()
     with zipfile.ZipFile(zip_buffer, "w") as zf:
         zf.writestr(_zip_info(METADATA_NAME), common.dumps(metadata).encode("utf-8"))
-        zf.writestr(_zip_info(CONFIG_NAME), common.dumps(description).encode("utf-8"))
+        zf.writestr(_zip_info(CONFIG_NAME), config_bytes)
         zf.writestr(_zip_info(WEIGHTS_NAME), h5_buffer.getvalue())
     data = zip_buffer.getvalue()
     common.atomic_write(filepath, lambda f: f.write(data), overwrite=overwrite)

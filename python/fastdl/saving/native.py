@@ -51,7 +51,6 @@ MAGIC = b"\x89FDL\r\n\x1a\n"
 FORMAT_VERSION = 1
 PREFIX = struct.Struct("<8sIQ32s")          # magic, version, header length, sha256
 PREFIX_SIZE = PREFIX.size                   # 52
-MAX_HEADER_BYTES = common.MAX_CONFIG_BYTES
 MAX_TENSORS = 1_000_000
 MAX_RANK = 32
 DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "int64": np.dtype("<i8"),
@@ -90,8 +89,9 @@ def _prepare(header, named_arrays):
         offset += int(array.nbytes)
     header["tensors"] = table
     header_bytes = common.dumps(header).encode("utf-8")
-    if len(header_bytes) > MAX_HEADER_BYTES:
-        raise ValueError(f"the model description is too large ({len(header_bytes)} bytes)")
+    if len(header_bytes) > common.MAX_CONFIG_BYTES:
+        raise ValueError(f"the model description is too large ({len(header_bytes)} bytes; "
+                         f"MAX_CONFIG_BYTES = {common.MAX_CONFIG_BYTES})")
     digest = hashlib.sha256()
     digest.update(PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), b"\0" * 32)[:20])
     digest.update(header_bytes)
@@ -232,9 +232,9 @@ def read_file(filepath):
         if version != FORMAT_VERSION:
             raise ModelFileError(f"{path!r}: unknown format version {version} (this fastdl "
                                  f"reads version {FORMAT_VERSION})")
-        if header_len < 2 or header_len > MAX_HEADER_BYTES:
+        if header_len < 2 or header_len > common.MAX_CONFIG_BYTES:
             raise ModelFileError(f"{path!r}: header length {header_len} is outside the allowed "
-                                 f"range [2, {MAX_HEADER_BYTES}]")
+                                 f"range [2, {common.MAX_CONFIG_BYTES}]")
         if header_len > size - PREFIX_SIZE:
             raise ModelFileError(f"{path!r}: the header ({header_len} bytes) extends beyond the "
                                  f"end of the file ({size} bytes): the file is truncated")
