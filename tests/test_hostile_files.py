@@ -73,6 +73,14 @@ def refused_in_child(path, statement="load_model(path)", timeout=60):
     return message
 
 
+def _has_h5py():
+    try:
+        import h5py  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def small_model():
     return Sequential([layers.Input((3,)), layers.Dense(2)])
 
@@ -453,11 +461,3 @@ def test_a_description_the_loader_would_refuse_is_not_saved(tmp_path, monkeypatc
         with pytest.raises(ValueError, match="MAX_CONFIG_BYTES = 200"):
             save_model(small_model(), tmp_path / name)
     assert list(tmp_path.iterdir()) == []
-
-
-def _has_h5py():
-    try:
-        import h5py  # noqa: F401
-    except ImportError:
-        return False
-    return True
