@@ -1,6 +1,7 @@
 """The Sequential model: compile / fit / evaluate / predict with Keras 3 semantics."""
 import contextlib
 import math
+import operator
 import shutil
 import signal
 import threading
@@ -11,6 +12,8 @@ import numpy as np
 
 from fastdl.layers.base import InputLayer, Layer, shape_str, unique_name
 from fastdl.utils.rng import get_rng
+
+_name_of = operator.attrgetter("name")
 
 
 class Sequential:
@@ -34,8 +37,11 @@ class Sequential:
         self._warned_unbounded = False
         self._checked_batch_signature = None  # see train_on_batch
         if layers is not None:
+            names = set()
             for layer in layers:
-                self.add(layer)
+                self._append(layer, names)
+            if self._layers and self.input_shape is not None:
+                self.build(self.input_shape)     # once: per-layer builds would be quadratic
         if not trainable:  # freezing the model freezes every layer; True leaves layers as they are
             self.trainable = False
 
@@ -57,23 +63,43 @@ class Sequential:
             layer.trainable = value
 
     def add(self, layer):
-        """Append a layer (or an ``Input`` as the very first element)."""
+        """Append a layer (or an ``Input`` as the very first element) and build it when the
+        input shape is known; earlier layers that are already built are not built again."""
+        self._add(layer)
+
+    def _add(self, layer, names=None):
+        extend = self.built and len(self._output_shapes) == len(self._layers)
+        if not self._append(layer, names):
+            return
+        shape = self.input_shape
+        if shape is None:
+            return
+        if extend:
+            out = self._build_layer(layer, self._output_shapes[-1])
+            self._output_shapes.append(out)
+            self.built = True
+        else:
+            self.build(shape)
+
+    def _append(self, layer, names=None):
+        """Check and append ``layer`` without building; False for an ``Input``. ``names``: the
+        set of the names of the layers appended so far (a scan of the layers otherwise)."""
         if isinstance(layer, InputLayer):
             if self._layers or self._input_layer is not None:
                 raise ValueError("An Input can only be the first element of a Sequential model")
             self._input_layer = layer
-            return
+            return False
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add expects a fastdl layer, received {type(layer).__name__}")
-        if any(existing.name == layer.name for existing in self._layers):
+        if layer.name in (map(_name_of, self._layers) if names is None else names):
             raise ValueError(f"All layers added to a Sequential model should have unique names. "
                              f"Name {layer.name!r} is already the name of a layer in this model.")
         self._layers.append(layer)
+        if names is not None:
+            names.add(layer.name)
         self.built = False
         self._checked_batch_signature = None
-        shape = self.input_shape
-        if shape is not None:
-            self.build(shape)
+        return True
 
     def pop(self):
         """Remove the last layer."""
@@ -112,18 +138,23 @@ class Sequential:
         shape = (None,) + tuple(input_shape)[1:]
         shapes = []
         for layer in self._layers:
-            layer._maybe_build(shape)
-            layer.check_input_shape(tuple(1 if d is None else d for d in shape))
-            out = layer.compute_output_shape(shape)
-            if isinstance(out, list) or (out and isinstance(out[0], (tuple, list))):
-                raise ValueError(
-                    f"All layers in a Sequential model should have a single output, but layer "
-                    f"{layer.name!r} returns {len(out)} (return_state=True). Use return_state "
-                    "only when calling the layer directly.")
-            shape = tuple(out)
+            shape = self._build_layer(layer, shape)
             shapes.append(shape)
         self._output_shapes = shapes
         self.built = bool(self._layers)
+
+    @staticmethod
+    def _build_layer(layer, shape):
+        """Build one layer for input ``shape``; its output shape."""
+        layer._maybe_build(shape)
+        layer.check_input_shape(tuple(1 if d is None else d for d in shape))
+        out = layer.compute_output_shape(shape)
+        if isinstance(out, list) or (out and isinstance(out[0], (tuple, list))):
+            raise ValueError(
+                f"All layers in a Sequential model should have a single output, but layer "
+                f"{layer.name!r} returns {len(out)} (return_state=True). Use return_state "
+                "only when calling the layer directly.")
+        return tuple(out)
 
     def _ensure_built(self, x_shape):
         if not self.built:

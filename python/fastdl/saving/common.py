@@ -1,6 +1,8 @@
 """What fastdl's native format and the Keras interchange share.
 
 - ``ModelFileError``: the one exception every refused file raises (a ``ValueError``).
+- the limits every loader enforces (``MAX_CONFIG_BYTES``, ``MAX_LAYERS``, ``MAX_HDF5_OBJECTS``)
+  and ``open_regular``, which refuses FIFOs, devices and sockets.
 - ``atomic_write``: temporary file in the target's folder, flush, fsync, ``os.replace``.
 - strict JSON (duplicate keys and NaN/Infinity refused) and a JSON encoder that refuses code.
 - the model description in Keras's schema (``model_config``), the weight names of a model and
@@ -12,11 +14,14 @@
 Nothing here imports a module or evaluates anything named by a file.
 """
 import contextlib
+import errno
+import functools
 import inspect
 import json
 import math
 import os
 import random
+import stat
 import tempfile
 
 import numpy as np
@@ -29,7 +34,94 @@ class ModelFileError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
+# limits
+
+MAX_CONFIG_BYTES = 16 << 20
+"""The largest model description read from a file: a ``.keras`` file's ``config.json`` and a
+native file's JSON header (16 MiB). A Keras description takes about 0.55 KB per ``Dense`` and
+2.3 KB per ``Bidirectional(LSTM)`` layer, so ``MAX_LAYERS`` layers fit; parsing JSON takes up
+to ~50 times its size in memory, which this bounds (under 1 GiB)."""
+
+MAX_LAYERS = 10_000
+"""The most layers a loaded model may have. Sequential models in practice have hundreds; each
+layer is built once, so 10,000 ``Dense`` layers load from a ``.fdl`` file in a few seconds (from
+a ``.keras`` file, with its 40,000 HDF5 objects, in about half a minute)."""
+
+MAX_HDF5_OBJECTS = 64 * MAX_LAYERS
+"""The most groups and datasets read from a Keras HDF5 weights file. Keras writes a few per
+layer and per weight (a ``Bidirectional(LSTM)`` layer: 20), so this admits ``MAX_LAYERS`` layers
+with their optimizer state. Each object must have exactly one link (no shared objects)."""
+
+
+# ---------------------------------------------------------------------------------------------
 # files
+
+def open_regular(path):
+    """Open ``path`` for reading in binary mode. A FIFO, a device or a socket is refused with
+    ModelFileError (reading one could block forever or never end); opening does not wait for a
+    FIFO's writer. A directory raises IsADirectoryError, a missing file FileNotFoundError."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(mode):
+            raise ModelFileError(f"{path!r} is not a regular file (a FIFO, a device or a "
+                                 "socket): fastdl loads models from regular files only")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+@contextlib.contextmanager
+def naming_file(path):
+    """Prefix the file's name to a ModelFileError raised inside the block (the checks of a
+    model description do not know the file)."""
+    try:
+        yield
+    except ModelFileError as e:
+        raise ModelFileError(f"{os.fspath(path)!r}: {e}") from e.__cause__
+
+
+_TMP_SUFFIX = ".fdl-tmp"
+
+
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):   # another user's process, or not a pid
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, name):
+    """Remove the temporary files ``.<name>.<pid>.<random>.fdl-tmp`` that saves of ``name`` in
+    ``folder`` left behind when their process was killed (its pid no longer runs). POSIX only:
+    elsewhere a pid cannot be probed safely."""
+    if os.name != "posix":
+        return
+    prefix = "." + name + "."
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(_TMP_SUFFIX)):
+            continue
+        parts = entry[len(prefix):-len(_TMP_SUFFIX)].split(".")
+        if len(parts) != 2 or not parts[0].isdigit() or _pid_alive(int(parts[0])):
+            continue                        # another target's temporary, or a live save
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(folder, entry))
+
 
 def _umask():
     try:
@@ -49,15 +141,22 @@ def atomic_write(filepath, write_fn, overwrite=True):
     complete new one, never a partial file: a temporary file in the same folder is written,
     flushed and fsynced, then renamed over the target (``os.replace``). With
     ``overwrite=False`` an existing target raises ``FileExistsError`` (checked atomically with a
-    hard link where the file system has them). On any failure the temporary file is removed."""
+    hard link where the file system has them). On any failure the temporary file is removed.
+
+    A symbolic link is followed, as ``open(path, "w")`` does: the file it points to is replaced
+    and the link kept. The temporary file is named ``.<name>.<pid>.<random>.fdl-tmp``; a save
+    removes those of the same target whose process no longer runs (left by a killed save)."""
     path = os.fspath(filepath)
     if not isinstance(path, str):
         path = os.fsdecode(path)
     if not overwrite and os.path.lexists(path):
         raise FileExistsError(f"{path!r} already exists and overwrite=False")
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=folder)
+    user_path = path
+    if os.path.islink(path):            # write the file the link points to, keep the link
+        path = os.path.realpath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    remove_stale_temporaries(folder, name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=_TMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             write_fn(f)
@@ -74,10 +173,11 @@ def atomic_write(filepath, write_fn, overwrite=True):
             try:
                 os.link(tmp, path)          # fails if the target appeared meanwhile
             except FileExistsError:
-                raise FileExistsError(f"{path!r} already exists and overwrite=False") from None
+                raise FileExistsError(f"{user_path!r} already exists and overwrite=False") \
+                    from None
             except OSError:                 # no hard links on this file system
                 if os.path.lexists(path):
-                    raise FileExistsError(f"{path!r} already exists and overwrite=False") \
+                    raise FileExistsError(f"{user_path!r} already exists and overwrite=False") \
                         from None
                 os.replace(tmp, path)
             else:
@@ -333,8 +433,10 @@ def resolve_layer_class(entry, custom_objects, where):
     return cls
 
 
+@functools.lru_cache(maxsize=256)
 def accepted_arguments(cls):
-    """Constructor keywords a layer class accepts (its own and its bases' ``__init__``)."""
+    """Constructor keywords a layer class accepts (its own and its bases' ``__init__``);
+    cached, as a model repeats its classes."""
     names = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
@@ -348,7 +450,7 @@ def accepted_arguments(cls):
                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self")
         if klass is Layer:
             break
-    return names
+    return frozenset(names)
 
 
 class _BuildGuard:
@@ -470,8 +572,9 @@ def build_model(description, custom_objects=None, translate=None, budget=None):
     entries = config.get("layers")
     if not isinstance(entries, list):
         raise ModelFileError("the Sequential config has no 'layers' list")
-    if len(entries) > 100_000:
-        raise ModelFileError(f"too many layers ({len(entries)})")
+    if len(entries) > MAX_LAYERS:
+        raise ModelFileError(f"the model has {len(entries)} layers, more than fastdl loads "
+                             f"(MAX_LAYERS = {MAX_LAYERS})")
     name = config.get("name")
     trainable = config.get("trainable", True)
     if not isinstance(trainable, bool):
@@ -486,6 +589,7 @@ def build_model(description, custom_objects=None, translate=None, budget=None):
             except _CONSTRUCTION_ERRORS as e:
                 raise ModelFileError(f"invalid model config: {e}") from e
             _reserve_name(model.name, "Sequential")
+            names = set()                   # Sequential's name check, linear in the layers
             for i, entry in enumerate(entries):
                 where = f"layer {i}"
                 cls = resolve_layer_class(entry, custom_objects, where)
@@ -510,7 +614,7 @@ def build_model(description, custom_objects=None, translate=None, budget=None):
                     raise ModelFileError(f"{where}: an InputLayer can only come first")
                 guard.wrap(layer)
                 try:
-                    model.add(layer)
+                    model._add(layer, names)
                 except ModelFileError as e:
                     raise ModelFileError(f"{where}: {e}") from None
                 except _CONSTRUCTION_ERRORS as e:

@@ -15,11 +15,20 @@ shape <-> an ``InputLayer``, Keras options fastdl lacks are dropped when they ar
 neutral value (``quantization_config: null``, ``unroll``, ``stateful: false``, ...) and refused
 with a message otherwise. Only fastdl's registered classes and the caller's ``custom_objects``
 load: ``Lambda`` layers, unknown classes and modules are refused by name, and nothing a file
-names is ever imported. HDF5 links, external and virtual datasets are refused, every dataset's
-dtype and shape are checked before it is read, and zip members are size-checked.
+names is ever imported.
+
+Loading bounds memory by what the described model needs: ``config.json`` is at most
+``MAX_CONFIG_BYTES`` and is read first; the model is built with at most as many weight
+elements as the weights member could store uncompressed (2 bytes each, float16); the member
+itself is decompressed only if its size is within ``weights_bytes_limit(model)``. In the HDF5
+file, soft/external links, objects linked more than once, more than ``MAX_HDF5_OBJECTS``
+objects, external and virtual datasets, and datasets whose storage was never (fully) written
+are refused; every dataset's shape is checked against the model's weight before it is read, so
+compressed data decompresses to exactly the model's size.
 
 h5py is imported on first use; without it an ImportError says ``pip install "fastdl[keras]"``.
 """
+import contextlib
 import datetime
 import io
 import os
@@ -37,10 +46,6 @@ KERAS_VERSION = "3.15.1"        # the Keras release whose file layout this modul
 CONFIG_NAME = "config.json"
 METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "model.weights.h5"
-MAX_JSON_BYTES = 64 << 20
-MAX_WEIGHTS_BYTES = 1 << 40
-MAX_COMPRESSION_RATIO = 1000
-MAX_H5_OBJECTS = 1_000_000
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _RNN_CELLS = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell"}
 
@@ -234,22 +239,30 @@ def _write_h5(fileobj, model, optimizer_state):
                 group.create_dataset(str(i), data=np.asarray(a))
 
 
-def _collect(h5py, group, prefix, out, depth=0):
-    if depth > 32:
-        raise ModelFileError("the HDF5 file nests groups too deeply")
+def _collect(h5py, group, prefix, out, seen):
+    """Every dataset under ``group`` by path. Each object must have exactly one hard link, so
+    the walk visits each once (a file of groups linked twice to the next would otherwise have
+    2**depth paths), and there are at most ``MAX_HDF5_OBJECTS``."""
+    if len(seen) + len(group) > common.MAX_HDF5_OBJECTS:
+        raise ModelFileError(f"the HDF5 file holds more than MAX_HDF5_OBJECTS = "
+                             f"{common.MAX_HDF5_OBJECTS} objects")
     for key in group.keys():
+        path = prefix + key
         link = group.get(key, getlink=True)
         if not isinstance(link, h5py.HardLink):
             raise ModelFileError(f"the HDF5 file contains a {type(link).__name__} at "
-                                 f"{prefix + key!r:.200}; links are not allowed")
-        klass = group.get(key, getclass=True)
-        path = prefix + key
-        if klass is h5py.Group:
-            _collect(h5py, group[key], path + "/", out, depth + 1)
-        elif klass is h5py.Dataset:
-            out[path] = group[key]
-        if len(out) > MAX_H5_OBJECTS:
-            raise ModelFileError("the HDF5 file holds too many datasets")
+                                 f"{path!r:.200}; links are not allowed")
+        obj = group[key]
+        info = h5py.h5o.get_info(obj.id)
+        address = getattr(info, "token", None) or info.addr
+        if info.rc != 1 or address in seen:
+            raise ModelFileError(f"the HDF5 object at {path!r:.200} is linked {info.rc} times; "
+                                 "Keras weights files link each object once")
+        seen.add(address)
+        if isinstance(obj, h5py.Group):
+            _collect(h5py, obj, path + "/", out, seen)
+        elif isinstance(obj, h5py.Dataset):
+            out[path] = obj
     return out
 
 
@@ -275,7 +288,30 @@ def _read(ds, shape, kinds, path):
         raise ModelFileError(f"dataset {path!r}: external storage is not allowed")
     if ds.is_virtual:
         raise ModelFileError(f"dataset {path!r}: virtual datasets are not allowed")
+    _check_storage(ds, path)
     return np.asarray(ds[()])
+
+
+def _check_storage(ds, path):
+    """Refuse a dataset whose data was never (fully) written: reading it would give the fill
+    value, so a tiny file could stand for any number of weights. Unfiltered data must occupy
+    its declared bytes; filtered (compressed) data must have every chunk."""
+    declared = _dataset_size(ds) * ds.dtype.itemsize
+    if declared == 0:
+        return
+    if ds.id.get_create_plist().get_nfilters() == 0:
+        stored = ds.id.get_storage_size()
+        if stored < declared:
+            raise ModelFileError(f"dataset {path!r}: only {stored} of its {declared} bytes are "
+                                 "stored (the data was never written)")
+        return
+    chunks = ds.chunks
+    expected = 1
+    for d, c in zip(ds.shape, chunks or ()):
+        expected *= -(-int(d) // int(c))
+    if chunks is None or ds.id.get_num_chunks() != expected:
+        raise ModelFileError(f"dataset {path!r}: compressed data with chunks missing (the data "
+                             "was never written)")
 
 
 _H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowError,
@@ -283,12 +319,16 @@ _H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, OverflowEr
 
 
 def _h5_guarded(method):
-    """Errors of h5py/libhdf5 on a damaged file become ModelFileError."""
+    """Errors of h5py/libhdf5 on a damaged file become ModelFileError; every one names the
+    file."""
     def wrapper(self, *args):
         try:
             return method(self, *args)
-        except ModelFileError:
-            raise
+        except ModelFileError as e:
+            where = getattr(self, "where", None)
+            if where is None or str(e).startswith(where):
+                raise
+            raise ModelFileError(f"{where}: {e}") from e.__cause__
         except _H5_ERRORS as e:
             raise ModelFileError(f"{getattr(self, 'where', 'the file')}: damaged HDF5 weights: "
                                  f"{type(e).__name__}: "
@@ -305,13 +345,10 @@ class _H5Weights:
     def __init__(self, h5, where):
         h5py = _h5py()
         self.where = where
-        self.datasets = _collect(h5py, h5, "", {})
+        root = h5py.h5o.get_info(h5.id)
+        self.datasets = _collect(h5py, h5, "", {}, {getattr(root, "token", None) or root.addr})
         self.layer_paths = {p for p in self.datasets if p.startswith("layers/")}
         self.optimizer_paths = {p for p in self.datasets if p.startswith("optimizer/")}
-
-    @_h5_guarded
-    def layer_budget(self):
-        return sum(_dataset_size(self.datasets[p]) for p in self.layer_paths)
 
     @_h5_guarded
     def match(self, model):
@@ -401,6 +438,10 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     compile_config = common.compile_config(model)
     if compile_config is not None:
         description["compile_config"] = compile_config
+    config_bytes = common.dumps(description).encode("utf-8")
+    if len(config_bytes) > common.MAX_CONFIG_BYTES:     # the loader would refuse the file
+        raise ValueError(f"the model description is too large ({len(config_bytes)} bytes; "
+                         f"MAX_CONFIG_BYTES = {common.MAX_CONFIG_BYTES})")
     state = _optimizer_state_for_file(model, full=True) \
         if compile_config is not None and include_optimizer else None
     _write_h5(h5_buffer, model, state)
@@ -410,7 +451,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     zip_buffer = io.BytesIO()
     with zipfile.ZipFile(zip_buffer, "w") as zf:
         zf.writestr(_zip_info(METADATA_NAME), common.dumps(metadata).encode("utf-8"))
-        zf.writestr(_zip_info(CONFIG_NAME), common.dumps(description).encode("utf-8"))
+        zf.writestr(_zip_info(CONFIG_NAME), config_bytes)
         zf.writestr(_zip_info(WEIGHTS_NAME), h5_buffer.getvalue())
     data = zip_buffer.getvalue()
     common.atomic_write(filepath, lambda f: f.write(data), overwrite=overwrite)
@@ -429,26 +470,35 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError
                ValueError, OverflowError, struct.error, UnicodeDecodeError)
 
 
+@contextlib.contextmanager
 def _open_zip(path):
-    with open(path, "rb"):              # a missing file is FileNotFoundError, as for open()
-        pass
-    try:
-        zf = zipfile.ZipFile(path, "r")
-    except _ZIP_ERRORS as e:
-        with open(path, "rb") as f:
+    with common.open_regular(path) as f:   # a missing file is FileNotFoundError, as for open()
+        try:
+            zf = zipfile.ZipFile(f, "r")
+        except _ZIP_ERRORS as e:
+            f.seek(0)
             head = f.read(16)
-        from fastdl.saving.native import MAGIC, _describe_foreign
-        hint = ("it is a fastdl native file (use another extension than .keras)"
-                if head.startswith(MAGIC) else _describe_foreign(head)) if head else "it is empty"
-        raise ModelFileError(f"{path!r} is not a Keras .keras zip file: {hint} ({e})") from None
-    names = zf.namelist()
-    if len(names) != len(set(names)):
-        zf.close()
-        raise ModelFileError(f"{path!r}: the zip archive names a member twice")
-    return zf
+            from fastdl.saving.native import MAGIC, _describe_foreign
+            if not head:
+                hint = "it is empty"
+            elif head.startswith(MAGIC):
+                hint = "it is a fastdl native file (use another extension than .keras)"
+            elif head.startswith(b"PK"):
+                hint = "the zip archive is damaged or truncated"
+            else:
+                hint = _describe_foreign(head)
+            raise ModelFileError(f"{path!r} is not a Keras .keras zip file: {hint} ({e})") \
+                from None
+        with zf:
+            names = zf.namelist()
+            if len(names) != len(set(names)):
+                raise ModelFileError(f"{path!r}: the zip archive names a member twice")
+            yield zf
 
 
-def _zip_member(zf, name, limit, path):
+def _member_info(zf, name, limit, path):
+    """The zip entry of ``name`` (None if absent), refused before anything is decompressed if
+    it is encrypted or declares more than ``limit`` bytes."""
     try:
         info = zf.getinfo(name)
     except KeyError:
@@ -456,19 +506,69 @@ def _zip_member(zf, name, limit, path):
     if info.flag_bits & 0x1:
         raise ModelFileError(f"{path!r}: {name} is encrypted")
     if info.file_size > limit:
-        raise ModelFileError(f"{path!r}: {name} is too large ({info.file_size} bytes)")
-    if info.compress_type != zipfile.ZIP_STORED and \
-            info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1) + (1 << 20):
-        raise ModelFileError(f"{path!r}: {name} expands {info.file_size} / "
-                             f"{info.compress_size} times: refusing a zip bomb")
+        raise ModelFileError(f"{path!r}: {name} is {info.file_size} bytes uncompressed, more "
+                             f"than the limit of {limit} bytes")
+    return info
+
+
+def _read_member(zf, info, path):
     try:
         with zf.open(info) as f:
             data = f.read(info.file_size + 1)
     except _ZIP_ERRORS + (OSError,) as e:
-        raise ModelFileError(f"{path!r}: cannot read {name}: {e}") from None
+        raise ModelFileError(f"{path!r}: cannot read {info.filename}: {e}") from None
     if len(data) != info.file_size:
-        raise ModelFileError(f"{path!r}: {name} does not have its declared size")
+        raise ModelFileError(f"{path!r}: {info.filename} does not have its declared size")
     return data
+
+
+def _read_config(zf, path):
+    """``config.json`` (at most ``MAX_CONFIG_BYTES``), parsed; ``metadata.json`` checked."""
+    infos = {}
+    for name in (CONFIG_NAME, METADATA_NAME):
+        infos[name] = _member_info(zf, name, common.MAX_CONFIG_BYTES, path)
+    if infos[CONFIG_NAME] is None:
+        raise ModelFileError(f"{path!r}: the archive has no {CONFIG_NAME}")
+    if infos[METADATA_NAME] is not None:
+        common.loads_strict(_read_member(zf, infos[METADATA_NAME], path),
+                            f"{path!r}: {METADATA_NAME}")
+    return common.loads_strict(_read_member(zf, infos[CONFIG_NAME], path),
+                               f"{path!r}: {CONFIG_NAME}")
+
+
+_SLOTS_PER_WEIGHT = 4           # optimizer slots per weight (Adam with amsgrad has 3)
+_OBJECT_BYTES = 16 << 10        # HDF5 metadata per group or dataset (Keras's files: under 1 KiB)
+_FILE_BYTES = 1 << 20           # HDF5 superblock, root groups, small attributes
+
+
+def weights_bytes_limit(model):
+    """The largest Keras weights file ``model`` can need: its weights and as many optimizer
+    slots as any optimizer keeps, all as float64, plus HDF5's metadata for each layer's groups
+    and each dataset. A larger file holds something else and is refused unread."""
+    weights = model.weights
+    elements = sum(int(w.size) for w in weights)
+    objects = 8 * len(model.layers) + (1 + _SLOTS_PER_WEIGHT) * len(weights)
+    return 8 * elements * (1 + _SLOTS_PER_WEIGHT) + _OBJECT_BYTES * objects + _FILE_BYTES
+
+
+def _weights_info(zf, path):
+    """The weights member's entry (None if absent); nothing is decompressed."""
+    info = _member_info(zf, WEIGHTS_NAME, float("inf"), path)
+    if info is None and "model.weights.npz" in zf.namelist():
+        raise ModelFileError(f"{path!r}: weights stored as model.weights.npz are not "
+                             "supported; save with the default HDF5 weights")
+    return info
+
+
+def _read_weights(zf, info, model, path):
+    """The weights member's bytes, decompressed only if its declared size is within what
+    ``model`` can need (a compressed member cannot inflate beyond the model's size)."""
+    limit = weights_bytes_limit(model)
+    if info.file_size > limit:
+        raise ModelFileError(f"{path!r}: {WEIGHTS_NAME} is {info.file_size} bytes uncompressed, "
+                             f"more than model {model.name!r} can need ({limit} bytes: its "
+                             "weights and optimizer slots as float64, and HDF5 metadata)")
+    return _read_member(zf, info, path)
 
 
 def _open_h5(data, where):
@@ -484,22 +584,6 @@ def _close(h5):
         h5.close()
     except _H5_ERRORS:
         pass
-
-
-def _read_keras_zip(path):
-    with _open_zip(path) as zf:
-        config_bytes = _zip_member(zf, CONFIG_NAME, MAX_JSON_BYTES, path)
-        if config_bytes is None:
-            raise ModelFileError(f"{path!r}: the archive has no {CONFIG_NAME}")
-        metadata = _zip_member(zf, METADATA_NAME, MAX_JSON_BYTES, path)
-        if metadata is not None:
-            common.loads_strict(metadata, f"{path!r}: {METADATA_NAME}")
-        weights = _zip_member(zf, WEIGHTS_NAME, MAX_WEIGHTS_BYTES, path)
-        if weights is None and "model.weights.npz" in zf.namelist():
-            raise ModelFileError(f"{path!r}: weights stored as model.weights.npz are not "
-                                 "supported; save with the default HDF5 weights")
-    description = common.loads_strict(config_bytes, f"{path!r}: {CONFIG_NAME}")
-    return description, weights
 
 
 def _optimizer_arrays(model, store, budget, where):
@@ -526,45 +610,68 @@ def _restore_optimizer(model, arrays, where):
 
 
 def load_model(filepath, custom_objects=None, compile=True):
+    _h5py()                             # without h5py, say so before reading anything
     path = os.fspath(filepath)
     where = repr(path)
-    description, weights = _read_keras_zip(path)
-    if not isinstance(description, dict):
-        raise ModelFileError(f"{where}: {CONFIG_NAME} must hold a JSON object")
-    description = _clean_object(description)
-    compile_config = description.get("compile_config")
-    h5 = _open_h5(weights, f"{where}: {WEIGHTS_NAME}") if weights is not None else None
-    try:
-        store = _H5Weights(h5, where) if h5 is not None else None
-        budget = store.layer_budget() if store is not None else 0
+    with _open_zip(path) as zf:
+        description = _read_config(zf, path)
+        if not isinstance(description, dict):
+            raise ModelFileError(f"{where}: {CONFIG_NAME} must hold a JSON object")
+        description = _clean_object(description)
+        compile_config = description.get("compile_config")
+        info = _weights_info(zf, path)
+        # at most the weights the member could hold uncompressed, 2 bytes each (float16)
+        budget = info.file_size // 2 if info is not None else 0
         with common.preserved_random_state():
-            model = common.build_model(description, custom_objects, translate=from_keras_entry,
-                                       budget=budget)
-            if store is not None:
-                _assign(store.match(model))
-            elif model.weights:
-                raise ModelFileError(f"{where}: the archive has no {WEIGHTS_NAME}")
-            if compile and compile_config is not None:
-                common.compile_from_config(model, compile_config, custom_objects)
+            with common.naming_file(path):
+                model = common.build_model(description, custom_objects,
+                                           translate=from_keras_entry, budget=budget)
+            if info is None:
+                if model.weights:
+                    raise ModelFileError(f"{where}: the archive has no {WEIGHTS_NAME}")
+                h5 = None
+            else:
+                h5 = _open_h5(_read_weights(zf, info, model, path), f"{where}: {WEIGHTS_NAME}")
+            try:
+                store = _H5Weights(h5, where) if h5 is not None else None
                 if store is not None:
-                    _restore_optimizer(model, _optimizer_arrays(model, store, budget, where),
-                                       where)
-    finally:
-        if h5 is not None:
-            _close(h5)
+                    _assign(store.match(model))
+                if compile and compile_config is not None:
+                    with common.naming_file(path):
+                        common.compile_from_config(model, compile_config, custom_objects)
+                    if store is not None:
+                        arrays = _optimizer_arrays(model, store, model.count_params(), where)
+                        _restore_optimizer(model, arrays, where)
+            finally:
+                if h5 is not None:
+                    _close(h5)
     return model
 
 
 def load_weights(model, filepath):
+    _h5py()
     path = os.fspath(filepath)
     where = repr(path)
+    if not model.built:
+        shape = common.model_input_shape(model)
+        if shape is None:
+            raise ModelFileError(f"model {model.name!r} is not built; call "
+                                 "model.build(input_shape) before load_weights")
+        common.build_unbuilt(model, tuple(shape))
     if path.endswith(".keras"):
-        _, data = _read_keras_zip(path)
-        if data is None:
-            raise ModelFileError(f"{where}: the archive has no {WEIGHTS_NAME}")
+        with _open_zip(path) as zf:
+            info = _weights_info(zf, path)
+            if info is None:
+                raise ModelFileError(f"{where}: the archive has no {WEIGHTS_NAME}")
+            data = _read_weights(zf, info, model, path)
     else:
-        with open(path, "rb") as f:
-            data = f.read()
+        with common.open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            limit = weights_bytes_limit(model)
+            if size > limit:
+                raise ModelFileError(f"{where} is {size} bytes, more than the weights of model "
+                                     f"{model.name!r} can need ({limit} bytes)")
+            data = f.read(size + 1)
         if not data.startswith(b"\x89HDF\r\n\x1a\n"):
             from fastdl.saving.native import _describe_foreign
             raise ModelFileError(f"{where} is not an HDF5 weights file: "
@@ -572,14 +679,8 @@ def load_weights(model, filepath):
     h5 = _open_h5(data, where)
     try:
         store = _H5Weights(h5, where)
-        if not model.built:
-            shape = common.model_input_shape(model)
-            if shape is None:
-                raise ModelFileError(f"model {model.name!r} is not built; call "
-                                     "model.build(input_shape) before load_weights")
-            common.build_unbuilt(model, tuple(shape))
         pairs = store.match(model)          # everything checked and read ...
-        arrays = _optimizer_arrays(model, store, store.layer_budget(), where)
+        arrays = _optimizer_arrays(model, store, model.count_params(), where)
         _assign(pairs)                      # ... before anything is assigned
         _restore_optimizer(model, arrays, where)
     finally:

@@ -4,7 +4,7 @@ Layout (all integers little-endian)::
 
     offset 0   8 bytes   magic b"\\x89FDL\\r\\n\\x1a\\n"
     offset 8   uint32    format version (1)
-    offset 12  uint64    header length H in bytes (2 <= H <= 64 MiB)
+    offset 12  uint64    header length H in bytes (2 <= H <= MAX_CONFIG_BYTES, 16 MiB)
     offset 20  32 bytes  SHA-256 of every byte of the file except these 32
     offset 52  H bytes   header: UTF-8 JSON object
     52 + H     ...       tensor data: raw little-endian C-order arrays, contiguous, ending
@@ -29,11 +29,13 @@ saving the same model twice gives the same bytes. Nothing in the file is ever ex
 pickle, marshal, YAML or code, and class names resolve only through fastdl's layer registry
 plus the caller's ``custom_objects``.
 
-Loading checks, in this order, and raises :class:`ModelFileError` with the reason: file size,
+Loading checks, in this order, and raises :class:`ModelFileError` with the reason: that the path
+is a regular file (not a FIFO or a device), file size,
 magic, version, header length bounds, the checksum, UTF-8, JSON (duplicate keys and NaN
-refused), the header's keys and types, the tensor table (dtype allowlist, non-negative shapes,
-byte counts, offsets contiguous from 0 and ending exactly at the end of the file), then the
-model description (every layer through ``cls.from_config``, i.e. its constructor's validation),
+refused), the header's keys and types, the tensor table (dtype allowlist, non-negative shapes
+whose size NumPy can represent, byte counts, offsets contiguous from 0 and ending exactly at the
+end of the file), then the model description (at most ``MAX_LAYERS`` layers, every layer through
+``cls.from_config``, i.e. its constructor's validation),
 then exactly the expected weight names and shapes.
 """
 import hashlib
@@ -49,7 +51,6 @@ MAGIC = b"\x89FDL\r\n\x1a\n"
 FORMAT_VERSION = 1
 PREFIX = struct.Struct("<8sIQ32s")          # magic, version, header length, sha256
 PREFIX_SIZE = PREFIX.size                   # 52
-MAX_HEADER_BYTES = 64 << 20
 MAX_TENSORS = 1_000_000
 MAX_RANK = 32
 DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "int64": np.dtype("<i8"),
@@ -88,8 +89,9 @@ def _prepare(header, named_arrays):
         offset += int(array.nbytes)
     header["tensors"] = table
     header_bytes = common.dumps(header).encode("utf-8")
-    if len(header_bytes) > MAX_HEADER_BYTES:
-        raise ValueError(f"the model description is too large ({len(header_bytes)} bytes)")
+    if len(header_bytes) > common.MAX_CONFIG_BYTES:
+        raise ValueError(f"the model description is too large ({len(header_bytes)} bytes; "
+                         f"MAX_CONFIG_BYTES = {common.MAX_CONFIG_BYTES})")
     digest = hashlib.sha256()
     digest.update(PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), b"\0" * 32)[:20])
     digest.update(header_bytes)
@@ -181,13 +183,16 @@ def _check_tensor_table(table, data_size):
         if not isinstance(shape, list) or len(shape) > MAX_RANK:
             raise ModelFileError(f"{where}: shape must be a list of at most {MAX_RANK} "
                                  f"dimensions, received {shape!r:.100}")
-        count = 1
+        count, extent = 1, 1
         for d in shape:
             _check_int(d, f"{where}: every dimension of the shape {shape!r:.100}")
             count *= d                  # exact (Python ints); bounded by the check below
+            extent *= max(d, 1)         # NumPy needs this in range even when a dimension is 0
             if count * DTYPES[dtype].itemsize > data_size:
                 raise ModelFileError(f"{where}: shape {shape!r:.100} needs more bytes than "
                                      f"the file's data holds ({data_size})")
+            if extent >= 1 << 62:
+                raise ModelFileError(f"{where}: shape {shape!r:.100} is too large for an array")
         nbytes = _check_int(entry["nbytes"], f"{where}: nbytes")
         if nbytes != count * DTYPES[dtype].itemsize:
             raise ModelFileError(f"{where}: nbytes {nbytes} does not match shape {shape} of "
@@ -212,7 +217,7 @@ def _check_tensor_table(table, data_size):
 def read_file(filepath):
     """``(header, [(name, array)])`` of a native file, every check done (arrays read-only)."""
     path = os.fspath(filepath)
-    with open(path, "rb") as f:
+    with common.open_regular(path) as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise ModelFileError(f"{path!r} is empty (0 bytes): not a fastdl model file")
@@ -227,9 +232,9 @@ def read_file(filepath):
         if version != FORMAT_VERSION:
             raise ModelFileError(f"{path!r}: unknown format version {version} (this fastdl "
                                  f"reads version {FORMAT_VERSION})")
-        if header_len < 2 or header_len > MAX_HEADER_BYTES:
+        if header_len < 2 or header_len > common.MAX_CONFIG_BYTES:
             raise ModelFileError(f"{path!r}: header length {header_len} is outside the allowed "
-                                 f"range [2, {MAX_HEADER_BYTES}]")
+                                 f"range [2, {common.MAX_CONFIG_BYTES}]")
         if header_len > size - PREFIX_SIZE:
             raise ModelFileError(f"{path!r}: the header ({header_len} bytes) extends beyond the "
                                  f"end of the file ({size} bytes): the file is truncated")
@@ -258,7 +263,8 @@ def read_file(filepath):
     for key in ("model_config", "compile_config"):
         if header.get(key) is not None and not isinstance(header[key], dict):
             raise ModelFileError(f"{path!r}: header {key!r} must be a JSON object or null")
-    table = _check_tensor_table(header["tensors"], len(body) - header_len)
+    with common.naming_file(path):
+        table = _check_tensor_table(header["tensors"], len(body) - header_len)
     tensors = []
     for name, dtype, shape, offset, nbytes in table:
         dt = DTYPES[dtype]
@@ -339,12 +345,14 @@ def load_model(filepath, custom_objects=None, compile=True):
     if optimizer_tensors and compile_cfg is None:
         raise ModelFileError(f"{path!r}: optimizer state without a compile config")
     with common.preserved_random_state():
-        model = common.build_model(description, custom_objects,
-                                   budget=_layer_budget(layer_tensors))
+        with common.naming_file(path):
+            model = common.build_model(description, custom_objects,
+                                       budget=_layer_budget(layer_tensors))
         pairs = match_weights(model, layer_tensors, repr(path))
         assign(pairs)
         if compile and compile_cfg is not None:
-            common.compile_from_config(model, compile_cfg, custom_objects)
+            with common.naming_file(path):
+                common.compile_from_config(model, compile_cfg, custom_objects)
             if optimizer_tensors:
                 arrays = common.check_optimizer_state(model, [a for _, a in optimizer_tensors],
                                                       repr(path))
