@@ -112,7 +112,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "BackupAndRestore OrbaxCheckpoint RemoteMonitor SwapEMAWeights TensorBoard",
-    "keras.datasets": "boston_housing california_housing cifar100 fashion_mnist mnist reuters",
     "keras.utils": """
         Config CustomObjectScope FeatureSpace PyDataset Sequence array_to_img
         audio_dataset_from_directory bounding_boxes clear_session custom_object_scope
@@ -230,12 +229,6 @@ ALTERNATIVES = {
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
     "keras.callbacks.TensorBoard": "CSVLogger writes the per-epoch logs",
     "keras.callbacks.BackupAndRestore": "ModelCheckpoint saves the model during fit",
-    # keras.datasets
-    **{f"keras.datasets.{n}": ("fastdl.datasets.digits ships with fastdl (8x8 images of "
-                               "handwritten digits, no download); cifar10 and imdb download")
-       for n in ("mnist", "fashion_mnist")},
-    "keras.datasets.cifar100": "keras.datasets.cifar10 is available",
-    "keras.datasets.reuters": "keras.datasets.imdb (text classification) is available",
     # keras.utils / preprocessing / initializers
     "keras.utils.plot_model": "model.summary() prints the layers",
     "keras.utils.model_to_dot": "model.summary() prints the layers",

@@ -117,6 +117,16 @@ def find(what, path, names, remote=None, download_name=None):
     return target
 
 
+def file_in(source, name):
+    """``source`` itself, or the file ``name`` inside it when ``find`` returned a folder."""
+    source = Path(source)
+    if not source.is_dir():
+        return source
+    if not (source / name).is_file():
+        raise DatasetNotFoundError(f"{source} is a folder without {name} in it")
+    return source / name
+
+
 def _not_found_message(what, searched, url, target, error):
     lines = [f"{what} was not found. Searched, in order:"]
     lines += [f"  - {p}" for p in searched]
