@@ -40,8 +40,8 @@ def check_images(x, y, x_where, y_where):
         raise _files.DatasetFormatError(f"{x_where}: expected uint8 images of shape (N, 28, 28), "
                                         f"found {x.dtype} {x.shape}")
     if y.dtype != np.uint8 or y.shape != (len(x),):
-        raise _files.DatasetFormatError(f"{y_where}: expected {len(x)} uint8 labels (1-D), "
-                                        f"found {y.dtype} {y.shape}")
+        raise _files.DatasetFormatError(f"{y_where}: expected {len(x)} uint8 labels (1-D, one per "
+                                        f"image of {x_where}), found {y.dtype} {y.shape}")
     if y.size and y.max() >= NUM_CLASSES:
         raise _files.DatasetFormatError(f"{y_where}: labels must be in [0, {NUM_CLASSES}), "
                                         f"found {y[y >= NUM_CLASSES][:5].tolist()}")
