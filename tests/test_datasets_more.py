@@ -454,6 +454,12 @@ def test_reuters_arguments_are_checked(keras_dir, kwargs, exc, msg):
         reuters.load_data(**kwargs)
 
 
+def test_reuters_maxlen_keeping_nothing_says_so(keras_dir):
+    write_reuters(keras_dir)
+    with pytest.raises(ValueError, match="maxlen=2, no sequence was kept. Increase maxlen."):
+        reuters.load_data(maxlen=2)  # every sequence has start_char and at least one id
+
+
 def test_reuters_format_violations(keras_dir):
     x = np.empty(2, dtype=object)
     x[0], x[1] = [1, 2], "text"

@@ -53,6 +53,9 @@ def load_data(path="reuters.npz", num_words=None, skip_top=0, maxlen=None, test_
     labels = _sequences.labels(arrays["y"], len(rows), f"{source}[y]")
     order = _split.shuffled_order(loader, len(rows), args.pop("seed"))
     seqs, keep = _sequences.process([rows[i] for i in order], **args)
+    if maxlen is not None and not seqs:  # Keras fails here too, less clearly (max() of nothing)
+        raise ValueError(f"{loader}: after filtering for sequences shorter than maxlen={maxlen}, no "
+                         "sequence was kept. Increase maxlen.")
     labels = labels[order][keep]
     n = _split.train_count(len(seqs), test_split)
     return ((_sequences.object_array(seqs[:n]), labels[:n]),
