@@ -994,5 +994,5 @@ def test_datasets_package_is_lazy_and_exposes_submodules():
     import fastdl.datasets as ds
     assert ds.cifar10 is cifar10 and ds.imdb is imdb and ds.digits is digits
     assert {"cifar10", "imdb", "digits"} <= set(dir(ds))
-    with pytest.raises(AttributeError, match="no attribute 'mnist'"):
-        ds.mnist
+    with pytest.raises(AttributeError, match="no attribute 'svhn'"):
+        ds.svhn

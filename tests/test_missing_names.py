@@ -79,7 +79,7 @@ def test_tutorial_names_through_import_fastdl_as_tf():
                                          r"Conv2D"),
         (lambda: tf.keras.Model, r"keras.Model yet; the functional API .* keras.Sequential"),
         (lambda: tf.data, r"TensorFlow's tf.data yet; pass NumPy arrays to fit"),
-        (lambda: tf.keras.datasets.mnist, r"keras.datasets.mnist yet; fastdl.datasets.digits"),
+        (lambda: tf.keras.utils.PyDataset, r"keras.utils.PyDataset yet; pass NumPy arrays to fit"),
         (lambda: tf.keras.layers.Add, r"keras.layers.Add yet; merging layers need Keras's "
                                       r"functional API"),
         (lambda: tf.keras.metrics.mean_squared_error, r"keras.metrics.mean_squared_error yet; "
@@ -135,8 +135,8 @@ def test_from_import_of_a_missing_name_carries_the_message():
     with pytest.raises(ImportError, match=r"cannot import name 'Conv1D' from 'fastdl.layers': "
                                           r"fastdl does not provide keras.layers.Conv1D yet; "):
         exec("from fastdl.keras.layers import Dense, Conv1D", {})
-    with pytest.raises(ImportError, match=r"keras.datasets.mnist yet; fastdl.datasets.digits"):
-        exec("from fastdl.keras.datasets import mnist", {})
+    with pytest.raises(ImportError, match=r"keras.utils.PyDataset yet; pass NumPy arrays to fit"):
+        exec("from fastdl.keras.utils import PyDataset", {})
     with pytest.raises(ImportError, match=r"TensorFlow's tf.data yet"):
         exec("from fastdl import data", {})
     scope = {}

@@ -109,15 +109,14 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "BackupAndRestore OrbaxCheckpoint RemoteMonitor SwapEMAWeights TensorBoard",
-    "keras.datasets": "boston_housing california_housing cifar100 fashion_mnist mnist reuters",
     "keras.utils": """
         Config CustomObjectScope FeatureSpace PyDataset Sequence array_to_img
         audio_dataset_from_directory bounding_boxes clear_session custom_object_scope
         deserialize_keras_object disable_interactive_logging enable_interactive_logging
-        get_custom_objects get_file get_registered_name get_registered_object get_source_inputs
+        get_custom_objects get_registered_name get_registered_object get_source_inputs
         image_dataset_from_directory img_to_array is_interactive_logging_enabled is_keras_tensor
-        legacy load_img model_to_dot normalize pack_x_y_sample_weight plot_model
-        register_keras_serializable save_img serialize_keras_object split_dataset
+        legacy load_img model_to_dot pack_x_y_sample_weight plot_model
+        register_keras_serializable save_img serialize_keras_object
         standardize_dtype text_dataset_from_directory timeseries_dataset_from_array
         unpack_x_y_sample_weight
     """,
@@ -220,16 +219,9 @@ ALTERNATIVES = {
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
     "keras.callbacks.TensorBoard": "CSVLogger writes the per-epoch logs",
     "keras.callbacks.BackupAndRestore": "ModelCheckpoint saves the model during fit",
-    # keras.datasets
-    **{f"keras.datasets.{n}": ("fastdl.datasets.digits ships with fastdl (8x8 images of "
-                               "handwritten digits, no download); cifar10 and imdb download")
-       for n in ("mnist", "fashion_mnist")},
-    "keras.datasets.cifar100": "keras.datasets.cifar10 is available",
-    "keras.datasets.reuters": "keras.datasets.imdb (text classification) is available",
     # keras.utils / preprocessing / initializers
     "keras.utils.plot_model": "model.summary() prints the layers",
     "keras.utils.model_to_dot": "model.summary() prints the layers",
-    "keras.utils.split_dataset": "fit(..., validation_split=0.2) holds out the last samples",
     "keras.utils.Sequence": "pass NumPy arrays to fit",
     "keras.utils.PyDataset": "pass NumPy arrays to fit",
     "keras.preprocessing.image": _AUGMENT,

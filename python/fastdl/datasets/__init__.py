@@ -1,4 +1,5 @@
-"""Datasets with the Keras API: ``cifar10``, ``imdb`` and the bundled, offline ``digits``.
+"""Datasets with the Keras API: ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``imdb``,
+``reuters``, ``boston_housing``, ``california_housing``, and the bundled, offline ``digits``.
 
 Files are looked for at ``path=``, in ``$FASTDL_HOME/datasets`` (default ``~/.fastdl/datasets``), in
 an existing Keras cache (read only), then downloaded from the official URL into the fastdl cache.
@@ -6,7 +7,8 @@ Submodules load on first use.
 """
 import importlib as _importlib
 
-_SUBMODULES = ("cifar10", "digits", "imdb")
+_SUBMODULES = ("boston_housing", "california_housing", "cifar10", "cifar100", "digits", "fashion_mnist",
+               "imdb", "mnist", "reuters")
 
 
 def __getattr__(name):

@@ -19,6 +19,7 @@ import io
 import os
 import pickle
 import posixpath
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -117,13 +118,23 @@ def find(what, path, names, remote=None, download_name=None):
     return target
 
 
-def _not_found_message(what, searched, url, target, error):
+def file_in(source, name):
+    """``source`` itself, or the file ``name`` inside it when ``find`` returned a folder."""
+    source = Path(source)
+    if not source.is_dir():
+        return source
+    if not (source / name).is_file():
+        raise DatasetNotFoundError(f"{source} is a folder without {name} in it")
+    return source / name
+
+
+def _not_found_message(what, searched, url, target, error,
+                       alternative="pass path= (the file, or a folder that holds it) to the loader"):
     lines = [f"{what} was not found. Searched, in order:"]
     lines += [f"  - {p}" for p in searched]
     if url is not None:
         lines.append(f"Downloading {url} failed: {_one_line(error)}")
-        lines.append(f"Fix: download {url} yourself and put it at {target}, "
-                     f"or pass path= (the file, or a folder that holds it) to the loader.")
+        lines.append(f"Fix: download {url} yourself and put it at {target}, or {alternative}.")
     else:
         lines.append("Fix: put the file in one of the places above, or pass path= to the loader.")
     return "\n".join(lines)
@@ -230,7 +241,12 @@ class _Progress:
 
 def sha256_of(path):
     """The hex sha256 of a file."""
-    digest = hashlib.sha256()
+    return digest_of(path, "sha256")
+
+
+def digest_of(path, algorithm):
+    """The hex digest of a file by ``hashlib`` algorithm name (md5 where only that is published)."""
+    digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
@@ -368,11 +384,7 @@ def read_tar_members(archive, wanted, *, max_members, max_bytes):
     found = {}
     try:
         with open(archive, "rb") as raw:
-            head = raw.read(6)
-            raw.seek(0)
-            opener = next((cls for magic, cls in _MAGIC if head.startswith(magic)), None)
-            stream = _LimitedReader(opener(raw) if opener is not None else raw, max_bytes,
-                                    f"{archive}: decompresses to")
+            stream = _open_tar_stream(raw, archive, max_bytes)
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 count = 0
                 while (member := tar.next()) is not None:
@@ -414,6 +426,99 @@ def read_tar_members(archive, wanted, *, max_members, max_bytes):
         raise DatasetFormatError(f"{archive}: not a readable tar archive or truncated: "
                                  f"{type(e).__name__}: {e}") from e
     return found
+
+
+def _open_tar_stream(raw, archive, max_bytes):
+    """``raw`` decompressed (gzip/bz2/xz by magic number) and limited to ``max_bytes``."""
+    head = raw.read(6)
+    raw.seek(0)
+    opener = next((cls for magic, cls in _MAGIC if head.startswith(magic)), None)
+    return _LimitedReader(opener(raw) if opener is not None else raw, max_bytes,
+                          f"{archive}: decompresses to")
+
+
+def extract_tar(archive, dest, *, max_members, max_bytes):
+    """Extract a (gzip/bz2/xz) tar archive into the folder ``dest``, streamed and bounded.
+
+    The same checks as ``read_tar_members`` run on every member (no absolute names, nothing leaving
+    ``dest``, no devices, ``tarfile``'s ``"data"`` filter), and links are refused outright, so no
+    later member can write through one. At most ``max_members`` members and ``max_bytes``
+    decompressed bytes. Violations raise ``DatasetFormatError``; ``dest`` may then hold a part.
+    """
+    dest = Path(dest)
+    try:
+        with open(archive, "rb") as raw:
+            stream = _open_tar_stream(raw, archive, max_bytes)
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                count = 0
+                while (member := tar.next()) is not None:
+                    tar.members.clear()
+                    count += 1
+                    if count > max_members:
+                        raise DatasetFormatError(f"{archive}: more than {max_members} members")
+                    reason = _member_problem(member) or (
+                        "a link (links are not extracted)" if member.issym() or member.islnk() else None)
+                    if reason:
+                        raise DatasetFormatError(f"{archive}: unsafe member {member.name!r}: {reason}")
+                    if member.size > stream.left:
+                        raise DatasetFormatError(f"{archive}: member {member.name!r} declares "
+                                                 f"{member.size} bytes, more than the {max_bytes}-byte "
+                                                 "total (decompression bomb?)")
+                    _check_data_filter(member, archive)
+                    target = dest / posixpath.normpath(member.name.replace("\\", "/"))
+                    if member.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                    elif member.isfile():
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        with tar.extractfile(member) as src, open(target, "wb") as out:
+                            shutil.copyfileobj(src, out, 1 << 20)
+                    else:
+                        raise DatasetFormatError(f"{archive}: member {member.name!r} has the "
+                                                 f"unsupported type {member.type!r}")
+            while stream.read(1 << 20):  # drain the padding after the end marker: checks the CRC
+                pass
+    except _DECOMPRESS_ERRORS as e:
+        if isinstance(e, FileNotFoundError) and str(archive) in str(e):
+            raise
+        raise DatasetFormatError(f"{archive}: cannot extract: {type(e).__name__}: {e}") from e
+
+
+def extract_zip(archive, dest, *, max_members, max_bytes):
+    """Extract a zip archive into the folder ``dest``: at most ``max_members`` entries and
+    ``max_bytes`` bytes (declared sizes, checked before anything is written, and enforced while
+    writing); absolute names, names leaving ``dest`` and symbolic links raise ``DatasetFormatError``."""
+    dest = Path(dest)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            if len(infos) > max_members:
+                raise DatasetFormatError(f"{archive}: {len(infos)} members, more than {max_members}")
+            total = sum(info.file_size for info in infos)
+            if total > max_bytes:
+                raise DatasetFormatError(f"{archive}: the members declare {total} bytes, more than the "
+                                         f"{max_bytes}-byte total (decompression bomb?)")
+            for info in infos:
+                name = info.filename.replace("\\", "/")
+                if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+                    reason = "absolute path"
+                elif _escapes(name):
+                    reason = "path outside the archive ('..')"
+                elif (info.external_attr >> 16) & 0o170000 == 0o120000:
+                    reason = "a link (links are not extracted)"
+                else:
+                    reason = None
+                if reason:
+                    raise DatasetFormatError(f"{archive}: unsafe member {info.filename!r}: {reason}")
+                target = dest / posixpath.normpath(name)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    limited = _LimitedReader(src, info.file_size, f"{archive}: member {info.filename!r} is")
+                    shutil.copyfileobj(limited, out, 1 << 20)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+        raise DatasetFormatError(f"{archive}: cannot extract: {type(e).__name__}: {e}") from e
 
 
 # ----------------------------------------------------------------------------- restricted pickle

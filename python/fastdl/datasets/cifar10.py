@@ -92,12 +92,12 @@ def _read_batches(source):
         f"{sorted(bin_names)}; found {sorted(members) or 'none of them'}")
 
 
-def _check_labels(labels, where):
-    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        bad = labels[(labels < 0) | (labels >= NUM_CLASSES)]
-        raise _files.DatasetFormatError(f"{where}: labels must be in [0, {NUM_CLASSES}), "
+def _check_labels(labels, where, num_classes=NUM_CLASSES):
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)]
+        raise _files.DatasetFormatError(f"{where}: labels must be in [0, {num_classes}), "
                                         f"found {bad[:5].tolist()}")
-    return labels.astype(np.uint8)
+    return labels
 
 
 def _parse_bin_batch(raw, where):
@@ -106,28 +106,42 @@ def _parse_bin_batch(raw, where):
         raise _files.DatasetFormatError(f"{where}: {len(raw)} bytes, expected exactly {n * _RECORD_BYTES} "
                                         f"({n} records of {_RECORD_BYTES} bytes)")
     records = np.frombuffer(raw, dtype=np.uint8).reshape(n, _RECORD_BYTES)
-    return records[:, 1:], _check_labels(records[:, 0], where)
+    return records[:, 1:], _check_labels(records[:, 0], where).astype(np.uint8)
 
 
 def _parse_py_batch(raw, where):
-    batch = _files.restricted_loads(raw, encoding="bytes", source=str(where), max_items=MAX_BATCH_ITEMS)
+    data, (labels,) = parse_pickled_batch(raw, where, RECORDS_PER_BATCH, {"labels": NUM_CLASSES},
+                                          MAX_BATCH_ITEMS)
+    return data, labels.astype(np.uint8)
+
+
+def parse_pickled_batch(raw, where, n, label_keys, max_items):
+    """(pixels uint8 (n, 3072), [int64 labels (n,) for each key]) of a python-version CIFAR batch:
+    a pickled dict with ``b"data"`` and, for each ``label_keys`` entry ``{key: number of classes}``,
+    a list of ``n`` ints. Read with the restricted unpickler, at most ``max_items`` items."""
+    batch = _files.restricted_loads(raw, encoding="bytes", source=str(where), max_items=max_items)
     if not isinstance(batch, dict):
         raise _files.DatasetFormatError(f"{where}: expected a pickled dict, found {type(batch).__name__}")
     keys = {k.decode("utf-8", "replace") if isinstance(k, bytes) else k: v for k, v in batch.items()}
-    if "data" not in keys or "labels" not in keys:
-        raise _files.DatasetFormatError(f"{where}: the batch dict needs keys b'data' and b'labels', "
+    if "data" not in keys or any(k not in keys for k in label_keys):
+        wanted = " and ".join(repr(k.encode()) for k in ["data", *label_keys])
+        raise _files.DatasetFormatError(f"{where}: the batch dict needs keys {wanted}, "
                                         f"found {sorted(map(repr, batch))}")
-    data, labels, n = keys["data"], keys["labels"], RECORDS_PER_BATCH
+    data = keys["data"]
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.shape != (n, _PIXELS):
         desc = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
         raise _files.DatasetFormatError(f"{where}: b'data' must be uint8 ({n}, {_PIXELS}), found {desc}")
-    if not isinstance(labels, (list, np.ndarray)) or len(labels) != n:
-        desc = f"{len(labels)} labels" if hasattr(labels, "__len__") else type(labels).__name__
-        raise _files.DatasetFormatError(f"{where}: b'labels' must be a list of {n} ints, found {desc}")
-    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in labels):
-        raise _files.DatasetFormatError(f"{where}: b'labels' must hold ints only")
-    try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except OverflowError as e:
-        raise _files.DatasetFormatError(f"{where}: a label does not fit in int64: {e}") from e
-    return data, _check_labels(labels, where)
+    out = []
+    for key, num_classes in label_keys.items():
+        labels = keys[key]
+        if not isinstance(labels, (list, np.ndarray)) or len(labels) != n:
+            desc = f"{len(labels)} labels" if hasattr(labels, "__len__") else type(labels).__name__
+            raise _files.DatasetFormatError(f"{where}: b'{key}' must be a list of {n} ints, found {desc}")
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in labels):
+            raise _files.DatasetFormatError(f"{where}: b'{key}' must hold ints only")
+        try:
+            labels = np.asarray(labels, dtype=np.int64)
+        except OverflowError as e:
+            raise _files.DatasetFormatError(f"{where}: a label does not fit in int64: {e}") from e
+        out.append(_check_labels(labels, where, num_classes))
+    return data, out

@@ -5,15 +5,13 @@ Keras's ``imdb.npz`` or built from the raw Stanford corpus (Maas et al., 2011), 
 from https://ai.stanford.edu/~amaas/data/sentiment/ or its extracted ``aclImdb/`` folder, given as
 ``path=``.
 """
-import json
 import re
 from collections import Counter
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
-from fastdl.datasets import _files
+from fastdl.datasets import _files, _sequences
 
 _ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 URL = _ORIGIN + "imdb.npz"
@@ -34,7 +32,6 @@ MAX_NPZ_ITEMS = 1 << 24  # items in one array, counting each review list and eac
 MAX_WORD_INDEX_BYTES = 16 << 20
 MAX_ACL_BYTES = 1 << 30  # the raw corpus, decompressed (or the reviews read from its folder)
 MAX_ACL_MEMBERS = 120_000
-_MAX_ID = 2**40  # ids and id arguments stay below this: far above any vocabulary, sums fit int64
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")  # letters/digits, inner apostrophes kept ("don't")
 
 
@@ -58,19 +55,13 @@ def load_data(path="imdb.npz", num_words=None, skip_top=0, maxlen=None, seed=113
     with ties in alphabetical order; test words unseen in training are skipped, as in Keras's data.
     Reviews are taken neg then pos, each folder in natural file-name order, before shuffling.
     """
-    num_words = _check_int("num_words", num_words, 1, allow_none=True)
-    skip_top = _check_int("skip_top", skip_top, 0)
-    maxlen = _check_int("maxlen", maxlen, 1, allow_none=True)
-    seed = _check_int("seed", seed, 0, maximum=2**32)
-    start_char = _check_int("start_char", start_char, 0, allow_none=True)
-    oov_char = _check_int("oov_char", oov_char, 0, allow_none=True)
-    index_from = _check_int("index_from", index_from, 0)
+    args = _sequences.check_args("imdb.load_data", num_words=num_words, skip_top=skip_top,
+                                 maxlen=maxlen, seed=seed, start_char=start_char, oov_char=oov_char,
+                                 index_from=index_from)
     source = _files.find("The IMDB data set (imdb.npz)", path, ["imdb.npz"],
                          remote={"url": URL, "sha256": SHA256})
     (x_train, y_train), (x_test, y_test) = _read_raw(Path(source))
-    return _process(x_train, y_train, x_test, y_test, num_words=num_words, skip_top=skip_top,
-                    maxlen=maxlen, seed=seed, start_char=start_char, oov_char=oov_char,
-                    index_from=index_from)
+    return _process(x_train, y_train, x_test, y_test, **args)
 
 
 def get_word_index(path="imdb_word_index.json"):
@@ -85,70 +76,31 @@ def get_word_index(path="imdb_word_index.json"):
     kind, source = _pick(Path(source), ("json", "acl"))
     if kind == "acl":
         return _vocabulary(_read_acl(source)[0][0])
-    return _parse_word_index(_files.read_file(source, limit=MAX_WORD_INDEX_BYTES), source)
+    return _sequences.parse_word_index(_files.read_file(source, limit=MAX_WORD_INDEX_BYTES), source)
 
 
 # ----------------------------------------------------------------------------- processing
 
-def _process(x_train, labels_train, x_test, labels_test, *, num_words, skip_top, maxlen, seed,
-             start_char, oov_char, index_from):
-    """Keras's imdb.load_data steps (see load_data), vectorised over all ids at once."""
+def _process(x_train, labels_train, x_test, labels_test, *, seed, maxlen, **kwargs):
+    """Keras's imdb.load_data steps: shuffle train, then test, with one RandomState(seed), then
+    ``_sequences.process`` on both together (so ``num_words`` defaults to the largest id of both)."""
     rng = np.random.RandomState(seed)
     order_train = np.arange(len(x_train))
     rng.shuffle(order_train)
     order_test = np.arange(len(x_test))
     rng.shuffle(order_test)
     rows = [x_train[i] for i in order_train] + [x_test[i] for i in order_test]
-    labels_train, labels_test = labels_train[order_train], labels_test[order_test]
+    seqs, keep = _sequences.process(rows, maxlen=maxlen, **kwargs)
     n_train = len(order_train)
-
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    ids = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum())) + index_from
-    if start_char is not None:
-        ids = np.insert(ids, np.cumsum(lengths) - lengths, start_char)
-        lengths = lengths + 1
-
-    if maxlen is not None:  # Keras keeps len < maxlen, counting start_char
-        keep = lengths < maxlen
-        labels_train, labels_test = labels_train[keep[:n_train]], labels_test[keep[n_train:]]
-        n_train = int(keep[:n_train].sum())
-        if n_train == 0 or len(labels_test) == 0:
-            raise ValueError(f"After filtering for sequences shorter than maxlen={maxlen}, no "
-                             f"sequence was kept ({n_train} train, {len(labels_test)} test). "
-                             "Increase maxlen.")
-        ids, lengths = ids[np.repeat(keep, lengths)], lengths[keep]
-
-    if num_words is None:  # as Keras: the largest id, which the test below then maps to oov
-        num_words = int(ids.max()) if ids.size else 0
-    outside = (ids < skip_top) | (ids >= num_words)
-    if oov_char is not None:
-        ids[outside] = oov_char
-    else:
-        row = np.repeat(np.arange(len(lengths)), lengths)
-        lengths = np.bincount(row[~outside], minlength=len(lengths))
-        ids = ids[~outside]
-
-    values, ends = ids.tolist(), np.cumsum(lengths).tolist()
-    seqs = [values[a:b] for a, b in zip([0] + ends[:-1], ends)]
-    return (_object_array(seqs[:n_train]), labels_train), (_object_array(seqs[n_train:]), labels_test)
-
-
-def _object_array(seqs):
-    out = np.empty(len(seqs), dtype=object)  # always 1-D, even when all lengths agree
-    for i, s in enumerate(seqs):
-        out[i] = s
-    return out
-
-
-def _check_int(name, value, minimum, allow_none=False, maximum=_MAX_ID):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        kind = "an int or None" if allow_none else "an int"
-        raise TypeError(f"imdb.load_data: {name} must be {kind}, received {type(value).__name__} {value!r}")
-    if not minimum <= value < maximum:
-        raise ValueError(f"imdb.load_data: {name} must be in [{minimum}, {maximum}), received {value}")
-    return int(value)
+    labels_train = labels_train[order_train][keep[:n_train]]
+    labels_test = labels_test[order_test][keep[n_train:]]
+    if maxlen is not None and (len(labels_train) == 0 or len(labels_test) == 0):
+        raise ValueError(f"After filtering for sequences shorter than maxlen={maxlen}, no "
+                         f"sequence was kept ({len(labels_train)} train, {len(labels_test)} test). "
+                         "Increase maxlen.")
+    n_train = len(labels_train)
+    return ((_sequences.object_array(seqs[:n_train]), labels_train),
+            (_sequences.object_array(seqs[n_train:]), labels_test))
 
 
 # ----------------------------------------------------------------------------- imdb.npz
@@ -166,11 +118,8 @@ def _read_raw(source):
     out = []
     for split in ("train", "test"):
         x, y = arrays["x_" + split], arrays["y_" + split]
-        seqs = _sequences(x, f"{source}[x_{split}]")
-        if y.ndim != 1 or y.dtype.kind not in "biu" or len(y) != len(seqs):
-            raise _files.DatasetFormatError(f"{source}[y_{split}]: expected {len(seqs)} integer labels "
-                                            f"(1-D), found {y.dtype} {y.shape}")
-        out.append((seqs, y.astype(np.int64) if y.dtype.kind == "b" else y))
+        seqs = _sequences.raw_sequences(x, f"{source}[x_{split}]")
+        out.append((seqs, _sequences.labels(y, len(seqs), f"{source}[y_{split}]")))
     return tuple(out)
 
 
@@ -205,69 +154,6 @@ def _file_kind(path):
     if head.lstrip()[:1] == b"{" or path.suffix == ".json":
         return "json"
     return "acl"  # read as a (compressed) tar archive of aclImdb/; tarfile reports anything else
-
-
-def _sequences(x, where):
-    """Validate raw id sequences: a 1-D object array of int lists (or a 2-D int array)."""
-    if x.dtype.kind in "iu" and x.ndim == 2:
-        rows = x.tolist()
-    elif x.dtype == object and x.ndim == 1:
-        rows = list(x)
-        for i, seq in enumerate(rows):
-            if type(seq) is list:
-                continue
-            if isinstance(seq, np.ndarray) and seq.ndim == 1 and seq.dtype.kind in "iu":
-                rows[i] = seq.tolist()
-            elif isinstance(seq, (list, tuple)):
-                rows[i] = list(seq)
-            else:
-                raise _files.DatasetFormatError(f"{where}: sequence {i} is a {type(seq).__name__}, "
-                                                "expected a list of ints")
-    else:
-        raise _files.DatasetFormatError(f"{where}: expected a 1-D object array of int lists, found "
-                                        f"{x.dtype} {x.shape}")
-    types = set(map(type, chain.from_iterable(rows)))
-    if not types <= {int}:
-        if any(t is bool or not issubclass(t, (int, np.integer)) for t in types):
-            i = next(i for i, r in enumerate(rows)
-                     if any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) for w in r))
-            raise _files.DatasetFormatError(f"{where}: sequence {i} holds a non-integer id")
-        rows = [[int(w) for w in r] for r in rows]
-    nonempty = [r for r in rows if r]
-    low = min(map(min, nonempty), default=0)
-    high = max(map(max, nonempty), default=0)
-    if low < 0 or high >= _MAX_ID:
-        i = next(i for i, r in enumerate(rows) if r and (min(r) < 0 or max(r) >= _MAX_ID))
-        raise _files.DatasetFormatError(f"{where}: sequence {i} holds the id "
-                                        f"{low if low < 0 else high}, outside [0, {_MAX_ID})")
-    return rows
-
-
-# ----------------------------------------------------------------------------- word index json
-
-def _parse_word_index(raw, where):
-    def no_duplicates(pairs):
-        seen = {}
-        for k, v in pairs:
-            if k in seen:
-                raise _files.DatasetFormatError(f"{where}: duplicate key {k!r}")
-            seen[k] = v
-        return seen
-
-    try:
-        index = json.loads(raw.decode("utf-8"), object_pairs_hook=no_duplicates)
-    except _files.DatasetFormatError:
-        raise
-    except (ValueError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON, an over-long number
-        raise _files.DatasetFormatError(f"{where}: not valid UTF-8 JSON: {e}") from e
-    if not isinstance(index, dict):
-        raise _files.DatasetFormatError(f"{where}: expected a JSON object of word -> id, found "
-                                        f"{type(index).__name__}")
-    for word, rank in index.items():
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-            raise _files.DatasetFormatError(f"{where}: the id of {word!r} must be an int >= 1, "
-                                            f"found {rank!r}")
-    return index
 
 
 # ----------------------------------------------------------------------------- raw aclImdb corpus

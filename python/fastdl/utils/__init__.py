@@ -1,9 +1,12 @@
-"""Utilities: random seeding, label and sequence helpers, the progress bar."""
+"""Utilities: random seeding, label, sequence and split helpers, file downloads, the progress bar."""
 from fastdl.utils.rng import set_random_seed
 
 _LAZY = {
     "to_categorical": "fastdl.utils.data_utils",
+    "normalize": "fastdl.utils.data_utils",
     "pad_sequences": "fastdl.utils.data_utils",
+    "split_dataset": "fastdl.utils.data_utils",
+    "get_file": "fastdl.utils.file_utils",
     "Progbar": "fastdl.utils.progbar",
 }
 

@@ -1,4 +1,7 @@
-"""Label and sequence helpers with Keras's semantics: ``to_categorical`` and ``pad_sequences``."""
+"""Array helpers with Keras's semantics: ``to_categorical``, ``normalize``, ``pad_sequences`` and
+``split_dataset``."""
+import random
+
 import numpy as np
 
 
@@ -103,3 +106,96 @@ def pad_sequences(sequences, maxlen=None, dtype="int32", padding="pre", truncati
         else:
             x[i, -len(trunc):] = trunc
     return x
+
+
+def normalize(x, axis=-1, order=2):
+    """``x`` divided by its L-``order`` norm along ``axis`` (zero vectors stay zero), as Keras.
+
+    ``x``: a numeric array-like; the result has its shape, and NumPy's dtype for ``x / norm``
+    (float32 stays float32, integers give float64). ``order``: an int >= 1. ``axis``: an int. (For
+    NumPy input Keras expands the norm on axis -1 whatever ``axis`` is, and returns a 1-D input as
+    ``(1, n)``; fastdl divides along ``axis`` and keeps the shape, as Keras does for tensors.)
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"normalize: x must be a numeric array, received dtype {x.dtype}")
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
+        raise ValueError(f"normalize: order must be an int >= 1, received {order!r}")
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"normalize: axis must be an int, received {type(axis).__name__} {axis!r}")
+    if not -x.ndim <= axis < max(x.ndim, 1):
+        raise ValueError(f"normalize: axis {axis} is out of range for an array of shape {x.shape}")
+    norm = np.linalg.norm(x, ord=int(order), axis=int(axis), keepdims=True)
+    norm[norm == 0] = 1
+    return x / norm
+
+
+def split_dataset(dataset, left_size=None, right_size=None, shuffle=False, seed=None):
+    """Split an array, or a tuple/list of arrays of one length, into a left and a right part.
+
+    ``left_size``/``right_size``: a float in (0, 1) (a fraction, rounded as Keras rounds it) or an
+    int in (0, N) (a count); the one left None is the complement of the other; if both are given and
+    add up to less than N, the samples between the two parts are left out, as in Keras. ``shuffle``:
+    permute the samples first with Python's ``random.Random(seed)`` (the permutation Keras's
+    ``random.seed(seed); random.shuffle`` gives; fastdl leaves the global ``random`` state alone).
+
+    Returns ``(left, right)``, each an array (for an array) or a tuple of arrays (for a tuple or
+    list). Keras returns two ``tf.data.Dataset``s (or torch datasets) instead: fastdl has neither,
+    and ``fit`` takes the arrays directly.
+    """
+    if isinstance(dataset, np.ndarray):
+        arrays, single = [dataset], True
+    elif isinstance(dataset, (tuple, list)) and dataset:
+        arrays, single = [np.asarray(a) for a in dataset], False
+    else:
+        raise TypeError(f"split_dataset: dataset must be a NumPy array or a non-empty tuple/list of "
+                        f"arrays, received {type(dataset).__name__}")
+    lengths = {len(a) if a.ndim else None for a in arrays}
+    if len(lengths) != 1 or None in lengths:
+        raise ValueError(f"split_dataset: the arrays must have one length (first axis), received "
+                         f"shapes {[a.shape for a in arrays]}")
+    total = lengths.pop()
+    left, right = _split_sizes(left_size, right_size, total)
+    order = list(range(total))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    order = np.asarray(order, dtype=np.int64)
+    parts = [tuple(a[idx] for a in arrays) for idx in (order[:left], order[total - right:])]
+    return tuple(p[0] for p in parts) if single else tuple(parts)
+
+
+def _split_sizes(left_size, right_size, total):
+    """Keras's rules for (left_size, right_size) -> two positive counts adding up to at most ``total``."""
+    if left_size is None and right_size is None:
+        raise ValueError("split_dataset: at least one of left_size and right_size must be given")
+    sizes = []
+    for name, size in (("left_size", left_size), ("right_size", right_size)):
+        if size is None:
+            sizes.append(None)
+        elif isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+            if not 0 < size < total:
+                raise ValueError(f"split_dataset: {name} must be a positive int smaller than the "
+                                 f"{total} samples, or a float in (0, 1), received {size}")
+            sizes.append(int(size))
+        elif isinstance(size, (float, np.floating)):
+            if not 0 < size < 1:
+                raise ValueError(f"split_dataset: {name} must be a float in (0, 1) or a positive int "
+                                 f"smaller than the {total} samples, received {size}")
+            sizes.append(round(float(size) * total))
+        else:
+            raise TypeError(f"split_dataset: {name} must be an int, a float or None, received "
+                            f"{type(size).__name__} {size!r}")
+    if isinstance(left_size, float) and isinstance(right_size, float) and left_size + right_size > 1:
+        raise ValueError(f"split_dataset: left_size + right_size = {left_size + right_size} is more "
+                         "than 1")
+    left, right = sizes
+    left = total - right if left is None else left
+    right = total - left if right is None else right
+    if left + right > total:
+        raise ValueError(f"split_dataset: left_size + right_size = {left + right} samples is more "
+                         f"than the {total} there are")
+    if left == 0 or right == 0:
+        raise ValueError(f"split_dataset: with {total} samples, left_size={left_size} and "
+                         f"right_size={right_size} leave the {'left' if left == 0 else 'right'} part "
+                         "empty")
+    return left, right
