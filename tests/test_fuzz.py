@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+pytest.importorskip("hypothesis", reason="needs hypothesis (the test extra: pip install \".[test]\")")
 from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 

@@ -268,6 +268,7 @@ def test_fit_is_bitwise_reproducible_across_processes():
 
 
 def test_logistic_regression_matches_scikit_learn_on_breast_cancer():
+    pytest.importorskip("sklearn", reason="the reference model is scikit-learn's")
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
@@ -287,6 +288,7 @@ def test_logistic_regression_matches_scikit_learn_on_breast_cancer():
 
 
 def test_linear_regression_matches_scikit_learn_on_diabetes():
+    pytest.importorskip("sklearn", reason="the reference model is scikit-learn's")
     from sklearn.datasets import load_diabetes
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import r2_score
