@@ -1059,7 +1059,7 @@ void bind_optimizers(py::module_& m) {
 // it to prove the sanitizers are active. Kind "address" reads one element past a heap buffer
 // (AddressSanitizer must abort the process); kind "undefined" overflows a signed int (UBSan must
 // report it). The production module has no such function.
-#ifdef FASTDL_SANITIZE_BUILD
+#ifdef FASTDL_SANITIZED_BUILD
 bool sanitizer_canary(const std::string& kind) {
     FASTDL_CHECK(kind == "address" || kind == "undefined",
                  "_sanitizer_canary: kind must be 'address' or 'undefined', received '", kind, "'");
@@ -1098,7 +1098,7 @@ py::dict build_info() {
 #else
     d["portable"] = false;
 #endif
-#ifdef FASTDL_SANITIZE_BUILD
+#ifdef FASTDL_SANITIZED_BUILD
     d["sanitizer"] = std::string("address,undefined");
 #else
     d["sanitizer"] = py::none();
@@ -1133,7 +1133,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_num_threads", &set_threads, py::arg("n"));
     m.def("get_num_threads", &fastdl::num_threads);
     m.def("build_info", &build_info);
-#ifdef FASTDL_SANITIZE_BUILD  // ---- sanitizer canary
+#ifdef FASTDL_SANITIZED_BUILD  // ---- sanitizer canary
     m.def("_sanitizer_canary", &sanitizer_canary, py::arg("kind") = "address");
 #endif  // ---- end sanitizer canary
 }

@@ -1,4 +1,4 @@
-"""The bad-input catalogue of TESTING.md section 3, across every public entry point.
+"""The bad-input catalogue (docs/testing.md, "Bad input"), across every public entry point.
 
 Each row names the exception type and a message regex. Breadth over depth: the per-module tests
 (test_conv2d.py, test_rnn.py, ...) go deeper into their own modules; here every layer, loss,

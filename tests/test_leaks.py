@@ -1,4 +1,4 @@
-"""No leaks (TESTING.md section 5): repeated predict, train_on_batch, save/load and every raw
+"""No leaks (docs/testing.md, "Determinism, threads, leaks"): repeated predict, train_on_batch, save/load and every raw
 kernel (success and error paths) leave no growth in Python objects, in memory traced by
 tracemalloc (NumPy reports its array buffers there), in the reference counts of the arguments, or
 in resident memory (/proc/self/statm), after a warm-up.

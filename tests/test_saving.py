@@ -1,6 +1,7 @@
-"""Model files: native round trips, resume == uninterrupted fit, every rejection of TESTING.md §4
-(each through a file crafted from the documented layout, with a valid checksum so the intended
-check is the one that fires), the pickle canary, atomic saves, failed loads that change nothing.
+"""Model files: native round trips, resume == uninterrupted fit, every rejection listed in
+docs/testing.md, "Files" (each through a file crafted from the documented layout, with a valid
+checksum so the intended check is the one that fires), the pickle canary, atomic saves, failed
+loads that change nothing.
 """
 import hashlib
 import json
