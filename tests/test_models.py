@@ -358,11 +358,16 @@ def test_nan_check_names_the_layer_and_changes_nothing():
         model2.fit(x * 1e10, np.zeros((4, 1)), epochs=1, verbose=0, nan_check=True)
 
 
-def test_keyboard_interrupt_stops_at_a_step_boundary_and_the_model_still_saves(tmp_path):
+def test_keyboard_interrupt_stops_at_a_step_boundary_and_the_model_still_saves(tmp_path, request):
     import signal
 
     from fastdl.callbacks import Callback
     from fastdl.models import load_model
+
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: give
+    # this test the handler an interactive Python has, whatever started pytest.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
 
     class InterruptAtStep(Callback):
         def __init__(self, at):
