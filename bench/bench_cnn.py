@@ -3,13 +3,20 @@
 Tutorial CNN (batch 64): 32x32x3 -> Conv2D(32, 3x3, relu) -> MaxPooling2D(2) -> Conv2D(64, 3x3,
 relu) -> MaxPooling2D(2) -> Conv2D(128, 3x3, relu) (-> Flatten -> Dense 128 -> Dense 10).
 
-For each conv / pool layer: forward and backward time of
+For each conv / pool layer, the same work timed for each library:
+  forward     inference: the forward pass alone (PyTorch under no_grad)
+  fwd+bwd     a training step's share: the forward pass that keeps what the backward needs
+              (fastdl: the output and the pooling argmax; NumPy: the im2col matrix; PyTorch: the
+              autograd graph), then every gradient (dx, dkernel, dbias)
+of
   * fastdl      fastdl.ops.core.conv / fastdl.ops.core.pool (ReLU fused into the conv)
   * numpy       a vectorised NumPy reference: im2col with sliding_window_view + matmul,
                 col2im by KH*KW strided slice adds; reshape-max pooling (the usual hand-written
                 NumPy CNN)
   * torch       torch.nn.functional.conv2d / max_pool2d on NCHW with autograd (when importable)
 at 1 and 2 threads; rounds interleaved (A B C A B C ...), medians, ratios (see bench()).
+PyTorch cannot time its backward without the forward that records the graph, so no library's
+backward is timed alone: each fwd+bwd row is both passes, from the inputs.
 
 Usage: python bench/bench_cnn.py [--reps 7] [--batch 64] [--threads 1 2]
 For NumPy at its best kernel, run with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset.
@@ -99,30 +106,44 @@ def make_layers(batch, rng):
     return layers
 
 
+# Each *_pair returns (forward, fwd+bwd); dy is all ones, made once outside the timed calls.
 def fastdl_pair(L):
     x, k, b = L["x"], L["k"], L["b"]
     if L["kind"] == "conv":
-        y = conv.conv2d(x, k, b, activation="relu")
-        dy = np.ones_like(y)
-        fwd = lambda: conv.conv2d(x, k, b, activation="relu")  # noqa: E731
-        bwd = lambda: conv.conv2d_backward(dy, x, k, relu_output=y)  # noqa: E731
+        dy = np.ones_like(conv.conv2d(x, k, b, activation="relu"))
+
+        def fwd():
+            return conv.conv2d(x, k, b, activation="relu")
+
+        def train():
+            y = conv.conv2d(x, k, b, activation="relu")
+            return conv.conv2d_backward(dy, x, k, relu_output=y)
     else:
-        y, am = pool.max_pool2d(x, 2)
-        dy = np.ones_like(y)
-        fwd = lambda: pool.max_pool2d(x, 2)  # noqa: E731
-        bwd = lambda: pool.max_pool2d_backward(dy, am, x.shape, 2)  # noqa: E731
-    return fwd, bwd
+        dy = np.ones_like(pool.max_pool2d(x, 2)[0])
+
+        def fwd():
+            return pool.max_pool2d(x, 2)
+
+        def train():
+            _, argmax = pool.max_pool2d(x, 2)
+            return pool.max_pool2d_backward(dy, argmax, x.shape, 2)
+    return fwd, train
 
 
 def numpy_pair(L):
     x, k, b = L["x"], L["k"], L["b"]
     if L["kind"] == "conv":
-        y, cols = np_conv_forward(x, k, b)
-        dy = np.ones_like(y)
-        return (lambda: np_conv_forward(x, k, b)), (lambda: np_conv_backward(dy, y, cols, x, k))
-    y = np_pool_forward(x)
-    dy = np.ones_like(y)
-    return (lambda: np_pool_forward(x)), (lambda: np_pool_backward(dy, y, x))
+        dy = np.ones_like(np_conv_forward(x, k, b)[0])
+
+        def train():
+            y, cols = np_conv_forward(x, k, b)
+            return np_conv_backward(dy, y, cols, x, k)
+        return (lambda: np_conv_forward(x, k, b)), train
+    dy = np.ones_like(np_pool_forward(x))
+
+    def train():
+        return np_pool_backward(dy, np_pool_forward(x), x)
+    return (lambda: np_pool_forward(x)), train
 
 
 def torch_pair(L):
@@ -134,15 +155,17 @@ def torch_pair(L):
     else:
         f = lambda: F.max_pool2d(xt, 2)  # noqa: E731
 
+    with torch.no_grad():
+        dy = torch.ones_like(f())
+
     def fwd():
         with torch.no_grad():
             return f()
 
-    def bwd():  # autograd: the forward that records the graph, then the backward
-        y = f()
-        y.backward(torch.ones_like(y))
+    def train():  # autograd: the forward that records the graph, then the backward
+        f().backward(dy)
 
-    return fwd, bwd
+    return fwd, train
 
 
 def bench(fns, reps, inner=3, settle=0.2, stat=np.median):
@@ -208,7 +231,7 @@ def main():
         try:
             for L in layers:
                 impls = [fastdl_pair(L), numpy_pair(L)] + ([torch_pair(L)] if torch else [])
-                for p, name in ((0, "forward"), (1, "backward")):
+                for p, name in ((0, "forward"), (1, "fwd+bwd")):
                     t = bench([impl[p] for impl in impls], args.reps,
                               stat=np.min if args.stat == "min" else np.median)
                     tot = totals.setdefault((threads, name), [0.0] * len(t))

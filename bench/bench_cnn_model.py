@@ -2,6 +2,10 @@
 fastdl beside TensorFlow/Keras and PyTorch when installed, 1 and 2 threads, each framework in its
 own process per thread count (TensorFlow fixes its thread pools at start-up), interleaved rounds,
 medians, ratio columns. Run: python bench/bench_cnn_model.py [--rounds 3] [--steps 20]
+
+Memory is the whole process's peak resident set (VmHWM) after the training and inference steps:
+the framework's own libraries and start-up allocations included, not the training working set
+alone.
 """
 import argparse
 import json
@@ -108,7 +112,7 @@ def main():
             for f in frameworks:
                 results[f].append(run(f, threads, args.steps))
         for key, label in (("train", "train img/s (b=64)"), ("infer", "infer img/s (b=256)"),
-                           ("peak_mb", "peak RSS MB")):
+                           ("peak_mb", "process peak RSS MB")):
             med = {f: statistics.median(r[key] for r in results[f]) for f in frameworks}
             ratios = "".join(f"{med['fastdl'] / med[f]:>17.2f}x" for f in frameworks[1:])
             print(f"{threads:>7} {label:<22}" + "".join(f"{med[f]:>12.0f}" for f in frameworks)

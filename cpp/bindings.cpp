@@ -1059,13 +1059,14 @@ void bind_optimizers(py::module_& m) {
 // ---- end optimizers
 
 // ---- sanitizer canary
-// For tests/test_sanitizer_canary.py only. In a sanitizer build (FASTDL_SANITIZE) kind "address"
-// reads one element past a heap buffer (AddressSanitizer must abort the process) and kind
-// "undefined" overflows a signed int (UBSan must report it). Other builds do nothing: False.
+// Compiled into the sanitizer build only (FASTDL_SANITIZE): tests/test_sanitizer_canary.py calls
+// it to prove the sanitizers are active. Kind "address" reads one element past a heap buffer
+// (AddressSanitizer must abort the process); kind "undefined" overflows a signed int (UBSan must
+// report it). The production module has no such function.
+#ifdef FASTDL_SANITIZED_BUILD
 bool sanitizer_canary(const std::string& kind) {
     FASTDL_CHECK(kind == "address" || kind == "undefined",
                  "_sanitizer_canary: kind must be 'address' or 'undefined', received '", kind, "'");
-#if defined(__SANITIZE_ADDRESS__)
     volatile index_t past_end = 4;
     volatile int sink = 0;
     if (kind == "address") {
@@ -1077,10 +1078,8 @@ bool sanitizer_canary(const std::string& kind) {
         sink = big + static_cast<int>(past_end);  // signed integer overflow
     }
     return sink == 0x7fffffff;
-#else
-    return false;
-#endif
 }
+#endif
 // ---- end sanitizer canary
 
 // ---------------------------------------------------------------- threads and build info
@@ -1143,11 +1142,12 @@ py::dict build_info() {
 #else
     d["portable"] = false;
 #endif
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef FASTDL_SANITIZED_BUILD
     d["sanitizer"] = std::string("address,undefined");
 #else
     d["sanitizer"] = py::none();
 #endif
+    d["gemm"] = std::string(fastdl::gemm_backend());  // float32 GEMM: "avx512", "avx2" or "eigen"
     return d;
 }
 
@@ -1179,5 +1179,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("max_threads", &max_threads);
     m.def("get_num_threads", &fastdl::num_threads);
     m.def("build_info", &build_info);
-    m.def("_sanitizer_canary", &sanitizer_canary, py::arg("kind") = "address");  // ---- sanitizer canary
+#ifdef FASTDL_SANITIZED_BUILD  // ---- sanitizer canary
+    m.def("_sanitizer_canary", &sanitizer_canary, py::arg("kind") = "address");
+#endif  // ---- end sanitizer canary
 }

@@ -1,4 +1,4 @@
-"""Central-difference gradient checks in float64 for layers (shared by the layer tests)."""
+"""Central-difference gradient checks in float64: the one numerical-gradient helper of the tests."""
 import numpy as np
 
 STEP = 1e-6
@@ -6,6 +6,9 @@ STEP = 1e-6
 
 def numerical_gradient(f, x, step=STEP):
     """d f() / d x by central differences; f reads x (perturbed in place) and returns a float."""
+    if not x.flags.c_contiguous or not x.flags.writeable:
+        raise ValueError("numerical_gradient perturbs x in place: it must be a writeable "
+                         "C-contiguous array")
     grad = np.zeros_like(x, dtype=np.float64)
     flat, gflat = x.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):

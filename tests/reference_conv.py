@@ -119,19 +119,3 @@ def batch_norm_train(x, gamma, beta, epsilon):
     mean = x.mean(axis=axes)
     var = ((x - mean) ** 2).mean(axis=axes)
     return batch_norm(x, gamma, beta, mean, var, epsilon), mean, var
-
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar function f at x (float64, modified in place, restored)."""
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g

@@ -1,6 +1,7 @@
 """to_categorical and pad_sequences against Keras's documented behaviour."""
 import numpy as np
 import pytest
+pytest.importorskip("hypothesis", reason="needs hypothesis (the test extra: pip install \".[test]\")")
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -11,32 +11,21 @@ from fastdl.models import Sequential
 from fastdl.optimizers import Adam
 from fastdl.utils import set_random_seed
 from fastdl.utils.rng import get_rng
+from gradcheck import numerical_gradient
 
 D = "float64"
-STEP = 1e-6
 
 
 def numerical_input_gradient(model, x, target):
-    """d output[n, target[n]] / d x[n] by central differences (each sample only moves its own
-    output, so one perturbation of element i of every sample at once gives all samples)."""
+    """d output[n, target[n]] / d x[n] by central differences: each sample moves only its own
+    output, so the gradient of the sum over samples holds every sample's."""
     x = np.array(x, dtype=np.float64)
-    n = len(x)
-    rows = np.arange(n)
-    flat = x.reshape(n, -1)
-    grad = np.zeros_like(flat)
+    rows = np.arange(len(x))
 
-    def f():
-        return model.predict(x, verbose=0).reshape(n, -1)[rows, target]
+    def total():
+        return float(model.predict(x, verbose=0).reshape(len(x), -1)[rows, target].sum())
 
-    for i in range(flat.shape[1]):
-        old = flat[:, i].copy()
-        flat[:, i] = old + STEP
-        plus = f()
-        flat[:, i] = old - STEP
-        minus = f()
-        flat[:, i] = old
-        grad[:, i] = (plus - minus) / (2 * STEP)
-    return grad.reshape(x.shape)
+    return numerical_gradient(total, x)
 
 
 def _randomize_bn(model, rng):

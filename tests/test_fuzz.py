@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+pytest.importorskip("hypothesis", reason="needs hypothesis (the test extra: pip install \".[test]\")")
 from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 
@@ -490,15 +491,14 @@ def test_fuzz_native_model_file_bytes(fdl_model, how, which):
     path = folder / ("fuzzed.fdl" if which == "model.fdl" else "fuzzed.weights.fdl")
     path.write_bytes(bad)
     before = [w.copy() for w in model.weights]
-    try:
+    # The SHA-256 covers every byte but its own 32, and damage to those 32 mismatches it too:
+    # no damaged file loads.
+    with pytest.raises(ModelFileError):
         if which == "model.fdl":
-            loaded = load_model(path)
-            assert [w.shape for w in loaded.weights] == [w.shape for w in before]
+            load_model(path)
         else:
             model.load_weights(path)
-    except ModelFileError:
-        pass
-    for a, b in zip(model.weights, before):  # a refused load_weights changed nothing
+    for a, b in zip(model.weights, before):  # the refused load_weights changed nothing
         assert a.tobytes() == b.tobytes()
 
 

@@ -126,10 +126,22 @@ def test_raw_core_rejects_silent_conversion():
 def _uses_fastdl_float_gemm():
     """Whether float32 products run fastdl's own GEMM (AVX-512 or AVX2+FMA builds)."""
     from fastdl import _core
+    return _core.build_info()["gemm"] != "eigen"
+
+
+def test_build_info_names_the_float32_gemm():
+    from fastdl import _core
     info = _core.build_info()
-    if "gemm" in info:
-        return info["gemm"] != "eigen"
-    return not info["portable"] and "FMA" in info["simd"]
+    if info["portable"]:  # -march=x86-64-v2: no AVX2, so Eigen's GEMM
+        assert info["gemm"] == "eigen", info
+        return
+    # A source build targets the machine it was built on (-march=native): the widest kernel
+    # this CPU has. (Eigen's "simd" string cannot tell: it names no AVX2 or FMA.)
+    with open("/proc/cpuinfo") as f:
+        flags = set(next(line for line in f if line.startswith("flags")).split())
+    expected = ("avx512" if "avx512f" in flags else "avx2" if {"avx2", "fma"} <= flags
+                else "eigen")
+    assert info["gemm"] == expected, (info, expected)
 
 
 def _reference(a, b, ta, tb):

@@ -17,6 +17,7 @@ import zipfile
 
 import numpy as np
 import pytest
+pytest.importorskip("hypothesis", reason="needs hypothesis (the test extra: pip install \".[test]\")")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

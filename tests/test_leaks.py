@@ -1,4 +1,4 @@
-"""No leaks (TESTING.md section 5): repeated predict, train_on_batch, save/load and every raw
+"""No leaks (docs/testing.md, "Determinism, threads, leaks"): repeated predict, train_on_batch, save/load and every raw
 kernel (success and error paths) leave no growth in Python objects, in memory traced by
 tracemalloc (NumPy reports its array buffers there), in the reference counts of the arguments, or
 in resident memory (/proc/self/statm), after a warm-up.
@@ -183,7 +183,9 @@ def _raw_calls():
     calls["set_num_threads"] = (lambda: _core.set_num_threads(_core.get_num_threads()), ())
     calls["max_threads"] = (lambda: _core.max_threads(), ())
     calls["build_info"] = (lambda: _core.build_info(), ())
-    calls["_sanitizer_canary"] = (lambda: _raises(lambda: _core._sanitizer_canary("thread")), ())
+    if hasattr(_core, "_sanitizer_canary"):  # the sanitizer build only
+        calls["_sanitizer_canary"] = (lambda: _raises(lambda: _core._sanitizer_canary("thread")),
+                                      ())
     return calls
 
 

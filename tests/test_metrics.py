@@ -2,10 +2,13 @@
 brute-force Keras reference, configs, lookup and bad input."""
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score, precision_score, recall_score, \
-    roc_auc_score
-
 from fastdl import metrics as M
+
+
+@pytest.fixture
+def skm():
+    """scikit-learn's metrics, the reference of the confusion-metric tests (the ``test`` extra)."""
+    return pytest.importorskip("sklearn.metrics", reason="compares with scikit-learn's metrics")
 
 
 def _rng(seed):
@@ -165,9 +168,9 @@ def test_regression_metrics():
 
 # ----------------------------------------------------------------------------- confusion metrics
 
-def test_precision_and_recall_match_sklearn():
+def test_precision_and_recall_match_sklearn(skm):
     y, p = _binary_data(_rng(1))
-    for cls, ref in ((M.Precision, precision_score), (M.Recall, recall_score)):
+    for cls, ref in ((M.Precision, skm.precision_score), (M.Recall, skm.recall_score)):
         m = cls()
         for chunk in np.array_split(np.arange(y.size), 7):            # several batches
             m.update_state(y[chunk], p[chunk])
@@ -178,14 +181,14 @@ def test_precision_and_recall_match_sklearn():
         assert mw.result() == pytest.approx(ref(y, p > 0.3, sample_weight=w), abs=1e-12)
 
 
-def test_precision_with_several_thresholds_top_k_and_class_id():
+def test_precision_with_several_thresholds_top_k_and_class_id(skm):
     y, p = _binary_data(_rng(3), 500)
     m = M.Precision(thresholds=[0.7, 0.2, 0.5])
     m.update_state(y, p)
     res = m.result()
     assert isinstance(res, np.ndarray) and res.shape == (3,)
     for value, t in zip(res, (0.7, 0.2, 0.5)):
-        assert value == pytest.approx(precision_score(y, p > t))
+        assert value == pytest.approx(skm.precision_score(y, p > t))
     rng = _rng(4)
     labels = rng.integers(0, 4, size=300)
     onehot = np.eye(4)[labels]
@@ -195,7 +198,7 @@ def test_precision_with_several_thresholds_top_k_and_class_id():
     assert top1.result() == pytest.approx(np.mean(scores.argmax(1) == labels))
     rec = M.Recall(class_id=2)
     rec.update_state(onehot, scores)
-    assert rec.result() == pytest.approx(recall_score(labels == 2, scores[:, 2] > 0.5))
+    assert rec.result() == pytest.approx(skm.recall_score(labels == 2, scores[:, 2] > 0.5))
 
 
 def _keras_auc_reference(y, p, w, num_thresholds=200):
@@ -212,7 +215,7 @@ def _keras_auc_reference(y, p, w, num_thresholds=200):
     return np.sum((fpr[:-1] - fpr[1:]) * (tpr[:-1] + tpr[1:]) / 2)
 
 
-def test_auc_matches_the_keras_formula_exactly_and_sklearn_closely():
+def test_auc_matches_the_keras_formula_exactly_and_sklearn_closely(skm):
     rng = _rng(5)
     y, p = _binary_data(rng)
     w = rng.random(y.size)
@@ -220,10 +223,10 @@ def test_auc_matches_the_keras_formula_exactly_and_sklearn_closely():
     auc.update_state(y[:700], p[:700], sample_weight=w[:700])
     auc.update_state(y[700:], p[700:], sample_weight=w[700:])
     assert auc.result() == pytest.approx(_keras_auc_reference(y, p, w), abs=1e-12)
-    assert auc.result() == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-2)
+    assert auc.result() == pytest.approx(skm.roc_auc_score(y, p, sample_weight=w), abs=1e-2)
     auc2 = M.get("auc")
     auc2.update_state(y, p)
-    assert auc2.result() == pytest.approx(roc_auc_score(y, p), abs=5e-3)
+    assert auc2.result() == pytest.approx(skm.roc_auc_score(y, p), abs=5e-3)
     auc2.reset_state()
     auc2.update_state(np.array([0, 1]), np.array([0.2, 0.8]))
     assert auc2.result() == pytest.approx(1.0)
@@ -232,12 +235,12 @@ def test_auc_matches_the_keras_formula_exactly_and_sklearn_closely():
     assert th[1] == pytest.approx(1 / 199) and th[-2] == pytest.approx(198 / 199)
 
 
-def test_auc_pr_from_logits_and_multi_label():
+def test_auc_pr_from_logits_and_multi_label(skm):
     rng = _rng(6)
     y, p = _binary_data(rng)
     pr = M.AUC(curve="PR")
     pr.update_state(y, p)
-    assert pr.result() == pytest.approx(average_precision_score(y, p), abs=1e-2)
+    assert pr.result() == pytest.approx(skm.average_precision_score(y, p), abs=1e-2)
     logits = np.log(p + 1e-9) - np.log1p(-p + 1e-9)
     a, b = M.AUC(from_logits=True), M.AUC()
     a.update_state(y, logits)
@@ -247,12 +250,12 @@ def test_auc_pr_from_logits_and_multi_label():
     p2 = np.stack([p, rng.random(y.size)], axis=1)
     ml = M.AUC(multi_label=True)
     ml.update_state(y2, p2)
-    ref = np.mean([roc_auc_score(y2[:, j], p2[:, j]) for j in range(2)])
+    ref = np.mean([skm.roc_auc_score(y2[:, j], p2[:, j]) for j in range(2)])
     assert ml.result() == pytest.approx(ref, abs=1e-2)
     for method in ("minoring", "majoring"):
         m = M.AUC(summation_method=method)
         m.update_state(y, p)
-        assert m.result() == pytest.approx(roc_auc_score(y, p), abs=2e-2)
+        assert m.result() == pytest.approx(skm.roc_auc_score(y, p), abs=2e-2)
 
 
 def test_confusion_metrics_ignore_nan_predictions_as_negative():

@@ -268,6 +268,7 @@ def test_fit_is_bitwise_reproducible_across_processes():
 
 
 def test_logistic_regression_matches_scikit_learn_on_breast_cancer():
+    pytest.importorskip("sklearn", reason="the reference model is scikit-learn's")
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
@@ -287,6 +288,7 @@ def test_logistic_regression_matches_scikit_learn_on_breast_cancer():
 
 
 def test_linear_regression_matches_scikit_learn_on_diabetes():
+    pytest.importorskip("sklearn", reason="the reference model is scikit-learn's")
     from sklearn.datasets import load_diabetes
     from sklearn.linear_model import LinearRegression
     from sklearn.metrics import r2_score
@@ -356,11 +358,16 @@ def test_nan_check_names_the_layer_and_changes_nothing():
         model2.fit(x * 1e10, np.zeros((4, 1)), epochs=1, verbose=0, nan_check=True)
 
 
-def test_keyboard_interrupt_stops_at_a_step_boundary_and_the_model_still_saves(tmp_path):
+def test_keyboard_interrupt_stops_at_a_step_boundary_and_the_model_still_saves(tmp_path, request):
     import signal
 
     from fastdl.callbacks import Callback
     from fastdl.models import load_model
+
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: give
+    # this test the handler an interactive Python has, whatever started pytest.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    request.addfinalizer(lambda: signal.signal(signal.SIGINT, previous))
 
     class InterruptAtStep(Callback):
         def __init__(self, at):

@@ -1,16 +1,22 @@
 """fastdl.plot and the AttributionCallback: figures render to PNG without a display, matplotlib
 stays optional (lazy import, clear ImportError), bad arguments are refused.
 
-These tests need matplotlib (the ``plot`` extra); they do not skip without it."""
+The figure tests need matplotlib (the ``plot`` and ``test`` extras) and skip without it; the
+lazy-import test runs either way."""
 import os
 import subprocess
 import sys
 
-import matplotlib
 import numpy as np
 import pytest
 
-matplotlib.use("Agg")
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+except ImportError:
+    matplotlib = None
+needs_matplotlib = pytest.mark.skipif(matplotlib is None, reason='needs matplotlib '
+                                      '(pip install "fastdl[plot]")')
 
 from fastdl import explain, plot  # noqa: E402
 from fastdl import layers as L  # noqa: E402
@@ -46,6 +52,7 @@ def _image_data(n=24, seed=0):
     return rng.random((n, 8, 8, 1)).astype(np.float32), rng.integers(0, 3, n)
 
 
+@needs_matplotlib
 def test_history_plots_train_and_validation_curves(tmp_path):
     model = _cnn()
     x, y = _image_data()
@@ -69,6 +76,7 @@ def test_history_plots_train_and_validation_curves(tmp_path):
         plot.history([1, 2, 3])
 
 
+@needs_matplotlib
 def test_attributions_on_images_overlay_each_method(tmp_path):
     model = _cnn()
     x, _ = _image_data(4)
@@ -101,6 +109,7 @@ def test_attributions_on_images_overlay_each_method(tmp_path):
         plot.attributions(x, maps["saliency"], titles=["only one"])
 
 
+@needs_matplotlib
 def test_attributions_on_tabular_features_are_bar_charts(tmp_path):
     names = ["age", "dose", "weight", "height"]
     attr = np.array([[0.1, -2.0, 0.5, 0.0], [0.3, -1.0, 0.7, 0.0]])
@@ -123,6 +132,7 @@ def test_attributions_on_tabular_features_are_bar_charts(tmp_path):
         plot.attributions(None, np.array(["a", "b"]))
 
 
+@needs_matplotlib
 def test_filters_shows_every_kernel(tmp_path):
     model = _cnn()
     path = tmp_path / "filters.png"
@@ -142,6 +152,7 @@ def test_filters_shows_every_kernel(tmp_path):
         plot.filters(rgb.layers[0], channel=3)
 
 
+@needs_matplotlib
 def test_attribution_callback_writes_pngs_and_does_not_change_training(tmp_path):
     x, y = _image_data()
     cb = AttributionCallback(x[:3], every_n_epochs=2, out_dir=tmp_path / "attr",

@@ -1,7 +1,10 @@
 """SimpleRNN / LSTM / GRU / Bidirectional: kernels vs float64 cell loops, Keras golden values,
 gradients by central differences, float32 vs float64, masks, bad input, layer API."""
+import importlib.util
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -140,9 +143,10 @@ def _golden_cases():
 
 @pytest.mark.parametrize("case", _golden_cases())
 def test_matches_keras_golden_values(case):
-    """Outputs of Keras 3.15 (TensorFlow backend) for masked sequences with initial states,
-    saved in tests/data/rnn_keras_golden.npz (x (3, 6, 4), mask with masked first and last
-    steps, random biases; each layer with return_sequences=True, return_state=True)."""
+    """Outputs of real Keras 3 for masked sequences with initial states, saved in
+    tests/data/rnn_keras_golden.npz by tests/data/make_rnn_keras_golden.py (x (3, 6, 4), mask
+    with masked first and last steps, random biases; each layer with return_sequences=True,
+    return_state=True)."""
     with np.load(GOLDEN, allow_pickle=False) as d:
         g = {key: d[key] for key in d.files}
     x, mask, h0, c0 = g["x"], g["mask"], g["h0"], g["c0"]
@@ -166,6 +170,20 @@ def test_matches_keras_golden_values(case):
     for i, out in enumerate(outs):
         np.testing.assert_allclose(out, g[f"{case}/y{i}"], rtol=1e-5, atol=2e-6,
                                    err_msg=f"{case} output {i}")
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("keras", "torch")),
+                    reason="needs keras and torch (optional peers; CI installs them)")
+def test_keras_golden_file_is_what_keras_computes():
+    """Provenance of the golden file: the installed Keras, given the file's inputs and weights,
+    gives the file's outputs (the script's --check; Keras in a child process, as it is slow to
+    import and stays out of this one)."""
+    script = os.path.join(os.path.dirname(GOLDEN), "make_rnn_keras_golden.py")
+    env = dict(os.environ, KERAS_BACKEND="torch", TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, script, "--check"], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "matches Keras" in result.stdout
 
 
 # ---------------------------------------------------------------------------- gradients

@@ -1,4 +1,4 @@
-"""Determinism and threads (TESTING.md section 5).
+"""Determinism and threads (docs/testing.md, "Determinism, threads, leaks").
 
 - A seeded fit is bitwise reproducible at a fixed thread count; 1 vs 2 threads agree (allclose)
   for a small CNN and an LSTM.
