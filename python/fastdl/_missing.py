@@ -1,7 +1,7 @@
 """The Keras and TensorFlow names fastdl does not provide (yet), and the error that says so.
 
 Each fastdl namespace module ends its ``__getattr__`` with ``raise not_provided(__name__, name)``,
-so ``tf.keras.layers.Conv1D`` says that fastdl lacks ``keras.layers.Conv1D`` (and what to use
+so ``tf.keras.layers.Conv3D`` says that fastdl lacks ``keras.layers.Conv3D`` (and what to use
 instead) rather than a bare "has no attribute". ``MISSING`` lists, per namespace, the public names
 of Keras 3 (generated from ``dir()`` of Keras 3.15's modules, then reviewed) and the TensorFlow
 names tutorials use most; any other unknown public name gets the same message with "(yet)".
@@ -64,17 +64,17 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
         Add AdditiveAttention AlphaDropout Attention AugMix AutoContrast Average
-        AveragePooling1D AveragePooling3D AvgPool1D AvgPool3D CategoryEncoding CenterCrop
-        Concatenate ContrastLimitedAdaptiveHistogramEqualization Conv1D Conv1DTranspose
-        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D Convolution1D
+        AveragePooling3D AvgPool3D CategoryEncoding CenterCrop
+        Concatenate ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
+        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
         Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
         Cropping1D Cropping2D Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
         Dot ELU EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
-        GlobalAveragePooling1D GlobalAveragePooling3D GlobalAvgPool1D GlobalAvgPool3D
-        GlobalMaxPool1D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization
+        GlobalAveragePooling3D GlobalAvgPool3D
+        GlobalMaxPool3D GlobalMaxPooling3D GroupNormalization
         GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
-        Lambda LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool3D
-        MaxPooling1D MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
+        Lambda LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool3D
+        MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
         Multiply Normalization PReLU Permute Pipeline RMSNormalization RNN RandAugment
         RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
         RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale
@@ -148,8 +148,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
 
 _FUNCTIONAL = ("merging layers need Keras's functional API (keras.Model(inputs, outputs)), which "
                "fastdl does not have: a Sequential model is a linear stack of layers")
-_AS_2D = ("a sequence reshaped to (1, steps, channels) with Reshape goes through {layer}"
-          "{window}")
 _ARRAYS = "fastdl computes on NumPy arrays: pass them to fit/predict directly"
 _PREPROCESS = "preprocess the NumPy arrays before fit"
 _AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing layers)"
@@ -185,12 +183,6 @@ ALTERNATIVES = {
     "keras.version": "fastdl.__version__",
     "keras.random": "keras.utils.set_random_seed(seed) seeds fastdl",
     # keras.layers
-    **{f"keras.layers.{n}": _AS_2D.format(layer=n.replace("1D", "2D"),
-                                          window=" with a (1, k) window")
-       for n in "Conv1D Convolution1D MaxPooling1D MaxPool1D AveragePooling1D AvgPool1D".split()},
-    **{f"keras.layers.{n}": _AS_2D.format(layer=n.replace("1D", "2D"), window="")
-       for n in ("GlobalAveragePooling1D GlobalAvgPool1D GlobalMaxPooling1D "
-                 "GlobalMaxPool1D").split()},
     **{f"keras.layers.{n}": _FUNCTIONAL for n in (
         "Add Subtract Multiply Average Maximum Minimum Concatenate Dot add subtract multiply "
         "average maximum minimum concatenate dot").split()},
