@@ -202,3 +202,77 @@ def test_max_pooling1d_default_window_is_2(rng):
 def test_pooling1d_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         layers.MaxPooling1D(**kwargs)
+
+
+# ------------------------------------------------------------------ shape and activation layers
+
+SMALL_LAYERS = [  # (name, kwargs, input shape)
+    ("RepeatVector", dict(n=3), (2, 4)),
+    ("Softmax", dict(), (2, 3, 5)),
+    ("Softmax", dict(axis=1), (2, 3, 5)),
+    ("Softmax", dict(axis=(1, 2)), (2, 3, 5)),
+    ("ReLU", dict(), (3, 7)),
+    ("ReLU", dict(max_value=0.8, negative_slope=0.1, threshold=0.2), (3, 7)),
+    ("ReLU", dict(negative_slope=0.5), (3, 7)),
+    ("LeakyReLU", dict(), (3, 7)),
+    ("LeakyReLU", dict(negative_slope=0.05), (3, 7)),
+    ("ELU", dict(), (3, 7)),
+    ("ELU", dict(alpha=0.5), (3, 7)),
+    ("UpSampling1D", dict(), (2, 4, 3)),
+    ("UpSampling1D", dict(size=3), (2, 4, 3)),
+    ("UpSampling2D", dict(), (2, 3, 4, 2)),
+    ("UpSampling2D", dict(size=(1, 3)), (2, 3, 4, 2)),
+    ("ZeroPadding1D", dict(), (2, 4, 3)),
+    ("ZeroPadding1D", dict(padding=(0, 2)), (2, 4, 3)),
+    ("Cropping1D", dict(), (2, 5, 3)),
+    ("Cropping1D", dict(cropping=(0, 2)), (2, 5, 3)),
+    ("Cropping2D", dict(cropping=1), (2, 5, 6, 2)),
+    ("Cropping2D", dict(cropping=((1, 0), (2, 1))), (2, 5, 6, 2)),
+    ("Cropping2D", dict(cropping=(1, 2)), (2, 5, 6, 2)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, shape", SMALL_LAYERS)
+def test_small_layers_match_keras(keras, rng, name, kwargs, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    layer = getattr(layers, name)(**kwargs)
+    same_as_keras(keras, layer, getattr(keras.layers, name)(**kwargs), x)
+    assert layer.compute_output_shape(x.shape) == layer(x).shape
+    again = type(layer).from_config(layer.get_config())
+    np.testing.assert_array_equal(again(x), layer(x))
+
+
+@pytest.mark.parametrize("name, kwargs, shape", SMALL_LAYERS)
+def test_small_layers_gradients(rng, name, kwargs, shape):
+    x = rng.standard_normal(shape)
+    if name in ("ReLU", "LeakyReLU", "ELU"):  # keep central differences away from the kinks
+        x = np.where(np.abs(x - 0.2) < 0.05, x + 0.1, x)
+        x = np.where(np.abs(x) < 0.05, x + 0.1, x)
+        x = np.where(np.abs(x - 0.8) < 0.05, x + 0.1, x)
+    check_layer_gradients(getattr(layers, name)(**kwargs, dtype="float64"), x)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: layers.RepeatVector(0), "n"),
+    (lambda: layers.ReLU(max_value=-1.0), "max_value"),
+    (lambda: layers.ReLU(negative_slope=-0.1), "negative_slope"),
+    (lambda: layers.ReLU(threshold=-1.0), "threshold"),
+    (lambda: layers.LeakyReLU(negative_slope=-0.3), "negative_slope"),
+    (lambda: layers.ELU(alpha="big"), "alpha"),
+    (lambda: layers.Softmax(axis="last"), "axis"),
+    (lambda: layers.UpSampling1D(size=0), "size"),
+    (lambda: layers.UpSampling2D(interpolation="bilinear"), "interpolation"),
+    (lambda: layers.ZeroPadding1D(padding=-1), "padding"),
+    (lambda: layers.Cropping1D(cropping=(1, 2, 3)), "cropping"),
+    (lambda: layers.Cropping2D(cropping=((1, 2),)), "cropping"),
+])
+def test_small_layers_bad_hyperparameters(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_cropping_everything_is_refused(rng):
+    with pytest.raises(ValueError, match="size < 1"):
+        layers.Cropping1D((2, 3))(rng.standard_normal((1, 5, 2)))
+    with pytest.raises(ValueError, match="out of range"):
+        layers.Softmax(axis=3)(rng.standard_normal((1, 5, 2)))

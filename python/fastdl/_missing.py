@@ -68,24 +68,24 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         Concatenate ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
         Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
         Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
-        Cropping1D Cropping2D Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
-        Dot ELU EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
+        Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
+        Dot EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
         GlobalAveragePooling3D GlobalAvgPool3D
         GlobalMaxPool3D GlobalMaxPooling3D GroupNormalization
         GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
-        Lambda LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool3D
+        Lambda LayerNormalization Masking MaxNumBoundingBoxes MaxPool3D
         MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
         Multiply Normalization PReLU Permute Pipeline RMSNormalization RNN RandAugment
         RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
         RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale
         RandomHue RandomInvert RandomPerspective RandomPosterization RandomRotation
-        RandomSaturation RandomSharpness RandomShear RandomTranslation RandomZoom ReLU
-        RepeatVector Rescaling Resizing ReversibleEmbedding STFTSpectrogram SeparableConv1D
-        SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNNCell Softmax
+        RandomSaturation RandomSharpness RandomShear RandomTranslation RandomZoom
+        Rescaling Resizing ReversibleEmbedding STFTSpectrogram SeparableConv1D
+        SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNNCell
         Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D SpectralNormalization
         StackedRNNCells StringLookup Subtract TFSMLayer TextVectorization TimeDistributed
-        TorchModuleWrapper UnitNormalization UpSampling1D UpSampling2D UpSampling3D Wrapper
-        ZeroPadding1D ZeroPadding3D add average concatenate deserialize dot maximum minimum
+        TorchModuleWrapper UnitNormalization UpSampling3D Wrapper
+        ZeroPadding3D add average concatenate deserialize dot maximum minimum
         multiply serialize subtract
     """,
     "keras.losses": """
@@ -190,9 +190,6 @@ ALTERNATIVES = {
        "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
     **{f"keras.layers.{n}": "BatchNormalization is available" for n in (
         "LayerNormalization GroupNormalization UnitNormalization RMSNormalization".split())},
-    **{f"keras.layers.{n}": f"Activation('{a}') or activation='{a}' on the layer before"
-       for n, a in (("ReLU", "relu"), ("LeakyReLU", "leaky_relu"), ("ELU", "elu"),
-                    ("Softmax", "softmax"))},
     **{f"keras.layers.{n}": "Dropout is available" for n in (
         "SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise "
         "AlphaDropout").split()},

@@ -13,7 +13,9 @@ _FAMILIES = {
                               "GlobalMaxPooling2D", "MaxPool2D", "AvgPool2D",
                               "GlobalAvgPool2D", "GlobalMaxPool2D"),
     "fastdl.layers.normalization": ("BatchNormalization",),
-    "fastdl.layers.reshaping": ("ZeroPadding2D", "Reshape"),
+    "fastdl.layers.reshaping": ("ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D",
+                                "UpSampling1D", "UpSampling2D", "RepeatVector", "Reshape"),
+    "fastdl.layers.activation": ("ReLU", "LeakyReLU", "ELU", "Softmax"),
     "fastdl.layers.embedding": ("Embedding",),
     "fastdl.layers.recurrent": ("SimpleRNN", "LSTM", "GRU", "Bidirectional"),
 }

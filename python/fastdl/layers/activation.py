@@ -1,0 +1,146 @@
+"""Activation layers with their own hyperparameters: ReLU, LeakyReLU, ELU, Softmax (Keras 3)."""
+import numpy as np
+
+from fastdl import activations
+from fastdl.layers.base import Layer
+
+
+def _check_float(value, name, layer, allow_none=False):
+    """A finite, non-negative number (or None where allowed), as Keras's layers require."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise ValueError(f"{name} of a {layer} layer must be a non-negative float. "
+                         f"Received: {name}={value!r}")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} of a {layer} layer cannot be a negative value. "
+                         f"Received: {name}={value!r}")
+    return float(value)
+
+
+class _Elementwise(Layer):
+    """y = f(x) elementwise; the subclasses give _forward(x) and _backward(x, y, dy)."""
+
+    supports_masking = True
+
+    def call(self, x, training=False):
+        y = self._forward(x)
+        self._cache = (x, y)
+        return y
+
+    def backward(self, dy):
+        if getattr(self, "_cache", None) is None:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+        x, y = self._cache
+        self.grads = []
+        return np.asarray(self._backward(x, y, np.asarray(dy, dtype=self.dtype)), dtype=self.dtype)
+
+
+class ReLU(_Elementwise):
+    """``min(x, max_value)`` for ``x > threshold``, else ``negative_slope * (x - threshold)``
+    (Keras's ``activations.relu``: below the threshold, 0 when negative_slope is 0)."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.max_value = _check_float(max_value, "max_value", "ReLU", allow_none=True)
+        self.negative_slope = _check_float(negative_slope, "negative_slope", "ReLU")
+        self.threshold = _check_float(threshold, "threshold", "ReLU")
+
+    def _forward(self, x):
+        y = np.where(x > self.threshold, x, x.dtype.type(0))
+        if self.max_value is not None:
+            np.minimum(y, self.max_value, out=y)
+        if self.negative_slope:
+            y -= x.dtype.type(self.negative_slope) * np.maximum(self.threshold - x, 0)
+        return y
+
+    def _backward(self, x, y, dy):
+        slope = (x > self.threshold).astype(dy.dtype)
+        if self.max_value is not None:
+            slope *= x < self.max_value
+        if self.negative_slope:
+            slope += self.negative_slope * (x < self.threshold)
+        return dy * slope
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_value=self.max_value, negative_slope=self.negative_slope,
+                      threshold=self.threshold)
+        return config
+
+
+class LeakyReLU(_Elementwise):
+    """``x`` for ``x > 0``, else ``negative_slope * x``."""
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        super().__init__(**kwargs)
+        self.negative_slope = _check_float(negative_slope, "negative_slope", "LeakyReLU")
+
+    def _forward(self, x):
+        return activations.leaky_relu(x, negative_slope=self.negative_slope)
+
+    def _backward(self, x, y, dy):
+        return activations.leaky_relu.backward(x, y, dy, negative_slope=self.negative_slope)
+
+    def get_config(self):
+        config = super().get_config()
+        config["negative_slope"] = self.negative_slope
+        return config
+
+
+class ELU(_Elementwise):
+    """``x`` for ``x > 0``, else ``alpha * (exp(x) - 1)``."""
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(alpha, (bool, np.bool_)) or not isinstance(
+                alpha, (int, float, np.integer, np.floating)) or not np.isfinite(alpha):
+            raise ValueError(f"alpha of an ELU layer must be a finite float. Received: "
+                             f"alpha={alpha!r}")
+        self.alpha = float(alpha)
+
+    def _forward(self, x):
+        return activations.elu(x, alpha=self.alpha)
+
+    def _backward(self, x, y, dy):
+        return activations.elu.backward(x, y, dy, alpha=self.alpha)
+
+    def get_config(self):
+        config = super().get_config()
+        config["alpha"] = self.alpha
+        return config
+
+
+class Softmax(_Elementwise):
+    """Softmax over ``axis`` (an int or a tuple of ints; -1 by default)."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(**kwargs)
+        axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+        if not axes or any(isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer))
+                           for a in axes):
+            raise ValueError(f"axis must be an int or a tuple of ints. Received: axis={axis!r}")
+        self.axis = tuple(int(a) for a in axes) if isinstance(axis, (tuple, list)) else int(axis)
+
+    def _axes(self, x):
+        axes = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        for a in axes:
+            if not -x.ndim <= a < x.ndim:
+                raise ValueError(f"Layer {self.name!r}: axis={self.axis} is out of range for an "
+                                 f"input of shape {x.shape}")
+        return tuple(a % x.ndim for a in axes)
+
+    def _forward(self, x):
+        axes = self._axes(x)
+        e = np.exp(x - np.max(x, axis=axes, keepdims=True))
+        return e / np.sum(e, axis=axes, keepdims=True)
+
+    def _backward(self, x, y, dy):
+        g = dy * y
+        return g - y * np.sum(g, axis=self._axes(x), keepdims=True)
+
+    def get_config(self):
+        config = super().get_config()
+        config["axis"] = self.axis
+        return config
