@@ -58,7 +58,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         DTypePolicy FloatDTypePolicy Function KerasTensor Model Operation Quantizer Regularizer
         RematScope StatelessScope SymbolicScope Variable applications backend config constraints
         device distillation distribution dtype_policies export legacy mixed_precision name_scope
-        ops quantizers random regularizers remat tree version visualization wrappers
+        ops quantizers random remat tree version visualization wrappers
     """,
     "keras.layers": """
         ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
@@ -178,7 +178,6 @@ ALTERNATIVES = {
     "keras.Model": _MODEL,
     "keras.models.Model": _MODEL,
     "keras.models.save_model": "model.save(path) or keras.saving.save_model(model, path)",
-    "keras.regularizers": "AdamW(weight_decay=...) decays the weights",
     "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
     "keras.version": "fastdl.__version__",
     "keras.random": "keras.utils.set_random_seed(seed) seeds fastdl",

@@ -7,7 +7,8 @@ raises an AttributeError that says so (and names the alternative, if any).
 import importlib
 
 _SUBMODULES = ("activations", "callbacks", "datasets", "initializers", "layers", "losses",
-               "metrics", "models", "optimizers", "utils", "preprocessing", "saving")
+               "metrics", "models", "optimizers", "regularizers", "utils", "preprocessing",
+               "saving")
 _ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "Layer": "fastdl.layers",
                "InputSpec": "fastdl.layers", "Loss": "fastdl.losses", "Metric": "fastdl.metrics",
                "Optimizer": "fastdl.optimizers", "Initializer": "fastdl.initializers"}

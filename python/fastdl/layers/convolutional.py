@@ -2,7 +2,7 @@
 on the C++ 2-D conv kernels."""
 import numpy as np
 
-from fastdl import _core, activations, initializers
+from fastdl import _core, activations, initializers, regularizers
 from fastdl.layers.base import (as_c_array, InputSpec, Layer, check_choice, check_int_tuple,
                                 check_positive_int, shape_str)
 from fastdl.layers.core import _reject_unsupported
@@ -76,7 +76,7 @@ class _Conv(Layer):
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, lora_rank=None, lora_alpha=None,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         r = self.rank
         self.filters = check_positive_int(filters, "filters")
         self.kernel_size = check_int_tuple(kernel_size, r, "kernel_size")
@@ -97,11 +97,11 @@ class _Conv(Layer):
         self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        _reject_unsupported(self, kernel_regularizer=kernel_regularizer,
-                            bias_regularizer=bias_regularizer,
-                            activity_regularizer=activity_regularizer,
-                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                            lora_rank=lora_rank, lora_alpha=lora_alpha)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        _reject_unsupported(self, kernel_constraint=kernel_constraint,
+                            bias_constraint=bias_constraint, lora_rank=lora_rank,
+                            lora_alpha=lora_alpha)
         self.input_spec = InputSpec(ndim=r + 2)
         self.kernel = self.bias = None
         self._fused_relu = self.activation is activations.relu
@@ -119,8 +119,9 @@ class _Conv(Layer):
         self.compute_output_shape(input_shape)  # validates the output size
         self.kernel = self.add_weight(
             "kernel", self.kernel_size + (channels // self.groups, self.filters),
-            self.kernel_initializer)
-        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.kernel_initializer, regularizer=self.kernel_regularizer)
+        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer,
+                                     regularizer=self.bias_regularizer)
                      if self.use_bias else None)
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
         super().build(input_shape)
@@ -223,7 +224,9 @@ class _Conv(Layer):
                       activation=activations.serialize(self.activation), use_bias=self.use_bias,
                       kernel_initializer=initializers.serialize(self.kernel_initializer),
                       bias_initializer=initializers.serialize(self.bias_initializer),
-                      kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                      bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                      activity_regularizer=regularizers.serialize(self.activity_regularizer),
                       kernel_constraint=None, bias_constraint=None)
         return config
 

@@ -19,11 +19,11 @@ def _check_pairs(value, rank, name):
     if isinstance(value, (tuple, list)) and rank == 1 and len(value) == 2:
         return (check_int_tuple(value, 2, name, allow_zero=True),)
     if isinstance(value, (tuple, list)) and len(value) == rank:
-        return tuple(check_int_tuple(v, 2, f"entry {i} of {name}", allow_zero=True)
-                     for i, v in enumerate(value))
-    forms = ("an int or a tuple of 2 ints (before, after)" if rank == 1 else
-             f"an int, a tuple of {rank} ints (symmetric amounts) or a tuple of {rank} tuples "
-             "of 2 ints ((top, bottom), (left, right))")
+        return tuple(check_int_tuple(v, 2, f"{ordinal} entry of {name}", allow_zero=True)
+                     for ordinal, v in zip(("1st", "2nd"), value))
+    forms = ("either an int or a tuple of 2 ints (before, after)" if rank == 1 else
+             "either an int, a tuple of 2 ints (symmetric_height, symmetric_width), or a tuple "
+             "of 2 tuples of 2 ints ((top, bottom), (left, right))")
     raise ValueError(f"`{name}` should be {forms}. Received: {name}={value!r}")
 
 
