@@ -27,6 +27,7 @@ NAMESPACES = {
     "fastdl.utils": "keras.utils",
     "fastdl.models": "keras.models",
     "fastdl.initializers": "keras.initializers",
+    "fastdl.regularizers": "keras.regularizers",
     "fastdl.activations": "keras.activations",
     "fastdl.keras.preprocessing": "keras.preprocessing",
     "fastdl.keras.preprocessing.sequence": "keras.preprocessing.sequence",
@@ -87,6 +88,9 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         TorchModuleWrapper UnitNormalization UpSampling3D Wrapper
         ZeroPadding3D add average concatenate deserialize dot maximum minimum
         multiply serialize subtract
+    """,
+    "keras.regularizers": """
+        OrthogonalRegularizer orthogonal_regularizer
     """,
     "keras.losses": """
         BinaryFocalCrossentropy CTC CategoricalFocalCrossentropy
