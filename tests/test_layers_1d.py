@@ -271,6 +271,16 @@ def test_small_layers_bad_hyperparameters(make, match):
         make()
 
 
+def test_softmax_with_a_mask_matches_keras(keras, rng):
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    mask = np.array([[1, 1, 0, 1], [0, 0, 0, 0], [1, 0, 1, 1]], dtype=bool)  # a row fully masked
+    same_as_keras(keras, layers.Softmax(), keras.layers.Softmax(), x, mask=mask)
+    check_layer_gradients(layers.Softmax(dtype="float64"), rng.standard_normal((2, 3, 4)),
+                          mask=mask)
+    with pytest.raises(ValueError, match="broadcastable"):
+        layers.Softmax()(x, mask=np.ones((2, 3), dtype=bool))
+
+
 def test_cropping_everything_is_refused(rng):
     with pytest.raises(ValueError, match="size < 1"):
         layers.Cropping1D((2, 3))(rng.standard_normal((1, 5, 2)))

@@ -131,14 +131,35 @@ class Softmax(_Elementwise):
                                  f"input of shape {x.shape}")
         return tuple(a % x.ndim for a in axes)
 
-    def _forward(self, x):
+    def call(self, x, training=False, mask=None):
+        """With a mask (broadcastable to x, as in Keras), masked positions enter the softmax
+        as -1e9 and come out as 0."""
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.ndim > x.ndim or any(m != 1 and m != d for m, d in
+                                         zip(mask.shape[::-1], x.shape[::-1])):
+                raise ValueError(f"Layer {self.name!r}: the mask must be broadcastable to the "
+                                 f"input. Received: inputs.shape={x.shape}, "
+                                 f"mask.shape={mask.shape}")
+            mask = mask if mask.dtype == np.bool_ else mask > 0.5
+            x = np.where(mask, x, x.dtype.type(-1e9))
         axes = self._axes(x)
         e = np.exp(x - np.max(x, axis=axes, keepdims=True))
-        return e / np.sum(e, axis=axes, keepdims=True)
+        soft = e / np.sum(e, axis=axes, keepdims=True)
+        self._cache = (x, soft, mask)
+        return soft if mask is None else np.where(mask, soft, x.dtype.type(0))
 
-    def _backward(self, x, y, dy):
-        g = dy * y
-        return g - y * np.sum(g, axis=self._axes(x), keepdims=True)
+    def backward(self, dy):
+        if getattr(self, "_cache", None) is None:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+        x, soft, mask = self._cache
+        dy = np.asarray(dy, dtype=self.dtype)
+        if mask is not None:
+            dy = np.where(mask, dy, 0)
+        g = dy * soft
+        dx = g - soft * np.sum(g, axis=self._axes(x), keepdims=True)
+        self.grads = []
+        return dx if mask is None else np.where(mask, dx, 0).astype(self.dtype, copy=False)
 
     def get_config(self):
         config = super().get_config()
