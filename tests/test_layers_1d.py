@@ -252,7 +252,20 @@ def test_small_layers_gradients(rng, name, kwargs, shape):
     check_layer_gradients(getattr(layers, name)(**kwargs, dtype="float64"), x)
 
 
+@pytest.mark.parametrize("kwargs, shape", [(dict(), (3, 4)), (dict(shared_axes=[1]), (2, 5, 3)),
+                                           (dict(shared_axes=(1, 2)), (2, 3, 4, 2))])
+def test_prelu_matches_keras_and_its_gradients(keras, rng, kwargs, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    layer = layers.PReLU(alpha_initializer="random_normal", **kwargs)
+    same_as_keras(keras, layer, keras.layers.PReLU(**kwargs), x)
+    check_layer_gradients(layers.PReLU(alpha_initializer="random_normal", dtype="float64",
+                                       alpha_regularizer="l2", **kwargs),
+                          rng.standard_normal(shape))
+
+
 @pytest.mark.parametrize("make, match", [
+    (lambda: layers.PReLU(shared_axes=0), "shared_axes"),
+    (lambda: layers.PReLU(alpha_constraint="non_neg"), "alpha_constraint"),
     (lambda: layers.RepeatVector(0), "n"),
     (lambda: layers.ReLU(max_value=-1.0), "max_value"),
     (lambda: layers.ReLU(negative_slope=-0.1), "negative_slope"),

@@ -76,7 +76,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
         Lambda LayerNormalization Masking MaxNumBoundingBoxes MaxPool3D
         MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
-        Multiply Normalization PReLU Permute Pipeline RMSNormalization RNN RandAugment
+        Multiply Normalization Permute Pipeline RMSNormalization RNN RandAugment
         RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
         RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale
         RandomHue RandomInvert RandomPerspective RandomPosterization RandomRotation

@@ -15,7 +15,7 @@ _FAMILIES = {
     "fastdl.layers.normalization": ("BatchNormalization",),
     "fastdl.layers.reshaping": ("ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D",
                                 "UpSampling1D", "UpSampling2D", "RepeatVector", "Reshape"),
-    "fastdl.layers.activation": ("ReLU", "LeakyReLU", "ELU", "Softmax"),
+    "fastdl.layers.activation": ("ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax"),
     "fastdl.layers.embedding": ("Embedding",),
     "fastdl.layers.recurrent": ("SimpleRNN", "LSTM", "GRU", "Bidirectional"),
 }

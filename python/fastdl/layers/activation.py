@@ -1,8 +1,9 @@
-"""Activation layers with their own hyperparameters: ReLU, LeakyReLU, ELU, Softmax (Keras 3)."""
+"""Activation layers with their own hyperparameters: ReLU, LeakyReLU, PReLU, ELU, Softmax
+(Keras 3)."""
 import numpy as np
 
-from fastdl import activations
-from fastdl.layers.base import Layer
+from fastdl import activations, initializers, regularizers
+from fastdl.layers.base import InputSpec, Layer, shape_str
 
 
 def _check_float(value, name, layer, allow_none=False):
@@ -164,4 +165,70 @@ class Softmax(_Elementwise):
     def get_config(self):
         config = super().get_config()
         config["axis"] = self.axis
+        return config
+
+
+class PReLU(Layer):
+    """``x`` for ``x > 0``, else ``alpha * x`` with a learned ``alpha`` of shape
+    ``input_shape[1:]`` (size 1 along ``shared_axes``)."""
+
+    supports_masking = True
+
+    def __init__(self, alpha_initializer="Zeros", alpha_regularizer=None, alpha_constraint=None,
+                 shared_axes=None, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha_initializer = initializers.get(alpha_initializer)
+        self.alpha_regularizer = regularizers.get(alpha_regularizer)
+        if alpha_constraint is not None:
+            raise ValueError("PReLU: alpha_constraint is not supported by fastdl yet. "
+                             f"Received: alpha_constraint={alpha_constraint!r}")
+        if shared_axes is not None:
+            axes = list(shared_axes) if isinstance(shared_axes, (list, tuple)) else [shared_axes]
+            if any(isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer))
+                   or a < 1 for a in axes):
+                raise ValueError("shared_axes must be positive ints (axis 0 is the batch). "
+                                 f"Received: shared_axes={shared_axes!r}")
+            shared_axes = [int(a) for a in axes]
+        self.shared_axes = shared_axes
+        self._cache = None
+
+    def build(self, input_shape):
+        shape = list(input_shape[1:])
+        for axis in self.shared_axes or ():
+            if axis >= len(input_shape):
+                raise ValueError(f"Layer {self.name!r}: shared_axes={self.shared_axes} is out "
+                                 f"of range for input shape {shape_str(input_shape)}")
+            shape[axis - 1] = 1
+        if any(d is None for d in shape):
+            raise ValueError(f"Layer {self.name!r} needs known sizes on the axes it does not "
+                             f"share. Received input shape {shape_str(input_shape)}")
+        self.alpha = self.add_weight("alpha", shape, self.alpha_initializer,
+                                     regularizer=self.alpha_regularizer)
+        self.input_spec = InputSpec(ndim=len(input_shape), axes={
+            i: input_shape[i] for i in range(1, len(input_shape))
+            if i not in (self.shared_axes or ())})
+
+    def call(self, x, training=False):
+        neg = np.minimum(x, 0)
+        self._cache = (x, neg)
+        return np.maximum(x, 0) + self.alpha * neg
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+        x, neg = self._cache
+        dy = np.asarray(dy, dtype=self.dtype)
+        if self._trainable:
+            g = dy * neg  # summed over the batch and the shared axes
+            axes = (0,) + tuple(self.shared_axes or ())
+            self.grads = [g.sum(axis=axes, keepdims=True).reshape(self.alpha.shape)]
+        else:
+            self.grads = []
+        return dy * np.where(x > 0, x.dtype.type(1), self.alpha)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(alpha_initializer=initializers.serialize(self.alpha_initializer),
+                      alpha_regularizer=regularizers.serialize(self.alpha_regularizer),
+                      alpha_constraint=None, shared_axes=self.shared_axes)
         return config
