@@ -265,7 +265,7 @@ def test_prelu_matches_keras_and_its_gradients(keras, rng, kwargs, shape):
 
 @pytest.mark.parametrize("make, match", [
     (lambda: layers.PReLU(shared_axes=0), "shared_axes"),
-    (lambda: layers.PReLU(alpha_constraint="non_neg"), "alpha_constraint"),
+    (lambda: layers.PReLU(alpha_constraint="nonneg"), "nonneg"),
     (lambda: layers.RepeatVector(0), "n"),
     (lambda: layers.ReLU(max_value=-1.0), "max_value"),
     (lambda: layers.ReLU(negative_slope=-0.1), "negative_slope"),

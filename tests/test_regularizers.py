@@ -75,13 +75,6 @@ def test_bad_regularizers(make, match):
         make()
 
 
-def test_constraints_are_still_refused():
-    with pytest.raises(ValueError, match="kernel_constraint"):
-        layers.Dense(2, kernel_constraint="max_norm")
-    with pytest.raises(ValueError, match="recurrent_constraint"):
-        layers.LSTM(2, recurrent_constraint="non_neg")
-
-
 def _model(dtype="float64"):
     """Every regularizer argument of every layer family, in one small model."""
     return Sequential([

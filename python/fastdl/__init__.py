@@ -18,7 +18,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SUBMODULES = {
     "activations", "callbacks", "datasets", "explain", "initializers", "keras", "layers",
-    "losses", "metrics", "models", "ops", "optimizers", "plot", "regularizers", "saving", "utils",
+    "constraints", "losses", "metrics", "models", "ops", "optimizers", "plot", "regularizers",
+    "saving", "utils",
 }
 _ATTRIBUTES = {  # public name -> module that defines it
     "Sequential": "fastdl.models",

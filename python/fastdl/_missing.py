@@ -28,6 +28,7 @@ NAMESPACES = {
     "fastdl.models": "keras.models",
     "fastdl.initializers": "keras.initializers",
     "fastdl.regularizers": "keras.regularizers",
+    "fastdl.constraints": "keras.constraints",
     "fastdl.activations": "keras.activations",
     "fastdl.keras.preprocessing": "keras.preprocessing",
     "fastdl.keras.preprocessing.sequence": "keras.preprocessing.sequence",
@@ -57,7 +58,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
     "keras": """
         DTypePolicy FloatDTypePolicy Function KerasTensor Model Operation Quantizer Regularizer
-        RematScope StatelessScope SymbolicScope Variable applications backend config constraints
+        RematScope StatelessScope SymbolicScope Variable applications backend config
         device distillation distribution dtype_policies export legacy mixed_precision name_scope
         ops quantizers random remat tree version visualization wrappers
     """,

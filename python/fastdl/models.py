@@ -373,6 +373,8 @@ class Sequential:
             _check_finite_gradients(loss, trainable, self.optimizer.iterations)
         grads = [g for layer in trainable for g in layer.grads]
         self.optimizer.apply(grads, weights)
+        for layer in trainable:
+            layer._apply_constraints()
         for m in self.compiled_metrics:
             m.update_state(y, y_pred, sw)
         return loss

@@ -6,7 +6,7 @@ raises an AttributeError that says so (and names the alternative, if any).
 """
 import importlib
 
-_SUBMODULES = ("activations", "callbacks", "datasets", "initializers", "layers", "losses",
+_SUBMODULES = ("activations", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
                "metrics", "models", "optimizers", "regularizers", "utils", "preprocessing",
                "saving")
 _ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "Layer": "fastdl.layers",

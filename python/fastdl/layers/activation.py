@@ -2,7 +2,7 @@
 (Keras 3)."""
 import numpy as np
 
-from fastdl import activations, initializers, regularizers
+from fastdl import activations, constraints, initializers, regularizers
 from fastdl.layers.base import InputSpec, Layer, shape_str
 
 
@@ -179,9 +179,7 @@ class PReLU(Layer):
         super().__init__(**kwargs)
         self.alpha_initializer = initializers.get(alpha_initializer)
         self.alpha_regularizer = regularizers.get(alpha_regularizer)
-        if alpha_constraint is not None:
-            raise ValueError("PReLU: alpha_constraint is not supported by fastdl yet. "
-                             f"Received: alpha_constraint={alpha_constraint!r}")
+        self.alpha_constraint = constraints.get(alpha_constraint)
         if shared_axes is not None:
             axes = list(shared_axes) if isinstance(shared_axes, (list, tuple)) else [shared_axes]
             if any(isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer))
@@ -203,7 +201,8 @@ class PReLU(Layer):
             raise ValueError(f"Layer {self.name!r} needs known sizes on the axes it does not "
                              f"share. Received input shape {shape_str(input_shape)}")
         self.alpha = self.add_weight("alpha", shape, self.alpha_initializer,
-                                     regularizer=self.alpha_regularizer)
+                                     regularizer=self.alpha_regularizer,
+                                     constraint=self.alpha_constraint)
         self.input_spec = InputSpec(ndim=len(input_shape), axes={
             i: input_shape[i] for i in range(1, len(input_shape))
             if i not in (self.shared_axes or ())})
@@ -230,5 +229,6 @@ class PReLU(Layer):
         config = super().get_config()
         config.update(alpha_initializer=initializers.serialize(self.alpha_initializer),
                       alpha_regularizer=regularizers.serialize(self.alpha_regularizer),
-                      alpha_constraint=None, shared_axes=self.shared_axes)
+                      alpha_constraint=constraints.serialize(self.alpha_constraint),
+                      shared_axes=self.shared_axes)
         return config

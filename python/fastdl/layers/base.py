@@ -10,6 +10,8 @@
 - Penalties (``fastdl.regularizers``): a weight made with ``add_weight(..., regularizer=...)``
   and the ``activity_regularizer`` every layer takes add to :attr:`Layer.losses`; the model
   adds their gradients to ``dy`` and ``grads`` around ``backward`` (:meth:`Layer._penalized`).
+- Constraints (``fastdl.constraints``, ``add_weight(..., constraint=...)``) project a weight in
+  place after each optimizer step (:meth:`Layer._apply_constraints`).
 """
 import inspect
 import re
@@ -17,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from fastdl import initializers, regularizers
+from fastdl import constraints, initializers, regularizers
 
 _name_counts = defaultdict(int)
 _FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -87,11 +89,11 @@ class InputSpec:
 
 
 class _Weight:
-    __slots__ = ("name", "value", "trainable", "regularizer")
+    __slots__ = ("name", "value", "trainable", "regularizer", "constraint")
 
-    def __init__(self, name, value, trainable, regularizer=None):
+    def __init__(self, name, value, trainable, regularizer=None, constraint=None):
         self.name, self.value, self.trainable = name, value, trainable
-        self.regularizer = regularizer
+        self.regularizer, self.constraint = regularizer, constraint
 
 
 class Layer:
@@ -168,12 +170,21 @@ class Layer:
             return (batch_size,) + _check_shape_dims(input_shape, "input_shape")
         return None
 
-    def add_weight(self, name, shape, initializer="zeros", trainable=True, regularizer=None):
+    def add_weight(self, name, shape, initializer="zeros", trainable=True, regularizer=None,
+                   constraint=None):
         """Create a weight of this layer's dtype, register it and return the array."""
         value = initializers.get(initializer)(tuple(shape), dtype=self.dtype)
         value = np.ascontiguousarray(value, dtype=self.dtype)
-        self._params.append(_Weight(name, value, bool(trainable), regularizers.get(regularizer)))
+        self._params.append(_Weight(name, value, bool(trainable), regularizers.get(regularizer),
+                                    constraints.get(constraint)))
         return value
+
+    def _apply_constraints(self):
+        """Project each constrained trainable weight in place (after an optimizer step)."""
+        if self._trainable:
+            for w in self._weight_entries():
+                if w.trainable and w.constraint is not None:
+                    w.value[...] = w.constraint(w.value)
 
     def _track_layer(self, layer):
         self._sublayers.append(layer)

@@ -2,7 +2,7 @@
 on the C++ 2-D conv kernels."""
 import numpy as np
 
-from fastdl import _core, activations, initializers, regularizers
+from fastdl import _core, activations, constraints, initializers, regularizers
 from fastdl.layers.base import (as_c_array, InputSpec, Layer, check_choice, check_int_tuple,
                                 check_positive_int, shape_str)
 from fastdl.layers.core import _reject_unsupported
@@ -99,9 +99,9 @@ class _Conv(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        _reject_unsupported(self, kernel_constraint=kernel_constraint,
-                            bias_constraint=bias_constraint, lora_rank=lora_rank,
-                            lora_alpha=lora_alpha)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        _reject_unsupported(self, lora_rank=lora_rank, lora_alpha=lora_alpha)
         self.input_spec = InputSpec(ndim=r + 2)
         self.kernel = self.bias = None
         self._fused_relu = self.activation is activations.relu
@@ -119,9 +119,11 @@ class _Conv(Layer):
         self.compute_output_shape(input_shape)  # validates the output size
         self.kernel = self.add_weight(
             "kernel", self.kernel_size + (channels // self.groups, self.filters),
-            self.kernel_initializer, regularizer=self.kernel_regularizer)
+            self.kernel_initializer, regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint)
         self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer,
-                                     regularizer=self.bias_regularizer)
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
                      if self.use_bias else None)
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
         super().build(input_shape)
@@ -227,7 +229,8 @@ class _Conv(Layer):
                       kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
                       bias_regularizer=regularizers.serialize(self.bias_regularizer),
                       activity_regularizer=regularizers.serialize(self.activity_regularizer),
-                      kernel_constraint=None, bias_constraint=None)
+                      kernel_constraint=constraints.serialize(self.kernel_constraint),
+                      bias_constraint=constraints.serialize(self.bias_constraint))
         return config
 
 
