@@ -119,7 +119,8 @@ def test_conv1d_bad_input_shapes(rng):
 
 
 POOL_CASES = [dict(pool_size=2), dict(pool_size=3), dict(pool_size=3, strides=2),
-              dict(pool_size=2, strides=1, padding="same"), dict(pool_size=4, strides=3, padding="same")]
+              dict(pool_size=2, strides=1, padding="same"),
+              dict(pool_size=4, strides=3, padding="same")]
 
 
 # Keras's torch backend pads an asymmetric 'same' average pool unlike TensorFlow: that case is

@@ -42,7 +42,8 @@ def test_values_and_keras_3_defaults(rng):
                                           ("L2", {}), ("L1L2", {})])
 def test_values_and_configs_match_keras(keras, rng, name, kwargs):
     x = rng.standard_normal((5, 3)).astype(np.float32)
-    ours, theirs = getattr(regularizers, name)(**kwargs), getattr(keras.regularizers, name)(**kwargs)
+    ours = getattr(regularizers, name)(**kwargs)
+    theirs = getattr(keras.regularizers, name)(**kwargs)
     assert ours(x) == pytest.approx(float(keras.ops.convert_to_numpy(theirs(x))), rel=1e-5)
     mine, keras_form = regularizers.serialize(ours), keras.regularizers.serialize(theirs)
     # Keras keeps L1's factor as a float32 tensor: its config says 0.30000001192092896

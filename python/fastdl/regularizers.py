@@ -2,9 +2,11 @@
 
 A regularizer is called on an array and returns a float penalty; fastdl's ``gradient(x)`` gives
 d penalty / d x for the backward pass. Layers take them as ``kernel_regularizer``,
-``bias_regularizer``, ``recurrent_regularizer``, ``embeddings_regularizer`` (weights: the
-penalty of each trainable weight is added to the training loss) and ``activity_regularizer``
-(the layer's output: the penalty divided by the batch size, as in Keras). ``fit``,
+``bias_regularizer``, ``recurrent_regularizer``, ``embeddings_regularizer``,
+``gamma_regularizer``/``beta_regularizer`` and ``alpha_regularizer`` (weights: the penalty of
+each trainable weight is added to the training loss) and, on every layer,
+``activity_regularizer`` (the layer's output: the penalty divided by the batch size, as in
+Keras). ``fit``,
 ``train_on_batch``, ``evaluate`` and ``test_on_batch`` report and differentiate
 ``data loss + sum(model.losses)``.
 

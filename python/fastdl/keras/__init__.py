@@ -6,9 +6,9 @@ raises an AttributeError that says so (and names the alternative, if any).
 """
 import importlib
 
-_SUBMODULES = ("activations", "callbacks", "constraints", "datasets", "initializers", "layers", "losses",
-               "metrics", "models", "optimizers", "regularizers", "utils", "preprocessing",
-               "saving")
+_SUBMODULES = ("activations", "callbacks", "constraints", "datasets", "initializers", "layers",
+               "losses", "metrics", "models", "optimizers", "regularizers", "utils",
+               "preprocessing", "saving")
 _ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "Layer": "fastdl.layers",
                "InputSpec": "fastdl.layers", "Loss": "fastdl.losses", "Metric": "fastdl.metrics",
                "Optimizer": "fastdl.optimizers", "Initializer": "fastdl.initializers"}
