@@ -70,18 +70,26 @@ def test_conv1d_causal_output_sees_only_the_past(rng):
 
 
 def test_conv1d_then_max_pooling1d_in_a_model_fuses_bitwise(rng):
-    """fit/predict fuse Conv1D -> MaxPooling1D into one kernel: bitwise the two layers' calls."""
+    """fit/predict fuse Conv1D -> MaxPooling1D into one kernel: bitwise the two layers' calls,
+    forward and backward."""
     model = Sequential([layers.Input((12, 3)), layers.Conv1D(4, 3, activation="relu"),
                         layers.MaxPooling1D(2), layers.Flatten(), layers.Dense(1)])
+    conv, pool = model.layers[:2]
     x = rng.standard_normal((5, 12, 3)).astype(np.float32)
+    assert conv._fuse_next(x, pool) is not None
+    assert conv._fuse_next(x, layers.MaxPooling1D(2, strides=1)) is None
     np.testing.assert_array_equal(model.predict(x, verbose=0), model(x))
-    model.compile("sgd", "mse")
-    before = [w.copy() for w in model.weights]
-    model.train_on_batch(x, np.ones((5, 1)))
-    model.set_weights(before)
-    unfused = model(x, training=True)
-    model._backward(np.ones_like(unfused))
-    assert all(np.all(np.isfinite(g)) for layer in model.layers for g in layer.grads)
+    dy = rng.standard_normal((5, 1)).astype(np.float32)
+    grads = []
+    for fuse in (True, False):
+        y = model._forward(x, True, fuse=fuse)
+        dx = model._backward(dy)
+        grads.append((y, dx, [g.copy() for layer in model.layers for g in layer.grads]))
+    (y1, dx1, g1), (y2, dx2, g2) = grads
+    np.testing.assert_array_equal(y1, y2)
+    np.testing.assert_array_equal(dx1, dx2)
+    for a, b in zip(g1, g2):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_conv1d_config_round_trip(rng):
