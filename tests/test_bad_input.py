@@ -621,7 +621,7 @@ CTOR_ROWS = [
     ("Conv2D-padding-None", lambda: L.Conv2D(2, 3, padding=None), ValueError, r"padding must be one of .* Received: padding=None"),
     ("Conv2D-channels_first", lambda: L.Conv2D(2, 3, data_format="channels_first"), ValueError, r"channels_last.* only"),
     ("Conv2D-strides-and-dilation", lambda: L.Conv2D(2, 3, strides=2, dilation_rate=2), ValueError, r"`strides > 1` not supported in conjunction with `dilation_rate > 1`"),
-    ("Conv2D-regularizer", lambda: L.Conv2D(2, 3, kernel_regularizer="l2"), ValueError, r"Conv2D: kernel_regularizer is not supported by fastdl yet"),
+    ("Conv2D-lora", lambda: L.Conv2D(2, 3, lora_rank=2), ValueError, r"Conv2D: lora_rank is not supported by fastdl yet"),
     ("MaxPooling2D-pool0", lambda: L.MaxPooling2D((2, 0)), ValueError, r"pool_size must be a positive integer. Received: pool_size=0"),
     ("MaxPooling2D-strides-neg", lambda: L.MaxPooling2D(2, strides=-1), ValueError, r"strides must be a positive integer. Received: strides=-1"),
     ("MaxPooling2D-pool-float", lambda: L.MaxPooling2D(1.5), TypeError, r"pool_size must be an integer or a tuple of 2 integers"),

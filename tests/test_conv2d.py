@@ -756,7 +756,7 @@ def test_layer_frozen_and_empty_batch(rng):
     (dict(filters=4, kernel_size=3, strides=2, dilation_rate=2), ValueError, "dilation_rate"),
     (dict(filters=4, kernel_size=3, padding="causal"), ValueError, "padding"),
     (dict(filters=4, kernel_size=3, data_format="channels_first"), ValueError, "channels_last"),
-    (dict(filters=4, kernel_size=3, kernel_regularizer="l2"), ValueError, "kernel_regularizer"),
+    (dict(filters=4, kernel_size=3, lora_rank=2), ValueError, "lora_rank"),
     (dict(filters=4, kernel_size=2.5), TypeError, "kernel_size"),
     (dict(filters=4, kernel_size="3"), TypeError, "kernel_size"),
     (dict(filters=4, kernel_size=None), TypeError, "kernel_size"),

@@ -74,7 +74,7 @@ def test_dense_empty_batch():
     ({"units": 2, "activation": "nope"}, ValueError, "nope"),
     ({"units": 2, "use_bias": 1}, TypeError, "use_bias must be a bool"),
     ({"units": 2, "bogus": 1}, TypeError, "unrecognized keyword arguments"),
-    ({"units": 2, "kernel_regularizer": "l2"}, ValueError, "not supported"),
+    ({"units": 2, "lora_rank": 2}, ValueError, "not supported"),
 ])
 def test_dense_rejects_bad_hyperparameters(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):

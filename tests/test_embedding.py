@@ -172,7 +172,7 @@ def test_layer_api():
     ({"input_dim": 2.5, "output_dim": 3}, TypeError, "input_dim"),
     ({"input_dim": True, "output_dim": 3}, TypeError, "input_dim"),
     ({"input_dim": 5, "output_dim": 3, "mask_zero": 1}, TypeError, "mask_zero"),
-    ({"input_dim": 5, "output_dim": 3, "embeddings_regularizer": "l2"}, ValueError, "not supported"),
+    ({"input_dim": 5, "output_dim": 3, "lora_rank": 2}, ValueError, "not supported"),
 ])
 def test_hyperparameter_validation(kwargs, exc, pattern):
     with pytest.raises(exc, match=pattern):

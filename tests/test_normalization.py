@@ -138,7 +138,8 @@ def test_config_round_trip():
     (dict(axis=True), TypeError, "axis"), (dict(axis=1.0), TypeError, "axis"),
     (dict(center=1), TypeError, "center"), (dict(renorm=True), ValueError, "renorm"),
     (dict(synchronized=True), ValueError, "synchronized"),
-    (dict(gamma_regularizer="l2"), ValueError, "gamma_regularizer")])
+    (dict(gamma_regularizer="l7"), ValueError, "l7"),
+    (dict(renorm_clipping={"rmax": 3.0}), ValueError, "renorm_clipping")])
 def test_bad_hyperparameters(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         layers.BatchNormalization(**kwargs)

@@ -501,8 +501,8 @@ def test_hyperparameter_validation(cls):
         cls(3, stateful=True)
     with pytest.raises(ValueError, match="activation"):
         cls(3, activation="elu")
-    with pytest.raises(ValueError, match="kernel_regularizer is not supported"):
-        cls(3, kernel_regularizer="l2")
+    with pytest.raises(ValueError, match="non_negative"):
+        cls(3, kernel_constraint="non_negative")
     with pytest.raises(TypeError, match="return_sequences must be a bool"):
         cls(3, return_sequences=1)
     cls(3, unroll=True)  # accepted: a speed hint that does not change the results

@@ -18,8 +18,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SUBMODULES = {
     "activations", "callbacks", "datasets", "explain", "initializers", "keras", "layers",
-    "losses", "math", "metrics", "models", "nn", "ops", "optimizers", "plot", "random", "saving",
-    "utils",
+    "constraints", "losses", "math", "metrics", "models", "nn", "ops",
+    "optimizers", "plot", "random", "regularizers", "saving", "utils",
 }
 _ATTRIBUTES = {  # public name -> module that defines it
     "Sequential": "fastdl.models",

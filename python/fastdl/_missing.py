@@ -1,7 +1,7 @@
 """The Keras and TensorFlow names fastdl does not provide (yet), and the error that says so.
 
 Each fastdl namespace module ends its ``__getattr__`` with ``raise not_provided(__name__, name)``,
-so ``tf.keras.layers.Conv1D`` says that fastdl lacks ``keras.layers.Conv1D`` (and what to use
+so ``tf.keras.layers.Conv3D`` says that fastdl lacks ``keras.layers.Conv3D`` (and what to use
 instead) rather than a bare "has no attribute". ``MISSING`` lists, per namespace, the public names
 of Keras 3 (generated from ``dir()`` of Keras 3.15's modules, then reviewed) and the TensorFlow
 names tutorials use most; any other unknown public name gets the same message with "(yet)".
@@ -27,6 +27,8 @@ NAMESPACES = {
     "fastdl.utils": "keras.utils",
     "fastdl.models": "keras.models",
     "fastdl.initializers": "keras.initializers",
+    "fastdl.regularizers": "keras.regularizers",
+    "fastdl.constraints": "keras.constraints",
     "fastdl.activations": "keras.activations",
     "fastdl.keras.preprocessing": "keras.preprocessing",
     "fastdl.keras.preprocessing.sequence": "keras.preprocessing.sequence",
@@ -53,37 +55,40 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
     "keras": """
         DTypePolicy FloatDTypePolicy Function KerasTensor Model Operation Quantizer Regularizer
-        RematScope StatelessScope SymbolicScope applications constraints device distillation
-        distribution dtype_policies export legacy mixed_precision name_scope quantizers
-        regularizers remat tree version visualization wrappers
+        RematScope StatelessScope SymbolicScope applications device distillation distribution
+        dtype_policies export legacy mixed_precision name_scope quantizers remat tree version
+        visualization wrappers
     """,
     "keras.layers": """
         ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
         Add AdditiveAttention AlphaDropout Attention AugMix AutoContrast Average
-        AveragePooling1D AveragePooling3D AvgPool1D AvgPool3D CategoryEncoding CenterCrop
-        Concatenate ContrastLimitedAdaptiveHistogramEqualization Conv1D Conv1DTranspose
-        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D Convolution1D
+        AveragePooling3D AvgPool3D CategoryEncoding CenterCrop
+        Concatenate ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
+        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
         Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
-        Cropping1D Cropping2D Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
-        Dot ELU EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
-        GlobalAveragePooling1D GlobalAveragePooling3D GlobalAvgPool1D GlobalAvgPool3D
-        GlobalMaxPool1D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization
+        Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
+        Dot EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
+        GlobalAveragePooling3D GlobalAvgPool3D
+        GlobalMaxPool3D GlobalMaxPooling3D GroupNormalization
         GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
-        Lambda LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool3D
-        MaxPooling1D MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
-        Multiply Normalization PReLU Permute Pipeline RMSNormalization RNN RandAugment
+        Lambda LayerNormalization Masking MaxNumBoundingBoxes MaxPool3D
+        MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
+        Multiply Normalization Permute Pipeline RMSNormalization RNN RandAugment
         RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
         RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale
         RandomHue RandomInvert RandomPerspective RandomPosterization RandomRotation
-        RandomSaturation RandomSharpness RandomShear RandomTranslation RandomZoom ReLU
-        RepeatVector Rescaling Resizing ReversibleEmbedding STFTSpectrogram SeparableConv1D
-        SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNNCell Softmax
+        RandomSaturation RandomSharpness RandomShear RandomTranslation RandomZoom
+        Rescaling Resizing ReversibleEmbedding STFTSpectrogram SeparableConv1D
+        SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNNCell
         Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D SpectralNormalization
         StackedRNNCells StringLookup Subtract TFSMLayer TextVectorization TimeDistributed
-        TorchModuleWrapper UnitNormalization UpSampling1D UpSampling2D UpSampling3D Wrapper
-        ZeroPadding1D ZeroPadding3D add average concatenate deserialize dot maximum minimum
+        TorchModuleWrapper UnitNormalization UpSampling3D Wrapper
+        ZeroPadding3D add average concatenate deserialize dot maximum minimum
         multiply serialize subtract
+    """,
+    "keras.regularizers": """
+        OrthogonalRegularizer orthogonal_regularizer
     """,
     "keras.losses": """
         BinaryFocalCrossentropy CTC CategoricalFocalCrossentropy
@@ -144,8 +149,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
 
 _FUNCTIONAL = ("merging layers need Keras's functional API (keras.Model(inputs, outputs)), which "
                "fastdl does not have: a Sequential model is a linear stack of layers")
-_AS_2D = ("a sequence reshaped to (1, steps, channels) with Reshape goes through {layer}"
-          "{window}")
 _PREPROCESS = "preprocess the NumPy arrays before fit"
 _AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing layers)"
 _LOSS_FN = "pass the name instead, as in metrics=['{name}']"
@@ -170,16 +173,9 @@ ALTERNATIVES = {
     "keras.Model": _MODEL,
     "keras.models.Model": _MODEL,
     "keras.models.save_model": "model.save(path) or keras.saving.save_model(model, path)",
-    "keras.regularizers": "AdamW(weight_decay=...) decays the weights",
     "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
     "keras.version": "fastdl.__version__",
     # keras.layers
-    **{f"keras.layers.{n}": _AS_2D.format(layer=n.replace("1D", "2D"),
-                                          window=" with a (1, k) window")
-       for n in "Conv1D Convolution1D MaxPooling1D MaxPool1D AveragePooling1D AvgPool1D".split()},
-    **{f"keras.layers.{n}": _AS_2D.format(layer=n.replace("1D", "2D"), window="")
-       for n in ("GlobalAveragePooling1D GlobalAvgPool1D GlobalMaxPooling1D "
-                 "GlobalMaxPool1D").split()},
     **{f"keras.layers.{n}": _FUNCTIONAL for n in (
         "Add Subtract Multiply Average Maximum Minimum Concatenate Dot add subtract multiply "
         "average maximum minimum concatenate dot").split()},
@@ -187,9 +183,6 @@ ALTERNATIVES = {
        "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
     **{f"keras.layers.{n}": "BatchNormalization is available" for n in (
         "LayerNormalization GroupNormalization UnitNormalization RMSNormalization".split())},
-    **{f"keras.layers.{n}": f"Activation('{a}') or activation='{a}' on the layer before"
-       for n, a in (("ReLU", "relu"), ("LeakyReLU", "leaky_relu"), ("ELU", "elu"),
-                    ("Softmax", "softmax"))},
     **{f"keras.layers.{n}": "Dropout is available" for n in (
         "SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise "
         "AlphaDropout").split()},

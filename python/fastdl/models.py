@@ -382,7 +382,9 @@ class Sequential:
         while i < len(layers):
             layer = layers[i]
             x = layer._autocast_input(x)
-            if fuse and mask is None and i + 1 < len(layers):
+            if (fuse and mask is None and i + 1 < len(layers)
+                    and layer.activity_regularizer is None
+                    and layers[i + 1].activity_regularizer is None):
                 fused = layer._fuse_next(x, layers[i + 1])
                 if fused is not None:  # two layers in one kernel (neither takes a mask)
                     x = fused
@@ -395,6 +397,7 @@ class Sequential:
                 x = layer.call(x, training=training)
             if isinstance(x, (list, tuple)):  # an RNN with return_state: the sequence goes on
                 x = x[0]
+            layer._record_activity(x)
             mask = next_mask
             i += 1
         return x
@@ -412,10 +415,21 @@ class Sequential:
                 for layer in self._layers:
                     layer.__dict__.pop("_inference_only", None)
 
-    def _backward(self, dy):
+    def _backward(self, dy, penalties=False):
+        """The layers' backward passes; penalties: with the gradients of model.losses (as in
+        training; input_gradients leaves them out)."""
         for layer in reversed(self._layers):
-            dy = layer.backward(layer._autocast_input(dy))  # dy of the dtype the layer output
+            dy = layer._autocast_input(dy)  # dy of the dtype the layer output
+            dy = layer._penalized(dy) if penalties else layer.backward(dy)
         return dy
+
+    @property
+    def losses(self):
+        """The regularization penalties of the last forward pass (Keras's ``model.losses``)."""
+        return [penalty for layer in self._layers for penalty in layer.losses]
+
+    def _regularization_loss(self):
+        return float(sum(self.losses))
 
     def __call__(self, x, training=False):
         x = self._convert_x(x)
@@ -425,11 +439,14 @@ class Sequential:
     def _train_step(self, x, y, sw, trainable, weights, nan_check=False):
         y_pred = self._forward(x, True, fuse=True)
         loss, dy = self.loss.forward_backward(y, y_pred, sw)
-        self._backward(dy)
+        loss += self._regularization_loss()
+        self._backward(dy, penalties=True)
         if nan_check:
             _check_finite_gradients(loss, trainable, self.optimizer.iterations)
         grads = [g for layer in trainable for g in layer.grads]
         self.optimizer.apply(grads, weights)
+        for layer in trainable:
+            layer._apply_constraints()
         self._update_metrics(y, y_pred, sw)
         return loss
 
@@ -663,7 +680,7 @@ class Sequential:
                 callbacks.on_test_batch_begin(step)
             y_pred = self._inference_forward(x[lo:hi])
             swb = None if sw is None else sw[lo:hi]
-            loss_sum += self.loss(y[lo:hi], y_pred, swb) * (hi - lo)
+            loss_sum += (self.loss(y[lo:hi], y_pred, swb) + self._regularization_loss()) * (hi - lo)
             seen += hi - lo
             self._update_metrics(y[lo:hi], y_pred, swb)
             if callbacks is not None:   # Keras's running loss and metrics

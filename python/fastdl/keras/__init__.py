@@ -6,8 +6,9 @@ raises an AttributeError that says so (and names the alternative, if any).
 """
 import importlib
 
-_SUBMODULES = ("activations", "backend", "callbacks", "config", "datasets", "initializers",
-               "layers", "losses", "metrics", "models", "ops", "optimizers", "random", "utils",
+_SUBMODULES = ("activations", "backend", "callbacks", "config", "constraints", "datasets",
+               "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers",
+               "random", "regularizers", "utils",
                "preprocessing", "saving")
 _ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "Layer": "fastdl.layers",
                "InputSpec": "fastdl.layers", "Loss": "fastdl.losses", "Metric": "fastdl.metrics",

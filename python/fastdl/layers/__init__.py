@@ -5,12 +5,17 @@ from fastdl.layers.base import Input, InputLayer, InputSpec, Layer
 
 _FAMILIES = {
     "fastdl.layers.core": ("Dense", "Activation", "Flatten", "Dropout"),
-    "fastdl.layers.convolutional": ("Conv2D", "Convolution2D"),
-    "fastdl.layers.pooling": ("MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+    "fastdl.layers.convolutional": ("Conv1D", "Conv2D", "Convolution1D", "Convolution2D"),
+    "fastdl.layers.pooling": ("MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
+                              "GlobalMaxPooling1D", "MaxPool1D", "AvgPool1D",
+                              "GlobalAvgPool1D", "GlobalMaxPool1D",
+                              "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
                               "GlobalMaxPooling2D", "MaxPool2D", "AvgPool2D",
                               "GlobalAvgPool2D", "GlobalMaxPool2D"),
     "fastdl.layers.normalization": ("BatchNormalization",),
-    "fastdl.layers.reshaping": ("ZeroPadding2D", "Reshape"),
+    "fastdl.layers.reshaping": ("ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D",
+                                "UpSampling1D", "UpSampling2D", "RepeatVector", "Reshape"),
+    "fastdl.layers.activation": ("ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax"),
     "fastdl.layers.embedding": ("Embedding",),
     "fastdl.layers.recurrent": ("SimpleRNN", "LSTM", "GRU", "Bidirectional"),
 }

@@ -9,6 +9,11 @@
   order of :attr:`Layer.trainable_weights` (left ``[]`` when the layer is frozen).
 - In a model, a layer receives its input (and dy) cast to its float dtype, as Keras autocasts:
   layers of different dtypes may follow each other (:meth:`Layer._autocast_input`).
+- Penalties (``fastdl.regularizers``): a weight made with ``add_weight(..., regularizer=...)``
+  and the ``activity_regularizer`` every layer takes add to :attr:`Layer.losses`; the model
+  adds their gradients to ``dy`` and ``grads`` around ``backward`` (:meth:`Layer._penalized`).
+- Constraints (``fastdl.constraints``, ``add_weight(..., constraint=...)``) project a weight in
+  place after each optimizer step (:meth:`Layer._apply_constraints`).
 """
 import inspect
 import re
@@ -16,7 +21,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from fastdl import initializers
+from fastdl import constraints, initializers, regularizers
 from fastdl.tensor.tensor import Tensor as _Tensor
 
 _name_counts = defaultdict(int)
@@ -87,10 +92,11 @@ class InputSpec:
 
 
 class _Weight:
-    __slots__ = ("name", "value", "trainable")
+    __slots__ = ("name", "value", "trainable", "regularizer", "constraint")
 
-    def __init__(self, name, value, trainable):
+    def __init__(self, name, value, trainable, regularizer=None, constraint=None):
         self.name, self.value, self.trainable = name, value, trainable
+        self.regularizer, self.constraint = regularizer, constraint
 
 
 class Layer:
@@ -114,7 +120,8 @@ class Layer:
         cls._call_takes_mask = "mask" in inspect.signature(cls.call).parameters
 
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None,
-                 batch_input_shape=None, input_dim=None, batch_size=None, **kwargs):
+                 batch_input_shape=None, input_dim=None, batch_size=None,
+                 activity_regularizer=None, **kwargs):
         if kwargs:
             raise TypeError(f"{type(self).__name__}: unrecognized keyword arguments "
                             f"{sorted(kwargs)}")
@@ -133,6 +140,8 @@ class Layer:
         self._build_input_shape = None
         self._declared_batch_shape = self._declared_shape(input_shape, batch_input_shape,
                                                          input_dim, batch_size)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self._activity = None  # (output, penalty) of the last call, with an activity_regularizer
 
     # ------------------------------------------------------------------ construction helpers
     @staticmethod
@@ -164,12 +173,21 @@ class Layer:
             return (batch_size,) + _check_shape_dims(input_shape, "input_shape")
         return None
 
-    def add_weight(self, name, shape, initializer="zeros", trainable=True):
+    def add_weight(self, name, shape, initializer="zeros", trainable=True, regularizer=None,
+                   constraint=None):
         """Create a weight of this layer's dtype, register it and return the array."""
         value = initializers.get(initializer)(tuple(shape), dtype=self.dtype)
         value = np.ascontiguousarray(value, dtype=self.dtype)
-        self._params.append(_Weight(name, value, bool(trainable)))
+        self._params.append(_Weight(name, value, bool(trainable), regularizers.get(regularizer),
+                                    constraints.get(constraint)))
         return value
+
+    def _apply_constraints(self):
+        """Project each constrained trainable weight in place (after an optimizer step)."""
+        if self._trainable:
+            for w in self._weight_entries():
+                if w.trainable and w.constraint is not None:
+                    w.value[...] = w.constraint(w.value)
 
     def _track_layer(self, layer):
         self._sublayers.append(layer)
@@ -243,6 +261,38 @@ class Layer:
     def count_params(self):
         return int(sum(w.size for w in self.weights))
 
+    # ------------------------------------------------------------------ penalties
+    @property
+    def losses(self):
+        """The penalties of the last call, as in Keras: each regularized trainable weight's,
+        then the activity penalty (``activity_regularizer(output) / batch size``)."""
+        entries = self._weight_entries() if self._trainable else []
+        out = [w.regularizer(w.value) for w in entries if w.trainable and w.regularizer]
+        if self._activity is not None:
+            out.append(self._activity[1])
+        return out
+
+    def _record_activity(self, y):
+        """Keep the output and its activity penalty (the model calls this after call())."""
+        if self.activity_regularizer is not None and not isinstance(y, (list, tuple)):
+            batch = y.shape[0] if y.ndim else 1
+            penalty = self.activity_regularizer(y) / batch if batch else 0.0
+            self._activity = (y, penalty)
+
+    def _penalized(self, dy):
+        """``backward(dy)`` with the penalties' gradients: the activity penalty's added to dy,
+        each regularized weight's added to its gradient."""
+        if self._activity is not None and dy is not None:
+            y = self._activity[0]
+            dy = dy + self.activity_regularizer.gradient(y) / max(y.shape[0] if y.ndim else 1, 1)
+        dx = self.backward(dy)
+        if self.grads:
+            entries = [w for w in self._weight_entries() if w.trainable]
+            if any(w.regularizer for w in entries):
+                self.grads = [g + w.regularizer.gradient(w.value).astype(g.dtype, copy=False)
+                              if w.regularizer else g for w, g in zip(entries, self.grads)]
+        return dx
+
     # ------------------------------------------------------------------ forward / backward
     def build(self, input_shape):
         self._build_input_shape = tuple(input_shape)
@@ -312,8 +362,11 @@ class Layer:
         self._maybe_build(x.shape)
         self.check_input_shape(x.shape)
         if self._call_takes_mask:
-            return self.call(x, training=training, mask=mask)
-        return self.call(x, training=training)
+            y = self.call(x, training=training, mask=mask)
+        else:
+            y = self.call(x, training=training)
+        self._record_activity(y)
+        return y
 
     def call(self, x, training=False):
         raise NotImplementedError(f"{type(self).__name__}.call")
@@ -330,6 +383,8 @@ class Layer:
     # ------------------------------------------------------------------ config
     def get_config(self):
         config = {"name": self.name, "trainable": self.trainable, "dtype": self.dtype}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         if self._declared_batch_shape is not None:
             config["batch_input_shape"] = list(self._declared_batch_shape)
         return config

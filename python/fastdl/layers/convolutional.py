@@ -1,7 +1,8 @@
-"""Conv2D (NHWC, Keras kernel layout ``(kh, kw, in/groups, filters)``) on the C++ conv kernels."""
+"""Conv1D and Conv2D (channels last, Keras kernel layout ``(*kernel_size, in/groups, filters)``)
+on the C++ 2-D conv kernels."""
 import numpy as np
 
-from fastdl import _core, activations, initializers
+from fastdl import _core, activations, constraints, initializers, regularizers
 from fastdl.layers.base import (as_c_array, InputSpec, Layer, check_choice, check_int_tuple,
                                 check_positive_int, shape_str)
 from fastdl.layers.core import _reject_unsupported
@@ -27,23 +28,38 @@ def check_bool(value, name):
 
 
 def spatial_output_shape(layer, input_shape, window, strides, dilation, padding, channels):
-    """(N, OH, OW, channels) of a windowed layer; ValueError naming the sizes when < 1."""
-    n, h, w = input_shape[0], input_shape[1], input_shape[2]
-    oh = None if h is None else conv2d_output_size(h, window[0], strides[0], dilation[0], padding)
-    ow = None if w is None else conv2d_output_size(w, window[1], strides[1], dilation[1], padding)
-    if (oh is not None and oh < 1) or (ow is not None and ow < 1):
+    """(N, *spatial output sizes, channels) of a windowed layer of any rank; ValueError naming
+    the sizes when one is < 1. ``padding="causal"`` gives the sizes of ``"same"``."""
+    padding_for_size = "same" if padding == "causal" else padding
+    out = tuple(None if d is None else conv2d_output_size(d, k, s, r, padding_for_size)
+                for d, k, s, r in zip(input_shape[1:-1], window, strides, dilation))
+    if any(o is not None and o < 1 for o in out):
         what = "kernel_size" if hasattr(layer, "kernel_size") else "pool_size"
         raise ValueError(
-            f"Layer {layer.name!r}: the output size ({oh}, {ow}) would be less than 1 for input "
+            f"Layer {layer.name!r}: the output size {out} would be less than 1 for input "
             f"shape {shape_str(input_shape)} with {what}={tuple(window)}, "
             f"strides={tuple(strides)}, dilation_rate={tuple(dilation)} and padding={padding!r}")
-    return (n, oh, ow, channels)
+    return (input_shape[0],) + out + (channels,)
 
 
-class Conv2D(Layer):
-    """2-D convolution ``activation(conv2d(x, kernel) + bias)`` on NHWC inputs.
+def check_rank(layer, input_shape):
+    """ValueError unless ``input_shape`` is (batch, *rank spatial axes, channels)."""
+    if len(input_shape) != layer.rank + 2:
+        axes = ("steps",) if layer.rank == 1 else ("height", "width")
+        raise ValueError(f"Layer {layer.name!r} expects {layer.rank + 2}-D input (batch, "
+                         f"{', '.join(axes)}, channels). Received input shape "
+                         f"{shape_str(input_shape)}")
 
-    Keras 3 signature and defaults; kernel ``(kh, kw, in_channels // groups, filters)``.
+
+def to_2d(x):
+    """(N, T, C) -> the (N, 1, T, C) view the 2-D kernels run on; 4-D arrays pass through."""
+    return x.reshape(x.shape[0], 1, *x.shape[1:]) if x.ndim == 3 else x
+
+
+class _Conv(Layer):
+    """Convolution of rank 1 or 2 on the C++ 2-D kernels (rank 1 runs with height 1).
+
+    Keras 3 signature and defaults; kernel ``(*kernel_size, in_channels // groups, filters)``.
     ``activation="relu"`` is fused into the C++ kernel (forward and backward).
 
     ``input_gradient_needed`` (default True): a model may set it to False on its first layer,
@@ -51,21 +67,24 @@ class Conv2D(Layer):
     backward cost of a first convolution) and returns None.
     """
 
+    rank = None  # set by the subclasses
     input_gradient_needed = True
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
-                 dilation_rate=(1, 1), groups=1, activation=None, use_bias=True,
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, groups=1, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, lora_rank=None, lora_alpha=None,
                  **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        r = self.rank
         self.filters = check_positive_int(filters, "filters")
-        self.kernel_size = check_int_tuple(kernel_size, 2, "kernel_size")
-        self.strides = check_int_tuple(strides, 2, "strides")
-        self.padding = check_choice(padding, {"valid", "same"}, "padding")
+        self.kernel_size = check_int_tuple(kernel_size, r, "kernel_size")
+        self.strides = check_int_tuple(strides, r, "strides")
+        self.padding = check_choice(padding, {"valid", "same"} | ({"causal"} if r == 1 else set()),
+                                    "padding")
         self.data_format = check_data_format(data_format)
-        self.dilation_rate = check_int_tuple(dilation_rate, 2, "dilation_rate")
+        self.dilation_rate = check_int_tuple(dilation_rate, r, "dilation_rate")
         self.groups = check_positive_int(groups, "groups")
         if self.filters % self.groups != 0:
             raise ValueError("The number of filters must be evenly divisible by the number of "
@@ -78,12 +97,12 @@ class Conv2D(Layer):
         self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        _reject_unsupported(self, kernel_regularizer=kernel_regularizer,
-                            bias_regularizer=bias_regularizer,
-                            activity_regularizer=activity_regularizer,
-                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                            lora_rank=lora_rank, lora_alpha=lora_alpha)
-        self.input_spec = InputSpec(ndim=4)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        _reject_unsupported(self, lora_rank=lora_rank, lora_alpha=lora_alpha)
+        self.input_spec = InputSpec(ndim=r + 2)
         self.kernel = self.bias = None
         self._fused_relu = self.activation is activations.relu
         self._cache = None
@@ -100,71 +119,103 @@ class Conv2D(Layer):
         self.compute_output_shape(input_shape)  # validates the output size
         self.kernel = self.add_weight(
             "kernel", self.kernel_size + (channels // self.groups, self.filters),
-            self.kernel_initializer)
-        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.kernel_initializer, regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint)
+        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer,
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
                      if self.use_bias else None)
-        self.input_spec = InputSpec(ndim=4, axes={-1: channels})
+        self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape):
-        if len(input_shape) != 4:
-            raise ValueError(f"Layer {self.name!r} expects 4-D input (batch, height, width, "
-                             f"channels). Received input shape {shape_str(input_shape)}")
+        check_rank(self, input_shape)
         return spatial_output_shape(self, input_shape, self.kernel_size, self.strides,
                                     self.dilation_rate, self.padding, self.filters)
 
     def _args(self):
-        return (*self.strides, self.padding, *self.dilation_rate, self.groups)
+        """The 2-D kernels' arguments (rank 1: a window of height 1; causal: valid after the
+        left padding of _pad)."""
+        lead = (1,) * (2 - self.rank)
+        padding = "valid" if self.padding == "causal" else self.padding
+        return (*(lead + self.strides), padding, *(lead + self.dilation_rate), self.groups)
+
+    def _kernel_2d(self):
+        return self.kernel.reshape((1,) * (2 - self.rank) + self.kernel.shape)  # a view
+
+    def _causal_pad(self):
+        return (self.kernel_size[0] - 1) * self.dilation_rate[0] if self.padding == "causal" else 0
+
+    def _input_2d(self, x):
+        """The (N, H, W, C) input of the 2-D kernels: rank 1 gets height 1 and, for causal
+        padding, (kernel_size - 1) * dilation_rate zero steps in front."""
+        x = to_2d(as_c_array(x))
+        pad = self._causal_pad()
+        if pad:
+            x = np.pad(x, ((0, 0), (0, 0), (pad, 0), (0, 0)))
+        return x
+
+    def _output(self, y):
+        return y.reshape(y.shape[0], *y.shape[2:]) if self.rank == 1 else y
 
     def call(self, x, training=False):
         self.compute_output_shape(x.shape)  # layer-level error for an output size < 1
-        x = as_c_array(x)
-        z = _core.conv2d_forward(x, self.kernel, self.bias, *self._args(), self._fused_relu)
+        x = self._input_2d(x)
+        z = _core.conv2d_forward(x, self._kernel_2d(), self.bias, *self._args(), self._fused_relu)
         y = z
         if not self._fused_relu and self.activation is not activations.linear:
             y = self.activation(z)
         self._cache = (x, z, y)
-        return y
+        return self._output(y)
 
     def _fuse_next(self, x, next_layer):
-        """Conv2D (ReLU or linear) -> MaxPooling2D with windows = strides and valid padding:
-        one kernel pools each tile of the convolution while it is in cache (bitwise the two
-        layers' result). With no backward to follow, the convolution's output is never
-        written; otherwise both layers keep their usual caches."""
-        from fastdl.layers.pooling import MaxPooling2D
+        """Conv (ReLU or linear) -> MaxPooling of the same rank with windows = strides and
+        valid padding: one kernel pools each tile of the convolution while it is in cache
+        (bitwise the two layers' result). With no backward to follow, the convolution's output
+        is never written; otherwise both layers keep their usual caches."""
+        from fastdl.layers.pooling import MaxPooling1D, MaxPooling2D
 
-        pool = next_layer
-        if (type(pool) is not MaxPooling2D or pool.padding != "valid"
-                or pool.strides != pool.pool_size or pool.dtype != self.dtype
+        pool = next_layer  # exactly the built-in class: a subclass may change call()
+        if (type(pool) is not (MaxPooling1D, MaxPooling2D)[self.rank - 1]
+                or pool.padding != "valid" or pool.strides != pool.pool_size
+                or pool.dtype != self.dtype
                 or not (self._fused_relu or self.activation is activations.linear)):
             return None
-        oh, ow = self.compute_output_shape(x.shape)[1:3]
-        if oh < pool.pool_size[0] or ow < pool.pool_size[1]:
+        out = self.compute_output_shape(x.shape)[1:-1]
+        if any(o < p for o, p in zip(out, pool.pool_size)):
             return None  # the pooling layer's own call raises its error
         keep = not self._inference_only  # a backward follows
-        x = as_c_array(x)
+        x = self._input_2d(x)
         pooled, y, argmax = _core.conv2d_max_pool_forward(
-            x, self.kernel, self.bias, *self._args(), self._fused_relu, *pool.pool_size, keep)
+            x, self._kernel_2d(), self.bias, *self._args(), self._fused_relu,
+            *pool._window_2d(), keep)
         self._cache = (x, y, y) if keep else None  # as call(): (x, z, y) with z = y
         pool._cache = (pooled.shape, y.shape, argmax) if keep else None
-        return pooled
+        return self._output(pooled)
 
     def backward(self, dy):
         if self._cache is None:
             raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
         x, z, y = self._cache
         dy = as_c_array(dy, dtype=self.dtype)
-        if dy.shape != y.shape:
+        if dy.shape != self._output(y).shape:
             raise ValueError(f"Layer {self.name!r}: dy has shape {shape_str(dy.shape)}, "
-                             f"the output has {shape_str(y.shape)}")
+                             f"the output has {shape_str(self._output(y).shape)}")
+        dy = to_2d(dy)
         if not self._fused_relu and self.activation is not activations.linear:
             dy = as_c_array(self.activation.backward(z, y, dy), dtype=self.dtype)
         train = self._trainable
-        dx, dk, db = _core.conv2d_backward(dy, x, self.kernel, *self._args(),
+        dx, dk, db = _core.conv2d_backward(dy, x, self._kernel_2d(), *self._args(),
                                            bool(self.input_gradient_needed), train,
                                            train and self.use_bias,
                                            z if self._fused_relu else None)
-        self.grads = ([dk, db] if self.use_bias else [dk]) if train else []
+        if train:
+            dk = dk.reshape(self.kernel.shape)
+            self.grads = [dk, db] if self.use_bias else [dk]
+        else:
+            self.grads = []
+        if dx is not None:
+            dx = self._output(dx[:, :, self._causal_pad():, :])
         return dx
 
     def get_config(self):
@@ -175,9 +226,28 @@ class Conv2D(Layer):
                       activation=activations.serialize(self.activation), use_bias=self.use_bias,
                       kernel_initializer=initializers.serialize(self.kernel_initializer),
                       bias_initializer=initializers.serialize(self.bias_initializer),
-                      kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                      kernel_constraint=None, bias_constraint=None)
+                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                      bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                      activity_regularizer=regularizers.serialize(self.activity_regularizer),
+                      kernel_constraint=constraints.serialize(self.kernel_constraint),
+                      bias_constraint=constraints.serialize(self.bias_constraint))
         return config
 
 
+class Conv1D(_Conv):
+    """1-D convolution on ``(batch, steps, channels)``; kernel ``(kernel_size, in_channels //
+    groups, filters)``. ``padding="causal"`` pads ``(kernel_size - 1) * dilation_rate`` zero
+    steps in front, so output step t sees only inputs up to t."""
+
+    rank = 1
+
+
+class Conv2D(_Conv):
+    """2-D convolution ``activation(conv2d(x, kernel) + bias)`` on NHWC inputs; kernel
+    ``(kh, kw, in_channels // groups, filters)``."""
+
+    rank = 2
+
+
+Convolution1D = Conv1D
 Convolution2D = Conv2D

@@ -1,7 +1,7 @@
 """Dense, Activation, Flatten and Dropout."""
 import numpy as np
 
-from fastdl import _core, activations, initializers
+from fastdl import _core, activations, constraints, initializers, regularizers
 from fastdl.layers.base import as_c_array, InputSpec, Layer, check_positive_int, check_rate, shape_str
 from fastdl.utils.rng import seed_generator
 
@@ -15,7 +15,7 @@ class Dense(Layer):
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
                  activity_regularizer=None, kernel_constraint=None, bias_constraint=None,
                  lora_rank=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.units = check_positive_int(units, "units")
         self.activation = activations.get(activation)
         if not isinstance(use_bias, (bool, np.bool_)):
@@ -23,11 +23,11 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
-        _reject_unsupported(self, kernel_regularizer=kernel_regularizer,
-                            bias_regularizer=bias_regularizer,
-                            activity_regularizer=activity_regularizer,
-                            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
-                            lora_rank=lora_rank)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
+        _reject_unsupported(self, lora_rank=lora_rank)
         self.input_spec = InputSpec(min_ndim=2)
         self._cache = None
 
@@ -36,8 +36,12 @@ class Dense(Layer):
         if in_features is None or in_features < 1:
             raise ValueError(f"Layer {self.name!r} needs a known, positive last input dimension. "
                              f"Received input shape {shape_str(input_shape)}")
-        self.kernel = self.add_weight("kernel", (in_features, self.units), self.kernel_initializer)
-        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer)
+        self.kernel = self.add_weight("kernel", (in_features, self.units), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
+        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer,
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
                      if self.use_bias else None)
         self.input_spec = InputSpec(min_ndim=2, axes={-1: in_features})
 
@@ -73,7 +77,11 @@ class Dense(Layer):
         config.update(units=self.units, activation=activations.serialize(self.activation),
                       use_bias=self.use_bias,
                       kernel_initializer=initializers.serialize(self.kernel_initializer),
-                      bias_initializer=initializers.serialize(self.bias_initializer))
+                      bias_initializer=initializers.serialize(self.bias_initializer),
+                      kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+                      bias_regularizer=regularizers.serialize(self.bias_regularizer),
+                      kernel_constraint=constraints.serialize(self.kernel_constraint),
+                      bias_constraint=constraints.serialize(self.bias_constraint))
         return config
 
 

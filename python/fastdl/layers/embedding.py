@@ -3,7 +3,7 @@ import warnings
 
 import numpy as np
 
-from fastdl import initializers
+from fastdl import constraints, initializers, regularizers
 from fastdl.layers.base import (as_c_array, as_input_array, InputSpec, Layer, check_positive_int,
                                 shape_str)
 from fastdl.ops.core import rnn as rnn_ops
@@ -35,9 +35,9 @@ class Embedding(Layer):
         self.input_dim = check_positive_int(input_dim, "input_dim")
         self.output_dim = check_positive_int(output_dim, "output_dim")
         self.embeddings_initializer = initializers.get(embeddings_initializer)
-        for name, value in (("embeddings_regularizer", embeddings_regularizer),
-                            ("embeddings_constraint", embeddings_constraint),
-                            ("lora_rank", lora_rank), ("lora_alpha", lora_alpha)):
+        self.embeddings_regularizer = regularizers.get(embeddings_regularizer)
+        self.embeddings_constraint = constraints.get(embeddings_constraint)
+        for name, value in (("lora_rank", lora_rank), ("lora_alpha", lora_alpha)):
             if value is not None:
                 raise ValueError(f"Embedding: {name} is not supported by fastdl yet. "
                                  f"Received: {name}={value!r}")
@@ -55,7 +55,9 @@ class Embedding(Layer):
 
     def build(self, input_shape):
         self.embeddings = self.add_weight("embeddings", (self.input_dim, self.output_dim),
-                                          self.embeddings_initializer)
+                                          self.embeddings_initializer,
+                                          regularizer=self.embeddings_regularizer,
+                                          constraint=self.embeddings_constraint)
 
     def _check_rank(self, shape):
         shape = tuple(shape)
@@ -122,5 +124,7 @@ class Embedding(Layer):
         config = super().get_config()
         config.update(input_dim=self.input_dim, output_dim=self.output_dim,
                       embeddings_initializer=initializers.serialize(self.embeddings_initializer),
+                      embeddings_regularizer=regularizers.serialize(self.embeddings_regularizer),
+                      embeddings_constraint=constraints.serialize(self.embeddings_constraint),
                       mask_zero=self.mask_zero)
         return config

@@ -9,7 +9,7 @@ moving_variance (the last two non-trainable), in Keras's order.
 """
 import numpy as np
 
-from fastdl import initializers
+from fastdl import constraints, initializers, regularizers
 from fastdl.layers.base import InputSpec, Layer, shape_str
 from fastdl.layers.convolutional import check_bool
 from fastdl.layers.core import _reject_unsupported
@@ -48,9 +48,11 @@ class BatchNormalization(Layer):
         self.gamma_initializer = initializers.get(gamma_initializer)
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
-        _reject_unsupported(self, beta_regularizer=beta_regularizer,
-                            gamma_regularizer=gamma_regularizer, beta_constraint=beta_constraint,
-                            gamma_constraint=gamma_constraint, renorm_clipping=renorm_clipping)
+        self.beta_regularizer = regularizers.get(beta_regularizer)
+        self.gamma_regularizer = regularizers.get(gamma_regularizer)
+        self.beta_constraint = constraints.get(beta_constraint)
+        self.gamma_constraint = constraints.get(gamma_constraint)
+        _reject_unsupported(self, renorm_clipping=renorm_clipping)
         for name, flag in (("renorm", renorm), ("synchronized", synchronized)):
             if check_bool(flag, name):
                 raise ValueError(f"BatchNormalization: {name}=True is not supported by fastdl. "
@@ -74,9 +76,13 @@ class BatchNormalization(Layer):
                              f"{self.axis}. Received input shape {shape_str(input_shape)}")
         shape = (dim,)
         if self.scale:
-            self.gamma = self.add_weight("gamma", shape, self.gamma_initializer)
+            self.gamma = self.add_weight("gamma", shape, self.gamma_initializer,
+                                         regularizer=self.gamma_regularizer,
+                                         constraint=self.gamma_constraint)
         if self.center:
-            self.beta = self.add_weight("beta", shape, self.beta_initializer)
+            self.beta = self.add_weight("beta", shape, self.beta_initializer,
+                                        regularizer=self.beta_regularizer,
+                                        constraint=self.beta_constraint)
         self.moving_mean = self.add_weight("moving_mean", shape, self.moving_mean_initializer,
                                            trainable=False)
         self.moving_variance = self.add_weight("moving_variance", shape,
@@ -158,7 +164,10 @@ class BatchNormalization(Layer):
                       moving_mean_initializer=initializers.serialize(self.moving_mean_initializer),
                       moving_variance_initializer=initializers.serialize(
                           self.moving_variance_initializer),
-                      beta_regularizer=None, gamma_regularizer=None, beta_constraint=None,
-                      gamma_constraint=None, synchronized=False, renorm=False,
+                      beta_regularizer=regularizers.serialize(self.beta_regularizer),
+                      gamma_regularizer=regularizers.serialize(self.gamma_regularizer),
+                      beta_constraint=constraints.serialize(self.beta_constraint),
+                      gamma_constraint=constraints.serialize(self.gamma_constraint),
+                      synchronized=False, renorm=False,
                       renorm_clipping=None, renorm_momentum=self.renorm_momentum)
         return config

@@ -25,14 +25,13 @@ the state and repeats the previous output.
 """
 import numpy as np
 
-from fastdl import activations, initializers
+from fastdl import activations, constraints, initializers, regularizers
 from fastdl.layers.base import as_c_array, InputSpec, Layer, check_positive_int, check_rate, shape_str
 from fastdl.ops.core import rnn as rnn_ops
 from fastdl.utils.rng import seed_generator
 
-_UNSUPPORTED = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer",
-                "activity_regularizer", "kernel_constraint", "recurrent_constraint",
-                "bias_constraint")
+_REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
+_CONSTRAINTS = ("kernel_constraint", "recurrent_constraint", "bias_constraint")
 
 
 def _check_bool(value, name):
@@ -104,6 +103,11 @@ class _RNN(Layer):
                              "Received: stateful=True")
         self.unroll = _check_bool(unroll, "unroll")
         self.zero_output_for_mask = _check_bool(zero_output_for_mask, "zero_output_for_mask")
+        for name in _REGULARIZERS:
+            setattr(self, name, regularizers.get(unsupported.pop(name)))
+        for name in _CONSTRAINTS:
+            setattr(self, name, constraints.get(unsupported.pop(name)))
+        self.activity_regularizer = regularizers.get(unsupported.pop("activity_regularizer"))
         for name, value in unsupported.items():
             if value is not None:
                 raise ValueError(f"{cls}: {name} is not supported by fastdl yet. "
@@ -131,11 +135,16 @@ class _RNN(Layer):
             raise ValueError(f"Layer {self.name!r} needs a known, positive number of features "
                              f"(last axis). Received input shape {shape_str(input_shape)}")
         gu = self._gates * self.units
-        self.kernel = self.add_weight("kernel", (features, gu), self.kernel_initializer)
+        self.kernel = self.add_weight("kernel", (features, gu), self.kernel_initializer,
+                                      regularizer=self.kernel_regularizer,
+                                      constraint=self.kernel_constraint)
         self.recurrent_kernel = self.add_weight("recurrent_kernel", (self.units, gu),
-                                                self.recurrent_initializer)
-        self.bias = self.add_weight("bias", self._bias_shape(), self._bias_init()) \
-            if self.use_bias else None
+                                                self.recurrent_initializer,
+                                                regularizer=self.recurrent_regularizer,
+                                                constraint=self.recurrent_constraint)
+        self.bias = self.add_weight("bias", self._bias_shape(), self._bias_init(),
+                                    regularizer=self.bias_regularizer,
+                                    constraint=self.bias_constraint) if self.use_bias else None
         self.input_spec = InputSpec(ndim=3, axes={-1: features})
 
     def _bias_shape(self):
@@ -239,7 +248,9 @@ class _RNN(Layer):
             dropout=self.dropout, recurrent_dropout=self.recurrent_dropout, seed=self.seed,
             return_sequences=self.return_sequences, return_state=self.return_state,
             go_backwards=self.go_backwards, stateful=self.stateful, unroll=self.unroll,
-            zero_output_for_mask=self.zero_output_for_mask)
+            zero_output_for_mask=self.zero_output_for_mask,
+            **{name: regularizers.serialize(getattr(self, name)) for name in _REGULARIZERS},
+            **{name: constraints.serialize(getattr(self, name)) for name in _CONSTRAINTS})
         if self.recurrent_activation is not None:
             config["recurrent_activation"] = activations.serialize(self.recurrent_activation)
         return config

@@ -471,7 +471,7 @@ class _BuildGuard:
             original = layer.add_weight
             guard = self
 
-            def add_weight(name, shape, initializer="zeros", trainable=True):
+            def add_weight(name, shape, initializer="zeros", trainable=True, **options):
                 shape = tuple(shape)
                 n = 1
                 for d in shape:
@@ -484,7 +484,7 @@ class _BuildGuard:
                     raise ModelFileError(
                         f"layer {layer.name!r} asks for weight {name!r} of shape {shape!r:.100}, "
                         f"more weights than the file holds ({guard.budget} elements in all)")
-                return original(name, shape, "zeros", trainable)
+                return original(name, shape, "zeros", trainable, **options)
 
             layer.add_weight = add_weight
             self._patched.append(layer)

@@ -1,0 +1,237 @@
+"""keras.regularizers: values and defaults (formulas and real Keras), layer and model penalties,
+their gradients (float64 central differences), the reported training loss, and configs."""
+import os
+
+import numpy as np
+import pytest
+
+from fastdl import layers, regularizers
+from fastdl.models import Sequential
+from gradcheck import numerical_gradient
+
+
+@pytest.fixture(scope="module")
+def keras():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    return pytest.importorskip("keras", reason="real Keras is the oracle")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def test_values_and_keras_3_defaults(rng):
+    x = rng.standard_normal((3, 4))
+    assert regularizers.L1()(x) == pytest.approx(0.01 * np.abs(x).sum())
+    assert regularizers.L2()(x) == pytest.approx(0.01 * (x ** 2).sum())
+    assert regularizers.L1L2(l1=0.2, l2=0.3)(x) == pytest.approx(
+        0.2 * np.abs(x).sum() + 0.3 * (x ** 2).sum())
+    assert regularizers.L1L2()(x) == 0.0  # Keras 3: L1L2's factors default to 0
+    assert regularizers.get("l1") == regularizers.L1(0.01)
+    assert regularizers.get("l2") == regularizers.L2(0.01)
+    assert regularizers.get("l1_l2") == regularizers.L1L2(0.0, 0.0)
+    assert regularizers.get("L2") == regularizers.L2()
+    assert regularizers.get(None) is None
+    reg = regularizers.L1L2(0.1, 0.2)
+    assert regularizers.get(reg) is reg
+
+
+@pytest.mark.parametrize("name, kwargs", [("L1", dict(l1=0.3)), ("L2", dict(l2=0.2)),
+                                          ("L1L2", dict(l1=0.1, l2=0.4)), ("L1", {}),
+                                          ("L2", {}), ("L1L2", {})])
+def test_values_and_configs_match_keras(keras, rng, name, kwargs):
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    ours = getattr(regularizers, name)(**kwargs)
+    theirs = getattr(keras.regularizers, name)(**kwargs)
+    assert ours(x) == pytest.approx(float(keras.ops.convert_to_numpy(theirs(x))), rel=1e-5)
+    mine, keras_form = regularizers.serialize(ours), keras.regularizers.serialize(theirs)
+    # Keras keeps L1's factor as a float32 tensor: its config says 0.30000001192092896
+    assert mine["config"] == pytest.approx(keras_form.pop("config"), rel=1e-7)
+    assert {k: v for k, v in mine.items() if k != "config"} == keras_form
+    back = regularizers.get(keras.regularizers.serialize(theirs))
+    assert type(back) is type(ours)
+    assert back.get_config() == pytest.approx(ours.get_config(), rel=1e-7)
+
+
+@pytest.mark.parametrize("reg", [regularizers.L1(0.3), regularizers.L2(0.2),
+                                 regularizers.L1L2(0.1, 0.4)])
+def test_gradient_is_the_derivative(rng, reg):
+    x = rng.standard_normal((4, 3))
+    np.testing.assert_allclose(reg.gradient(x), numerical_gradient(lambda: reg(x), x),
+                               rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: regularizers.L2(-0.1), "l2"),
+    (lambda: regularizers.L1(float("nan")), "l1"),
+    (lambda: regularizers.L1L2(l1="a"), "l1"),
+    (lambda: regularizers.get("l3"), "l3"),
+    (lambda: regularizers.get(lambda w: 0.0), "gradient"),
+    (lambda: regularizers.get({"class_name": "Orthogonal", "config": {}}), "Orthogonal"),
+    (lambda: layers.Dense(2, kernel_regularizer="l5"), "l5"),
+])
+def test_bad_regularizers(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def _model(dtype="float64"):
+    """Every regularizer argument of every layer family, in one small model."""
+    return Sequential([
+        layers.Input((6,)),
+        layers.Embedding(9, 3, embeddings_regularizer=regularizers.L2(0.02), dtype=dtype),
+        layers.Conv1D(4, 3, padding="causal", kernel_regularizer=regularizers.L1L2(0.01, 0.02),
+                      bias_regularizer="l1", activity_regularizer=regularizers.L2(0.03),
+                      bias_initializer="random_normal", dtype=dtype),
+        layers.LSTM(3, kernel_regularizer="l2", recurrent_regularizer=regularizers.L1(0.02),
+                    bias_regularizer=regularizers.L2(0.1), return_sequences=True,
+                    activity_regularizer=regularizers.L1(0.01), dtype=dtype),
+        layers.GlobalAveragePooling1D(dtype=dtype),
+        layers.Dense(2, kernel_regularizer=regularizers.L1L2(0.05, 0.05),
+                     bias_regularizer=regularizers.L2(0.3), bias_initializer="random_normal",
+                     activity_regularizer=regularizers.L1L2(0.02, 0.1), dtype=dtype),
+    ])
+
+
+def _penalties(model, x):
+    """The penalties from their formulas, with the weights and activations of a forward pass."""
+    total = 0.0
+    for layer in model.layers:
+        for name, weight in zip(layer.weight_names, layer.weights):
+            reg = getattr(layer, f"{name.replace('_kernel', '')}_regularizer", None)
+            total += reg(weight) if reg is not None else 0.0
+    h = x
+    for layer in model.layers:
+        h = layer(h)
+        if layer.activity_regularizer is not None:
+            total += layer.activity_regularizer(h) / len(x)
+    return total
+
+
+def test_model_losses_are_the_formulas(rng):
+    model = _model()
+    x = rng.integers(1, 9, (5, 6))
+    model(x)
+    assert len(model.losses) == 1 + 3 + 4 + 3  # per layer: regularized weights + activity
+    assert sum(model.losses) == pytest.approx(_penalties(model, x), rel=1e-12)
+
+
+def test_penalty_gradients_central_differences(rng):
+    """The training step's gradients are those of data loss + penalties."""
+    model = _model()
+    model.compile("sgd", "mse")
+    x, y = rng.integers(1, 9, (4, 6)), rng.standard_normal((4, 2))
+
+    def total():
+        y_pred = model._forward(x, True)
+        return model.loss(y, y_pred) + model._regularization_loss()
+
+    y_pred = model._forward(x, True)
+    _, dy = model.loss.forward_backward(y, y_pred)
+    model._backward(dy, penalties=True)
+    for layer in model.layers:
+        for w, g in zip(layer.trainable_weights, layer.grads):
+            np.testing.assert_allclose(g, numerical_gradient(total, w), rtol=1e-4, atol=1e-7,
+                                       err_msg=layer.name)
+
+
+def test_fit_and_train_on_batch_report_data_loss_plus_penalty(rng):
+    model = Sequential([layers.Input((3,)), layers.Dense(2, kernel_regularizer="l2",
+                                                         dtype="float64")])
+    model.compile("sgd", "mse")
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    for step in (lambda: model.train_on_batch(x, y),
+                 lambda: model.fit(x, y, batch_size=8, verbose=0).history["loss"][0]):
+        kernel, bias = model.get_weights()
+        expect = np.mean((x @ kernel + bias - y) ** 2) + 0.01 * np.sum(kernel ** 2)
+        assert step() == pytest.approx(expect, rel=1e-10)
+    kernel, bias = model.get_weights()
+    expect = np.mean((x @ kernel + bias - y) ** 2) + 0.01 * np.sum(kernel ** 2)
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(expect, rel=1e-10)
+
+
+def test_l2_shrinks_the_weights_like_weight_decay(rng):
+    """With a zero data gradient, SGD on L2(l2) multiplies the kernel by 1 - 2 * lr * l2."""
+    model = Sequential([layers.Input((3,)), layers.Dense(1, kernel_regularizer=regularizers.L2(0.5),
+                                                         use_bias=False, dtype="float64")])
+    model.compile(__import__("fastdl").optimizers.SGD(0.25), "mse")  # exact in float32
+    x = np.zeros((4, 3))
+    before = model.get_weights()[0]
+    model.train_on_batch(x, np.zeros((4, 1)))
+    np.testing.assert_allclose(model.get_weights()[0], before * (1 - 2 * 0.25 * 0.5), rtol=1e-12)
+
+
+def test_a_frozen_layer_has_no_weight_penalty(rng):
+    dense = layers.Dense(2, kernel_regularizer="l2")
+    dense(rng.standard_normal((2, 3)))
+    assert len(dense.losses) == 1
+    dense.trainable = False
+    assert dense.losses == []
+
+
+def test_evaluate_matches_keras(keras, rng):
+    """Keras's evaluate reports data loss + sum(model.losses), activity penalties included."""
+    kwargs = dict(kernel_regularizer=dict(l1=0.01, l2=0.02), bias_regularizer=dict(l2=0.3),
+                  activity_regularizer=dict(l1=0.05))
+
+    def make(lib):
+        regs = {k: lib.regularizers.L1L2(**v) for k, v in kwargs.items()}
+        return lib.Sequential([lib.layers.Input((7, 2)),
+                               lib.layers.Conv1D(3, 2, padding="causal", **regs),
+                               lib.layers.Flatten(), lib.layers.Dense(2, **regs)])
+
+    import fastdl
+    ours, theirs = make(fastdl.keras), make(keras)
+    weights = [w + rng.uniform(0.1, 0.5, w.shape).astype(np.float32) for w in ours.get_weights()]
+    ours.set_weights(weights)
+    theirs.set_weights(weights)
+    x, y = rng.standard_normal((6, 7, 2)).astype(np.float32), rng.standard_normal((6, 2))
+    ours.compile("sgd", "mse")
+    theirs.compile("sgd", "mse")
+    assert ours.evaluate(x, y, batch_size=6, verbose=0) == pytest.approx(
+        theirs.evaluate(x, y, batch_size=6, verbose=0), rel=1e-5)
+
+
+def test_keras_file_round_trip_with_real_keras(keras, rng, tmp_path):
+    pytest.importorskip("h5py", reason="the .keras weights are HDF5")
+    model = Sequential([
+        layers.Input((8, 2)),
+        layers.Conv1D(3, 3, padding="causal", kernel_regularizer=regularizers.L2(0.02),
+                      bias_regularizer="l1", activity_regularizer=regularizers.L1L2(0.01, 0.03)),
+        layers.MaxPooling1D(2), layers.GlobalAveragePooling1D(),
+        layers.Dense(2, kernel_regularizer=regularizers.L1(0.05)),
+    ])
+    x = rng.standard_normal((3, 8, 2)).astype(np.float32)
+    model.save(tmp_path / "ours.keras")
+    theirs = keras.saving.load_model(tmp_path / "ours.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs(x)), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    conv = theirs.layers[0]
+    assert keras.regularizers.serialize(conv.kernel_regularizer) == \
+        regularizers.serialize(regularizers.L2(0.02))
+    assert conv.activity_regularizer.get_config() == {"l1": 0.01, "l2": 0.03}
+    theirs.save(tmp_path / "theirs.keras")
+    again = __import__("fastdl").models.load_model(tmp_path / "theirs.keras", compile=False)
+    np.testing.assert_allclose(again.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-6)
+    for a, b in zip(again.layers, model.layers):
+        ca, cb = a.get_config(), b.get_config()
+        for key in [k for k in cb if k.endswith("_regularizer") and cb[k] is not None]:
+            # Keras keeps L1's factor as float32: 0.01 comes back as 0.009999999776482582
+            ra, rb = ca.pop(key), cb.pop(key)
+            assert ra["class_name"] == rb["class_name"]
+            assert ra["config"] == pytest.approx(rb["config"], rel=1e-7)
+        assert ca == cb
+
+
+def test_fdl_round_trip_keeps_the_regularizers(rng, tmp_path):
+    model = _model("float32")
+    model.save(tmp_path / "m.fdl")
+    again = __import__("fastdl").models.load_model(tmp_path / "m.fdl")
+    for a, b in zip(again.layers, model.layers):
+        assert a.get_config() == b.get_config()
+    x = rng.integers(1, 9, (3, 6))
+    model(x)
+    again(x)
+    assert model.losses == again.losses
