@@ -17,12 +17,9 @@ import time
 import numpy as np
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(HERE), "python"))
-
-import fastdl  # noqa: E402
-import fastdl.distributed as dist  # noqa: E402
-from fastdl import layers  # noqa: E402
+import fastdl
+import fastdl.distributed as dist
+from fastdl import layers
 
 B = 4            # per-rank batch; the single-process reference uses 2 * B
 N = 37           # not a multiple of 2 * B: the last global batch has 5 samples (3 + 2)

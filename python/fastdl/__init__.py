@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SUBMODULES = {
-    "activations", "callbacks", "datasets", "explain", "initializers", "keras", "layers",
-    "losses", "math", "metrics", "models", "nn", "ops", "optimizers", "plot", "random", "saving",
-    "utils",
+    "activations", "callbacks", "datasets", "distributed", "explain", "initializers", "keras",
+    "layers", "losses", "math", "metrics", "models", "nn", "ops", "optimizers", "plot", "random",
+    "saving", "utils",
 }
 _ATTRIBUTES = {  # public name -> module that defines it
     "Sequential": "fastdl.models",
