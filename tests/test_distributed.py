@@ -55,14 +55,15 @@ def _model(case, seed, units=4):
     return model
 
 
-def _compile(model, distributed):
-    opt = fastdl.optimizers.SGD(0.05, momentum=0.9)
+def _compile(model, distributed, reduction="sum_over_batch_size"):
+    opt = fastdl.optimizers.SGD(0.05 if reduction != "sum" else 0.01, momentum=0.9)
     model.compile(optimizer=dist.DistributedOptimizer(opt) if distributed else opt,
-                  loss="mse", metrics=["mae"])
+                  loss=fastdl.losses.MeanSquaredError(reduction=reduction), metrics=["mae"])
     return model
 
 
 CASES = ("dense", "conv", "bn", "lstm")
+REDUCTIONS = ("sum", "mean_with_sample_weight")   # the default is in every CASES run
 
 
 # ---------------------------------------------------------------------------- the MPI worker
@@ -121,6 +122,11 @@ def _worker(case, out):
                              epochs=EPOCHS, verbose=1, shuffle=False, callbacks=cbs)
             np.savez(os.path.join(out, f"{tag}_rank{r}.npz"), *model.get_weights(),
                      loss=hist.history["loss"], mae=hist.history["mae"])
+    for reduction in REDUCTIONS:
+        x, y, sw = _data("dense")
+        model = _compile(_model("dense", 1), True, reduction)
+        model.fit(x, y, sample_weight=sw, batch_size=B, epochs=EPOCHS, verbose=0, shuffle=False)
+        np.savez(os.path.join(out, f"{reduction}_rank{r}.npz"), *model.get_weights())
     # shuffled epochs: the ranks' shards of every epoch partition the data set
     sharder = dist._Sharder(dist._state["comm"], N, B)
     from mpi4py import MPI
@@ -218,6 +224,18 @@ def test_two_ranks_equal_one_process_with_the_global_batch(trained, case, n):
     if expected_loss is not None:     # MetricAverageCallback: the global epoch values
         np.testing.assert_allclose(got["loss"], expected_loss["loss"], rtol=1e-5)
         np.testing.assert_allclose(got["mae"], expected_loss["mae"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_two_ranks_equal_one_process_for_every_loss_reduction(trained, reduction):
+    out, _ = trained
+    x, y, sw = _data("dense")
+    ref = _compile(_model("dense", 1), False, reduction)
+    ref.fit(x, y, sample_weight=sw, batch_size=2 * B, epochs=EPOCHS, verbose=0, shuffle=False)
+    got = np.load(out / f"{reduction}_rank0.npz")
+    for i, w in enumerate(ref.get_weights()):
+        np.testing.assert_allclose(got[f"arr_{i}"], w, rtol=2e-5, atol=2e-6,
+                                   err_msg=f"{reduction}: weight {i}")
 
 
 def test_rank_zero_alone_writes_files_and_progress(trained):
