@@ -281,6 +281,20 @@ def test_one_process_world_is_unchanged():
     np.testing.assert_array_equal(dist.allreduce([1.0, 2.0], average=False), [1.0, 2.0])
 
 
+def test_without_mpi4py_init_is_a_world_of_one(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)      # import mpi4py raises ImportError
+    threads = fastdl.get_num_threads()
+    saved = dict(dist._state)
+    dist.shutdown()
+    try:
+        dist.init()
+        assert dist.is_initialized() and dist._state["comm"] is None
+        assert (dist.rank(), dist.size(), dist.local_size()) == (0, 1, 1)
+        assert fastdl.get_num_threads() == threads
+    finally:
+        dist._state.update(saved)
+
+
 def test_distributed_optimizer_alone_updates_bitwise_like_the_optimizer():
     x, y, sw = _data("dense")
     results = []
