@@ -75,7 +75,7 @@ def init():
     _state.update(comm=comm if comm.Get_size() > 1 else None, local=local, initialized=True)
     if comm.Get_size() > 1:
         _abort_on_uncaught_exception(comm)
-    if "OMP_NUM_THREADS" not in os.environ:
+    if local.Get_size() > 1 and "OMP_NUM_THREADS" not in os.environ:
         import fastdl
         cores = os.cpu_count() or 1
         fastdl.set_num_threads(max(1, cores // local.Get_size()))
@@ -149,7 +149,13 @@ def broadcast_weights(model, root_rank=0):
     _check_root(root_rank)
     opt = getattr(model, "optimizer", None)
     state = opt.get_state() if opt is not None and getattr(opt, "built", False) else []
-    _bcast_arrays(comm, list(model.weights) + state, root_rank,
+    weights = list(model.weights)
+    labels = [f"layer {layer.name!r} weight {j}" for layer in getattr(model, "layers", [])
+              for j in range(len(layer.weights))]
+    if len(labels) != len(weights):
+        labels = [f"weight {i}" for i in range(len(weights))]
+    labels += [f"optimizer variable {i}" for i in range(len(state))]
+    _bcast_arrays(comm, weights + state, labels, root_rank,
                   what=f"model {getattr(model, 'name', '')!r}")
     if state:
         opt.set_state(state)
@@ -162,7 +168,8 @@ def _check_root(root_rank):
                          f"root_rank={root_rank!r}")
 
 
-def _bcast_arrays(comm, arrays, root, what):
+def _bcast_arrays(comm, arrays, labels, root, what):
+    # shapes and dtypes only: layer names may differ between ranks (automatic numbering)
     signature = [(tuple(a.shape), np.dtype(a.dtype).str) for a in arrays]
     every = comm.allgather(signature)
     for r, sig in enumerate(every):
@@ -171,8 +178,8 @@ def _bcast_arrays(comm, arrays, root, what):
                 detail = f"{len(sig)} weight arrays against {len(every[root])}"
             else:
                 i = next(i for i, (a, b) in enumerate(zip(sig, every[root])) if a != b)
-                detail = (f"weight {i} has shape {sig[i][0]} dtype {sig[i][1]} against "
-                          f"{every[root][i][0]} {every[root][i][1]}")
+                detail = (f"{labels[i]} has shape {sig[i][0]} dtype {sig[i][1]} against "
+                          f"shape {every[root][i][0]} dtype {every[root][i][1]}")
             raise ValueError(f"fastdl.distributed: {what} differs between rank {r} and rank "
                              f"{root}: {detail}. Every rank must build the same model.")
     for a in arrays:
