@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SUBMODULES = {
-    "activations", "callbacks", "datasets", "explain", "initializers", "keras", "layers",
-    "constraints", "losses", "math", "metrics", "models", "nn", "ops",
+    "activations", "callbacks", "constraints", "datasets", "distributed", "explain",
+    "initializers", "keras", "layers", "losses", "math", "metrics", "models", "nn", "ops",
     "optimizers", "plot", "random", "regularizers", "saving", "utils",
 }
 _ATTRIBUTES = {  # public name -> module that defines it

@@ -22,6 +22,11 @@ __all__ = [
 ]
 
 
+def _rank():
+    from fastdl.distributed import rank
+    return rank()
+
+
 def _print(message):
     sys.stdout.write(message + "\n")
     sys.stdout.flush()
@@ -152,7 +157,7 @@ class CallbackList(Callback):
         if self._history is None and add_history:
             self._history = History()
             self.callbacks.append(self._history)
-        if self._progbar is None and add_progbar:
+        if self._progbar is None and add_progbar and _rank() == 0:   # one bar per job
             self._progbar = ProgbarLogger()
             self.callbacks.append(self._progbar)
         self._refresh()
@@ -624,6 +629,8 @@ class ModelCheckpoint(Callback):
                            f"Reason: {e}") from None
 
     def _save_model(self, epoch, batch, logs):
+        if _rank() != 0:    # data-parallel training: rank 0 writes the checkpoints
+            return
         filepath = self._get_file_path(epoch, batch, logs)
         if not self._should_save(epoch, logs, filepath):
             return
@@ -742,6 +749,8 @@ class CSVLogger(Callback):
         self.csv_file = None
 
     def on_train_begin(self, logs=None):
+        if _rank() != 0:    # data-parallel training: rank 0 writes the log
+            return
         if self.append:
             if os.path.exists(self.filename):
                 with open(self.filename, "r", newline="") as f:
@@ -758,6 +767,8 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         import csv
+        if _rank() != 0:
+            return
         logs = logs or {}
 
         def handle_value(v):

@@ -437,6 +437,9 @@ class Sequential:
             return self._forward(x, training)
 
     def _train_step(self, x, y, sw, trainable, weights, nan_check=False):
+        sync = getattr(self.optimizer, "local_batch", None)   # fastdl.distributed
+        if sync is not None and sync(self.loss, y, sw, weights):
+            return 0.0      # no sample on this rank this step: it joined the allreduce with zeros
         y_pred = self._forward(x, True, fuse=True)
         loss, dy = self.loss.forward_backward(y, y_pred, sw)
         loss += self._regularization_loss()
@@ -580,7 +583,10 @@ class Sequential:
         self._dry_run(x, y, sw)
         self._warn_if_unbounded_output()
         n = len(x)
-        steps = math.ceil(n / batch_size)
+        # fastdl.distributed: broadcast the weights from rank 0; shard the epochs by rank
+        dist = getattr(self.optimizer, "distributed_fit", None)
+        shard = dist(self, n, batch_size) if dist is not None else None
+        steps = shard.steps if shard is not None else math.ceil(n / batch_size)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
@@ -591,7 +597,7 @@ class Sequential:
                 self._first_layer_skips_dx():
             self._fit_epochs(x, y, sw, val, val_batch_size, validation_freq, epochs,
                              initial_epoch, shuffle, batch_size, steps, n, cbs, batch_hooks,
-                             trainable, weights, nan_check, interrupt)
+                             trainable, weights, nan_check, interrupt, shard)
         self.history = next(cb for cb in cbs.callbacks if isinstance(cb, History))
         interrupt.raise_if_pending("training interrupted after its last epoch ended; the weights "
                                    "are those after it")
@@ -599,7 +605,7 @@ class Sequential:
 
     def _fit_epochs(self, x, y, sw, val, val_batch_size, validation_freq, epochs, initial_epoch,
                     shuffle, batch_size, steps, n, cbs, batch_hooks, trainable, weights,
-                    nan_check, interrupt):
+                    nan_check, interrupt, shard=None):
         rng = get_rng()
         metrics = self.compiled_metrics
         logs = {}
@@ -609,9 +615,13 @@ class Sequential:
                 m.reset_state()
             cbs.on_epoch_begin(epoch)
             order = rng.permutation(n) if shuffle else None
+            if shard is not None:   # this rank's part of every global batch
+                order, bounds = shard.epoch(shuffle)
             loss_sum, seen = 0.0, 0
             for step in range(steps):
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+                if shard is not None:
+                    lo, hi = bounds[step]
                 if order is None:
                     xb, yb = x[lo:hi], y[lo:hi]
                     swb = None if sw is None else sw[lo:hi]
@@ -829,11 +839,17 @@ class Sequential:
         checksummed format. Neither ever contains pickled objects or code. Legacy HDF5 names
         (``*.h5``) and directories (SavedModel) are refused with a ValueError.
         """
+        from fastdl.distributed import rank
+        if rank() != 0:     # data-parallel training: rank 0 writes, the others hold the same
+            return
         from fastdl.saving import save_model
         save_model(self, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath, overwrite=True):
         """Save the weights only (``*.weights.h5`` for Keras's layout, else fastdl's format)."""
+        from fastdl.distributed import rank
+        if rank() != 0:     # data-parallel training: rank 0 writes, the others hold the same
+            return
         from fastdl.saving import save_weights
         save_weights(self, filepath, overwrite=overwrite)
 
