@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from fastdl._serialized import Family
+
 _EPSILON = 1e-7  # keras.backend.epsilon()
 
 
@@ -114,56 +116,10 @@ max_norm, min_max_norm, non_neg, unit_norm = MaxNorm, MinMaxNorm, NonNeg, UnitNo
 _BY_NAME = {"Constraint": Constraint, "MaxNorm": MaxNorm, "MinMaxNorm": MinMaxNorm,
             "NonNeg": NonNeg, "UnitNorm": UnitNorm, "max_norm": MaxNorm,
             "min_max_norm": MinMaxNorm, "non_neg": NonNeg, "unit_norm": UnitNorm}
-
-
-def serialize(constraint):
-    """Keras's serialized form, e.g. ``{"module": "keras.constraints", "class_name":
-    "MaxNorm", "config": {"max_value": 2, "axis": 0}, "registered_name": None}``."""
-    if constraint is None:
-        return None
-    if not isinstance(constraint, Constraint):
-        raise TypeError(f"Cannot serialize the constraint {constraint!r}: not a fastdl Constraint")
-    return {"module": "keras.constraints", "class_name": type(constraint).__name__,
-            "config": constraint.get_config(), "registered_name": None}
-
-
-def deserialize(config, custom_objects=None):
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"Could not interpret constraint config: {config!r}")
-    name = config["class_name"]
-    cls = (custom_objects or {}).get(name) or _BY_NAME.get(name)
-    if cls is None:
-        raise ValueError(f"Unknown constraint: {name!r}. fastdl has MaxNorm, MinMaxNorm, "
-                         "NonNeg and UnitNorm")
-    inner = config.get("config") or {}
-    if not isinstance(inner, dict):
-        raise ValueError(f"Could not interpret constraint config: {config!r}")
-    try:
-        return cls.from_config(inner)
-    except TypeError as e:
-        raise ValueError(f"Could not interpret constraint config {config!r}: {e}") from None
-
-
-def get(identifier):
-    """None, a Constraint, its name (``"max_norm"``, ``"non_neg"``, ``"MaxNorm"``...) or its
-    serialized dict -> a Constraint (or None)."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier)
-        if cls is None:
-            raise ValueError(f"Could not interpret constraint identifier: {identifier!r}. "
-                             f"Known names: {sorted(_BY_NAME)}")
-        return cls()
-    if isinstance(identifier, type) and issubclass(identifier, Constraint):
-        return identifier()
-    if isinstance(identifier, Constraint):
-        return identifier
-    raise ValueError(f"Could not interpret constraint identifier: {identifier!r}. fastdl needs "
-                     "a Constraint (MaxNorm, MinMaxNorm, NonNeg, UnitNorm or a subclass with "
-                     "__call__ and get_config), which it can save and load")
+_FAMILY = Family("constraint", "keras.constraints", Constraint, _BY_NAME,
+                 "fastdl needs a Constraint (MaxNorm, MinMaxNorm, NonNeg, UnitNorm or a subclass with "
+                 "__call__ and get_config), which it can save and load")
+serialize, deserialize, get = _FAMILY.serialize, _FAMILY.deserialize, _FAMILY.get
 
 
 def __getattr__(name):

@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from fastdl._serialized import Family
+
 
 def _check_factor(value, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
@@ -103,57 +105,11 @@ class L2(L1L2):
 l1, l2, l1_l2 = L1, L2, L1L2
 _BY_NAME = {"Regularizer": Regularizer, "L1": L1, "L2": L2, "L1L2": L1L2,
             "l1": L1, "l2": L2, "l1_l2": L1L2, "regularizer": Regularizer}
-
-
-def serialize(regularizer):
-    """Keras's serialized form: ``{"module": "keras.regularizers", "class_name": "L2",
-    "config": {"l2": 0.01}, "registered_name": None}`` (None stays None)."""
-    if regularizer is None:
-        return None
-    if not isinstance(regularizer, Regularizer):
-        raise TypeError(f"Cannot serialize the regularizer {regularizer!r}: not a fastdl "
-                        "Regularizer")
-    return {"module": "keras.regularizers", "class_name": type(regularizer).__name__,
-            "config": regularizer.get_config(), "registered_name": None}
-
-
-def deserialize(config, custom_objects=None):
-    """A regularizer from ``serialize``'s dict (or Keras's)."""
-    if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
-        raise ValueError(f"Could not interpret regularizer config: {config!r}")
-    name = config["class_name"]
-    cls = (custom_objects or {}).get(name) or _BY_NAME.get(name)
-    if cls is None:
-        raise ValueError(f"Unknown regularizer: {name!r}. fastdl has L1, L2 and L1L2")
-    inner = config.get("config") or {}
-    if not isinstance(inner, dict):
-        raise ValueError(f"Could not interpret regularizer config: {config!r}")
-    try:
-        return cls.from_config(inner)
-    except TypeError as e:
-        raise ValueError(f"Could not interpret regularizer config {config!r}: {e}") from None
-
-
-def get(identifier):
-    """None, a Regularizer, its name (``"l1"``, ``"l2"``, ``"l1_l2"``, ``"L2"``...) or its
-    serialized dict -> a Regularizer (or None)."""
-    if identifier is None:
-        return None
-    if isinstance(identifier, dict):
-        return deserialize(identifier)
-    if isinstance(identifier, str):
-        cls = _BY_NAME.get(identifier)
-        if cls is None:
-            raise ValueError(f"Could not interpret regularizer identifier: {identifier!r}. "
-                             f"Known names: {sorted(_BY_NAME)}")
-        return cls()
-    if isinstance(identifier, type) and issubclass(identifier, Regularizer):
-        return identifier()
-    if isinstance(identifier, Regularizer):
-        return identifier
-    raise ValueError(f"Could not interpret regularizer identifier: {identifier!r}. fastdl "
-                     "needs a Regularizer (L1, L2, L1L2 or a subclass with __call__, gradient "
-                     "and get_config): a plain function has no gradient for the backward pass")
+_FAMILY = Family("regularizer", "keras.regularizers", Regularizer, _BY_NAME,
+                 "fastdl needs a Regularizer (L1, L2, L1L2 or a subclass with __call__, "
+                 "gradient and get_config): a plain function has no gradient for the "
+                 "backward pass")
+serialize, deserialize, get = _FAMILY.serialize, _FAMILY.deserialize, _FAMILY.get
 
 
 def __getattr__(name):
