@@ -8,7 +8,8 @@ class Family:
     identifier that is none of them (say why a plain function does not do)."""
 
     def __init__(self, kind, module, base, by_name, hint):
-        self.kind, self.module, self.base, self.by_name, self.hint = kind, module, base, by_name, hint
+        self.kind, self.module, self.base = kind, module, base
+        self.by_name, self.hint = by_name, hint
 
     def serialize(self, obj):
         """``{"module": ..., "class_name": ..., "config": ..., "registered_name": None}``;

@@ -117,8 +117,8 @@ _BY_NAME = {"Constraint": Constraint, "MaxNorm": MaxNorm, "MinMaxNorm": MinMaxNo
             "NonNeg": NonNeg, "UnitNorm": UnitNorm, "max_norm": MaxNorm,
             "min_max_norm": MinMaxNorm, "non_neg": NonNeg, "unit_norm": UnitNorm}
 _FAMILY = Family("constraint", "keras.constraints", Constraint, _BY_NAME,
-                 "fastdl needs a Constraint (MaxNorm, MinMaxNorm, NonNeg, UnitNorm or a subclass with "
-                 "__call__ and get_config), which it can save and load")
+                 "fastdl needs a Constraint (MaxNorm, MinMaxNorm, NonNeg, UnitNorm or a "
+                 "subclass with __call__ and get_config), which it can save and load")
 serialize, deserialize, get = _FAMILY.serialize, _FAMILY.deserialize, _FAMILY.get
 
 
