@@ -104,8 +104,8 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         sparse_categorical_crossentropy squared_hinge
     """,
     "keras.optimizers": """
-        Adadelta Adafactor Adamax Ftrl Lamb Lion LossScaleOptimizer MultiOptimizer Muon Nadam
-        OptimizerMap ScheduleFreeAdamW legacy
+        Adafactor Lamb LossScaleOptimizer MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
+        legacy
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "BackupAndRestore OrbaxCheckpoint RemoteMonitor SwapEMAWeights TensorBoard",
@@ -214,8 +214,9 @@ ALTERNATIVES = {
         "F1Score FBetaScore TruePositives TrueNegatives FalsePositives FalseNegatives "
         "PrecisionAtRecall RecallAtPrecision SensitivityAtSpecificity "
         "SpecificityAtSensitivity").split()},
-    **{f"keras.optimizers.{n}": "SGD, Adam, AdamW, RMSprop and Adagrad are available"
-       for n in "Adadelta Adafactor Adamax Ftrl Lamb Lion Nadam Muon".split()},
+    **{f"keras.optimizers.{n}": ("SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, "
+                                 "Adadelta, Ftrl and Lion are available")
+       for n in "Adafactor Lamb Muon".split()},
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
     "keras.callbacks.TensorBoard": "CSVLogger writes the per-epoch logs",
     "keras.callbacks.BackupAndRestore": "ModelCheckpoint saves the model during fit",

@@ -95,7 +95,11 @@ class Optimizer:
     Subclasses define ``_slot_blocks`` (slot names per block, Keras's variable order: the
     variables of a block are listed per model variable, names interleaved), ``_n_tmp``,
     ``_d_source`` / ``_d_add`` (which buffer holds the final update ``d`` and whether ``w += d``
-    or ``w -= d``), ``_coefficients(lr, step)`` and ``_kernel(g, tmp, tmp2, slots, coeffs)``.
+    or ``w -= d``; ``_d_assign``: ``w = d``), ``_coefficients(lr, step)`` and
+    ``_kernel(g, tmp, tmp2, slots, coeffs)``. A rule that reads the variables themselves (Ftrl)
+    sets ``_needs_variables``: ``tmp2`` then holds their values when the kernel runs. Scalars
+    Keras keeps after the slots (Nadam's ``u_product``) come from ``_tail_arrays`` and are
+    restored by ``_set_tail``.
     """
 
     _slot_blocks = ()
@@ -103,6 +107,8 @@ class Optimizer:
     _n_tmp = 0
     _d_source = "g"
     _d_add = False
+    _d_assign = False
+    _needs_variables = False
     _default_name = "optimizer"
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
@@ -456,6 +462,10 @@ class Optimizer:
                             np.multiply(w, c, out=t)
                             w -= t
 
+        if self._needs_variables:
+            for i in idxs:
+                a, b = self._var_span[i]
+                self._var_group[i].tmp2[a:b] = self._vars[i].reshape(-1)
         coeffs = self._coefficients(lr, self._iterations + 1)
         kernel = self._kernel
         fused = self._fused
@@ -483,7 +493,10 @@ class Optimizer:
                            None if grp.tmp2 is None else grp.tmp2[a:b], slots, coeffs)
 
         variables, dviews = self._vars, self._dviews
-        if self._d_add:
+        if self._d_assign:
+            for i in idxs:
+                np.copyto(variables[i], dviews[i])
+        elif self._d_add:
             for i in idxs:
                 w = variables[i]
                 np.add(w, dviews[i], out=w)
@@ -523,11 +536,20 @@ class Optimizer:
                     out.append(self._slot_views[name][i])
         return out
 
+    def _tail_arrays(self):
+        """Scalar state Keras lists after the slots of a built optimizer (none by default)."""
+        return []
+
+    def _set_tail(self, arrays):
+        """Restore `_tail_arrays` from the (validated, scalar) arrays."""
+
     @property
     def variables(self):
         """Keras's order: iterations (int64 scalar), learning rate (float32 scalar, only when
-        it is a number and not a schedule), then the slots of every model variable."""
-        return self._state_arrays() + self._slot_list()
+        it is a number and not a schedule), the slots of every model variable, then any
+        optimizer-wide scalars (Nadam's `u_product`)."""
+        tail = self._tail_arrays() if self.built else []
+        return self._state_arrays() + self._slot_list() + tail
 
     def get_state(self):
         """Copies of `variables` (what save writes)."""
@@ -537,15 +559,24 @@ class Optimizer:
         """Restore what `get_state` returned (exactly, bitwise). Validates everything first."""
         state = list(state)
         slots = self._slot_list()
+        n_tail = len(self._tail_arrays()) if self.built else 0
         head = 2 if self._lr_fn is None else 1
         if not self.built and self._slot_names() and len(state) > head:
             raise ValueError(f"{type(self).__name__}.set_state: the optimizer is not built yet; "
                              "call `optimizer.build(trainable_variables)` first")
-        if len(state) != head + len(slots):
-            raise ValueError(f"{type(self).__name__}.set_state: expected {head + len(slots)} "
-                             f"arrays ({head} counters and {len(slots)} slots), received "
-                             f"{len(state)}")
+        if len(state) != head + len(slots) + n_tail:
+            tail = f" and {n_tail} scalars" if n_tail else ""
+            raise ValueError(f"{type(self).__name__}.set_state: expected "
+                             f"{head + len(slots) + n_tail} arrays ({head} counters, "
+                             f"{len(slots)} slots{tail}), received {len(state)}")
         arrays = [np.asarray(a) for a in state]
+        tail = arrays[len(arrays) - n_tail:] if n_tail else []
+        arrays = arrays[:len(arrays) - n_tail]
+        for k, a in enumerate(tail):
+            if a.shape != () or not np.issubdtype(a.dtype, np.number) \
+                    or not math.isfinite(float(a)):
+                raise ValueError(f"{type(self).__name__}.set_state: optimizer scalar {k} must "
+                                 f"be a finite real scalar. Received: {a!r}")
         it = arrays[0]
         if it.shape != () or not (np.issubdtype(it.dtype, np.integer)
                                   or (np.issubdtype(it.dtype, np.floating)
@@ -575,6 +606,8 @@ class Optimizer:
             self._lr_value = float(np.float32(arrays[1]))
         for dst, src in zip(slots, arrays[head:]):
             np.copyto(dst, src, casting="unsafe")
+        if n_tail:
+            self._set_tail(tail)
 
     def save_own_variables(self, store):
         """Keras's saving hook: `store[str(i)] = variable`."""

@@ -1,0 +1,141 @@
+"""Nadam, Adamax, Adadelta, Ftrl and Lion step by step against real Keras 3 (torch backend):
+same initial weights, same gradient sequence, weights and optimizer variables (Keras's order,
+Nadam's ``u_product`` included) to float32 tolerance; configs; exact state round trips."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras", reason="keras (the oracle) is not installed")
+pytest.importorskip("torch", reason="the keras oracle runs on the torch backend")
+if keras.backend.backend() != "torch":
+    pytest.skip("the oracle needs KERAS_BACKEND=torch", allow_module_level=True)
+
+from fastdl import optimizers  # noqa: E402
+
+SHAPES = [(3, 4), (5,)]
+STEPS = 6
+
+CASES = [
+    ("Nadam", {}),
+    ("Nadam", dict(learning_rate=0.05, beta_1=0.8, beta_2=0.9, epsilon=1e-4)),
+    ("Adamax", {}),
+    ("Adamax", dict(learning_rate=0.05, beta_1=0.5, beta_2=0.8, epsilon=1e-3)),
+    ("Adadelta", {}),
+    ("Adadelta", dict(learning_rate=1.0, rho=0.5, epsilon=1e-5)),
+    ("Ftrl", {}),
+    ("Ftrl", dict(learning_rate=0.1, learning_rate_power=-0.7, initial_accumulator_value=0.3,
+                  l1_regularization_strength=0.01, l2_regularization_strength=0.2,
+                  l2_shrinkage_regularization_strength=0.05, beta=0.3)),
+    ("Lion", {}),
+    ("Lion", dict(learning_rate=0.01, beta_1=0.5, beta_2=0.7)),
+    ("Nadam", dict(learning_rate=0.01, weight_decay=0.1, clipnorm=0.5)),
+    ("Adamax", dict(learning_rate=0.01, global_clipnorm=0.3)),
+    ("Lion", dict(learning_rate=0.01, clipvalue=0.2, weight_decay=0.05)),
+]
+IDS = [f"{name}-{i}" for i, (name, _) in enumerate(CASES)]
+
+
+def _sequence(seed):
+    rng = np.random.default_rng(seed)
+    w0 = [rng.standard_normal(s).astype(np.float32) for s in SHAPES]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in SHAPES] for _ in range(STEPS)]
+    return w0, grads
+
+
+def _close(a, b, what):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6, err_msg=what)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=IDS)
+def test_steps_match_keras(name, kwargs):
+    w0, grads = _sequence(len(name) + len(kwargs))
+    theirs = getattr(keras.optimizers, name)(**kwargs)
+    kvars = [keras.Variable(w.copy()) for w in w0]
+    mine = getattr(optimizers, name)(**kwargs)
+    fvars = [w.copy() for w in w0]
+    for step, g in enumerate(grads):
+        theirs.apply([keras.ops.convert_to_tensor(x) for x in g], kvars)
+        mine.apply([x.copy() for x in g], fvars)
+        for i, (k, f) in enumerate(zip(kvars, fvars)):
+            _close(f, keras.ops.convert_to_numpy(k), f"{name} step {step + 1} variable {i}")
+    kstate = [keras.ops.convert_to_numpy(v) for v in theirs.variables]
+    fstate = mine.variables
+    assert len(fstate) == len(kstate)
+    for i, (f, k) in enumerate(zip(fstate, kstate)):
+        assert np.shape(f) == np.shape(k), f"optimizer variable {i}"
+        _close(np.asarray(f, np.float64), k.astype(np.float64), f"optimizer variable {i}")
+
+
+@pytest.mark.parametrize("name,kwargs", CASES[:10], ids=IDS[:10])
+def test_config_matches_keras(name, kwargs):
+    theirs = getattr(keras.optimizers, name)(**kwargs).get_config()
+    mine = getattr(optimizers, name)(**kwargs).get_config()
+    assert sorted(mine) == sorted(theirs)
+    assert mine["name"] == name.lower()     # Keras numbers repeated names (nadam_3)
+    for key, value in theirs.items():
+        if key == "name":
+            continue
+        assert mine[key] == pytest.approx(value), key
+    again = getattr(optimizers, name).from_config(mine)
+    assert again.get_config() == mine
+    assert optimizers.get(name.lower()).name == name.lower()
+
+
+@pytest.mark.parametrize("name", ["Nadam", "Adamax", "Adadelta", "Ftrl", "Lion"])
+def test_state_round_trip_continues_bitwise(name):
+    w0, grads = _sequence(1)
+    a, b = getattr(optimizers, name)(), getattr(optimizers, name)()
+    wa = [w.copy() for w in w0]
+    for g in grads[:3]:
+        a.apply([x.copy() for x in g], wa)
+    wb = [w.copy() for w in wa]
+    b.build(wb)
+    b.set_state(a.get_state())
+    for g in grads[3:]:
+        a.apply([x.copy() for x in g], wa)
+        b.apply([x.copy() for x in g], wb)
+    for x, y in zip(wa, wb):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(a.variables, b.variables):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_nadam_state_has_u_product_last_and_checks_it():
+    opt = optimizers.Nadam()
+    assert len(opt.variables) == 2                      # unbuilt: iterations, learning rate
+    w = [np.zeros((2, 2), np.float32)]
+    opt.apply([np.ones((2, 2), np.float32)], w)
+    state = opt.get_state()
+    assert len(state) == 2 + 2 + 1
+    assert float(state[-1]) == pytest.approx(0.9 * (1 - 0.5 * 0.96))
+    bad = state[:-1] + [np.array(np.nan, np.float32)]
+    with pytest.raises(ValueError, match="scalar"):
+        opt.set_state(bad)
+    with pytest.raises(ValueError, match="expected 5 arrays"):
+        opt.set_state(state[:-1])
+
+
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("Lion", dict(beta_1=0.0), "beta_1"),
+    ("Lion", dict(beta_1=1.5), "beta_1"),
+    ("Ftrl", dict(learning_rate_power=0.5), "learning_rate_power"),
+    ("Ftrl", dict(l1_regularization_strength=-1.0), "l1_regularization_strength"),
+    ("Ftrl", dict(initial_accumulator_value=-0.1), "initial_accumulator_value"),
+    ("Adadelta", dict(rho=1.5), "rho"),
+    ("Nadam", dict(beta_1="0.9"), "beta_1"),
+    ("Adamax", dict(epsilon=-1.0), "epsilon"),
+])
+def test_bad_arguments_name_what_was_received(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        getattr(optimizers, name)(**kwargs)
+
+
+def test_ftrl_with_zero_learning_rate_is_refused_before_any_change():
+    opt = optimizers.Ftrl(learning_rate=0.0)
+    w = [np.ones(3, np.float32)]
+    with pytest.raises(ValueError, match="learning_rate"):
+        opt.apply([np.ones(3, np.float32)], w)
+    np.testing.assert_array_equal(w[0], 1.0)
+    assert opt.iterations == 0
