@@ -90,10 +90,8 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         circle ctc
     """,
     "keras.metrics": """
-        BinaryIoU CategoricalHinge ConcordanceCorrelation CosineSimilarity F1Score FBetaScore
-        FalseNegatives FalsePositives IoU MeanIoU OneHotIoU OneHotMeanIoU PearsonCorrelation
-        PrecisionAtRecall R2Score RecallAtPrecision SensitivityAtSpecificity
-        SpecificityAtSensitivity TrueNegatives TruePositives binary_crossentropy
+        BinaryIoU ConcordanceCorrelation FalseNegatives FalsePositives IoU OneHotIoU
+        OneHotMeanIoU PearsonCorrelation TrueNegatives TruePositives binary_crossentropy
         binary_focal_crossentropy categorical_crossentropy categorical_focal_crossentropy
         categorical_hinge concordance_correlation hinge huber kl_divergence log_cosh
         mean_absolute_error mean_absolute_percentage_error mean_squared_error
@@ -207,10 +205,9 @@ ALTERNATIVES = {
         "mean_squared_logarithmic_error binary_crossentropy categorical_crossentropy "
         "sparse_categorical_crossentropy kl_divergence hinge squared_hinge poisson log_cosh "
         "huber").split()},
-    **{f"keras.metrics.{n}": "Precision, Recall and AUC are available" for n in (
-        "F1Score FBetaScore TruePositives TrueNegatives FalsePositives FalseNegatives "
-        "PrecisionAtRecall RecallAtPrecision SensitivityAtSpecificity "
-        "SpecificityAtSensitivity").split()},
+    **{f"keras.metrics.{n}": ("Precision, Recall, AUC, F1Score, PrecisionAtRecall and the "
+                              "other threshold metrics are available") for n in (
+        "TruePositives TrueNegatives FalsePositives FalseNegatives").split()},
     **{f"keras.optimizers.{n}": ("SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, "
                                  "Adadelta, Ftrl and Lion are available")
        for n in "Adafactor Lamb Muon".split()},
