@@ -139,3 +139,76 @@ def test_ftrl_with_zero_learning_rate_is_refused_before_any_change():
         opt.apply([np.ones(3, np.float32)], w)
     np.testing.assert_array_equal(w[0], 1.0)
     assert opt.iterations == 0
+
+
+# ------------------------------------------------------------------ .keras files with real Keras
+
+def _batch():
+    r = np.random.default_rng(3)
+    x = r.standard_normal((8, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[r.integers(0, 3, 8)]
+    return x, y
+
+
+def test_keras_loads_a_fastdl_file_with_nadam_and_focal_loss_and_continues_alike(tmp_path):
+    pytest.importorskip("h5py", reason=".keras files hold their weights in HDF5")
+    from fastdl import layers, losses
+    from fastdl.models import Sequential
+    from fastdl.saving import save_model
+
+    x, y = _batch()
+    model = Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=optimizers.Nadam(0.05, beta_2=0.99),
+                  loss=losses.CategoricalFocalCrossentropy(gamma=1.5))
+    model.train_on_batch(x, y)
+    model.train_on_batch(x, y)
+    path = str(tmp_path / "nadam.keras")
+    save_model(model, path)
+
+    theirs = keras.models.load_model(path)
+    assert type(theirs.optimizer).__name__ == "Nadam"
+    assert theirs.optimizer.beta_2 == pytest.approx(0.99)
+    assert type(theirs.loss).__name__ == "CategoricalFocalCrossentropy"
+    assert theirs.loss.gamma == 1.5
+    state = model.optimizer.get_state()
+    kstate = [keras.ops.convert_to_numpy(v) for v in theirs.optimizer.variables]
+    assert len(kstate) == len(state) == 2 + 2 * 2 + 1          # ..., u_product last
+    for i, (k, f) in enumerate(zip(kstate, state)):
+        np.testing.assert_array_equal(k, f, err_msg=f"optimizer variable {i}")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs(x)), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    # one more step on each side: the restored state makes them continue alike
+    model.train_on_batch(x, y)
+    theirs.train_on_batch(x, y)
+    for k, f in zip(theirs.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(k, f, rtol=1e-5, atol=1e-6)
+
+
+def test_fastdl_loads_a_keras_file_with_ftrl_and_dice(tmp_path):
+    pytest.importorskip("h5py", reason=".keras files hold their weights in HDF5")
+    from fastdl.saving import load_model
+
+    x, y = _batch()
+    keras.utils.set_random_seed(0)
+    theirs = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="sigmoid")])
+    theirs.compile(optimizer=keras.optimizers.Ftrl(0.1, l1_regularization_strength=0.01,
+                                                   beta=0.2),
+                   loss=keras.losses.Dice(axis=-1))
+    theirs.train_on_batch(x, y)
+    theirs.train_on_batch(x, y)
+    path = str(tmp_path / "ftrl.keras")
+    theirs.save(path)
+
+    model = load_model(path)
+    assert type(model.optimizer).__name__ == "Ftrl"
+    assert model.optimizer.get_config()["l1_regularization_strength"] == pytest.approx(0.01)
+    assert type(model.loss).__name__ == "Dice" and model.loss.axis == -1
+    state = model.optimizer.get_state()
+    kstate = [keras.ops.convert_to_numpy(v) for v in theirs.optimizer.variables]
+    assert len(state) == len(kstate) == 2 + 2 * 2
+    for i, (k, f) in enumerate(zip(kstate, state)):
+        np.testing.assert_array_equal(f, k, err_msg=f"optimizer variable {i}")
+    model.train_on_batch(x, y)
+    theirs.train_on_batch(x, y)
+    for k, f in zip(theirs.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(f, k, rtol=1e-5, atol=1e-6)
