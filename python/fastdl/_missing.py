@@ -70,7 +70,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         GlobalAveragePooling1D GlobalAveragePooling3D GlobalAvgPool1D GlobalAvgPool3D
         GlobalMaxPool1D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization
         GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
-        Lambda LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool3D
+        Lambda LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool3D
         MaxPooling1D MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
         Multiply Normalization PReLU Permute Pipeline RMSNormalization RNN RandAugment
         RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
@@ -81,7 +81,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNNCell Softmax
         Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D SpectralNormalization
         StackedRNNCells StringLookup Subtract TFSMLayer TextVectorization TimeDistributed
-        TorchModuleWrapper UnitNormalization UpSampling1D UpSampling2D UpSampling3D Wrapper
+        TorchModuleWrapper UpSampling1D UpSampling2D UpSampling3D Wrapper
         ZeroPadding1D ZeroPadding3D add average concatenate deserialize dot maximum minimum
         multiply serialize subtract
     """,
@@ -180,8 +180,9 @@ ALTERNATIVES = {
         "average maximum minimum concatenate dot").split()},
     **{f"keras.layers.{n}": "use the LSTM, GRU or SimpleRNN layers (return_sequences=True to "
        "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
-    **{f"keras.layers.{n}": "BatchNormalization is available" for n in (
-        "LayerNormalization GroupNormalization UnitNormalization RMSNormalization".split())},
+    **{f"keras.layers.{n}": ("BatchNormalization, LayerNormalization and UnitNormalization "
+                             "are available") for n in (
+        "GroupNormalization RMSNormalization".split())},
     **{f"keras.layers.{n}": f"Activation('{a}') or activation='{a}' on the layer before"
        for n, a in (("ReLU", "relu"), ("LeakyReLU", "leaky_relu"), ("ELU", "elu"),
                     ("Softmax", "softmax"))},

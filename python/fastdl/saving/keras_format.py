@@ -123,7 +123,8 @@ def _neutral(key, value, config):
         return value is None
     if key in ("ragged", "sparse"):
         return value in (False, None)
-    if key in ("optional", "stateful", "zero_output_for_mask", "synchronized", "renorm"):
+    if key in ("optional", "stateful", "zero_output_for_mask", "synchronized", "renorm",
+               "rms_scaling"):
         return value is False
     if key in ("dropout", "recurrent_dropout"):
         return value == 0 and not isinstance(value, bool)
