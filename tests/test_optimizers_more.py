@@ -150,7 +150,7 @@ def _batch():
     return x, y
 
 
-def test_keras_loads_a_fastdl_file_with_nadam_and_focal_loss_and_continues_alike(tmp_path):
+def test_keras_loads_a_fastdl_file_with_nadam_ema_and_focal_loss_and_continues_alike(tmp_path):
     pytest.importorskip("h5py", reason=".keras files hold their weights in HDF5")
     from fastdl import layers, losses
     from fastdl.models import Sequential
@@ -158,7 +158,7 @@ def test_keras_loads_a_fastdl_file_with_nadam_and_focal_loss_and_continues_alike
 
     x, y = _batch()
     model = Sequential([layers.Input((4,)), layers.Dense(3, activation="softmax")])
-    model.compile(optimizer=optimizers.Nadam(0.05, beta_2=0.99),
+    model.compile(optimizer=optimizers.Nadam(0.05, beta_2=0.99, use_ema=True),
                   loss=losses.CategoricalFocalCrossentropy(gamma=1.5))
     model.train_on_batch(x, y)
     model.train_on_batch(x, y)
@@ -172,7 +172,8 @@ def test_keras_loads_a_fastdl_file_with_nadam_and_focal_loss_and_continues_alike
     assert theirs.loss.gamma == 1.5
     state = model.optimizer.get_state()
     kstate = [keras.ops.convert_to_numpy(v) for v in theirs.optimizer.variables]
-    assert len(kstate) == len(state) == 2 + 2 * 2 + 1          # ..., u_product last
+    assert theirs.optimizer.use_ema
+    assert len(kstate) == len(state) == 2 + 2 + 2 * 2 + 1      # averages first, u_product last
     for i, (k, f) in enumerate(zip(kstate, state)):
         np.testing.assert_array_equal(k, f, err_msg=f"optimizer variable {i}")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(theirs(x)), model.predict(x, verbose=0),
@@ -212,3 +213,68 @@ def test_fastdl_loads_a_keras_file_with_ftrl_and_dice(tmp_path):
     theirs.train_on_batch(x, y)
     for k, f in zip(theirs.get_weights(), model.get_weights()):
         np.testing.assert_allclose(f, k, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------- EMA and gradient accumulation (every optimizer)
+
+EXTRA_CASES = [
+    ("Adam", dict(learning_rate=0.05, use_ema=True)),
+    ("SGD", dict(learning_rate=0.1, momentum=0.9, use_ema=True, ema_momentum=0.8,
+                 ema_overwrite_frequency=2)),
+    ("Nadam", dict(learning_rate=0.05, gradient_accumulation_steps=2)),
+    ("RMSprop", dict(learning_rate=0.01, gradient_accumulation_steps=3, clipnorm=0.5,
+                     weight_decay=0.1)),
+    ("Ftrl", dict(learning_rate=0.1, use_ema=True, gradient_accumulation_steps=2,
+                  ema_overwrite_frequency=2)),
+    ("Adam", dict(learning_rate=optimizers.schedules.ExponentialDecay(0.1, 2, 0.5),
+                  amsgrad=True, gradient_accumulation_steps=2, use_ema=True)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", EXTRA_CASES,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(EXTRA_CASES)])
+def test_ema_and_gradient_accumulation_match_keras(name, kwargs):
+    w0, grads = _sequence(7)
+    kkwargs = dict(kwargs)
+    if "learning_rate" in kwargs and not isinstance(kwargs["learning_rate"], float):
+        kkwargs["learning_rate"] = keras.optimizers.schedules.ExponentialDecay(0.1, 2, 0.5)
+    theirs = getattr(keras.optimizers, name)(**kkwargs)
+    kvars = [keras.Variable(w.copy()) for w in w0]
+    mine = getattr(optimizers, name)(**kwargs)
+    fvars = [w.copy() for w in w0]
+    for step, g in enumerate(grads):
+        theirs.apply([keras.ops.convert_to_tensor(x) for x in g], kvars)
+        mine.apply([x.copy() for x in g], fvars)
+        assert mine.iterations == int(keras.ops.convert_to_numpy(theirs.iterations))
+        for i, (k, f) in enumerate(zip(kvars, fvars)):
+            _close(f, keras.ops.convert_to_numpy(k), f"{name} step {step + 1} variable {i}")
+    kstate = [keras.ops.convert_to_numpy(v) for v in theirs.variables]
+    assert len(mine.variables) == len(kstate)
+    for i, (f, k) in enumerate(zip(mine.variables, kstate)):
+        _close(np.asarray(f, np.float64), k.astype(np.float64), f"optimizer variable {i}")
+    theirs.finalize_variable_values(kvars)
+    mine.finalize_variable_values(fvars)
+    for k, f in zip(kvars, fvars):
+        _close(f, keras.ops.convert_to_numpy(k), "after finalize_variable_values")
+    config = mine.get_config()
+    for key in ("use_ema", "ema_momentum", "ema_overwrite_frequency",
+                "gradient_accumulation_steps"):
+        assert config[key] == theirs.get_config()[key], key
+
+
+def test_accumulating_optimizer_state_round_trips_bitwise():
+    w0, grads = _sequence(2)
+    a = optimizers.Adam(use_ema=True, gradient_accumulation_steps=2)
+    b = optimizers.Adam(use_ema=True, gradient_accumulation_steps=2)
+    wa = [w.copy() for w in w0]
+    for g in grads[:3]:                       # stops between two accumulated gradients
+        a.apply([x.copy() for x in g], wa)
+    wb = [w.copy() for w in wa]
+    b.build(wb)
+    b.set_state(a.get_state())
+    assert b.iterations == a.iterations == 1
+    for g in grads[3:]:
+        a.apply([x.copy() for x in g], wa)
+        b.apply([x.copy() for x in g], wb)
+    for x, y in zip(wa + a.variables, wb + b.variables):
+        np.testing.assert_array_equal(x, y)

@@ -71,6 +71,17 @@ def _lr_arity(fn):
     return 0
 
 
+def _check_count(name, value, low):
+    """An optional integer setting (None or an int >= low)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low} or None. Received: "
+                         f"{name}={value!r}")
+    return int(value)
+
+
 class _Group:
     """Flat buffers of the variables of one dtype."""
     __slots__ = ("dtype", "size", "g", "tmp", "tmp2", "slots", "slot_list")
@@ -138,22 +149,15 @@ class Optimizer:
                 f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
                 f"global_clipnorm={global_clipnorm}")
         self.use_ema = check_bool("use_ema", use_ema)
-        if self.use_ema:
-            raise NotImplementedError("fastdl optimizers do not implement `use_ema=True` yet. "
-                                      "Received: use_ema=True")
         self.ema_momentum = check_number("ema_momentum", ema_momentum, 0.0, 1.0)
-        if ema_overwrite_frequency is not None:
-            raise NotImplementedError("`ema_overwrite_frequency` needs `use_ema=True`, which "
-                                      "fastdl does not implement. Received: "
-                                      f"ema_overwrite_frequency={ema_overwrite_frequency!r}")
-        self.ema_overwrite_frequency = None
+        self.ema_overwrite_frequency = _check_count("ema_overwrite_frequency",
+                                                    ema_overwrite_frequency, 1)
         self.loss_scale_factor = check_number("loss_scale_factor", loss_scale_factor, low=0.0,
                                               low_open=True, allow_none=True)
-        if gradient_accumulation_steps is not None:
-            raise NotImplementedError("fastdl optimizers do not implement gradient "
-                                      "accumulation. Received: gradient_accumulation_steps="
-                                      f"{gradient_accumulation_steps!r}")
-        self.gradient_accumulation_steps = None
+        self.gradient_accumulation_steps = _check_count("gradient_accumulation_steps",
+                                                        gradient_accumulation_steps, 2)
+        self._averages = []        # use_ema: the moving average of every variable
+        self._accumulators = []    # gradient_accumulation_steps: the summed gradients
 
         self._iterations = 0
         self._lr_value = None   # float32-rounded Python float when the learning rate is a number
@@ -216,15 +220,17 @@ class Optimizer:
 
     @property
     def iterations(self):
-        """Number of `apply` calls so far (a Python int)."""
-        return self._iterations
+        """Number of updates so far (a Python int): the `apply` calls, divided by
+        `gradient_accumulation_steps` when gradients are accumulated (as in Keras)."""
+        steps = self.gradient_accumulation_steps
+        return self._iterations // steps if steps else self._iterations
 
     @iterations.setter
     def iterations(self, value):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
                 or value < 0:
             raise ValueError(f"`iterations` must be an int >= 0. Received: {value!r}")
-        self._iterations = int(value)
+        self._iterations = int(value) * (self.gradient_accumulation_steps or 1)
 
     # ------------------------------------------------------------------ build
     def _slot_names(self):
@@ -279,6 +285,9 @@ class Optimizer:
         self._dviews = (self._gviews if self._d_source == "g"
                         else self._slot_views[self._d_source])
         self._update_decay_list()
+        self._averages = [np.zeros_like(v) for v in variables] if self.use_ema else []
+        self._accumulators = ([np.zeros_like(v) for v in variables]
+                              if self.gradient_accumulation_steps else [])
         self.built = True
 
     def _update_decay_list(self):
@@ -412,10 +421,23 @@ class Optimizer:
         (subset: the rule runs on each variable's span).
         """
         gviews = self._gviews
-        # loss scaling and clipping act on the gathered gradients
+        # loss scaling, accumulation and clipping act on the gathered gradients
         if self.loss_scale_factor is not None:
             for i in idxs:
                 np.divide(gviews[i], self.loss_scale_factor, out=gviews[i])
+        steps = self.gradient_accumulation_steps
+        if steps:
+            acc = self._accumulators
+            if (self._iterations + 1) % steps:          # not an update step: sum, count
+                for i in idxs:
+                    acc[i] += gviews[i]
+                self._end_step()
+                return
+            for i in idxs:                              # update with the mean gradient
+                g = gviews[i]
+                g += acc[i]
+                g /= steps
+                acc[i].fill(0)
         if self.clipnorm:
             c = self.clipnorm
             for i in idxs:
@@ -466,7 +488,7 @@ class Optimizer:
             for i in idxs:
                 a, b = self._var_span[i]
                 self._var_group[i].tmp2[a:b] = self._vars[i].reshape(-1)
-        coeffs = self._coefficients(lr, self._iterations + 1)
+        coeffs = self._coefficients(lr, self.iterations + 1)
         kernel = self._kernel
         fused = self._fused
         if groups is not None:
@@ -504,7 +526,36 @@ class Optimizer:
             for i in idxs:
                 w = variables[i]
                 np.subtract(w, dviews[i], out=w)
+        self._end_step()
+
+    def _end_step(self):
+        """After every `apply`: the moving averages (use_ema), the periodic overwrite of the
+        variables with them (ema_overwrite_frequency), then the step counter, as in Keras."""
+        if self.use_ema:
+            first = self.iterations == 0
+            for w, avg in zip(self._vars, self._averages):
+                dt = w.dtype.type
+                m = dt(0) if first else dt(self.ema_momentum)
+                avg *= m
+                avg += (dt(1) - m) * w        # average = m * average + (1 - m) * w
+            freq = self.ema_overwrite_frequency
+            if freq and (self.iterations + 1) % freq == 0:
+                for w, avg in zip(self._vars, self._averages):
+                    np.copyto(w, avg)
         self._iterations += 1
+
+    def finalize_variable_values(self, var_list):
+        """With `use_ema`, overwrite the given variables (built ones) with their moving
+        averages; Keras calls this at the end of `fit`."""
+        if not self.use_ema or not self.built:
+            return
+        for v in var_list:
+            v = v._value if isinstance(v, _Tensor) else v
+            idx = self._index.get(id(v))
+            if idx is None:
+                raise ValueError(f"{type(self).__name__}.finalize_variable_values: unknown "
+                                 f"variable of shape {getattr(v, 'shape', None)}")
+            np.copyto(v, self._averages[idx])
 
     # ------------------------------------------------------------------ the update rule
     def _coefficients(self, lr, step):
@@ -528,7 +579,7 @@ class Optimizer:
     def _slot_list(self):
         if not self.built:
             return []
-        out = []
+        out = self._averages + self._accumulators     # Keras's order: before the slots
         n = len(self._vars)
         for block in self._slot_blocks:
             for i in range(n):
@@ -561,7 +612,9 @@ class Optimizer:
         slots = self._slot_list()
         n_tail = len(self._tail_arrays()) if self.built else 0
         head = 2 if self._lr_fn is None else 1
-        if not self.built and self._slot_names() and len(state) > head:
+        per_variable = (self._slot_names() or self.use_ema
+                        or self.gradient_accumulation_steps)
+        if not self.built and per_variable and len(state) > head:
             raise ValueError(f"{type(self).__name__}.set_state: the optimizer is not built yet; "
                              "call `optimizer.build(trainable_variables)` first")
         if len(state) != head + len(slots) + n_tail:

@@ -537,7 +537,7 @@ def _read_config(zf, path):
                                f"{path!r}: {CONFIG_NAME}")
 
 
-_SLOTS_PER_WEIGHT = 4           # optimizer slots per weight (Adam with amsgrad has 3)
+_SLOTS_PER_WEIGHT = 5           # optimizer slots per weight (Adam: amsgrad 3, EMA and accumulation)
 _OBJECT_BYTES = 16 << 10        # HDF5 metadata per group or dataset (Keras's files: under 1 KiB)
 _FILE_BYTES = 1 << 20           # HDF5 superblock, root groups, small attributes
 
