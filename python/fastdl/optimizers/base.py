@@ -7,6 +7,12 @@ step costs per variable only a copy of its gradient into the flat buffer and the
 (plus two calls when weight decay is on); the update rule itself runs once per group on the flat
 buffers, in cache-sized chunks. The slot views are what ``variables`` / ``get_state`` expose, in
 Keras's order.
+
+``use_ema`` keeps a moving average of every variable (``ema_overwrite_frequency``: copied into
+the variables every that many updates; ``finalize_variable_values`` copies it at the end of
+training); ``gradient_accumulation_steps`` sums the gradients of that many ``apply`` calls and
+updates with their mean on the last one. Both as Keras 3: their arrays come before the slots in
+``variables``, and ``iterations`` counts updates, not calls.
 """
 import math
 import operator
