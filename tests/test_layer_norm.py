@@ -1,4 +1,4 @@
-"""LayerNormalization and UnitNormalization: forward against real Keras 3 (torch backend) with
+"""LayerNormalization, GroupNormalization and UnitNormalization: forward against real Keras 3 (torch backend) with
 the same weights, gradients (input and weights) against float64 central differences, configs,
 weight names and bad arguments."""
 import os
@@ -133,14 +133,15 @@ def test_bad_arguments_are_clear_errors(make, error, match):
         make()
 
 
-def test_keras_loads_a_fastdl_file_with_layer_normalization(tmp_path):
+def test_keras_loads_a_fastdl_file_with_the_normalization_layers(tmp_path):
     pytest.importorskip("h5py", reason=".keras files hold their weights in HDF5")
     from fastdl.models import Sequential
     from fastdl.saving import load_model, save_model
 
     x = rng.standard_normal((5, 3, 4)).astype(np.float32)
     model = Sequential([layers.Input((3, 4)), layers.LayerNormalization(axis=[1, 2]),
-                        layers.UnitNormalization(), layers.Dense(2)])
+                        layers.UnitNormalization(), layers.GroupNormalization(groups=2),
+                        layers.Dense(2)])
     model.layers[0].set_weights([rng.standard_normal((3, 4)).astype(np.float32)
                                  for _ in range(2)])
     path = str(tmp_path / "ln.keras")
@@ -150,3 +151,47 @@ def test_keras_loads_a_fastdl_file_with_layer_normalization(tmp_path):
                                rtol=1e-5, atol=1e-5)
     again = load_model(path)
     np.testing.assert_array_equal(again.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+GN_CASES = [
+    ((3, 8), {"groups": 4}),
+    ((2, 5, 6), {"groups": 3}),
+    ((2, 4, 3, 6), {"groups": 2, "epsilon": 1e-5}),
+    ((2, 6, 5), {"groups": -1, "axis": 1}),
+    ((2, 4, 4), {"groups": 1, "center": False}),
+    ((2, 3, 4), {"groups": 2, "scale": False}),
+]
+GN_IDS = [f"{shape}-{kwargs}" for shape, kwargs in GN_CASES]
+
+
+@pytest.mark.parametrize("shape,kwargs", GN_CASES, ids=GN_IDS)
+def test_group_normalization_forward_matches_keras(shape, kwargs):
+    x = (rng.standard_normal(shape) * 2 - 1).astype(np.float32)
+    mine = _randomized(layers.GroupNormalization(**kwargs), shape)
+    theirs = keras.layers.GroupNormalization(**kwargs)
+    theirs.build(shape)
+    assert [w.name for w in theirs.weights] == [name for name, _ in _names(mine)]
+    theirs.set_weights(mine.get_weights())
+    np.testing.assert_allclose(mine(x), keras.ops.convert_to_numpy(theirs(x)),
+                               rtol=1e-5, atol=1e-5)
+    assert mine.get_config()["groups"] == theirs.get_config()["groups"]   # -1 resolved
+
+
+@pytest.mark.parametrize("shape,kwargs", GN_CASES, ids=GN_IDS)
+def test_group_normalization_gradients(shape, kwargs):
+    layer = _randomized(layers.GroupNormalization(dtype="float64", **kwargs), shape)
+    check_layer_gradients(layer, rng.standard_normal(shape) * 2, rtol=1e-5, atol=1e-7)
+
+
+def test_group_normalization_config_and_bad_groups():
+    mine = layers.GroupNormalization(groups=2, name="gn").get_config()
+    theirs = keras.layers.GroupNormalization(groups=2, name="gn").get_config()
+    for key, value in theirs.items():
+        if key != "dtype":
+            assert mine[key] == value, key
+    with pytest.raises(ValueError, match="groups"):
+        layers.GroupNormalization(groups=0)
+    with pytest.raises(ValueError, match="groups"):
+        layers.GroupNormalization(groups=4)(np.zeros((2, 6), np.float32))
+    with pytest.raises(ValueError, match="batch axis"):
+        layers.GroupNormalization(groups=1, axis=0)(np.zeros((2, 6), np.float32))

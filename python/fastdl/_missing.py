@@ -68,7 +68,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         Cropping1D Cropping2D Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
         Dot ELU EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
         GlobalAveragePooling1D GlobalAveragePooling3D GlobalAvgPool1D GlobalAvgPool3D
-        GlobalMaxPool1D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization
+        GlobalMaxPool1D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling3D
         GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
         Lambda LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool3D
         MaxPooling1D MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
@@ -180,9 +180,8 @@ ALTERNATIVES = {
         "average maximum minimum concatenate dot").split()},
     **{f"keras.layers.{n}": "use the LSTM, GRU or SimpleRNN layers (return_sequences=True to "
        "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
-    **{f"keras.layers.{n}": ("BatchNormalization, LayerNormalization and UnitNormalization "
-                             "are available") for n in (
-        "GroupNormalization RMSNormalization".split())},
+    "keras.layers.RMSNormalization": ("BatchNormalization, LayerNormalization, "
+                                      "GroupNormalization and UnitNormalization are available"),
     **{f"keras.layers.{n}": f"Activation('{a}') or activation='{a}' on the layer before"
        for n, a in (("ReLU", "relu"), ("LeakyReLU", "leaky_relu"), ("ELU", "elu"),
                     ("Softmax", "softmax"))},

@@ -10,7 +10,7 @@ _FAMILIES = {
                               "GlobalMaxPooling2D", "MaxPool2D", "AvgPool2D",
                               "GlobalAvgPool2D", "GlobalMaxPool2D"),
     "fastdl.layers.normalization": ("BatchNormalization", "LayerNormalization",
-                                    "UnitNormalization"),
+                                    "UnitNormalization", "GroupNormalization"),
     "fastdl.layers.reshaping": ("ZeroPadding2D", "Reshape"),
     "fastdl.layers.embedding": ("Embedding",),
     "fastdl.layers.recurrent": ("SimpleRNN", "LSTM", "GRU", "Bidirectional"),
