@@ -1007,7 +1007,7 @@ def test_losses_bad_input(fn, exc, regex):
 
 
 OPTIMIZER_ROWS = [
-    ("unknown-optimizer", lambda: optimizers.get("adamm"), ValueError, r"Unknown optimizer: 'adamm'. Valid names: 'adagrad', 'adam', 'adamw', 'rmsprop', 'sgd'"),
+    ("unknown-optimizer", lambda: optimizers.get("adamm"), ValueError, r"Unknown optimizer: 'adamm'. Valid names: 'adadelta', 'adagrad', 'adam', 'adamax', 'adamw', 'ftrl', 'lion', 'nadam', 'rmsprop', 'sgd'"),
     ("optimizer-number", lambda: optimizers.get(0.1), ValueError, r"Could not interpret optimizer identifier: 0.1"),
     ("sgd-lr-neg", lambda: optimizers.SGD(learning_rate=-0.1), ValueError, r"learning_rate"),
     ("sgd-lr-str", lambda: optimizers.SGD(learning_rate="0.1"), (ValueError, TypeError), r"learning_rate"),

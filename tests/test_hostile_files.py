@@ -16,12 +16,14 @@ import zlib
 import numpy as np
 import pytest
 
+import fastdl
 from fastdl import layers
 from fastdl.models import Sequential
 from fastdl.saving import ModelFileError, common, load_model, load_weights, native, save_model
 
 CAP = 3 << 29                   # 1.5 GiB above the child's size after its imports
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# children import the fastdl this process tests (the working tree or the installed package)
+FASTDL_PATH = os.path.dirname(os.path.dirname(os.path.abspath(fastdl.__file__)))
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the memory bound uses /proc and RLIMIT_AS (Linux)")
 
@@ -59,7 +61,7 @@ _CHILD = textwrap.dedent("""
 
 def refused_in_child(path, statement="load_model(path)", timeout=60):
     """Run ``statement`` on ``path`` in a limited child; the ModelFileError message."""
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"), OMP_NUM_THREADS="1")
+    env = dict(os.environ, PYTHONPATH=FASTDL_PATH, OMP_NUM_THREADS="1")
     try:
         out = subprocess.run([sys.executable, "-c", _CHILD, str(CAP), str(path), statement],
                              capture_output=True, text=True, timeout=timeout, env=env)
@@ -402,7 +404,7 @@ def test_temporaries_of_a_killed_save_are_removed_by_the_next(tmp_path, monkeypa
         native._write_array = lambda f, a: os.kill(os.getpid(), signal.SIGKILL)
         save_model(Sequential([layers.Input((3,)), layers.Dense(2)]), {str(target)!r})
     """)
-    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"))
+    env = dict(os.environ, PYTHONPATH=FASTDL_PATH)
     for _ in range(3):              # each killed save removes the one killed before it
         child = subprocess.Popen([sys.executable, "-c", script], env=env)
         assert child.wait(timeout=60) == -signal.SIGKILL

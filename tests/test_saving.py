@@ -752,17 +752,19 @@ def test_pickle_canary_is_refused_and_never_unpickled(tmp_path):
 
     marker = tmp_path / "marker"
     payload = pickle.dumps({"model": _Canary(marker), "weights": [np.ones(3)]}, protocol=4)
-    for name in ("model.fdl", "model", "model.pkl", "model.h5"):
+    # the message names what the file is (the temporary path alone contains "pickle")
+    for name, what in (("model.fdl", "Python pickle"), ("model", "Python pickle"),
+                       ("model.pkl", "Python pickle"), ("model.h5", "legacy Keras HDF5")):
         path = _write(tmp_path, payload, name)
-        with pytest.raises(ModelFileError, match="pickle"):
+        with pytest.raises(ModelFileError, match=what):
             load_model(path)
-        with pytest.raises(ModelFileError, match="pickle"):
+        with pytest.raises(ModelFileError, match=what):
             load_weights(small_model(), path)
     keras_path = _write(tmp_path, payload, "model.keras")
-    with pytest.raises(ModelFileError, match="pickle"):
+    with pytest.raises(ModelFileError, match="Python pickle"):
         load_model(keras_path)
     h5_path = _write(tmp_path, payload, "model.weights.h5")
-    with pytest.raises(ModelFileError, match="pickle"):
+    with pytest.raises(ModelFileError, match="Python pickle"):
         load_weights(small_model(), h5_path)
     zipped = tmp_path / "inner.keras"                 # a pickle inside the archive
     with zipfile.ZipFile(zipped, "w") as zf:

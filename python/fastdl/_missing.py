@@ -70,9 +70,9 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
         Dot EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
         GlobalAveragePooling3D GlobalAvgPool3D
-        GlobalMaxPool3D GlobalMaxPooling3D GroupNormalization
+        GlobalMaxPool3D GlobalMaxPooling3D
         GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
-        Lambda LayerNormalization Masking MaxNumBoundingBoxes MaxPool3D
+        Lambda Masking MaxNumBoundingBoxes MaxPool3D
         MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
         Multiply Normalization Permute Pipeline RMSNormalization RNN RandAugment
         RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
@@ -83,7 +83,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNNCell
         Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D SpectralNormalization
         StackedRNNCells StringLookup Subtract TFSMLayer TextVectorization TimeDistributed
-        TorchModuleWrapper UnitNormalization UpSampling3D Wrapper
+        TorchModuleWrapper UpSampling3D Wrapper
         ZeroPadding3D add average concatenate deserialize dot maximum minimum
         multiply serialize subtract
     """,
@@ -91,17 +91,12 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         OrthogonalRegularizer orthogonal_regularizer
     """,
     "keras.losses": """
-        BinaryFocalCrossentropy CTC CategoricalFocalCrossentropy
-        CategoricalGeneralizedCrossEntropy CategoricalHinge Circle CosineSimilarity Dice Tversky
-        binary_focal_crossentropy categorical_focal_crossentropy
-        categorical_generalized_cross_entropy categorical_hinge circle cosine_similarity ctc
-        dice tversky
+        CTC CategoricalGeneralizedCrossEntropy Circle categorical_generalized_cross_entropy
+        circle ctc
     """,
     "keras.metrics": """
-        BinaryIoU CategoricalHinge ConcordanceCorrelation CosineSimilarity F1Score FBetaScore
-        FalseNegatives FalsePositives IoU MeanIoU OneHotIoU OneHotMeanIoU PearsonCorrelation
-        PrecisionAtRecall R2Score RecallAtPrecision SensitivityAtSpecificity
-        SpecificityAtSensitivity TrueNegatives TruePositives binary_crossentropy
+        BinaryIoU ConcordanceCorrelation FalseNegatives FalsePositives IoU OneHotIoU
+        OneHotMeanIoU PearsonCorrelation TrueNegatives TruePositives binary_crossentropy
         binary_focal_crossentropy categorical_crossentropy categorical_focal_crossentropy
         categorical_hinge concordance_correlation hinge huber kl_divergence log_cosh
         mean_absolute_error mean_absolute_percentage_error mean_squared_error
@@ -109,8 +104,8 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         sparse_categorical_crossentropy squared_hinge
     """,
     "keras.optimizers": """
-        Adadelta Adafactor Adamax Ftrl Lamb Lion LossScaleOptimizer MultiOptimizer Muon Nadam
-        OptimizerMap ScheduleFreeAdamW legacy
+        Adafactor Lamb LossScaleOptimizer MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
+        legacy
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "BackupAndRestore OrbaxCheckpoint RemoteMonitor SwapEMAWeights TensorBoard",
@@ -181,8 +176,8 @@ ALTERNATIVES = {
         "average maximum minimum concatenate dot").split()},
     **{f"keras.layers.{n}": "use the LSTM, GRU or SimpleRNN layers (return_sequences=True to "
        "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
-    **{f"keras.layers.{n}": "BatchNormalization is available" for n in (
-        "LayerNormalization GroupNormalization UnitNormalization RMSNormalization".split())},
+    "keras.layers.RMSNormalization": ("BatchNormalization, LayerNormalization, "
+                                      "GroupNormalization and UnitNormalization are available"),
     **{f"keras.layers.{n}": "Dropout is available" for n in (
         "SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise "
         "AlphaDropout").split()},
@@ -203,12 +198,12 @@ ALTERNATIVES = {
         "mean_squared_logarithmic_error binary_crossentropy categorical_crossentropy "
         "sparse_categorical_crossentropy kl_divergence hinge squared_hinge poisson log_cosh "
         "huber").split()},
-    **{f"keras.metrics.{n}": "Precision, Recall and AUC are available" for n in (
-        "F1Score FBetaScore TruePositives TrueNegatives FalsePositives FalseNegatives "
-        "PrecisionAtRecall RecallAtPrecision SensitivityAtSpecificity "
-        "SpecificityAtSensitivity").split()},
-    **{f"keras.optimizers.{n}": "SGD, Adam, AdamW, RMSprop and Adagrad are available"
-       for n in "Adadelta Adafactor Adamax Ftrl Lamb Lion Nadam Muon".split()},
+    **{f"keras.metrics.{n}": ("Precision, Recall, AUC, F1Score, PrecisionAtRecall and the "
+                              "other threshold metrics are available") for n in (
+        "TruePositives TrueNegatives FalsePositives FalseNegatives").split()},
+    **{f"keras.optimizers.{n}": ("SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, "
+                                 "Adadelta, Ftrl and Lion are available")
+       for n in "Adafactor Lamb Muon".split()},
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
     "keras.callbacks.TensorBoard": "CSVLogger writes the per-epoch logs",
     "keras.callbacks.BackupAndRestore": "ModelCheckpoint saves the model during fit",

@@ -41,7 +41,10 @@ __all__ = [
     "mean_absolute_percentage_error", "mape", "MAPE", "mean_squared_logarithmic_error", "msle",
     "MSLE", "huber", "log_cosh", "hinge", "squared_hinge", "poisson", "kl_divergence", "kld",
     "KLD", "binary_crossentropy", "bce", "BCE", "categorical_crossentropy",
-    "sparse_categorical_crossentropy", "get", "serialize", "deserialize",
+    "sparse_categorical_crossentropy", "CategoricalHinge", "CosineSimilarity", "Tversky",
+    "Dice", "BinaryFocalCrossentropy", "CategoricalFocalCrossentropy", "categorical_hinge",
+    "cosine_similarity", "tversky", "dice", "binary_focal_crossentropy",
+    "categorical_focal_crossentropy", "get", "serialize", "deserialize",
 ]
 
 EPSILON = 1e-7                      # keras.backend.epsilon()
@@ -868,6 +871,281 @@ class SparseCategoricalCrossentropy(_CrossentropyMixin, Loss):
         return config
 
 
+# ----------------------------------------------------------------------------- more Keras losses
+
+class CategoricalHinge(Loss):
+    """max(neg - pos + 1, 0) with pos = sum(y_true * y_pred, -1), neg = max((1 - y_true) *
+    y_pred, -1)."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="categorical_hinge", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def _align(self, y_true, y_pred):
+        return _ElementwiseLoss._align(self, y_true, y_pred)
+
+    def _compute(self, y_true, y_pred, need_grad):
+        if y_pred.ndim == 0:
+            raise ValueError(f"{self.name}: y_pred must have a class axis, received a scalar")
+        other = (1.0 - y_true) * y_pred
+        k = np.argmax(other, axis=-1)[..., None]
+        neg = np.take_along_axis(other, k, axis=-1)[..., 0]
+        values = np.maximum(neg - _rowsum(y_true * y_pred) + 1.0, 0.0)
+        grad = None
+        if need_grad:                        # d/dp: (1 - t) at the arg max, minus t; 0 if flat
+            grad = -y_true
+            np.put_along_axis(grad, k, np.take_along_axis(grad, k, axis=-1) + 1.0
+                              - np.take_along_axis(y_true, k, axis=-1), axis=-1)
+            grad *= (values > 0)[..., None]
+        return values, grad, y_pred.ndim - 1, None
+
+
+def _reduce_axes(axis, ndim, name):
+    """Keras's ``axis`` (None: all axes, an int or a sequence of ints) as a tuple of axes;
+    ``ndim=None`` checks the types only."""
+    if axis is None:
+        return None if ndim is None else tuple(range(ndim))
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in items:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer)):
+            raise ValueError(f"{name}: `axis` must be None, an int or a tuple of ints. "
+                             f"Received: axis={axis!r}")
+        if ndim is not None and not -ndim <= a < ndim:
+            raise ValueError(f"{name}: axis {a} is out of range for y_pred of rank {ndim}")
+        out.append(int(a) if ndim is None else int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name}: repeated axis in axis={axis!r}")
+    return tuple(sorted(out))
+
+
+def _axis_config(axis):
+    return list(axis) if isinstance(axis, tuple) else axis
+
+
+class CosineSimilarity(Loss):
+    """-sum(l2_normalize(y_true) * l2_normalize(y_pred), axis): -1 when the vectors point the
+    same way. Keras's l2_normalize: ``x * min(1 / ||x||, 1 / eps)``."""
+
+    def __init__(self, axis=-1, reduction="sum_over_batch_size", name="cosine_similarity",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.axis = _check_axis(axis)
+
+    def _align(self, y_true, y_pred):
+        yt, yp = _ElementwiseLoss._align(self, y_true, y_pred)
+        if yp.ndim == 0:
+            raise ValueError(f"{self.name}: y_pred must have an axis to normalise, received a "
+                             "scalar")
+        _reduce_axes(self.axis, yp.ndim, self.name)
+        return yt, yp
+
+    def _compute(self, y_true, y_pred, need_grad):
+        axis = self.axis % y_pred.ndim
+
+        def normalized(x):
+            inv = np.minimum(1.0 / np.sqrt(np.sum(x * x, axis=axis, keepdims=True)),
+                             1.0 / EPSILON)
+            return x * inv, inv
+
+        tn, _ = normalized(y_true)
+        pn, inv = normalized(y_pred)
+        dot = np.sum(tn * pn, axis=axis, keepdims=True)
+        grad = None
+        if need_grad:       # d(-tn.pn)/dp = -inv * (tn - pn (tn.pn)); the clamp at 1/eps: -tn/eps
+            grad = np.where(inv < 1.0 / EPSILON, -inv * (tn - pn * dot), -tn / EPSILON)
+        return -np.squeeze(dot, axis), grad, axis, None
+
+    def get_config(self):
+        config = super().get_config()
+        config["axis"] = self.axis
+        return config
+
+
+class Tversky(Loss):
+    """1 - TP / (TP + alpha * FP + beta * FN + eps) over ``axis`` (None: the whole batch gives
+    one value), with TP = sum(t p), FP = sum((1 - p) t), FN = sum(p (1 - t))."""
+
+    def __init__(self, alpha=0.5, beta=0.5, reduction="sum_over_batch_size", name="tversky",
+                 axis=None, dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.alpha = _check_real(alpha, "alpha")
+        self.beta = _check_real(beta, "beta")
+        _reduce_axes(axis, None, name)              # the types; ranges once y_pred is known
+        self.axis = tuple(axis) if isinstance(axis, list) else axis
+
+    def _align(self, y_true, y_pred):
+        yt = _as_true(y_true, y_pred.dtype)
+        if yt.shape != y_pred.shape:
+            raise _shape_error(self.name, yt, y_pred)
+        return yt, y_pred
+
+    def _compute(self, y_true, y_pred, need_grad):
+        axes = _reduce_axes(self.axis, y_pred.ndim, self.name)
+        t, p, a, b = y_true, y_pred, self.alpha, self.beta
+        tp = np.sum(t * p, axis=axes, keepdims=True)
+        fp = np.sum((1.0 - p) * t, axis=axes, keepdims=True)
+        fn = np.sum(p * (1.0 - t), axis=axes, keepdims=True)
+        den = tp + fp * a + fn * b + EPSILON
+        values = 1.0 - tp / den
+        grad = None
+        if need_grad:                             # -(t den - tp d den/dp) / den^2
+            grad = -(t * den - tp * (t * (1.0 - a) + b * (1.0 - t))) / (den * den)
+        return np.squeeze(values, axes), grad, axes, None
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(alpha=self.alpha, beta=self.beta, axis=_axis_config(self.axis))
+        return config
+
+
+class Dice(Tversky):
+    """1 - 2 sum(t p) / (sum(t) + sum(p) + eps) over ``axis`` (None: one value for the batch);
+    Tversky with alpha = beta = 0.5 up to where eps enters."""
+
+    def __init__(self, reduction="sum_over_batch_size", name="dice", axis=None, dtype=None):
+        super().__init__(alpha=0.5, beta=0.5, reduction=reduction, name=name, axis=axis,
+                         dtype=dtype)
+
+    def _compute(self, y_true, y_pred, need_grad):
+        axes = _reduce_axes(self.axis, y_pred.ndim, self.name)
+        t, p = y_true, y_pred
+        inter = np.sum(t * p, axis=axes, keepdims=True)
+        den = np.sum(t, axis=axes, keepdims=True) + np.sum(p, axis=axes, keepdims=True) \
+            + EPSILON
+        values = 1.0 - 2.0 * inter / den
+        grad = -2.0 * (t * den - inter) / (den * den) if need_grad else None
+        return np.squeeze(values, axes), grad, axes, None
+
+    def get_config(self):
+        config = Loss.get_config(self)
+        config["axis"] = _axis_config(self.axis)
+        return config
+
+
+def _check_real(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                     np.floating)):
+        raise TypeError(f"{name} must be a float, received {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, received {value!r}")
+    return float(value)
+
+
+def _check_gamma(gamma):
+    gamma = _check_real(gamma, "gamma")
+    if gamma < 0:
+        raise ValueError(f"gamma must be >= 0, received {gamma!r}")
+    return gamma
+
+
+def _focal_power(base, gamma):
+    """(base**gamma, d base**gamma / d base)."""
+    f = np.power(base, gamma)
+    if gamma == 0.0:
+        return f, np.zeros_like(base)
+    return f, gamma * np.power(base, gamma - 1.0)
+
+
+class _FocalMixin:
+    @property
+    def expects_probabilities(self):
+        return not self.from_logits
+
+    def _focal_init(self, from_logits, label_smoothing, axis, alpha, gamma):
+        self.from_logits = _check_bool(from_logits, "from_logits")
+        self.label_smoothing = _check_fraction(label_smoothing, "label_smoothing")
+        self.axis = _check_axis(axis)
+        if self.axis != -1:
+            raise ValueError(f"{self.name} supports axis=-1 only, received {axis!r}")
+        self.alpha = _check_real(alpha, "alpha")
+        self.gamma = _check_gamma(gamma)
+
+    def get_config(self):
+        config = Loss.get_config(self)
+        config.update(from_logits=self.from_logits, label_smoothing=self.label_smoothing,
+                      axis=self.axis, alpha=self.alpha, gamma=self.gamma)
+        return config
+
+
+class BinaryFocalCrossentropy(_FocalMixin, _ElementwiseLoss):
+    """mean(w (1 - p_t)**gamma * bce, axis=-1): binary cross-entropy down-weighted where the
+    prediction is already good, p_t = t p + (1 - t)(1 - p); with ``apply_class_balancing``
+    w = alpha for the positives and 1 - alpha for the negatives, else 1. From logits, p is
+    sigmoid(y_pred) (then clipped to [eps, 1 - eps] for the logarithms, as in Keras)."""
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                 label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size",
+                 name="binary_focal_crossentropy", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self._focal_init(from_logits, label_smoothing, axis, alpha, gamma)
+        self.apply_class_balancing = _check_bool(apply_class_balancing, "apply_class_balancing")
+
+    def _elementwise(self, y_true, y_pred, need_grad):
+        ls = self.label_smoothing
+        t = y_true * (1.0 - ls) + 0.5 * ls if ls else y_true
+        p = 1.0 / (1.0 + np.exp(-y_pred)) if self.from_logits else y_pred
+        pc = np.clip(p, EPSILON, 1.0 - EPSILON)
+        bce = -(t * np.log(pc) + (1.0 - t) * np.log(1.0 - pc))
+        p_t = t * p + (1.0 - t) * (1.0 - p)
+        f, df = _focal_power(1.0 - p_t, self.gamma)
+        e = f * bce
+        if self.apply_class_balancing:
+            w = t * self.alpha + (1.0 - t) * (1.0 - self.alpha)
+            e *= w
+        if not need_grad:
+            return e, None
+        dbce = (pc - t) / (pc * (1.0 - pc)) * (pc == p)
+        g = f * dbce - df * (2.0 * t - 1.0) * bce      # d p_t / dp = 2t - 1
+        if self.apply_class_balancing:
+            g *= w
+        if self.from_logits:
+            g *= p * (1.0 - p)
+        return e, g
+
+    def get_config(self):
+        config = super().get_config()
+        config["apply_class_balancing"] = self.apply_class_balancing
+        return config
+
+
+class CategoricalFocalCrossentropy(_FocalMixin, Loss):
+    """sum(alpha (1 - q)**gamma * -t log q, axis=-1), q = y_pred renormalised to sum 1 and
+    clipped to [eps, 1 - eps] (from logits: the softmax); ``label_smoothing`` as in
+    CategoricalCrossentropy."""
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1,
+                 reduction="sum_over_batch_size", name="categorical_focal_crossentropy",
+                 dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self._focal_init(from_logits, label_smoothing, axis, alpha, gamma)
+
+    def _align(self, y_true, y_pred):
+        return CategoricalCrossentropy._align(self, y_true, y_pred)
+
+    def _compute(self, y_true, y_pred, need_grad):
+        ls = self.label_smoothing
+        t = y_true * (1.0 - ls) + ls / y_pred.shape[-1] if ls else y_true
+        if self.from_logits:
+            p = np.exp(y_pred - np.max(y_pred, axis=-1, keepdims=True))
+            p /= np.sum(p, axis=-1, keepdims=True)
+        else:
+            p = y_pred
+        s = np.sum(p, axis=-1, keepdims=True)
+        q = p / s
+        qc = np.clip(q, EPSILON, 1.0 - EPSILON)
+        cce = -t * np.log(qc)
+        f, df = _focal_power(1.0 - qc, self.gamma)
+        values = self.alpha * np.sum(f * cce, axis=-1)
+        grad = None
+        if need_grad:
+            g = self.alpha * (f * (-t / qc) - df * cce) * (qc == q)    # d / dq
+            g = (g - np.sum(g * q, axis=-1, keepdims=True)) / s        # through q = p / sum(p)
+            if self.from_logits:                                       # through the softmax
+                g = p * (g - np.sum(g * p, axis=-1, keepdims=True))
+            grad = g
+        return values, grad, y_pred.ndim - 1, None
+
+
 # ----------------------------------------------------------------------------- functions
 
 _FN_INSTANCES = {}
@@ -955,6 +1233,47 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
                      ignore_class=ignore_class)._values(y_true, y_pred)
 
 
+def categorical_hinge(y_true, y_pred):
+    """Per-sample max(max((1 - y_true) * y_pred) - sum(y_true * y_pred) + 1, 0)."""
+    return _instance(CategoricalHinge)._values(y_true, y_pred)
+
+
+def cosine_similarity(y_true, y_pred, axis=-1):
+    """Per-sample -sum(l2_normalize(y_true) * l2_normalize(y_pred), axis)."""
+    return _instance(CosineSimilarity, axis=axis)._values(y_true, y_pred)
+
+
+def _hashable_axis(axis):
+    return tuple(axis) if isinstance(axis, list) else axis
+
+
+def tversky(y_true, y_pred, alpha=0.5, beta=0.5, axis=None):
+    """1 - TP / (TP + alpha FP + beta FN + eps) over ``axis`` (None: all axes)."""
+    return _instance(Tversky, alpha=alpha, beta=beta,
+                     axis=_hashable_axis(axis))._values(y_true, y_pred)
+
+
+def dice(y_true, y_pred, axis=None):
+    """1 - 2 sum(t p) / (sum(t) + sum(p) + eps) over ``axis`` (None: all axes)."""
+    return _instance(Dice, axis=_hashable_axis(axis))._values(y_true, y_pred)
+
+
+def binary_focal_crossentropy(y_true, y_pred, apply_class_balancing=False, alpha=0.25,
+                              gamma=2.0, from_logits=False, label_smoothing=0.0, axis=-1):
+    """Per-sample binary focal cross-entropy, the mean over the last axis."""
+    return _instance(BinaryFocalCrossentropy, apply_class_balancing=apply_class_balancing,
+                     alpha=alpha, gamma=gamma, from_logits=from_logits,
+                     label_smoothing=label_smoothing, axis=axis)._values(y_true, y_pred)
+
+
+def categorical_focal_crossentropy(y_true, y_pred, alpha=0.25, gamma=2.0, from_logits=False,
+                                   label_smoothing=0.0, axis=-1):
+    """Per-sample categorical focal cross-entropy along the last axis."""
+    return _instance(CategoricalFocalCrossentropy, alpha=alpha, gamma=gamma,
+                     from_logits=from_logits, label_smoothing=label_smoothing,
+                     axis=axis)._values(y_true, y_pred)
+
+
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
 mape = MAPE = mean_absolute_percentage_error
@@ -968,7 +1287,9 @@ bce = BCE = binary_crossentropy
 _CLASSES = {cls.__name__: cls for cls in (
     MeanSquaredError, MeanAbsoluteError, MeanAbsolutePercentageError,
     MeanSquaredLogarithmicError, Huber, LogCosh, Hinge, SquaredHinge, Poisson, KLDivergence,
-    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy)}
+    BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy,
+    CategoricalHinge, CosineSimilarity, Tversky, Dice, BinaryFocalCrossentropy,
+    CategoricalFocalCrossentropy)}
 _FUNCTION_CLASSES = {
     "mean_squared_error": MeanSquaredError, "mean_absolute_error": MeanAbsoluteError,
     "mean_absolute_percentage_error": MeanAbsolutePercentageError,
@@ -977,6 +1298,9 @@ _FUNCTION_CLASSES = {
     "kl_divergence": KLDivergence, "binary_crossentropy": BinaryCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_hinge": CategoricalHinge, "cosine_similarity": CosineSimilarity,
+    "tversky": Tversky, "dice": Dice, "binary_focal_crossentropy": BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": CategoricalFocalCrossentropy,
 }
 _ALIASES = {"mse": "mean_squared_error", "MSE": "mean_squared_error",
             "mae": "mean_absolute_error", "MAE": "mean_absolute_error",

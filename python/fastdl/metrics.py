@@ -2,7 +2,8 @@
 
 A metric accumulates over batches with ``update_state(y_true, y_pred, sample_weight=None)``,
 reports with ``result()`` (a Python float; a NumPy array for Precision/Recall given several
-thresholds) and starts over with ``reset_state()``. ``metric(y_true, y_pred)`` updates and
+thresholds, for FBetaScore/F1Score with ``average=None`` and R2Score with
+``class_aggregation=None``) and starts over with ``reset_state()``. ``metric(y_true, y_pred)`` updates and
 returns the result, as in Keras.
 
 Accumulation follows Keras's ``Mean``: per-sample values (the metric function's output, averaged
@@ -27,6 +28,7 @@ sparse) raise ``ValueError`` for labels outside ``[0, num_classes)`` or not inte
 sparse loss, where Keras would silently count a miss (or read out of bounds for top-k).
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -40,7 +42,9 @@ __all__ = [
     "RootMeanSquaredError", "MeanAbsolutePercentageError", "MeanSquaredLogarithmicError",
     "LogCoshError", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy", "KLDivergence", "Poisson", "Hinge", "SquaredHinge",
-    "Precision", "Recall", "AUC",
+    "Precision", "Recall", "AUC", "CategoricalHinge", "CosineSimilarity", "F1Score",
+    "FBetaScore", "R2Score", "MeanIoU", "PrecisionAtRecall", "RecallAtPrecision",
+    "SensitivityAtSpecificity", "SpecificityAtSensitivity",
     "accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
     "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
     "get", "serialize", "deserialize",
@@ -433,6 +437,27 @@ class SquaredHinge(MeanMetricWrapper):
         super().__init__(_losses.squared_hinge, name=name, dtype=dtype)
 
 
+class CategoricalHinge(MeanMetricWrapper):
+    """Mean categorical hinge loss."""
+
+    def __init__(self, name="categorical_hinge", dtype=None):
+        super().__init__(_losses.categorical_hinge, name=name, dtype=dtype)
+
+
+def _cosine_similarity(y_true, y_pred, axis=-1):
+    """Per-sample sum(l2_normalize(y_true) * l2_normalize(y_pred), axis): 1 for the same
+    direction (the loss of the same name is its negative)."""
+    return -_losses.cosine_similarity(y_true, y_pred, axis=axis)
+
+
+class CosineSimilarity(MeanMetricWrapper):
+    """Mean cosine similarity between labels and predictions along ``axis``."""
+
+    def __init__(self, name="cosine_similarity", dtype=None, axis=-1):
+        super().__init__(_cosine_similarity, name=name, dtype=dtype, axis=axis)
+        self.axis = axis
+
+
 class _Huber(MeanMetricWrapper):
     """Mean Huber loss (fastdl extension: Keras has no Huber metric class)."""
 
@@ -796,6 +821,434 @@ class AUC(Metric):
         return config
 
 
+class SensitivitySpecificityBase(Metric):
+    """Counts at ``num_thresholds`` evenly spaced thresholds in [0, 1] (one threshold, 0.5,
+    when ``num_thresholds == 1``), a prediction being positive when above the threshold; the
+    subclasses report the best of one rate among the thresholds where another reaches
+    ``value``."""
+
+    def __init__(self, value, num_thresholds=200, class_id=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if isinstance(num_thresholds, bool) or not isinstance(num_thresholds,
+                                                               (int, np.integer)) \
+                or num_thresholds <= 0:
+            raise ValueError("Argument `num_thresholds` must be an integer > 0. Received: "
+                             f"num_thresholds={num_thresholds!r}")
+        if class_id is not None and (isinstance(class_id, bool)
+                                     or not isinstance(class_id, (int, np.integer))
+                                     or class_id < 0):
+            raise ValueError(f"class_id must be a non-negative int, received {class_id!r}")
+        self.value = value
+        self.num_thresholds = int(num_thresholds)
+        self.class_id = None if class_id is None else int(class_id)
+        if num_thresholds == 1:
+            self.thresholds = [0.5]
+        else:
+            self.thresholds = [0.0] + [(i + 1) / (num_thresholds - 1)
+                                       for i in range(num_thresholds - 2)] + [1.0]
+        self._sorted = np.asarray(self.thresholds)
+        self.reset_state()
+
+    @staticmethod
+    def _check_rate(value, what):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                or not 0.0 <= value <= 1.0:
+            raise ValueError(f"Argument `{what}` must be in the range [0, 1]. Received: "
+                             f"{what}={value!r}")
+        return value
+
+    def reset_state(self):
+        n = len(self.thresholds)
+        self.true_positives = np.zeros(n)
+        self.false_positives = np.zeros(n)
+        self.true_negatives = np.zeros(n)
+        self.false_negatives = np.zeros(n)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt, yp, w = _confusion_inputs(y_true, y_pred, sample_weight, self.name)
+        if self.class_id is not None:
+            if yp.ndim == 0 or self.class_id >= yp.shape[-1]:
+                raise ValueError(f"{self.name}: class_id {self.class_id} is out of range for "
+                                 f"y_pred shape {yp.shape}")
+            yt, yp = yt[..., self.class_id], yp[..., self.class_id]
+            if w is not None:
+                w = w[..., self.class_id]
+        pos = (yt != 0).ravel().astype(np.float64)
+        neg = 1.0 - pos
+        if w is not None:
+            pos *= w.ravel()
+            neg *= w.ravel()
+        tp, fp, tn, fn = _threshold_counts(yp.ravel(), pos, neg, self._sorted)
+        self.true_positives += tp
+        self.false_positives += fp
+        self.true_negatives += tn
+        self.false_negatives += fn
+
+    @staticmethod
+    def _rate(a, b):
+        return np.divide(a, a + b, out=np.zeros_like(a), where=(a + b) != 0)
+
+    def _best(self, constrained, dependent):
+        """The largest ``dependent`` where ``constrained >= value`` (0 where none)."""
+        feasible = constrained >= self.value
+        return float(np.max(np.where(feasible, dependent, 0.0), initial=0.0))
+
+    def _sensitivity(self):
+        return self._rate(self.true_positives, self.false_negatives)
+
+    def _specificity(self):
+        return self._rate(self.true_negatives, self.false_positives)
+
+    def _precision(self):
+        return self._rate(self.true_positives, self.false_positives)
+
+    def get_config(self):
+        config = super().get_config()
+        config["class_id"] = self.class_id
+        return config
+
+
+class SensitivityAtSpecificity(SensitivitySpecificityBase):
+    """The best sensitivity (recall) among thresholds whose specificity is >= ``specificity``."""
+
+    def __init__(self, specificity, num_thresholds=200, class_id=None,
+                 name="sensitivity_at_specificity", dtype=None):
+        self.specificity = self._check_rate(specificity, "specificity")
+        super().__init__(specificity, num_thresholds, class_id, name, dtype)
+
+    def result(self):
+        return self._best(self._specificity(), self._sensitivity())
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_thresholds=self.num_thresholds, specificity=self.specificity)
+        return config
+
+
+class SpecificityAtSensitivity(SensitivitySpecificityBase):
+    """The best specificity among thresholds whose sensitivity is >= ``sensitivity``."""
+
+    def __init__(self, sensitivity, num_thresholds=200, class_id=None,
+                 name="specificity_at_sensitivity", dtype=None):
+        self.sensitivity = self._check_rate(sensitivity, "sensitivity")
+        super().__init__(sensitivity, num_thresholds, class_id, name, dtype)
+
+    def result(self):
+        return self._best(self._sensitivity(), self._specificity())
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_thresholds=self.num_thresholds, sensitivity=self.sensitivity)
+        return config
+
+
+class PrecisionAtRecall(SensitivitySpecificityBase):
+    """The best precision among thresholds whose recall is >= ``recall``."""
+
+    def __init__(self, recall, num_thresholds=200, class_id=None, name="precision_at_recall",
+                 dtype=None):
+        self.recall = self._check_rate(recall, "recall")
+        super().__init__(recall, num_thresholds, class_id, name, dtype)
+
+    def result(self):
+        return self._best(self._sensitivity(), self._precision())
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_thresholds=self.num_thresholds, recall=self.recall)
+        return config
+
+
+class RecallAtPrecision(SensitivitySpecificityBase):
+    """The best recall among thresholds whose precision is >= ``precision``."""
+
+    def __init__(self, precision, num_thresholds=200, class_id=None, name="recall_at_precision",
+                 dtype=None):
+        self.precision = self._check_rate(precision, "precision")
+        super().__init__(precision, num_thresholds, class_id, name, dtype)
+
+    def result(self):
+        return self._best(self._precision(), self._sensitivity())
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_thresholds=self.num_thresholds, precision=self.precision)
+        return config
+
+
+# ----------------------------------------------------------------------------- F-scores, R2, IoU
+
+def _two_d(metric, y_true, y_pred):
+    yt = _real(y_true, "y_true").astype(np.float64)
+    yp = _real(y_pred, "y_pred").astype(np.float64)
+    if yt.ndim != 2 or yp.ndim != 2 or yt.shape != yp.shape:
+        raise ValueError(f"{type(metric).__name__} expects 2D inputs with shape (batch_size, "
+                         f"output_dim). Received input shapes: y_pred.shape={yp.shape} and "
+                         f"y_true.shape={yt.shape}.")
+    return yt, yp
+
+
+def _column_weights(metric, sample_weight, n):
+    w = _real(sample_weight, "sample_weight").astype(np.float64).reshape(-1)
+    if w.shape != (n,):
+        raise ValueError(f"{metric.name}: sample_weight must hold one weight per sample ({n}), "
+                         f"received shape {np.shape(sample_weight)}")
+    return w[:, None]
+
+
+class FBetaScore(Metric):
+    """F-beta score: ``(1 + beta**2) * P * R / (beta**2 * P + R)`` per class from counts
+    accumulated over the batches. A prediction is positive above ``threshold``; with
+    ``threshold=None``, the largest value of each row is. ``average``: None (per class),
+    "micro" (counts pooled over the classes), "macro" (the mean over the classes) or
+    "weighted" (weighted by each class's support)."""
+
+    def __init__(self, average=None, beta=1.0, threshold=None, name="fbeta_score", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if average not in (None, "micro", "macro", "weighted"):
+            raise ValueError("Invalid `average` argument value. Expected one of: {None, "
+                             f"'micro', 'macro', 'weighted'}}. Received: average={average!r}")
+        if not isinstance(beta, float) or not beta > 0.0:
+            raise ValueError("Invalid `beta` argument value. It should be a Python float > 0. "
+                             f"Received: beta={beta!r}")
+        if threshold is not None and (not isinstance(threshold, float)
+                                      or not 0.0 < threshold <= 1.0):
+            raise ValueError("Invalid `threshold` argument value. It should be a Python float "
+                             f"with 0 < threshold <= 1. Received: threshold={threshold!r}")
+        self.average = average
+        self.beta = beta
+        self.threshold = threshold
+        self.reset_state()
+
+    def reset_state(self):
+        self.true_positives = self.false_positives = self.false_negatives = None
+        self.intermediate_weights = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt, yp = _two_d(self, y_true, y_pred)
+        if self.true_positives is not None and self.true_positives.shape[-1:] \
+                not in ((), (yp.shape[1],)):
+            raise ValueError(f"{self.name}: expected {self.true_positives.shape[-1]} classes, "
+                             f"received y_pred shape {yp.shape}")
+        if self.threshold is None:
+            pred = (yp >= yp.max(axis=-1, keepdims=True)) & (np.abs(yp) > 1e-9)
+        else:
+            pred = yp > self.threshold
+        pred = pred.astype(np.float64)
+        w = None if sample_weight is None else _column_weights(self, sample_weight, len(yp))
+        axis = None if self.average == "micro" else 0
+
+        def total(v):
+            return np.sum(v if w is None else v * w, axis=axis)
+
+        counts = (total(pred * yt), total(pred * (1 - yt)), total((1 - pred) * yt), total(yt))
+        if self.true_positives is None:
+            (self.true_positives, self.false_positives, self.false_negatives,
+             self.intermediate_weights) = counts
+        else:
+            self.true_positives = self.true_positives + counts[0]
+            self.false_positives = self.false_positives + counts[1]
+            self.false_negatives = self.false_negatives + counts[2]
+            self.intermediate_weights = self.intermediate_weights + counts[3]
+
+    def result(self):
+        if self.true_positives is None:
+            return 0.0
+        eps = _losses.EPSILON
+        tp = self.true_positives
+        precision = tp / (tp + self.false_positives + eps)
+        recall = tp / (tp + self.false_negatives + eps)
+        b2 = self.beta ** 2
+        score = precision * recall / (b2 * precision + recall + eps) * (1 + b2)
+        if self.average == "weighted":
+            weights = self.intermediate_weights / (np.sum(self.intermediate_weights) + eps)
+            return float(np.sum(score * weights))
+        if self.average is not None:
+            return float(np.mean(score))
+        return score
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(average=self.average, beta=self.beta, threshold=self.threshold)
+        return config
+
+
+class F1Score(FBetaScore):
+    """The F-beta score with beta = 1: the harmonic mean of precision and recall."""
+
+    def __init__(self, average=None, threshold=None, name="f1_score", dtype=None):
+        super().__init__(average=average, beta=1.0, threshold=threshold, name=name, dtype=dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["beta"]
+        return config
+
+
+class R2Score(Metric):
+    """The coefficient of determination ``1 - SS_res / SS_tot`` per output column, from weighted
+    sums accumulated over the batches. ``class_aggregation``: "uniform_average" (the mean over
+    the columns), "variance_weighted_average" or None (per column); ``num_regressors > 0``
+    gives the adjusted R2 ``1 - (1 - R2) (n - 1) / (n - p - 1)``, n the number of values seen.
+    """
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name="r2_score",
+                 dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        valid = (None, "uniform_average", "variance_weighted_average")
+        if class_aggregation not in valid:
+            raise ValueError("Invalid value for argument `class_aggregation`. Expected one of "
+                             f"{valid}. Received: class_aggregation={class_aggregation!r}")
+        if isinstance(num_regressors, bool) or not isinstance(num_regressors,
+                                                               (int, np.integer)) \
+                or num_regressors < 0:
+            raise ValueError("Invalid value for argument `num_regressors`. Expected an int >= 0."
+                             f" Received: num_regressors={num_regressors!r}")
+        self.class_aggregation = class_aggregation
+        self.num_regressors = int(num_regressors)
+        self.reset_state()
+
+    def reset_state(self):
+        self.num_samples = 0
+        self.sum = self.squared_sum = self.total_mse = self.count = None
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt = _real(y_true, "y_true").astype(np.float64)
+        yp = _real(y_pred, "y_pred").astype(np.float64)
+        yt, yp = _same_rank(yt, yp)
+        yt, yp = _two_d(self, yt, yp)
+        if self.sum is not None and self.sum.shape != (yp.shape[1],):
+            raise ValueError(f"{self.name}: expected {self.sum.shape[0]} output columns, "
+                             f"received y_pred shape {yp.shape}")
+        w = np.ones_like(yt) if sample_weight is None else np.broadcast_to(
+            _column_weights(self, sample_weight, len(yt)), yt.shape)
+        parts = (np.sum(yt * w, axis=0), np.sum(yt * yt * w, axis=0),
+                 np.sum((yt - yp) ** 2 * w, axis=0), np.sum(w, axis=0))
+        if self.sum is None:
+            self.sum, self.squared_sum, self.total_mse, self.count = parts
+        else:
+            self.sum = self.sum + parts[0]
+            self.squared_sum = self.squared_sum + parts[1]
+            self.total_mse = self.total_mse + parts[2]
+            self.count = self.count + parts[3]
+        self.num_samples += yt.size
+
+    def result(self):
+        if self.sum is None:
+            return 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = self.sum / self.count
+            total = self.squared_sum - self.sum * mean
+            raw = 1.0 - self.total_mse / total
+        raw = np.where(np.isinf(raw), 0.0, raw)
+        if self.class_aggregation == "uniform_average":
+            score = float(np.mean(raw))
+        elif self.class_aggregation == "variance_weighted_average":
+            score = float(np.sum(total * raw) / np.sum(total))
+        else:
+            score = raw
+        p, n = self.num_regressors, self.num_samples
+        if p:
+            if p >= n - 1:
+                warnings.warn("The adjusted R2 score needs more data points than independent "
+                              "predictors plus one: falling back to the standard R2 score.",
+                              stacklevel=2)
+            else:
+                score = 1.0 - (1.0 - score) * (n - 1.0) / (n - p - 1.0)
+        return score
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(class_aggregation=self.class_aggregation,
+                      num_regressors=self.num_regressors)
+        return config
+
+
+class MeanIoU(Metric):
+    """Mean intersection-over-union over the classes of a semantic segmentation, from the
+    confusion matrix accumulated over the batches: per class ``TP / (TP + FP + FN)``, averaged
+    over the classes that occur. Labels (and predictions) are class ids, or one-hot /
+    probabilities with ``sparse_y_true=False`` / ``sparse_y_pred=False`` (the argmax along
+    ``axis``). Entries outside ``[0, num_classes)`` or equal to ``ignore_class`` are skipped. The
+    confusion matrix has ``dtype`` (Keras's default int32: sample weights are truncated to
+    integers, as in Keras)."""
+
+    def __init__(self, num_classes, name="mean_io_u", dtype=None, ignore_class=None,
+                 sparse_y_true=True, sparse_y_pred=True, axis=-1):
+        if dtype is not None and not isinstance(dtype, str):
+            raise ValueError(f"A metric's dtype must be a dtype name. Received: dtype={dtype!r}")
+        int_dtype = dtype is None or dtype.startswith(("int", "uint"))
+        super().__init__(name=name, dtype=None if int_dtype else dtype)
+        if int_dtype:
+            try:
+                np.dtype(dtype or "int32")
+            except TypeError:
+                raise ValueError(f"Unknown dtype {dtype!r}") from None
+            self.dtype = dtype or "int32"
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+                or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1, received {num_classes!r}")
+        for arg, value in (("sparse_y_true", sparse_y_true), ("sparse_y_pred", sparse_y_pred)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{arg} must be a bool, received {value!r}")
+        if ignore_class is not None and (isinstance(ignore_class, bool)
+                                         or not isinstance(ignore_class, (int, np.integer))):
+            raise ValueError(f"ignore_class must be None or an int, received {ignore_class!r}")
+        self.num_classes = int(num_classes)
+        self.ignore_class = ignore_class
+        self.sparse_y_true = bool(sparse_y_true)
+        self.sparse_y_pred = bool(sparse_y_pred)
+        self.axis = axis
+        self._int = int_dtype
+        self.reset_state()
+
+    def reset_state(self):
+        self.total_cm = np.zeros((self.num_classes, self.num_classes))
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt, yp = _real(y_true, "y_true"), _real(y_pred, "y_pred")
+        if not self.sparse_y_true:
+            yt = np.argmax(yt, axis=self.axis)
+        if not self.sparse_y_pred:
+            yp = np.argmax(yp, axis=self.axis)
+        yt, yp = yt.reshape(-1), yp.reshape(-1)
+        if yt.shape != yp.shape:
+            raise _shape_error(self.name, y_true, y_pred)
+        if self._int:                        # Keras casts the labels to the metric's dtype
+            yt, yp = np.trunc(yt), np.trunc(yp)
+        if sample_weight is None:
+            w = np.ones(yt.shape)
+        else:
+            w = _real(sample_weight, "sample_weight").astype(np.float64).reshape(-1)
+            if self._int:
+                w = np.trunc(w)
+            try:
+                w = np.broadcast_to(w, yt.shape)
+            except ValueError:
+                raise ValueError(f"{self.name}: sample_weight of shape "
+                                 f"{np.shape(sample_weight)} does not fit {yt.size} "
+                                 "labels") from None
+        n = self.num_classes
+        keep = (yt >= 0) & (yt < n) & (yp >= 0) & (yp < n)
+        if self.ignore_class is not None:
+            keep &= yt != self.ignore_class
+        index = yt[keep].astype(np.int64) * n + yp[keep].astype(np.int64)
+        self.total_cm += np.bincount(index, weights=w[keep], minlength=n * n).reshape(n, n)
+
+    def result(self):
+        cm = self.total_cm
+        tp = np.diag(cm)
+        denominator = cm.sum(axis=0) + cm.sum(axis=1) - tp
+        valid = denominator > 1e-9
+        iou = np.where(valid, tp / (denominator + _losses.EPSILON), 0.0)
+        return float(np.sum(iou) / (np.sum(valid) + _losses.EPSILON))
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype,
+                "ignore_class": self.ignore_class, "sparse_y_true": self.sparse_y_true,
+                "sparse_y_pred": self.sparse_y_pred, "axis": self.axis}
+
+
 # ----------------------------------------------------------------------------- lookup
 
 _CLASSES = {cls.__name__: cls for cls in (
@@ -803,7 +1256,9 @@ _CLASSES = {cls.__name__: cls for cls in (
     TopKCategoricalAccuracy, SparseTopKCategoricalAccuracy, MeanSquaredError, MeanAbsoluteError,
     RootMeanSquaredError, MeanAbsolutePercentageError, MeanSquaredLogarithmicError, LogCoshError,
     BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, KLDivergence,
-    Poisson, Hinge, SquaredHinge, Precision, Recall, AUC, AutoAccuracy)}
+    Poisson, Hinge, SquaredHinge, Precision, Recall, AUC, AutoAccuracy, CategoricalHinge,
+    CosineSimilarity, F1Score, FBetaScore, R2Score, MeanIoU, PrecisionAtRecall,
+    RecallAtPrecision, SensitivityAtSpecificity, SpecificityAtSensitivity)}
 _LOOKUP = dict(_CLASSES)
 _LOOKUP.update({_snake_case(name): cls for name, cls in _CLASSES.items() if name != "AUC"})
 _LOOKUP.update({

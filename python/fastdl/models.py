@@ -661,6 +661,8 @@ class Sequential:
                                        "the weights are those after it")
             if self.stop_training:
                 break
+        if epochs > initial_epoch:  # as Keras: with use_ema the weights become their averages
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.on_train_end(logs)
 
     def _unpack_validation(self, validation_data):

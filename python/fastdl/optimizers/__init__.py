@@ -5,16 +5,22 @@ clips, applies decoupled weight decay and the update rule, and increments ``opt.
 ``opt.variables`` / ``get_state`` / ``set_state`` expose the state in Keras's order.
 """
 from fastdl.optimizers import schedules
+from fastdl.optimizers.adadelta import Adadelta
 from fastdl.optimizers.adagrad import Adagrad
 from fastdl.optimizers.adam import Adam, AdamW
+from fastdl.optimizers.adamax import Adamax
 from fastdl.optimizers.base import Optimizer
+from fastdl.optimizers.ftrl import Ftrl
+from fastdl.optimizers.lion import Lion
+from fastdl.optimizers.nadam import Nadam
 from fastdl.optimizers.rmsprop import RMSprop
 from fastdl.optimizers.sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "schedules", "get",
-           "serialize", "deserialize"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax",
+           "Adadelta", "Ftrl", "Lion", "schedules", "get", "serialize", "deserialize"]
 
-ALL_OBJECTS_DICT = {cls.__name__.lower(): cls for cls in (SGD, Adam, AdamW, RMSprop, Adagrad)}
+ALL_OBJECTS_DICT = {cls.__name__.lower(): cls for cls in (
+    SGD, Adam, AdamW, RMSprop, Adagrad, Nadam, Adamax, Adadelta, Ftrl, Lion)}
 
 
 def _valid_names():

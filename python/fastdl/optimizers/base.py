@@ -7,6 +7,12 @@ step costs per variable only a copy of its gradient into the flat buffer and the
 (plus two calls when weight decay is on); the update rule itself runs once per group on the flat
 buffers, in cache-sized chunks. The slot views are what ``variables`` / ``get_state`` expose, in
 Keras's order.
+
+``use_ema`` keeps a moving average of every variable (``ema_overwrite_frequency``: copied into
+the variables every that many updates; ``finalize_variable_values`` copies it at the end of
+training); ``gradient_accumulation_steps`` sums the gradients of that many ``apply`` calls and
+updates with their mean on the last one. Both as Keras 3: their arrays come before the slots in
+``variables``, and ``iterations`` counts updates, not calls.
 """
 import math
 import operator
@@ -71,6 +77,17 @@ def _lr_arity(fn):
     return 0
 
 
+def _check_count(name, value, low):
+    """An optional integer setting (None or an int >= low)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < low:
+        raise ValueError(f"`{name}` must be an integer >= {low} or None. Received: "
+                         f"{name}={value!r}")
+    return int(value)
+
+
 class _Group:
     """Flat buffers of the variables of one dtype."""
     __slots__ = ("dtype", "size", "g", "tmp", "tmp2", "slots", "slot_list")
@@ -95,7 +112,11 @@ class Optimizer:
     Subclasses define ``_slot_blocks`` (slot names per block, Keras's variable order: the
     variables of a block are listed per model variable, names interleaved), ``_n_tmp``,
     ``_d_source`` / ``_d_add`` (which buffer holds the final update ``d`` and whether ``w += d``
-    or ``w -= d``), ``_coefficients(lr, step)`` and ``_kernel(g, tmp, tmp2, slots, coeffs)``.
+    or ``w -= d``; ``_d_assign``: ``w = d``), ``_coefficients(lr, step)`` and
+    ``_kernel(g, tmp, tmp2, slots, coeffs)``. A rule that reads the variables themselves (Ftrl)
+    sets ``_needs_variables``: ``tmp2`` then holds their values when the kernel runs. Scalars
+    Keras keeps after the slots (Nadam's ``u_product``) come from ``_tail_arrays`` and are
+    restored by ``_set_tail``.
     """
 
     _slot_blocks = ()
@@ -103,6 +124,8 @@ class Optimizer:
     _n_tmp = 0
     _d_source = "g"
     _d_add = False
+    _d_assign = False
+    _needs_variables = False
     _default_name = "optimizer"
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
@@ -132,22 +155,15 @@ class Optimizer:
                 f"Received: clipnorm={clipnorm}, clipvalue={clipvalue}, "
                 f"global_clipnorm={global_clipnorm}")
         self.use_ema = check_bool("use_ema", use_ema)
-        if self.use_ema:
-            raise NotImplementedError("fastdl optimizers do not implement `use_ema=True` yet. "
-                                      "Received: use_ema=True")
         self.ema_momentum = check_number("ema_momentum", ema_momentum, 0.0, 1.0)
-        if ema_overwrite_frequency is not None:
-            raise NotImplementedError("`ema_overwrite_frequency` needs `use_ema=True`, which "
-                                      "fastdl does not implement. Received: "
-                                      f"ema_overwrite_frequency={ema_overwrite_frequency!r}")
-        self.ema_overwrite_frequency = None
+        self.ema_overwrite_frequency = _check_count("ema_overwrite_frequency",
+                                                    ema_overwrite_frequency, 1)
         self.loss_scale_factor = check_number("loss_scale_factor", loss_scale_factor, low=0.0,
                                               low_open=True, allow_none=True)
-        if gradient_accumulation_steps is not None:
-            raise NotImplementedError("fastdl optimizers do not implement gradient "
-                                      "accumulation. Received: gradient_accumulation_steps="
-                                      f"{gradient_accumulation_steps!r}")
-        self.gradient_accumulation_steps = None
+        self.gradient_accumulation_steps = _check_count("gradient_accumulation_steps",
+                                                        gradient_accumulation_steps, 2)
+        self._averages = []        # use_ema: the moving average of every variable
+        self._accumulators = []    # gradient_accumulation_steps: the summed gradients
 
         self._iterations = 0
         self._lr_value = None   # float32-rounded Python float when the learning rate is a number
@@ -210,15 +226,17 @@ class Optimizer:
 
     @property
     def iterations(self):
-        """Number of `apply` calls so far (a Python int)."""
-        return self._iterations
+        """Number of updates so far (a Python int): the `apply` calls, divided by
+        `gradient_accumulation_steps` when gradients are accumulated (as in Keras)."""
+        steps = self.gradient_accumulation_steps
+        return self._iterations // steps if steps else self._iterations
 
     @iterations.setter
     def iterations(self, value):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
                 or value < 0:
             raise ValueError(f"`iterations` must be an int >= 0. Received: {value!r}")
-        self._iterations = int(value)
+        self._iterations = int(value) * (self.gradient_accumulation_steps or 1)
 
     # ------------------------------------------------------------------ build
     def _slot_names(self):
@@ -273,6 +291,9 @@ class Optimizer:
         self._dviews = (self._gviews if self._d_source == "g"
                         else self._slot_views[self._d_source])
         self._update_decay_list()
+        self._averages = [np.zeros_like(v) for v in variables] if self.use_ema else []
+        self._accumulators = ([np.zeros_like(v) for v in variables]
+                              if self.gradient_accumulation_steps else [])
         self.built = True
 
     def _update_decay_list(self):
@@ -406,10 +427,23 @@ class Optimizer:
         (subset: the rule runs on each variable's span).
         """
         gviews = self._gviews
-        # loss scaling and clipping act on the gathered gradients
+        # loss scaling, accumulation and clipping act on the gathered gradients
         if self.loss_scale_factor is not None:
             for i in idxs:
                 np.divide(gviews[i], self.loss_scale_factor, out=gviews[i])
+        steps = self.gradient_accumulation_steps
+        if steps:
+            acc = self._accumulators
+            if (self._iterations + 1) % steps:          # not an update step: sum, count
+                for i in idxs:
+                    acc[i] += gviews[i]
+                self._end_step()
+                return
+            for i in idxs:                              # update with the mean gradient
+                g = gviews[i]
+                g += acc[i]
+                g /= steps
+                acc[i].fill(0)
         if self.clipnorm:
             c = self.clipnorm
             for i in idxs:
@@ -456,7 +490,11 @@ class Optimizer:
                             np.multiply(w, c, out=t)
                             w -= t
 
-        coeffs = self._coefficients(lr, self._iterations + 1)
+        if self._needs_variables:
+            for i in idxs:
+                a, b = self._var_span[i]
+                self._var_group[i].tmp2[a:b] = self._vars[i].reshape(-1)
+        coeffs = self._coefficients(lr, self.iterations + 1)
         kernel = self._kernel
         fused = self._fused
         if groups is not None:
@@ -483,7 +521,10 @@ class Optimizer:
                            None if grp.tmp2 is None else grp.tmp2[a:b], slots, coeffs)
 
         variables, dviews = self._vars, self._dviews
-        if self._d_add:
+        if self._d_assign:
+            for i in idxs:
+                np.copyto(variables[i], dviews[i])
+        elif self._d_add:
             for i in idxs:
                 w = variables[i]
                 np.add(w, dviews[i], out=w)
@@ -491,7 +532,36 @@ class Optimizer:
             for i in idxs:
                 w = variables[i]
                 np.subtract(w, dviews[i], out=w)
+        self._end_step()
+
+    def _end_step(self):
+        """After every `apply`: the moving averages (use_ema), the periodic overwrite of the
+        variables with them (ema_overwrite_frequency), then the step counter, as in Keras."""
+        if self.use_ema:
+            first = self.iterations == 0
+            for w, avg in zip(self._vars, self._averages):
+                dt = w.dtype.type
+                m = dt(0) if first else dt(self.ema_momentum)
+                avg *= m
+                avg += (dt(1) - m) * w        # average = m * average + (1 - m) * w
+            freq = self.ema_overwrite_frequency
+            if freq and (self.iterations + 1) % freq == 0:
+                for w, avg in zip(self._vars, self._averages):
+                    np.copyto(w, avg)
         self._iterations += 1
+
+    def finalize_variable_values(self, var_list):
+        """With `use_ema`, overwrite the given variables (built ones) with their moving
+        averages; Keras calls this at the end of `fit`."""
+        if not self.use_ema or not self.built:
+            return
+        for v in var_list:
+            v = v._value if isinstance(v, _Tensor) else v
+            idx = self._index.get(id(v))
+            if idx is None:
+                raise ValueError(f"{type(self).__name__}.finalize_variable_values: unknown "
+                                 f"variable of shape {getattr(v, 'shape', None)}")
+            np.copyto(v, self._averages[idx])
 
     # ------------------------------------------------------------------ the update rule
     def _coefficients(self, lr, step):
@@ -515,7 +585,7 @@ class Optimizer:
     def _slot_list(self):
         if not self.built:
             return []
-        out = []
+        out = self._averages + self._accumulators     # Keras's order: before the slots
         n = len(self._vars)
         for block in self._slot_blocks:
             for i in range(n):
@@ -523,11 +593,20 @@ class Optimizer:
                     out.append(self._slot_views[name][i])
         return out
 
+    def _tail_arrays(self):
+        """Scalar state Keras lists after the slots of a built optimizer (none by default)."""
+        return []
+
+    def _set_tail(self, arrays):
+        """Restore `_tail_arrays` from the (validated, scalar) arrays."""
+
     @property
     def variables(self):
         """Keras's order: iterations (int64 scalar), learning rate (float32 scalar, only when
-        it is a number and not a schedule), then the slots of every model variable."""
-        return self._state_arrays() + self._slot_list()
+        it is a number and not a schedule), the slots of every model variable, then any
+        optimizer-wide scalars (Nadam's `u_product`)."""
+        tail = self._tail_arrays() if self.built else []
+        return self._state_arrays() + self._slot_list() + tail
 
     def get_state(self):
         """Copies of `variables` (what save writes)."""
@@ -537,15 +616,26 @@ class Optimizer:
         """Restore what `get_state` returned (exactly, bitwise). Validates everything first."""
         state = list(state)
         slots = self._slot_list()
+        n_tail = len(self._tail_arrays()) if self.built else 0
         head = 2 if self._lr_fn is None else 1
-        if not self.built and self._slot_names() and len(state) > head:
+        per_variable = (self._slot_names() or self.use_ema
+                        or self.gradient_accumulation_steps)
+        if not self.built and per_variable and len(state) > head:
             raise ValueError(f"{type(self).__name__}.set_state: the optimizer is not built yet; "
                              "call `optimizer.build(trainable_variables)` first")
-        if len(state) != head + len(slots):
-            raise ValueError(f"{type(self).__name__}.set_state: expected {head + len(slots)} "
-                             f"arrays ({head} counters and {len(slots)} slots), received "
-                             f"{len(state)}")
+        if len(state) != head + len(slots) + n_tail:
+            tail = f" and {n_tail} scalars" if n_tail else ""
+            raise ValueError(f"{type(self).__name__}.set_state: expected "
+                             f"{head + len(slots) + n_tail} arrays ({head} counters, "
+                             f"{len(slots)} slots{tail}), received {len(state)}")
         arrays = [np.asarray(a) for a in state]
+        tail = arrays[len(arrays) - n_tail:] if n_tail else []
+        arrays = arrays[:len(arrays) - n_tail]
+        for k, a in enumerate(tail):
+            if a.shape != () or not np.issubdtype(a.dtype, np.number) \
+                    or not math.isfinite(float(a)):
+                raise ValueError(f"{type(self).__name__}.set_state: optimizer scalar {k} must "
+                                 f"be a finite real scalar. Received: {a!r}")
         it = arrays[0]
         if it.shape != () or not (np.issubdtype(it.dtype, np.integer)
                                   or (np.issubdtype(it.dtype, np.floating)
@@ -575,6 +665,8 @@ class Optimizer:
             self._lr_value = float(np.float32(arrays[1]))
         for dst, src in zip(slots, arrays[head:]):
             np.copyto(dst, src, casting="unsafe")
+        if n_tail:
+            self._set_tail(tail)
 
     def save_own_variables(self, store):
         """Keras's saving hook: `store[str(i)] = variable`."""

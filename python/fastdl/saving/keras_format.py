@@ -123,7 +123,8 @@ def _neutral(key, value, config):
         return value is None
     if key in ("ragged", "sparse"):
         return value in (False, None)
-    if key in ("optional", "stateful", "zero_output_for_mask", "synchronized", "renorm"):
+    if key in ("optional", "stateful", "zero_output_for_mask", "synchronized", "renorm",
+               "rms_scaling"):
         return value is False
     if key in ("dropout", "recurrent_dropout"):
         return value == 0 and not isinstance(value, bool)
@@ -536,7 +537,7 @@ def _read_config(zf, path):
                                f"{path!r}: {CONFIG_NAME}")
 
 
-_SLOTS_PER_WEIGHT = 4           # optimizer slots per weight (Adam with amsgrad has 3)
+_SLOTS_PER_WEIGHT = 5           # optimizer slots per weight (Adam: amsgrad 3, EMA and accumulation)
 _OBJECT_BYTES = 16 << 10        # HDF5 metadata per group or dataset (Keras's files: under 1 KiB)
 _FILE_BYTES = 1 << 20           # HDF5 superblock, root groups, small attributes
 
@@ -572,6 +573,11 @@ def _read_weights(zf, info, model, path):
 
 
 def _open_h5(data, where):
+    """The HDF5 file in ``data``; what the bytes are instead, before h5py is needed."""
+    if not data.startswith(b"\x89HDF\r\n\x1a\n"):
+        from fastdl.saving.native import _describe_foreign
+        raise ModelFileError(f"{where} is not an HDF5 weights file: "
+                             f"{_describe_foreign(data[:16]) if data else 'it is empty'}")
     h5py = _h5py()
     try:
         return h5py.File(io.BytesIO(data), "r")
@@ -610,10 +616,9 @@ def _restore_optimizer(model, arrays, where):
 
 
 def load_model(filepath, custom_objects=None, compile=True):
-    _h5py()                             # without h5py, say so before reading anything
     path = os.fspath(filepath)
     where = repr(path)
-    with _open_zip(path) as zf:
+    with _open_zip(path) as zf:         # a file that is no .keras archive says what it is
         description = _read_config(zf, path)
         if not isinstance(description, dict):
             raise ModelFileError(f"{where}: {CONFIG_NAME} must hold a JSON object")
@@ -649,7 +654,6 @@ def load_model(filepath, custom_objects=None, compile=True):
 
 
 def load_weights(model, filepath):
-    _h5py()
     path = os.fspath(filepath)
     where = repr(path)
     if not model.built:
@@ -672,10 +676,6 @@ def load_weights(model, filepath):
                 raise ModelFileError(f"{where} is {size} bytes, more than the weights of model "
                                      f"{model.name!r} can need ({limit} bytes)")
             data = f.read(size + 1)
-        if not data.startswith(b"\x89HDF\r\n\x1a\n"):
-            from fastdl.saving.native import _describe_foreign
-            raise ModelFileError(f"{where} is not an HDF5 weights file: "
-                                 f"{_describe_foreign(data[:16]) if data else 'it is empty'}")
     h5 = _open_h5(data, where)
     try:
         store = _H5Weights(h5, where)
