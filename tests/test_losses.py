@@ -584,7 +584,7 @@ def test_reduction_none_returns_weighted_per_sample_values():
                                [2.0, 4.0])
 
 
-def test_custom_loss_with_call_only_evaluates_but_cannot_train():
+def test_custom_loss_with_call_only_is_differentiated_by_the_tape():
     class Cube(L.Loss):
         def call(self, y_true, y_pred):
             return np.mean((y_pred - y_true) ** 3, axis=-1)
@@ -592,5 +592,7 @@ def test_custom_loss_with_call_only_evaluates_but_cannot_train():
     loss = Cube()
     assert loss.name == "cube"
     assert loss(np.zeros((2, 1)), np.array([[1.0], [2.0]])) == pytest.approx(4.5)
-    with pytest.raises(NotImplementedError, match="forward_backward"):
-        loss.forward_backward(np.zeros((2, 1)), np.ones((2, 1)))
+    # d/dp mean_batch((p - t)^3) = 3 (p - t)^2 / 2, sample weights scale each term
+    value, grad = loss.forward_backward(np.zeros((2, 1)), np.array([[1.0], [2.0]]), [1.0, 0.5])
+    assert value == pytest.approx((1.0 + 0.5 * 8.0) / 2)
+    np.testing.assert_allclose(grad, [[3.0 / 2], [0.5 * 3.0 * 4.0 / 2]])

@@ -52,7 +52,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         autograph feature_column audio bitwise experimental errors nest types sysconfig
     """,
     "keras": """
-        DTypePolicy FloatDTypePolicy Function KerasTensor Model Operation Quantizer Regularizer
+        DTypePolicy FloatDTypePolicy Function Operation Quantizer Regularizer
         RematScope StatelessScope SymbolicScope applications constraints device distillation
         distribution dtype_policies export legacy mixed_precision name_scope quantizers
         regularizers remat tree version visualization wrappers
@@ -60,19 +60,19 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.layers": """
         ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
-        Add AdditiveAttention AlphaDropout Attention AugMix AutoContrast Average
+        AdditiveAttention AlphaDropout Attention AugMix AutoContrast
         AveragePooling1D AveragePooling3D AvgPool1D AvgPool3D CategoryEncoding CenterCrop
-        Concatenate ContrastLimitedAdaptiveHistogramEqualization Conv1D Conv1DTranspose
+        ContrastLimitedAdaptiveHistogramEqualization Conv1D Conv1DTranspose
         Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D Convolution1D
         Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
         Cropping1D Cropping2D Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
-        Dot ELU EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
+        ELU EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
         GlobalAveragePooling1D GlobalAveragePooling3D GlobalAvgPool1D GlobalAvgPool3D
         GlobalMaxPool1D GlobalMaxPool3D GlobalMaxPooling1D GlobalMaxPooling3D GroupNormalization
         GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
-        Lambda LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool3D
-        MaxPooling1D MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
-        Multiply Normalization PReLU Permute Pipeline RMSNormalization RNN RandAugment
+        LayerNormalization LeakyReLU Masking MaxNumBoundingBoxes MaxPool1D MaxPool3D
+        MaxPooling1D MaxPooling3D MelSpectrogram MixUp MultiHeadAttention
+        Normalization PReLU Permute Pipeline RMSNormalization RNN RandAugment
         RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
         RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale
         RandomHue RandomInvert RandomPerspective RandomPosterization RandomRotation
@@ -80,10 +80,10 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         RepeatVector Rescaling Resizing ReversibleEmbedding STFTSpectrogram SeparableConv1D
         SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNNCell Softmax
         Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D SpectralNormalization
-        StackedRNNCells StringLookup Subtract TFSMLayer TextVectorization TimeDistributed
+        StackedRNNCells StringLookup TFSMLayer TextVectorization TimeDistributed
         TorchModuleWrapper UnitNormalization UpSampling1D UpSampling2D UpSampling3D Wrapper
-        ZeroPadding1D ZeroPadding3D add average concatenate deserialize dot maximum minimum
-        multiply serialize subtract
+        ZeroPadding1D ZeroPadding3D deserialize
+        serialize
     """,
     "keras.losses": """
         BinaryFocalCrossentropy CTC CategoricalFocalCrossentropy
@@ -120,7 +120,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         standardize_dtype text_dataset_from_directory timeseries_dataset_from_array
         unpack_x_y_sample_weight
     """,
-    "keras.models": "Model clone_model model_from_json save_model",
+    "keras.models": "clone_model model_from_json save_model",
     "keras.initializers": """
         Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
         glorot_normal glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform
@@ -142,8 +142,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
 }.items()}
 
-_FUNCTIONAL = ("merging layers need Keras's functional API (keras.Model(inputs, outputs)), which "
-               "fastdl does not have: a Sequential model is a linear stack of layers")
 _AS_2D = ("a sequence reshaped to (1, steps, channels) with Reshape goes through {layer}"
           "{window}")
 _PREPROCESS = "preprocess the NumPy arrays before fit"
@@ -151,9 +149,6 @@ _AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing lay
 _LOSS_FN = "pass the name instead, as in metrics=['{name}']"
 _INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from "
             "keras.initializers")
-_MODEL = ("the functional API (keras.Model(inputs, outputs)) and Model subclasses are not "
-          "available: keras.Sequential([Input(shape), layer, ...]) builds a linear stack")
-
 # Full name -> what to use instead, where fastdl has something.
 ALTERNATIVES = {
     # TensorFlow
@@ -167,8 +162,6 @@ ALTERNATIVES = {
     "tf.summary": "keras.callbacks.CSVLogger writes the per-epoch logs",
     "tf.string": "fastdl takes numeric arrays only",
     # keras
-    "keras.Model": _MODEL,
-    "keras.models.Model": _MODEL,
     "keras.models.save_model": "model.save(path) or keras.saving.save_model(model, path)",
     "keras.regularizers": "AdamW(weight_decay=...) decays the weights",
     "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
@@ -180,9 +173,6 @@ ALTERNATIVES = {
     **{f"keras.layers.{n}": _AS_2D.format(layer=n.replace("1D", "2D"), window="")
        for n in ("GlobalAveragePooling1D GlobalAvgPool1D GlobalMaxPooling1D "
                  "GlobalMaxPool1D").split()},
-    **{f"keras.layers.{n}": _FUNCTIONAL for n in (
-        "Add Subtract Multiply Average Maximum Minimum Concatenate Dot add subtract multiply "
-        "average maximum minimum concatenate dot").split()},
     **{f"keras.layers.{n}": "use the LSTM, GRU or SimpleRNN layers (return_sequences=True to "
        "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
     **{f"keras.layers.{n}": "BatchNormalization is available" for n in (
@@ -202,8 +192,6 @@ ALTERNATIVES = {
                                        "keras.utils.pad_sequences and an Embedding layer"),
     "keras.layers.Masking": "Embedding(..., mask_zero=True) masks padded time steps",
     "keras.layers.TimeDistributed": "Dense already applies to the last axis of a 3-D input",
-    "keras.layers.Lambda": ("write a keras.layers.Layer subclass with call() and backward() "
-                            "(fastdl has no automatic differentiation)"),
     # keras.losses / metrics / optimizers / callbacks
     **{f"keras.metrics.{n}": _LOSS_FN.format(name=n) for n in (
         "mean_squared_error mean_absolute_error mean_absolute_percentage_error "

@@ -9,7 +9,8 @@ import importlib
 _SUBMODULES = ("activations", "backend", "callbacks", "config", "datasets", "initializers",
                "layers", "losses", "metrics", "models", "ops", "optimizers", "random", "utils",
                "preprocessing", "saving")
-_ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "Layer": "fastdl.layers",
+_ATTRIBUTES = {"Sequential": "fastdl.models", "Model": "fastdl.models",
+               "KerasTensor": "fastdl.functional", "Input": "fastdl.layers", "Layer": "fastdl.layers",
                "InputSpec": "fastdl.layers", "Loss": "fastdl.losses", "Metric": "fastdl.metrics",
                "Optimizer": "fastdl.optimizers", "Initializer": "fastdl.initializers",
                "Variable": "fastdl.ops", "__version__": "fastdl"}

@@ -26,7 +26,8 @@ the state and repeats the previous output.
 import numpy as np
 
 from fastdl import activations, initializers
-from fastdl.layers.base import as_c_array, InputSpec, Layer, check_positive_int, check_rate, shape_str
+from fastdl.layers.base import (as_c_array, InputSpec, Layer, _is_symbolic, check_positive_int,
+                                check_rate, shape_str)
 from fastdl.ops.core import rnn as rnn_ops
 from fastdl.utils.rng import seed_generator
 
@@ -146,6 +147,8 @@ class _RNN(Layer):
 
     # ------------------------------------------------------------------ forward / backward
     def __call__(self, x, training=False, mask=None, initial_state=None):
+        if _is_symbolic(x) and initial_state is None:   # the functional API records a node
+            return Layer.__call__(self, x, training=training, mask=mask)
         x = self.convert_input(x)
         self._maybe_build(x.shape)
         self.check_input_shape(x.shape)
@@ -455,6 +458,8 @@ class Bidirectional(Layer):
             self._initial_weights = None
 
     def __call__(self, x, training=False, mask=None, initial_state=None):
+        if _is_symbolic(x) and initial_state is None:   # the functional API records a node
+            return Layer.__call__(self, x, training=training, mask=mask)
         x = self.convert_input(x)
         self._maybe_build(x.shape)
         self.check_input_shape(x.shape)

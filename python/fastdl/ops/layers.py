@@ -27,7 +27,10 @@ def layer_variables(layer):
     cached = _VARIABLES.get(layer)
     if (cached is None or len(cached) != len(arrays)
             or any(v._value is not a for v, a in zip(cached, arrays))):
-        cached = [Variable._wrap(a, f"{layer.name}/{i}") for i, a in enumerate(arrays)]
+        # a layer written with ops holds the Variables its add_weight returned: use those
+        own = {id(w.value): w.variable for w in layer._weight_entries() if w.variable is not None}
+        cached = [own.get(id(a)) or Variable._wrap(a, f"{layer.name}/{i}")
+                  for i, a in enumerate(arrays)]
         _VARIABLES[layer] = cached
     return cached
 

@@ -1,0 +1,380 @@
+"""Keras's functional API: symbolic tensors (``keras.Input``), nodes, and ``Model(inputs, outputs)``.
+
+``Input(shape)`` returns a :class:`KerasTensor` (a shape with a None batch axis, a dtype, a
+name). Calling a layer (or a model) on KerasTensors, or applying an operator to them
+(``x + y``, ``x[:, 0]``), records a :class:`Node` and returns new KerasTensors whose shapes come
+from the layer's ``compute_output_shape`` (layers with a backward of their own) or from running
+the call on small zero arrays (layers written with ops, operators). ``Model(inputs, outputs)``
+collects the nodes between them in topological order; :class:`Functional` runs them on Tensors,
+so a GradientTape differentiates the graph (each built-in layer call is one primitive with its
+own saved cache: a layer shared by several nodes is differentiated per call).
+"""
+import numpy as np
+
+from fastdl.layers.base import InputLayer, Layer, shape_str
+from fastdl.models import Model, _as_tensors, _values
+from fastdl.tensor.tensor import Tensor, as_dtype
+
+
+class Node:
+    """One call in a graph: ``fn(*args, **kwargs)`` with KerasTensors inside ``args``."""
+    __slots__ = ("layer", "fn", "args", "kwargs", "outputs")
+
+    def __init__(self, layer, fn, args, kwargs):
+        self.layer, self.fn, self.args, self.kwargs = layer, fn, args, kwargs
+        self.outputs = []
+
+    def inputs(self):
+        return _flatten(self.args)
+
+
+class KerasTensor:
+    """A symbolic tensor: ``shape`` (batch axis None), ``dtype`` and ``name``; the output of
+    ``Input`` or of a layer or operator applied to other KerasTensors."""
+    __slots__ = ("shape", "dtype", "name", "_node", "_input_layer", "__weakref__")
+    _keras_tensor = True
+
+    def __init__(self, shape, dtype="float32", name=None, node=None, input_layer=None):
+        self.shape = tuple(shape)
+        self.dtype = as_dtype(dtype)
+        self.name = name
+        self._node = node
+        self._input_layer = input_layer
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __repr__(self):
+        return (f"<KerasTensor shape={shape_str(self.shape)}, dtype={self.dtype}, "
+                f"name={self.name}>")
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(f"{self!r} is symbolic (keras.Input or a layer's output in a functional "
+                        "graph): it has no value. Build Model(inputs, outputs) and call the "
+                        "model on NumPy arrays")
+
+    def __bool__(self):
+        raise TypeError(f"{self!r} is symbolic: it has no truth value")
+
+    def __len__(self):
+        raise TypeError(f"{self!r} is symbolic: it has no length")
+
+    def __hash__(self):
+        return id(self)
+
+
+def _symbolic_operator(name):
+    def method(self, *args):
+        from fastdl.tensor.tensor import OPERATORS
+        import fastdl.ops  # noqa: F401  (binds OPERATORS)
+        op = OPERATORS[name]
+        return symbolic_op(lambda *a: op(*a), (self, *args), name.strip("_"))
+    method.__name__ = name
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__",
+              "__truediv__", "__rtruediv__", "__pow__", "__rpow__", "__matmul__",
+              "__rmatmul__", "__neg__", "__abs__", "__getitem__", "__lt__", "__le__", "__gt__",
+              "__ge__"):
+    setattr(KerasTensor, _name, _symbolic_operator(_name))
+KerasTensor.__eq__ = object.__eq__   # identity: KerasTensors are dict keys and list members
+KerasTensor.__hash__ = lambda self: id(self)
+
+
+def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, sparse=None,
+          tensor=None):
+    """``keras.Input``: a symbolic tensor for the functional API (also the first element of a
+    ``Sequential``, where it declares the input shape)."""
+    if tensor is not None:
+        raise ValueError("Input(tensor=...) is not supported: fastdl's inputs are symbolic. "
+                         f"Received: tensor={tensor!r}")
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                       name=name, sparse=sparse)
+    return KerasTensor(layer._declared_batch_shape, layer.input_dtype or layer.dtype,
+                       name=layer.name, input_layer=layer)
+
+
+# ---------------------------------------------------------------------------- structures
+
+def _flatten(structure, out=None):
+    out = [] if out is None else out
+    if isinstance(structure, (list, tuple)):
+        for s in structure:
+            _flatten(s, out)
+    elif isinstance(structure, dict):
+        for s in structure.values():
+            _flatten(s, out)
+    else:
+        out.append(structure)
+    return out
+
+
+def _map(fn, structure):
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_map(fn, s) for s in structure)
+    if isinstance(structure, dict):
+        return {k: _map(fn, v) for k, v in structure.items()}
+    return fn(structure)
+
+
+def is_symbolic(x):
+    return any(isinstance(v, KerasTensor) for v in _flatten(x))
+
+
+# ---------------------------------------------------------------------------- recording
+
+def _shapes(x):
+    return _map(lambda t: t.shape if isinstance(t, KerasTensor) else None, x)
+
+
+def _dummy(x, fill):
+    """Zero arrays standing for KerasTensors, unknown dims set to ``fill``."""
+    def make(t):
+        if not isinstance(t, KerasTensor):
+            return t
+        shape = tuple(fill if d is None else d for d in t.shape)
+        return Tensor(np.zeros(shape, dtype=np.dtype(str(t.dtype))))
+    return _map(make, x)
+
+
+def _run_on_dummies(fn, args, kwargs):
+    """The output specs (shape with None where it follows an unknown input dim, dtype) of
+    ``fn`` run on zero arrays with the unknown dims set to 1, then 2."""
+    outs = []
+    for fill in (1, 2):
+        outs.append(_flatten(fn(*_dummy(args, fill), **kwargs)))
+    specs = []
+    for a, b in zip(*outs):
+        a, b = np.asarray(a), np.asarray(b)
+        specs.append((tuple(None if p != q else p for p, q in zip(a.shape, b.shape)),
+                      a.dtype.name))
+    return specs
+
+
+def symbolic_call(layer, x, kwargs):
+    """``layer(x)`` on KerasTensors: build the layer, record a node, return its outputs."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "training"}
+    if not layer._tape_only:
+        if isinstance(x, (list, tuple)):
+            raise TypeError(f"Layer {layer.name!r} ({type(layer).__name__}) takes one input, "
+                            f"received a {type(x).__name__} of {len(x)}")
+        shape = x.shape
+        try:
+            layer._maybe_build(shape)
+            layer.check_input_shape(tuple(1 if d is None else d for d in shape))
+            out_shape = layer.compute_output_shape(shape)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) cannot be called "
+                             f"on a symbolic input of shape {shape_str(shape)}: {e}") from e
+        if isinstance(out_shape, list) or (out_shape and isinstance(out_shape[0], (tuple, list))):
+            specs = [(tuple(s), layer.dtype) for s in out_shape]
+        else:
+            specs = [(tuple(out_shape), layer.dtype)]
+        single = len(specs) == 1
+    else:
+        try:
+            specs = _run_on_dummies(lambda a: layer(a, training=False, **kwargs), (x,), {})
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) cannot be called "
+                             f"on symbolic inputs of shape {_shapes(x)}: {e}") from e
+        single = True if len(specs) == 1 else False
+    node = Node(layer, None, (x,), kwargs)
+    outs = [KerasTensor((None,) + tuple(s[1:]) if s else s, d, name=layer.name, node=node)
+            for s, d in specs]
+    node.outputs = outs
+    layer.__dict__.setdefault("_inbound_nodes", []).append(node)
+    return outs[0] if single else outs
+
+
+def symbolic_op(fn, args, name):
+    """An op on KerasTensors (``x + y``, ``x[:, 0]``): a node that runs ``fn`` on Tensors."""
+    try:
+        specs = _run_on_dummies(fn, args, {})
+    except (ValueError, TypeError, IndexError) as e:
+        raise ValueError(f"{name} cannot be applied to symbolic inputs of shapes "
+                         f"{_shapes(list(args))}: {e}") from e
+    node = Node(None, fn, args, {})
+    outs = [KerasTensor(s, d, name=name, node=node) for s, d in specs]
+    node.outputs = outs
+    return outs[0] if len(outs) == 1 else outs
+
+
+def infer_output_shape(model, input_shape):
+    """A model's output shape for ``input_shape`` (a model nested in a Sequential)."""
+    if isinstance(model, Functional):
+        outs = model._outputs_flat
+        return outs[0].shape if len(outs) == 1 else [o.shape for o in outs]
+    specs = _run_on_dummies(lambda a: model(a, training=False),
+                            (KerasTensor(input_shape),), {})
+    return specs[0][0] if len(specs) == 1 else [s for s, _ in specs]
+
+
+# ---------------------------------------------------------------------------- the model
+
+class Functional(Model):
+    """``Model(inputs, outputs, name=None)``: the graph of layer and op calls between
+    ``inputs`` and ``outputs`` (single KerasTensors, lists or dicts of them)."""
+
+    def __init__(self, inputs=None, outputs=None, name=None, trainable=True, **kwargs):
+        if kwargs:
+            raise TypeError(f"Model: unrecognized keyword arguments {sorted(kwargs)}")
+        self._init_model(name or None, trainable)
+        for what, value in (("inputs", inputs), ("outputs", outputs)):
+            bad = [v for v in _flatten(value) if not isinstance(v, KerasTensor)]
+            if value is None or bad:
+                raise TypeError(
+                    f"Model({what}=...) takes symbolic tensors (keras.Input and the outputs of "
+                    f"layers called on them); received {type(bad[0] if bad else value).__name__}"
+                    + (" (a concrete array: call the model on arrays after building it)"
+                       if bad and isinstance(bad[0], (np.ndarray, Tensor)) else ""))
+        self._inputs_struct = inputs
+        self._outputs_struct = outputs
+        self._inputs_flat = _flatten(inputs)
+        self._outputs_flat = _flatten(outputs)
+        for t in self._inputs_flat:
+            if t._node is not None:
+                raise ValueError(f"Model inputs must be keras.Input tensors; {t!r} is the output "
+                                 f"of layer {t._node.layer.name if t._node.layer else t.name!r}")
+        self._nodes = self._collect_nodes()
+        layers, seen = [], set()
+        for node in self._nodes:
+            if node.layer is not None and id(node.layer) not in seen:
+                seen.add(id(node.layer))
+                layers.append(node.layer)
+        names = [l.name for l in layers]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"The layer names of a model must be unique; repeated: {dup}")
+        self._layers = layers
+        self.built = True
+        if not trainable:
+            self.trainable = False
+
+    def _collect_nodes(self):
+        """The nodes from the inputs to the outputs, each after the nodes it reads from."""
+        inputs = {id(t) for t in self._inputs_flat}
+        order, state = [], {}
+        for out in self._outputs_flat:
+            stack = [(out, False)]
+            while stack:
+                t, done = stack.pop()
+                if id(t) in inputs:
+                    continue
+                node = t._node
+                if node is None:
+                    raise ValueError(
+                        f"Output {out!r} is not connected to the model's inputs: it depends on "
+                        f"{t!r}, which is not among inputs={[i.name for i in self._inputs_flat]}")
+                if done:
+                    if state.get(id(node)) != "done":
+                        state[id(node)] = "done"
+                        order.append(node)
+                    continue
+                if state.get(id(node)) is not None:
+                    continue
+                state[id(node)] = "open"
+                stack.append((t, True))
+                for parent in node.inputs():
+                    if isinstance(parent, KerasTensor):
+                        stack.append((parent, False))
+        return order
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def inputs(self):
+        return list(self._inputs_flat)
+
+    @property
+    def outputs(self):
+        return list(self._outputs_flat)
+
+    @property
+    def input(self):
+        return self._inputs_struct
+
+    @property
+    def output(self):
+        return self._outputs_struct
+
+    @property
+    def input_shape(self):
+        shapes = [t.shape for t in self._inputs_flat]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    @property
+    def output_shape(self):
+        shapes = [t.shape for t in self._outputs_flat]
+        return shapes[0] if len(shapes) == 1 else shapes
+
+    # ------------------------------------------------------------------ running
+    def _feed(self, x):
+        """The inputs' values keyed by KerasTensor id, from ``x`` in the inputs' structure."""
+        flat = self._inputs_flat
+        if isinstance(x, dict):
+            names = [t.name for t in flat]
+            missing = [n for n in names if n not in x]
+            extra = [k for k in x if k not in names]
+            if missing or extra:
+                raise ValueError(f"Model {self.name!r} expects inputs {names}; missing "
+                                 f"{missing}, unexpected {extra}")
+            return {id(t): x[t.name] for t in flat}
+        values = list(x) if isinstance(x, (list, tuple)) and len(flat) > 1 else [x]
+        if len(values) != len(flat):
+            raise ValueError(f"Model {self.name!r} expects {len(flat)} inputs "
+                             f"{[t.name for t in flat]}, received {len(values)}")
+        return {id(t): v for t, v in zip(flat, values)}
+
+    def _call_tensors(self, x, training):
+        values = self._feed(x)
+        for node in self._nodes:
+            args = _map(lambda t: values[id(t)] if isinstance(t, KerasTensor) else t, node.args)
+            if node.layer is not None:
+                out = node.layer(*args, training=training, **node.kwargs)
+            else:
+                out = node.fn(*args)
+            for t, v in zip(node.outputs, _flatten(out)):
+                values[id(t)] = v
+        return _map(lambda t: values[id(t)], self._outputs_struct)
+
+    def _convert_x(self, x, what="x"):
+        if x is None:
+            raise ValueError(f"{what} must not be None")
+        values = self._feed(x)
+        converted = {}
+        for t in self._inputs_flat:
+            v = values[id(t)]
+            if isinstance(v, KerasTensor):
+                raise TypeError(f"Model {self.name!r} was given the symbolic tensor {v!r} as "
+                                f"input {t.name!r}: pass NumPy arrays")
+            v = np.asarray(v)
+            if v.dtype == object or v.dtype.kind not in "biuf":
+                raise TypeError(f"Model {self.name!r}: input {t.name!r} must be numeric, "
+                                f"received dtype {v.dtype}")
+            if v.ndim != len(t.shape) or any(d is not None and d != s
+                                             for d, s in zip(t.shape[1:], v.shape[1:])):
+                raise ValueError(f"Model {self.name!r}: input {t.name!r} expects shape "
+                                 f"{shape_str(t.shape)}, received {shape_str(v.shape)}")
+            if t.dtype.is_floating or v.dtype.kind == "b":
+                v = v.astype(str(t.dtype), copy=False)
+            converted[id(t)] = v
+        arrays = [converted[id(t)] for t in self._inputs_flat]
+        if len(arrays) > 1:
+            raise NotImplementedError(
+                f"Model {self.name!r} has {len(arrays)} inputs: fit, evaluate and predict take "
+                "one input array in this version; call the model on a list of arrays instead")
+        return arrays[0]
+
+    def _forward(self, x, training, fuse=False):
+        return _values(self._call_tensors(_as_tensors(x), training))
+
+    def get_config(self):
+        raise NotImplementedError(
+            f"Model {self.name!r} is a functional model: its config (and saving it with "
+            "model.save) is not implemented yet; save_weights/load_weights are not either. "
+            "Sequential models save and load.")
+
+    def __repr__(self):
+        return f"<Functional name={self.name}, layers={len(self._layers)}>"
+
