@@ -12,7 +12,7 @@ own saved cache: a layer shared by several nodes is differentiated per call).
 import numpy as np
 
 from fastdl.layers.base import InputLayer, Layer, shape_str
-from fastdl.models import Model, _as_tensors, _values
+from fastdl.models import Model, _Arrays, _as_tensors, _values
 from fastdl.tensor.tensor import Tensor, as_dtype
 
 
@@ -360,11 +360,50 @@ class Functional(Model):
                 v = v.astype(str(t.dtype), copy=False)
             converted[id(t)] = v
         arrays = [converted[id(t)] for t in self._inputs_flat]
-        if len(arrays) > 1:
-            raise NotImplementedError(
-                f"Model {self.name!r} has {len(arrays)} inputs: fit, evaluate and predict take "
-                "one input array in this version; call the model on a list of arrays instead")
-        return arrays[0]
+        return arrays[0] if len(arrays) == 1 else _Arrays(arrays)
+
+    def _output_count(self):
+        return len(self._outputs_flat)
+
+    def _output_names(self):
+        return [t._node.layer.name if t._node is not None and t._node.layer is not None
+                else t.name for t in self._outputs_flat]
+
+    def _per_output(self, value, what, allow_single=False):
+        """``value`` given per output (a list in output order or a dict keyed by output name)
+        as a list in output order; unknown or missing names are a ValueError naming them."""
+        names = self._output_names()
+        if isinstance(value, dict):
+            missing = [n for n in names if n not in value]
+            extra = [k for k in value if k not in names]
+            if extra or (missing and what == "y"):
+                raise ValueError(f"Model {self.name!r}: {what} keys must be the output names "
+                                 f"{names}; missing {missing}, unexpected {extra}")
+            return [value.get(n) for n in names]
+        if isinstance(value, (list, tuple)) and not (allow_single and len(value) == 0):
+            if len(value) != len(names):
+                raise ValueError(f"Model {self.name!r} has {len(names)} outputs {names}; {what} "
+                                 f"has {len(value)} entries")
+            return list(value)
+        if allow_single:
+            return [value] * len(names)
+        raise ValueError(f"Model {self.name!r} has {len(names)} outputs {names}: {what} must be "
+                         f"a list or a dict keyed by output name. Received: "
+                         f"{type(value).__name__}")
+
+    def _convert_y(self, y, n, what="y"):
+        if len(self._outputs_flat) == 1:
+            return Model._convert_y(y, n, what)
+        if y is None:
+            raise ValueError(f"{what} must be given to train or evaluate")
+        return _Arrays([Model._convert_y(v, n, f"{what}[{name!r}]") for v, name in
+                        zip(self._per_output(y, what), self._output_names())])
+
+    def _class_weight_to_sample_weight(self, class_weight, y):
+        if len(self._outputs_flat) > 1:
+            raise ValueError(f"class_weight applies to single-output models; model "
+                             f"{self.name!r} has {len(self._outputs_flat)} outputs")
+        return Model._class_weight_to_sample_weight(class_weight, y)
 
     def _forward(self, x, training, fuse=False):
         return _values(self._call_tensors(_as_tensors(x), training))
@@ -378,3 +417,73 @@ class Functional(Model):
     def __repr__(self):
         return f"<Functional name={self.name}, layers={len(self._layers)}>"
 
+
+
+class MultiOutputLoss:
+    """The loss of a multi-output model: ``sum_i loss_weights[i] * loss_i(y[i], y_pred[i])``,
+    with Keras's ``compile(loss=list|dict, loss_weights=list|dict)``."""
+    expects_probabilities = False
+    name = "loss"
+
+    def __init__(self, model, loss, loss_weights):
+        from fastdl import losses
+        per = model._per_output(loss, "loss", allow_single=not isinstance(loss, (list, dict)))
+        self.names = model._output_names()
+        self.losses = [None if l is None else losses.get(l) for l in per]
+        if all(l is None for l in self.losses):
+            raise ValueError(f"compile: no loss for any output of model {model.name!r}")
+        weights = [1.0] * len(per) if loss_weights is None else model._per_output(
+            loss_weights, "loss_weights")
+        for w in weights:
+            if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) \
+                    or not np.isfinite(w):
+                raise ValueError(f"loss_weights must be finite numbers. Received: "
+                                 f"{loss_weights!r}")
+        self.weights = [1.0 if w is None else float(w) for w in weights]
+
+    def forward_backward(self, y, y_pred, sample_weight=None):
+        total, grads = 0.0, []
+        for loss, w, yt, yp in zip(self.losses, self.weights, y.arrays, y_pred):
+            if loss is None:
+                grads.append(np.zeros_like(yp))
+                continue
+            value, g = loss.forward_backward(yt, yp, sample_weight)
+            total += w * value
+            grads.append(g * np.asarray(w, dtype=g.dtype) if w != 1.0 else g)
+        return total, grads
+
+    def __call__(self, y, y_pred, sample_weight=None):
+        return sum(w * loss(yt, yp, sample_weight) for loss, w, yt, yp in
+                   zip(self.losses, self.weights, y.arrays, y_pred) if loss is not None)
+
+
+class _OutputMetric:
+    """A metric of one output of a multi-output model, named ``<output>_<metric>``."""
+
+    def __init__(self, metric, index, output):
+        self.metric, self.index = metric, index
+        self.name = f"{output}_{metric.name}"
+
+    def update_state(self, y, y_pred, sample_weight=None):
+        self.metric.update_state(y.arrays[self.index], y_pred[self.index], sample_weight)
+
+    def result(self):
+        return self.metric.result()
+
+    def reset_state(self):
+        self.metric.reset_state()
+
+
+def output_metrics(model, given):
+    """compile's ``metrics`` for a multi-output model: a list with one entry (a metric or a
+    list of metrics) per output, or a dict keyed by output name."""
+    from fastdl import metrics
+    if given is None:
+        return []
+    per = model._per_output(given, "metrics")
+    out = []
+    for i, (entry, name) in enumerate(zip(per, model._output_names())):
+        for m in ([] if entry is None else entry if isinstance(entry, (list, tuple))
+                  else [entry]):
+            out.append(_OutputMetric(metrics.get(m), i, name))
+    return out

@@ -174,8 +174,10 @@ class Model(Layer):
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='mse' or "
                              "loss='sparse_categorical_crossentropy'")
-        if loss_weights is not None:
-            raise ValueError("loss_weights applies to multi-output models, which Sequential is not")
+        n_outputs = self._output_count()
+        if loss_weights is not None and n_outputs == 1:
+            raise ValueError(f"loss_weights applies to multi-output models; model {self.name!r} "
+                             "has one output")
         for name, value, allowed in (("run_eagerly", run_eagerly, "a bool"),
                                      ("jit_compile", jit_compile, "a bool or 'auto'"),
                                      ("auto_scale_loss", auto_scale_loss, "a bool")):
@@ -188,10 +190,17 @@ class Model(Layer):
             raise ValueError(f"steps_per_execution must be a positive int or 'auto'. Received: "
                              f"steps_per_execution={steps_per_execution!r}")
         self.optimizer = optimizers_module.get(optimizer)
-        self.loss = losses_module.get(loss)
+        if n_outputs == 1:
+            self.loss = losses_module.get(loss)
+        else:
+            from fastdl.functional import MultiOutputLoss
+            self.loss = MultiOutputLoss(self, loss, loss_weights)
 
         def resolve(given):
             # a function fn(y_true, y_pred) becomes a MeanMetricWrapper named after it, as in Keras
+            if n_outputs > 1:
+                from fastdl.functional import output_metrics
+                return output_metrics(self, given)
             return [metrics_module.get(m) for m in _as_list(given)]
 
         plain, weighted = resolve(metrics), resolve(weighted_metrics)
@@ -211,6 +220,10 @@ class Model(Layer):
         self.compiled = True
         self._warned_unbounded = False
         self._checked_batch_signature = None
+
+    def _output_count(self):
+        """How many outputs the model has (the functional API may have several)."""
+        return 1
 
     def _check_compiled(self, what):
         if not self.compiled:
@@ -331,10 +344,12 @@ class Model(Layer):
         tape = GradientTape()
         with tape:
             y = self._call_tensors(_as_tensors(x), True)
-        if not isinstance(y, Tensor):
-            raise TypeError(f"Model {self.name!r}: call() must return one fastdl Tensor to be "
-                            f"trained with fit, received {type(y).__name__}")
-        return np.asarray(y._value), (tape, y)
+        flat = y if isinstance(y, (list, tuple)) else [y]
+        for t in flat:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"Model {self.name!r}: call() must return fastdl Tensors to be "
+                                f"trained with fit, received {type(t).__name__}")
+        return _values(y), (tape, y)
 
     def _train_backward(self, state, dy, trainable):
         """The gradients of the trainable layers' weights, in ``_trainable_state`` order."""
@@ -645,6 +660,8 @@ class Model(Layer):
             cbs.on_predict_end()
         if not outputs:
             return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=self._layers[-1].dtype)
+        if isinstance(outputs[0], (list, tuple)):   # several outputs: each concatenated
+            return [np.concatenate(parts, axis=0) for parts in zip(*outputs)]
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
 
     def _loop_callbacks(self, callbacks, verbose, n_batches):
@@ -1138,6 +1155,8 @@ def _as_tensors(x):
     import fastdl.ops  # noqa: F401  (binds the Tensor operators a call() may use)
     if isinstance(x, np.ndarray):
         return Tensor(x)
+    if isinstance(x, _Arrays):
+        return [Tensor(a) for a in x.arrays]
     if isinstance(x, (list, tuple)):
         return type(x)(_as_tensors(v) for v in x)
     if isinstance(x, dict):
@@ -1183,6 +1202,33 @@ def _as_model_input(x, model, what):
 
 _MODEL_USE_CHANGED = threading.Condition()
 _MODEL_USE = weakref.WeakKeyDictionary()  # model -> _ModelUse, outside it so copies start free
+
+
+class _Arrays:
+    """Several arrays of one batch axis sliced together: the inputs (or targets) of a functional
+    model with several, in fit, evaluate and predict."""
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays):
+        self.arrays = list(arrays)
+        n = {len(a) for a in self.arrays}
+        if len(n) > 1:
+            raise ValueError(f"All inputs (and all targets) must have the same number of "
+                             f"samples. Received: {[len(a) for a in self.arrays]}")
+
+    def __len__(self):
+        return len(self.arrays[0])
+
+    def __getitem__(self, index):
+        return _Arrays([a[index] for a in self.arrays])
+
+    @property
+    def shape(self):
+        return (len(self),) + tuple(a.shape for a in self.arrays)
+
+    @property
+    def dtype(self):
+        return np.dtype([(f"f{i}", a.dtype) for i, a in enumerate(self.arrays)])
 
 
 class _ModelUse:

@@ -29,7 +29,7 @@ def layer_variables(layer):
             or any(v._value is not a for v, a in zip(cached, arrays))):
         # a layer written with ops holds the Variables its add_weight returned: use those
         own = {id(w.value): w.variable for w in layer._weight_entries() if w.variable is not None}
-        cached = [own.get(id(a)) or Variable._wrap(a, f"{layer.name}/{i}")
+        cached = [own[id(a)] if id(a) in own else Variable._wrap(a, f"{layer.name}/{i}")
                   for i, a in enumerate(arrays)]
         _VARIABLES[layer] = cached
     return cached
