@@ -298,3 +298,25 @@ def test_multi_input_multi_output_compile_fit_evaluate():
         np.testing.assert_array_equal(w0, w1)
     history = model.fit({"a": xa, "b": xb}, [y1, y2], epochs=3, batch_size=2, verbose=0)
     assert history.history["loss"][-1] < expected
+
+
+def test_functional_cnn_equals_sequential_bitwise():
+    # predict runs Conv2D -> MaxPooling2D as one fused kernel in both kinds of model
+    def stack():
+        return [L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(), L.Dense(3)]
+
+    x = RNG.random((6, 8, 8, 2)).astype(np.float32)
+    y = RNG.integers(0, 3, 6)
+    seq = Sequential([fastdl.Input((8, 8, 2))] + stack())
+    h = inp = fastdl.Input((8, 8, 2))
+    for layer in stack():
+        h = layer(h)
+    func = Model(inp, h)
+    func.set_weights(seq.get_weights())
+    np.testing.assert_array_equal(func.predict(x, verbose=0), seq.predict(x, verbose=0))
+    for m in (seq, func):
+        m.compile(optimizer="adam",
+                  loss=fastdl.losses.SparseCategoricalCrossentropy(from_logits=True))
+        m.fit(x, y, epochs=2, batch_size=3, shuffle=False, verbose=0)
+    for a, b in zip(seq.get_weights(), func.get_weights()):
+        np.testing.assert_array_equal(a, b)

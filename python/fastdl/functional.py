@@ -326,9 +326,45 @@ class Functional(Model):
                              f"{[t.name for t in flat]}, received {len(values)}")
         return {id(t): v for t, v in zip(flat, values)}
 
-    def _call_tensors(self, x, training):
+    def _fusable(self):
+        """node index -> the next node's index, where a built-in layer's only consumer is the
+        next node, a built-in layer that may run with it as one kernel (Layer._fuse_next)."""
+        pairs = self.__dict__.get("_fuse_pairs")
+        if pairs is None:
+            readers = {}
+            for node in self._nodes:
+                for t in node.inputs():
+                    readers[id(t)] = readers.get(id(t), 0) + 1
+            outputs = {id(t) for t in self._outputs_flat}
+            pairs = {}
+            for i, (node, nxt) in enumerate(zip(self._nodes, self._nodes[1:])):
+                if (node.layer is not None and nxt.layer is not None and len(node.outputs) == 1
+                        and not node.layer._tape_only and not nxt.layer._tape_only
+                        and not node.kwargs and not nxt.kwargs
+                        and readers.get(id(node.outputs[0])) == 1
+                        and id(node.outputs[0]) not in outputs
+                        and len(nxt.args) == 1 and nxt.args[0] is node.outputs[0]):
+                    pairs[i] = i + 1
+            self._fuse_pairs = pairs
+        return pairs
+
+    def _call_tensors(self, x, training, fuse=False):
         values = self._feed(x)
-        for node in self._nodes:
+        pairs = self._fusable() if fuse else {}
+        skip = -1
+        for i, node in enumerate(self._nodes):
+            if i == skip:
+                continue
+            if i in pairs:   # inference only: two layers in one kernel, as Sequential does
+                layer, arg = node.layer, node.args[0]
+                v = values[id(arg)]
+                v = layer._autocast_input(layer.convert_input(v._value if isinstance(v, Tensor)
+                                                              else v))
+                fused = layer._fuse_next(v, self._nodes[i + 1].layer)
+                if fused is not None:
+                    values[id(self._nodes[i + 1].outputs[0])] = Tensor(fused)
+                    skip = i + 1
+                    continue
             args = _map(lambda t: values[id(t)] if isinstance(t, KerasTensor) else t, node.args)
             if node.layer is not None:
                 out = node.layer(*args, training=training, **node.kwargs)
@@ -406,7 +442,7 @@ class Functional(Model):
         return Model._class_weight_to_sample_weight(class_weight, y)
 
     def _forward(self, x, training, fuse=False):
-        return _values(self._call_tensors(_as_tensors(x), training))
+        return _values(self._call_tensors(_as_tensors(x), training, fuse))
 
     def get_config(self):
         raise NotImplementedError(

@@ -335,8 +335,17 @@ class Model(Layer):
         return _values(self._call_tensors(_as_tensors(x), training))
 
     def _inference_forward(self, x):
+        """``_forward(x, False)`` with no backward to follow: layers may skip what only their
+        backward needs (Layer._inference_only)."""
         with self._in_use("predict", training=False):
-            return self._forward(x, False)
+            leaves = _leaf_layers(self)
+            for layer in leaves:
+                layer._inference_only = True
+            try:
+                return self._forward(x, False, fuse=True)
+            finally:
+                for layer in leaves:
+                    layer.__dict__.pop("_inference_only", None)
 
     def _train_forward(self, x):
         """(y_pred as arrays, the state ``_train_backward`` needs)."""

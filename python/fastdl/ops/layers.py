@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from fastdl.tensor.tape import _TAPES, record
+from fastdl.tensor.tape import _TAPES, record, tracked
 from fastdl.tensor.tensor import Tensor, Variable
 
 _VARIABLES = weakref.WeakKeyDictionary()   # layer -> Variables over its trainable arrays
@@ -41,7 +41,10 @@ def call_layer(layer, x, training=False, mask=None):
     out = Tensor(y)
     if _TAPES:
         variables = layer_variables(layer)
-        record(out, (x, *variables), _layer_vjp, (layer, layer.__dict__.copy()))
+        state = layer.__dict__.copy()
+        if hasattr(layer, "input_gradient_needed") and not tracked(x):
+            state["input_gradient_needed"] = False   # no tape can ask for dx: skip it
+        record(out, (x, *variables), _layer_vjp, (layer, state))
     return out
 
 
