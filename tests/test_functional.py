@@ -109,7 +109,7 @@ def test_shared_layer_gradients_match_central_differences():
     grads = tape.gradient(y, model.trainable_weights, output_gradients=r)
     for w, g in zip(model.trainable_weights, grads):
         np.testing.assert_allclose(g.numpy(), numerical_gradient(loss, w), rtol=1e-5, atol=1e-8)
-    assert len(model.layers) == 3   # the shared Dense counts once
+    assert len(model.layers) == 4   # the InputLayer, then the shared Dense once
 
 
 MERGES = [
@@ -320,3 +320,15 @@ def test_functional_cnn_equals_sequential_bitwise():
         m.fit(x, y, epochs=2, batch_size=3, shuffle=False, verbose=0)
     for a, b in zip(seq.get_weights(), func.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_summary_lists_the_input_layer_and_each_layer_once():
+    inp = fastdl.Input((4,), name="x")
+    shared = L.Dense(4, name="shared")
+    model = Model(inp, L.Dense(1, name="head")(shared(shared(inp))))
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert [l.name for l in model.layers] == ["x", "shared", "head"]
+    assert "x (InputLayer)" in text and "(None, 4)" in text and "head (Dense)" in text
+    assert text.count("shared (Dense)") == 1 and "Total params: 25" in text

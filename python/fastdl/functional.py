@@ -238,7 +238,9 @@ class Functional(Model):
                 raise ValueError(f"Model inputs must be keras.Input tensors; {t!r} is the output "
                                  f"of layer {t._node.layer.name if t._node.layer else t.name!r}")
         self._nodes = self._collect_nodes()
-        layers, seen = [], set()
+        # Keras lists the InputLayers first
+        layers = [t._input_layer for t in self._inputs_flat if t._input_layer is not None]
+        seen = {id(l) for l in layers}
         for node in self._nodes:
             if node.layer is not None and id(node.layer) not in seen:
                 seen.add(id(node.layer))

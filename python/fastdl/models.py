@@ -751,6 +751,79 @@ class Model(Layer):
         x = self._convert_x(x)
         return self._inference_forward(x)
 
+    # ------------------------------------------------------------------ summary
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False):
+        """Print the layers, their output shapes and parameter counts, and the totals, as Keras
+        3 does: a table ``line_length`` characters wide (default 88, 100 with
+        ``show_trainable``, at most the terminal's width - 4) whose columns end at
+        ``positions`` (fractions of the line, default ``[0.45, 0.80, 1.0]``, or absolute
+        character positions). A text too long for its column wraps at spaces, and a word too
+        long is cut with "…". ``show_trainable`` adds a "Trainable" column (Y/N, "-" for a
+        layer without weights); ``expand_nested`` also lists the layers of any layer that has
+        ``layers`` (none of fastdl's do, as in Keras, where a Bidirectional is not expanded
+        either). Bytes count each weight at its own dtype's size; once the optimizer is built,
+        its variables are listed and counted in the total as Keras does.
+        ``print_fn`` receives each line (default ``print``)."""
+        for name, value in (("expand_nested", expand_nested), ("show_trainable", show_trainable)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool. Received: {name}={value!r}")
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"print_fn must be callable. Received: print_fn={print_fn!r}")
+        width, bounds = _summary_columns(line_length, positions, show_trainable)
+        header = ["Layer (type)", "Output Shape", "Param #"] + (["Trainable"] * show_trainable)
+        align = "<<>" + "^" * show_trainable
+        shapes = self._summary_shapes()
+
+        def rows(layer, shape, level):
+            prefix = "   " * level + "└ " if level else ""
+            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+            row = [f"{prefix}{layer.name} ({type(layer).__name__})",
+                   shape_str(shape) if shape is not None else "?", params]
+            if show_trainable:
+                row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
+            yield row
+            nested = getattr(layer, "layers", None) if expand_nested else None
+            for inner in nested or ():
+                built_for = inner._build_input_shape if inner.built else None
+                yield from rows(inner, None if built_for is None else inner.compute_output_shape(
+                    (None,) + tuple(built_for[1:])), level + 1)
+
+        body = [row for layer, shape in zip(self._layers, shapes) for row in rows(layer, shape, 0)]
+        lines = [f'Model: "{self.name}"'] + _render_table(header, body, bounds, align)
+        trainable, non_trainable = self.trainable_weights, self.non_trainable_weights
+        counts = [("Trainable", trainable), ("Non-trainable", non_trainable)]
+        if self.compiled and self.optimizer is not None and self.optimizer.built:
+            counts.append(("Optimizer", self.optimizer.variables))
+        totals = [(label, sum(int(np.size(w)) for w in ws), sum(np.asarray(w).nbytes for w in ws))
+                  for label, ws in counts]
+        lines.append(f" Total params: {sum(c for _, c, _ in totals):,} "
+                     f"({_human_bytes(sum(b for _, _, b in totals))})")
+        lines += [f" {label} params: {count:,} ({_human_bytes(nbytes)})"
+                  for label, count, nbytes in totals]
+        for line in lines:
+            (print_fn or print)(line)
+
+    def _summary_shapes(self):
+        """Each layer's output shape for ``summary`` (None when unknown: "?")."""
+        shapes = []
+        for layer in self._layers:
+            shape = None
+            nodes = [n for n in getattr(self, "_nodes", ()) if n.layer is layer]
+            if isinstance(layer, InputLayer):
+                shape = layer._declared_batch_shape
+            elif nodes:
+                outs = nodes[0].outputs
+                shape = outs[0].shape if len(outs) == 1 else None
+            elif layer.built and layer._build_input_shape is not None:
+                try:
+                    shape = layer.compute_output_shape(
+                        (None,) + tuple(layer._build_input_shape[1:]))
+                except (ValueError, TypeError, NotImplementedError):
+                    shape = None
+            shapes.append(shape)
+        return shapes
+
     # ------------------------------------------------------------------ files
     def save(self, filepath, overwrite=True, include_optimizer=True):
         """Save architecture, weights, compile settings and optimizer state.
@@ -1002,63 +1075,13 @@ class Sequential(Model):
         weights = [w for l in trainable for w in l.trainable_weights]
         return trainable, weights
 
+    def _summary_shapes(self):
+        return self._output_shapes if self.built else [None] * len(self._layers)
+
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
                 "layers": [_layer_entry(l) for l in ([self._input_layer] if self._input_layer
                                                      else []) + self._layers]}
-
-    # ------------------------------------------------------------------ summary
-    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
-                show_trainable=False):
-        """Print the layers, their output shapes and parameter counts, and the totals, as Keras
-        3 does: a table ``line_length`` characters wide (default 88, 100 with
-        ``show_trainable``, at most the terminal's width - 4) whose columns end at
-        ``positions`` (fractions of the line, default ``[0.45, 0.80, 1.0]``, or absolute
-        character positions). A text too long for its column wraps at spaces, and a word too
-        long is cut with "…". ``show_trainable`` adds a "Trainable" column (Y/N, "-" for a
-        layer without weights); ``expand_nested`` also lists the layers of any layer that has
-        ``layers`` (none of fastdl's do, as in Keras, where a Bidirectional is not expanded
-        either). Bytes count each weight at its own dtype's size; once the optimizer is built,
-        its variables are listed and counted in the total as Keras does.
-        ``print_fn`` receives each line (default ``print``)."""
-        for name, value in (("expand_nested", expand_nested), ("show_trainable", show_trainable)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool. Received: {name}={value!r}")
-        if print_fn is not None and not callable(print_fn):
-            raise TypeError(f"print_fn must be callable. Received: print_fn={print_fn!r}")
-        width, bounds = _summary_columns(line_length, positions, show_trainable)
-        header = ["Layer (type)", "Output Shape", "Param #"] + (["Trainable"] * show_trainable)
-        align = "<<>" + "^" * show_trainable
-        shapes = self._output_shapes if self.built else [None] * len(self._layers)
-
-        def rows(layer, shape, level):
-            prefix = "   " * level + "└ " if level else ""
-            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-            row = [f"{prefix}{layer.name} ({type(layer).__name__})",
-                   shape_str(shape) if shape is not None else "?", params]
-            if show_trainable:
-                row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
-            yield row
-            nested = getattr(layer, "layers", None) if expand_nested else None
-            for inner in nested or ():
-                built_for = inner._build_input_shape if inner.built else None
-                yield from rows(inner, None if built_for is None else inner.compute_output_shape(
-                    (None,) + tuple(built_for[1:])), level + 1)
-
-        body = [row for layer, shape in zip(self._layers, shapes) for row in rows(layer, shape, 0)]
-        lines = [f'Model: "{self.name}"'] + _render_table(header, body, bounds, align)
-        trainable, non_trainable = self.trainable_weights, self.non_trainable_weights
-        counts = [("Trainable", trainable), ("Non-trainable", non_trainable)]
-        if self.compiled and self.optimizer is not None and self.optimizer.built:
-            counts.append(("Optimizer", self.optimizer.variables))
-        totals = [(label, sum(int(np.size(w)) for w in ws), sum(np.asarray(w).nbytes for w in ws))
-                  for label, ws in counts]
-        lines.append(f" Total params: {sum(c for _, c, _ in totals):,} "
-                     f"({_human_bytes(sum(b for _, _, b in totals))})")
-        lines += [f" {label} params: {count:,} ({_human_bytes(nbytes)})"
-                  for label, count, nbytes in totals]
-        for line in lines:
-            (print_fn or print)(line)
 
     def __repr__(self):
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
