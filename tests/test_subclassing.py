@@ -243,3 +243,17 @@ def test_subclassed_model_misuse_is_a_clear_error(tmp_path):
         MLP().save(tmp_path / "m.keras")
     with pytest.raises(TypeError, match=r"Model\(inputs, outputs\) builds a functional model"):
         NoCall("x")
+
+
+def test_custom_layer_that_changes_the_shape_in_sequential():
+    class Pairs(L.Layer):
+        def call(self, x):
+            return ops.concatenate([x, x * x], axis=-1)
+
+    model = Sequential([fastdl.Input((3,)), Pairs(), L.Dense(2)])
+    assert model.output_shape == (None, 2) and model.layers[0].compute_output_shape(
+        (None, 3)) == (None, 6)
+    x = RNG.random((4, 3)).astype(np.float32)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               np.concatenate([x, x * x], -1) @ model.layers[1].weights[0],
+                               rtol=1e-6)

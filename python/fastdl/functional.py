@@ -311,6 +311,13 @@ class Functional(Model):
         return shapes[0] if len(shapes) == 1 else shapes
 
     # ------------------------------------------------------------------ running
+    def call(self, inputs, training=None, mask=None):
+        """The graph on ``inputs`` (Tensors give Tensors, arrays give arrays)."""
+        from fastdl.models import _has_tensor
+        if _has_tensor(inputs):
+            return self._call_tensors(inputs, training)
+        return _values(self._call_tensors(_as_tensors(inputs), training))
+
     def _feed(self, x):
         """The inputs' values keyed by KerasTensor id, from ``x`` in the inputs' structure."""
         flat = self._inputs_flat

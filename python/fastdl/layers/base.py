@@ -430,6 +430,9 @@ class Layer:
         return mask if self.supports_masking else None
 
     def compute_output_shape(self, input_shape):
+        if self._tape_only:   # a layer written with ops: run it on zeros to see
+            from fastdl.functional import infer_output_shape
+            return infer_output_shape(self, input_shape)
         return tuple(input_shape)
 
     # ------------------------------------------------------------------ config
