@@ -524,11 +524,13 @@ def test_get_resolves_names_aliases_classes_and_configs():
     assert type(L.get({"class_name": "function", "config": "mse"})) is L.MeanSquaredError
 
 
-def test_unknown_names_and_plain_functions_are_rejected():
+def test_unknown_names_are_rejected_and_plain_functions_wrapped():
     with pytest.raises(ValueError, match=r"Unknown loss 'mse2'.*binary_crossentropy.*mse"):
         L.get("mse2")
-    with pytest.raises(TypeError, match="forward_backward"):
-        L.get(lambda y_true, y_pred: 0.0)
+    wrapped = L.get(lambda y_true, y_pred: 0.0)     # differentiated through the tape
+    assert isinstance(wrapped, L.LossFunctionWrapper) and wrapped.name == "<lambda>"
+    with pytest.raises(TypeError, match=r"must compute with fastdl.ops .* received float"):
+        wrapped.forward_backward(np.zeros((2, 1)), np.zeros((2, 1)))
     with pytest.raises(ValueError, match="Unknown loss class"):
         L.get({"class_name": "Nope", "config": {}})
     with pytest.raises(ValueError):

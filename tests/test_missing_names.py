@@ -209,8 +209,8 @@ def test_a_layer_called_on_a_symbolic_input_gives_a_symbolic_output(make, shape)
 @pytest.mark.parametrize("x,exc,regex", [
     (None, TypeError, r"was called on None; pass a NumPy array"),
     ("text", TypeError, r"was called on a str; layers take numeric arrays"),
-    ({"a": np.ones((2, 3))}, TypeError, r"was called on a dict; models with named or several "
-                                        r"inputs are not supported yet"),
+    ({"a": np.ones((2, 3))}, TypeError, r"was called on a dict; a layer takes one array \(named "
+                                        r"inputs belong to a functional model"),
     ([np.ones((2, 3)), np.ones((2, 4))], ValueError, r"was called on a list whose elements have "
                                                      r"different shapes; .*Concatenate"),
     (L.Dense(3), TypeError, r"was called on a Dense layer; call layers on keras.Input tensors"),

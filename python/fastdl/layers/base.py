@@ -530,8 +530,8 @@ def as_input_array(x, layer):
     if x is None:
         raise TypeError(f"{who} None; pass a NumPy array")
     if isinstance(x, dict):
-        raise TypeError(f"{who} a dict; models with named or several inputs are not supported "
-                        "yet: pass one array")
+        raise TypeError(f"{who} a dict; a layer takes one array (named inputs belong to a "
+                        "functional model: keras.Model({name: keras.Input(...)}, outputs))")
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{who} a {type(x).__name__}; layers take numeric arrays (text must "
                         "first become integer ids, e.g. for an Embedding layer)")
@@ -539,8 +539,8 @@ def as_input_array(x, layer):
         return np.asarray(x)
     except ValueError:  # NumPy refuses ragged nesting
         raise ValueError(f"{who} a {type(x).__name__} whose elements have different shapes; a "
-                         "layer takes one rectangular array (layers with several inputs, such as "
-                         "Concatenate, are not available yet)") from None
+                         "layer takes one rectangular array (merge layers such as Concatenate take a "
+                         "list of arrays)") from None
 
 
 def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, sparse=None,
