@@ -332,3 +332,18 @@ def test_summary_lists_the_input_layer_and_each_layer_once():
     assert [l.name for l in model.layers] == ["x", "shared", "head"]
     assert "x (InputLayer)" in text and "(None, 4)" in text and "head (Dense)" in text
     assert text.count("shared (Dense)") == 1 and "Total params: 25" in text
+
+
+def test_ops_on_symbolic_tensors_are_graph_nodes():
+    inp = fastdl.Input((5, 3))
+    pooled = ops.concatenate([ops.mean(inp, axis=1), ops.max(inp, axis=1)], axis=-1)
+    assert pooled.shape == (None, 6)
+    model = Model(inp, L.Dense(2)(pooled))
+    x = RNG.random((4, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(Model(inp, pooled)(x),
+                               np.concatenate([x.mean(1), x.max(1)], -1), rtol=1e-6)
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, np.zeros((4, 2)), verbose=0)
+    with pytest.raises(ValueError, match=r"add cannot be applied to symbolic inputs of shapes "
+                                         r"\[\(None, 5, 3\), None\]"):
+        ops.add(inp, np.ones((2, 7)))

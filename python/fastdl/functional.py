@@ -25,7 +25,7 @@ class Node:
         self.outputs = []
 
     def inputs(self):
-        return _flatten(self.args)
+        return _flatten([self.args, self.kwargs])
 
 
 class KerasTensor:
@@ -144,7 +144,7 @@ def _run_on_dummies(fn, args, kwargs):
     ``fn`` run on zero arrays with the unknown dims set to 1, then 2."""
     outs = []
     for fill in (1, 2):
-        outs.append(_flatten(fn(*_dummy(args, fill), **kwargs)))
+        outs.append(_flatten(fn(*_dummy(args, fill), **_dummy(kwargs, fill))))
     specs = []
     for a, b in zip(*outs):
         a, b = np.asarray(a), np.asarray(b)
@@ -188,14 +188,16 @@ def symbolic_call(layer, x, kwargs):
     return outs[0] if single else outs
 
 
-def symbolic_op(fn, args, name):
-    """An op on KerasTensors (``x + y``, ``x[:, 0]``): a node that runs ``fn`` on Tensors."""
+def symbolic_op(fn, args, name, kwargs=None):
+    """An op on KerasTensors (``x + y``, ``x[:, 0]``, ``ops.mean(x, axis=1)``): a node that
+    runs ``fn`` on Tensors."""
+    kwargs = kwargs or {}
     try:
-        specs = _run_on_dummies(fn, args, {})
+        specs = _run_on_dummies(fn, args, kwargs)
     except (ValueError, TypeError, IndexError) as e:
         raise ValueError(f"{name} cannot be applied to symbolic inputs of shapes "
                          f"{_shapes(list(args))}: {e}") from e
-    node = Node(None, fn, args, {})
+    node = Node(None, fn, args, kwargs)
     outs = [KerasTensor(s, d, name=name, node=node) for s, d in specs]
     node.outputs = outs
     return outs[0] if len(outs) == 1 else outs
@@ -374,11 +376,13 @@ class Functional(Model):
                     values[id(self._nodes[i + 1].outputs[0])] = Tensor(fused)
                     skip = i + 1
                     continue
-            args = _map(lambda t: values[id(t)] if isinstance(t, KerasTensor) else t, node.args)
+            def value(t):
+                return values[id(t)] if isinstance(t, KerasTensor) else t
+            args, kwargs = _map(value, node.args), _map(value, node.kwargs)
             if node.layer is not None:
-                out = node.layer(*args, training=training, **node.kwargs)
+                out = node.layer(*args, training=training, **kwargs)
             else:
-                out = node.fn(*args)
+                out = node.fn(*args, **kwargs)
             for t, v in zip(node.outputs, _flatten(out)):
                 values[id(t)] = v
         return _map(lambda t: values[id(t)], self._outputs_struct)
