@@ -347,3 +347,38 @@ def test_ops_on_symbolic_tensors_are_graph_nodes():
     with pytest.raises(ValueError, match=r"add cannot be applied to symbolic inputs of shapes "
                                          r"\[\(None, 5, 3\), None\]"):
         ops.add(inp, np.ones((2, 7)))
+
+
+def test_masked_recurrent_functional_model_equals_sequential_bitwise():
+    # Embedding(mask_zero=True) -> LSTM: the mask travels through the graph; the LSTM is one
+    # tape primitive, so the functional model trains like the Sequential one
+    def stack():
+        return [L.Embedding(12, 4, mask_zero=True), L.LSTM(3), L.Dense(1)]
+
+    x = RNG.integers(1, 12, (6, 5))
+    x[:, 3:] = 0                                   # padded steps
+    y = RNG.random((6, 1)).astype(np.float32)
+    seq = Sequential([fastdl.Input((5,), dtype="int32")] + stack())
+    h = inp = fastdl.Input((5,), dtype="int32")
+    for layer in stack():
+        h = layer(h)
+    func = Model(inp, h)
+    func.set_weights(seq.get_weights())
+    np.testing.assert_array_equal(func.predict(x, verbose=0), seq.predict(x, verbose=0))
+    for m in (seq, func):
+        m.compile(optimizer="adam", loss="mse")
+        m.fit(x, y, epochs=2, batch_size=3, shuffle=False, verbose=0)
+    for a, b in zip(seq.get_weights(), func.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bidirectional_in_a_functional_model_is_refused_for_training():
+    inp = fastdl.Input((4, 2))
+    model = Model(inp, L.Dense(1)(L.Bidirectional(L.LSTM(2), name="bi")(inp)))
+    model.compile(optimizer="sgd", loss="mse")
+    before = model.get_weights()
+    with pytest.raises(NotImplementedError, match=r"layer 'bi' \(Bidirectional\) cannot be "
+                                                  r"trained inside a Functional model yet"):
+        model.fit(np.ones((2, 4, 2)), np.ones((2, 1)), verbose=0)
+    for w0, w1 in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(w0, w1)

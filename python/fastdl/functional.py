@@ -361,13 +361,28 @@ class Functional(Model):
 
     def _call_tensors(self, x, training, fuse=False):
         values = self._feed(x)
+        masks = {}   # KerasTensor id -> the mask its value carries (Embedding(mask_zero=True))
         pairs = self._fusable() if fuse else {}
         skip = -1
+
+        def value(t):
+            return values[id(t)] if isinstance(t, KerasTensor) else t
+
         for i, node in enumerate(self._nodes):
             if i == skip:
                 continue
-            if i in pairs:   # inference only: two layers in one kernel, as Sequential does
-                layer, arg = node.layer, node.args[0]
+            layer = node.layer
+            arg = node.args[0] if len(node.args) == 1 and isinstance(node.args[0],
+                                                                     KerasTensor) else None
+            mask = masks.get(id(arg)) if arg is not None else None
+            if layer is not None and arg is not None and (
+                    mask is not None or type(layer).compute_mask is not Layer.compute_mask):
+                v = values[id(arg)]
+                out_mask = layer.compute_mask(np.asarray(v._value if isinstance(v, Tensor)
+                                                         else v), mask)
+                if out_mask is not None and len(node.outputs) == 1:
+                    masks[id(node.outputs[0])] = out_mask
+            if i in pairs and mask is None:   # inference: two layers in one kernel
                 v = values[id(arg)]
                 v = layer._autocast_input(layer.convert_input(v._value if isinstance(v, Tensor)
                                                               else v))
@@ -376,11 +391,11 @@ class Functional(Model):
                     values[id(self._nodes[i + 1].outputs[0])] = Tensor(fused)
                     skip = i + 1
                     continue
-            def value(t):
-                return values[id(t)] if isinstance(t, KerasTensor) else t
             args, kwargs = _map(value, node.args), _map(value, node.kwargs)
-            if node.layer is not None:
-                out = node.layer(*args, training=training, **kwargs)
+            if layer is not None:
+                if mask is not None:
+                    kwargs["mask"] = mask
+                out = layer(*args, training=training, **kwargs)
             else:
                 out = node.fn(*args, **kwargs)
             for t, v in zip(node.outputs, _flatten(out)):

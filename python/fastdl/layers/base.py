@@ -112,6 +112,10 @@ class Layer:
         return None
 
     _call_takes_training = True
+    # A layer overriding __call__ sets this when a Tensor input still makes it one GradientTape
+    # primitive (the recurrent layers); others (Bidirectional) cannot train inside a
+    # functional or subclassed model yet.
+    _primitive_call = False
     # A layer with no backward of its own (a custom layer written with fastdl.ops, a merge
     # layer, a model) is differentiated through its call() by the GradientTape.
     _tape_only = False
