@@ -382,3 +382,20 @@ def test_bidirectional_in_a_functional_model_is_refused_for_training():
         model.fit(np.ones((2, 4, 2)), np.ones((2, 1)), verbose=0)
     for w0, w1 in zip(before, model.get_weights()):
         np.testing.assert_array_equal(w0, w1)
+
+
+def test_summary_of_a_graph_has_keras_connected_to_column():
+    a, b = fastdl.Input((4,), name="a"), fastdl.Input((3,), name="b")
+    h = L.concatenate([L.Dense(2, name="d")(a), L.Dense(2, name="e")(b)], name="cat")
+    model = Model([a, b], L.Dense(1, name="out")(L.Add(name="add")([h, h])))
+    lines = []
+    model.summary(line_length=80, print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "┃ Connected to " in text and len(lines[1]) == 80
+    assert [l.name for l in model.layers] == ["a", "b", "d", "e", "cat", "add", "out"]
+    rows = {line.split("│")[1].split()[0]: line.split("│")[4].strip()
+            for line in lines if line.startswith("│") and line.split("│")[1].strip()}
+    assert rows == {"a": "-", "b": "-", "d": "a[0][0]", "e": "b[0][0]",
+                    "cat": "d[0][0], e[0][0]", "add": "cat[0][0],", "out": "add[0][0]"}
+    with pytest.raises(ValueError, match="positions must be 4 increasing positive numbers"):
+        model.summary(positions=[0.5, 0.8, 1.0])

@@ -260,7 +260,7 @@ class Functional(Model):
         """The nodes from the inputs to the outputs, each after the nodes it reads from."""
         inputs = {id(t) for t in self._inputs_flat}
         order, state = [], {}
-        for out in self._outputs_flat:
+        for out in self._outputs_flat:   # depth first, each node's inputs in their order
             stack = [(out, False)]
             while stack:
                 t, done = stack.pop()
@@ -280,7 +280,7 @@ class Functional(Model):
                     continue
                 state[id(node)] = "open"
                 stack.append((t, True))
-                for parent in node.inputs():
+                for parent in reversed(node.inputs()):
                     if isinstance(parent, KerasTensor):
                         stack.append((parent, False))
         return order

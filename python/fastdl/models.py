@@ -770,9 +770,12 @@ class Model(Layer):
                 raise TypeError(f"{name} must be a bool. Received: {name}={value!r}")
         if print_fn is not None and not callable(print_fn):
             raise TypeError(f"print_fn must be callable. Received: print_fn={print_fn!r}")
-        width, bounds = _summary_columns(line_length, positions, show_trainable)
-        header = ["Layer (type)", "Output Shape", "Param #"] + (["Trainable"] * show_trainable)
-        align = "<<>" + "^" * show_trainable
+        connections = self._summary_connections()
+        connected = connections is not None
+        width, bounds = _summary_columns(line_length, positions, show_trainable, connected)
+        header = (["Layer (type)", "Output Shape", "Param #"] + ["Connected to"] * connected
+                  + ["Trainable"] * show_trainable)
+        align = "<<>" + "<" * connected + "^" * show_trainable
         shapes = self._summary_shapes()
 
         def rows(layer, shape, level):
@@ -780,6 +783,8 @@ class Model(Layer):
             params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
             row = [f"{prefix}{layer.name} ({type(layer).__name__})",
                    shape_str(shape) if shape is not None else "?", params]
+            if connected:
+                row.append(connections.get(id(layer), "-") if not level else "-")
             if show_trainable:
                 row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
             yield row
@@ -803,6 +808,41 @@ class Model(Layer):
                   for label, count, nbytes in totals]
         for line in lines:
             (print_fn or print)(line)
+
+    def _summary_connections(self):
+        """layer id -> its "Connected to" text (``dense[0][0], ...``), or None when the model
+        is a chain (one input, each node fed by the one before), shown as Keras shows a
+        Sequential."""
+        nodes = getattr(self, "_nodes", None)
+        if not nodes:
+            return None
+        previous = self._inputs_flat[0] if len(self._inputs_flat) == 1 else None
+        chain = previous is not None
+        for node in nodes:
+            ins = node.inputs()
+            if chain and (node.layer is None or len(ins) != 1 or ins[0] is not previous
+                          or len(node.outputs) != 1):
+                chain = False
+            previous = node.outputs[0] if node.outputs else None
+        if chain:
+            return None
+        texts = {}
+        for node in nodes:
+            if node.layer is None:
+                continue
+            parts = []
+            for t in node.inputs():
+                if t._node is None:
+                    parts.append(f"{t.name}[0][0]")
+                    continue
+                source = t._node.layer
+                calls = source.__dict__.get("_inbound_nodes", []) if source is not None else []
+                index = calls.index(t._node) if t._node in calls else 0
+                parts.append(f"{source.name if source is not None else t.name}[{index}]"
+                             f"[{t._node.outputs.index(t)}]")
+            key = id(node.layer)
+            texts[key] = (texts[key] + ", " if key in texts else "") + ", ".join(parts)
+        return texts
 
     def _summary_shapes(self):
         """Each layer's output shape for ``summary`` (None when unknown: "?")."""
@@ -1317,29 +1357,35 @@ def _human_bytes(n):
         n /= 1024
 
 
-def _summary_columns(line_length, positions, show_trainable):
-    """The line width and each column's end (characters) for ``summary``, Keras's defaults."""
+def _summary_columns(line_length, positions, show_trainable, connected=False):
+    """The line width and each column's end (characters) for ``summary``, Keras's defaults
+    (``connected``: a graph's table, with the "Connected to" column)."""
+    n = 4 if connected else 3
     if line_length is not None and (isinstance(line_length, bool)
                                     or not isinstance(line_length, (int, np.integer))
                                     or line_length < 1):
         raise ValueError(f"line_length must be a positive int. Received: "
                          f"line_length={line_length!r}")
     if positions is None:
-        positions = [0.45, 0.80, 1.0]
-    elif (not isinstance(positions, (list, tuple)) or len(positions) != 3
+        positions = [0.3, 0.56, 0.74, 1.0] if connected else [0.45, 0.80, 1.0]
+    elif (not isinstance(positions, (list, tuple)) or len(positions) != n
           or not all(isinstance(p, (int, float, np.integer, np.floating))
                      and not isinstance(p, bool) and p > 0 for p in positions)
-          or not positions[0] < positions[1] < positions[2]):
-        raise ValueError(f"positions must be 3 increasing positive numbers, the ends of the "
-                         f"columns Layer, Output Shape and Param # as fractions of line_length "
-                         f"(e.g. [0.45, 0.8, 1.0]) or in characters. Received: "
+          or not all(a < b for a, b in zip(positions, positions[1:]))):
+        columns, example = (("Layer, Output Shape, Param # and Connected to",
+                             "[0.3, 0.56, 0.74, 1.0]") if connected
+                            else ("Layer, Output Shape and Param #", "[0.45, 0.8, 1.0]"))
+        raise ValueError(f"positions must be {n} increasing positive numbers, the ends of the "
+                         f"columns {columns} as fractions of line_length "
+                         f"(e.g. {example}) or in characters. Received: "
                          f"positions={positions!r}")
     if line_length is not None:
         width = int(line_length)
     elif positions[-1] > 1:
         width = int(positions[-1]) + 12 * show_trainable
     else:
-        width = min(88 + 12 * show_trainable, shutil.get_terminal_size().columns - 4)
+        width = min((108 if connected else 88) + 12 * show_trainable,
+                    shutil.get_terminal_size().columns - 4)
     if positions[-1] <= 1:
         fractions = [p * 0.9 for p in positions] + [1.0] if show_trainable else list(positions)
         bounds = [int(p * width) for p in fractions]
