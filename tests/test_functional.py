@@ -399,3 +399,16 @@ def test_summary_of_a_graph_has_keras_connected_to_column():
                     "cat": "d[0][0], e[0][0]", "add": "cat[0][0],", "out": "add[0][0]"}
     with pytest.raises(ValueError, match="positions must be 4 increasing positive numbers"):
         model.summary(positions=[0.5, 0.8, 1.0])
+
+
+def test_feature_extraction_from_a_sequential_model():
+    seq = Sequential([fastdl.Input((4,)), L.Dense(6, activation="tanh", name="features"),
+                      L.Dense(2, name="head")])
+    assert seq.input.shape == (None, 4) and seq.output.shape == (None, 2)
+    extractor = Model(seq.input, seq.get_layer("features").output)
+    x = RNG.random((3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(extractor.predict(x, verbose=0),
+                                  seq.get_layer("features")(x))
+    assert extractor.get_layer("features") is seq.get_layer("features")   # shared weights
+    with pytest.raises(AttributeError, match="has no defined input yet"):
+        Sequential([L.Dense(2)]).input

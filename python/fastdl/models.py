@@ -933,8 +933,12 @@ class Sequential(Model):
     def _append(self, layer, names=None):
         """Check and append ``layer`` without building; False for an ``Input``. ``names``: the
         set of the names of the layers appended so far (a scan of the layers otherwise)."""
+        self.__dict__.pop("_graph", None)   # the symbolic input/output, made again on demand
         if getattr(layer, "_input_layer", None) is not None and getattr(layer, "_keras_tensor",
                                                                           False):
+            if self._layers or self._input_layer is not None:
+                raise ValueError("An Input can only be the first element of a Sequential model")
+            self._input_tensor = layer
             layer = layer._input_layer    # keras.Input(shape) as the first element
         if isinstance(layer, InputLayer):
             if self._layers or self._input_layer is not None:
@@ -958,6 +962,7 @@ class Sequential(Model):
         if not self._layers:
             raise IndexError("There are no layers in the model to pop")
         layer = self._layers.pop()
+        self.__dict__.pop("_graph", None)
         self._checked_batch_signature = None
         self.built = bool(self._layers) and all(l.built for l in self._layers)
         return layer
@@ -1117,6 +1122,43 @@ class Sequential(Model):
 
     def _summary_shapes(self):
         return self._output_shapes if self.built else [None] * len(self._layers)
+
+    @property
+    def input(self):
+        """The symbolic input (a KerasTensor), for functional models built on this one:
+        ``Model(seq.input, seq.get_layer("x").output)``."""
+        return self._symbolic_graph()[0]
+
+    @property
+    def output(self):
+        return self._symbolic_graph()[1]
+
+    @property
+    def inputs(self):
+        return [self.input]
+
+    @property
+    def outputs(self):
+        return [self.output]
+
+    def _symbolic_graph(self):
+        """(input, output) KerasTensors: the layers called once on ``keras.Input``."""
+        graph = self.__dict__.get("_graph")
+        if graph is None:
+            shape = self.input_shape
+            if shape is None or not self._layers:
+                raise AttributeError(f"Sequential model {self.name!r} has no defined input yet: "
+                                     "start it with keras.Input(shape) or pass input_shape= to "
+                                     "its first layer")
+            from fastdl.functional import Input
+            inp = self.__dict__.get("_input_tensor")
+            if inp is None:
+                inp = Input(batch_shape=shape)
+            x = inp
+            for layer in self._layers:
+                x = layer(x)
+            graph = self._graph = (inp, x)
+        return graph
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
