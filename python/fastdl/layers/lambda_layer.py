@@ -13,7 +13,7 @@ class Lambda(Layer):
         if not callable(function):
             raise TypeError(f"Lambda: function must be callable. Received: {function!r}")
         if mask is not None:
-            raise ValueError("Lambda: mask= is not supported. Received: mask={mask!r}")
+            raise ValueError(f"Lambda: mask= is not supported. Received: mask={mask!r}")
         if arguments is not None and not isinstance(arguments, dict):
             raise TypeError(f"Lambda: arguments must be a dict. Received: {arguments!r}")
         self.function = function
