@@ -981,7 +981,7 @@ def test_stable_losses_stay_finite(loss, y_true, y_pred):
 
 LOSS_ROWS = [
     ("unknown-loss", lambda: losses.get("mean_squared_errr"), ValueError, r"Unknown loss 'mean_squared_errr'. Valid names: .*mean_squared_error"),
-    ("loss-plain-function", lambda: losses.get(lambda a, b: 0), TypeError, r"is a plain function: fastdl trains without automatic differentiation"),
+    ("loss-function-not-ops", lambda: losses.get(lambda a, b: 0).forward_backward(np.zeros((2, 1)), np.zeros((2, 1))), TypeError, r"call\(y_true, y_pred\) must compute with fastdl.ops .* received int"),
     ("loss-number", lambda: losses.get(3), ValueError, r"Could not interpret loss identifier 3"),
     ("mse-shape", lambda: losses.MeanSquaredError()(np.zeros((4, 3)), np.zeros((4, 2))), ValueError, r"(shape|incompatible)"),
     ("mse-object", lambda: losses.MeanSquaredError()(np.zeros((2, 1)), np.array([[None], [1]])), TypeError, r"y_pred must be a real numeric array, received dtype object"),

@@ -164,4 +164,4 @@ def test_input_requires_a_shape():
     with pytest.raises(ValueError, match="Input needs shape"):
         layers.Input()
     inp = layers.Input(shape=(4,))
-    assert inp._declared_batch_shape == (None, 4)
+    assert inp.shape == (None, 4)

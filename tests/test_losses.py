@@ -516,11 +516,13 @@ def test_get_resolves_names_aliases_classes_and_configs():
     assert type(L.get({"class_name": "function", "config": "mse"})) is L.MeanSquaredError
 
 
-def test_unknown_names_and_plain_functions_are_rejected():
+def test_unknown_names_are_rejected_and_plain_functions_wrapped():
     with pytest.raises(ValueError, match=r"Unknown loss 'mse2'.*binary_crossentropy.*mse"):
         L.get("mse2")
-    with pytest.raises(TypeError, match="forward_backward"):
-        L.get(lambda y_true, y_pred: 0.0)
+    wrapped = L.get(lambda y_true, y_pred: 0.0)     # differentiated through the tape
+    assert isinstance(wrapped, L.LossFunctionWrapper) and wrapped.name == "<lambda>"
+    with pytest.raises(TypeError, match=r"must compute with fastdl.ops .* received float"):
+        wrapped.forward_backward(np.zeros((2, 1)), np.zeros((2, 1)))
     with pytest.raises(ValueError, match="Unknown loss class"):
         L.get({"class_name": "Nope", "config": {}})
     with pytest.raises(ValueError):
@@ -576,7 +578,7 @@ def test_reduction_none_returns_weighted_per_sample_values():
                                [2.0, 4.0])
 
 
-def test_custom_loss_with_call_only_evaluates_but_cannot_train():
+def test_custom_loss_with_call_only_is_differentiated_by_the_tape():
     class Cube(L.Loss):
         def call(self, y_true, y_pred):
             return np.mean((y_pred - y_true) ** 3, axis=-1)
@@ -584,5 +586,7 @@ def test_custom_loss_with_call_only_evaluates_but_cannot_train():
     loss = Cube()
     assert loss.name == "cube"
     assert loss(np.zeros((2, 1)), np.array([[1.0], [2.0]])) == pytest.approx(4.5)
-    with pytest.raises(NotImplementedError, match="forward_backward"):
-        loss.forward_backward(np.zeros((2, 1)), np.ones((2, 1)))
+    # d/dp mean_batch((p - t)^3) = 3 (p - t)^2 / 2, sample weights scale each term
+    value, grad = loss.forward_backward(np.zeros((2, 1)), np.array([[1.0], [2.0]]), [1.0, 0.5])
+    assert value == pytest.approx((1.0 + 0.5 * 8.0) / 2)
+    np.testing.assert_allclose(grad, [[3.0 / 2], [0.5 * 3.0 * 4.0 / 2]])

@@ -23,6 +23,7 @@ _SUBMODULES = {
 }
 _ATTRIBUTES = {  # public name -> module that defines it
     "Sequential": "fastdl.models",
+    "Model": "fastdl.models",
     "Input": "fastdl.layers",
 }
 # TensorFlow names (``import fastdl as tf``), all from fastdl.ops.tf_compat; see docs/engine.md

@@ -54,38 +54,33 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         autograph feature_column audio bitwise experimental errors nest types sysconfig
     """,
     "keras": """
-        DTypePolicy FloatDTypePolicy Function KerasTensor Model Operation Quantizer Regularizer
-        RematScope StatelessScope SymbolicScope applications device distillation distribution
+        DTypePolicy FloatDTypePolicy Function Operation Quantizer Regularizer RematScope
+        StatelessScope SymbolicScope applications device distillation distribution
         dtype_policies export legacy mixed_precision name_scope quantizers remat tree version
         visualization wrappers
     """,
     "keras.layers": """
         ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
-        Add AdditiveAttention AlphaDropout Attention AugMix AutoContrast Average
-        AveragePooling3D AvgPool3D CategoryEncoding CenterCrop
-        Concatenate ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
+        AdditiveAttention AlphaDropout Attention AugMix AutoContrast AveragePooling3D AvgPool3D
+        CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
         Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
         Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
-        Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization
-        Dot EinsumDense Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise
-        GlobalAveragePooling3D GlobalAvgPool3D
-        GlobalMaxPool3D GlobalMaxPooling3D
-        GroupQueryAttention HashedCrossing Hashing Identity IntegerLookup JaxLayer LSTMCell
-        Lambda Masking MaxNumBoundingBoxes MaxPool3D
-        MaxPooling3D Maximum MelSpectrogram Minimum MixUp MultiHeadAttention
-        Multiply Normalization Permute Pipeline RMSNormalization RNN RandAugment
-        RandomBrightness RandomColorDegeneration RandomColorJitter RandomContrast RandomCrop
-        RandomElasticTransform RandomErasing RandomFlip RandomGaussianBlur RandomGrayscale
-        RandomHue RandomInvert RandomPerspective RandomPosterization RandomRotation
-        RandomSaturation RandomSharpness RandomShear RandomTranslation RandomZoom
-        Rescaling Resizing ReversibleEmbedding STFTSpectrogram SeparableConv1D
-        SeparableConv2D SeparableConvolution1D SeparableConvolution2D SimpleRNNCell
-        Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D SpectralNormalization
-        StackedRNNCells StringLookup Subtract TFSMLayer TextVectorization TimeDistributed
-        TorchModuleWrapper UpSampling3D Wrapper
-        ZeroPadding3D add average concatenate deserialize dot maximum minimum
-        multiply serialize subtract
+        Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization EinsumDense
+        Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise GlobalAveragePooling3D
+        GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
+        Hashing Identity IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
+        MaxPooling3D MelSpectrogram MixUp MultiHeadAttention Normalization Permute Pipeline
+        RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration
+        RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
+        RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective
+        RandomPosterization RandomRotation RandomSaturation RandomSharpness RandomShear
+        RandomTranslation RandomZoom Rescaling Resizing ReversibleEmbedding STFTSpectrogram
+        SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D
+        SimpleRNNCell Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
+        SpectralNormalization StackedRNNCells StringLookup TFSMLayer TextVectorization
+        TimeDistributed TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
+        serialize
     """,
     "keras.regularizers": """
         OrthogonalRegularizer orthogonal_regularizer
@@ -120,7 +115,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         standardize_dtype text_dataset_from_directory timeseries_dataset_from_array
         unpack_x_y_sample_weight
     """,
-    "keras.models": "Model clone_model model_from_json save_model",
+    "keras.models": "clone_model model_from_json save_model",
     "keras.initializers": """
         Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
         glorot_normal glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform
@@ -142,16 +137,11 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
 }.items()}
 
-_FUNCTIONAL = ("merging layers need Keras's functional API (keras.Model(inputs, outputs)), which "
-               "fastdl does not have: a Sequential model is a linear stack of layers")
 _PREPROCESS = "preprocess the NumPy arrays before fit"
 _AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing layers)"
 _LOSS_FN = "pass the name instead, as in metrics=['{name}']"
 _INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from "
             "keras.initializers")
-_MODEL = ("the functional API (keras.Model(inputs, outputs)) and Model subclasses are not "
-          "available: keras.Sequential([Input(shape), layer, ...]) builds a linear stack")
-
 # Full name -> what to use instead, where fastdl has something.
 ALTERNATIVES = {
     # TensorFlow
@@ -165,15 +155,10 @@ ALTERNATIVES = {
     "tf.summary": "keras.callbacks.CSVLogger writes the per-epoch logs",
     "tf.string": "fastdl takes numeric arrays only",
     # keras
-    "keras.Model": _MODEL,
-    "keras.models.Model": _MODEL,
     "keras.models.save_model": "model.save(path) or keras.saving.save_model(model, path)",
     "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
     "keras.version": "fastdl.__version__",
     # keras.layers
-    **{f"keras.layers.{n}": _FUNCTIONAL for n in (
-        "Add Subtract Multiply Average Maximum Minimum Concatenate Dot add subtract multiply "
-        "average maximum minimum concatenate dot").split()},
     **{f"keras.layers.{n}": "use the LSTM, GRU or SimpleRNN layers (return_sequences=True to "
        "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
     "keras.layers.RMSNormalization": ("BatchNormalization, LayerNormalization, "
@@ -190,8 +175,6 @@ ALTERNATIVES = {
                                        "keras.utils.pad_sequences and an Embedding layer"),
     "keras.layers.Masking": "Embedding(..., mask_zero=True) masks padded time steps",
     "keras.layers.TimeDistributed": "Dense already applies to the last axis of a 3-D input",
-    "keras.layers.Lambda": ("write a keras.layers.Layer subclass with call() and backward() "
-                            "(fastdl has no automatic differentiation)"),
     # keras.losses / metrics / optimizers / callbacks
     **{f"keras.metrics.{n}": _LOSS_FN.format(name=n) for n in (
         "mean_squared_error mean_absolute_error mean_absolute_percentage_error "

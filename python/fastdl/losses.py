@@ -33,7 +33,7 @@ the logits in one step.
 import numpy as np
 
 __all__ = [
-    "Loss", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
+    "Loss", "LossFunctionWrapper", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
     "MeanSquaredLogarithmicError", "Huber", "LogCosh", "Hinge", "SquaredHinge", "Poisson",
     "KLDivergence", "BinaryCrossentropy", "CategoricalCrossentropy",
     "SparseCategoricalCrossentropy",
@@ -242,8 +242,8 @@ class Loss:
     shape as the aligned ``y_pred``; ``None`` unless ``need_grad``), the axis of ``y_pred`` that
     ``values`` reduced (``None`` when ``values`` has ``y_pred``'s shape) and an optional validity
     mask (ignored entries, Keras's loss mask). A custom subclass may instead implement only
-    Keras's ``call(y_true, y_pred)``; it can then be evaluated but not trained with
-    (``forward_backward`` needs the gradient).
+    Keras's ``call(y_true, y_pred)`` with ``fastdl.ops``; ``forward_backward`` then
+    differentiates it with a GradientTape.
     """
 
     expects_probabilities = False
@@ -300,11 +300,11 @@ class Loss:
 
     def forward_backward(self, y_true, y_pred, sample_weight=None):
         """``(loss_value, d loss_value / d y_pred)``; the gradient has y_pred's shape and dtype."""
+        if self.reduction in (None, "none"):
+            raise ValueError("forward_backward needs a scalar loss; this loss has reduction="
+                             f"{self.reduction!r}")
         if not self._is_builtin():
-            raise NotImplementedError(
-                f"{type(self).__name__} defines only call(): fastdl trains without automatic "
-                "differentiation, so a custom loss must implement forward_backward(y_true, y_pred, "
-                "sample_weight) returning (value, gradient).")
+            return self._tape_forward_backward(y_true, y_pred, sample_weight)
         if self.reduction in (None, "none"):
             raise ValueError("forward_backward needs a scalar loss; this loss has reduction="
                              f"{self.reduction!r}")
@@ -331,6 +331,36 @@ class Loss:
         if grad.shape != yp.shape:
             grad = grad.reshape(yp.shape)
         return total, grad
+
+    def _tape_forward_backward(self, y_true, y_pred, sample_weight):
+        """A custom loss (``call`` written with fastdl.ops): its per-sample values and their
+        gradient by a GradientTape, reduced as the built-in losses are."""
+        from fastdl.ops import GradientTape, Tensor   # (loading fastdl.ops binds the operators)
+        yp = _as_pred(y_pred)
+        grad_dtype = yp.dtype
+        if self.dtype is not None:
+            yp = yp.astype(self.dtype, copy=False)
+        yt = _as_true(y_true, yp.dtype)
+        with GradientTape() as tape:
+            t = Tensor(yp)
+            tape.watch(t)
+            values = self.call(Tensor(yt), t)
+        if not isinstance(values, Tensor):
+            raise TypeError(f"Loss {self.name!r}: call(y_true, y_pred) must compute with "
+                            "fastdl.ops (keras.ops) and return a Tensor so that it can be "
+                            f"differentiated; received {type(values).__name__}")
+        v = np.asarray(values._value)
+        if v.dtype.kind != "f":
+            raise TypeError(f"Loss {self.name!r}: call(y_true, y_pred) returned dtype {v.dtype}, "
+                            "a loss must be a float")
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            total, factor = self._reduce(v, sample_weight, None, v.dtype, need_factor=True)
+        seed = np.broadcast_to(np.asarray(factor, dtype=v.dtype), v.shape)
+        grad = tape.gradient(values, t, output_gradients=seed)
+        if grad is None:
+            raise ValueError(f"Loss {self.name!r}: its value does not depend on y_pred "
+                             "(through fastdl ops), so it cannot train a model")
+        return total, np.asarray(grad._value, dtype=grad_dtype).reshape(yp.shape)
 
     def _reduce(self, values, sample_weight, mask, dtype, need_factor):
         """Keras's reduce_weighted_values; also d total / d values when ``need_factor``."""
@@ -1313,6 +1343,27 @@ _LOOKUP.update(_FUNCTION_CLASSES)
 _LOOKUP.update({alias: _FUNCTION_CLASSES[name] for alias, name in _ALIASES.items()})
 
 
+class LossFunctionWrapper(Loss):
+    """``keras.losses.LossFunctionWrapper``: a function ``fn(y_true, y_pred, **kwargs)`` returning
+    the per-sample losses (written with ``fastdl.ops``) as a Loss; trained through a
+    GradientTape."""
+
+    def __init__(self, fn, reduction="sum_over_batch_size", name=None, dtype=None, **kwargs):
+        if not callable(fn):
+            raise TypeError(f"LossFunctionWrapper: fn must be callable, received {fn!r}")
+        super().__init__(name=name or getattr(fn, "__name__", None) or _snake_case(
+            type(fn).__name__), reduction=reduction, dtype=dtype)
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def get_config(self):
+        raise NotImplementedError(f"Loss {self.name!r} wraps a Python function, which fastdl "
+                                  "model files never contain")
+
+
 def _valid_names():
     return ", ".join(sorted(_LOOKUP))
 
@@ -1324,9 +1375,9 @@ def get(identifier):
     name; case-sensitive as in Keras), one of this module's functions (``mean_squared_error``
     gives ``MeanSquaredError()``), a ``Loss`` instance (returned as is), a ``Loss`` subclass
     (instantiated) or a Keras config dict (``{"class_name": ..., "config": {...}}``).
-    Unknown names raise ``ValueError`` listing the valid ones; any other function is refused with
-    ``TypeError``: custom loss functions are not supported yet, because fastdl needs a loss that
-    provides its gradient.
+    Unknown names raise ``ValueError`` listing the valid ones; any other function
+    ``fn(y_true, y_pred)`` (per-sample losses written with ``fastdl.ops``) becomes a
+    :class:`LossFunctionWrapper`, differentiated by a GradientTape.
     """
     if isinstance(identifier, Loss):
         return identifier
@@ -1342,12 +1393,8 @@ def get(identifier):
     name = getattr(identifier, "__name__", None)
     if name in _FUNCTION_CLASSES and globals()[name] is identifier:
         return _FUNCTION_CLASSES[name]()
-    if callable(identifier):
-        name = name or type(identifier).__name__
-        raise TypeError(
-            f"Loss {name!r} is a plain function: fastdl trains without automatic "
-            "differentiation, so custom loss functions are not supported yet. Use a built-in "
-            f"loss ({_valid_names()}) or subclass fastdl.losses.Loss with forward_backward.")
+    if callable(identifier):   # a custom loss fn(y_true, y_pred) written with fastdl.ops
+        return LossFunctionWrapper(identifier)
     raise ValueError(f"Could not interpret loss identifier {identifier!r}. "
                      f"Valid names: {_valid_names()}")
 

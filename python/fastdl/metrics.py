@@ -171,6 +171,25 @@ class Metric:
                              f"Received: dtype={dtype!r}")
         self.dtype = dtype or "float32"
 
+    def add_weight(self, shape=(), initializer="zeros", dtype=None, aggregation="sum",
+                   name=None):
+        """A state variable (a ``fastdl.Variable``, non-trainable) that ``reset_state``
+        returns to its initial value; a custom metric updates it with ``assign``/``assign_add``
+        in ``update_state``."""
+        from fastdl import initializers
+        from fastdl.tensor.tensor import Variable
+        shape = () if shape is None else tuple(shape)
+        init = initializers.get(initializer)
+        dtype = np.dtype(dtype or self.dtype).name
+        value = np.asarray(init(shape, dtype=dtype), dtype=dtype)
+        variable = Variable(value, trainable=False, name=name or "variable", dtype=dtype)
+        self.__dict__.setdefault("_state_variables", []).append((variable, value.copy()))
+        return variable
+
+    @property
+    def variables(self):
+        return [v for v, _ in self.__dict__.get("_state_variables", [])]
+
     def update_state(self, *args, **kwargs):
         raise NotImplementedError
 
@@ -178,7 +197,12 @@ class Metric:
         raise NotImplementedError
 
     def reset_state(self):
-        raise NotImplementedError
+        """Put every variable made by ``add_weight`` back to its initial value."""
+        states = self.__dict__.get("_state_variables")
+        if states is None:
+            raise NotImplementedError(f"{type(self).__name__}.reset_state")
+        for variable, initial in states:
+            variable.assign(initial)
 
     def __call__(self, *args, **kwargs):
         self.update_state(*args, **kwargs)

@@ -1,4 +1,6 @@
-"""The Sequential model: compile / fit / evaluate / predict with Keras 3 semantics."""
+"""Model (the base class: compile / fit / evaluate / predict with Keras 3 semantics) and
+Sequential (a linear stack of layers). ``Model(inputs, outputs)`` builds a functional model
+(fastdl.functional); a subclass of Model defines ``call`` (see docs/engine.md)."""
 import contextlib
 import math
 import operator
@@ -11,20 +13,45 @@ import weakref
 import numpy as np
 
 from fastdl.layers.base import InputLayer, Layer, shape_str, unique_name
+from fastdl.tensor.tensor import Tensor
 from fastdl.utils.rng import get_rng
 
 _name_of = operator.attrgetter("name")
 
 
-class Sequential:
-    """A linear stack of layers, trained with Keras's ``compile``/``fit`` API."""
+class Model(Layer):
+    """A model: a Layer with Keras's training loop (``compile``, ``fit``, ``evaluate``, ``predict``,
+    ``train_on_batch``, ...), saving and summary.
 
-    def __init__(self, layers=None, name=None, trainable=True):
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
-        self.name = name or unique_name("sequential")
-        self._layers = []
-        self._input_layer = None
+    ``Model(inputs, outputs, name=None)`` builds a functional model from symbolic tensors
+    (``keras.Input``); a subclass defines ``call(self, inputs, training=None)`` with layers set as
+    attributes and ``fastdl.ops``. The training loop calls a few hooks that each kind of model
+    implements: ``_convert_x`` (user input to arrays), ``_forward`` (inference values),
+    ``_inference_forward``, ``_train_forward`` (y_pred and what the backward needs),
+    ``_train_backward`` (the weights' gradients) and ``_trainable_state``. This base class
+    implements them with a GradientTape over ``_call_tensors`` (the model run on Tensors);
+    Sequential overrides them with its chain of layer forward/backward calls.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
+            from fastdl.functional import Functional
+            return super().__new__(Functional)
+        return super().__new__(cls)
+
+    def __init__(self, *args, name=None, trainable=True, dtype=None, **kwargs):
+        if args or "inputs" in kwargs or "outputs" in kwargs:
+            raise TypeError("Model(inputs, outputs) builds a functional model; a subclass of "
+                            "Model takes only name=, trainable= and dtype= in "
+                            f"super().__init__(). Received: args={args!r}, "
+                            f"kwargs={sorted(kwargs)}")
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unrecognized keyword arguments "
+                            f"{sorted(kwargs)}")
+        self._init_model(name, trainable, dtype)
+
+    def _init_model(self, name, trainable=True, dtype=None):
+        Layer.__init__(self, name=name, dtype=dtype)
         self.optimizer = None
         self.loss = None
         self.compiled_metrics = []
@@ -32,23 +59,37 @@ class Sequential:
         self.compiled = False
         self.stop_training = False
         self.history = None
-        self.built = False
-        self._trainable = True
         self._warned_unbounded = False
         self._checked_batch_signature = None  # see train_on_batch
-        if layers is not None:
-            names = set()
-            for layer in layers:
-                self._append(layer, names)
-            if self._layers and self.input_shape is not None:
-                self.build(self.input_shape)     # once: per-layer builds would be quadratic
-        if not trainable:  # freezing the model freezes every layer; True leaves layers as they are
-            self.trainable = False
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise TypeError(f"trainable must be a bool. Received: trainable={trainable!r}")
+        self._trainable = bool(trainable)
 
     # ------------------------------------------------------------------ structure
     @property
+    def _layers(self):
+        """The model's layers: a list Sequential and functional models keep; for a subclass,
+        the layers held by its attributes (directly or in lists, tuples and dicts)."""
+        layers = self.__dict__.get("_layer_list")
+        return layers if layers is not None else _tracked_layers(self)
+
+    @_layers.setter
+    def _layers(self, value):
+        self.__dict__["_layer_list"] = value
+
+    @property
     def layers(self):
         return list(self._layers)
+
+    def call(self, inputs, training=None):
+        raise NotImplementedError(
+            f"Model {self.name!r} ({type(self).__name__}) has no call(): a subclass of Model "
+            "must define call(self, inputs, training=None), or build a functional model with "
+            "Model(inputs, outputs)")
+
+    def _call_tensors(self, x, training):
+        """The model run on Tensors (recorded by a recording GradientTape)."""
+        return _call_with_flags(self, self.call, x, training, None)
 
     @property
     def trainable(self):
@@ -61,104 +102,6 @@ class Sequential:
         self._trainable = bool(value)
         for layer in self._layers:
             layer.trainable = value
-
-    def add(self, layer):
-        """Append a layer (or an ``Input`` as the very first element) and build it when the
-        input shape is known; earlier layers that are already built are not built again."""
-        self._add(layer)
-
-    def _add(self, layer, names=None):
-        extend = self.built and len(self._output_shapes) == len(self._layers)
-        if not self._append(layer, names):
-            return
-        shape = self.input_shape
-        if shape is None:
-            return
-        if extend:
-            out = self._build_layer(layer, self._output_shapes[-1])
-            self._output_shapes.append(out)
-            self.built = True
-        else:
-            self.build(shape)
-
-    def _append(self, layer, names=None):
-        """Check and append ``layer`` without building; False for an ``Input``. ``names``: the
-        set of the names of the layers appended so far (a scan of the layers otherwise)."""
-        if isinstance(layer, InputLayer):
-            if self._layers or self._input_layer is not None:
-                raise ValueError("An Input can only be the first element of a Sequential model")
-            self._input_layer = layer
-            return False
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.add expects a fastdl layer, received {type(layer).__name__}")
-        if layer.name in (map(_name_of, self._layers) if names is None else names):
-            raise ValueError(f"All layers added to a Sequential model should have unique names. "
-                             f"Name {layer.name!r} is already the name of a layer in this model.")
-        self._layers.append(layer)
-        if names is not None:
-            names.add(layer.name)
-        self.built = False
-        self._checked_batch_signature = None
-        return True
-
-    def pop(self):
-        """Remove the last layer."""
-        if not self._layers:
-            raise IndexError("There are no layers in the model to pop")
-        layer = self._layers.pop()
-        self._checked_batch_signature = None
-        self.built = bool(self._layers) and all(l.built for l in self._layers)
-        return layer
-
-    @property
-    def input_shape(self):
-        """The batch shape of the input, ``(None, ...)``, when it is known."""
-        if self._input_layer is not None:
-            return self._input_layer._declared_batch_shape
-        if self._layers and self._layers[0]._declared_batch_shape is not None:
-            return self._layers[0]._declared_batch_shape
-        if self._layers and self._layers[0]._build_input_shape is not None:
-            return (None,) + tuple(self._layers[0]._build_input_shape[1:])
-        return None
-
-    @property
-    def output_shape(self):
-        if not self.built:
-            raise ValueError(f"Model {self.name!r} has not been built yet")
-        return self._output_shapes[-1]
-
-    def build(self, input_shape=None):
-        """Build every layer for ``input_shape`` (batch axis included, e.g. ``(None, 4)``)."""
-        if input_shape is None:
-            input_shape = self.input_shape
-        if input_shape is None:
-            raise ValueError(f"Model {self.name!r} cannot be built without an input shape: pass "
-                             "input_shape= to the first layer, start with Input(shape), or call "
-                             "build((None, features))")
-        shape = (None,) + tuple(input_shape)[1:]
-        shapes = []
-        for layer in self._layers:
-            shape = self._build_layer(layer, shape)
-            shapes.append(shape)
-        self._output_shapes = shapes
-        self.built = bool(self._layers)
-
-    @staticmethod
-    def _build_layer(layer, shape):
-        """Build one layer for input ``shape``; its output shape."""
-        layer._maybe_build(shape)
-        layer.check_input_shape(tuple(1 if d is None else d for d in shape))
-        out = layer.compute_output_shape(shape)
-        if isinstance(out, list) or (out and isinstance(out[0], (tuple, list))):
-            raise ValueError(
-                f"All layers in a Sequential model should have a single output, but layer "
-                f"{layer.name!r} returns {len(out)} (return_state=True). Use return_state "
-                "only when calling the layer directly.")
-        return tuple(out)
-
-    def _ensure_built(self, x_shape):
-        if not self.built:
-            self.build((None,) + tuple(x_shape[1:]))
 
     def get_layer(self, name=None, index=None):
         if index is not None:
@@ -231,8 +174,10 @@ class Sequential:
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='mse' or "
                              "loss='sparse_categorical_crossentropy'")
-        if loss_weights is not None:
-            raise ValueError("loss_weights applies to multi-output models, which Sequential is not")
+        n_outputs = self._output_count()
+        if loss_weights is not None and n_outputs == 1:
+            raise ValueError(f"loss_weights applies to multi-output models; model {self.name!r} "
+                             "has one output")
         for name, value, allowed in (("run_eagerly", run_eagerly, "a bool"),
                                      ("jit_compile", jit_compile, "a bool or 'auto'"),
                                      ("auto_scale_loss", auto_scale_loss, "a bool")):
@@ -245,10 +190,17 @@ class Sequential:
             raise ValueError(f"steps_per_execution must be a positive int or 'auto'. Received: "
                              f"steps_per_execution={steps_per_execution!r}")
         self.optimizer = optimizers_module.get(optimizer)
-        self.loss = losses_module.get(loss)
+        if n_outputs == 1:
+            self.loss = losses_module.get(loss)
+        else:
+            from fastdl.functional import MultiOutputLoss
+            self.loss = MultiOutputLoss(self, loss, loss_weights)
 
         def resolve(given):
             # a function fn(y_true, y_pred) becomes a MeanMetricWrapper named after it, as in Keras
+            if n_outputs > 1:
+                from fastdl.functional import output_metrics
+                return output_metrics(self, given)
             return [metrics_module.get(m) for m in _as_list(given)]
 
         plain, weighted = resolve(metrics), resolve(weighted_metrics)
@@ -268,6 +220,10 @@ class Sequential:
         self.compiled = True
         self._warned_unbounded = False
         self._checked_batch_signature = None
+
+    def _output_count(self):
+        """How many outputs the model has (the functional API may have several)."""
+        return 1
 
     def _check_compiled(self, what):
         if not self.compiled:
@@ -295,19 +251,6 @@ class Sequential:
             return
 
     # ------------------------------------------------------------------ data
-    def _convert_x(self, x, what="x"):
-        if x is None:
-            raise ValueError(f"{what} must not be None")
-        first = self._layers[0] if self._layers else None
-        if first is None:
-            raise ValueError(f"Model {self.name!r} has no layers")
-        x = first.convert_input(x)
-        if x.ndim < 1:
-            raise ValueError(f"{what} must have a batch axis. Received a scalar")
-        self._ensure_built(x.shape)
-        first.check_input_shape(x.shape)
-        return x
-
     @staticmethod
     def _convert_y(y, n, what="y"):
         if y is None:
@@ -372,106 +315,115 @@ class Sequential:
         return int(verbose)
 
     # ------------------------------------------------------------------ forward / backward
-    def _forward(self, x, training, fuse=False):
-        """The layers' calls in order, each on its input cast to its dtype (Keras's autocast);
-        fuse: adjacent layers may run as one kernel (Layer._fuse_next), as in
-        fit/train_on_batch/predict/evaluate, while model(x) calls each layer itself."""
-        mask = None
-        layers = self._layers
-        i = 0
-        while i < len(layers):
-            layer = layers[i]
-            x = layer._autocast_input(x)
-            if (fuse and mask is None and i + 1 < len(layers)
-                    and layer.activity_regularizer is None
-                    and layers[i + 1].activity_regularizer is None):
-                fused = layer._fuse_next(x, layers[i + 1])
-                if fused is not None:  # two layers in one kernel (neither takes a mask)
-                    x = fused
-                    i += 2
-                    continue
-            next_mask = layer.compute_mask(x, mask)
-            if layer._call_takes_mask:
-                x = layer.call(x, training=training, mask=mask)
-            else:
-                x = layer.call(x, training=training)
-            if isinstance(x, (list, tuple)):  # an RNN with return_state: the sequence goes on
-                x = x[0]
-            layer._record_activity(x)
-            mask = next_mask
-            i += 1
-        return x
-
-    def _inference_forward(self, x):
-        """``_forward(x, False)`` with no backward to follow (predict, evaluate): layers may
-        skip what only their backward needs (see Layer._inference_only), and adjacent layers
-        may run as one fused kernel (Layer._fuse_next: Conv2D -> MaxPooling2D)."""
-        with self._in_use("predict", training=False):
-            for layer in self._layers:
-                layer._inference_only = True
-            try:
-                return self._forward(x, False, fuse=True)
-            finally:
-                for layer in self._layers:
-                    layer.__dict__.pop("_inference_only", None)
-
-    def _backward(self, dy, penalties=False):
-        """The layers' backward passes; penalties: with the gradients of model.losses (as in
-        training; input_gradients leaves them out)."""
-        for layer in reversed(self._layers):
-            dy = layer._autocast_input(dy)  # dy of the dtype the layer output
-            dy = layer._penalized(dy) if penalties else layer.backward(dy)
-        return dy
-
-    @property
-    def losses(self):
-        """The regularization penalties of the last forward pass (Keras's ``model.losses``)."""
-        return [penalty for layer in self._layers for penalty in layer.losses]
-
-    def _regularization_loss(self):
-        return float(sum(self.losses))
-
-    def __call__(self, x, training=False):
-        x = self._convert_x(x)
-        with self._in_use("__call__", training=False):
-            return self._forward(x, training)
-
     def _train_step(self, x, y, sw, trainable, weights, nan_check=False):
         sync = getattr(self.optimizer, "local_batch", None)   # fastdl.distributed
         if sync is not None and sync(self.loss, y, sw, weights):
             return 0.0      # no sample on this rank this step: it joined the allreduce with zeros
-        y_pred = self._forward(x, True, fuse=True)
+        y_pred, backward_state = self._train_forward(x)
         loss, dy = self.loss.forward_backward(y, y_pred, sw)
         loss += self._regularization_loss()
-        self._backward(dy, penalties=True)
+        grads = self._train_backward(backward_state, dy, trainable)
         if nan_check:
-            _check_finite_gradients(loss, trainable, self.optimizer.iterations)
-        grads = [g for layer in trainable for g in layer.grads]
+            _check_finite_gradients(loss, trainable, grads, self.optimizer.iterations)
         self.optimizer.apply(grads, weights)
         for layer in trainable:
             layer._apply_constraints()
         self._update_metrics(y, y_pred, sw)
         return loss
 
+    @property
+    def losses(self):
+        """The regularization penalties of the last forward pass (Keras's ``model.losses``)."""
+        return [penalty for layer in _leaf_layers(self) for penalty in layer.losses]
+
+    def _regularization_loss(self):
+        return float(sum(self.losses))
+
+    # The hooks of a model kind (Sequential overrides them with its layer chain). Here: the
+    # model run on Tensors, differentiated by a GradientTape; built-in layers are one primitive
+    # each with a per-call cache, so a layer called several times is differentiated correctly.
+    def _convert_x(self, x, what="x"):
+        return _as_model_input(x, self, what)
+
+    def _forward(self, x, training, fuse=False):
+        return _values(self._call_tensors(_as_tensors(x), training))
+
+    def _inference_forward(self, x):
+        """``_forward(x, False)`` with no backward to follow: layers may skip what only their
+        backward needs (Layer._inference_only)."""
+        with self._in_use("predict", training=False):
+            leaves = _leaf_layers(self)
+            for layer in leaves:
+                layer._inference_only = True
+            try:
+                return self._forward(x, False, fuse=True)
+            finally:
+                for layer in leaves:
+                    layer.__dict__.pop("_inference_only", None)
+
+    def _train_forward(self, x):
+        """(y_pred as arrays, the state ``_train_backward`` needs)."""
+        from fastdl.ops import GradientTape   # (loading fastdl.ops binds the operators)
+        tape = GradientTape()
+        with tape:
+            y = self._call_tensors(_as_tensors(x), True)
+        flat = y if isinstance(y, (list, tuple)) else [y]
+        for t in flat:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"Model {self.name!r}: call() must return fastdl Tensors to be "
+                                f"trained with fit, received {type(t).__name__}")
+        return _values(y), (tape, y)
+
+    def _train_backward(self, state, dy, trainable):
+        """The gradients of the trainable layers' weights, in ``_trainable_state`` order."""
+        from fastdl.ops.layers import layer_variables
+        tape, y = state
+        sources = [v for layer in trainable for v in layer_variables(layer)]
+        grads = tape.gradient(y, sources, output_gradients=dy, unconnected_gradients="zero")
+        grads = [g._value for g in grads]
+        entries = [w for layer in trainable for w in layer._weight_entries() if w.trainable]
+        return [g + w.regularizer.gradient(w.value).astype(g.dtype, copy=False)
+                if w.regularizer else g for w, g in zip(entries, grads)]
+
+    def _trainable_state(self):
+        """(the layers whose weights train, their trainable weights in order)."""
+        for layer in _leaf_layers(self):
+            if layer.activity_regularizer is not None:
+                raise NotImplementedError(
+                    f"layer {layer.name!r} has an activity_regularizer, which fastdl applies "
+                    f"in Sequential models only so far, not in a {type(self).__name__} model")
+        trainable = [l for l in _leaf_layers(self) if l.trainable and l.trainable_weights]
+        for layer in trainable:
+            if type(layer).__call__ is not Layer.__call__ and not layer._primitive_call:
+                raise NotImplementedError(
+                    f"layer {layer.name!r} ({type(layer).__name__}) cannot be trained inside a "
+                    f"{type(self).__name__} model yet: it is not a GradientTape primitive. "
+                    "Use it in a Sequential model.")
+        return trainable, [w for l in trainable for w in l.trainable_weights]
+
+    def _first_layer_skips_dx(self):
+        return contextlib.nullcontext()
+
+    def __call__(self, x, training=False, mask=None):
+        """``model(x)``: arrays give arrays (no tape), Tensors give Tensors (recorded by a
+        recording GradientTape), symbolic tensors give symbolic tensors (functional API)."""
+        from fastdl import functional
+        if functional.is_symbolic(x):
+            return functional.symbolic_call(self, x, {"training": training})
+        if _has_tensor(x):
+            return self._call_tensors(x, training)
+        x = self._convert_x(x)
+        with self._in_use("__call__", training=False):
+            return self._forward(x, training)
+
+    def compute_output_shape(self, input_shape):
+        from fastdl import functional
+        return functional.infer_output_shape(self, input_shape)
+
     def _update_metrics(self, y, y_pred, sw):
         """As in Keras: ``metrics`` see no sample weights, ``weighted_metrics`` do."""
         for m, weighted in zip(self.compiled_metrics, self._metric_weighted):
             m.update_state(y, y_pred, sw if weighted else None)
-
-    @contextlib.contextmanager
-    def _first_layer_skips_dx(self):
-        """Training never uses d loss / d input: let the first layer skip computing it (a
-        convolution saves about half of its backward pass)."""
-        first = self._layers[0] if self._layers else None
-        if first is None or not hasattr(first, "input_gradient_needed"):
-            yield
-            return
-        previous = first.input_gradient_needed
-        first.input_gradient_needed = False
-        try:
-            yield
-        finally:
-            first.input_gradient_needed = previous
 
     @contextlib.contextmanager
     def _in_use(self, what, training):
@@ -507,11 +459,6 @@ class Sequential:
                 if count:
                     use.calls[me] = count
                 _MODEL_USE_CHANGED.notify_all()
-
-    def _trainable_state(self):
-        trainable = [l for l in self._layers if l.trainable and l.trainable_weights]
-        weights = [w for l in trainable for w in l.trainable_weights]
-        return trainable, weights
 
     def _dry_run(self, x, y, sw):
         """Check y and the loss on one sample before anything changes state."""
@@ -644,7 +591,7 @@ class Sequential:
                 if batch_hooks or step == steps - 1:
                     logs = {"loss": loss_sum / seen}
                     for m in metrics:
-                        logs[m.name] = m.result()
+                        logs[m.name] = _metric_result(m)
                 if batch_hooks:
                     cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
@@ -697,10 +644,10 @@ class Sequential:
             self._update_metrics(y[lo:hi], y_pred, swb)
             if callbacks is not None:   # Keras's running loss and metrics
                 callbacks.on_test_batch_end(step, {"loss": loss_sum / seen, **{
-                    m.name: m.result() for m in self.compiled_metrics}})
+                    m.name: _metric_result(m) for m in self.compiled_metrics}})
         logs = {"loss": loss_sum / seen if seen else float("nan")}
         for m in self.compiled_metrics:
-            logs[m.name] = m.result()
+            logs[m.name] = _metric_result(m)
         return logs
 
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
@@ -753,6 +700,8 @@ class Sequential:
             cbs.on_predict_end()
         if not outputs:
             return np.zeros((0,) + tuple(self.output_shape[1:]), dtype=self._layers[-1].dtype)
+        if isinstance(outputs[0], (list, tuple)):   # several outputs: each concatenated
+            return [np.concatenate(parts, axis=0) for parts in zip(*outputs)]
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=0)
 
     def _loop_callbacks(self, callbacks, verbose, n_batches):
@@ -818,7 +767,7 @@ class Sequential:
     def _batch_result(self, loss, return_dict):
         logs = {"loss": float(loss)}
         for m in self.compiled_metrics:
-            logs[m.name] = m.result()
+            logs[m.name] = _metric_result(m)
         if return_dict:
             return logs
         values = list(logs.values())
@@ -832,6 +781,119 @@ class Sequential:
     def predict_on_batch(self, x):
         x = self._convert_x(x)
         return self._inference_forward(x)
+
+    # ------------------------------------------------------------------ summary
+    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
+                show_trainable=False):
+        """Print the layers, their output shapes and parameter counts, and the totals, as Keras
+        3 does: a table ``line_length`` characters wide (default 88, 100 with
+        ``show_trainable``, at most the terminal's width - 4) whose columns end at
+        ``positions`` (fractions of the line, default ``[0.45, 0.80, 1.0]``, or absolute
+        character positions). A text too long for its column wraps at spaces, and a word too
+        long is cut with "…". ``show_trainable`` adds a "Trainable" column (Y/N, "-" for a
+        layer without weights); ``expand_nested`` also lists the layers of any layer that has
+        ``layers`` (none of fastdl's do, as in Keras, where a Bidirectional is not expanded
+        either). Bytes count each weight at its own dtype's size; once the optimizer is built,
+        its variables are listed and counted in the total as Keras does.
+        ``print_fn`` receives each line (default ``print``)."""
+        for name, value in (("expand_nested", expand_nested), ("show_trainable", show_trainable)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool. Received: {name}={value!r}")
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"print_fn must be callable. Received: print_fn={print_fn!r}")
+        connections = self._summary_connections()
+        connected = connections is not None
+        width, bounds = _summary_columns(line_length, positions, show_trainable, connected)
+        header = (["Layer (type)", "Output Shape", "Param #"] + ["Connected to"] * connected
+                  + ["Trainable"] * show_trainable)
+        align = "<<>" + "<" * connected + "^" * show_trainable
+        shapes = self._summary_shapes()
+
+        def rows(layer, shape, level):
+            prefix = "   " * level + "└ " if level else ""
+            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
+            row = [f"{prefix}{layer.name} ({type(layer).__name__})",
+                   shape_str(shape) if shape is not None else "?", params]
+            if connected:
+                row.append(connections.get(id(layer), "-") if not level else "-")
+            if show_trainable:
+                row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
+            yield row
+            nested = getattr(layer, "layers", None) if expand_nested else None
+            for inner in nested or ():
+                built_for = inner._build_input_shape if inner.built else None
+                yield from rows(inner, None if built_for is None else inner.compute_output_shape(
+                    (None,) + tuple(built_for[1:])), level + 1)
+
+        body = [row for layer, shape in zip(self._layers, shapes) for row in rows(layer, shape, 0)]
+        lines = [f'Model: "{self.name}"'] + _render_table(header, body, bounds, align)
+        trainable, non_trainable = self.trainable_weights, self.non_trainable_weights
+        counts = [("Trainable", trainable), ("Non-trainable", non_trainable)]
+        if self.compiled and self.optimizer is not None and self.optimizer.built:
+            counts.append(("Optimizer", self.optimizer.variables))
+        totals = [(label, sum(int(np.size(w)) for w in ws), sum(np.asarray(w).nbytes for w in ws))
+                  for label, ws in counts]
+        lines.append(f" Total params: {sum(c for _, c, _ in totals):,} "
+                     f"({_human_bytes(sum(b for _, _, b in totals))})")
+        lines += [f" {label} params: {count:,} ({_human_bytes(nbytes)})"
+                  for label, count, nbytes in totals]
+        for line in lines:
+            (print_fn or print)(line)
+
+    def _summary_connections(self):
+        """layer id -> its "Connected to" text (``dense[0][0], ...``), or None when the model
+        is a chain (one input, each node fed by the one before), shown as Keras shows a
+        Sequential."""
+        nodes = getattr(self, "_nodes", None)
+        if not nodes:
+            return None
+        previous = self._inputs_flat[0] if len(self._inputs_flat) == 1 else None
+        chain = previous is not None
+        for node in nodes:
+            ins = node.inputs()
+            if chain and (node.layer is None or len(ins) != 1 or ins[0] is not previous
+                          or len(node.outputs) != 1):
+                chain = False
+            previous = node.outputs[0] if node.outputs else None
+        if chain:
+            return None
+        texts = {}
+        for node in nodes:
+            if node.layer is None:
+                continue
+            parts = []
+            for t in node.inputs():
+                if t._node is None:
+                    parts.append(f"{t.name}[0][0]")
+                    continue
+                source = t._node.layer
+                calls = source.__dict__.get("_inbound_nodes", []) if source is not None else []
+                index = calls.index(t._node) if t._node in calls else 0
+                parts.append(f"{source.name if source is not None else t.name}[{index}]"
+                             f"[{t._node.outputs.index(t)}]")
+            key = id(node.layer)
+            texts[key] = (texts[key] + ", " if key in texts else "") + ", ".join(parts)
+        return texts
+
+    def _summary_shapes(self):
+        """Each layer's output shape for ``summary`` (None when unknown: "?")."""
+        shapes = []
+        for layer in self._layers:
+            shape = None
+            nodes = [n for n in getattr(self, "_nodes", ()) if n.layer is layer]
+            if isinstance(layer, InputLayer):
+                shape = layer._declared_batch_shape
+            elif nodes:
+                outs = nodes[0].outputs
+                shape = outs[0].shape if len(outs) == 1 else None
+            elif layer.built and layer._build_input_shape is not None:
+                try:
+                    shape = layer.compute_output_shape(
+                        (None,) + tuple(layer._build_input_shape[1:]))
+                except (ValueError, TypeError, NotImplementedError):
+                    shape = None
+            shapes.append(shape)
+        return shapes
 
     # ------------------------------------------------------------------ files
     def save(self, filepath, overwrite=True, include_optimizer=True):
@@ -860,66 +922,295 @@ class Sequential:
         from fastdl.saving import load_weights
         load_weights(self, filepath)
 
+
+
+class Sequential(Model):
+    """A linear stack of layers, trained with Keras's ``compile``/``fit`` API."""
+
+    def __init__(self, layers=None, name=None, trainable=True):
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty string. Received: name={name!r}")
+        self._init_model(name)
+        self._layers = []
+        self._input_layer = None
+        self.built = False
+        if layers is not None:
+            names = set()
+            for layer in layers:
+                self._append(layer, names)
+            if self._layers and self.input_shape is not None:
+                self.build(self.input_shape)     # once: per-layer builds would be quadratic
+        if not trainable:  # freezing the model freezes every layer; True leaves layers as they are
+            self.trainable = False
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def add(self, layer):
+        """Append a layer (or an ``Input`` as the very first element) and build it when the
+        input shape is known; earlier layers that are already built are not built again."""
+        self._add(layer)
+
+    def _add(self, layer, names=None):
+        extend = self.built and len(self._output_shapes) == len(self._layers)
+        if not self._append(layer, names):
+            return
+        shape = self.input_shape
+        if shape is None:
+            return
+        if extend:
+            out = self._build_layer(layer, self._output_shapes[-1])
+            self._output_shapes.append(out)
+            self.built = True
+        else:
+            self.build(shape)
+
+    def _append(self, layer, names=None):
+        """Check and append ``layer`` without building; False for an ``Input``. ``names``: the
+        set of the names of the layers appended so far (a scan of the layers otherwise)."""
+        self.__dict__.pop("_graph", None)   # the symbolic input/output, made again on demand
+        if getattr(layer, "_input_layer", None) is not None and getattr(layer, "_keras_tensor",
+                                                                          False):
+            if self._layers or self._input_layer is not None:
+                raise ValueError("An Input can only be the first element of a Sequential model")
+            self._input_tensor = layer
+            layer = layer._input_layer    # keras.Input(shape) as the first element
+        if isinstance(layer, InputLayer):
+            if self._layers or self._input_layer is not None:
+                raise ValueError("An Input can only be the first element of a Sequential model")
+            self._input_layer = layer
+            return False
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add expects a fastdl layer, received {type(layer).__name__}")
+        if layer.name in (map(_name_of, self._layers) if names is None else names):
+            raise ValueError(f"All layers added to a Sequential model should have unique names. "
+                             f"Name {layer.name!r} is already the name of a layer in this model.")
+        self._layers.append(layer)
+        if names is not None:
+            names.add(layer.name)
+        self.built = False
+        self._checked_batch_signature = None
+        return True
+
+    def pop(self):
+        """Remove the last layer."""
+        if not self._layers:
+            raise IndexError("There are no layers in the model to pop")
+        layer = self._layers.pop()
+        self.__dict__.pop("_graph", None)
+        self._checked_batch_signature = None
+        self.built = bool(self._layers) and all(l.built for l in self._layers)
+        return layer
+
+    @property
+    def input_shape(self):
+        """The batch shape of the input, ``(None, ...)``, when it is known."""
+        if self._input_layer is not None:
+            return self._input_layer._declared_batch_shape
+        if self._layers and self._layers[0]._declared_batch_shape is not None:
+            return self._layers[0]._declared_batch_shape
+        if self._layers and self._layers[0]._build_input_shape is not None:
+            return (None,) + tuple(self._layers[0]._build_input_shape[1:])
+        return None
+
+    @property
+    def output_shape(self):
+        if not self.built:
+            raise ValueError(f"Model {self.name!r} has not been built yet")
+        return self._output_shapes[-1]
+
+    def build(self, input_shape=None):
+        """Build every layer for ``input_shape`` (batch axis included, e.g. ``(None, 4)``)."""
+        if input_shape is None:
+            input_shape = self.input_shape
+        if input_shape is None:
+            raise ValueError(f"Model {self.name!r} cannot be built without an input shape: pass "
+                             "input_shape= to the first layer, start with Input(shape), or call "
+                             "build((None, features))")
+        shape = (None,) + tuple(input_shape)[1:]
+        shapes = []
+        for layer in self._layers:
+            shape = self._build_layer(layer, shape)
+            shapes.append(shape)
+        self._output_shapes = shapes
+        self.built = bool(self._layers)
+
+    @staticmethod
+    def _build_layer(layer, shape):
+        """Build one layer for input ``shape``; its output shape."""
+        layer._maybe_build(shape)
+        layer.check_input_shape(tuple(1 if d is None else d for d in shape))
+        out = layer.compute_output_shape(shape)
+        if isinstance(out, list) or (out and isinstance(out[0], (tuple, list))):
+            raise ValueError(
+                f"All layers in a Sequential model should have a single output, but layer "
+                f"{layer.name!r} returns {len(out)} (return_state=True). Use return_state "
+                "only when calling the layer directly.")
+        return tuple(out)
+
+    def _ensure_built(self, x_shape):
+        if not self.built:
+            self.build((None,) + tuple(x_shape[1:]))
+
+    def _convert_x(self, x, what="x"):
+        if x is None:
+            raise ValueError(f"{what} must not be None")
+        first = self._layers[0] if self._layers else None
+        if first is None:
+            raise ValueError(f"Model {self.name!r} has no layers")
+        x = first.convert_input(x)
+        if x.ndim < 1:
+            raise ValueError(f"{what} must have a batch axis. Received a scalar")
+        self._ensure_built(x.shape)
+        first.check_input_shape(x.shape)
+        return x
+
+    def _forward(self, x, training, fuse=False):
+        """The layers' calls in order, each on its input cast to its dtype (Keras's autocast);
+        fuse: adjacent layers may run as one kernel (Layer._fuse_next), as in
+        fit/train_on_batch/predict/evaluate, while model(x) calls each layer itself."""
+        mask = None
+        layers = self._layers
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            x = layer._autocast_input(x)
+            if (fuse and mask is None and i + 1 < len(layers)
+                    and layer.activity_regularizer is None
+                    and layers[i + 1].activity_regularizer is None):
+                fused = layer._fuse_next(x, layers[i + 1])
+                if fused is not None:  # two layers in one kernel (neither takes a mask)
+                    x = fused
+                    i += 2
+                    continue
+            next_mask = layer.compute_mask(x, mask)
+            if layer._tape_only:   # a nested model or a layer written with ops
+                x = layer(x, training=training)
+            elif layer._call_takes_mask:
+                x = layer.call(x, training=training, mask=mask)
+            else:
+                x = layer.call(x, training=training)
+            if isinstance(x, (list, tuple)):  # an RNN with return_state: the sequence goes on
+                x = x[0]
+            layer._record_activity(x)
+            mask = next_mask
+            i += 1
+        return x
+
+    def _inference_forward(self, x):
+        """``_forward(x, False)`` with no backward to follow (predict, evaluate): layers may
+        skip what only their backward needs (see Layer._inference_only), and adjacent layers
+        may run as one fused kernel (Layer._fuse_next: Conv2D -> MaxPooling2D)."""
+        with self._in_use("predict", training=False):
+            for layer in self._layers:
+                layer._inference_only = True
+            try:
+                return self._forward(x, False, fuse=True)
+            finally:
+                for layer in self._layers:
+                    layer.__dict__.pop("_inference_only", None)
+
+    def _backward(self, dy, penalties=False):
+        """The layers' backward passes; penalties: with the gradients of model.losses (as in
+        training; input_gradients leaves them out)."""
+        for layer in reversed(self._layers):
+            dy = layer._autocast_input(dy)  # dy of the dtype the layer output
+            dy = layer._penalized(dy) if penalties else layer.backward(dy)
+        return dy
+
+    def _call_tensors(self, x, training):
+        for layer in self._layers:
+            x = layer(x, training=training)
+        return x
+
+    def _chain_needs_tape(self):
+        """True when a layer has no backward of its own (a nested model, a custom layer written
+        with ops): training then runs the chain under a GradientTape."""
+        return any(layer._tape_only for layer in self._layers)
+
+    def _train_forward(self, x):
+        if self._chain_needs_tape():
+            return Model._train_forward(self, x)
+        return self._forward(x, True, fuse=True), None
+
+    def _train_backward(self, state, dy, trainable):
+        if state is not None:
+            return Model._train_backward(self, state, dy, trainable)
+        self._backward(dy, penalties=True)
+        return [g for layer in trainable for g in layer.grads]
+
+    @contextlib.contextmanager
+    def _first_layer_skips_dx(self):
+        """Training never uses d loss / d input: let the first layer skip computing it (a
+        convolution saves about half of its backward pass)."""
+        first = self._layers[0] if self._layers else None
+        if first is None or not hasattr(first, "input_gradient_needed"):
+            yield
+            return
+        previous = first.input_gradient_needed
+        first.input_gradient_needed = False
+        try:
+            yield
+        finally:
+            first.input_gradient_needed = previous
+
+    def _trainable_state(self):
+        if self._chain_needs_tape():
+            return Model._trainable_state(self)
+        trainable = [l for l in self._layers if l.trainable and l.trainable_weights]
+        weights = [w for l in trainable for w in l.trainable_weights]
+        return trainable, weights
+
+    def _summary_shapes(self):
+        return self._output_shapes if self.built else [None] * len(self._layers)
+
+    @property
+    def input(self):
+        """The symbolic input (a KerasTensor), for functional models built on this one:
+        ``Model(seq.input, seq.get_layer("x").output)``."""
+        return self._symbolic_graph()[0]
+
+    @property
+    def output(self):
+        return self._symbolic_graph()[1]
+
+    @property
+    def inputs(self):
+        return [self.input]
+
+    @property
+    def outputs(self):
+        return [self.output]
+
+    def _symbolic_graph(self):
+        """(input, output) KerasTensors: the layers called once on ``keras.Input``."""
+        graph = self.__dict__.get("_graph")
+        if graph is None:
+            shape = self.input_shape
+            if shape is None or not self._layers:
+                raise AttributeError(f"Sequential model {self.name!r} has no defined input yet: "
+                                     "start it with keras.Input(shape) or pass input_shape= to "
+                                     "its first layer")
+            from fastdl.functional import Input
+            inp = self.__dict__.get("_input_tensor")
+            if inp is None:
+                inp = Input(batch_shape=shape)
+            x = inp
+            for layer in self._layers:
+                x = layer(x)
+            graph = self._graph = (inp, x)
+        return graph
+
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable,
                 "layers": [_layer_entry(l) for l in ([self._input_layer] if self._input_layer
                                                      else []) + self._layers]}
 
-    # ------------------------------------------------------------------ summary
-    def summary(self, line_length=None, positions=None, print_fn=None, expand_nested=False,
-                show_trainable=False):
-        """Print the layers, their output shapes and parameter counts, and the totals, as Keras
-        3 does: a table ``line_length`` characters wide (default 88, 100 with
-        ``show_trainable``, at most the terminal's width - 4) whose columns end at
-        ``positions`` (fractions of the line, default ``[0.45, 0.80, 1.0]``, or absolute
-        character positions). A text too long for its column wraps at spaces, and a word too
-        long is cut with "…". ``show_trainable`` adds a "Trainable" column (Y/N, "-" for a
-        layer without weights); ``expand_nested`` also lists the layers of any layer that has
-        ``layers`` (none of fastdl's do, as in Keras, where a Bidirectional is not expanded
-        either). Bytes count each weight at its own dtype's size; once the optimizer is built,
-        its variables are listed and counted in the total as Keras does.
-        ``print_fn`` receives each line (default ``print``)."""
-        for name, value in (("expand_nested", expand_nested), ("show_trainable", show_trainable)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool. Received: {name}={value!r}")
-        if print_fn is not None and not callable(print_fn):
-            raise TypeError(f"print_fn must be callable. Received: print_fn={print_fn!r}")
-        width, bounds = _summary_columns(line_length, positions, show_trainable)
-        header = ["Layer (type)", "Output Shape", "Param #"] + (["Trainable"] * show_trainable)
-        align = "<<>" + "^" * show_trainable
-        shapes = self._output_shapes if self.built else [None] * len(self._layers)
-
-        def rows(layer, shape, level):
-            prefix = "   " * level + "└ " if level else ""
-            params = f"{layer.count_params():,}" if layer.built else "0 (unbuilt)"
-            row = [f"{prefix}{layer.name} ({type(layer).__name__})",
-                   shape_str(shape) if shape is not None else "?", params]
-            if show_trainable:
-                row.append(("Y" if layer.trainable else "N") if layer.weights else "-")
-            yield row
-            nested = getattr(layer, "layers", None) if expand_nested else None
-            for inner in nested or ():
-                built_for = inner._build_input_shape if inner.built else None
-                yield from rows(inner, None if built_for is None else inner.compute_output_shape(
-                    (None,) + tuple(built_for[1:])), level + 1)
-
-        body = [row for layer, shape in zip(self._layers, shapes) for row in rows(layer, shape, 0)]
-        lines = [f'Model: "{self.name}"'] + _render_table(header, body, bounds, align)
-        trainable, non_trainable = self.trainable_weights, self.non_trainable_weights
-        counts = [("Trainable", trainable), ("Non-trainable", non_trainable)]
-        if self.compiled and self.optimizer is not None and self.optimizer.built:
-            counts.append(("Optimizer", self.optimizer.variables))
-        totals = [(label, sum(int(np.size(w)) for w in ws), sum(np.asarray(w).nbytes for w in ws))
-                  for label, ws in counts]
-        lines.append(f" Total params: {sum(c for _, c, _ in totals):,} "
-                     f"({_human_bytes(sum(b for _, _, b in totals))})")
-        lines += [f" {label} params: {count:,} ({_human_bytes(nbytes)})"
-                  for label, count, nbytes in totals]
-        for line in lines:
-            (print_fn or print)(line)
-
     def __repr__(self):
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
+
 
 
 def load_model(filepath, custom_objects=None, compile=True):
@@ -936,20 +1227,165 @@ def _layer_entry(layer):
     return entry
 
 
-def _check_finite_gradients(loss, trainable, iteration):
+def _check_finite_gradients(loss, trainable, grads, iteration):
     if not np.isfinite(loss):
         raise FloatingPointError(f"nan_check: the loss is {loss} at step {iteration}")
-    for layer in trainable:
-        for name, grad in zip([w.name for w in layer._weight_entries() if w.trainable],
-                              layer.grads):
-            if not np.all(np.isfinite(grad)):
-                raise FloatingPointError(
-                    f"nan_check: non-finite gradient of {name!r} in layer {layer.name!r} at step "
-                    f"{iteration}; no weight was changed by this step")
+    names = [(layer.name, w.name) for layer in trainable
+             for w in layer._weight_entries() if w.trainable]
+    for (layer_name, name), grad in zip(names, grads):
+        if not np.all(np.isfinite(grad)):
+            raise FloatingPointError(
+                f"nan_check: non-finite gradient of {name!r} in layer {layer_name!r} at step "
+                f"{iteration}; no weight was changed by this step")
+
+
+def _metric_result(metric):
+    """``metric.result()`` as a Python float (a custom metric may return a Tensor)."""
+    r = metric.result()
+    if isinstance(r, Tensor):
+        r = np.asarray(r._value)
+    return float(r) if isinstance(r, np.ndarray) and r.ndim == 0 else r
+
+
+def _tracked_layers(model):
+    """The layers a subclassed model's attributes hold (directly, or in lists, tuples and
+    dicts), in attribute order, each once."""
+    found, seen = [], set()
+
+    def visit(value, depth=0):
+        if isinstance(value, Layer):
+            if id(value) not in seen and value is not model:
+                seen.add(id(value))
+                found.append(value)
+        elif isinstance(value, (list, tuple)) and depth < 4:
+            for v in value:
+                visit(v, depth + 1)
+        elif isinstance(value, dict) and depth < 4:
+            for v in value.values():
+                visit(v, depth + 1)
+
+    for key, value in model.__dict__.items():
+        if key not in ("_layer_list", "optimizer", "loss", "compiled_metrics"):
+            visit(value)
+    return found
+
+
+def _leaf_layers(model):
+    """The layers of ``model`` with nested models replaced by their own layers, each once."""
+    out, seen = [], set()
+    stack = list(reversed(model._layers))
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, Model):
+            stack.extend(reversed(layer._layers))
+        else:
+            out.append(layer)
+    return out
+
+
+def _call_with_flags(layer, call, x, training, mask):
+    """``call(x)`` passing ``training``/``mask`` only when ``call`` declares them (Keras lets a
+    custom call omit them)."""
+    kwargs = {}
+    if layer._call_takes_training:
+        kwargs["training"] = training
+    if layer._call_takes_mask and mask is not None:
+        kwargs["mask"] = mask
+    return call(x, **kwargs)
+
+
+def _has_tensor(x):
+    if isinstance(x, Tensor):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(_has_tensor(v) for v in x)
+    if isinstance(x, dict):
+        return any(_has_tensor(v) for v in x.values())
+    return False
+
+
+def _as_tensors(x):
+    """Arrays (in lists, tuples, dicts) as Tensors."""
+    import fastdl.ops  # noqa: F401  (binds the Tensor operators a call() may use)
+    if isinstance(x, np.ndarray):
+        return Tensor(x)
+    if isinstance(x, _Arrays):
+        return [Tensor(a) for a in x.arrays]
+    if isinstance(x, (list, tuple)):
+        return type(x)(_as_tensors(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _as_tensors(v) for k, v in x.items()}
+    return x
+
+
+def _values(y):
+    """Tensors (in lists, tuples, dicts) as arrays."""
+    if isinstance(y, Tensor):
+        return np.asarray(y._value)
+    if isinstance(y, (list, tuple)):
+        return type(y)(_values(v) for v in y)
+    if isinstance(y, dict):
+        return {k: _values(v) for k, v in y.items()}
+    return y
+
+
+def _as_model_input(x, model, what):
+    """One input array for a subclassed model: numeric, with a batch axis; floats in the
+    model's dtype, integers (ids) kept."""
+    if x is None:
+        raise ValueError(f"{what} must not be None")
+    if isinstance(x, (list, tuple, dict)) and not isinstance(x, np.ndarray):
+        try:
+            arr = np.asarray(x)
+        except ValueError:
+            arr = None
+        if arr is None or arr.dtype == object:
+            raise TypeError(f"Model {model.name!r}: {what} must be one numeric array; several "
+                            f"inputs (a {type(x).__name__} of arrays) need a functional model "
+                            "built with Model(inputs, outputs)")
+        x = arr
+    x = np.asarray(x)
+    if x.dtype == object or x.dtype.kind not in "biuf":
+        raise TypeError(f"Model {model.name!r}: {what} must be numeric, received dtype {x.dtype}")
+    if x.ndim < 1:
+        raise ValueError(f"{what} must have a batch axis. Received a scalar")
+    if x.dtype.kind == "f" and x.dtype != model.dtype or x.dtype.kind == "b":
+        x = x.astype(model.dtype)
+    return x
 
 
 _MODEL_USE_CHANGED = threading.Condition()
 _MODEL_USE = weakref.WeakKeyDictionary()  # model -> _ModelUse, outside it so copies start free
+
+
+class _Arrays:
+    """Several arrays of one batch axis sliced together: the inputs (or targets) of a functional
+    model with several, in fit, evaluate and predict."""
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays):
+        self.arrays = list(arrays)
+        n = {len(a) for a in self.arrays}
+        if len(n) > 1:
+            raise ValueError(f"All inputs (and all targets) must have the same number of "
+                             f"samples. Received: {[len(a) for a in self.arrays]}")
+
+    def __len__(self):
+        return len(self.arrays[0])
+
+    def __getitem__(self, index):
+        return _Arrays([a[index] for a in self.arrays])
+
+    @property
+    def shape(self):
+        return (len(self),) + tuple(a.shape for a in self.arrays)
+
+    @property
+    def dtype(self):
+        return np.dtype([(f"f{i}", a.dtype) for i, a in enumerate(self.arrays)])
 
 
 class _ModelUse:
@@ -1006,29 +1442,35 @@ def _human_bytes(n):
         n /= 1024
 
 
-def _summary_columns(line_length, positions, show_trainable):
-    """The line width and each column's end (characters) for ``summary``, Keras's defaults."""
+def _summary_columns(line_length, positions, show_trainable, connected=False):
+    """The line width and each column's end (characters) for ``summary``, Keras's defaults
+    (``connected``: a graph's table, with the "Connected to" column)."""
+    n = 4 if connected else 3
     if line_length is not None and (isinstance(line_length, bool)
                                     or not isinstance(line_length, (int, np.integer))
                                     or line_length < 1):
         raise ValueError(f"line_length must be a positive int. Received: "
                          f"line_length={line_length!r}")
     if positions is None:
-        positions = [0.45, 0.80, 1.0]
-    elif (not isinstance(positions, (list, tuple)) or len(positions) != 3
+        positions = [0.3, 0.56, 0.74, 1.0] if connected else [0.45, 0.80, 1.0]
+    elif (not isinstance(positions, (list, tuple)) or len(positions) != n
           or not all(isinstance(p, (int, float, np.integer, np.floating))
                      and not isinstance(p, bool) and p > 0 for p in positions)
-          or not positions[0] < positions[1] < positions[2]):
-        raise ValueError(f"positions must be 3 increasing positive numbers, the ends of the "
-                         f"columns Layer, Output Shape and Param # as fractions of line_length "
-                         f"(e.g. [0.45, 0.8, 1.0]) or in characters. Received: "
+          or not all(a < b for a, b in zip(positions, positions[1:]))):
+        columns, example = (("Layer, Output Shape, Param # and Connected to",
+                             "[0.3, 0.56, 0.74, 1.0]") if connected
+                            else ("Layer, Output Shape and Param #", "[0.45, 0.8, 1.0]"))
+        raise ValueError(f"positions must be {n} increasing positive numbers, the ends of the "
+                         f"columns {columns} as fractions of line_length "
+                         f"(e.g. {example}) or in characters. Received: "
                          f"positions={positions!r}")
     if line_length is not None:
         width = int(line_length)
     elif positions[-1] > 1:
         width = int(positions[-1]) + 12 * show_trainable
     else:
-        width = min(88 + 12 * show_trainable, shutil.get_terminal_size().columns - 4)
+        width = min((108 if connected else 88) + 12 * show_trainable,
+                    shutil.get_terminal_size().columns - 4)
     if positions[-1] <= 1:
         fractions = [p * 0.9 for p in positions] + [1.0] if show_trainable else list(positions)
         bounds = [int(p * width) for p in fractions]

@@ -10,7 +10,8 @@ _SUBMODULES = ("activations", "backend", "callbacks", "config", "constraints", "
                "initializers", "layers", "losses", "metrics", "models", "ops", "optimizers",
                "random", "regularizers", "utils",
                "preprocessing", "saving")
-_ATTRIBUTES = {"Sequential": "fastdl.models", "Input": "fastdl.layers", "Layer": "fastdl.layers",
+_ATTRIBUTES = {"Sequential": "fastdl.models", "Model": "fastdl.models",
+               "KerasTensor": "fastdl.functional", "Input": "fastdl.layers", "Layer": "fastdl.layers",
                "InputSpec": "fastdl.layers", "Loss": "fastdl.losses", "Metric": "fastdl.metrics",
                "Optimizer": "fastdl.optimizers", "Initializer": "fastdl.initializers",
                "Variable": "fastdl.ops", "__version__": "fastdl"}

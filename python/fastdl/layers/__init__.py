@@ -19,6 +19,10 @@ _FAMILIES = {
     "fastdl.layers.activation": ("ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax"),
     "fastdl.layers.embedding": ("Embedding",),
     "fastdl.layers.recurrent": ("SimpleRNN", "LSTM", "GRU", "Bidirectional"),
+    "fastdl.layers.merging": ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+                              "Concatenate", "Dot", "add", "subtract", "multiply", "average",
+                              "maximum", "minimum", "concatenate", "dot"),
+    "fastdl.layers.lambda_layer": ("Lambda",),
 }
 _WHERE = {name: module for module, names in _FAMILIES.items() for name in names}
 

@@ -92,11 +92,12 @@ class InputSpec:
 
 
 class _Weight:
-    __slots__ = ("name", "value", "trainable", "regularizer", "constraint")
+    # variable: the Variable add_weight returned to a layer written with ops (None otherwise)
+    __slots__ = ("name", "value", "trainable", "regularizer", "constraint", "variable")
 
-    def __init__(self, name, value, trainable, regularizer=None, constraint=None):
+    def __init__(self, name, value, trainable, regularizer=None, constraint=None, variable=None):
         self.name, self.value, self.trainable = name, value, trainable
-        self.regularizer, self.constraint = regularizer, constraint
+        self.regularizer, self.constraint, self.variable = regularizer, constraint, variable
 
 
 class Layer:
@@ -115,9 +116,22 @@ class Layer:
         ``_inference_only`` both layers must keep what their backward() needs."""
         return None
 
+    _call_takes_training = True
+    # A layer overriding __call__ sets this when a Tensor input still makes it one GradientTape
+    # primitive (the recurrent layers); others (Bidirectional) cannot train inside a
+    # functional or subclassed model yet.
+    _primitive_call = False
+    # A layer with no backward of its own (a custom layer written with fastdl.ops, a merge
+    # layer, a model) is differentiated through its call() by the GradientTape.
+    _tape_only = False
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls._call_takes_mask = "mask" in inspect.signature(cls.call).parameters
+        params = inspect.signature(cls.call).parameters
+        cls._call_takes_mask = "mask" in params
+        cls._call_takes_training = "training" in params or any(
+            p.kind is p.VAR_KEYWORD for p in params.values())
+        cls._tape_only = cls.backward is Layer.backward
 
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None,
                  batch_input_shape=None, input_dim=None, batch_size=None,
@@ -173,14 +187,55 @@ class Layer:
             return (batch_size,) + _check_shape_dims(input_shape, "input_shape")
         return None
 
-    def add_weight(self, name, shape, initializer="zeros", trainable=True, regularizer=None,
-                   constraint=None):
-        """Create a weight of this layer's dtype, register it and return the array."""
-        value = initializers.get(initializer)(tuple(shape), dtype=self.dtype)
-        value = np.ascontiguousarray(value, dtype=self.dtype)
-        self._params.append(_Weight(name, value, bool(trainable), regularizers.get(regularizer),
-                                    constraints.get(constraint)))
-        return value
+    _ADD_WEIGHT_ARGS = ("shape", "initializer", "dtype", "trainable", "autocast", "regularizer",
+                        "constraint", "aggregation", "overwrite_with_gradient", "name")
+
+    def add_weight(self, *args, **kwargs):
+        """Create a weight, register it and return it: Keras's signature
+        ``add_weight(shape=None, initializer=None, dtype=None, trainable=True, ..., name=None)``
+        (initializer None: ``glorot_uniform`` for floats, ``zeros`` otherwise), or fastdl's
+        own ``add_weight(name, shape, initializer="zeros", trainable=True)``.
+
+        A built-in layer (it has a backward) gets the NumPy array; a layer written with
+        ``fastdl.ops`` (no backward) gets a ``fastdl.Variable`` over the same memory, which
+        its ``call`` uses and a GradientTape differentiates."""
+        if args and isinstance(args[0], str):   # fastdl's layers: (name, shape, init, trainable)
+            params = dict(zip(("name", "shape", "initializer", "trainable"), args))
+            params.setdefault("initializer", "zeros")
+        else:
+            if len(args) > len(self._ADD_WEIGHT_ARGS):
+                raise TypeError(f"add_weight takes at most {len(self._ADD_WEIGHT_ARGS)} "
+                                f"positional arguments, received {len(args)}")
+            params = dict(zip(self._ADD_WEIGHT_ARGS, args))
+        twice = sorted(set(params) & set(kwargs))
+        unknown = sorted(set(kwargs) - set(self._ADD_WEIGHT_ARGS))
+        if twice or unknown:
+            raise TypeError(f"Layer {self.name!r}: add_weight received "
+                            + (f"{twice} twice" if twice else f"unknown arguments {unknown}"))
+        params.update(kwargs)
+        shape = params.get("shape")
+        shape = () if shape is None else (
+            (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape))
+        dtype = params.get("dtype")
+        dtype = self.dtype if dtype is None else np.dtype(dtype).name
+        initializer = params.get("initializer")
+        if initializer is None:
+            initializer = "glorot_uniform" if np.dtype(dtype).kind == "f" else "zeros"
+        trainable = params.get("trainable", True)
+        if not isinstance(trainable, (bool, np.bool_)):
+            raise TypeError(f"Layer {self.name!r}: add_weight(trainable=...) must be a bool. "
+                            f"Received: {trainable!r}")
+        name = params.get("name") or f"variable_{len(self._params)}"
+        value = initializers.get(initializer)(shape, dtype=dtype)
+        value = np.ascontiguousarray(value, dtype=dtype)
+        variable = None
+        if self._tape_only:
+            from fastdl.tensor.tensor import Variable
+            variable = Variable._wrap(value, f"{self.name}/{name}", trainable=bool(trainable))
+        self._params.append(_Weight(name, value, bool(trainable),
+                                    regularizers.get(params.get("regularizer")),
+                                    constraints.get(params.get("constraint")), variable))
+        return value if variable is None else variable
 
     def _apply_constraints(self):
         """Project each constrained trainable weight in place (after an optimizer step)."""
@@ -354,7 +409,15 @@ class Layer:
                 raise ValueError(f"Layer {self.name!r} received an input with a zero-sized "
                                  f"dimension: {shape_str(shape)}")
 
-    def __call__(self, x, training=False, mask=None):
+    def __call__(self, x, training=False, mask=None, **kwargs):
+        if _is_symbolic(x):  # the functional API: record a node, return KerasTensors
+            from fastdl.functional import symbolic_call
+            return symbolic_call(self, x, dict(kwargs, training=training))
+        if self._tape_only:
+            return self._call_with_ops(x, training, mask, kwargs)
+        if kwargs:
+            raise TypeError(f"Layer {self.name!r} ({type(self).__name__}): unexpected call "
+                            f"arguments {sorted(kwargs)}")
         if isinstance(x, _Tensor):  # differentiable: one GradientTape primitive (fastdl.ops)
             from fastdl.ops.layers import call_layer
             return call_layer(self, x, training=training, mask=mask)
@@ -368,6 +431,47 @@ class Layer:
         self._record_activity(y)
         return y
 
+    def _call_with_ops(self, x, training, mask, kwargs):
+        """A layer with no backward (written with fastdl.ops): ``call`` runs on Tensors, so a
+        recording GradientTape differentiates it. Arrays in give arrays out."""
+        from fastdl.models import _as_tensors, _has_tensor, _values
+        tensors_in = _has_tensor(x)
+        if not tensors_in:
+            x = _map_arrays(x, self)
+        xt = _as_tensors(x)
+        if not self.built:
+            shape = (list(map(_shape_of, xt)) if isinstance(xt, (list, tuple))
+                     else _shape_of(xt))
+            self._maybe_build(shape)
+        if self._call_takes_training:
+            kwargs = dict(kwargs, training=training)
+        if self._call_takes_mask and mask is not None:
+            kwargs = dict(kwargs, mask=mask)
+        out = self.call(xt, **kwargs)
+        return out if tensors_in else _values(out)
+
+    @property
+    def input(self):
+        """The symbolic input of this layer's single call in a functional graph."""
+        args = self._only_node().args
+        return args[0]
+
+    @property
+    def output(self):
+        """The symbolic output of this layer's single call in a functional graph."""
+        outs = self._only_node().outputs
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    def _only_node(self):
+        nodes = self.__dict__.get("_inbound_nodes")
+        if not nodes:
+            raise AttributeError(f"Layer {self.name!r} has never been called on a symbolic "
+                                 "input (keras.Input), so it has no input or output")
+        if len(nodes) > 1:
+            raise AttributeError(f"Layer {self.name!r} has been called {len(nodes)} times (a "
+                                 "shared layer): its input/output is ambiguous")
+        return nodes[0]
+
     def call(self, x, training=False):
         raise NotImplementedError(f"{type(self).__name__}.call")
 
@@ -378,6 +482,9 @@ class Layer:
         return mask if self.supports_masking else None
 
     def compute_output_shape(self, input_shape):
+        if self._tape_only:   # a layer written with ops: run it on zeros to see
+            from fastdl.functional import infer_output_shape
+            return infer_output_shape(self, input_shape)
         return tuple(input_shape)
 
     # ------------------------------------------------------------------ config
@@ -439,6 +546,30 @@ class InputLayer(Layer):
                 "name": self.name, "sparse": False}
 
 
+def _is_symbolic(x):
+    if isinstance(x, (list, tuple)):
+        return any(getattr(v, "_keras_tensor", False) for v in x)
+    if isinstance(x, dict):
+        return any(getattr(v, "_keras_tensor", False) for v in x.values())
+    return getattr(x, "_keras_tensor", False)
+
+
+def _shape_of(t):
+    return tuple(getattr(t, "shape", np.shape(t)))
+
+
+def _map_arrays(x, layer):
+    """User arrays for a layer written with ops: numeric, floats in the layer's dtype."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(_map_arrays(v, layer) for v in x)
+    if isinstance(x, dict):
+        return {k: _map_arrays(v, layer) for k, v in x.items()}
+    a = as_input_array(x, layer)
+    if a.dtype == object or a.dtype.kind not in "biuf":
+        raise TypeError(f"Layer {layer.name!r} expects numeric input, received dtype {a.dtype}")
+    return a.astype(layer.dtype) if a.dtype.kind in "fb" and a.dtype != layer.dtype else a
+
+
 def as_input_array(x, layer):
     """``np.asarray(x)``, or a TypeError/ValueError saying why ``x`` cannot be ``layer``'s input:
     fastdl layers compute on one array, not on symbolic tensors or several inputs."""
@@ -448,14 +579,13 @@ def as_input_array(x, layer):
     if symbolic:
         what = ("a symbolic Input" if isinstance(symbolic[0], InputLayer)
                 else f"a {type(symbolic[0]).__name__} layer")
-        raise TypeError(f"{who} {what}; fastdl's functional API (keras.Model(inputs, outputs)) is "
-                        "not available yet: use Sequential([Input(shape), layer, ...]) and call "
-                        "the model or the layer on NumPy arrays")
+        raise TypeError(f"{who} {what}; call layers on keras.Input tensors (the functional API) "
+                        "or on NumPy arrays")
     if x is None:
         raise TypeError(f"{who} None; pass a NumPy array")
     if isinstance(x, dict):
-        raise TypeError(f"{who} a dict; models with named or several inputs are not supported "
-                        "yet: pass one array")
+        raise TypeError(f"{who} a dict; a layer takes one array (named inputs belong to a "
+                        "functional model: keras.Model({name: keras.Input(...)}, outputs))")
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{who} a {type(x).__name__}; layers take numeric arrays (text must "
                         "first become integer ids, e.g. for an Embedding layer)")
@@ -463,11 +593,14 @@ def as_input_array(x, layer):
         return np.asarray(x)
     except ValueError:  # NumPy refuses ragged nesting
         raise ValueError(f"{who} a {type(x).__name__} whose elements have different shapes; a "
-                         "layer takes one rectangular array (layers with several inputs, such as "
-                         "Concatenate, are not available yet)") from None
+                         "layer takes one rectangular array (merge layers such as Concatenate take a "
+                         "list of arrays)") from None
 
 
-def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, sparse=None):
-    """The first element of a ``Sequential``: declares the input shape (Keras's ``keras.Input``)."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
-                      name=name, sparse=sparse)
+def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, sparse=None,
+          tensor=None):
+    """``keras.Input``: a symbolic tensor (``KerasTensor``) for the functional API; also the
+    first element of a ``Sequential``, where it declares the input shape."""
+    from fastdl.functional import Input as _input
+    return _input(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
+                  name=name, sparse=sparse, tensor=tensor)

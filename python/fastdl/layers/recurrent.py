@@ -26,8 +26,10 @@ the state and repeats the previous output.
 import numpy as np
 
 from fastdl import activations, constraints, initializers, regularizers
-from fastdl.layers.base import as_c_array, InputSpec, Layer, check_positive_int, check_rate, shape_str
+from fastdl.layers.base import (as_c_array, InputSpec, Layer, _is_symbolic, check_positive_int,
+                                check_rate, shape_str)
 from fastdl.ops.core import rnn as rnn_ops
+from fastdl.tensor.tensor import Tensor
 from fastdl.utils.rng import seed_generator
 
 _REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
@@ -154,7 +156,16 @@ class _RNN(Layer):
         return self.bias_initializer
 
     # ------------------------------------------------------------------ forward / backward
+    # a Tensor input makes one GradientTape primitive (fastdl.ops.layers.call_layer), unless
+    # the call returns states or takes initial states
+    _primitive_call = True
+
     def __call__(self, x, training=False, mask=None, initial_state=None):
+        if _is_symbolic(x) and initial_state is None:   # the functional API records a node
+            return Layer.__call__(self, x, training=training, mask=mask)
+        if isinstance(x, Tensor) and initial_state is None and not self.return_state:
+            from fastdl.ops.layers import call_layer
+            return call_layer(self, x, training=training, mask=mask)
         x = self.convert_input(x)
         self._maybe_build(x.shape)
         self.check_input_shape(x.shape)
@@ -466,6 +477,8 @@ class Bidirectional(Layer):
             self._initial_weights = None
 
     def __call__(self, x, training=False, mask=None, initial_state=None):
+        if _is_symbolic(x) and initial_state is None:   # the functional API records a node
+            return Layer.__call__(self, x, training=training, mask=mask)
         x = self.convert_input(x)
         self._maybe_build(x.shape)
         self.check_input_shape(x.shape)

@@ -5,6 +5,8 @@ normalization) and ``fastdl.ops.random`` are re-exported here; ``fastdl.ops.core
 C++ kernel wrappers (``core.matmul``, ``core.conv``, ``core.pool``, ``core.rnn``) that the layers
 use. Loading this package binds the Tensor operators to these ops. See ``docs/engine.md``.
 """
+import functools as _functools
+
 import numpy as _np
 
 from fastdl.ops import core  # noqa: F401
@@ -76,6 +78,29 @@ __all__ = sorted(set(_numpy_all) | {
     "conv", "elu", "gelu", "hard_sigmoid", "leaky_relu", "log_sigmoid", "log_softmax",
     "max_pool", "moments", "relu", "relu6", "selu", "sigmoid", "silu", "softmax", "softplus",
     "softsign", "sparse_categorical_crossentropy", "swish"})
+
+
+def _symbolic_aware(fn):
+    """``fn`` that also takes keras.Input tensors: when it fails and its arguments hold
+    KerasTensors, it becomes an op node of the functional graph (fastdl.functional). The
+    normal path pays one try block."""
+    def op(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            from fastdl.functional import is_symbolic, symbolic_op
+            if not is_symbolic([args, kwargs]):
+                raise
+        return symbolic_op(fn, args, fn.__name__, kwargs)
+    _functools.update_wrapper(op, fn)
+    return op
+
+
+for _name in __all__:
+    _f = globals()[_name]
+    if callable(_f) and not isinstance(_f, type):
+        globals()[_name] = _symbolic_aware(_f)
+del _name, _f
 
 
 def __getattr__(name):

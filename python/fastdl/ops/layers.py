@@ -14,7 +14,7 @@ import weakref
 
 import numpy as np
 
-from fastdl.tensor.tape import _TAPES, record
+from fastdl.tensor.tape import _TAPES, record, tracked
 from fastdl.tensor.tensor import Tensor, Variable
 
 _VARIABLES = weakref.WeakKeyDictionary()   # layer -> Variables over its trainable arrays
@@ -27,7 +27,10 @@ def layer_variables(layer):
     cached = _VARIABLES.get(layer)
     if (cached is None or len(cached) != len(arrays)
             or any(v._value is not a for v, a in zip(cached, arrays))):
-        cached = [Variable._wrap(a, f"{layer.name}/{i}") for i, a in enumerate(arrays)]
+        # a layer written with ops holds the Variables its add_weight returned: use those
+        own = {id(w.value): w.variable for w in layer._weight_entries() if w.variable is not None}
+        cached = [own[id(a)] if id(a) in own else Variable._wrap(a, f"{layer.name}/{i}")
+                  for i, a in enumerate(arrays)]
         _VARIABLES[layer] = cached
     return cached
 
@@ -38,7 +41,10 @@ def call_layer(layer, x, training=False, mask=None):
     out = Tensor(y)
     if _TAPES:
         variables = layer_variables(layer)
-        record(out, (x, *variables), _layer_vjp, (layer, layer.__dict__.copy()))
+        state = layer.__dict__.copy()
+        if hasattr(layer, "input_gradient_needed") and not tracked(x):
+            state["input_gradient_needed"] = False   # no tape can ask for dx: skip it
+        record(out, (x, *variables), _layer_vjp, (layer, state))
     return out
 
 
