@@ -126,10 +126,7 @@ def test_raw_core_rejects_silent_conversion():
 def _uses_fastdl_float_gemm():
     """Whether float32 products run fastdl's own GEMM (AVX-512 or AVX2+FMA builds)."""
     from fastdl import _core
-    info = _core.build_info()
-    if "gemm" in info:
-        return info["gemm"] != "eigen"
-    return not info["portable"] and "FMA" in info["simd"]
+    return _core.build_info()["gemm"] != "eigen"
 
 
 def _reference(a, b, ta, tb):
@@ -185,7 +182,7 @@ def test_matmul_float32_driver_paths(m, k, n, ta, tb):
                                          (6000, 32, 27, False, True), (170, 170, 170, True, True)])
 def test_matmul_float32_is_bitwise_independent_of_thread_count(m, k, n, ta, tb):
     # fastdl's float32 GEMM: blocking, k slices and summation order depend on the shape only.
-    # Builds without AVX2+FMA (FASTDL_PORTABLE) run Eigen's GEMM, for which only allclose holds.
+    # Builds without AVX2+FMA (the x86-64-v2 level) run Eigen's GEMM, for which only allclose holds.
     import fastdl
     rng = np.random.default_rng(5)
     a = _operand(rng, m, k, np.float32, ta)
