@@ -1137,11 +1137,10 @@ py::dict build_info() {
                          std::to_string(EIGEN_MINOR_VERSION);
     d["simd"] = std::string(Eigen::SimdInstructionSetsInUse());
     d["openmp"] = static_cast<int>(_OPENMP);
-#ifdef FASTDL_PORTABLE_BUILD
-    d["portable"] = true;
-#else
-    d["portable"] = false;
-#endif
+    // The x86-64 level this module was compiled for ("v2", "v3", "v4"; "native" for a
+    // -march=native or sanitizer build) and the float32 GEMM it runs.
+    d["isa"] = std::string(FASTDL_ISA_LEVEL);
+    d["gemm"] = std::string(fastdl::gemm_backend());
 #ifdef FASTDL_SANITIZED_BUILD
     d["sanitizer"] = std::string("address,undefined");
 #else
@@ -1153,7 +1152,8 @@ py::dict build_info() {
 
 }  // namespace
 
-PYBIND11_MODULE(_core, m) {
+// CMakeLists.txt compiles this file once per x86-64 level, as fastdl._core_v2, _core_v3, ...
+PYBIND11_MODULE(FASTDL_MODULE_NAME, m) {
     m.doc() = "fastdl's C++ kernels (Eigen + OpenMP). Internal: use fastdl.ops and the layers.";
     bind_gemm<float>(m);
     bind_gemm<double>(m);

@@ -1,6 +1,6 @@
 // Matrix products. float32 runs fastdl's own GEMM (gemm_kernels.h: an AVX-512 12x32 or AVX2
 // 6x16 register-blocked micro-kernel) in builds with AVX-512 or AVX2+FMA; double, and float in
-// builds without them (FASTDL_PORTABLE), run Eigen's GEMM.
+// builds without them (the x86-64-v2 build of the dispatching wheel), run Eigen's GEMM.
 //
 // The float driver is GotoBLAS/BLIS-shaped, written for a row-major c (m, n):
 //   for jc (NC columns of op(b)), for pc (KC of k):

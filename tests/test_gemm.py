@@ -132,10 +132,10 @@ def _uses_fastdl_float_gemm():
 def test_build_info_names_the_float32_gemm():
     from fastdl import _core
     info = _core.build_info()
-    if info["portable"]:  # -march=x86-64-v2: no AVX2, so Eigen's GEMM
-        assert info["gemm"] == "eigen", info
+    if info["isa"] != "native":  # a dispatch level: v2 has no AVX2, so Eigen's GEMM
+        assert info["gemm"] == {"v2": "eigen", "v3": "avx2", "v4": "avx512"}[info["isa"]], info
         return
-    # A source build targets the machine it was built on (-march=native): the widest kernel
+    # A native build targets the machine it was built on (-march=native): the widest kernel
     # this CPU has. (Eigen's "simd" string cannot tell: it names no AVX2 or FMA.)
     with open("/proc/cpuinfo") as f:
         flags = set(next(line for line in f if line.startswith("flags")).split())
@@ -197,7 +197,7 @@ def test_matmul_float32_driver_paths(m, k, n, ta, tb):
                                          (6000, 32, 27, False, True), (170, 170, 170, True, True)])
 def test_matmul_float32_is_bitwise_independent_of_thread_count(m, k, n, ta, tb):
     # fastdl's float32 GEMM: blocking, k slices and summation order depend on the shape only.
-    # Builds without AVX2+FMA (FASTDL_PORTABLE) run Eigen's GEMM, for which only allclose holds.
+    # Builds without AVX2+FMA (the x86-64-v2 level) run Eigen's GEMM, for which only allclose holds.
     import fastdl
     rng = np.random.default_rng(5)
     a = _operand(rng, m, k, np.float32, ta)

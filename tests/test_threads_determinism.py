@@ -122,6 +122,11 @@ BITWISE = {
 }
 
 
+# At the x86-64-v2 level (FASTDL_ISA=v2) float32 products run Eigen's GEMM too (no AVX2/FMA
+# kernel): there the matrix product agrees across thread counts to rounding only.
+EIGEN_GEMM = fastdl.build_info()["gemm"] == "eigen"
+
+
 @pytest.fixture(scope="module")
 def arrays():
     return _rng_arrays()
@@ -136,7 +141,11 @@ def test_documented_ops_are_bitwise_thread_independent(name, arrays, restore_thr
         results.append([np.asarray(o).copy() for o in (out if isinstance(out, tuple) else (out,))])
     for other in results[1:]:
         for a, b in zip(results[0], other):
-            assert a.tobytes() == b.tobytes(), name
+            if EIGEN_GEMM and name.startswith("matmul"):
+                # test_gemm.py's float32 product tolerance, for k = 700 (the longest sum here)
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.sqrt(700), err_msg=name)
+            else:
+                assert a.tobytes() == b.tobytes(), name
 
 
 def test_weight_gradients_are_allclose_across_threads(arrays, restore_threads):

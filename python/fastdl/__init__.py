@@ -1,7 +1,8 @@
 """fastdl: a fast CPU deep-learning library with the Keras API.
 
-Hot kernels are C++ (Eigen + OpenMP) in ``fastdl._core``; layers, losses, optimizers, metrics,
-callbacks and ``Sequential`` are Python on top. Submodules load on first use, so
+Hot kernels are C++ (Eigen + OpenMP) in ``fastdl._core``, compiled for several x86-64 levels
+(the best this CPU runs loads with them: see ``build_info``); layers, losses, optimizers,
+metrics, callbacks and ``Sequential`` are Python on top. Submodules load on first use, so
 ``import fastdl`` stays cheap.
 """
 import importlib as _importlib
@@ -61,6 +62,22 @@ def get_num_threads():
     """The number of threads fastdl's kernels use."""
     from fastdl import _core
     return _core.get_num_threads()
+
+
+def build_info():
+    """How this fastdl was built and which kernels run: a dict.
+
+    ``isa`` is the x86-64 level of the kernels this process runs ("v2", "v3", "v4", or "native"
+    for a ``-march=native``/sanitizer build), ``isa_levels`` the levels this installation has,
+    ``cpu_isa_levels`` the levels this CPU runs (None in a single-level build), ``gemm`` the
+    float32 GEMM ("avx512", "avx2" or "eigen"); also ``simd``, ``eigen_version``, ``openmp``
+    and ``sanitizer``. ``FASTDL_ISA=v2|v3|v4`` chooses a lower level than the best.
+    """
+    from fastdl import _core, _dispatch
+    info = dict(_core.build_info())
+    info["isa_levels"] = _dispatch.compiled_levels()
+    info["cpu_isa_levels"] = None if info["isa"] == _dispatch.NATIVE else _dispatch.cpu_levels()
+    return info
 
 
 def __getattr__(name):
