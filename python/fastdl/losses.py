@@ -32,6 +32,8 @@ the logits in one step.
 """
 import numpy as np
 
+from fastdl.tensor.tensor import Tensor as _Tensor
+
 __all__ = [
     "Loss", "LossFunctionWrapper", "MeanSquaredError", "MeanAbsoluteError", "MeanAbsolutePercentageError",
     "MeanSquaredLogarithmicError", "Huber", "LogCosh", "Hinge", "SquaredHinge", "Poisson",
@@ -234,6 +236,23 @@ def _sparse_labels(y_true, num_classes, ignore_class, name):
 
 # ----------------------------------------------------------------------------- base class
 
+def _scaled_grad_vjp(grad, g):
+    """A reduced loss's vector-Jacobian product: the upstream scalar times d loss / d y_pred."""
+    return (np.asarray(g, dtype=grad.dtype) * grad,)
+
+
+def _per_sample_vjp(cache, g):
+    """Per-sample losses' vector-Jacobian product: each value depends on its own slice of
+    y_pred (along ``axis``, or elementwise when ``axis`` is None)."""
+    grad, axis, mask, shape, dtype = cache
+    g = np.asarray(g, dtype=grad.dtype)
+    if mask is not None:
+        g = np.where(mask, g, 0)
+    if axis is not None:
+        g = np.expand_dims(g, axis)
+    return ((grad * g).reshape(shape).astype(dtype, copy=False),)
+
+
 class Loss:
     """Base class (Keras's ``keras.losses.Loss``).
 
@@ -275,6 +294,8 @@ class Loss:
         return self._values(y_true, y_pred)
 
     def _values(self, y_true, y_pred):
+        if isinstance(y_pred, _Tensor):
+            return self._tensor_values(y_true, y_pred)
         yp = _as_pred(y_pred, self.dtype)
         yt, yp2 = self._align(y_true, yp)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -284,7 +305,11 @@ class Loss:
         return values
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        """The reduced loss: a Python float (an array for ``reduction=None``/``"none"``)."""
+        """The reduced loss: a Python float (an array for ``reduction=None``/``"none"``); on
+        fastdl Tensors (a GradientTape loop) a scalar Tensor, one recorded primitive whose
+        gradient is ``forward_backward``'s."""
+        if isinstance(y_pred, _Tensor) and self.reduction not in (None, "none"):
+            return self._tensor_call(y_true, y_pred, sample_weight)
         yp = _as_pred(y_pred, self.dtype)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self._is_builtin():
@@ -297,6 +322,32 @@ class Loss:
                 values = np.where(mask, values, 0.0).astype(values.dtype, copy=False)
             total, _ = self._reduce(values, sample_weight, mask, yp.dtype, need_factor=False)
         return total
+
+    def _tensor_values(self, y_true, y_pred):
+        """Per-sample losses of a Tensor ``y_pred`` (the function forms, ``keras.losses.mse``
+        ...), one recorded primitive whose gradient comes from ``_compute``."""
+        from fastdl.tensor.tape import _TAPES, record
+        yp = _as_pred(y_pred._value, self.dtype)
+        yt = y_true._value if isinstance(y_true, _Tensor) else y_true
+        yt, yp2 = self._align(yt, yp)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            values, grad, axis, mask = self._compute(yt, yp2, True)
+        if mask is not None:
+            values = np.where(mask, values, 0.0).astype(values.dtype, copy=False)
+        out = _Tensor(values)
+        if _TAPES:
+            record(out, (y_pred,), _per_sample_vjp,
+                   (grad, axis, mask, y_pred._value.shape, y_pred._value.dtype))
+        return out
+
+    def _tensor_call(self, y_true, y_pred, sample_weight):
+        from fastdl.tensor.tape import _TAPES, record
+        values = (lambda v: v._value if isinstance(v, _Tensor) else v)
+        total, grad = self.forward_backward(values(y_true), y_pred._value, values(sample_weight))
+        out = _Tensor(np.asarray(total, dtype=grad.dtype))
+        if _TAPES:
+            record(out, (y_pred,), _scaled_grad_vjp, grad)
+        return out
 
     def forward_backward(self, y_true, y_pred, sample_weight=None):
         """``(loss_value, d loss_value / d y_pred)``; the gradient has y_pred's shape and dtype."""
@@ -1256,7 +1307,8 @@ def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_class=None,
                                     axis=-1):
     """Per-sample sparse categorical cross-entropy (ignored entries give 0)."""
-    if _check_axis(axis) not in (-1, np.ndim(y_pred) - 1):
+    ndim = len(y_pred.shape) if isinstance(y_pred, _Tensor) else np.ndim(y_pred)
+    if _check_axis(axis) not in (-1, ndim - 1):
         raise ValueError(f"sparse_categorical_crossentropy supports the last axis only, "
                          f"received axis={axis!r}")
     return _instance(SparseCategoricalCrossentropy, from_logits=from_logits,

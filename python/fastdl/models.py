@@ -13,6 +13,7 @@ import weakref
 import numpy as np
 
 from fastdl.layers.base import InputLayer, Layer, shape_str, unique_name
+from fastdl.tensor.tape import recording
 from fastdl.tensor.tensor import Tensor
 from fastdl.utils.rng import get_rng
 
@@ -405,14 +406,17 @@ class Model(Layer):
         return contextlib.nullcontext()
 
     def __call__(self, x, training=False, mask=None):
-        """``model(x)``: arrays give arrays (no tape), Tensors give Tensors (recorded by a
-        recording GradientTape), symbolic tensors give symbolic tensors (functional API)."""
+        """``model(x)``: arrays give arrays, Tensors give Tensors (recorded by a recording
+        GradientTape), and arrays inside a recording GradientTape give Tensors too (as in
+        TensorFlow); symbolic tensors give symbolic tensors (functional API)."""
         from fastdl import functional
         if functional.is_symbolic(x):
             return functional.symbolic_call(self, x, {"training": training})
         if _has_tensor(x):
             return self._call_tensors(x, training)
         x = self._convert_x(x)
+        if recording():   # inside a GradientTape, as in TensorFlow: arrays in, Tensors out
+            return self._call_tensors(_as_tensors(x), training)
         with self._in_use("__call__", training=False):
             return self._forward(x, training)
 

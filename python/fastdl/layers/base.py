@@ -22,6 +22,7 @@ from collections import defaultdict
 import numpy as np
 
 from fastdl import constraints, initializers, regularizers
+from fastdl.tensor.tape import recording as _recording
 from fastdl.tensor.tensor import Tensor as _Tensor
 
 _name_counts = defaultdict(int)
@@ -421,6 +422,13 @@ class Layer:
         if isinstance(x, _Tensor):  # differentiable: one GradientTape primitive (fastdl.ops)
             from fastdl.ops.layers import call_layer
             return call_layer(self, x, training=training, mask=mask)
+        if _recording():  # arrays inside a recording GradientTape: Tensors, as in TensorFlow
+            from fastdl.ops.layers import call_layer
+            return call_layer(self, _Tensor(self.convert_input(x)), training=training, mask=mask)
+        return self._call_arrays(x, training, mask)
+
+    def _call_arrays(self, x, training=False, mask=None):
+        """The call on arrays: checked, built, ``call``ed (what a tape primitive runs)."""
         x = self.convert_input(x)
         self._maybe_build(x.shape)
         self.check_input_shape(x.shape)
@@ -438,6 +446,7 @@ class Layer:
         tensors_in = _has_tensor(x)
         if not tensors_in:
             x = _map_arrays(x, self)
+            tensors_in = _recording()   # inside a GradientTape, arrays in give Tensors out
         xt = _as_tensors(x)
         if not self.built:
             shape = (list(map(_shape_of, xt)) if isinstance(xt, (list, tuple))
