@@ -129,7 +129,7 @@ def test_penalty_gradients_central_differences(rng):
 
     y_pred = model._forward(x, True)
     _, dy = model.loss.forward_backward(y, y_pred)
-    model._backward(dy, penalties=True)
+    model._backward(dy, penalties=model.layers)   # every layer adds its penalties
     for layer in model.layers:
         for w, g in zip(layer.trainable_weights, layer.grads):
             np.testing.assert_allclose(g, numerical_gradient(total, w), rtol=1e-4, atol=1e-7,

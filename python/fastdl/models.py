@@ -322,7 +322,7 @@ class Model(Layer):
             return 0.0      # no sample on this rank this step: it joined the allreduce with zeros
         y_pred, backward_state = self._train_forward(x)
         loss, dy = self.loss.forward_backward(y, y_pred, sw)
-        loss += self._regularization_loss()
+        loss += self._regularization_loss(self.__dict__.get("_penalty_layers"))
         grads = self._train_backward(backward_state, dy, trainable)
         if nan_check:
             _check_finite_gradients(loss, trainable, grads, self.optimizer.iterations)
@@ -337,8 +337,17 @@ class Model(Layer):
         """The regularization penalties of the last forward pass (Keras's ``model.losses``)."""
         return [penalty for layer in _leaf_layers(self) for penalty in layer.losses]
 
-    def _regularization_loss(self):
-        return float(sum(self.losses))
+    def _regularization_loss(self, layers=None):
+        """sum(model.losses); ``layers``: those with penalties, when known (a training step)."""
+        if layers is None:
+            layers = _leaf_layers(self)
+        return float(sum(p for layer in layers for p in layer.losses))
+
+    def _training_state(self):
+        """``_trainable_state()`` for the steps to come, noting which layers carry penalties so
+        that a step without regularizers pays nothing for them."""
+        self._penalty_layers = [l for l in _leaf_layers(self) if l._has_penalties()]
+        return self._trainable_state()
 
     # The hooks of a model kind (Sequential overrides them with its layer chain). Here: the
     # model run on Tensors, differentiated by a GradientTape; built-in layers are one primitive
@@ -429,40 +438,13 @@ class Model(Layer):
         for m, weighted in zip(self.compiled_metrics, self._metric_weighted):
             m.update_state(y, y_pred, sw if weighted else None)
 
-    @contextlib.contextmanager
     def _in_use(self, what, training):
         """Between a training step's forward and backward the layers' caches hold that step, so
         while one thread trains (fit, train_on_batch) no other thread may run the model: its
         calls get a RuntimeError, and training first waits for the calls already running.
         Inference (predict, evaluate, model(x)) may run in several threads at once, and the
         training thread's own callbacks may run it (validation)."""
-        me = threading.get_ident()
-        with _MODEL_USE_CHANGED:
-            use = _MODEL_USE.setdefault(self, _ModelUse())
-            if use.trainer not in (None, me):
-                raise RuntimeError(
-                    f"{what}() on model {self.name!r} while another thread is training it: one "
-                    "model's layers hold the state of one training step at a time. Call it "
-                    "after that fit/train_on_batch returns, or on a copy of the model.")
-            owner = training and use.trainer is None
-            if owner:
-                use.trainer = me  # from now on other threads' calls are refused
-                try:
-                    _MODEL_USE_CHANGED.wait_for(lambda: all(t == me for t in use.calls))
-                except BaseException:  # Ctrl-C while waiting: the model stays free
-                    use.trainer = None
-                    raise
-            use.calls[me] = use.calls.get(me, 0) + 1
-        try:
-            yield
-        finally:
-            with _MODEL_USE_CHANGED:
-                if owner:
-                    use.trainer = None
-                count = use.calls.pop(me) - 1
-                if count:
-                    use.calls[me] = count
-                _MODEL_USE_CHANGED.notify_all()
+        return _InUse(self, what, training)
 
     def _dry_run(self, x, y, sw):
         """Check y and the loss on one sample before anything changes state."""
@@ -541,7 +523,7 @@ class Model(Layer):
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
         self.stop_training = False
-        trainable, weights = self._trainable_state()
+        trainable, weights = self._training_state()
         batch_hooks = getattr(cbs, "has_train_batch_hooks", True)
         cbs.on_train_begin()
         with self._in_use("fit", training=True), _DeferredInterrupt() as interrupt, \
@@ -586,7 +568,7 @@ class Model(Layer):
                     # A callback (un)froze a layer: it takes effect from this step, as in
                     # Keras's eager (torch) train step, which reads trainable_weights each step.
                     flags = [layer.trainable for layer in self._layers]
-                    trainable, weights = self._trainable_state()
+                    trainable, weights = self._training_state()
                 loss = self._train_step(xb, yb, swb, trainable, weights, nan_check)
                 interrupt.raise_if_pending(f"training interrupted after step {step + 1} of "
                                            f"epoch {epoch + 1}; the weights are those after it")
@@ -711,9 +693,9 @@ class Model(Layer):
     def _loop_callbacks(self, callbacks, verbose, n_batches):
         """evaluate/predict's CallbackList (with the progress bar unless verbose=0), or None
         when there is nothing to call, so a quiet call pays nothing for it."""
-        from fastdl.callbacks import CallbackList
         if callbacks is None and verbose == 0:
             return None
+        from fastdl.callbacks import CallbackList
         return CallbackList(callbacks, add_progbar=verbose != 0, model=self, verbose=verbose,
                             epochs=1, steps=n_batches)
 
@@ -753,7 +735,7 @@ class Model(Layer):
         if signature != self._checked_batch_signature:
             self._dry_run(x, y, sw)
             self._checked_batch_signature = signature
-        trainable, weights = self._trainable_state()
+        trainable, weights = self._training_state()
         with self._in_use("train_on_batch", training=True), self._first_layer_skips_dx():
             for m in self.compiled_metrics:
                 m.reset_state()
@@ -1116,12 +1098,12 @@ class Sequential(Model):
                 for layer in self._layers:
                     layer.__dict__.pop("_inference_only", None)
 
-    def _backward(self, dy, penalties=False):
-        """The layers' backward passes; penalties: with the gradients of model.losses (as in
-        training; input_gradients leaves them out)."""
+    def _backward(self, dy, penalties=()):
+        """The layers' backward passes; the layers in ``penalties`` add the gradients of their
+        model.losses (as in training; input_gradients leaves them out)."""
         for layer in reversed(self._layers):
             dy = layer._autocast_input(dy)  # dy of the dtype the layer output
-            dy = layer._penalized(dy) if penalties else layer.backward(dy)
+            dy = layer._penalized(dy) if layer in penalties else layer.backward(dy)
         return dy
 
     def _call_tensors(self, x, training):
@@ -1142,7 +1124,8 @@ class Sequential(Model):
     def _train_backward(self, state, dy, trainable):
         if state is not None:
             return Model._train_backward(self, state, dy, trainable)
-        self._backward(dy, penalties=True)
+        penalties = self.__dict__.get("_penalty_layers")
+        self._backward(dy, penalties=self._layers if penalties is None else penalties)
         return [g for layer in trainable for g in layer.grads]
 
     @contextlib.contextmanager
@@ -1390,6 +1373,47 @@ class _Arrays:
     @property
     def dtype(self):
         return np.dtype([(f"f{i}", a.dtype) for i, a in enumerate(self.arrays)])
+
+
+class _InUse:
+    """The context of ``Model._in_use`` (a class rather than a generator: predict enters it
+    once per batch)."""
+    __slots__ = ("model", "what", "training", "use", "owner", "me")
+
+    def __init__(self, model, what, training):
+        self.model, self.what, self.training = model, what, training
+
+    def __enter__(self):
+        me = self.me = threading.get_ident()
+        with _MODEL_USE_CHANGED:
+            use = self.use = _MODEL_USE.setdefault(self.model, _ModelUse())
+            if use.trainer not in (None, me):
+                raise RuntimeError(
+                    f"{self.what}() on model {self.model.name!r} while another thread is "
+                    "training it: one model's layers hold the state of one training step at a "
+                    "time. Call it after that fit/train_on_batch returns, or on a copy of the "
+                    "model.")
+            self.owner = self.training and use.trainer is None
+            if self.owner:
+                use.trainer = me  # from now on other threads' calls are refused
+                try:
+                    _MODEL_USE_CHANGED.wait_for(lambda: all(t == me for t in use.calls))
+                except BaseException:  # Ctrl-C while waiting: the model stays free
+                    use.trainer = None
+                    raise
+            use.calls[me] = use.calls.get(me, 0) + 1
+        return self
+
+    def __exit__(self, *exc):
+        use, me = self.use, self.me
+        with _MODEL_USE_CHANGED:
+            if self.owner:
+                use.trainer = None
+            count = use.calls.pop(me) - 1
+            if count:
+                use.calls[me] = count
+            _MODEL_USE_CHANGED.notify_all()
+        return False
 
 
 class _ModelUse:

@@ -318,6 +318,11 @@ class Layer:
         return int(sum(w.size for w in self.weights))
 
     # ------------------------------------------------------------------ penalties
+    def _has_penalties(self):
+        """Whether this layer adds to model.losses (an activity or weight regularizer)."""
+        return self.activity_regularizer is not None or any(
+            w.regularizer is not None for w in self._weight_entries())
+
     @property
     def losses(self):
         """The penalties of the last call, as in Keras: each regularized trainable weight's,
