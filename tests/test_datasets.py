@@ -8,31 +8,15 @@ import os
 import pickle
 import struct
 import tarfile
-import urllib.error
 
 import numpy as np
 import pytest
 
 from fastdl.datasets import _files, cifar10, digits, imdb
+from offline_caches import offline  # noqa: F401  (autouse: no network, caches in tmp_path)
 
 N = 3  # records per CIFAR batch in these tests (the real files have 10000)
 PY_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No network, and fastdl/Keras caches and HOME inside tmp_path."""
-    calls = []
-
-    def no_network(url, timeout):
-        calls.append(url)
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(_files, "_urlopen", no_network)
-    monkeypatch.setenv("FASTDL_HOME", str(tmp_path / "fastdl_home"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return calls
 
 
 @pytest.fixture

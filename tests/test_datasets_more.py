@@ -10,29 +10,13 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import urllib.error
 
 import numpy as np
 import pytest
 
 from fastdl.datasets import (_files, boston_housing, california_housing, cifar100, fashion_mnist,
                              imdb, mnist, reuters)
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch, tmp_path):
-    """No network, and the fastdl/Keras caches and HOME inside tmp_path."""
-    calls = []
-
-    def no_network(url, timeout):
-        calls.append(url)
-        raise urllib.error.URLError("network disabled in tests")
-
-    monkeypatch.setattr(_files, "_urlopen", no_network)
-    monkeypatch.setenv("FASTDL_HOME", str(tmp_path / "fastdl_home"))
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return calls
+from offline_caches import offline  # noqa: F401  (autouse: no network, caches in tmp_path)
 
 
 @pytest.fixture
