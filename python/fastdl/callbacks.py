@@ -11,6 +11,7 @@ also read ``CallbackList.has_train_batch_hooks`` / ``has_test_batch_hooks`` /
 import math
 import os
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
     "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN", "LearningRateScheduler",
-    "LambdaCallback",
+    "LambdaCallback", "TensorBoard",
 ]
 
 
@@ -909,6 +910,141 @@ class LambdaCallback(Callback):
             if not callable(fn):
                 raise ValueError(f"LambdaCallback: {name} must be callable. Received: {fn!r}")
             setattr(self, name, fn)
+
+
+class TensorBoard(Callback):
+    """Writes TensorBoard event files, as Keras 3's ``TensorBoard`` callback does.
+
+    ``<log_dir>/train`` gets ``epoch_<name>`` scalars for every training log entry (and
+    ``epoch_learning_rate``), ``<log_dir>/validation`` the ``val_`` entries under the same
+    ``epoch_<name>`` tags, and ``evaluation_<name>_vs_iterations`` after each evaluation. With
+    ``update_freq`` an integer N (or ``"batch"``, N = 1) the training batch logs are also written
+    as ``batch_<name>`` every N batches. ``histogram_freq=N`` writes a histogram of every weight
+    (``<layer>/<weight>/histogram``) every N epochs; ``write_graph`` writes the model's JSON
+    config for TensorBoard's graph plugin when the model has ``to_json``. The files are written
+    by ``fastdl._event_file`` (no TensorFlow needed). Profiling, embeddings projection and
+    weight images are TensorFlow features fastdl does not have: asking for them is an error.
+    """
+
+    def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
+                 write_steps_per_second=False, update_freq="epoch", profile_batch=0,
+                 embeddings_freq=0, embeddings_metadata=None):
+        super().__init__()
+        for name, value in (("histogram_freq", histogram_freq),
+                            ("embeddings_freq", embeddings_freq)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"TensorBoard: `{name}` must be a non-negative int. "
+                                 f"Received: {name}={value!r}")
+        if update_freq == "batch":
+            update_freq = 1
+        if update_freq != "epoch" and (isinstance(update_freq, bool) or not isinstance(
+                update_freq, (int, np.integer)) or update_freq < 1):
+            raise ValueError(f"TensorBoard: `update_freq` must be 'epoch', 'batch' or a "
+                             f"positive int. Received: update_freq={update_freq!r}")
+        unsupported = {"profile_batch": profile_batch, "embeddings_freq": embeddings_freq,
+                       "write_images": write_images, "embeddings_metadata": embeddings_metadata}
+        asked = [f"{k}={v!r}" for k, v in unsupported.items() if v]
+        if asked:
+            raise NotImplementedError(
+                f"TensorBoard: fastdl does not provide {', '.join(asked)} (TensorFlow's "
+                "profiler, embeddings projector and weight images); scalars, histograms and the "
+                "model graph are written")
+        self.log_dir = str(log_dir)
+        self.histogram_freq = int(histogram_freq)
+        self.write_graph = write_graph
+        self.write_images = write_images
+        self.write_steps_per_second = write_steps_per_second
+        self.update_freq = update_freq
+        self.embeddings_freq = embeddings_freq
+        self.embeddings_metadata = embeddings_metadata
+        self._writers = {}
+        self._global_train_batch = 0
+
+    def _writer(self, which):
+        from fastdl._event_file import EventFileWriter
+        if which not in self._writers:
+            self._writers[which] = EventFileWriter(os.path.join(self.log_dir, which))
+        return self._writers[which]
+
+    def set_model(self, model):
+        super().set_model(model)
+        self._close_writers()
+        if self.write_graph and hasattr(model, "to_json") and _rank() == 0:
+            from fastdl._event_file import text_tensor_value
+            try:
+                config = model.to_json()
+            except Exception as exc:  # as Keras: a model that cannot serialise still trains
+                warnings.warn(f"TensorBoard: the model failed to serialise as JSON, so no "
+                              f"graph is written: {exc}")
+            else:
+                self._writer("train").write(0, [text_tensor_value("keras", config,
+                                                                  "graph_keras_model")])
+
+    def _scalars(self, which, step, logs, prefix):
+        from fastdl._event_file import scalar_value
+        values = []
+        for name, value in logs.items():
+            try:
+                values.append(scalar_value(prefix + name, float(value)))
+            except (TypeError, ValueError):
+                continue  # Keras logs only scalars too
+        if values and _rank() == 0:
+            self._writer(which).write(step, values)
+
+    def on_train_begin(self, logs=None):
+        self._global_train_batch = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._global_train_batch += 1
+        if self.write_steps_per_second:
+            self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.update_freq == "epoch" or self._global_train_batch % self.update_freq:
+            return
+        logs = dict(logs or {})
+        if self.write_steps_per_second:
+            logs["steps_per_second"] = 1.0 / max(time.perf_counter() - self._batch_start, 1e-9)
+        self._scalars("train", self._global_train_batch, logs, "batch_")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._epoch_first_batch = self._global_train_batch
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and hasattr(optimizer, "learning_rate"):
+            train["learning_rate"] = float(optimizer.learning_rate)
+        if self.write_steps_per_second:
+            steps = self._global_train_batch - self._epoch_first_batch
+            train["steps_per_second"] = steps / max(time.perf_counter() - self._epoch_start,
+                                                    1e-9)
+        self._scalars("train", epoch, train, "epoch_")
+        self._scalars("validation", epoch,
+                      {k[4:]: v for k, v in logs.items() if k.startswith("val_")}, "epoch_")
+        if self.histogram_freq and epoch % self.histogram_freq == 0 and _rank() == 0:
+            from fastdl._event_file import histogram_value
+            values = [histogram_value(f"{layer.name}/{name}/histogram", weight)
+                      for layer in self.model.layers
+                      for name, weight in zip(layer.weight_names, layer.weights)]
+            if values:
+                self._writer("train").write(epoch, values)
+
+    def on_test_end(self, logs=None):
+        optimizer = getattr(self.model, "optimizer", None)
+        if logs and optimizer is not None and hasattr(optimizer, "iterations"):
+            self._scalars("validation", int(optimizer.iterations),
+                          {f"evaluation_{k}_vs_iterations": v for k, v in logs.items()}, "")
+
+    def on_train_end(self, logs=None):
+        self._close_writers()
+
+    def _close_writers(self):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
 
 
 def __getattr__(name):
