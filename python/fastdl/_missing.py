@@ -103,7 +103,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         legacy
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
-    "keras.callbacks": "BackupAndRestore OrbaxCheckpoint RemoteMonitor SwapEMAWeights",
+    "keras.callbacks": "OrbaxCheckpoint RemoteMonitor SwapEMAWeights",
     "keras.utils": """
         Config CustomObjectScope FeatureSpace PyDataset Sequence array_to_img
         audio_dataset_from_directory bounding_boxes clear_session custom_object_scope
@@ -188,7 +188,6 @@ ALTERNATIVES = {
                                  "Adadelta, Ftrl and Lion are available")
        for n in "Adafactor Lamb Muon".split()},
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
-    "keras.callbacks.BackupAndRestore": "ModelCheckpoint saves the model during fit",
     # keras.utils / preprocessing / initializers
     "keras.utils.plot_model": "model.summary() prints the layers",
     "keras.utils.model_to_dot": "model.summary() prints the layers",

@@ -19,7 +19,7 @@ import numpy as np
 __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
     "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN", "LearningRateScheduler",
-    "LambdaCallback", "TensorBoard",
+    "LambdaCallback", "TensorBoard", "BackupAndRestore",
 ]
 
 
@@ -1045,6 +1045,132 @@ class TensorBoard(Callback):
         for writer in self._writers.values():
             writer.close()
         self._writers = {}
+
+
+class BackupAndRestore(Callback):
+    """Backs up the training state so an interrupted ``fit`` resumes where it stopped.
+
+    Keras 3's signature and behaviour: at the end of every epoch (or every ``save_freq``
+    batches) the state is written to ``backup_dir``; a later ``fit`` with the same callback
+    restores it and starts from the first unfinished epoch; a ``fit`` that completes deletes
+    the backup (``delete_checkpoint``). The state is the model's weights, its optimizer's
+    state and fastdl's shared random generator (so the resumed epochs shuffle and drop out as
+    the uninterrupted run would), written to one ``backup.npz`` file atomically (a crash
+    while writing leaves the previous backup intact), read back without pickle.
+    ``double_checkpoint=True`` also keeps the previous backup as ``backup.npz.bkp`` and falls
+    back to it when the latest one cannot be read.
+    """
+
+    def __init__(self, backup_dir, save_freq="epoch", double_checkpoint=False,
+                 delete_checkpoint=True):
+        super().__init__()
+        if not backup_dir:
+            raise ValueError("Empty `backup_dir` argument passed")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(
+                save_freq, (int, np.integer)) or save_freq < 1):
+            raise ValueError(f"Invalid value for argument `save_freq`. Received: "
+                             f"save_freq={save_freq!r}. Expected either 'epoch' or a positive "
+                             "integer value.")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq = save_freq
+        self.double_checkpoint = double_checkpoint
+        self.delete_checkpoint = delete_checkpoint
+        self._path = os.path.join(self.backup_dir, "backup.npz")
+        self._current_epoch = 0
+        self._batches_since_save = 0
+
+    def on_train_begin(self, logs=None):
+        self._batches_since_save = 0
+        paths = [self._path] + ([self._path + ".bkp"] if self.double_checkpoint else [])
+        errors = []
+        for path in paths:
+            if not os.path.exists(path):
+                continue
+            try:
+                self._restore(path)
+                return
+            except (OSError, ValueError, KeyError) as e:
+                errors.append(f"{path}: {e}")
+        if errors:
+            raise ValueError("BackupAndRestore: cannot restore the backup: " + "; ".join(errors))
+
+    def _restore(self, path):
+        import json
+
+        from fastdl.saving import common
+        from fastdl.utils import rng
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(bytes(f["metadata"]).decode())
+            weights = [f[f"weight_{i}"] for i in range(int(meta["weights"]))]
+            state = [f[f"optimizer_{i}"] for i in range(int(meta["optimizer"]))]
+        epoch = meta["epoch"]
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"the epoch in the backup must be an int >= 0, found {epoch!r}")
+        current = self.model.weights
+        if len(weights) != len(current) or any(a.shape != b.shape
+                                                for a, b in zip(weights, current)):
+            raise ValueError(f"the backup holds {len(weights)} weights of shapes "
+                             f"{[a.shape for a in weights]}, the model "
+                             f"{[b.shape for b in current]}")
+        if state and getattr(self.model, "optimizer", None) is not None:
+            state = common.check_optimizer_state(self.model, state, path)
+        generator = np.random.default_rng()
+        generator.bit_generator.state = meta["rng"]   # validates the state before anything is set
+        self.model.set_weights(weights)
+        if state and getattr(self.model, "optimizer", None) is not None:
+            common.set_optimizer_state(self.model, state, path)
+        rng.get_rng().bit_generator.state = meta["rng"]
+        self.model._initial_epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._current_epoch = epoch + 1
+        if self.save_freq == "epoch":
+            self._save()
+
+    def _save(self):
+        import io
+        import json
+
+        from fastdl.utils import rng
+        if _rank() != 0:
+            return
+        optimizer = getattr(self.model, "optimizer", None)
+        state = optimizer.get_state() if optimizer is not None else []
+        weights = self.model.get_weights()
+        meta = {"epoch": self._current_epoch, "weights": len(weights), "optimizer": len(state),
+                "rng": rng.get_rng().bit_generator.state}
+        arrays = {f"weight_{i}": w for i, w in enumerate(weights)}
+        arrays.update({f"optimizer_{i}": a for i, a in enumerate(state)})
+        arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        os.makedirs(self.backup_dir, exist_ok=True)
+        tmp = self._path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(buffer.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        if self.double_checkpoint and os.path.exists(self._path):
+            os.replace(self._path, self._path + ".bkp")
+        os.replace(tmp, self._path)
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint and _rank() == 0:
+            for path in (self._path, self._path + ".bkp"):
+                if os.path.exists(path):
+                    os.remove(path)
+            try:
+                os.rmdir(self.backup_dir)
+            except OSError:
+                pass  # not empty: other files of the user's stay
 
 
 def __getattr__(name):

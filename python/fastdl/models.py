@@ -525,7 +525,11 @@ class Model(Layer):
         self.stop_training = False
         trainable, weights = self._training_state()
         batch_hooks = getattr(cbs, "has_train_batch_hooks", True)
+        self._initial_epoch = None
         cbs.on_train_begin()
+        if self._initial_epoch is not None:   # BackupAndRestore resumes an interrupted fit
+            initial_epoch = max(initial_epoch, self._initial_epoch)
+            self._initial_epoch = None
         with self._in_use("fit", training=True), _DeferredInterrupt() as interrupt, \
                 self._first_layer_skips_dx():
             self._fit_epochs(x, y, sw, val, val_batch_size, validation_freq, epochs,
