@@ -103,7 +103,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         legacy
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
-    "keras.callbacks": "OrbaxCheckpoint RemoteMonitor SwapEMAWeights",
+    "keras.callbacks": "OrbaxCheckpoint RemoteMonitor",
     "keras.utils": """
         Config CustomObjectScope FeatureSpace PyDataset Sequence array_to_img
         audio_dataset_from_directory bounding_boxes clear_session custom_object_scope

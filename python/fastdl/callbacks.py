@@ -19,7 +19,7 @@ import numpy as np
 __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
     "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN", "LearningRateScheduler",
-    "LambdaCallback", "TensorBoard", "BackupAndRestore",
+    "LambdaCallback", "TensorBoard", "BackupAndRestore", "SwapEMAWeights",
 ]
 
 
@@ -1171,6 +1171,64 @@ class BackupAndRestore(Callback):
                 os.rmdir(self.backup_dir)
             except OSError:
                 pass  # not empty: other files of the user's stay
+
+
+class SwapEMAWeights(Callback):
+    """Evaluates (and predicts) with the optimizer's moving averages of the weights.
+
+    For an optimizer with ``use_ema=True``: the model's weights and their averages swap places
+    for ``evaluate``/validation and ``predict``, and back afterwards. With
+    ``swap_on_epoch=True`` they also swap at the end of every epoch (so callbacks such as
+    ``ModelCheckpoint`` after this one see the averages) and back at the start of the next; after
+    the last epoch the averages stay in the model. (Keras 3 swaps back after ``predict`` only
+    when the averages are not in the model, which leaves them in after a ``predict``; fastdl
+    swaps back.)
+    """
+
+    def __init__(self, swap_on_epoch=False):
+        super().__init__()
+        self.swap_on_epoch = swap_on_epoch
+        self._ema_weights_in_model = False
+
+    def _swap(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None or not getattr(optimizer, "use_ema", False):
+            raise ValueError("SwapEMAWeights must be used when `use_ema=True` is set on the "
+                             f"optimizer. Received: use_ema="
+                             f"{getattr(optimizer, 'use_ema', None)}")
+        if not optimizer.built:
+            return   # no step taken yet: there are no averages, the weights are their own
+        for w, average in zip(optimizer._vars, optimizer._averages):
+            held = w.copy()
+            np.copyto(w, average)
+            np.copyto(average, held)
+        self._ema_weights_in_model = not self._ema_weights_in_model
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.swap_on_epoch and self._ema_weights_in_model:
+            self._swap()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.swap_on_epoch and not self._ema_weights_in_model:
+            self._swap()
+            if epoch == self.params.get("epochs", 0) - 1:   # the averages stay in the model
+                optimizer = self.model.optimizer
+                for w, average in zip(optimizer._vars, optimizer._averages):
+                    np.copyto(average, w)
+
+    def on_test_begin(self, logs=None):
+        if not self._ema_weights_in_model:
+            self._swap()
+            self._swapped_for_test = True
+        else:
+            self._swapped_for_test = False
+
+    def on_test_end(self, logs=None):
+        if getattr(self, "_swapped_for_test", False) and self._ema_weights_in_model:
+            self._swap()
+
+    on_predict_begin = on_test_begin
+    on_predict_end = on_test_end
 
 
 def __getattr__(name):
