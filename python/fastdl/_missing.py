@@ -110,7 +110,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         deserialize_keras_object disable_interactive_logging enable_interactive_logging
         get_custom_objects get_registered_name get_registered_object get_source_inputs
         image_dataset_from_directory img_to_array is_interactive_logging_enabled is_keras_tensor
-        legacy load_img model_to_dot pack_x_y_sample_weight plot_model
+        legacy load_img pack_x_y_sample_weight
         register_keras_serializable save_img serialize_keras_object
         standardize_dtype text_dataset_from_directory timeseries_dataset_from_array
         unpack_x_y_sample_weight
@@ -189,8 +189,6 @@ ALTERNATIVES = {
        for n in "Adafactor Lamb Muon".split()},
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
     # keras.utils / preprocessing / initializers
-    "keras.utils.plot_model": "model.summary() prints the layers",
-    "keras.utils.model_to_dot": "model.summary() prints the layers",
     "keras.utils.Sequence": "pass NumPy arrays to fit",
     "keras.utils.PyDataset": "pass NumPy arrays to fit",
     "keras.preprocessing.image": _AUGMENT,

@@ -8,6 +8,8 @@ _LAZY = {
     "split_dataset": "fastdl.utils.data_utils",
     "get_file": "fastdl.utils.file_utils",
     "Progbar": "fastdl.utils.progbar",
+    "model_to_dot": "fastdl.utils.model_plot",
+    "plot_model": "fastdl.utils.model_plot",
 }
 
 
