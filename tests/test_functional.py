@@ -412,3 +412,53 @@ def test_feature_extraction_from_a_sequential_model():
     assert extractor.get_layer("features") is seq.get_layer("features")   # shared weights
     with pytest.raises(AttributeError, match="has no defined input yet"):
         Sequential([L.Dense(2)]).input
+
+
+MASKED_MERGES = [lambda: L.Add(), lambda: L.Subtract(), lambda: L.Average(), lambda: L.Maximum(),
+                 lambda: L.Minimum(), lambda: L.Multiply(), lambda: L.Concatenate()]
+
+
+@pytest.mark.parametrize("make", MASKED_MERGES)
+@pytest.mark.parametrize("both_masked", [True, False])
+def test_masks_travel_through_merge_layers_as_in_keras(make, both_masked):
+    # Embedding(mask_zero) on one or both branches -> merge -> LSTM: Keras's merge masks (OR,
+    # or joined for Concatenate) and its masked Maximum/Minimum/Multiply values
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras", reason="real Keras is the oracle")
+
+    def build(lib):
+        a = lib.Input((6,), dtype="int32")
+        b = lib.Input((6,), dtype="int32")
+        ea = lib.layers.Embedding(9, 3, mask_zero=True)(a)
+        eb = lib.layers.Embedding(9, 3, mask_zero=both_masked)(b)
+        merged = getattr(lib.layers, type(make()).__name__)()([ea, eb])
+        return lib.Model([a, b], lib.layers.LSTM(2)(merged))
+
+    ours, theirs = build(fastdl), build(keras)
+    theirs.set_weights(ours.get_weights())
+    xa = RNG.integers(1, 9, (4, 6))
+    xb = RNG.integers(1, 9, (4, 6))
+    xa[:, 4:] = 0
+    xb[:, 2:] = 0
+    xa[0, :] = 0                       # a fully padded sequence on one branch
+    np.testing.assert_allclose(ours.predict([xa, xb], verbose=0),
+                               keras.ops.convert_to_numpy(theirs([xa, xb])), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda: L.Maximum(dtype="float64"),
+                                  lambda: L.Multiply(dtype="float64")])
+def test_masked_merge_gradients(make):
+    layer = make()
+    xs = [RNG.standard_normal((2, 4, 3)) for _ in range(2)]
+    masks = [RNG.random((2, 4)) > 0.4, RNG.random((2, 4)) > 0.4]
+    r = RNG.standard_normal((2, 4, 3))
+    ts = [fastdl.ops.convert_to_tensor(x) for x in xs]
+    with fastdl.GradientTape() as tape:
+        for t in ts:
+            tape.watch(t)
+        y = layer(ts, mask=masks)
+    grads = tape.gradient(y, ts, output_gradients=r)
+    for x, g in zip(xs, grads):
+        num = numerical_gradient(lambda: float(np.sum(np.asarray(layer(xs, mask=masks)) * r)), x)
+        np.testing.assert_allclose(g.numpy(), num, rtol=1e-5, atol=1e-8)

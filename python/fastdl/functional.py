@@ -382,6 +382,17 @@ class Functional(Model):
                                                          else v), mask)
                 if out_mask is not None and len(node.outputs) == 1:
                     masks[id(node.outputs[0])] = out_mask
+            elif (layer is not None and len(node.args) == 1
+                  and isinstance(node.args[0], (list, tuple))
+                  and any(id(t) in masks for t in node.args[0] if isinstance(t, KerasTensor))):
+                # a layer called on a list (the merge layers): one mask (or None) per input
+                mask = [masks.get(id(t)) if isinstance(t, KerasTensor) else None
+                        for t in node.args[0]]
+                out_mask = layer.compute_mask(
+                    [np.asarray(v._value if isinstance(v, Tensor) else v)
+                     for v in map(value, node.args[0])], mask)
+                if out_mask is not None and len(node.outputs) == 1:
+                    masks[id(node.outputs[0])] = out_mask
             if i in pairs and mask is None:   # inference: two layers in one kernel
                 v = values[id(arg)]
                 v = layer._autocast_input(layer.convert_input(v._value if isinstance(v, Tensor)

@@ -569,7 +569,7 @@ def _is_symbolic(x):
 
 
 def _shape_of(t):
-    return tuple(getattr(t, "shape", np.shape(t)))
+    return tuple(t.shape if hasattr(t, "shape") else np.shape(t))
 
 
 def _map_arrays(x, layer):

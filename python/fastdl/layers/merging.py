@@ -4,6 +4,8 @@ Each takes a list of inputs. They are written with ``fastdl.ops``, so they have 
 their own: a GradientTape differentiates them through the ops' VJP rules (in a functional
 model, in a subclassed model, or called on Tensors under a tape).
 """
+import numpy as np
+
 from fastdl.layers.base import Layer, shape_str
 
 __all__ = ["Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot",
@@ -43,12 +45,59 @@ class _Merge(Layer):
                              f"{len(input_shape)} input(s)")
         return [tuple(s) for s in input_shape]
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):
         if not isinstance(inputs, (list, tuple)):
             raise ValueError(f"Layer {self.name!r} ({type(self).__name__}) must be called on a "
                              f"list of inputs. Received: {type(inputs).__name__}")
         self._shapes([tuple(x.shape) for x in inputs])
+        masks = self._check_masks(inputs, mask)
+        if masks is not None and any(m is not None for m in masks) and hasattr(
+                self, "_merge_masked"):
+            return self._merge_masked(list(inputs), masks)
         return self._merge(list(inputs))
+
+    def _check_masks(self, inputs, mask):
+        if mask is None:
+            return None
+        if not isinstance(mask, (list, tuple)) or len(mask) != len(inputs):
+            raise ValueError(f"Layer {self.name!r} ({type(self).__name__}): `mask` must be a "
+                             f"list with one mask (or None) per input. Received: mask={mask!r}")
+        return [None if m is None else np.asarray(m, dtype=bool) for m in mask]
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras's rule for the elementwise merges: the OR of the inputs' masks when every
+        input has one, else no mask."""
+        masks = self._check_masks(inputs, mask)
+        if masks is None or any(m is None for m in masks):
+            return None
+        out = masks[0]
+        for m in masks[1:]:
+            out = np.logical_or(out, m)
+        return out
+
+
+def _feature_masks(xs, masks):
+    """Each (batch, steps) mask broadcast over its input's feature axis (None stays None)."""
+    return [None if m is None else np.broadcast_to(m[..., None], tuple(x.shape))
+            for x, m in zip(xs, masks)]
+
+
+def _masked_extremum(op, xs, masks):
+    """Keras's Maximum/Minimum with masks: a masked step of one input takes the running
+    result's value (and the result a masked step's the input's), so padding never wins."""
+    ops = _ops()
+    out, out_mask = None, None
+    for x, m in zip(xs, _feature_masks(xs, masks)):
+        if out is None:
+            out, out_mask = x, m
+            continue
+        if m is not None:
+            x = ops.where(m, x, out)
+        if out_mask is not None:
+            out = ops.where(out_mask, out, x)
+        out_mask = None if m is None or out_mask is None else np.logical_or(out_mask, m)
+        out = op(out, x)
+    return out
 
 
 class Add(_Merge):
@@ -78,6 +127,20 @@ class Multiply(_Merge):
             out = _ops().multiply(out, x)
         return out
 
+    def _merge_masked(self, xs, masks):
+        # Keras: masked steps count as 1 in the product; with every input masked, the steps
+        # no input keeps are 0
+        ops = _ops()
+        full = _feature_masks(xs, masks)
+        out = self._merge([x if m is None else ops.where(m, x, ops.ones_like(x))
+                           for x, m in zip(xs, full)])
+        if all(m is not None for m in full):
+            keep = full[0]
+            for m in full[1:]:
+                keep = np.logical_or(keep, m)
+            out = ops.where(keep, out, ops.zeros_like(out))
+        return out
+
 
 class Average(_Merge):
     """Mean of the inputs."""
@@ -95,6 +158,9 @@ class Maximum(_Merge):
             out = _ops().maximum(out, x)
         return out
 
+    def _merge_masked(self, xs, masks):
+        return _masked_extremum(_ops().maximum, xs, masks)
+
 
 class Minimum(_Merge):
     """Elementwise minimum of the inputs."""
@@ -104,6 +170,9 @@ class Minimum(_Merge):
         for x in xs[1:]:
             out = _ops().minimum(out, x)
         return out
+
+    def _merge_masked(self, xs, masks):
+        return _masked_extremum(_ops().minimum, xs, masks)
 
 
 class Concatenate(_Merge):
@@ -133,6 +202,17 @@ class Concatenate(_Merge):
 
     def _merge(self, xs):
         return _ops().concatenate(xs, axis=self.axis)
+
+    def compute_mask(self, inputs, mask=None):
+        """Keras's rule: the masks (all-True for an unmasked input, broadcast over the features
+        when the mask is per step) joined along ``axis``, then any over the last axis."""
+        masks = self._check_masks(inputs, mask)
+        if masks is None or all(m is None for m in masks):
+            return None
+        full = [np.ones(np.shape(x), dtype=bool) if m is None
+                else (np.broadcast_to(m[..., None], np.shape(x)) if m.ndim < np.ndim(x) else m)
+                for x, m in zip(inputs, masks)]
+        return np.any(np.concatenate(full, axis=self.axis), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}
@@ -181,6 +261,10 @@ class Dot(_Merge):
         if bx == 2:
             y = ops.transpose(y, (0, 2, 1))
         return ops.matmul(x, y)
+
+    def compute_mask(self, inputs, mask=None):
+        self._check_masks(inputs, mask)
+        return None   # as Keras: a dot product has no steps left to mask
 
     def get_config(self):
         return {**super().get_config(), "axes": self.axes, "normalize": self.normalize}
