@@ -630,7 +630,7 @@ def test_get():
     assert optimizers.get(cfg).learning_rate == 0.5
     assert optimizers.get(None) is None
     with pytest.raises(ValueError, match="'adagrad'.*'sgd'"):
-        optimizers.get("lamb")
+        optimizers.get("adafactor")
     with pytest.raises(ValueError):
         optimizers.get(3)
     with pytest.raises(ValueError, match="Unknown optimizer"):

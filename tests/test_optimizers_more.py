@@ -1,4 +1,4 @@
-"""Nadam, Adamax, Adadelta, Ftrl and Lion step by step against real Keras 3 (torch backend):
+"""Nadam, Adamax, Adadelta, Ftrl, Lion and Lamb step by step against real Keras 3 (torch backend):
 same initial weights, same gradient sequence, weights and optimizer variables (Keras's order,
 Nadam's ``u_product`` included) to float32 tolerance; configs; exact state round trips."""
 import os
@@ -33,6 +33,9 @@ CASES = [
     ("Nadam", dict(learning_rate=0.01, weight_decay=0.1, clipnorm=0.5)),
     ("Adamax", dict(learning_rate=0.01, global_clipnorm=0.3)),
     ("Lion", dict(learning_rate=0.01, clipvalue=0.2, weight_decay=0.05)),
+    ("Lamb", {}),
+    ("Lamb", dict(learning_rate=0.05, beta_1=0.8, beta_2=0.9, epsilon=1e-4)),
+    ("Lamb", dict(learning_rate=0.01, weight_decay=0.1, global_clipnorm=0.3)),
 ]
 IDS = [f"{name}-{i}" for i, (name, _) in enumerate(CASES)]
 
@@ -68,7 +71,8 @@ def test_steps_match_keras(name, kwargs):
         _close(np.asarray(f, np.float64), k.astype(np.float64), f"optimizer variable {i}")
 
 
-@pytest.mark.parametrize("name,kwargs", CASES[:10], ids=IDS[:10])
+@pytest.mark.parametrize("name,kwargs", CASES[:10] + CASES[13:15],
+                         ids=IDS[:10] + IDS[13:15])
 def test_config_matches_keras(name, kwargs):
     theirs = getattr(keras.optimizers, name)(**kwargs).get_config()
     mine = getattr(optimizers, name)(**kwargs).get_config()
@@ -83,7 +87,7 @@ def test_config_matches_keras(name, kwargs):
     assert optimizers.get(name.lower()).name == name.lower()
 
 
-@pytest.mark.parametrize("name", ["Nadam", "Adamax", "Adadelta", "Ftrl", "Lion"])
+@pytest.mark.parametrize("name", ["Nadam", "Adamax", "Adadelta", "Ftrl", "Lion", "Lamb"])
 def test_state_round_trip_continues_bitwise(name):
     w0, grads = _sequence(1)
     a, b = getattr(optimizers, name)(), getattr(optimizers, name)()

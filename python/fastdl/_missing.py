@@ -99,7 +99,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         sparse_categorical_crossentropy squared_hinge
     """,
     "keras.optimizers": """
-        Adafactor Lamb LossScaleOptimizer MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
+        Adafactor LossScaleOptimizer MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
         legacy
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
@@ -185,8 +185,8 @@ ALTERNATIVES = {
                               "other threshold metrics are available") for n in (
         "TruePositives TrueNegatives FalsePositives FalseNegatives").split()},
     **{f"keras.optimizers.{n}": ("SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, "
-                                 "Adadelta, Ftrl and Lion are available")
-       for n in "Adafactor Lamb Muon".split()},
+                                 "Adadelta, Ftrl, Lion and Lamb are available")
+       for n in "Adafactor Muon".split()},
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
     # keras.utils / preprocessing / initializers
     "keras.utils.Sequence": "pass NumPy arrays to fit",

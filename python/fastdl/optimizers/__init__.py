@@ -11,16 +11,17 @@ from fastdl.optimizers.adam import Adam, AdamW
 from fastdl.optimizers.adamax import Adamax
 from fastdl.optimizers.base import Optimizer
 from fastdl.optimizers.ftrl import Ftrl
+from fastdl.optimizers.lamb import Lamb
 from fastdl.optimizers.lion import Lion
 from fastdl.optimizers.nadam import Nadam
 from fastdl.optimizers.rmsprop import RMSprop
 from fastdl.optimizers.sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax",
-           "Adadelta", "Ftrl", "Lion", "schedules", "get", "serialize", "deserialize"]
+           "Adadelta", "Ftrl", "Lion", "Lamb", "schedules", "get", "serialize", "deserialize"]
 
 ALL_OBJECTS_DICT = {cls.__name__.lower(): cls for cls in (
-    SGD, Adam, AdamW, RMSprop, Adagrad, Nadam, Adamax, Adadelta, Ftrl, Lion)}
+    SGD, Adam, AdamW, RMSprop, Adagrad, Nadam, Adamax, Adadelta, Ftrl, Lion, Lamb)}
 
 
 def _valid_names():

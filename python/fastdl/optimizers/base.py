@@ -126,6 +126,7 @@ class Optimizer:
     _d_add = False
     _d_assign = False
     _needs_variables = False
+    _scale_updates = None   # or a method (updates, variables, lr) scaling each update in place
     _default_name = "optimizer"
 
     def __init__(self, learning_rate, weight_decay=None, clipnorm=None, clipvalue=None,
@@ -521,6 +522,8 @@ class Optimizer:
                            None if grp.tmp2 is None else grp.tmp2[a:b], slots, coeffs)
 
         variables, dviews = self._vars, self._dviews
+        if self._scale_updates is not None:     # per-variable scaling of the update (Lamb)
+            self._scale_updates([dviews[i] for i in idxs], [variables[i] for i in idxs], lr)
         if self._d_assign:
             for i in idxs:
                 np.copyto(variables[i], dviews[i])
