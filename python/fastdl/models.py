@@ -754,6 +754,22 @@ class Model(Layer):
         logs = self._evaluate_arrays(x, y, sw, max(1, len(x)))
         return self._batch_result(logs["loss"], return_dict)
 
+    @property
+    def metrics(self):
+        """The compiled metric objects (``compile(metrics=..., weighted_metrics=...)``), in the
+        order ``evaluate`` reports them after the loss. fastdl keeps the loss as a number, not
+        as a metric object (Keras 3 lists a "loss" ``Mean`` and one "compile_metrics")."""
+        return list(self.compiled_metrics)
+
+    @property
+    def metrics_names(self):
+        """The names of ``evaluate``'s results in order: ``["loss", <metric names>]`` once
+        compiled (what tf.keras gave; Keras 3 gives ``["loss", "compile_metrics"]``, which
+        does not line up with ``evaluate``'s list)."""
+        if not self.compiled:
+            return []
+        return ["loss"] + [m.name for m in self.compiled_metrics]
+
     def _batch_result(self, loss, return_dict):
         logs = {"loss": float(loss)}
         for m in self.compiled_metrics:

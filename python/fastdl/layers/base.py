@@ -290,6 +290,43 @@ class Layer:
             return [w.value for w in entries]
         return [w.value for w in entries if not w.trainable]
 
+    @property
+    def trainable_variables(self):
+        """Keras's ``trainable_variables``: the trainable weights as fastdl Variables over the
+        same memory (``assign`` changes the layer; GradientTape and the optimizers take them)."""
+        return self._as_variables(self.trainable_weights, True)
+
+    @property
+    def non_trainable_variables(self):
+        return self._as_variables(self.non_trainable_weights, False)
+
+    @property
+    def variables(self):
+        """All weights as Variables: trainable ones first, as ``weights``."""
+        return self.trainable_variables + self.non_trainable_variables
+
+    def _as_variables(self, arrays, trainable):
+        from fastdl.tensor.tensor import Variable
+        own, stack = {}, [self]
+        while stack:   # every weight's entry and owning layer (Keras's path: "dense/kernel")
+            layer = stack.pop()
+            for w in layer._params:
+                own.setdefault(id(w.value), (w, layer))
+            stack += list(layer._sublayers) + list(getattr(layer, "_layers", None) or ())
+        views = self.__dict__.setdefault("_variable_views", {})   # stable identities per array
+        out = []
+        for a in arrays:
+            entry, owner = own.get(id(a), (None, self))
+            v = getattr(entry, "variable", None)
+            if v is None:
+                v = views.get(id(a))
+                if v is None or v._value is not a or v.trainable != trainable:
+                    v = Variable._wrap(a, f"{owner.name}/{entry.name if entry else 'weight'}",
+                                       trainable)
+                    views[id(a)] = v
+            out.append(v)
+        return out
+
     def get_weights(self):
         return [w.copy() for w in self.weights]
 

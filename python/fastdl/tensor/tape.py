@@ -201,10 +201,14 @@ class GradientTape:
 
     def _sources(self, sources, method):
         src = _flatten(sources, [])
-        if any(isinstance(s, np.ndarray) for s in src):
-            # a layer's weight arrays (layer.trainable_weights): their Variables on this tape
+        if any(isinstance(s, np.ndarray) or (isinstance(s, Variable) and id(s) not in
+                                             self._watched) for s in src):
+            # a layer's weight arrays (layer.trainable_weights), or other Variables over them
+            # (model.trainable_variables): the Variables this tape recorded for that memory
             by_array = {id(v._value): v for v in self._variables}
-            src = [by_array.get(id(s), s) if isinstance(s, np.ndarray) else s for s in src]
+            src = [by_array.get(id(s), s) if isinstance(s, np.ndarray) else
+                   by_array.get(id(s._value), s) if isinstance(s, Variable) and
+                   id(s) not in self._watched else s for s in src]
         for i, t in enumerate(src):
             if not isinstance(t, Tensor):
                 raise TypeError(
