@@ -293,3 +293,35 @@ def test_a_function_metric_survives_save_and_load_through_custom_objects(tmp_pat
     assert [m.name for m in loaded.compiled_metrics] == ["_my_mae"]
     assert loaded.evaluate(X, Y, verbose=0, return_dict=True) == \
         model.evaluate(X, Y, verbose=0, return_dict=True)
+
+
+def test_layer_and_model_attributes_fastdl_lacks_are_named():
+    model = fastdl.Sequential([fastdl.Input((3,)), fastdl.layers.Dense(2)])
+    with pytest.raises(AttributeError, match=r"fastdl does not provide keras.Model.train_step "
+                                             r"yet; fit runs"):
+        model.train_step
+    with pytest.raises(AttributeError, match=r"keras.layers.Layer.add_loss yet"):
+        model.layers[0].add_loss
+    with pytest.raises(AttributeError, match=r"did you mean 'trainable_weights'"):
+        model.trainable_weight
+    assert not hasattr(model.layers[0], "train_step")   # a Layer is not a Model
+    with pytest.raises(AttributeError, match=r"'Dense' object has no attribute 'train_step'") \
+            as info:
+        model.layers[0].train_step
+    assert "keras.Model" not in str(info.value)
+    # a property that fails with AttributeError keeps its own message
+    class Probe(fastdl.layers.Layer):
+        @property
+        def broken(self):
+            raise AttributeError("the probe's own message")
+    with pytest.raises(AttributeError, match="the probe's own message"):
+        Probe().broken
+
+
+def test_attribute_tables_list_only_what_fastdl_lacks():
+    from fastdl._missing import LAYER_ATTRIBUTES, MODEL_ATTRIBUTES
+    model = fastdl.Sequential([fastdl.Input((3,)), fastdl.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    provided = {n for n in LAYER_ATTRIBUTES | MODEL_ATTRIBUTES if hasattr(type(model), n)
+                or n in vars(model)}
+    assert not provided, f"remove from fastdl._missing's attribute tables: {sorted(provided)}"

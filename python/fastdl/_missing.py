@@ -137,6 +137,56 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
 }.items()}
 
+# Attributes of Keras 3's Layer and Model (not the torch backend's Module names) that fastdl's
+# layers and models lack; ``Layer.__getattr__`` answers them through ``missing_attribute``.
+LAYER_ATTRIBUTES = frozenset("""
+    add_loss add_metric build_from_config get_build_config dtype_policy compute_output_spec
+    stateless_call symbolic_call quantize quantized_build quantized_call quantization_mode
+    save_own_variables load_own_variables metrics_variables rematerialized_call
+""".split())
+MODEL_ATTRIBUTES = frozenset("""
+    compute_loss compute_metrics train_step test_step predict_step make_train_function
+    make_test_function make_predict_function get_compile_config compile_from_config export
+    get_state_tree set_state_tree stateless_compute_loss steps_per_execution
+    distribute_strategy to_json
+""".split())
+ATTRIBUTE_ALTERNATIVES = {
+    "train_step": "fit runs fastdl's own step; write the loop with GradientTape and "
+                  "optimizer.apply_gradients for a custom one",
+    "test_step": "evaluate runs fastdl's own step",
+    "predict_step": "predict runs fastdl's own step",
+    "compute_loss": "call the compiled loss: model.loss(y, y_pred), plus sum(model.losses)",
+    "export": "model.save('m.keras') writes Keras 3's format",
+    "add_loss": "regularizers (kernel_regularizer=..., activity_regularizer=...) add to the "
+                "loss",
+}
+
+
+class MissingAttribute(AttributeError):
+    """An AttributeError whose message is composed only when shown: ``hasattr`` on a hot path
+    pays for the exception object alone, not for ``dir()`` and the close-name search."""
+
+    def __init__(self, obj, name):
+        super().__init__(name)
+        self.name, self.obj = name, obj
+
+    def __str__(self):
+        from fastdl.models import Model
+        obj, name = self.obj, self.name
+        message = f"{type(obj).__name__!r} object has no attribute {name!r}"
+        if name in LAYER_ATTRIBUTES or (isinstance(obj, Model) and name in MODEL_ATTRIBUTES):
+            owner = "keras.Model" if name in MODEL_ATTRIBUTES else "keras.layers.Layer"
+            message += f": fastdl does not provide {owner}.{name} yet"
+            if name in ATTRIBUTE_ALTERNATIVES:
+                message += "; " + ATTRIBUTE_ALTERNATIVES[name]
+        else:
+            close = difflib.get_close_matches(
+                name, [n for n in dir(obj) if not n.startswith("_")], n=3)
+            if close:
+                message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+        return message
+
+
 _PREPROCESS = "preprocess the NumPy arrays before fit"
 _AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing layers)"
 _LOSS_FN = "pass the name instead, as in metrics=['{name}']"

@@ -291,6 +291,37 @@ class Layer:
         return [w.value for w in entries if not w.trainable]
 
     @property
+    def path(self):
+        """Keras's ``path``: the layer's name (variables' paths are ``<name>/<weight>``)."""
+        return self.name
+
+    @property
+    def compute_dtype(self):
+        return self.dtype
+
+    @property
+    def variable_dtype(self):
+        return self.dtype
+
+    def add_variable(self, shape, initializer, dtype=None, trainable=True, autocast=True,
+                     regularizer=None, constraint=None, name=None):
+        """Keras's ``add_variable``: ``add_weight`` with ``shape`` and ``initializer`` first."""
+        return self.add_weight(shape=shape, initializer=initializer, dtype=dtype,
+                               trainable=trainable, regularizer=regularizer,
+                               constraint=constraint, name=name)
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails. A property that raised AttributeError itself
+        # re-raises its own error; private names keep Python's plain error (copy, pickle and
+        # hasattr probe them).
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if hasattr(type(self), name):
+            return object.__getattribute__(self, name)
+        from fastdl._missing import MissingAttribute
+        raise MissingAttribute(self, name)
+
+    @property
     def trainable_variables(self):
         """Keras's ``trainable_variables``: the trainable weights as fastdl Variables over the
         same memory (``assign`` changes the layer; GradientTape and the optimizers take them)."""
