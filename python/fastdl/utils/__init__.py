@@ -8,6 +8,10 @@ _LAZY = {
     "split_dataset": "fastdl.utils.data_utils",
     "get_file": "fastdl.utils.file_utils",
     "Progbar": "fastdl.utils.progbar",
+    "PyDataset": "fastdl.utils.py_dataset",
+    "Sequence": "fastdl.utils.py_dataset",
+    "pack_x_y_sample_weight": "fastdl.data.adapters",
+    "unpack_x_y_sample_weight": "fastdl.data.adapters",
 }
 
 
