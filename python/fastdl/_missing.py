@@ -32,6 +32,7 @@ NAMESPACES = {
     "fastdl.activations": "keras.activations",
     "fastdl.keras.preprocessing": "keras.preprocessing",
     "fastdl.keras.preprocessing.sequence": "keras.preprocessing.sequence",
+    "fastdl.keras.preprocessing.image": "keras.preprocessing.image",
     "fastdl.saving": "keras.saving",
     "fastdl.ops": "keras.ops",
     "fastdl.math": "tf.math",
@@ -106,15 +107,14 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "BackupAndRestore OrbaxCheckpoint RemoteMonitor SwapEMAWeights TensorBoard",
     "keras.utils": """
-        Config CustomObjectScope FeatureSpace array_to_img
+        Config CustomObjectScope FeatureSpace
         audio_dataset_from_directory bounding_boxes clear_session custom_object_scope
         deserialize_keras_object disable_interactive_logging enable_interactive_logging
         get_custom_objects get_registered_name get_registered_object get_source_inputs
-        image_dataset_from_directory img_to_array is_interactive_logging_enabled is_keras_tensor
-        legacy load_img model_to_dot plot_model
-        register_keras_serializable save_img serialize_keras_object
-        standardize_dtype text_dataset_from_directory timeseries_dataset_from_array
+        is_interactive_logging_enabled is_keras_tensor legacy model_to_dot plot_model
+        register_keras_serializable serialize_keras_object standardize_dtype
     """,
+    "keras.preprocessing.image": "smart_resize",
     "keras.models": "clone_model model_from_json save_model",
     "keras.initializers": """
         Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
@@ -125,10 +125,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.activations": """
         celu glu hard_shrink hard_tanh log_sigmoid soft_shrink sparse_plus sparse_sigmoid
         sparsemax squareplus tanh_shrink threshold
-    """,
-    "keras.preprocessing": """
-        image image_dataset_from_directory text_dataset_from_directory
-        timeseries_dataset_from_array
     """,
     "keras.saving": """
         CustomObjectScope KerasFileEditor custom_object_scope deserialize_keras_object
@@ -192,7 +188,6 @@ ALTERNATIVES = {
     # keras.utils / preprocessing / initializers
     "keras.utils.plot_model": "model.summary() prints the layers",
     "keras.utils.model_to_dot": "model.summary() prints the layers",
-    "keras.preprocessing.image": _AUGMENT,
     **{f"keras.initializers.{n}": _INIT_FN.format(name=n) for n in (
         "constant glorot_normal glorot_uniform he_normal he_uniform lecun_normal lecun_uniform "
         "ones orthogonal random_normal random_uniform truncated_normal variance_scaling "
