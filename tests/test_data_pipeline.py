@@ -89,6 +89,33 @@ def test_dataset_generator_and_pydataset_train_bitwise_like_arrays(with_sw):
         assert hist.history == ref_hist.history, name
 
 
+class Small(Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.out = layers.Dense(5, activation="tanh"), layers.Dense(2)
+
+    def call(self, x, training=None):
+        return self.out(self.hidden(x))
+
+
+@pytest.mark.parametrize("kind", ["subclassed", "sequential-without-input"])
+def test_a_model_built_by_the_first_batch_trains_from_a_source(kind):
+    # the weights exist only once the first batch has built the model: fit must train them
+    x, y, _ = data()
+    results = []
+    for source in (False, True):
+        set_random_seed(4)
+        m = Small() if kind == "subclassed" else Sequential([layers.Dense(5), layers.Dense(2)])
+        m.compile(optimizer="adam", loss="mse")
+        if source:
+            m.fit(Dataset.from_tensor_slices((x, y)).batch(BATCH), epochs=2, verbose=0)
+        else:
+            m.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0)
+        results.append(m.get_weights())
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_validation_data_evaluate_and_predict_take_every_source():
     x, y, _ = data()
     xv, yv, _ = data(12, seed=1)
@@ -123,6 +150,13 @@ def test_generator_validation_with_validation_steps_continues_each_time():
     m, hist = fitted(x, y, batch_size=BATCH, shuffle=False, validation_data=endless,
                      validation_steps=2, epochs=2)
     assert hist.history == ref_hist.history
+
+
+def test_a_validation_generator_read_to_its_end_is_a_clear_error_at_the_next_validation():
+    x, y, _ = data()
+    with pytest.raises(ValueError, match="generator given as validation_data has no batches "
+                                         "left: a generator is read once"):
+        model().fit(x, y, validation_data=batches(x, y), epochs=2, verbose=0)
 
 
 def test_named_inputs_as_dicts_from_a_dataset():

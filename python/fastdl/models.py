@@ -546,6 +546,8 @@ class Model(Layer):
                   nan_check):
         """fit's loop over ``data`` (ArrayBatches or SourceBatches), validating on ``val``."""
         from fastdl.callbacks import CallbackList, History
+        if isinstance(data, SourceBatches):
+            data.prime()    # the first batch builds the model and gets the dry run
         self._warn_if_unbounded_output()
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=data.steps)
@@ -689,6 +691,10 @@ class Model(Layer):
             if callbacks is not None:   # Keras's running loss and metrics
                 callbacks.on_test_batch_end(step, {"loss": loss_sum / seen, **{
                     m.name: _metric_result(m) for m in self.compiled_metrics}})
+        if not seen and getattr(data, "exhausted", False):
+            raise ValueError(f"The {data.kind} given as {data.what} has no batches left: a "
+                             "generator is read once (pass validation_steps/steps and a "
+                             "generator long enough for every pass, or a Dataset or PyDataset)")
         logs = {"loss": loss_sum / seen if seen else float("nan")}
         for m in self.compiled_metrics:
             logs[m.name] = _metric_result(m)

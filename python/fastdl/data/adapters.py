@@ -136,15 +136,28 @@ class SourceBatches:
             raise self._empty()
         self.steps = self.steps_arg or self.num_batches
         self._iterator, self._seen, self._batches, self._signature = None, 0, 0, None
-        self.exhausted = False
+        self._primed = self.exhausted = False
+
+    def prime(self):
+        """Read and convert the first batch now, before training starts: a model without an
+        input shape builds from it, and a bad first batch or an empty source fails early. The
+        batch is still the first one the first epoch yields."""
+        iterator = iter(self._new_pass())
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            raise self._empty() from None
+        self._standardize(batch)
+        self._iterator, self._seen, self._primed = itertools.chain((batch,), iterator), 0, True
 
     def epoch(self):
         """This epoch's batches; ``exhausted`` is set when a generator has no more."""
         py_dataset = self.kind == "PyDataset"
         if py_dataset:
             self.source.on_epoch_begin()
-        if self._iterator is None or self.steps_arg is None:
+        if not self._primed and (self._iterator is None or self.steps_arg is None):
             self._iterator, self._seen = iter(self._new_pass()), 0
+        self._primed = False
         step = 0
         while self.steps_arg is None or step < self.steps_arg:
             if self.num_batches is not None and self._seen >= self.num_batches:
