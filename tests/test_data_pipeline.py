@@ -345,6 +345,25 @@ def test_sources_and_batching():
         Dataset.from_tensor_slices((np.zeros(3), np.zeros(4)))
 
 
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_batches_gathered_from_slices_equal_the_stacked_elements(drop_remainder):
+    # from_tensor_slices(...)[.shuffle(...)].batch(...) gathers each batch from the arrays;
+    # an identity map forces the element-by-element path: both must give the same batches
+    x, y = np.arange(46, dtype=np.float32).reshape(23, 2), np.arange(23)
+    def source(shuffled):   # a new one each time: a seeded shuffle reshuffles per iteration
+        ds = Dataset.from_tensor_slices({"x": x, "y": y})
+        return ds.shuffle(5, seed=9) if shuffled else ds
+    for shuffled in (False, True):
+        fast = list(source(shuffled).batch(4, drop_remainder=drop_remainder))
+        slow = list(source(shuffled).map(lambda e: e).batch(4, drop_remainder=drop_remainder))
+        assert len(fast) == len(slow) == (5 if drop_remainder else 6)
+        for a, b in zip(fast, slow):
+            np.testing.assert_array_equal(a["x"], b["x"])
+            np.testing.assert_array_equal(a["y"], b["y"])
+        fast[0]["x"][:] = -1            # a batch is a copy: the source arrays stay
+    assert x.min() == 0
+
+
 def test_map_passes_tuple_components_as_arguments_and_keeps_order_in_parallel():
     ds = Dataset.from_tensor_slices((np.arange(20), np.arange(20) * 10))
     expected = [[i + 10 * i] for i in range(20)]

@@ -93,11 +93,14 @@ class Dataset:
     """A pipeline of elements (see the module docstring). Build one with ``from_tensor_slices``,
     ``from_tensors``, ``from_generator`` or ``range``."""
 
-    def __init__(self, make_iterator, cardinality, batched=None):
+    def __init__(self, make_iterator, cardinality, batched=None, slices=None):
         self._make_iterator = make_iterator
         self._cardinality = cardinality
         # False: elements are single samples (fit needs .batch()); True: batches; None: unknown
         self._batched = batched
+        # (arrays, order): this dataset is arrays[i] for i in order(), an iterable of indices.
+        # batch() then gathers each batch at once instead of stacking single samples.
+        self._slices = slices
 
     # ---------------------------------------------------------------- sources
     @staticmethod
@@ -118,7 +121,7 @@ class Dataset:
         def make():
             for i in range(n):
                 yield map_structure(lambda a: a[i], arrays)
-        return Dataset(make, n, batched=False)
+        return Dataset(make, n, batched=False, slices=(arrays, lambda: range(n)))
 
     @staticmethod
     def from_tensors(tensors, name=None):
@@ -229,6 +232,14 @@ class Dataset:
         batch_size = _check_count("batch_size", batch_size, minimum=1)
 
         def make():
+            if self._slices is not None:    # the same batches, gathered from the arrays
+                arrays, order = self._slices
+                indices = iter(order())
+                while True:
+                    idx = np.fromiter(itertools.islice(indices, batch_size), dtype=np.intp)
+                    if not len(idx) or drop_remainder and len(idx) < batch_size:
+                        return
+                    yield map_structure(lambda a: a[idx], arrays)
             it = iter(self)
             while True:
                 chunk = list(itertools.islice(it, batch_size))
@@ -365,28 +376,24 @@ class Dataset:
             fixed = int(get_rng().integers(2 ** 63))
         iteration = itertools.count()
 
-        def make():
+        def new_rng():
             from fastdl.utils.rng import get_rng
             if seed is not None:
-                rng = np.random.default_rng([seed, 0 if not reshuffle_each_iteration
-                                             else next(iteration)])
-            elif fixed is not None:
-                rng = np.random.default_rng(fixed)
-            else:
-                rng = np.random.default_rng(get_rng().integers(2 ** 63))
-            buffer = []
-            for element in self:
-                if len(buffer) < buffer_size:
-                    buffer.append(element)
-                    continue
-                i = int(rng.integers(buffer_size))
-                yield buffer[i]
-                buffer[i] = element
-            while buffer:
-                i = int(rng.integers(len(buffer)))
-                buffer[i], buffer[-1] = buffer[-1], buffer[i]
-                yield buffer.pop()
-        return self._derive(make)
+                return np.random.default_rng([seed, 0 if not reshuffle_each_iteration
+                                              else next(iteration)])
+            if fixed is not None:
+                return np.random.default_rng(fixed)
+            return np.random.default_rng(get_rng().integers(2 ** 63))
+
+        def make():
+            return _buffer_shuffle(self, buffer_size, new_rng())
+        slices = None
+        if self._slices is not None:    # shuffle the indices: the same order, arrays kept
+            arrays, order = self._slices
+            slices = (arrays, lambda: _buffer_shuffle(order(), buffer_size, new_rng()))
+        out = self._derive(make)
+        out._slices = slices
+        return out
 
     def cache(self, filename="", name=None):
         """The elements of the first complete iteration kept in memory and replayed after.
@@ -458,6 +465,31 @@ class Dataset:
         card = INFINITE_CARDINALITY if INFINITE_CARDINALITY in (a, b) else (
             a + b if a >= 0 and b >= 0 else UNKNOWN_CARDINALITY)
         return Dataset(make, card, self._batched if self._batched == dataset._batched else None)
+
+
+def _buffer_shuffle(items, buffer_size, rng):
+    """tf.data's shuffle of ``items`` through a buffer of ``buffer_size``: each output is a
+    uniformly drawn buffer slot, refilled by the next item (uniform draws taken 1024 at once)."""
+    buffer, draws = [], iter(())
+
+    def slot(bound):
+        nonlocal draws
+        u = next(draws, None)
+        if u is None:
+            draws = iter(rng.random(1024).tolist())
+            u = next(draws)
+        return int(u * bound)
+    for item in items:
+        if len(buffer) < buffer_size:
+            buffer.append(item)
+            continue
+        i = slot(buffer_size)
+        yield buffer[i]
+        buffer[i] = item
+    while buffer:
+        i = slot(len(buffer))
+        buffer[i], buffer[-1] = buffer[-1], buffer[i]
+        yield buffer.pop()
 
 
 class _AnyShape(TensorSpec):
