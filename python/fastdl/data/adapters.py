@@ -9,7 +9,6 @@ each epoch reads that many batches, continuing the same pass (a finite Dataset o
 starts a new pass when one ends; a generator is read once).
 """
 import collections
-import concurrent.futures
 import itertools
 import types
 import warnings
@@ -82,17 +81,27 @@ class ArrayBatches:
 
     def epoch(self):
         x, y, sw, size, n = self.x, self.y, self.sw, self.batch_size, len(self.x)
+        if self.shard is None and not self.shuffle:
+            if n <= size:   # one batch (predict on a few samples): no generator to run
+                return iter(((x, y, sw),))
+            return self._slices(x, y, sw, size, n)
         if self.shard is not None:
             order, bounds = self.shard.epoch(self.shuffle)
-        elif self.shuffle:
+        else:
             from fastdl.utils.rng import get_rng
             order, bounds = get_rng().permutation(n), None
-        else:       # plain slices (views): predict on one sample takes this path
-            for lo in range(0, n, size):
-                yield x[lo:lo + size], None if y is None else y[lo:lo + size], \
-                    None if sw is None else sw[lo:lo + size]
-            return
-        for lo, hi in bounds or ((lo, lo + size) for lo in range(0, n, size)):
+        return self._gather(x, y, sw, order, bounds or [(lo, lo + size)
+                                                        for lo in range(0, n, size)])
+
+    @staticmethod
+    def _slices(x, y, sw, size, n):
+        for lo in range(0, n, size):
+            yield x[lo:lo + size], None if y is None else y[lo:lo + size], \
+                None if sw is None else sw[lo:lo + size]
+
+    @staticmethod
+    def _gather(x, y, sw, order, bounds):
+        for lo, hi in bounds:
             idx = order[lo:hi]
             yield x[idx], None if y is None else y[idx], None if sw is None else sw[idx]
 
@@ -256,6 +265,7 @@ def _read_py_dataset(py_dataset, n, shuffle):
         for index in indices:
             yield get(index)
         return
+    import concurrent.futures   # (on first use: it costs import time)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         pending = collections.deque()
         for index in indices:

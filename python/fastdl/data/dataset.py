@@ -5,9 +5,7 @@ An element is a NumPy array, or a tuple/list/dict of them (nested). A Dataset is
 again), so a Dataset can feed several epochs. Transformations return new Datasets.
 """
 import collections
-import concurrent.futures
 import itertools
-import queue
 import threading
 
 import numpy as np
@@ -285,6 +283,7 @@ class Dataset:
                 for element in self:
                     yield apply(element)
                 return
+            import concurrent.futures   # (on first use: it costs import time)
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
                 pending = collections.deque()
                 for element in self:
@@ -424,6 +423,7 @@ class Dataset:
         done = object()
 
         def make():
+            import queue
             items, stop = queue.Queue(size), threading.Event()
 
             def produce():
