@@ -116,6 +116,14 @@ def test_a_model_built_by_the_first_batch_trains_from_a_source(kind):
         np.testing.assert_array_equal(got, want)
 
 
+def test_class_weight_applies_to_each_batch_of_a_source():
+    x, y, _ = data()        # two columns: the class of a row is its argmax
+    weights = {0: 0.5, 1: 2.0}
+    ref, _ = fitted(x, y, batch_size=BATCH, shuffle=False, class_weight=weights)
+    m, _ = fitted(Dataset.from_tensor_slices((x, y)).batch(BATCH), class_weight=weights)
+    assert_same_weights(ref, m)
+
+
 def test_validation_data_evaluate_and_predict_take_every_source():
     x, y, _ = data()
     xv, yv, _ = data(12, seed=1)
@@ -343,6 +351,10 @@ def test_sources_and_batching():
     assert elements(ds.batch(2).unbatch().map(lambda e: e["a"])) == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="same first dimension"):
         Dataset.from_tensor_slices((np.zeros(3), np.zeros(4)))
+    # as in tf.data, a list is one array (a tuple is structure)
+    assert elements(Dataset.from_tensor_slices([[1, 2], [3, 4]])) == [[1, 2], [3, 4]]
+    with pytest.raises(ValueError, match="ragged"):
+        Dataset.from_tensor_slices([[1, 2], [3]])
 
 
 @pytest.mark.parametrize("drop_remainder", [False, True])

@@ -57,6 +57,24 @@ def flatten(element):
     return [element]
 
 
+def _lists_to_arrays(tensors):
+    """As tf.data reads its sources: tuples and dicts are structure, a list is one array."""
+    if isinstance(tensors, dict):
+        return {k: _lists_to_arrays(v) for k, v in tensors.items()}
+    if isinstance(tensors, tuple):
+        return tuple(_lists_to_arrays(v) for v in tensors)
+    if isinstance(tensors, list):
+        try:
+            array = np.asarray(tensors)
+        except ValueError:
+            array = None
+        if array is None or array.dtype == object:
+            raise ValueError("Dataset: a list is read as one array, and this one is ragged "
+                             "(use a tuple for several components)")
+        return array
+    return _to_numpy(tensors)
+
+
 def _to_numpy(value):
     """A component as a NumPy array (a fastdl Tensor returned by ``map`` becomes its value)."""
     if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
@@ -104,8 +122,8 @@ class Dataset:
     @staticmethod
     def from_tensor_slices(tensors, name=None):
         """One element per index of the first axis of ``tensors`` (an array or a nested
-        tuple/dict of arrays of one length)."""
-        arrays = map_structure(_to_numpy, tensors)
+        tuple/dict of arrays of one length; a list is one array, as in tf.data)."""
+        arrays = _lists_to_arrays(tensors)
         flat = flatten(arrays)
         if any(a.ndim == 0 for a in flat):
             raise ValueError("Dataset.from_tensor_slices: every component needs a first axis to "
@@ -123,8 +141,8 @@ class Dataset:
 
     @staticmethod
     def from_tensors(tensors, name=None):
-        """One element: ``tensors`` as given."""
-        element = map_structure(_to_numpy, tensors)
+        """One element: ``tensors`` as given (a list is one array, as in tf.data)."""
+        element = _lists_to_arrays(tensors)
         return Dataset(lambda: iter((element,)), 1)
 
     @staticmethod

@@ -1,4 +1,5 @@
 """``keras.utils.PyDataset`` (and its older name ``Sequence``): batches by index."""
+import itertools
 import warnings
 
 import numpy as np
@@ -76,8 +77,7 @@ class PyDataset:
 
     def __iter__(self):
         n = self.num_batches
-        indices = range(n) if n is not None else iter(int, 1)
-        for i, index in enumerate(indices):
+        for i in range(n) if n is not None else itertools.count():
             yield self[i]
 
 
