@@ -514,9 +514,10 @@ class Model(Layer):
             if getattr(self.optimizer, "distributed_fit", None) is not None:
                 raise ValueError("fastdl.distributed shards NumPy arrays: fit the arrays (each "
                                  f"rank its own batches), not a {source_name(x)}")
-            return self._fit_data(SourceBatches(x, steps_per_epoch, shuffle, self._batch_converter(
-                class_weight, dry_run=True), "x"), val, validation_freq, epochs, initial_epoch, verbose,
-                callbacks, nan_check)
+            data = SourceBatches(x, steps_per_epoch, shuffle,
+                                 self._batch_converter(class_weight, dry_run=True), "x")
+            return self._fit_data(data, val, validation_freq, epochs, initial_epoch, verbose,
+                                  callbacks, nan_check)
         x = self._convert_x(x)
         y = self._convert_y(y, len(x))
         sw = self._convert_sample_weight(sample_weight, len(x))

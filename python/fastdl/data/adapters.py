@@ -83,7 +83,7 @@ class ArrayBatches:
         x, y, sw, size, n = self.x, self.y, self.sw, self.batch_size, len(self.x)
         if self.shard is None and not self.shuffle:
             if n <= size:   # one batch (predict on a few samples): no generator to run
-                return iter(((x, y, sw),))
+                return iter(((x, y, sw),) if n else ())
             return self._slices(x, y, sw, size, n)
         if self.shard is not None:
             order, bounds = self.shard.epoch(self.shuffle)
