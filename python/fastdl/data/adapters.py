@@ -199,9 +199,9 @@ class SourceBatches:
                           "empty)")
 
     def _standardize(self, batch):
-        x, y, sw = unpack_x_y_sample_weight(batch)
-        arrays = (map_structure(np.asarray, x), None if y is None else map_structure(
-            np.asarray, y), None if sw is None else np.asarray(sw))
+        arrays = tuple(None if part is None else part if isinstance(part, np.ndarray)
+                       else map_structure(np.asarray, part)
+                       for part in unpack_x_y_sample_weight(batch))
         signature = tuple(None if part is None else _structure_signature(part)
                           for part in arrays)
         if self._signature is None:
@@ -217,13 +217,17 @@ class SourceBatches:
 
 
 def _structure_signature(part):
+    if isinstance(part, np.ndarray):    # (the common case, kept cheap: it runs every batch)
+        return (part.shape[1:], part.dtype.str)
     structure = map_structure(lambda a: None, part)
     return (repr(structure),) + tuple((a.shape[1:], a.dtype.str) for a in flatten(part))
 
 
 def _describe(signature):
-    return [None if s is None else [(shape, np.dtype(dt).name) for shape, dt in s[1:]]
-            for s in signature]
+    def parts(s):
+        pairs = [s] if isinstance(s[1], str) else s[1:]     # one array, or a structure
+        return [(shape, np.dtype(dt).name) for shape, dt in pairs]
+    return [None if s is None else parts(s) for s in signature]
 
 
 def _py_dataset_length(py_dataset):
