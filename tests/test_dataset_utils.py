@@ -66,6 +66,12 @@ def test_label_modes_color_modes_and_fit(image_dir):
     only = image_dataset_from_directory(image_dir, label_mode=None, color_mode="grayscale", **kw)
     assert only.class_names is None
     assert next(iter(only)).shape == (5, 4, 4, 1)
+    # labels given per file (in the sorted listing's order): the classes are their values
+    given = image_dataset_from_directory(image_dir, labels=[2, 0, 2, 1, 1], **kw)
+    assert given.class_names == ["0", "1", "2"]
+    assert all_elements(given)[1].tolist() == [2, 0, 2, 1, 1]
+    with pytest.raises(ValueError, match="len\\(labels\\) is 2 while we found 5 files"):
+        image_dataset_from_directory(image_dir, labels=[0, 1], **kw)
     ds = image_dataset_from_directory(image_dir, batch_size=2, **kw)
     model = Sequential([layers.Input((4, 4, 3)), layers.Flatten(), layers.Dense(2)])
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
