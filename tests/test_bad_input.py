@@ -1007,7 +1007,7 @@ def test_losses_bad_input(fn, exc, regex):
 
 
 OPTIMIZER_ROWS = [
-    ("unknown-optimizer", lambda: optimizers.get("adamm"), ValueError, r"Unknown optimizer: 'adamm'. Valid names: 'adadelta', 'adagrad', 'adam', 'adamax', 'adamw', 'ftrl', 'lion', 'nadam', 'rmsprop', 'sgd'"),
+    ("unknown-optimizer", lambda: optimizers.get("adamm"), ValueError, r"Unknown optimizer: 'adamm'. Valid names: 'adadelta', 'adagrad', 'adam', 'adamax', 'adamw', 'ftrl', 'lamb', 'lion', 'nadam', 'rmsprop', 'sgd'"),
     ("optimizer-number", lambda: optimizers.get(0.1), ValueError, r"Could not interpret optimizer identifier: 0.1"),
     ("sgd-lr-neg", lambda: optimizers.SGD(learning_rate=-0.1), ValueError, r"learning_rate"),
     ("sgd-lr-str", lambda: optimizers.SGD(learning_rate="0.1"), (ValueError, TypeError), r"learning_rate"),
@@ -1077,7 +1077,7 @@ MODEL_ROWS = [
     ("fit-sample_weight-nan", lambda: dense_model().fit(X, Y, sample_weight=np.full(10, np.nan), verbose=0), ValueError, r"sample_weight must be finite and non-negative"),
     ("fit-class_weight", lambda: dense_model().fit(X, Y, class_weight=[1, 2], verbose=0), TypeError, r"class_weight must be a dict"),
     ("fit-shuffle", lambda: dense_model().fit(X, Y, shuffle="yes", verbose=0), TypeError, r"shuffle must be a bool. Received: shuffle='yes'"),
-    ("fit-steps_per_epoch", lambda: dense_model().fit(X, Y, steps_per_epoch=2, verbose=0), ValueError, r"steps_per_epoch/validation_steps apply to generators"),
+    ("fit-steps_per_epoch", lambda: dense_model().fit(X, Y, steps_per_epoch=2, verbose=0), ValueError, r"steps_per_epoch applies to a Dataset, PyDataset or generator"),
     ("fit-validation_data", lambda: dense_model().fit(X, Y, validation_data=X, verbose=0), ValueError, r"validation_data must be a tuple \(x_val, y_val\)"),
     ("fit-validation_data-len", lambda: dense_model().fit(X, Y, validation_data=(X, Y[:3]), verbose=0), ValueError, r"x and validation y must have the same number of samples"),
     ("evaluate-len", lambda: dense_model().evaluate(X, Y[:3], verbose=0), ValueError, r"x and y must have the same number of samples"),

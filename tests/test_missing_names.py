@@ -75,8 +75,9 @@ def test_tutorial_names_through_import_fastdl_as_tf():
     tf = fastdl
     cases = [
         (lambda: tf.keras.layers.Conv3D, r"keras.layers.Conv3D yet"),
-        (lambda: tf.data, r"TensorFlow's tf.data yet; pass NumPy arrays to fit"),
-        (lambda: tf.keras.utils.PyDataset, r"keras.utils.PyDataset yet; pass NumPy arrays to fit"),
+        (lambda: tf.linalg, r"TensorFlow's tf.linalg yet"),
+        (lambda: tf.keras.layers.RMSNormalization, r"keras.layers.RMSNormalization yet; "
+                                                   r"BatchNormalization, LayerNormalization"),
         (lambda: tf.keras.layers.MultiHeadAttention, r"keras.layers.MultiHeadAttention yet"),
         (lambda: tf.keras.metrics.mean_squared_error, r"keras.metrics.mean_squared_error yet; "
                                                       r"pass the name instead, as in "
@@ -131,10 +132,11 @@ def test_from_import_of_a_missing_name_carries_the_message():
     with pytest.raises(ImportError, match=r"cannot import name 'Conv3D' from 'fastdl.layers': "
                                           r"fastdl does not provide keras.layers.Conv3D yet"):
         exec("from fastdl.keras.layers import Dense, Conv3D", {})
-    with pytest.raises(ImportError, match=r"keras.utils.PyDataset yet; pass NumPy arrays to fit"):
-        exec("from fastdl.keras.utils import PyDataset", {})
-    with pytest.raises(ImportError, match=r"TensorFlow's tf.data yet"):
-        exec("from fastdl import data", {})
+    with pytest.raises(ImportError, match=r"keras.layers.RMSNormalization yet; "
+                                          r"BatchNormalization"):
+        exec("from fastdl.keras.layers import RMSNormalization", {})
+    with pytest.raises(ImportError, match=r"TensorFlow's tf.linalg yet"):
+        exec("from fastdl import linalg", {})
     scope = {}
     exec("from fastdl.keras.layers import Dense, Conv2D\n"
          "from fastdl.keras.preprocessing.sequence import pad_sequences\n"

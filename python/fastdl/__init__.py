@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SUBMODULES = {
-    "activations", "callbacks", "constraints", "datasets", "distributed", "explain",
+    "activations", "callbacks", "constraints", "data", "datasets", "distributed", "explain",
     "initializers", "keras", "layers", "losses", "math", "metrics", "models", "nn", "ops",
     "optimizers", "plot", "random", "regularizers", "saving", "utils",
 }
@@ -26,6 +26,7 @@ _ATTRIBUTES = {  # public name -> module that defines it
     "Sequential": "fastdl.models",
     "Model": "fastdl.models",
     "Input": "fastdl.layers",
+    "TensorSpec": "fastdl.data",
 }
 # TensorFlow names (``import fastdl as tf``), all from fastdl.ops.tf_compat; see docs/engine.md
 _ATTRIBUTES.update(dict.fromkeys((

@@ -32,6 +32,7 @@ NAMESPACES = {
     "fastdl.activations": "keras.activations",
     "fastdl.keras.preprocessing": "keras.preprocessing",
     "fastdl.keras.preprocessing.sequence": "keras.preprocessing.sequence",
+    "fastdl.keras.preprocessing.image": "keras.preprocessing.image",
     "fastdl.saving": "keras.saving",
     "fastdl.ops": "keras.ops",
     "fastdl.math": "tf.math",
@@ -39,17 +40,18 @@ NAMESPACES = {
     "fastdl.random": "tf.random",
     "fastdl.keras.backend": "keras.backend",
     "fastdl.keras.config": "keras.config",
+    "fastdl.data": "tf.data",
 }
 
 MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     # TensorFlow's own names (not Keras) that Keras tutorials use.
     "tf": """
-        TensorShape TensorSpec Module SparseTensor RaggedTensor TensorArray is_tensor gather_nd
+        TensorShape Module SparseTensor RaggedTensor TensorArray is_tensor gather_nd
         boolean_mask eye linspace sequence_mask broadcast_to meshgrid reverse roll argsort
         unique searchsorted tensordot round floor clip_by_norm clip_by_global_norm scatter_nd
         tensor_scatter_nd_update map_fn vectorized_map cond case while_loop py_function
         numpy_function function print executing_eagerly control_dependencies device name_scope
-        get_logger bfloat16 string newaxis dtypes data linalg signal image io strings sparse
+        get_logger bfloat16 string newaxis dtypes linalg signal image io strings sparse
         ragged config test train summary saved_model lite distribute estimator compat debugging
         autograph feature_column audio bitwise experimental errors nest types sysconfig
     """,
@@ -105,16 +107,14 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "OrbaxCheckpoint RemoteMonitor",
     "keras.utils": """
-        Config CustomObjectScope FeatureSpace PyDataset Sequence array_to_img
+        Config CustomObjectScope FeatureSpace
         audio_dataset_from_directory bounding_boxes clear_session custom_object_scope
         deserialize_keras_object disable_interactive_logging enable_interactive_logging
         get_custom_objects get_registered_name get_registered_object get_source_inputs
-        image_dataset_from_directory img_to_array is_interactive_logging_enabled is_keras_tensor
-        legacy load_img pack_x_y_sample_weight
-        register_keras_serializable save_img serialize_keras_object
-        standardize_dtype text_dataset_from_directory timeseries_dataset_from_array
-        unpack_x_y_sample_weight
+        is_interactive_logging_enabled is_keras_tensor legacy
+        register_keras_serializable serialize_keras_object standardize_dtype
     """,
+    "keras.preprocessing.image": "smart_resize",
     "keras.models": "clone_model model_from_json save_model",
     "keras.initializers": """
         Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
@@ -125,10 +125,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.activations": """
         celu glu hard_shrink hard_tanh log_sigmoid soft_shrink sparse_plus sparse_sigmoid
         sparsemax squareplus tanh_shrink threshold
-    """,
-    "keras.preprocessing": """
-        image image_dataset_from_directory text_dataset_from_directory
-        timeseries_dataset_from_array
     """,
     "keras.saving": """
         CustomObjectScope KerasFileEditor custom_object_scope deserialize_keras_object
@@ -195,7 +191,6 @@ _INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from
 # Full name -> what to use instead, where fastdl has something.
 ALTERNATIVES = {
     # TensorFlow
-    "tf.data": "pass NumPy arrays to fit(x, y, batch_size=..., validation_split=...)",
     "tf.function": "fastdl runs eagerly on compiled kernels: drop the decorator",
     "tf.config": "fastdl.set_num_threads(n) sets the CPU threads; fastdl has no GPU support",
     "tf.device": "fastdl runs on the CPU only",
@@ -239,9 +234,6 @@ ALTERNATIVES = {
        for n in "Adafactor Muon".split()},
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
     # keras.utils / preprocessing / initializers
-    "keras.utils.Sequence": "pass NumPy arrays to fit",
-    "keras.utils.PyDataset": "pass NumPy arrays to fit",
-    "keras.preprocessing.image": _AUGMENT,
     **{f"keras.initializers.{n}": _INIT_FN.format(name=n) for n in (
         "constant glorot_normal glorot_uniform he_normal he_uniform lecun_normal lecun_uniform "
         "ones orthogonal random_normal random_uniform truncated_normal variance_scaling "

@@ -12,10 +12,11 @@ import weakref
 
 import numpy as np
 
+from fastdl.data.adapters import (RAN_OUT, ArrayBatches, SourceBatches, is_batch_source,
+                                  source_name)
 from fastdl.layers.base import InputLayer, Layer, shape_str, unique_name
 from fastdl.tensor.tape import recording
 from fastdl.tensor.tensor import Tensor
-from fastdl.utils.rng import get_rng
 
 _name_of = operator.attrgetter("name")
 
@@ -464,24 +465,33 @@ class Model(Layer):
             validation_batch_size=None, validation_freq=1, nan_check=False):
         """Train for ``epochs`` epochs; returns a ``History``.
 
-        Keras's arguments and defaults. fastdl adds ``nan_check``: when True, the first
+        Keras's arguments and defaults. ``x`` may also be a batched ``fastdl.data.Dataset``, a
+        ``keras.utils.PyDataset`` or a Python generator/iterator yielding ``(x, y)`` or
+        ``(x, y, sample_weight)`` batches (then ``y``, ``sample_weight``, ``batch_size`` and
+        ``validation_split`` are not given; ``shuffle`` shuffles a PyDataset's batch order;
+        without ``steps_per_epoch`` an epoch is one pass over it; a generator that runs out
+        ends training with Keras's warning); ``validation_data`` may be any of these too.
+        fastdl adds ``nan_check``: when True, the first
         non-finite loss or gradient raises ``FloatingPointError`` naming the layer, before that
         step changes any weight. Ctrl-C stops training at the next step or epoch boundary and
         raises ``KeyboardInterrupt`` there: the weights are those after the last complete step.
         A layer's ``trainable`` changed by a callback takes effect from the next step (as in
         Keras's eager train step); the optimizer must already know a layer unfrozen this way.
         """
-        from fastdl.callbacks import CallbackList, History
-
         self._check_compiled("fit")
+        source = is_batch_source(x)
+        if source:
+            self._check_source_arguments(x, y=y, sample_weight=sample_weight,
+                                         batch_size=batch_size,
+                                         validation_split=validation_split or None)
         batch_size = self._check_batch_size(batch_size)
         verbose = self._check_verbose(verbose)
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int. Received: {name}={value!r}")
-        if steps_per_epoch is not None or validation_steps is not None:
-            raise ValueError("steps_per_epoch/validation_steps apply to generators and datasets; "
-                             "fastdl's fit takes arrays and always runs whole epochs")
+        if steps_per_epoch is not None and not source:
+            raise ValueError("steps_per_epoch applies to a Dataset, PyDataset or generator; "
+                             "fit on arrays runs whole epochs (slice the arrays for fewer)")
         if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
                 or not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be a float in [0, 1). "
@@ -493,6 +503,21 @@ class Model(Layer):
             raise ValueError(f"validation_freq must be a positive int. "
                              f"Received: validation_freq={validation_freq!r}")
 
+        val_batch_size = self._check_batch_size(validation_batch_size or batch_size)
+        val = None
+        if validation_data is not None:
+            val = self._unpack_validation(validation_data, val_batch_size, validation_steps)
+        elif validation_steps is not None:
+            raise ValueError("validation_steps applies to validation_data given as a Dataset, "
+                             "PyDataset or generator")
+        if source:
+            if getattr(self.optimizer, "distributed_fit", None) is not None:
+                raise ValueError("fastdl.distributed shards NumPy arrays: fit the arrays (each "
+                                 f"rank its own batches), not a {source_name(x)}")
+            data = SourceBatches(x, steps_per_epoch, shuffle,
+                                 self._batch_converter(class_weight, dry_run=True), "x")
+            return self._fit_data(data, val, validation_freq, epochs, initial_epoch, verbose,
+                                  callbacks, nan_check)
         x = self._convert_x(x)
         y = self._convert_y(y, len(x))
         sw = self._convert_sample_weight(sample_weight, len(x))
@@ -500,28 +525,33 @@ class Model(Layer):
             cw = self._class_weight_to_sample_weight(class_weight, y)
             sw = cw if sw is None else sw * cw
 
-        val = None
-        if validation_data is not None:
-            val = self._unpack_validation(validation_data)
-        elif validation_split:
+        if validation_split and validation_data is None:
             split_at = int(math.floor(len(x) * (1.0 - validation_split)))
             if split_at == 0 or split_at == len(x):
                 raise ValueError(f"validation_split={validation_split} leaves an empty training or "
                                  f"validation set for {len(x)} samples")
-            val = (x[split_at:], y[split_at:], None if sw is None else sw[split_at:])
+            val = ArrayBatches(x[split_at:], y[split_at:], None if sw is None else sw[split_at:],
+                               val_batch_size)
             x, y = x[:split_at], y[:split_at]
             sw = None if sw is None else sw[:split_at]
-        val_batch_size = self._check_batch_size(validation_batch_size or batch_size)
 
         self._dry_run(x, y, sw)
-        self._warn_if_unbounded_output()
-        n = len(x)
         # fastdl.distributed: broadcast the weights from rank 0; shard the epochs by rank
         dist = getattr(self.optimizer, "distributed_fit", None)
-        shard = dist(self, n, batch_size) if dist is not None else None
-        steps = shard.steps if shard is not None else math.ceil(n / batch_size)
+        shard = dist(self, len(x), batch_size) if dist is not None else None
+        return self._fit_data(ArrayBatches(x, y, sw, batch_size, shuffle, shard), val,
+                              validation_freq, epochs, initial_epoch, verbose, callbacks,
+                              nan_check)
+
+    def _fit_data(self, data, val, validation_freq, epochs, initial_epoch, verbose, callbacks,
+                  nan_check):
+        """fit's loop over ``data`` (ArrayBatches or SourceBatches), validating on ``val``."""
+        from fastdl.callbacks import CallbackList, History
+        if isinstance(data, SourceBatches):
+            data.prime()    # the first batch builds the model and gets the dry run
+        self._warn_if_unbounded_output()
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
-                           verbose=verbose, epochs=epochs, steps=steps)
+                           verbose=verbose, epochs=epochs, steps=data.steps)
         self.stop_training = False
         trainable, weights = self._training_state()
         batch_hooks = getattr(cbs, "has_train_batch_hooks", True)
@@ -532,18 +562,15 @@ class Model(Layer):
             self._initial_epoch = None
         with self._in_use("fit", training=True), _DeferredInterrupt() as interrupt, \
                 self._first_layer_skips_dx():
-            self._fit_epochs(x, y, sw, val, val_batch_size, validation_freq, epochs,
-                             initial_epoch, shuffle, batch_size, steps, n, cbs, batch_hooks,
-                             trainable, weights, nan_check, interrupt, shard)
+            self._fit_epochs(data, val, validation_freq, epochs, initial_epoch, cbs,
+                             batch_hooks, trainable, weights, nan_check, interrupt)
         self.history = next(cb for cb in cbs.callbacks if isinstance(cb, History))
         interrupt.raise_if_pending("training interrupted after its last epoch ended; the weights "
                                    "are those after it")
         return self.history
 
-    def _fit_epochs(self, x, y, sw, val, val_batch_size, validation_freq, epochs, initial_epoch,
-                    shuffle, batch_size, steps, n, cbs, batch_hooks, trainable, weights,
-                    nan_check, interrupt, shard=None):
-        rng = get_rng()
+    def _fit_epochs(self, data, val, validation_freq, epochs, initial_epoch, cbs, batch_hooks,
+                    trainable, weights, nan_check, interrupt):
         metrics = self.compiled_metrics
         logs = {}
         flags = [layer.trainable for layer in self._layers]
@@ -551,21 +578,8 @@ class Model(Layer):
             for m in metrics:
                 m.reset_state()
             cbs.on_epoch_begin(epoch)
-            order = rng.permutation(n) if shuffle else None
-            if shard is not None:   # this rank's part of every global batch
-                order, bounds = shard.epoch(shuffle)
-            loss_sum, seen = 0.0, 0
-            for step in range(steps):
-                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
-                if shard is not None:
-                    lo, hi = bounds[step]
-                if order is None:
-                    xb, yb = x[lo:hi], y[lo:hi]
-                    swb = None if sw is None else sw[lo:hi]
-                else:
-                    idx = order[lo:hi]
-                    xb, yb = x[idx], y[idx]
-                    swb = None if sw is None else sw[idx]
+            loss_sum, seen, step = 0.0, 0, -1
+            for step, (xb, yb, swb) in enumerate(data.epoch()):
                 if batch_hooks:
                     cbs.on_train_batch_begin(step)
                 if [layer.trainable for layer in self._layers] != flags:
@@ -576,20 +590,22 @@ class Model(Layer):
                 loss = self._train_step(xb, yb, swb, trainable, weights, nan_check)
                 interrupt.raise_if_pending(f"training interrupted after step {step + 1} of "
                                            f"epoch {epoch + 1}; the weights are those after it")
-                loss_sum += loss * (hi - lo)
-                seen += hi - lo
-                if batch_hooks or step == steps - 1:
-                    logs = {"loss": loss_sum / seen}
-                    for m in metrics:
-                        logs[m.name] = _metric_result(m)
+                loss_sum += loss * len(yb)
+                seen += len(yb)
                 if batch_hooks:
+                    logs = self._train_logs(loss_sum, seen)
                     cbs.on_train_batch_end(step, logs)
                 if self.stop_training:
                     break
+            if step < 0 and getattr(data, "exhausted", False):    # a generator ran out
+                warnings.warn(RAN_OUT, UserWarning, stacklevel=4)
+                break
+            if not batch_hooks and step >= 0:
+                logs = self._train_logs(loss_sum, seen)
             epoch_logs = dict(logs)
             if val is not None and (epoch + 1) % validation_freq == 0:
                 cbs.on_test_begin()     # Keras runs validation as evaluate(callbacks=...)
-                val_logs = self._evaluate_arrays(*val, batch_size=val_batch_size, callbacks=cbs)
+                val_logs = self._evaluate_data(val, callbacks=cbs)
                 cbs.on_test_end(val_logs)
                 epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
             epoch_logs = dict(sorted(epoch_logs.items()))
@@ -602,39 +618,88 @@ class Model(Layer):
             self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.on_train_end(logs)
 
-    def _unpack_validation(self, validation_data):
+    def _train_logs(self, loss_sum, seen):
+        logs = {"loss": loss_sum / seen}
+        for m in self.compiled_metrics:
+            logs[m.name] = _metric_result(m)
+        return logs
+
+    def _unpack_validation(self, validation_data, batch_size, steps):
+        """validation_data as ArrayBatches, or SourceBatches for a batch source."""
+        if is_batch_source(validation_data):
+            return SourceBatches(validation_data, steps, False, self._batch_converter(),
+                                 "validation_data")
+        if steps is not None:
+            raise ValueError("validation_steps applies to validation_data given as a Dataset, "
+                             "PyDataset or generator, not to arrays")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be a tuple (x_val, y_val) or "
-                             "(x_val, y_val, sample_weight_val)")
+                             "(x_val, y_val, sample_weight_val), a Dataset, a PyDataset or a "
+                             f"generator. Received: {type(validation_data).__name__}")
         xv = self._convert_x(validation_data[0], "validation x")
         yv = self._convert_y(validation_data[1], len(xv), "validation y")
         swv = self._convert_sample_weight(validation_data[2], len(xv)) \
             if len(validation_data) == 3 else None
-        return xv, yv, swv
+        return ArrayBatches(xv, yv, swv, batch_size)
+
+    @staticmethod
+    def _check_source_arguments(x, **arrays_only):
+        """Keras's refusals of arguments a batch source carries itself."""
+        for name, value in arrays_only.items():
+            if value is not None:
+                raise ValueError(f"When x is a {source_name(x)}, {name} must not be given: the "
+                                 f"{source_name(x)} yields whole batches ((x, y) or (x, y, "
+                                 f"sample_weight)). Received: {name}={value!r}")
+
+    def _batch_converter(self, class_weight=None, targets=True, dry_run=False):
+        """How SourceBatches turns a batch's (x, y, sample_weight) into the model's arrays;
+        with ``dry_run`` (fit's training data) the first batch gets fit's one-sample check."""
+        checked = [not dry_run]
+
+        def convert(x, y, sw):
+            x = self._convert_x(x)
+            if not targets:
+                return x, None, None
+            if y is None:
+                raise ValueError("The batches carry no targets: fit and evaluate need batches "
+                                 "(x, y) or (x, y, sample_weight)")
+            y = self._convert_y(y, len(x))
+            sw = self._convert_sample_weight(sw, len(x))
+            if class_weight is not None:
+                cw = self._class_weight_to_sample_weight(class_weight, y)
+                sw = cw if sw is None else sw * cw
+            if not checked[0]:
+                self._dry_run(x, y, sw)
+                checked[0] = True
+            return x, y, sw
+        return convert
 
     # ------------------------------------------------------------------ evaluate / predict
-    def _evaluate_arrays(self, x, y, sw, batch_size, callbacks=None):
+    def _evaluate_data(self, data, callbacks=None):
+        """Loss and metrics over one epoch of ``data`` (ArrayBatches or SourceBatches)."""
         with self._in_use("evaluate", training=False):
-            return self._evaluate_batches(x, y, sw, batch_size, callbacks)
+            return self._evaluate_batches(data, callbacks)
 
-    def _evaluate_batches(self, x, y, sw, batch_size, callbacks):
+    def _evaluate_batches(self, data, callbacks):
         for m in self.compiled_metrics:
             m.reset_state()
         loss_sum, seen = 0.0, 0
         if callbacks is not None and not callbacks.has_test_batch_hooks:
             callbacks = None
-        for step, lo in enumerate(range(0, len(x), batch_size)):
-            hi = min(len(x), lo + batch_size)
+        for step, (xb, yb, swb) in enumerate(data.epoch()):
             if callbacks is not None:
                 callbacks.on_test_batch_begin(step)
-            y_pred = self._inference_forward(x[lo:hi])
-            swb = None if sw is None else sw[lo:hi]
-            loss_sum += (self.loss(y[lo:hi], y_pred, swb) + self._regularization_loss()) * (hi - lo)
-            seen += hi - lo
-            self._update_metrics(y[lo:hi], y_pred, swb)
+            y_pred = self._inference_forward(xb)
+            loss_sum += (self.loss(yb, y_pred, swb) + self._regularization_loss()) * len(yb)
+            seen += len(yb)
+            self._update_metrics(yb, y_pred, swb)
             if callbacks is not None:   # Keras's running loss and metrics
                 callbacks.on_test_batch_end(step, {"loss": loss_sum / seen, **{
                     m.name: _metric_result(m) for m in self.compiled_metrics}})
+        if not seen and getattr(data, "exhausted", False):
+            raise ValueError(f"The {data.kind} given as {data.what} has no batches left: a "
+                             "generator is read once (pass validation_steps/steps and a "
+                             "generator long enough for every pass, or a Dataset or PyDataset)")
         logs = {"loss": loss_sum / seen if seen else float("nan")}
         for m in self.compiled_metrics:
             logs[m.name] = _metric_result(m)
@@ -646,18 +711,24 @@ class Model(Layer):
 
         As in Keras: ``steps`` evaluates only the first ``steps`` batches (with no
         ``batch_size``, the batch size becomes ``ceil(len(x) / steps)``); ``verbose`` 1 or
-        "auto" shows a progress bar, 2 one line; ``callbacks`` get the ``on_test_*`` hooks."""
+        "auto" shows a progress bar, 2 one line; ``callbacks`` get the ``on_test_*`` hooks.
+        ``x`` may be a batch source, as in ``fit`` (``steps`` then limits the batches read)."""
         self._check_compiled("evaluate")
         verbose = self._check_verbose(verbose)
-        x = self._convert_x(x)
-        y = self._convert_y(y, len(x))
-        sw = self._convert_sample_weight(sample_weight, len(x))
-        batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
-        x, y, sw = x[:used], y[:used], None if sw is None else sw[:used]
-        cbs = self._loop_callbacks(callbacks, verbose, n_batches)
+        if is_batch_source(x):
+            self._check_source_arguments(x, y=y, sample_weight=sample_weight,
+                                         batch_size=batch_size)
+            data = SourceBatches(x, steps, False, self._batch_converter(), "x")
+        else:
+            x = self._convert_x(x)
+            y = self._convert_y(y, len(x))
+            sw = self._convert_sample_weight(sample_weight, len(x))
+            batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
+            data = ArrayBatches(x[:used], y[:used], None if sw is None else sw[:used], batch_size)
+        cbs = self._loop_callbacks(callbacks, verbose, data.steps)
         if cbs is not None:
             cbs.on_test_begin()
-        logs = self._evaluate_arrays(x, y, sw, batch_size, cbs)
+        logs = self._evaluate_data(data, cbs)
         if cbs is not None:
             cbs.on_test_end(logs)
         if return_dict:
@@ -672,18 +743,25 @@ class Model(Layer):
         ``batch_size``, the batch size becomes ``ceil(len(x) / steps)``); ``verbose`` 1 or
         "auto" shows a progress bar, 2 one line; ``callbacks`` get ``on_predict_begin``,
         ``on_predict_batch_begin``, ``on_predict_batch_end`` (logs ``{"outputs": batch}``) and
-        ``on_predict_end``."""
+        ``on_predict_end``. ``x`` may be a batch source, as in ``fit``, yielding ``x`` or
+        ``(x, ...)`` batches (only x is used)."""
         verbose = self._check_verbose(verbose)
-        x = self._convert_x(x)
-        batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
-        cbs = self._loop_callbacks(callbacks, verbose if used else 0, n_batches)
+        if is_batch_source(x):
+            self._check_source_arguments(x, batch_size=batch_size)
+            data = SourceBatches(x, steps, False, self._batch_converter(targets=False), "x")
+            used = True
+        else:
+            x = self._convert_x(x)
+            batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
+            data = ArrayBatches(x if used == len(x) else x[:used], None, None, batch_size)
+        cbs = self._loop_callbacks(callbacks, verbose if used else 0, data.steps)
         if cbs is not None:
             cbs.on_predict_begin()
         outputs = []
-        for step, lo in enumerate(range(0, used, batch_size)):
+        for step, (xb, _, _) in enumerate(data.epoch()):
             if cbs is not None:
                 cbs.on_predict_batch_begin(step)
-            outputs.append(self._inference_forward(x[lo:min(used, lo + batch_size)]))
+            outputs.append(self._inference_forward(xb))
             if cbs is not None:
                 cbs.on_predict_batch_end(step, {"outputs": outputs[-1]})
         if cbs is not None:
@@ -751,7 +829,7 @@ class Model(Layer):
         x = self._convert_x(x)
         y = self._convert_y(y, len(x))
         sw = self._convert_sample_weight(sample_weight, len(x))
-        logs = self._evaluate_arrays(x, y, sw, max(1, len(x)))
+        logs = self._evaluate_data(ArrayBatches(x, y, sw, max(1, len(x))))
         return self._batch_result(logs["loss"], return_dict)
 
     @property

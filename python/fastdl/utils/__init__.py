@@ -1,4 +1,5 @@
-"""Utilities: random seeding, label, sequence and split helpers, file downloads, the progress bar."""
+"""Utilities: random seeding, label, sequence and split helpers, file downloads, the progress bar,
+``PyDataset``, the dataset builders and the image helpers (Keras's ``keras.utils``)."""
 from fastdl.utils.rng import set_random_seed
 
 _LAZY = {
@@ -10,6 +11,14 @@ _LAZY = {
     "Progbar": "fastdl.utils.progbar",
     "model_to_dot": "fastdl.utils.model_plot",
     "plot_model": "fastdl.utils.model_plot",
+    "PyDataset": "fastdl.utils.py_dataset",
+    "Sequence": "fastdl.utils.py_dataset",
+    "pack_x_y_sample_weight": "fastdl.data.adapters",
+    "unpack_x_y_sample_weight": "fastdl.data.adapters",
+    **dict.fromkeys(("image_dataset_from_directory", "text_dataset_from_directory",
+                     "timeseries_dataset_from_array"), "fastdl.utils.dataset_utils"),
+    **dict.fromkeys(("load_img", "img_to_array", "array_to_img", "save_img"),
+                    "fastdl.utils.image_utils"),
 }
 
 

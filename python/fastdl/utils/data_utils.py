@@ -140,9 +140,13 @@ def split_dataset(dataset, left_size=None, right_size=None, shuffle=False, seed=
     ``random.seed(seed); random.shuffle`` gives; fastdl leaves the global ``random`` state alone).
 
     Returns ``(left, right)``, each an array (for an array) or a tuple of arrays (for a tuple or
-    list). Keras returns two ``tf.data.Dataset``s (or torch datasets) instead: fastdl has neither,
-    and ``fit`` takes the arrays directly.
+    list), which ``fit`` takes directly (Keras returns ``tf.data.Dataset``s). A
+    ``fastdl.data.Dataset`` is split sample by sample (a batched one is unbatched, and both parts
+    batched again by its first batch's size) into two Datasets, as Keras splits a tf.data one.
     """
+    from fastdl.data.dataset import Dataset
+    if isinstance(dataset, Dataset):
+        return _split_dataset_pipeline(dataset, left_size, right_size, shuffle, seed)
     if isinstance(dataset, np.ndarray):
         arrays, single = [dataset], True
     elif isinstance(dataset, (tuple, list)) and dataset:
@@ -162,6 +166,28 @@ def split_dataset(dataset, left_size=None, right_size=None, shuffle=False, seed=
     order = np.asarray(order, dtype=np.int64)
     parts = [tuple(a[idx] for a in arrays) for idx in (order[:left], order[total - right:])]
     return tuple(p[0] for p in parts) if single else tuple(parts)
+
+
+def _split_dataset_pipeline(dataset, left_size, right_size, shuffle, seed):
+    from fastdl.data.dataset import Dataset, _stack, flatten
+    if dataset._cardinality == -1:
+        raise ValueError("split_dataset: the Dataset is infinite (repeat() without a count)")
+    batch_size = None
+    if dataset._batched:
+        first = next(iter(dataset), None)
+        batch_size = len(flatten(first)[0]) if first is not None else None
+        dataset = dataset.unbatch()
+    samples = list(dataset)
+    total = len(samples)
+    left, right = _split_sizes(left_size, right_size, total)
+    order = list(range(total))
+    if shuffle:
+        random.Random(seed).shuffle(order)
+    parts = []
+    for idx in (order[:left], order[total - right:]):
+        part = Dataset.from_tensor_slices(_stack([samples[i] for i in idx], "split_dataset"))
+        parts.append(part.batch(batch_size) if batch_size else part)
+    return tuple(parts)
 
 
 def _split_sizes(left_size, right_size, total):
