@@ -1,0 +1,11 @@
+"""Differentially private training (DP-SGD) for fastdl models.
+
+- :mod:`fastdl.privacy.accountant`: the RDP accountant (``compute_epsilon``,
+  ``noise_multiplier_for``, ``compute_rdp``, ``get_privacy_spent``).
+- :mod:`fastdl.privacy.per_example`: per-example gradients and their norms.
+- :mod:`fastdl.privacy.training`: ``make_private(model, ...)``, ``PrivacyBudget``, ``validate``.
+"""
+from fastdl.privacy.accountant import (compute_epsilon, compute_rdp, get_privacy_spent,
+                                       noise_multiplier_for)
+
+__all__ = ["compute_epsilon", "compute_rdp", "get_privacy_spent", "noise_multiplier_for"]
