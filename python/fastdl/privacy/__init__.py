@@ -7,5 +7,8 @@
 """
 from fastdl.privacy.accountant import (compute_epsilon, compute_rdp, get_privacy_spent,
                                        noise_multiplier_for)
+from fastdl.privacy.per_example import (PrivacyError, per_example_gradients, per_example_norms,
+                                        validate)
 
-__all__ = ["compute_epsilon", "compute_rdp", "get_privacy_spent", "noise_multiplier_for"]
+__all__ = ["PrivacyError", "compute_epsilon", "compute_rdp", "get_privacy_spent",
+           "noise_multiplier_for", "per_example_gradients", "per_example_norms", "validate"]
