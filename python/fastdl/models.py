@@ -316,7 +316,13 @@ class Model(Layer):
         return int(verbose)
 
     # ------------------------------------------------------------------ forward / backward
+    # fastdl.privacy.make_private installs a train-step strategy: fit then takes each epoch's
+    # batches from strategy.plan(model, n, batch_size) and runs strategy.train_step (DP-SGD).
+    _train_strategy = None
+
     def _train_step(self, x, y, sw, trainable, weights, nan_check=False):
+        if self._train_strategy is not None:
+            return self._train_strategy.train_step(self, x, y, sw, trainable, weights, nan_check)
         sync = getattr(self.optimizer, "local_batch", None)   # fastdl.distributed
         if sync is not None and sync(self.loss, y, sw, weights):
             return 0.0      # no sample on this rank this step: it joined the allreduce with zeros
@@ -519,6 +525,8 @@ class Model(Layer):
         # fastdl.distributed: broadcast the weights from rank 0; shard the epochs by rank
         dist = getattr(self.optimizer, "distributed_fit", None)
         shard = dist(self, n, batch_size) if dist is not None else None
+        if self._train_strategy is not None:   # fastdl.privacy: Poisson-sampled batches
+            shard = self._train_strategy.plan(self, n, batch_size)
         steps = shard.steps if shard is not None else math.ceil(n / batch_size)
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
                            verbose=verbose, epochs=epochs, steps=steps)
@@ -575,7 +583,7 @@ class Model(Layer):
                 loss_sum += loss * (hi - lo)
                 seen += hi - lo
                 if batch_hooks or step == steps - 1:
-                    logs = {"loss": loss_sum / seen}
+                    logs = {"loss": loss_sum / max(seen, 1)}   # (a sampled batch may be empty)
                     for m in metrics:
                         logs[m.name] = _metric_result(m)
                 if batch_hooks:
@@ -722,6 +730,9 @@ class Model(Layer):
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient step on one batch; returns the loss (and metrics) of that batch."""
         self._check_compiled("train_on_batch")
+        if self._train_strategy is not None:
+            raise RuntimeError(f"model {self.name!r} was made private (fastdl.privacy): it trains "
+                               "through fit, which samples the batches and counts the steps")
         x = self._convert_x(x)
         y = self._convert_y(y, len(x))
         sw = self._convert_sample_weight(sample_weight, len(x))

@@ -9,6 +9,7 @@ from fastdl.privacy.accountant import (compute_epsilon, compute_rdp, get_privacy
                                        noise_multiplier_for)
 from fastdl.privacy.per_example import (PrivacyError, per_example_gradients, per_example_norms,
                                         validate)
+from fastdl.privacy.training import PrivacyBudget, make_private
 
-__all__ = ["PrivacyError", "compute_epsilon", "compute_rdp", "get_privacy_spent",
+__all__ = ["PrivacyBudget", "PrivacyError", "make_private", "compute_epsilon", "compute_rdp", "get_privacy_spent",
            "noise_multiplier_for", "per_example_gradients", "per_example_norms", "validate"]

@@ -278,9 +278,10 @@ def validate(model):
                              "Sequential models")]
     problems = []
     for layer in model.layers:
-        if layer._tape_only and layer.trainable and layer.trainable_weights:
+        if layer._tape_only:
             problems.append((layer.name, "has no backward of its own (a nested model or a layer "
-                                         "written with ops): no per-example rule"))
+                                         "written with ops): fastdl.privacy runs the layers' own "
+                                         "backward passes"))
             continue
         reason = unsupported_reason(layer)
         if reason:
