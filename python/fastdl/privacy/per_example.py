@@ -204,20 +204,23 @@ class _LayerNormRule(_Rule):
 
 class _RNNRule(_Rule):
     """One forward and backward of the layer's kernels per example (the C++ backward sums the
-    weight gradients over the batch)."""
+    weight gradients over the batch); the norms keep one example's gradients at a time."""
 
-    def grads(self, dy):
+    def _each(self, dy):
         from fastdl.ops.core import rnn as rnn_ops
         layer = self.layer
-        x, initial_state, mask = layer._replay
-        out = [np.empty((len(x),) + w.shape, dtype=w.dtype) for w in layer.trainable_weights]
+        x, _, mask = layer._replay
         for i in range(len(x)):
             tape = layer._forward(x[i:i + 1], None, None if mask is None else mask[i:i + 1],
                                   True)[2]
             _, dk, dr, db, _ = rnn_ops.rnn_backward(tape, np.ascontiguousarray(dy[i:i + 1]), None)
-            for slot, g in zip(out, (dk, dr, db)):
-                slot[i] = g
-        return out
+            yield (dk, dr, db)[:len(layer.trainable_weights)]
+
+    def grads(self, dy):
+        return [np.stack(g) for g in zip(*self._each(dy))]
+
+    def sq_norms(self, dy):
+        return np.array([sum(float((g ** 2).sum()) for g in grads) for grads in self._each(dy)])
 
 
 def rule_for(layer):
