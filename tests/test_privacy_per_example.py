@@ -47,7 +47,7 @@ def test_dense_on_2d_input():
     check(model, normal(6, 5), normal(6, 3))
 
 
-@pytest.mark.parametrize("steps, features, units", [(3, 4, 5), (6, 2, 2)])   # Gram / direct
+@pytest.mark.parametrize("steps, features, units", [(2, 6, 8), (6, 2, 2)])   # Gram / direct
 def test_dense_on_sequences(steps, features, units):
     model = Sequential([layers.Input((steps, features)),
                         layers.Dense(units, activation="relu", **F64),
@@ -76,6 +76,16 @@ def test_conv2d_fused_with_max_pooling_and_softmax_loss():
                         layers.Flatten(**F64), layers.Dense(3, activation="softmax", **F64)])
     y = np.eye(3)[[0, 1, 2, 1, 0]]
     check(model, normal(5, 8, 8, 1), y, loss="categorical_crossentropy")
+
+
+def test_conv2d_norms_through_gram_matrices():
+    # 2x2 output positions, 2*2*8 patch entries, 16 filters: the Gram path is the cheaper one
+    model = Sequential([layers.Input((3, 3, 8)), layers.Conv2D(16, 2, activation="tanh", **F64),
+                        layers.Conv2D(32, 2, padding="same", groups=2, **F64),
+                        layers.Flatten(**F64), layers.Dense(2, **F64)])
+    from fastdl.privacy.per_example import rule_for
+    assert all(rule_for(layer)._gram_cheaper(4) for layer in model.layers[:2])
+    check(model, normal(4, 3, 3, 8), normal(4, 2))
 
 
 @pytest.mark.parametrize("padding", ["causal", "same"])

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from fastdl import activations
+from fastdl import _core, activations
 from fastdl.layers.convolutional import _Conv, to_2d
 from fastdl.layers.core import Dense
 from fastdl.layers.embedding import Embedding
@@ -60,25 +60,32 @@ class _Rule:
         return sum((g.reshape(len(g), -1) ** 2).sum(axis=1) for g in self.grads(dy))
 
 
+def _bmm(a, b, transpose_a=False, transpose_b=False):
+    """Batched matrix products with fastdl's GEMM, one example at a time (NumPy's stacked
+    matmul does not reach BLAS for these shapes and is 20-50x slower)."""
+    dtype = np.result_type(a, b)
+    a, b = np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype)
+    return np.stack([_core.matmul(ai, bi, transpose_a, transpose_b) for ai, bi in zip(a, b)]) \
+        if len(a) else np.zeros((0, a.shape[1 + (not transpose_a)], b.shape[2 - (not transpose_b)]), dtype)
+
+
 def _gram_sq_norms(a, g):
     """Squared Frobenius norms of ``a_i^T g_i`` for a (B, L, K) and g (B, L, F): through the
-    L x L Gram matrices when L*L < K*F, else from the products, a chunk of examples at a time."""
+    L x L Gram matrices when that costs fewer operations (L (K + F) < K F), else from the
+    products, a chunk of examples at a time."""
     b, length, k = a.shape
     f = g.shape[2]
     if length == 1:
         return (a[:, 0] ** 2).sum(axis=1) * (g[:, 0] ** 2).sum(axis=1)
     out = np.empty(b, dtype=np.result_type(a, g))
-    if length * length < k * f:
-        step = max(1, _CHUNK_ELEMENTS // (length * length))
-        for lo in range(0, b, step):
-            ga = np.matmul(a[lo:lo + step], a[lo:lo + step].transpose(0, 2, 1))
-            gg = np.matmul(g[lo:lo + step], g[lo:lo + step].transpose(0, 2, 1))
-            out[lo:lo + step] = (ga * gg).sum(axis=(1, 2))
-    else:
-        step = max(1, _CHUNK_ELEMENTS // (k * f))
-        for lo in range(0, b, step):
-            prod = np.matmul(a[lo:lo + step].transpose(0, 2, 1), g[lo:lo + step])
-            out[lo:lo + step] = (prod ** 2).sum(axis=(1, 2))
+    gram = length * (k + f) < k * f
+    step = max(1, _CHUNK_ELEMENTS // (length * length if gram else k * f))
+    for lo in range(0, b, step):
+        ac, gc = a[lo:lo + step], g[lo:lo + step]
+        if gram:
+            out[lo:lo + step] = (_bmm(ac, ac, False, True) * _bmm(gc, gc, False, True)).sum(axis=(1, 2))
+        else:
+            out[lo:lo + step] = (_bmm(ac, gc, True, False) ** 2).sum(axis=(1, 2))
     return out
 
 
@@ -99,7 +106,7 @@ class _DenseRule(_Rule):
 
     def grads(self, dy):
         a, g = self._parts(dy)
-        out = [np.matmul(a.transpose(0, 2, 1), g)]
+        out = [_bmm(a, g, True)]
         if self.layer.bias is not None:
             out.append(g.sum(axis=1))
         return out
@@ -113,15 +120,20 @@ class _DenseRule(_Rule):
 
 
 class _ConvRule(_Rule):
-    def _parts(self, dy):
-        """(im2col patches (B, L, KH*KW*C), output gradient (B, L, F))."""
+    def _output_grad(self, dy):
+        """The gradient of the convolution's output before its activation, (B, OH, OW, F)."""
         layer = self.layer
-        x, z, y = layer._cache
+        _, z, y = layer._cache
         dz = to_2d(np.asarray(dy))
-        if layer._fused_relu:
-            dz = np.where(z > 0, dz, 0).astype(layer.dtype)
-        else:
-            dz = _activation_grad(layer, z, y, dz)
+        if layer._fused_relu:   # z is the ReLU's output
+            return np.multiply(dz, z > 0, dtype=layer.dtype)
+        return np.ascontiguousarray(_activation_grad(layer, z, y, dz))
+
+    def _parts(self, dz):
+        """(im2col patches (B, L, KH*KW, C), output gradient (B, L, F)) from the output
+        gradient ``dz`` (B, OH, OW, F)."""
+        layer = self.layer
+        x = layer._cache[0]
         sh, sw, padding, dh, dw, _ = layer._args()
         kh, kw = layer._kernel_2d().shape[:2]
         b, h, w, c = x.shape
@@ -135,30 +147,47 @@ class _ConvRule(_Rule):
         patches = np.stack(taps, axis=3)                        # (B, OH, OW, KH*KW, C)
         return patches.reshape(b, oh * ow, kh * kw, c), dz.reshape(b, oh * ow, -1)
 
-    def _groups(self, dy):
+    def _gram_cheaper(self, length):
         layer = self.layer
-        patches, g = self._parts(dy)
+        k = int(np.prod(layer._kernel_2d().shape[:3]))
+        f = layer.filters // layer.groups
+        return length * (k + f) < k * f
+
+    def _groups(self, patches, g):
+        layer = self.layer
         b, length, taps, c = patches.shape
         cg, fg = c // layer.groups, layer.filters // layer.groups
         for k in range(layer.groups):
             yield (patches[..., k * cg:(k + 1) * cg].reshape(b, length, taps * cg),
                    g[..., k * fg:(k + 1) * fg])
 
-    def grads(self, dy):
+    def _kernel_grads(self, g):
+        """Per-example kernel gradients by the C++ convolution backward on each example, given
+        the output gradient ``g`` (B, OH, OW, F); and g as (B, L, F)."""
         layer = self.layer
-        parts = list(self._groups(dy))
-        kernel = np.concatenate([np.matmul(p.transpose(0, 2, 1), g) for p, g in parts], axis=2)
-        out = [kernel.reshape((len(kernel),) + layer.kernel.shape)]
-        if layer.use_bias:
-            out.append(np.concatenate([g.sum(axis=1) for _, g in parts], axis=1))
-        return out
+        x = layer._cache[0]
+        shape = (len(x),) + layer.kernel.shape
+        dk = np.empty(shape, dtype=layer.dtype)
+        for i in range(len(x)):
+            dk[i] = _core.conv2d_backward(g[i:i + 1], x[i:i + 1], layer._kernel_2d(),
+                                          *layer._args(), False, True, False,
+                                          None)[1].reshape(shape[1:])
+        return dk, g.reshape(len(x), -1, layer.filters)
+
+    def grads(self, dy):
+        dk, g = self._kernel_grads(self._output_grad(dy))
+        return [dk, g.sum(axis=1)] if self.layer.use_bias else [dk]
 
     def sq_norms(self, dy):
-        sq = 0
-        for p, g in self._groups(dy):
-            sq = sq + _gram_sq_norms(p, g)
-            if self.layer.use_bias:
-                sq = sq + (g.sum(axis=1) ** 2).sum(axis=1)
+        g = self._output_grad(dy)
+        if not self._gram_cheaper(g.shape[1] * g.shape[2]):
+            dk, g = self._kernel_grads(g)
+            sq = (dk.reshape(len(dk), -1) ** 2).sum(axis=1)
+            return sq + (g.sum(axis=1) ** 2).sum(axis=1) if self.layer.use_bias else sq
+        patches, g = self._parts(g)
+        sq = sum(_gram_sq_norms(p, gk) for p, gk in self._groups(patches, g))
+        if self.layer.use_bias:
+            sq = sq + (g.sum(axis=1) ** 2).sum(axis=1)
         return sq
 
 
