@@ -76,6 +76,29 @@ def test_small_clip_is_clip_then_average(physical):
         np.testing.assert_allclose(w1, w0 - LR * (e / len(x) + reg), rtol=1e-10, atol=1e-12)
 
 
+def test_clipping_without_a_second_backward_pass():
+    # Conv2D's per-example kernel gradients (formed for the norms) and LayerNormalization's are
+    # summed directly: no layer needs the second backward pass
+    set_random_seed(2)
+    model = Sequential([layers.Input((5, 5, 2)), layers.Conv2D(2, 2, **F64),
+                        layers.LayerNormalization(**F64), layers.Flatten(**F64)])
+    model.compile(optimizer=optimizers.SGD(0.1), loss="mse")
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(6, 5, 5, 2)), rng.normal(size=(6, 32))
+    before = [w.copy() for w in model.trainable_weights]
+    expected = [np.zeros_like(w) for w in before]
+    clip = 0.3
+    for grads in batch_of_one_gradients(model, x, y):
+        norm = math.sqrt(sum(float((g ** 2).sum()) for g in grads))
+        for e, g in zip(expected, grads):
+            e += g * min(1.0, clip / norm)
+    make_private(model, l2_norm_clip=clip, noise_multiplier=0.0, sampling="shuffle")
+    model.fit(x, y, batch_size=6, epochs=1, shuffle=False, verbose=0)
+    assert all(rule.kept is None for rule in model._train_strategy._rule_list)   # released
+    for w0, w1, e in zip(before, model.trainable_weights, expected):
+        np.testing.assert_allclose(w1, w0 - LR * e / 6, rtol=1e-10, atol=1e-12)
+
+
 def test_noise_spread_is_sigma_clip_over_batch_size():
     set_random_seed(3)
     model = Sequential([layers.Input((50,)),

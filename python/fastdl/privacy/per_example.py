@@ -51,13 +51,17 @@ class _Rule:
 
     def __init__(self, layer):
         self.layer = layer
+        self.kept = None
 
     def grads(self, dy):
         raise NotImplementedError
 
     def sq_norms(self, dy):
-        """Squared L2 norms of the per-example gradients of all of this layer's weights."""
-        return sum((g.reshape(len(g), -1) ** 2).sum(axis=1) for g in self.grads(dy))
+        """Squared L2 norms of the per-example gradients of all of this layer's weights. A rule
+        that formed the per-example gradients on the way keeps them in ``self.kept`` (None
+        otherwise): the clipped sum then needs no second backward pass through this layer."""
+        self.kept = self.grads(dy)
+        return sum((g.reshape(len(g), -1) ** 2).sum(axis=1) for g in self.kept)
 
 
 def _bmm(a, b, transpose_a=False, transpose_b=False):
@@ -182,8 +186,9 @@ class _ConvRule(_Rule):
         g = self._output_grad(dy)
         if not self._gram_cheaper(g.shape[1] * g.shape[2]):
             dk, g = self._kernel_grads(g)
-            sq = (dk.reshape(len(dk), -1) ** 2).sum(axis=1)
-            return sq + (g.sum(axis=1) ** 2).sum(axis=1) if self.layer.use_bias else sq
+            self.kept = [dk, g.sum(axis=1)] if self.layer.use_bias else [dk]
+            return sum((k.reshape(len(k), -1) ** 2).sum(axis=1) for k in self.kept)
+        self.kept = None
         patches, g = self._parts(g)
         sq = sum(_gram_sq_norms(p, gk) for p, gk in self._groups(patches, g))
         if self.layer.use_bias:
@@ -250,6 +255,7 @@ class _RNNRule(_Rule):
 
     def sq_norms(self, dy):
         return np.array([sum(float((g ** 2).sum()) for g in grads) for grads in self._each(dy)])
+        # (not kept: the batch's per-example weight gradients would be large)
 
 
 def rule_for(layer):
@@ -382,6 +388,36 @@ def squared_norms(rules, received, scale, n):
     for rule in rules:
         sq += rule.sq_norms(received[id(rule.layer)])
     return sq * (scale * scale)
+
+
+def clipped_sum(model, trainable, rules, dy, factor):
+    """``sum_i factor_i g_i`` for every trainable weight, in ``_trainable_state`` order, after
+    ``squared_norms`` ran on this batch: the layers whose rule kept its per-example gradients
+    sum them; the others get it from the ordinary backward pass of ``dy`` with example i's row
+    scaled by ``factor_i``, which stops at the lowest layer that needs it."""
+    needed = [rule.layer for rule in rules if rule.kept is None]
+    if needed:
+        skip = [rule.layer for rule in rules if rule.kept is not None]
+        saved = {id(layer): layer._trainable for layer in skip}
+        g = dy * factor.reshape((-1,) + (1,) * (dy.ndim - 1)).astype(dy.dtype)
+        try:
+            for layer in skip:
+                layer._trainable = False     # their sums come from the kept gradients
+            for layer in reversed(model._layers):
+                g = layer.backward(layer._autocast_input(g))
+                if layer is needed[0]:
+                    break
+        finally:
+            for layer in skip:
+                layer._trainable = saved[id(layer)]
+    out = []
+    for rule in rules:
+        if rule.kept is None:
+            out.extend(rule.layer.grads)
+        else:
+            out.extend(np.tensordot(factor.astype(k.dtype), k, axes=1) for k in rule.kept)
+            rule.kept = None
+    return out
 
 
 def per_example_norms(model, x, y, sample_weight=None):

@@ -9,7 +9,10 @@ Each step (Abadi et al. 2016, with Poisson sampling as the accountant assumes):
    layers' output gradients, per-example norms without per-example gradients where the layer
    allows);
 3. run the ordinary backward pass once more with example i's loss gradient scaled by
-   ``c_i = min(1, C / ||g_i||)``: it gives ``sum_i c_i g_i`` with no per-example tensor;
+   ``c_i = min(1, C / ||g_i||)``: it gives ``sum_i c_i g_i`` with no per-example tensor (layers
+   whose norms formed their per-example gradients anyway, convolutions where that is cheaper
+   than Gram matrices, sum those instead, and this pass stops above them; with an infinite
+   ``C`` nothing is clipped and steps 2-3 are one ordinary backward pass);
 4. add Gaussian noise of standard deviation ``noise_multiplier * C`` to that sum, divide by the
    expected batch size ``q n`` and let the model's own optimizer apply it.
 
@@ -25,7 +28,7 @@ import numpy as np
 
 from fastdl.callbacks import Callback
 from fastdl.privacy import accountant as _acc
-from fastdl.privacy.per_example import (PrivacyError, check_model, example_scale,
+from fastdl.privacy.per_example import (PrivacyError, check_model, clipped_sum, example_scale,
                                         forward_and_capture, squared_norms)
 from fastdl.utils.rng import get_rng
 
@@ -172,14 +175,19 @@ class DPSGD:
         for lo in range(0, len(x), step):
             xb, yb = x[lo:lo + step], y[lo:lo + step]
             swb = None if sw is None else sw[lo:lo + step]
-            y_pred, loss, dy, received = forward_and_capture(model, xb, yb, swb, trainable)
             scale = example_scale(model, len(xb))
-            norms = np.sqrt(squared_norms(rules, received, scale, len(xb)))
-            with np.errstate(divide="ignore"):
-                factor = np.minimum(1.0, clip / norms) if math.isfinite(clip) else np.ones_like(norms)
-            factor = np.where(norms > 0, factor, 1.0) * (scale / expected)
-            model._backward(dy * factor.reshape((-1,) + (1,) * (dy.ndim - 1)).astype(dy.dtype))
-            for acc, g in zip(grads, (g for layer in trainable for g in layer.grads)):
+            if math.isinf(clip):   # nothing is clipped: the norms are not needed
+                y_pred, _ = model._train_forward(xb)
+                loss, dy = model.loss.forward_backward(yb, y_pred, swb)
+                model._backward(dy * dy.dtype.type(scale / expected))
+                chunk = [g for layer in trainable for g in layer.grads]
+            else:
+                y_pred, loss, dy, received = forward_and_capture(model, xb, yb, swb, trainable)
+                norms = np.sqrt(squared_norms(rules, received, scale, len(xb)))
+                with np.errstate(divide="ignore"):
+                    factor = np.where(norms > clip, clip / norms, 1.0) * (scale / expected)
+                chunk = clipped_sum(model, trainable, rules, dy, factor)
+            for acc, g in zip(grads, chunk):
                 acc += g
             loss_sum += loss * len(xb)
             model._update_metrics(yb, y_pred, swb)
@@ -187,8 +195,8 @@ class DPSGD:
         if sigma > 0:
             rng = get_rng()
             std = sigma * clip / expected
-            for g in grads:
-                g += rng.normal(0.0, std, g.shape).astype(g.dtype, copy=False)
+            for g in grads:   # drawn in the weight's dtype (float32: half the work)
+                g += rng.standard_normal(g.shape, dtype=g.dtype) * g.dtype.type(std)
         entries = [w for layer in trainable for w in layer._weight_entries() if w.trainable]
         grads = [g + w.regularizer.gradient(w.value).astype(g.dtype, copy=False)
                  if w.regularizer else g for w, g in zip(entries, grads)]
