@@ -150,3 +150,14 @@ def test_refusals():
     plain = Sequential([layers.Input((3,)), layers.Dense(2)])
     with pytest.raises(PrivacyError, match="must be compiled"):
         per_example_gradients(plain, np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_empty_batch():
+    model = Sequential([layers.Input((4,), dtype="int32"), layers.Embedding(5, 3, **F64),
+                        layers.Conv1D(2, 2, **F64), layers.Flatten(**F64),
+                        layers.Dense(2, **F64)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((0, 4), dtype="int32"), np.zeros((0, 2))
+    assert [g.shape for g in per_example_gradients(model, x, y)] == \
+        [(0,) + w.shape for w in model.trainable_weights]
+    assert per_example_norms(model, x, y).shape == (0,)

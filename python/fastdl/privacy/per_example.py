@@ -61,16 +61,24 @@ class _Rule:
         that formed the per-example gradients on the way keeps them in ``self.kept`` (None
         otherwise): the clipped sum then needs no second backward pass through this layer."""
         self.kept = self.grads(dy)
-        return sum((g.reshape(len(g), -1) ** 2).sum(axis=1) for g in self.kept)
+        return _sum_of_squares(self.kept)
+
+
+def _sum_of_squares(per_example):
+    """sum over the arrays (batch, ...) of each example's sum of squares: shape (batch,)."""
+    return sum((g.reshape(len(g), g[0].size if len(g) else 0) ** 2).sum(axis=1)
+               for g in per_example)
 
 
 def _bmm(a, b, transpose_a=False, transpose_b=False):
     """Batched matrix products with fastdl's GEMM, one example at a time (NumPy's stacked
     matmul does not reach BLAS for these shapes and is 20-50x slower)."""
     dtype = np.result_type(a, b)
+    if not len(a):
+        rows, cols = a.shape[2 if transpose_a else 1], b.shape[1 if transpose_b else 2]
+        return np.zeros((0, rows, cols), dtype)
     a, b = np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype)
-    return np.stack([_core.matmul(ai, bi, transpose_a, transpose_b) for ai, bi in zip(a, b)]) \
-        if len(a) else np.zeros((0, a.shape[1 + (not transpose_a)], b.shape[2 - (not transpose_b)]), dtype)
+    return np.stack([_core.matmul(ai, bi, transpose_a, transpose_b) for ai, bi in zip(a, b)])
 
 
 def _gram_sq_norms(a, g):
@@ -106,7 +114,8 @@ class _DenseRule(_Rule):
         x_shape, x2, z, y = layer._cache
         b = x_shape[0]
         dz = _activation_grad(layer, z, y, dy.reshape(-1, layer.units))
-        return x2.reshape(b, -1, x2.shape[-1]), dz.reshape(b, -1, layer.units)
+        steps = int(np.prod(x_shape[1:-1], dtype=np.int64))
+        return x2.reshape(b, steps, x2.shape[-1]), dz.reshape(b, steps, layer.units)
 
     def grads(self, dy):
         a, g = self._parts(dy)
@@ -149,7 +158,7 @@ class _ConvRule(_Rule):
         taps = [x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
                 for i in range(kh) for j in range(kw)]
         patches = np.stack(taps, axis=3)                        # (B, OH, OW, KH*KW, C)
-        return patches.reshape(b, oh * ow, kh * kw, c), dz.reshape(b, oh * ow, -1)
+        return patches.reshape(b, oh * ow, kh * kw, c), dz.reshape(b, oh * ow, dz.shape[3])
 
     def _gram_cheaper(self, length):
         layer = self.layer
@@ -176,7 +185,7 @@ class _ConvRule(_Rule):
             dk[i] = _core.conv2d_backward(g[i:i + 1], x[i:i + 1], layer._kernel_2d(),
                                           *layer._args(), False, True, False,
                                           None)[1].reshape(shape[1:])
-        return dk, g.reshape(len(x), -1, layer.filters)
+        return dk, g.reshape(len(x), g.shape[1] * g.shape[2], layer.filters)
 
     def grads(self, dy):
         dk, g = self._kernel_grads(self._output_grad(dy))
@@ -187,7 +196,7 @@ class _ConvRule(_Rule):
         if not self._gram_cheaper(g.shape[1] * g.shape[2]):
             dk, g = self._kernel_grads(g)
             self.kept = [dk, g.sum(axis=1)] if self.layer.use_bias else [dk]
-            return sum((k.reshape(len(k), -1) ** 2).sum(axis=1) for k in self.kept)
+            return _sum_of_squares(self.kept)
         self.kept = None
         patches, g = self._parts(g)
         sq = sum(_gram_sq_norms(p, gk) for p, gk in self._groups(patches, g))
@@ -210,11 +219,11 @@ class _EmbeddingRule(_Rule):
         ids = layer._ids
         b = ids.shape[0]
         keys = (np.arange(b, dtype=np.int64)[:, None] * layer.input_dim + ids).ravel()
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else keys
         if not keys.size:
             return np.zeros(b, dtype=layer.embeddings.dtype)
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         rows = np.asarray(dy, dtype=layer.embeddings.dtype).reshape(-1, layer.output_dim)[order]
         sums = np.add.reduceat(rows, starts, axis=0)     # one row per (example, id)
         return np.bincount(keys[starts] // layer.input_dim, weights=(sums ** 2).sum(axis=1),
