@@ -15,9 +15,9 @@ norms, ``_Rule.sq_norms``):
   equals the sum over pairs of positions with equal ids of ``g_s . g_t``; nothing of size
   batch x vocabulary x dim is formed.
 - LayerNormalization: per-example sums of ``dy * xhat`` and ``dy`` (as small as gamma/beta).
-- SimpleRNN/LSTM/GRU: the slower path: the layer's own kernels run once per example (forward
-  on that example's input and mask, then backward), because the C++ backward returns only the
-  batch sums of the weight gradients.
+- SimpleRNN/LSTM/GRU: the slower path: the layer's C++ backward runs once per example, on that
+  example's rows of the batch forward's tape, because it returns only the batch sums of the
+  weight gradients.
 
 Per-example gradients are those of each example's loss: the model's loss is reduced with
 ``"sum_over_batch_size"`` (or ``"sum"``), so the batch gradient is ``sum_i g_i / B`` (or
@@ -246,17 +246,22 @@ class _LayerNormRule(_Rule):
 
 
 class _RNNRule(_Rule):
-    """One forward and backward of the layer's kernels per example (the C++ backward sums the
-    weight gradients over the batch); the norms keep one example's gradients at a time."""
+    """One backward of the layer's kernels per example, on that example's rows of the batch
+    forward's tape (the C++ backward sums the weight gradients over the batch); the norms keep
+    one example's gradients at a time."""
 
     def _each(self, dy):
         from fastdl.ops.core import rnn as rnn_ops
         layer = self.layer
-        x, _, mask = layer._replay
-        for i in range(len(x)):
-            tape = layer._forward(x[i:i + 1], None, None if mask is None else mask[i:i + 1],
-                                  True)[2]
-            _, dk, dr, db, _ = rnn_ops.rnn_backward(tape, np.ascontiguousarray(dy[i:i + 1]), None)
+        tape = layer._tape
+        if tape is None:   # a forward without its tape (Layer._inference_only): replay it
+            tape = layer._forward(*layer._replay, True)[2]
+        fields = {name: getattr(tape, name) for name in rnn_ops.RnnTape.__slots__}
+        for i in range(len(tape.x)):   # the tape's cache is (steps, batch, ...)
+            fields.update(x=tape.x[i:i + 1], cache=np.ascontiguousarray(tape.cache[:, i:i + 1]),
+                          mask=None if tape.mask is None else tape.mask[i:i + 1])
+            _, dk, dr, db, _ = rnn_ops.rnn_backward(rnn_ops.RnnTape(**fields),
+                                                    np.ascontiguousarray(dy[i:i + 1]), None)
             yield (dk, dr, db)[:len(layer.trainable_weights)]
 
     def grads(self, dy):
