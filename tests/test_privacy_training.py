@@ -182,6 +182,7 @@ def small_model(**layer_kwargs):
     ({"l2_norm_clip": 1.0, "noise_multiplier": 1.0, "sampling": "uniform"}, ValueError,
      "sampling must be one of"),
     ({"l2_norm_clip": "1", "noise_multiplier": 1.0}, TypeError, "l2_norm_clip must be a number"),
+    ({"l2_norm_clip": math.inf, "noise_multiplier": 1.0}, ValueError, "noise would have to be"),
 ])
 def test_bad_settings_leave_the_model_unchanged(kwargs, error, match):
     model = small_model()

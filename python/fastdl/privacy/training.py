@@ -85,6 +85,10 @@ def make_private(model, *, l2_norm_clip, noise_multiplier=None, target_epsilon=N
                          f"noise_multiplier={noise_multiplier!r}, target_epsilon={target_epsilon!r}")
     if noise_multiplier is not None:
         noise_multiplier = _number(noise_multiplier, "noise_multiplier", 0.0)
+    if math.isinf(clip) and (target_epsilon is not None or noise_multiplier):
+        raise ValueError("l2_norm_clip=inf bounds no example's influence: the noise would have "
+                         "to be infinite. An infinite clip goes with noise_multiplier=0 only "
+                         "(no privacy; for checking against ordinary training)")
     epochs = _optional_int(epochs, "epochs")
     batch_size = _optional_int(batch_size, "batch_size")
     if target_epsilon is not None:
