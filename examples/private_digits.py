@@ -1,7 +1,10 @@
 """Differentially private training (DP-SGD) of the digits CNN, beside the same CNN trained
 without privacy: test accuracy and the (epsilon, delta) guarantee of each private model.
 
-Run: python examples/private_digits.py [--epochs 30]. The digits data set is bundled (offline).
+Run: python examples/private_digits.py [--epochs 15]. The digits data set is bundled (offline).
+On 1437 training images privacy is costly: one run gave test accuracy 0.99 without privacy,
+0.86 at epsilon 3 and 0.92 at epsilon 8 (delta 1e-5, 15 epochs); more epochs need more noise
+for the same epsilon and did worse (0.75 and 0.90 with 30).
 """
 import argparse
 
@@ -26,7 +29,7 @@ def build_model(learning_rate):
     return model
 
 
-def main(epochs=30, batch_size=64, delta=1e-5, verbose=0):
+def main(epochs=15, batch_size=64, delta=1e-5, verbose=0):
     fastdl.utils.set_random_seed(0)
     (x_train, y_train), (x_test, y_test) = fastdl.datasets.digits.load_data()
     results = []
@@ -55,7 +58,7 @@ def main(epochs=30, batch_size=64, delta=1e-5, verbose=0):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     main(args.epochs, args.batch_size)
