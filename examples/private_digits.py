@@ -3,7 +3,7 @@ without privacy: test accuracy and the (epsilon, delta) guarantee of each privat
 
 Run: python examples/private_digits.py [--epochs 15]. The digits data set is bundled (offline).
 On 1437 training images privacy is costly: one run gave test accuracy 0.99 without privacy,
-0.86 at epsilon 3 and 0.92 at epsilon 8 (delta 1e-5, 15 epochs); more epochs need more noise
+0.85 at epsilon 3 and 0.90 at epsilon 8 (delta 1e-5, 15 epochs); more epochs need more noise
 for the same epsilon and did worse (0.75 and 0.90 with 30).
 """
 import argparse
