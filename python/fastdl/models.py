@@ -317,7 +317,13 @@ class Model(Layer):
         return int(verbose)
 
     # ------------------------------------------------------------------ forward / backward
+    # fastdl.privacy.make_private installs a train-step strategy: fit then takes each epoch's
+    # batches from strategy.plan(model, n, batch_size) and runs strategy.train_step (DP-SGD).
+    _train_strategy = None
+
     def _train_step(self, x, y, sw, trainable, weights, nan_check=False):
+        if self._train_strategy is not None:
+            return self._train_strategy.train_step(self, x, y, sw, trainable, weights, nan_check)
         sync = getattr(self.optimizer, "local_batch", None)   # fastdl.distributed
         if sync is not None and sync(self.loss, y, sw, weights):
             return 0.0      # no sample on this rank this step: it joined the allreduce with zeros
@@ -514,6 +520,9 @@ class Model(Layer):
             if getattr(self.optimizer, "distributed_fit", None) is not None:
                 raise ValueError("fastdl.distributed shards NumPy arrays: fit the arrays (each "
                                  f"rank its own batches), not a {source_name(x)}")
+            if self._train_strategy is not None:
+                raise ValueError("fastdl.privacy samples each batch from NumPy arrays (Poisson "
+                                 f"sampling): fit the arrays, not a {source_name(x)}")
             data = SourceBatches(x, steps_per_epoch, shuffle,
                                  self._batch_converter(class_weight, dry_run=True), "x")
             return self._fit_data(data, val, validation_freq, epochs, initial_epoch, verbose,
@@ -539,6 +548,8 @@ class Model(Layer):
         # fastdl.distributed: broadcast the weights from rank 0; shard the epochs by rank
         dist = getattr(self.optimizer, "distributed_fit", None)
         shard = dist(self, len(x), batch_size) if dist is not None else None
+        if self._train_strategy is not None:   # fastdl.privacy: Poisson-sampled batches
+            shard = self._train_strategy.plan(self, len(x), batch_size)
         return self._fit_data(ArrayBatches(x, y, sw, batch_size, shuffle, shard), val,
                               validation_freq, epochs, initial_epoch, verbose, callbacks,
                               nan_check)
@@ -619,7 +630,7 @@ class Model(Layer):
         cbs.on_train_end(logs)
 
     def _train_logs(self, loss_sum, seen):
-        logs = {"loss": loss_sum / seen}
+        logs = {"loss": loss_sum / max(seen, 1)}   # (a privacy-sampled batch may be empty)
         for m in self.compiled_metrics:
             logs[m.name] = _metric_result(m)
         return logs
@@ -804,6 +815,9 @@ class Model(Layer):
     def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
         """One gradient step on one batch; returns the loss (and metrics) of that batch."""
         self._check_compiled("train_on_batch")
+        if self._train_strategy is not None:
+            raise RuntimeError(f"model {self.name!r} was made private (fastdl.privacy): it trains "
+                               "through fit, which samples the batches and counts the steps")
         x = self._convert_x(x)
         y = self._convert_y(y, len(x))
         sw = self._convert_sample_weight(sample_weight, len(x))

@@ -122,7 +122,7 @@ class Flatten(Layer):
 
     def call(self, x, training=False):
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))  # (-1: not for 0 rows)
 
     def backward(self, dy):
         self.grads = []

@@ -1,0 +1,163 @@
+"""Per-example gradients and norms (fastdl.privacy.per_example) against a loop of ordinary
+batch-of-one gradients, in float64, for every supported layer kind."""
+import numpy as np
+import pytest
+
+from fastdl import layers
+from fastdl.models import Sequential
+from fastdl.privacy.per_example import (PrivacyError, per_example_gradients, per_example_norms,
+                                        validate)
+
+F64 = {"dtype": "float64"}
+
+
+def batch_of_one_gradients(model, x, y):
+    """The model's own training gradients (forward, loss, backward) on each example alone."""
+    trainable, _ = model._trainable_state()
+    out = []
+    for i in range(len(x)):
+        y_pred, state = model._train_forward(x[i:i + 1])
+        _, dy = model.loss.forward_backward(y[i:i + 1], y_pred)
+        out.append(model._train_backward(state, dy, trainable))
+    return [np.stack(g) for g in zip(*out)]
+
+
+def check(model, x, y, loss="mse"):
+    model.compile(optimizer="sgd", loss=loss)
+    expected = batch_of_one_gradients(model, x, y)
+    got = per_example_gradients(model, x, y)
+    assert [g.shape for g in got] == [g.shape for g in expected] == \
+        [(len(x),) + w.shape for w in model.trainable_weights]
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-10)
+    norms = np.sqrt(sum((e.reshape(len(x), -1) ** 2).sum(axis=1) for e in expected))
+    np.testing.assert_allclose(per_example_norms(model, x, y), norms, rtol=1e-10, atol=1e-12)
+
+
+rng = np.random.default_rng(0)
+
+
+def normal(*shape):
+    return rng.normal(size=shape)
+
+
+def test_dense_on_2d_input():
+    model = Sequential([layers.Input((5,)), layers.Dense(4, activation="tanh", **F64),
+                        layers.Dense(3, **F64)])
+    check(model, normal(6, 5), normal(6, 3))
+
+
+@pytest.mark.parametrize("steps, features, units", [(2, 6, 8), (6, 2, 2)])   # Gram / direct
+def test_dense_on_sequences(steps, features, units):
+    model = Sequential([layers.Input((steps, features)),
+                        layers.Dense(units, activation="relu", **F64),
+                        layers.Dense(2, use_bias=False, **F64), layers.Flatten(**F64),
+                        layers.Dense(1, **F64)])
+    check(model, normal(5, steps, features), normal(5, 1))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"kernel_size": (3, 2), "strides": (2, 1), "padding": "same"},   # odd padding on the width
+    {"kernel_size": (2, 3), "strides": 1, "padding": "same"},        # and on the height
+    {"kernel_size": (3, 2), "strides": 1, "padding": "valid", "dilation_rate": 2},
+    {"kernel_size": (3, 2), "strides": 2, "padding": "same", "groups": 2},
+    {"kernel_size": (3, 2), "strides": (1, 2), "padding": "same", "activation": "relu"},
+])
+def test_conv2d(kwargs):
+    model = Sequential([layers.Input((7, 6, 2)), layers.Conv2D(4, **kwargs, **F64),
+                        layers.Flatten(**F64), layers.Dense(2, **F64)])
+    check(model, normal(4, 7, 6, 2), normal(4, 2))
+
+
+def test_conv2d_fused_with_max_pooling_and_softmax_loss():
+    model = Sequential([layers.Input((8, 8, 1)),
+                        layers.Conv2D(3, 3, activation="relu", padding="same", **F64),
+                        layers.MaxPooling2D(2, **F64), layers.Conv2D(2, 3, **F64),
+                        layers.Flatten(**F64), layers.Dense(3, activation="softmax", **F64)])
+    y = np.eye(3)[[0, 1, 2, 1, 0]]
+    check(model, normal(5, 8, 8, 1), y, loss="categorical_crossentropy")
+
+
+def test_conv2d_norms_through_gram_matrices():
+    # 2x2 output positions, 2*2*8 patch entries, 16 filters: the Gram path is the cheaper one
+    model = Sequential([layers.Input((3, 3, 8)), layers.Conv2D(16, 2, activation="tanh", **F64),
+                        layers.Conv2D(32, 2, padding="same", groups=2, **F64),
+                        layers.Flatten(**F64), layers.Dense(2, **F64)])
+    from fastdl.privacy.per_example import rule_for
+    assert all(rule_for(layer)._gram_cheaper(4) for layer in model.layers[:2])
+    check(model, normal(4, 3, 3, 8), normal(4, 2))
+
+
+@pytest.mark.parametrize("padding", ["causal", "same"])
+def test_conv1d(padding):
+    model = Sequential([layers.Input((9, 3)),
+                        layers.Conv1D(4, 3, strides=2, padding=padding, activation="tanh", **F64),
+                        layers.Flatten(**F64), layers.Dense(1, **F64)])
+    check(model, normal(4, 9, 3), normal(4, 1))
+
+
+def test_embedding_with_repeated_ids():
+    model = Sequential([layers.Input((6,), dtype="int32"), layers.Embedding(5, 3, **F64),
+                        layers.Flatten(**F64), layers.Dense(2, **F64)])
+    ids = np.array([[1, 1, 1, 2, 0, 1], [4, 4, 4, 4, 4, 4], [0, 1, 2, 3, 4, 0]])
+    check(model, ids, normal(3, 2))
+
+
+@pytest.mark.parametrize("rnn", [layers.SimpleRNN, layers.LSTM, layers.GRU])
+def test_masked_recurrent_layers(rnn):
+    model = Sequential([layers.Input((5,), dtype="int32"),
+                        layers.Embedding(6, 3, mask_zero=True, **F64),
+                        rnn(4, return_sequences=True, **F64), rnn(3, **F64),
+                        layers.Dense(2, **F64)])
+    ids = np.array([[1, 2, 3, 0, 0], [5, 5, 5, 5, 5], [2, 0, 0, 0, 0], [3, 1, 3, 1, 0]])
+    check(model, ids, normal(4, 2))
+
+
+def test_layer_normalization_and_frozen_layers():
+    frozen = layers.Dense(4, trainable=False, **F64)
+    model = Sequential([layers.Input((3, 5)), layers.Dense(4, **F64), frozen,
+                        layers.LayerNormalization(**F64), layers.Flatten(**F64),
+                        layers.BatchNormalization(trainable=False, **F64), layers.Dense(2, **F64)])
+    check(model, normal(5, 3, 5), normal(5, 2))
+    assert len(model.trainable_weights) == 6   # frozen Dense and BatchNormalization: nothing
+
+
+def test_sum_reduction_and_sample_weights():
+    from fastdl import losses
+    model = Sequential([layers.Input((4,)), layers.Dense(2, **F64)])
+    model.compile(optimizer="sgd", loss=losses.MeanSquaredError(reduction="sum"))
+    x, y = normal(3, 4), normal(3, 2)
+    sw = np.array([0.5, 2.0, 1.0])
+    mean_model_grads = per_example_gradients(model, x, y, sample_weight=sw)
+    trainable, _ = model._trainable_state()
+    for i in range(3):
+        y_pred, state = model._train_forward(x[i:i + 1])
+        _, dy = model.loss.forward_backward(y[i:i + 1], y_pred, sw[i:i + 1])
+        for g, e in zip(mean_model_grads, model._train_backward(state, dy, trainable)):
+            np.testing.assert_allclose(g[i], e, rtol=1e-10, atol=1e-12)
+
+
+def test_refusals():
+    bn = Sequential([layers.Input((3,)), layers.Dense(2), layers.BatchNormalization()])
+    bn.compile(optimizer="sgd", loss="mse")
+    assert [name for name, _ in validate(bn)] == [bn.layers[-1].name]
+    assert "batch statistics" in validate(bn)[0][1]
+    with pytest.raises(PrivacyError, match="batch statistics"):
+        per_example_gradients(bn, np.zeros((2, 3)), np.zeros((2, 2)))
+    prelu = Sequential([layers.Input((3,)), layers.Dense(2), layers.PReLU()])
+    prelu.compile(optimizer="sgd", loss="mse")
+    assert "no per-example gradient rule" in validate(prelu)[0][1]
+    plain = Sequential([layers.Input((3,)), layers.Dense(2)])
+    with pytest.raises(PrivacyError, match="must be compiled"):
+        per_example_gradients(plain, np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_empty_batch():
+    model = Sequential([layers.Input((4,), dtype="int32"), layers.Embedding(5, 3, **F64),
+                        layers.Conv1D(2, 2, **F64), layers.Flatten(**F64),
+                        layers.Dense(2, **F64)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.zeros((0, 4), dtype="int32"), np.zeros((0, 2))
+    assert [g.shape for g in per_example_gradients(model, x, y)] == \
+        [(0,) + w.shape for w in model.trainable_weights]
+    assert per_example_norms(model, x, y).shape == (0,)
