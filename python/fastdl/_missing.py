@@ -141,17 +141,15 @@ LAYER_ATTRIBUTES = frozenset("""
     save_own_variables load_own_variables metrics_variables rematerialized_call
 """.split())
 MODEL_ATTRIBUTES = frozenset("""
-    compute_loss compute_metrics train_step test_step predict_step make_train_function
-    make_test_function make_predict_function get_compile_config compile_from_config export
+    make_train_function make_test_function make_predict_function get_compile_config
+    compile_from_config export
     get_state_tree set_state_tree stateless_compute_loss steps_per_execution
     distribute_strategy to_json
 """.split())
 ATTRIBUTE_ALTERNATIVES = {
-    "train_step": "fit runs fastdl's own step; write the loop with GradientTape and "
-                  "optimizer.apply_gradients for a custom one",
-    "test_step": "evaluate runs fastdl's own step",
-    "predict_step": "predict runs fastdl's own step",
-    "compute_loss": "call the compiled loss: model.loss(y, y_pred), plus sum(model.losses)",
+    **{name: "fit, evaluate and predict call train_step, test_step and predict_step: "
+             "override those" for name in ("make_train_function", "make_test_function",
+                                           "make_predict_function")},
     "export": "model.save('m.keras') writes Keras 3's format",
     "add_loss": "regularizers (kernel_regularizer=..., activity_regularizer=...) add to the "
                 "loss",

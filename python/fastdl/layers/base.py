@@ -345,10 +345,16 @@ class Layer:
                 own.setdefault(id(w.value), (w, layer))
             stack += list(layer._sublayers) + list(getattr(layer, "_layers", None) or ())
         views = self.__dict__.setdefault("_variable_views", {})   # stable identities per array
+        recorded = {}   # the Variables a tape records for each trainable weight: one per array
         out = []
         for a in arrays:
             entry, owner = own.get(id(a), (None, self))
             v = getattr(entry, "variable", None)
+            if v is None and trainable:
+                if id(owner) not in recorded:
+                    from fastdl.ops.layers import layer_variables
+                    recorded[id(owner)] = {id(w._value): w for w in layer_variables(owner)}
+                v = recorded[id(owner)].get(id(a))
             if v is None:
                 v = views.get(id(a))
                 if v is None or v._value is not a or v.trainable != trainable:

@@ -28,8 +28,10 @@ def layer_variables(layer):
     if (cached is None or len(cached) != len(arrays)
             or any(v._value is not a for v, a in zip(cached, arrays))):
         # a layer written with ops holds the Variables its add_weight returned: use those
-        own = {id(w.value): w.variable for w in layer._weight_entries() if w.variable is not None}
-        cached = [own[id(a)] if id(a) in own else Variable._wrap(a, f"{layer.name}/{i}")
+        entries = {id(w.value): w for w in layer._weight_entries()}
+        cached = [entries[id(a)].variable if id(a) in entries and entries[id(a)].variable
+                  is not None else Variable._wrap(
+                      a, f"{layer.name}/{entries[id(a)].name if id(a) in entries else i}")
                   for i, a in enumerate(arrays)]
         _VARIABLES[layer] = cached
     return cached
