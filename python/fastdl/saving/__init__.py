@@ -85,15 +85,15 @@ def _refuse_legacy_h5(path):
 
 
 def _check_model(model, what):
+    from fastdl.functional import Functional
     from fastdl.models import Model, Sequential
-    if isinstance(model, Model) and not isinstance(model, Sequential):
-        kind = "functional" if type(model).__name__ == "Functional" else "subclassed"
+    if isinstance(model, Model) and not isinstance(model, (Sequential, Functional)):
         raise NotImplementedError(
-            f"{what}: model {model.name!r} is a {kind} model ({type(model).__name__}); fastdl "
-            "saves Sequential models only in this version (the file formats do not describe "
-            "graphs of layers or model classes yet). Nothing was written or read.")
-    if not isinstance(model, Sequential):
-        raise TypeError(f"{what} expects a fastdl Sequential model, received "
+            f"{what}: model {model.name!r} is a subclassed model ({type(model).__name__}); "
+            "fastdl saves Sequential and functional models (nested ones included). Nothing "
+            "was written or read.")
+    if not isinstance(model, Model):
+        raise TypeError(f"{what} expects a fastdl Sequential or functional model, received "
                         f"{type(model).__name__}")
 
 

@@ -73,7 +73,11 @@ def _is_layer_entry(value):
 
 
 def _to_keras_entry(entry):
-    """A fastdl layer entry (``common.layer_entry``) in the form Keras writes."""
+    """A fastdl layer entry (``common.layer_entry``) in the form Keras writes; a nested model's
+    description through :func:`_to_keras_model`."""
+    from fastdl.saving import graph
+    if graph.is_model_entry(entry):
+        return _to_keras_model(entry)
     entry = dict(entry)
     config = dict(entry["config"])
     if entry["class_name"] != "InputLayer" and isinstance(config.get("dtype"), str):
@@ -86,28 +90,36 @@ def _to_keras_entry(entry):
     return entry
 
 
-def keras_description(model):
-    """The model's ``config.json`` content (without ``compile_config``)."""
-    description = common.model_config(model)
+def _to_keras_model(description):
+    """A model description (``common.model_config``) as Keras writes it: layer entries
+    translated, a Sequential given its InputLayer and dtype policy."""
+    description = dict(description)
     config = dict(description["config"])
     entries = [_to_keras_entry(e) for e in config["layers"]]
-    shape = common.model_input_shape(model)
-    if shape is not None and not (entries and entries[0]["class_name"] == "InputLayer"):
-        taken = {e["config"].get("name") for e in entries}
-        name, k = "input_layer", 0
-        while name in taken:
-            k += 1
-            name = f"input_layer_{k}"
-        entries.insert(0, {"module": "keras.layers", "class_name": "InputLayer",
-                           "config": {"batch_shape": common.plain(shape), "dtype": "float32",
-                                      "sparse": False, "ragged": False, "name": name},
-                           "registered_name": None})
+    if description["class_name"] == "Sequential":
+        shape = config.get("build_input_shape")
+        if shape is not None and not (entries and entries[0]["class_name"] == "InputLayer"):
+            taken = {e["config"].get("name") for e in entries}
+            name, k = "input_layer", 0
+            while name in taken:
+                k += 1
+                name = f"input_layer_{k}"
+            entries.insert(0, {"module": "keras.layers", "class_name": "InputLayer",
+                               "config": {"batch_shape": common.plain(shape),
+                                          "dtype": "float32", "sparse": False, "ragged": False,
+                                          "name": name},
+                               "registered_name": None})
+        config = {"name": config["name"], "trainable": config["trainable"],
+                  "dtype": _policy("float32"), **{k: v for k, v in config.items()
+                                                 if k not in ("name", "trainable")}}
     config["layers"] = entries
-    config = {"name": config["name"], "trainable": config["trainable"],
-              "dtype": _policy("float32"), **{k: v for k, v in config.items()
-                                             if k not in ("name", "trainable")}}
     description["config"] = config
     return description
+
+
+def keras_description(model):
+    """The model's ``config.json`` content (without ``compile_config``)."""
+    return _to_keras_model(common.model_config(model))
 
 
 def _neutral(key, value, config):
@@ -189,8 +201,15 @@ def _sub_layer(layer, attr, index):
 
 
 def keras_groups(layer, path):
-    """``[(group path, [weights], name)]``: where Keras keeps this layer's variables."""
+    """``[(group path, [weights], name)]``: where Keras keeps this layer's variables (a nested
+    model: its own empty ``vars`` and its layers' groups under ``<path>/layers/``)."""
+    from fastdl.models import Model
     cls = type(layer).__name__
+    if isinstance(layer, Model):
+        groups = [(path + "/vars", [], layer.name)]
+        for sub_path, sub in common.layer_paths(layer):
+            groups += keras_groups(sub, f"{path}/{sub_path}")
+        return groups
     if cls in _RNN_CELLS:
         groups = [(path + "/vars", [], layer.name), (path + "/cell/vars", layer.weights,
                                                      _RNN_CELLS[cls])]
@@ -211,15 +230,34 @@ def keras_groups(layer, path):
     return groups
 
 
-def _model_plan(model):
-    """``[(layer, [(dataset path, weight)])]`` for every layer of the model."""
-    plan = []
+def _leaf_paths(model, prefix=""):
+    """``[(path, layer)]`` of the model's layers, nested models replaced by their layers."""
+    from fastdl.models import Model
+    out = []
     for path, layer in common.layer_paths(model):
+        if isinstance(layer, Model):
+            out += _leaf_paths(layer, f"{prefix}{path}/")
+        else:
+            out.append((prefix + path, layer))
+    return out
+
+
+def _model_plan(model):
+    """``[(layer, [(dataset path, weight)])]`` for every (leaf) layer of the model."""
+    plan = []
+    for path, layer in _leaf_paths(model):
         items = []
         for gpath, ws, _ in keras_groups(layer, path):
             items += [(f"{gpath}/{i}", w) for i, w in enumerate(ws)]
         plan.append((layer, items))
     return plan
+
+
+def _keras_variable_order(model):
+    """The trainable variables in the order Keras's optimizer keeps them (its layers' order,
+    nested models' layers in place)."""
+    return [w for _, layer in _leaf_paths(model) if layer.trainable
+            for w in layer.trainable_weights]
 
 
 def _write_h5(fileobj, model, optimizer_state):
@@ -404,10 +442,28 @@ def _assign(pairs):
             layer.set_weights(arrays)
 
 
+def _optimizer_order_matches(model):
+    """True when fastdl's optimizer keeps the variables in Keras's order (always for a
+    Sequential; for a functional model when its layers' orders agree), so the slots in the
+    file mean the same variables to both."""
+    try:
+        ours = common.trainable_variables(model)
+    except (NotImplementedError, ValueError):
+        return False
+    theirs = _keras_variable_order(model)
+    return len(ours) == len(theirs) and all(a is b for a, b in zip(ours, theirs))
+
+
 def _optimizer_state_for_file(model, full):
     """The optimizer's state; ``full``: an unbuilt optimizer is described as freshly built
-    (Keras builds its optimizer when it loads a model and expects every variable)."""
+    (Keras builds its optimizer when it loads a model and expects every variable). None (with
+    a warning) when the variables' order differs from Keras's."""
     optimizer = model.optimizer
+    if not _optimizer_order_matches(model):
+        warnings.warn(f"The optimizer state of model {model.name!r} is not saved in the .keras "
+                      "file: fastdl's optimizer orders its variables differently from Keras's "
+                      "for this graph (save as .fdl to keep it)", stacklevel=4)
+        return None
     if optimizer.built or not full:
         return optimizer.get_state()
     variables = common.trainable_variables(model)
@@ -597,6 +653,11 @@ def _optimizer_arrays(model, store, budget, where):
     cannot be used: Keras also skips an optimizer state that does not fit)."""
     if not store.optimizer_paths or not getattr(model, "compiled", False):
         return None
+    if not _optimizer_order_matches(model):
+        warnings.warn(f"Skipping the optimizer state of {where}: fastdl's optimizer orders the "
+                      f"variables of model {model.name!r} differently from Keras's",
+                      stacklevel=4)
+        return None
     try:
         return store.optimizer_arrays(budget)
     except ModelFileError as e:
@@ -641,7 +702,7 @@ def load_model(filepath, custom_objects=None, compile=True):
                 store = _H5Weights(h5, where) if h5 is not None else None
                 if store is not None:
                     _assign(store.match(model))
-                if compile and compile_config is not None:
+                if compile and compile_config:      # Keras writes {} when not compiled
                     with common.naming_file(path):
                         common.compile_from_config(model, compile_config, custom_objects)
                     if store is not None:
