@@ -640,7 +640,11 @@ class _Builder:
         """One layer entry (a nested model included), built from its config."""
         from fastdl.saving import graph
         if graph.is_model_entry(entry):
-            layer = self.model(entry, where)
+            try:
+                layer = self.model(entry, where)
+            except ModelFileError as e:     # say which nested model
+                raise ModelFileError(f"{where} (nested {entry['class_name']}): {e}") from \
+                    e.__cause__
         else:
             cls = resolve_layer_class(entry, self.custom_objects, where)
             if self.translate is not None:
