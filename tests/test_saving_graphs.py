@@ -73,10 +73,38 @@ ARCHS = textwrap.dedent('''
         mid = keras.Model(a, inner_f(inner(a)), name="mid")
         return keras.Sequential([keras.Input((4,)), mid, L.Dense(2, name="head")],
                                 name="outer")
+
+    CUSTOM = {}
+
+    def register(keras):
+        """The same custom layer, registered as "Graphs>Scale", on each side."""
+        @keras.saving.register_keras_serializable(package="Graphs")
+        class Scale(keras.layers.Layer):
+            def __init__(self, factor=2.0, **kwargs):
+                super().__init__(**kwargs)
+                self.factor = factor
+
+            def build(self, input_shape):
+                self.w = self.add_weight(name="w", shape=(input_shape[-1],),
+                                         initializer="ones")
+
+            def call(self, x):
+                return x * self.w * self.factor
+
+            def get_config(self):
+                return {**super().get_config(), "factor": self.factor}
+        CUSTOM["Scale"] = Scale
+
+    def custom_layer(keras):
+        L = keras.layers
+        a = keras.Input((3,))
+        return keras.Model(a, CUSTOM["Scale"](0.5)(L.Dense(4)(a)) + a[:, :1])
 ''')
-NAMES = ["multi_io_dict", "multi_io_list", "residual_cnn", "shared_layer", "nested"]
+NAMES = ["multi_io_dict", "multi_io_list", "residual_cnn", "shared_layer", "nested",
+         "custom_layer"]
 _ns = {}
 exec(ARCHS, _ns)          # the builders above, for fastdl.keras here
+_ns["register"](fkeras)
 
 
 def make_inputs(model, rng):
@@ -296,6 +324,7 @@ WORKER = ARCHS + textwrap.dedent('''
 
     job = json.load(open(sys.argv[1]))
     out = job["out"]
+    register(keras)
     for name in job["names"]:
         x = load_x(os.path.join(out, name + ".x.npz"))
         model = keras.models.load_model(os.path.join(out, "fastdl_" + name + ".keras"))

@@ -105,13 +105,13 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "BackupAndRestore OrbaxCheckpoint RemoteMonitor SwapEMAWeights TensorBoard",
     "keras.utils": """
-        Config CustomObjectScope FeatureSpace PyDataset Sequence array_to_img
-        audio_dataset_from_directory bounding_boxes clear_session custom_object_scope
-        deserialize_keras_object disable_interactive_logging enable_interactive_logging
-        get_custom_objects get_registered_name get_registered_object get_source_inputs
+        Config FeatureSpace PyDataset Sequence array_to_img
+        audio_dataset_from_directory bounding_boxes clear_session
+        disable_interactive_logging enable_interactive_logging
+        get_source_inputs
         image_dataset_from_directory img_to_array is_interactive_logging_enabled is_keras_tensor
         legacy load_img model_to_dot pack_x_y_sample_weight plot_model
-        register_keras_serializable save_img serialize_keras_object
+        save_img
         standardize_dtype text_dataset_from_directory timeseries_dataset_from_array
         unpack_x_y_sample_weight
     """,
@@ -130,11 +130,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         image image_dataset_from_directory text_dataset_from_directory
         timeseries_dataset_from_array
     """,
-    "keras.saving": """
-        CustomObjectScope KerasFileEditor custom_object_scope deserialize_keras_object
-        get_custom_objects get_registered_name get_registered_object register_keras_serializable
-        serialize_keras_object
-    """,
+    "keras.saving": "KerasFileEditor",
 }.items()}
 
 _PREPROCESS = "preprocess the NumPy arrays before fit"

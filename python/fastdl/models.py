@@ -353,7 +353,10 @@ class Model(Layer):
     # model run on Tensors, differentiated by a GradientTape; built-in layers are one primitive
     # each with a per-call cache, so a layer called several times is differentiated correctly.
     def _convert_x(self, x, what="x"):
-        return _as_model_input(x, self, what)
+        x = _as_model_input(x, self, what)
+        if self._build_input_shape is None:  # saving rebuilds the model with it (build_config)
+            self._build_input_shape = (None,) + x.shape[1:]
+        return x
 
     def _forward(self, x, training, fuse=False):
         return _values(self._call_tensors(_as_tensors(x), training))

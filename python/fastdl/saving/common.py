@@ -353,15 +353,40 @@ def _registered(layer_cls):
 def layer_entry(layer):
     cls = type(layer)
     builtin = _registered(cls)
-    entry = {"module": "keras.layers" if builtin else cls.__module__,
-             "class_name": cls.__name__,
-             "config": plain(layer.get_config()),
-             "registered_name": None if builtin else cls.__name__}
+    if builtin:
+        module, registered = "keras.layers", None
+    else:
+        from fastdl.saving import registry
+        module, registered = cls.__module__, registry.get_registered_name(cls)
+    entry = {"module": module, "class_name": cls.__name__, "config": plain(layer.get_config()),
+             "registered_name": registered}
     shape = getattr(layer, "_build_input_shape", None)
     if layer.built and shape is not None and not isinstance(layer, InputLayer):
         several = len(shape) > 0 and isinstance(shape[0], (list, tuple))   # merge layers
         entry["build_config"] = {"input_shape": plain(
             [[None] + list(s[1:]) for s in shape] if several else [None] + list(shape[1:]))}
+    return entry
+
+
+def subclassed_entry(model):
+    """A subclassed model: its class (by registered name), ``get_config()`` and the input shape
+    it was first called with (``build_config``), which a load calls it on to create its
+    weights, as Keras's ``build_from_config`` does."""
+    from fastdl.saving import registry
+    cls = type(model)
+    try:
+        config = plain(model.get_config())
+    except (TypeError, ValueError, NotImplementedError) as e:
+        raise ValueError(f"cannot save model {model.name!r} ({cls.__name__}): its get_config() "
+                         f"fails or returns values that are not plain data: {e}") from e
+    entry = {"module": cls.__module__, "class_name": cls.__name__, "config": config,
+             "registered_name": registry.get_registered_name(cls)}
+    shape = model._build_input_shape
+    if shape is not None:
+        entry["build_config"] = {"input_shape": plain([None] + list(shape[1:]))}
+    elif model.weights:
+        raise ValueError(f"cannot save model {model.name!r} ({cls.__name__}): its input shape "
+                         "is unknown; call the model on a batch (or fit it) before saving")
     return entry
 
 
@@ -388,10 +413,7 @@ def model_config(model):
         from fastdl.saving import graph
         return graph.functional_config(model, entry)
     if not isinstance(model, Sequential):
-        kind = "subclassed" if isinstance(model, Model) else type(model).__name__
-        raise NotImplementedError(
-            f"model {model.name!r} is a {kind} model ({type(model).__name__}): fastdl saves "
-            "Sequential and functional models (nested ones included)")
+        return subclassed_entry(model)
     input_layer = getattr(model, "_input_layer", None)
     entries = ([layer_entry(input_layer)] if input_layer is not None else []) + \
         [entry(l) for l in model.layers]
@@ -412,12 +434,13 @@ _SAFE_MODULE_PREFIXES = ("keras", "fastdl")
 
 
 def _check_custom_objects(custom_objects):
-    if custom_objects is None:
-        return {}
-    if not isinstance(custom_objects, dict):
+    """The objects a load may instantiate besides fastdl's: the registered classes, those of
+    the active ``custom_object_scope`` and ``custom_objects`` (``{name: class}``)."""
+    from fastdl.saving import registry
+    if custom_objects is not None and not isinstance(custom_objects, dict):
         raise TypeError(f"custom_objects must be a dict {{name: class}}. Received: "
                         f"{type(custom_objects).__name__}")
-    return custom_objects
+    return registry.visible_objects(custom_objects)
 
 
 def _module_ok(module):
@@ -452,16 +475,20 @@ def resolve_layer_class(entry, custom_objects, where):
     if registered is not None and registered != class_name:
         raise ModelFileError(f"{where}: refusing custom class {registered!r} (class_name "
                              f"{class_name!r}, module {module!r:.100}): it is not a fastdl layer; "
-                             "pass the class in custom_objects to load it")
+                             "pass the class in custom_objects or register it with "
+                             "@fastdl.saving.register_keras_serializable() to load it")
     if not _module_ok(module):
         raise ModelFileError(f"{where}: refusing class {class_name!r:.100} from module "
-                             f"{module!r:.100}: fastdl loads only its registered layers and the "
-                             "classes passed in custom_objects, and never imports modules")
+                             f"{module!r:.100}: fastdl loads only its own layers and the "
+                             "classes passed in custom_objects or registered with "
+                             "@fastdl.saving.register_keras_serializable(), and never imports "
+                             "modules")
     cls = InputLayer if class_name == "InputLayer" else get_layer_class(class_name)
     if cls is None:
         raise ModelFileError(f"{where}: unknown layer class {class_name!r:.100} (module "
-                             f"{module!r:.100}): fastdl loads only its registered layers and "
-                             "the classes passed in custom_objects")
+                             f"{module!r:.100}): fastdl loads only its own layers and the "
+                             "classes passed in custom_objects or registered with "
+                             "@fastdl.saving.register_keras_serializable()")
     return cls
 
 
@@ -616,12 +643,12 @@ class _Builder:
         if not isinstance(description, dict):
             raise ModelFileError("the model description must be a JSON object")
         class_name = description.get("class_name")
-        if class_name not in ("Sequential", "Functional") or \
-                description.get("registered_name") not in (None, class_name):
-            raise ModelFileError(
-                f"{where}: refusing model class {class_name!r:.100} (registered as "
-                f"{description.get('registered_name')!r:.100}): fastdl loads Sequential and "
-                "functional models")
+        if not graph.is_model_entry(description):
+            layer = self.layer(description, where)      # a subclassed model (custom_objects)
+            from fastdl.models import Model
+            if not isinstance(layer, Model):
+                raise ModelFileError(f"{where}: {class_name!r:.100} is a layer, not a model")
+            return layer
         if not _module_ok(description.get("module")):
             raise ModelFileError(f"refusing model from module {description.get('module')!r:.100}")
         self.depth += 1
@@ -664,8 +691,31 @@ class _Builder:
             if not isinstance(layer, Layer):
                 raise ModelFileError(f"{where}: from_config did not return a fastdl layer")
             _reserve_name(layer.name, type(layer).__name__)
+            from fastdl.models import Model
+            if isinstance(layer, Model):
+                self.build_subclassed(layer, entry, where)
         self.guard.wrap(layer)
         return layer
+
+    def build_subclassed(self, model, entry, where):
+        """Create a subclassed model's weights by calling it on zeros of its saved input shape
+        (Keras's ``build_from_config``); weights stay zeros under the guard's budget."""
+        from fastdl.models import _leaf_layers
+        build = entry.get("build_config")
+        raw = build.get("input_shape") if isinstance(build, dict) else None
+        if raw is None:
+            return
+        shape = _shape_from(raw, f"{where}: build_config")
+        self.guard.wrap(model)
+        for layer in _leaf_layers(model):
+            self.guard.wrap(layer)
+        try:
+            model(np.zeros(tuple(1 if d is None else d for d in shape), model.dtype))
+        except ModelFileError:
+            raise
+        except _CONSTRUCTION_ERRORS as e:
+            raise ModelFileError(f"{where}: cannot build model {model.name!r} for input shape "
+                                 f"{shape}: {e}") from e
 
     def sequential(self, description):
         from fastdl.models import Sequential
@@ -725,6 +775,18 @@ class _Builder:
         if not trainable:
             model.trainable = False
         return model
+
+
+def build_layer(entry, custom_objects=None):
+    """One layer (or model) from its entry, outside any model (``deserialize_keras_object``,
+    ``Layer`` configs from Keras): the checks and translation a file's layers get."""
+    from fastdl.saving import keras_format
+    builder = _Builder(_check_custom_objects(custom_objects), keras_format.from_keras_entry,
+                       _BuildGuard(None))
+    try:
+        return builder.layer(entry, "the layer")
+    finally:
+        builder.guard.release()
 
 
 def build_unbuilt(model, shape):

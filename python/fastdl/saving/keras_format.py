@@ -488,8 +488,26 @@ def _zip_info(name):
     return info
 
 
+def _refuse_subclassed(model, what):
+    """Keras keeps a subclassed model's weights under its attribute names, a layout this module
+    does not write or read: such models save in fastdl's native format."""
+    from fastdl.functional import Functional
+    from fastdl.models import Model, Sequential
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        if not isinstance(m, (Sequential, Functional)):
+            raise NotImplementedError(
+                f"{what}: model {m.name!r} is a subclassed model ({type(m).__name__}); fastdl "
+                "writes and reads it in its native format (model.save('model.fdl')), not as "
+                "Keras's .keras / .weights.h5 (Keras lays out its weights by attribute name). "
+                "Nothing was written or read.")
+        stack.extend(l for l in m.layers if isinstance(l, Model))
+
+
 def save_model(model, filepath, overwrite=True, include_optimizer=True):
     from fastdl import __version__
+    _refuse_subclassed(model, "save_model")
     h5_buffer = io.BytesIO()
     description = keras_description(model)
     compile_config = common.compile_config(model)
@@ -515,6 +533,7 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
 
 
 def save_weights(model, filepath, overwrite=True):
+    _refuse_subclassed(model, "save_weights")
     buffer = io.BytesIO()
     state = _optimizer_state_for_file(model, full=False) \
         if getattr(model, "compiled", False) and model.optimizer is not None else None
@@ -715,6 +734,7 @@ def load_model(filepath, custom_objects=None, compile=True):
 
 
 def load_weights(model, filepath):
+    _refuse_subclassed(model, "load_weights")
     path = os.fspath(filepath)
     where = repr(path)
     if not model.built:

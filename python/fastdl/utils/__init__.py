@@ -8,6 +8,10 @@ _LAZY = {
     "split_dataset": "fastdl.utils.data_utils",
     "get_file": "fastdl.utils.file_utils",
     "Progbar": "fastdl.utils.progbar",
+    **{name: "fastdl.saving.registry" for name in (
+        "CustomObjectScope", "custom_object_scope", "deserialize_keras_object",
+        "get_custom_objects", "get_registered_name", "get_registered_object",
+        "register_keras_serializable", "serialize_keras_object")},
 }
 
 
