@@ -115,7 +115,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         standardize_dtype text_dataset_from_directory timeseries_dataset_from_array
         unpack_x_y_sample_weight
     """,
-    "keras.models": "clone_model model_from_json save_model",
+    "keras.models": "save_model",
     "keras.initializers": """
         Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
         glorot_normal glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform

@@ -30,7 +30,10 @@ from fastdl.saving.registry import (CustomObjectScope, custom_object_scope,
                                     get_registered_name, get_registered_object,
                                     register_keras_serializable, serialize_keras_object)
 
+from fastdl.saving.cloning import clone_model, model_from_config, model_from_json  # noqa: E402
+
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "check_target",
+           "clone_model", "model_from_config", "model_from_json",
            "ModelFileError", "RECOMMENDED_EXTENSION", "CustomObjectScope",
            "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
            "get_registered_name", "get_registered_object", "register_keras_serializable",

@@ -518,13 +518,14 @@ class _BuildGuard:
     number of elements is limited to what the file holds, so a description asking for huge
     weights is refused before the memory is allocated."""
 
-    def __init__(self, budget):
+    def __init__(self, budget, active=True):
         self.budget = budget
+        self.active = active
         self.used = 0
         self._patched = []
 
     def wrap(self, layer):
-        if not isinstance(layer, Layer):
+        if not self.active or not isinstance(layer, Layer):
             return
         if type(layer).add_weight is Layer.add_weight and "add_weight" not in vars(layer):
             original = layer.add_weight
@@ -606,17 +607,19 @@ def _reserve_name(name, cls_name):
         counts[prefix] = index + 1
 
 
-def build_model(description, custom_objects=None, translate=None, budget=None):
-    """A ``Sequential`` or functional model from its description in Keras's schema (nested
-    models included).
+def build_model(description, custom_objects=None, translate=None, budget=None, fresh=False):
+    """A ``Sequential``, functional or subclassed model from its description in Keras's schema
+    (nested models included).
 
     ``translate(entry, where)`` (the Keras interchange) turns a Keras layer config into fastdl's
     before construction. Every layer is made with ``cls.from_config(config)``, so every value
     passes the constructor's validation; failures raise ModelFileError with the reason. The
-    global random state is unchanged afterwards; weights are zeros (the caller loads them).
+    global random state is unchanged afterwards; weights are zeros (the caller loads them), or
+    with ``fresh`` initialized as the layers' initializers say (``model_from_json``).
     """
-    builder = _Builder(_check_custom_objects(custom_objects), translate, _BuildGuard(budget))
-    with preserved_random_state():
+    guard = _BuildGuard(None, active=False) if fresh else _BuildGuard(budget)
+    builder = _Builder(_check_custom_objects(custom_objects), translate, guard)
+    with contextlib.nullcontext() if fresh else preserved_random_state():
         try:
             return builder.model(description)
         finally:
