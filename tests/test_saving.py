@@ -718,7 +718,7 @@ def test_model_level_rejections(tmp_path, parts):
     header, payload = parts
     h = json.loads(json.dumps(header))
     h["model_config"]["class_name"] = "Evil"
-    assert "refusing model class 'Evil'" in _load_blob(tmp_path, pack(h, payload))
+    assert "unknown layer class 'Evil'" in _load_blob(tmp_path, pack(h, payload))
     h = json.loads(json.dumps(header))
     h["model_config"]["config"]["layers"] = "all of them"
     assert "'layers' list" in _load_blob(tmp_path, pack(h, payload))
