@@ -1,6 +1,6 @@
-"""Functional and nested models in files: native round trips, Keras 3's ``.keras`` both ways
-against the real Keras (torch backend, in one subprocess, as tests/test_keras_interop.py does),
-and hostile functional configs.
+"""Functional, nested and subclassed models in files: native round trips, Keras 3's ``.keras``
+both ways against the real Keras (torch backend, in one subprocess, as
+tests/test_keras_interop.py does), the config utilities, and hostile functional configs.
 
 The same builder source (``ARCHS``) makes each model with ``fastdl.keras`` here and with
 ``keras`` in the worker, so both sides describe the same architecture.
@@ -95,13 +95,42 @@ ARCHS = textwrap.dedent('''
                 return {**super().get_config(), "factor": self.factor}
         CUSTOM["Scale"] = Scale
 
+        @keras.saving.register_keras_serializable(package="Graphs")
+        class Tower(keras.Model):
+            """Layers in an attribute, a list, a dict, a nested Sequential, a private
+            attribute, and one layer reached twice."""
+            def __init__(self, units=2, **kwargs):
+                super().__init__(**kwargs)
+                self.units = units
+                self.blocks = [keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(5)]
+                self.heads = {"out": keras.layers.Dense(units)}
+                self.shared = self.blocks[0]
+                self.seq = keras.Sequential([keras.layers.Dense(5, activation="relu")])
+                self._private = keras.layers.Dense(5)
+
+            def call(self, x):
+                for block in self.blocks:
+                    x = block(x)
+                return self.heads["out"](self._private(self.seq(x)))
+
+            def get_config(self):
+                return {**super().get_config(), "units": self.units}
+        CUSTOM["Tower"] = Tower
+
     def custom_layer(keras):
         L = keras.layers
         a = keras.Input((3,))
         return keras.Model(a, CUSTOM["Scale"](0.5)(L.Dense(4)(a)) + a[:, :1])
+
+    def subclassed(keras):
+        import numpy as np
+        model = CUSTOM["Tower"](units=3, name="tower")
+        model(np.zeros((1, 6), "float32"))
+        return model
 ''')
-NAMES = ["multi_io_dict", "multi_io_list", "residual_cnn", "shared_layer", "nested",
-         "custom_layer"]
+GRAPHS = ["multi_io_dict", "multi_io_list", "residual_cnn", "shared_layer", "nested",
+          "custom_layer"]
+NAMES = GRAPHS + ["subclassed"]
 _ns = {}
 exec(ARCHS, _ns)          # the builders above, for fastdl.keras here
 _ns["register"](fkeras)
@@ -111,6 +140,8 @@ def make_inputs(model, rng):
     """Inputs for the model in its inputs' structure (dict, list or one array)."""
     if isinstance(model, Sequential):
         return rng.standard_normal((5,) + tuple(model.input_shape[1:])).astype(np.float32)
+    if not isinstance(model, Functional):   # subclassed: the shape it was called on
+        return rng.standard_normal((5,) + tuple(model._build_input_shape[1:])).astype(np.float32)
     arrays = {t.name: rng.standard_normal((5,) + tuple(t.shape[1:])).astype(np.float32)
               for t in model.inputs}
     struct = model._inputs_struct
@@ -152,7 +183,8 @@ def test_native_round_trip_predicts_identically(tmp_path, name):
     save_model(model, tmp_path / "m.fdl")
     loaded = load_model(tmp_path / "m.fdl")
     assert type(loaded) is type(model)
-    assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+    if name != "subclassed":    # a subclass names its layers anew in __init__, as in Keras
+        assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
     assert_same(loaded.predict(x, verbose=0), before)
     assert loaded.get_config() == json.loads(json.dumps(model.get_config()))
 
@@ -173,13 +205,18 @@ def test_native_round_trip_restores_compile_state_and_training_continues(tmp_pat
     assert_same(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
-def test_functional_load_weights_native(tmp_path):
-    model = build("residual_cnn")
-    model.save_weights(tmp_path / "w.fdl")
-    other = build("residual_cnn", seed=7)
+@pytest.mark.parametrize("name,suffix", [("residual_cnn", ".fdl"),
+                                         ("residual_cnn", ".weights.h5"),
+                                         ("subclassed", ".fdl"), ("subclassed", ".weights.h5")])
+def test_load_weights_into_a_functional_or_subclassed_model(tmp_path, name, suffix):
+    if suffix.endswith(".h5"):
+        pytest.importorskip("h5py", reason="Keras's weights file needs h5py")
+    model = build(name)
+    model.save_weights(tmp_path / f"w{suffix}")
+    other = build(name, seed=7)
     x = make_inputs(model, np.random.default_rng(0))
     assert not np.allclose(other.predict(x, verbose=0), model.predict(x, verbose=0))
-    other.load_weights(tmp_path / "w.fdl")
+    other.load_weights(tmp_path / f"w{suffix}")
     assert_same(other.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
@@ -339,9 +376,9 @@ WORKER = ARCHS + textwrap.dedent('''
         rng = np.random.default_rng(4)
         mine.set_weights([rng.standard_normal(w.shape).astype(w.dtype) * 0.5
                           for w in mine.get_weights()])
-        if name == "shared_layer":
+        if name in ("shared_layer", "subclassed"):
             mine.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
-            y = rng.standard_normal((5, 1)).astype("float32")
+            y = rng.standard_normal(predict(mine, x)[0].shape).astype("float32")
             mine.train_on_batch(x, y)
             np.savez(os.path.join(out, "keras_" + name + ".opt.npz"),
                      *[np.asarray(v) for v in mine.optimizer.variables])
@@ -391,7 +428,7 @@ def keras_side(tmp_path_factory):
 
 @needs_keras
 @pytest.mark.parametrize("name", NAMES)
-def test_keras_loads_fastdl_functional_file_and_predicts_the_same(keras_side, name):
+def test_keras_loads_fastdl_file_and_predicts_the_same(keras_side, name):
     out, mine = keras_side
     _, pred = mine[name]
     assert_same(load_preds(out / f"fastdl_{name}.keras_pred.npz"), pred, atol=2e-5)
@@ -407,11 +444,11 @@ def test_keras_model_from_json_reads_fastdl_to_json(keras_side, name):
 
 @needs_keras
 @pytest.mark.parametrize("name", NAMES)
-def test_fastdl_loads_keras_functional_file_and_predicts_the_same(keras_side, name):
+def test_fastdl_loads_keras_file_and_predicts_the_same(keras_side, name):
     out, mine = keras_side
     x, _ = mine[name]
     model = load_model(out / f"keras_{name}.keras")
-    assert isinstance(model, (Functional, Sequential))
+    assert isinstance(model, (Functional, Sequential)) or type(model) is _ns["CUSTOM"]["Tower"]
     assert_same(model.predict(x, verbose=0), load_preds(out / f"keras_{name}.pred.npz"),
                 atol=2e-5)
     # and fastdl writes it back in the layout it read: the same file content loads again
@@ -421,10 +458,11 @@ def test_fastdl_loads_keras_functional_file_and_predicts_the_same(keras_side, na
 
 
 @needs_keras
-def test_keras_optimizer_state_of_a_functional_model_loads(keras_side):
+@pytest.mark.parametrize("name", ["shared_layer", "subclassed"])
+def test_keras_optimizer_state_of_a_functional_or_subclassed_model_loads(keras_side, name):
     out, _ = keras_side
-    model = load_model(out / "keras_shared_layer.keras")
-    theirs = load_preds(out / "keras_shared_layer.opt.npz")
+    model = load_model(out / f"keras_{name}.keras")
+    theirs = load_preds(out / f"keras_{name}.opt.npz")
     state = model.optimizer.get_state()
     assert len(state) == len(theirs) > 2 and int(state[0]) == 1
     for a, b in zip(state[2:], theirs[2:]):
@@ -460,7 +498,7 @@ def test_keras_file_layout_of_nested_models(tmp_path):
 
 # ------------------------------------------------------------------------- config utilities
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", GRAPHS)
 def test_clone_model_has_the_architecture_and_new_weights(name):
     model = build(name)
     clone = fastdl.models.clone_model(model)
@@ -493,6 +531,8 @@ def test_clone_model_keeps_shared_layers_shared_and_takes_a_clone_function():
         fastdl.models.clone_model(model, input_tensors=[new_inputs[0]])
     with pytest.raises(TypeError, match="clone_function must return a fastdl layer"):
         fastdl.models.clone_model(model, clone_function=lambda layer: None)
+    with pytest.raises(ValueError, match="'tower' is a subclassed model"):
+        fastdl.models.clone_model(build("subclassed"))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -793,13 +793,19 @@ def build_layer(entry, custom_objects=None):
 
 
 def build_unbuilt(model, shape):
-    """Build a user's model for loading weights into it (zeros, random state untouched)."""
+    """Build a user's model for loading weights into it (zeros, random state untouched); a
+    subclassed model by a call on zeros of that shape."""
+    from fastdl.functional import Functional
+    from fastdl.models import Sequential, _leaf_layers
     guard = _BuildGuard(None)
     with preserved_random_state():
         try:
-            for layer in model.layers:
+            for layer in _leaf_layers(model):
                 guard.wrap(layer)
-            model.build(shape)
+            if isinstance(model, (Sequential, Functional)):
+                model.build(shape)
+            else:
+                model(np.zeros(tuple(1 if d is None else d for d in shape), model.dtype))
         except _CONSTRUCTION_ERRORS as e:
             raise ModelFileError(f"cannot build model {model.name!r} for input shape {shape}: "
                                  f"{e}") from e
