@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
 import zipfile
 
 import numpy as np
@@ -25,6 +24,11 @@ from fastdl.functional import Functional
 from fastdl.models import Model, Sequential
 from fastdl.saving import ModelFileError, load_model, save_model
 from fastdl.utils import set_random_seed
+
+# Building a graph runs each op on zero arrays to infer its output shape (fastdl.functional),
+# so ``2.0 / x`` warns about dividing by zero while the model is built; the values are right.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:(divide by zero|invalid value) encountered:RuntimeWarning")
 
 HAVE_KERAS = all(importlib.util.find_spec(m) is not None for m in ("keras", "torch", "h5py"))
 needs_keras = pytest.mark.skipif(not HAVE_KERAS, reason="needs keras, torch and h5py")
@@ -122,6 +126,23 @@ ARCHS = textwrap.dedent('''
         a = keras.Input((3,))
         return keras.Model(a, CUSTOM["Scale"](0.5)(L.Dense(4)(a)) + a[:, :1])
 
+    def ops_zoo(keras):
+        """Every op fastdl maps to a Keras op class, as keras.ops calls and operators."""
+        ops = keras.ops
+        a = keras.Input((2, 3), name="a")
+        b = keras.layers.Dense(3, name="d")(a)
+        t = ops.transpose(b, (0, 2, 1))
+        outs = [ops.reshape(b, (-1, 6)), ops.squeeze(ops.expand_dims(b, 1), axis=1),
+                ops.softmax(b, axis=1), ops.concatenate([b, a * 2.0], axis=-1),
+                ops.stack([a, b], axis=1), ops.max(b, axis=2), ops.min(b, axis=-1, keepdims=True),
+                ops.sum(b, axis=1), ops.mean(b, axis=-1), 1.0 - b, 2.0 / (ops.abs(b) + 1.0), -b,
+                b ** 2.0, b[:, ..., 1:], b[:, None, 0, ::2], ops.relu(b) + ops.sigmoid(b),
+                ops.exp(-ops.square(b)) * ops.tanh(b), ops.sqrt(ops.square(b) + 1.0),
+                ops.maximum(b, 0.5) - ops.minimum(b, a * 3.0), ops.matmul(b, t) @ b,
+                ops.add(a, b) / ops.subtract(a, 3.0) * ops.multiply(b, 0.5),
+                (ops.abs(ops.divide(b, 2.0)) + 1.0) ** ops.power(2.0, ops.negative(b))]
+        return keras.Model(a, outs, name="ops_zoo")
+
     def subclassed(keras):
         import numpy as np
         model = CUSTOM["Tower"](units=3, name="tower")
@@ -129,7 +150,7 @@ ARCHS = textwrap.dedent('''
         return model
 ''')
 GRAPHS = ["multi_io_dict", "multi_io_list", "residual_cnn", "shared_layer", "nested",
-          "custom_layer"]
+          "custom_layer", "ops_zoo"]
 NAMES = GRAPHS + ["subclassed"]
 _ns = {}
 exec(ARCHS, _ns)          # the builders above, for fastdl.keras here

@@ -403,7 +403,7 @@ def model_config(model):
     a functional model's: :func:`fastdl.saving.graph.functional_config`). Nested models are
     described in place of a layer entry."""
     from fastdl.functional import Functional
-    from fastdl.models import Model, Sequential
+    from fastdl.models import Sequential
 
     def entry(layer):
         return model_config(layer) if isinstance(layer, (Sequential, Functional)) \

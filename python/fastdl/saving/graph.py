@@ -246,7 +246,7 @@ def _unique(base, taken):
 def functional_config(model, entry_of):
     """The model's description in Keras's schema; ``entry_of(layer)`` describes one layer
     (a nested model included)."""
-    from fastdl.functional import Functional
+    from fastdl.functional import _map
     operations = keras_operations(model)
     model_nodes = {id(n) for n in model._nodes}
     taken = {op.name for op in operations if isinstance(op, Layer)}
@@ -286,11 +286,9 @@ def functional_config(model, entry_of):
                      "registered_name": keras_cls, "name": name,
                      "inbound_nodes": [node_data(args, {}, f"op {name!r}")]}
         layers.append(entry)
-    from fastdl.functional import _map
     config = {"name": model.name, "trainable": bool(model.trainable), "layers": layers,
               "input_layers": _map(lambda t: list(history[id(t)]), model._inputs_struct),
               "output_layers": _map(lambda t: list(history[id(t)]), model._outputs_struct)}
-    assert isinstance(model, Functional)
     return {"module": FUNCTIONAL_MODULE, "class_name": "Functional", "config": config,
             "registered_name": "Functional"}
 

@@ -18,8 +18,8 @@ Configs are translated both ways: Keras's dtype policies <-> fastdl's ``"float32
 shape <-> an ``InputLayer``, Keras options fastdl lacks are dropped when they are at their
 neutral value (``quantization_config: null``, ``unroll``, ``stateful: false``, ...) and refused
 with a message otherwise. Only fastdl's classes and those registered or passed in
-``custom_objects`` load: ``Lambda`` layers, unknown classes and modules are refused by name, and nothing a file
-names is ever imported.
+``custom_objects`` load: ``Lambda`` layers, unknown classes and modules are refused by name, and
+nothing a file names is ever imported.
 
 Loading bounds memory by what the described model needs: ``config.json`` is at most
 ``MAX_CONFIG_BYTES`` and is read first; the model is built with at most as many weight

@@ -9,8 +9,6 @@ outside fastdl's own classes is ever instantiated from a file, and nothing is im
 """
 import inspect
 
-from fastdl.saving.common import ModelFileError
-
 __all__ = ["register_keras_serializable", "get_registered_name", "get_registered_object",
            "get_custom_objects", "CustomObjectScope", "custom_object_scope",
            "serialize_keras_object", "deserialize_keras_object"]
