@@ -74,9 +74,21 @@ ARCHS = textwrap.dedent('''
         i = keras.Input((3,))
         inner_f = keras.Model(i, L.Dense(2, name="f_dense")(i), name="inner_fn")
         a = keras.Input((4,))
-        mid = keras.Model(a, inner_f(inner(a)), name="mid")
+        twice = L.Add(name="join")([inner_f(inner(a)), inner_f(L.Dense(3, name="side")(a))])
+        mid = keras.Model(a, L.Add(name="again")([L.Dense(2, name="after")(twice),
+                                                  inner_f(inner(a))]), name="mid")
         return keras.Sequential([keras.Input((4,)), mid, L.Dense(2, name="head")],
                                 name="outer")
+
+    def nested_functional(keras):
+        """The last call of a nested functional model is an output: Keras counts from 1."""
+        L = keras.layers
+        i = keras.Input((3,))
+        inner_f = keras.Model(i, L.Dense(2, name="f_dense")(i), name="inner_fn")
+        a = keras.Input((3,))
+        mid = keras.Model(a, inner_f(a), name="mid")
+        b = keras.Input((3,))
+        return keras.Model(b, mid(b), name="outer_fn")
 
     CUSTOM = {}
 
@@ -150,7 +162,7 @@ ARCHS = textwrap.dedent('''
         return model
 ''')
 GRAPHS = ["multi_io_dict", "multi_io_list", "residual_cnn", "shared_layer", "nested",
-          "custom_layer", "ops_zoo"]
+          "nested_functional", "custom_layer", "ops_zoo"]
 NAMES = GRAPHS + ["subclassed"]
 _ns = {}
 exec(ARCHS, _ns)          # the builders above, for fastdl.keras here
@@ -492,6 +504,8 @@ def test_keras_optimizer_state_of_a_functional_or_subclassed_model_loads(keras_s
 
 @needs_h5py
 def test_keras_file_layout_of_nested_models(tmp_path):
+    """Keras's config.json and weights layout for nested models (keras/src/models/functional.py
+    get_config; saving_lib's ``layers/<snake class>[_k]`` per model level)."""
     import h5py
     model = build("nested")
     save_model(model, tmp_path / "n.keras")
@@ -500,21 +514,24 @@ def test_keras_file_layout_of_nested_models(tmp_path):
         zf.extract("model.weights.h5", tmp_path)
     mid = config["config"]["layers"][1]
     assert mid["class_name"] == "Functional" and mid["module"] == "keras.src.models.functional"
-    # a nested functional model's own graph is its node 0: its first call is node 1
-    inner_fn = next(e for e in mid["config"]["layers"] if e["name"] == "inner_fn")
-    assert mid["config"]["output_layers"] == ["inner_fn", 1, 0]
-    assert len(inner_fn["inbound_nodes"]) == 1
+    layers = {e["name"]: e for e in mid["config"]["layers"]}
+    assert len(layers["inner_fn"]["inbound_nodes"]) == 3
+    # a node's arguments count a nested functional model's calls from 0 ...
+    join = layers["join"]["inbound_nodes"][0]["args"][0]
+    assert [t["config"]["keras_history"] for t in join] == [["inner_fn", 0, 0],
+                                                            ["inner_fn", 1, 0]]
+    # ... output_layers from 1 (Keras's Functional.get_config)
+    config = build("nested_functional").get_config()
+    assert config["output_layers"] == ["mid", 1, 0]
+    assert config["layers"][1]["config"]["output_layers"] == ["inner_fn", 1, 0]
     with h5py.File(tmp_path / "model.weights.h5") as h5:
         paths = []
         h5.visititems(lambda p, o: paths.append(p) if isinstance(o, h5py.Dataset) else None)
-    assert sorted(paths) == [
-        "layers/dense/vars/0", "layers/dense/vars/1",
-        "layers/functional/layers/functional/layers/dense/vars/0",
-        "layers/functional/layers/functional/layers/dense/vars/1",
-        "layers/functional/layers/sequential/layers/dense/vars/0",
-        "layers/functional/layers/sequential/layers/dense/vars/1",
-        "layers/functional/layers/sequential/layers/dense_1/vars/0",
-        "layers/functional/layers/sequential/layers/dense_1/vars/1"]
+    assert {p.rsplit("/vars/", 1)[0] for p in paths} == {
+        "layers/dense", "layers/functional/layers/functional/layers/dense",
+        "layers/functional/layers/sequential/layers/dense",
+        "layers/functional/layers/sequential/layers/dense_1",
+        "layers/functional/layers/dense", "layers/functional/layers/dense_1"}
 
 
 # ------------------------------------------------------------------------- config utilities

@@ -14,7 +14,8 @@ Each inbound node is one call of the layer; its arguments hold the KerasTensors 
 ``{"class_name": "__keras_tensor__", "config": {"shape", "dtype",
 "keras_history": [layer name, node index, tensor index]}}``, slices as ``__slice__``, ``...`` as
 ``__ellipsis__``, arrays as ``__numpy__``. A node index counts the layer's calls inside this
-model; a nested functional model's own graph is its node 0, so its calls start at 1. Operators
+model, from 0; in ``input_layers``/``output_layers`` (only there) Keras counts a nested
+functional model's calls from 1 (``Functional.get_config``'s ``kept_nodes``). Operators
 and ``keras.ops`` calls on KerasTensors (``x + y``, ``x[:, 0]``, ``ops.mean(x, axis=1)``) are
 operations of their own, written as ``{"module": "keras.src.ops.numpy", "class_name": "Add",
 "config": {"name": "add"}, "registered_name": "Add", ...}``: :data:`OPS` lists those fastdl
@@ -255,7 +256,7 @@ def functional_config(model, entry_of):
         if isinstance(op, Layer):
             names[id(op)] = op.name
             for k, node in enumerate(_own_nodes(op, model_nodes)):
-                node_index[id(node)] = k + _node_offset(op)
+                node_index[id(node)] = k
         else:
             names[id(op)] = _unique(to_snake_case(_op_call(op)[0]), taken)
             node_index[id(op)] = 0
@@ -286,9 +287,14 @@ def functional_config(model, entry_of):
                      "registered_name": keras_cls, "name": name,
                      "inbound_nodes": [node_data(args, {}, f"op {name!r}")]}
         layers.append(entry)
+    def reference(t):
+        name, node, index = history[id(t)]
+        layer = t._node.layer if t._node is not None else None
+        return [name, node + (_node_offset(layer) if layer is not None else 0), index]
+
     config = {"name": model.name, "trainable": bool(model.trainable), "layers": layers,
-              "input_layers": _map(lambda t: list(history[id(t)]), model._inputs_struct),
-              "output_layers": _map(lambda t: list(history[id(t)]), model._outputs_struct)}
+              "input_layers": _map(reference, model._inputs_struct),
+              "output_layers": _map(reference, model._outputs_struct)}
     return {"module": FUNCTIONAL_MODULE, "class_name": "Functional", "config": config,
             "registered_name": "Functional"}
 
@@ -377,17 +383,24 @@ def _op_function(entry, where):
     return getattr(ops, op_name), kwargs
 
 
-def _map_history(structure, outputs, layer_names, where):
+def _map_history(structure, outputs, layer_names, offsets, where):
+    """The tensors ``input_layers``/``output_layers`` name (nested functional models' node
+    indices there count from 1)."""
     if isinstance(structure, list) and len(structure) == 3 and isinstance(structure[0], str):
-        value = {"class_name": "__keras_tensor__", "config": {"keras_history": structure}}
+        name, node, index = structure
+        if isinstance(node, int) and not isinstance(node, bool):
+            node -= offsets.get(name, 0)
+        value = {"class_name": "__keras_tensor__",
+                 "config": {"keras_history": [name, node, index]}}
         try:
             return _deserialize(value, outputs, layer_names, where)
         except _NotReady:
             raise ModelFileError(f"{where}: {structure!r:.100} is never computed") from None
     if isinstance(structure, dict):
-        return {k: _map_history(v, outputs, layer_names, where) for k, v in structure.items()}
+        return {k: _map_history(v, outputs, layer_names, offsets, where)
+                for k, v in structure.items()}
     if isinstance(structure, list) and structure:
-        return [_map_history(v, outputs, layer_names, where) for v in structure]
+        return [_map_history(v, outputs, layer_names, offsets, where) for v in structure]
     raise ModelFileError(f"{where}: invalid tensor reference {structure!r:.100}")
 
 
@@ -467,7 +480,7 @@ def build_functional(description, make_layer, count):
                     raise
                 except _CALL_ERRORS as e:
                     raise ModelFileError(f"{node_where}: the call fails: {e}") from e
-                outputs[(name, done[name] + offset)] = _flatten(out)
+                outputs[(name, done[name])] = _flatten(out)
                 done[name] += 1
                 queue.pop(0)
                 progress = True
@@ -476,8 +489,9 @@ def build_functional(description, make_layer, count):
             raise ModelFileError(f"the graph cannot be rebuilt: the nodes of layers "
                                  f"{stuck[:10]} read tensors that are never computed (a cycle, "
                                  "or a node index the config does not have)")
-    inputs = _map_history(config.get("input_layers"), outputs, names, "input_layers")
-    outs = _map_history(config.get("output_layers"), outputs, names, "output_layers")
+    offsets = {name: offset for name, _, offset in order}
+    inputs = _map_history(config.get("input_layers"), outputs, names, offsets, "input_layers")
+    outs = _map_history(config.get("output_layers"), outputs, names, offsets, "output_layers")
     trainable = config.get("trainable", True)
     if not isinstance(trainable, bool):
         raise ModelFileError(f"model 'trainable' must be true or false, received "
