@@ -357,6 +357,21 @@ def test_config_with_a_lambda_layer_or_lambda_argument_is_refused(tmp_path, monk
     assert ran == []
 
 
+def test_config_listing_layers_outputs_first_loads(tmp_path):
+    """Nodes run once their inputs exist, whatever order the config lists the layers in."""
+    from fastdl.saving import native
+    model = build("nested")
+    save_model(model, tmp_path / "ok.fdl")
+    header, tensors = native.read_file(tmp_path / "ok.fdl")
+    header = json.loads(json.dumps(header))
+    mid = header["model_config"]["config"]["layers"][1]
+    mid["config"]["layers"].reverse()
+    native.write_file(tmp_path / "reversed.fdl", header, [(n, np.array(a)) for n, a in tensors])
+    x = make_inputs(model, np.random.default_rng(0))
+    assert_same(load_model(tmp_path / "reversed.fdl").predict(x, verbose=0),
+                model.predict(x, verbose=0))
+
+
 def test_config_with_bad_references_is_refused(tmp_path):
     def bad_output(config):
         config["output_layers"] = [["shared", 7, 0]]

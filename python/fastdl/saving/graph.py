@@ -310,6 +310,17 @@ _ARRAY_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "float16", 
                  "float64")
 
 
+def _history(value, where):
+    """``[layer name, node index, tensor index]`` of a serialized KerasTensor, checked."""
+    inner = value.get("config")
+    history = inner.get("keras_history") if isinstance(inner, dict) else None
+    if not (isinstance(history, list) and len(history) == 3 and isinstance(history[0], str)
+            and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
+                    for i in history[1:])):
+        raise ModelFileError(f"{where}: invalid keras_history {history!r:.200}")
+    return tuple(history)
+
+
 def _deserialize(value, outputs, layer_names, where, depth=0):
     if depth > 32:
         raise ModelFileError(f"{where}: node arguments nest too deeply")
@@ -320,12 +331,7 @@ def _deserialize(value, outputs, layer_names, where, depth=0):
     cls = value.get("class_name")
     inner = value.get("config")
     if cls == "__keras_tensor__":
-        history = inner.get("keras_history") if isinstance(inner, dict) else None
-        if not (isinstance(history, list) and len(history) == 3 and isinstance(history[0], str)
-                and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0
-                        for i in history[1:])):
-            raise ModelFileError(f"{where}: invalid keras_history {history!r:.200}")
-        name, node, index = history
+        name, node, index = _history(value, where)
         if name not in layer_names:
             raise ModelFileError(f"{where}: the node reads layer {name!r:.100}, which is not a "
                                  "layer of the model")
@@ -381,6 +387,19 @@ def _op_function(entry, where):
             return x[tuple(key) if isinstance(key, list) else key]
         return fn, kwargs
     return getattr(ops, op_name), kwargs
+
+
+def _references(value, where, depth=0):
+    """The (layer name, node index) pairs a node's arguments read."""
+    if depth > 32:
+        raise ModelFileError(f"{where}: node arguments nest too deeply")
+    if isinstance(value, list):
+        return {r for v in value for r in _references(v, where, depth + 1)}
+    if not isinstance(value, dict):
+        return set()
+    if value.get("class_name") == "__keras_tensor__":
+        return {_history(value, where)[:2]}
+    return {r for v in value.values() for r in _references(v, where, depth + 1)}
 
 
 def _map_history(structure, outputs, layer_names, offsets, where):
@@ -449,46 +468,62 @@ def build_functional(description, make_layer, count):
         pending[name] = list(nodes)
         order.append((name, where, _node_offset(obj) if isinstance(obj, Layer) else 0))
     names = set(built)
-    done = {name: 0 for name in built}
-    while any(pending.values()):
-        progress = False
-        for name, where, offset in order:
-            queue = pending[name]
-            while queue:
-                data = queue[0]
-                node_where = f"{where} node {done[name]}"
-                try:
-                    args = _deserialize(data.get("args", []), outputs, names, node_where)
-                    kwargs = _deserialize(data.get("kwargs", {}), outputs, names, node_where)
-                except _NotReady:
-                    break
-                if not isinstance(args, list) or not isinstance(kwargs, dict):
-                    raise ModelFileError(f"{node_where}: 'args' must be a list and 'kwargs' "
-                                         "an object")
-                obj = built[name]
-                if not any(isinstance(t, KerasTensor) for t in _flatten([args, kwargs])):
-                    raise ModelFileError(f"{node_where}: the node reads no tensor")
-                try:
-                    if isinstance(obj, Layer):
-                        kwargs = {k: v for k, v in kwargs.items()
-                                  if not (k in ("mask", "training") and v is None)}
-                        out = obj(*args, **kwargs)
-                    else:
-                        fn, params = obj
-                        out = fn(*args, **params)
-                except ModelFileError:
-                    raise
-                except _CALL_ERRORS as e:
-                    raise ModelFileError(f"{node_where}: the call fails: {e}") from e
-                outputs[(name, done[name])] = _flatten(out)
-                done[name] += 1
-                queue.pop(0)
-                progress = True
-        if not progress:
-            stuck = sorted(name for name, queue in pending.items() if queue)
-            raise ModelFileError(f"the graph cannot be rebuilt: the nodes of layers "
-                                 f"{stuck[:10]} read tensors that are never computed (a cycle, "
-                                 "or a node index the config does not have)")
+    # Kahn's algorithm over the nodes (layer, k): each waits for the tensors it reads and for
+    # the layer's call k-1 (a layer's calls keep their order); linear in the nodes, where
+    # Keras's repeated sweeps are quadratic on a config listed outputs first.
+    waiting, readers, ready = {}, {}, []
+    for name, where, _ in order:
+        for k, data in enumerate(pending[name]):
+            needs = set()
+            for ref in _references(data, f"{where} node {k}"):
+                if ref[0] not in names:
+                    raise ModelFileError(f"{where} node {k}: the node reads layer "
+                                         f"{ref[0]!r:.100}, which is not a layer of the model")
+                if ref not in outputs:
+                    needs.add(ref)
+            if k:
+                needs.add((name, k - 1))
+            waiting[(name, k)] = len(needs)
+            for ref in needs:
+                readers.setdefault(ref, []).append((name, k))
+            if not needs:
+                ready.append((name, k))
+    ready.reverse()
+    done = 0
+    while ready:
+        name, k = ready.pop()
+        node_where = f"layer {name!r} node {k}"
+        data = pending[name][k]
+        args = _deserialize(data.get("args", []), outputs, names, node_where)
+        kwargs = _deserialize(data.get("kwargs", {}), outputs, names, node_where)
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ModelFileError(f"{node_where}: 'args' must be a list and 'kwargs' an object")
+        obj = built[name]
+        if not any(isinstance(t, KerasTensor) for t in _flatten([args, kwargs])):
+            raise ModelFileError(f"{node_where}: the node reads no tensor")
+        try:
+            if isinstance(obj, Layer):
+                kwargs = {key: v for key, v in kwargs.items()
+                          if not (key in ("mask", "training") and v is None)}
+                out = obj(*args, **kwargs)
+            else:
+                fn, params = obj
+                out = fn(*args, **params)
+        except ModelFileError:
+            raise
+        except _CALL_ERRORS as e:
+            raise ModelFileError(f"{node_where}: the call fails: {e}") from e
+        outputs[(name, k)] = _flatten(out)
+        done += 1
+        for reader in readers.pop((name, k), ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                ready.append(reader)
+    if done != len(waiting):
+        stuck = sorted({name for (name, k), n in waiting.items() if n > 0})
+        raise ModelFileError(f"the graph cannot be rebuilt: the nodes of layers "
+                             f"{stuck[:10]} read tensors that are never computed (a cycle, "
+                             "or a node index the config does not have)")
     offsets = {name: offset for name, _, offset in order}
     inputs = _map_history(config.get("input_layers"), outputs, names, offsets, "input_layers")
     outs = _map_history(config.get("output_layers"), outputs, names, offsets, "output_layers")
