@@ -270,12 +270,13 @@ def test_merge_layer_misuse_names_the_layer():
         L.Concatenate(name="cat")([fastdl.Input((2, 3)), fastdl.Input((4, 3))])
 
 
-def test_saving_a_functional_model_is_not_implemented(tmp_path):
+def test_saving_a_functional_model_round_trips(tmp_path):
     inp = fastdl.Input((2,))
     model = Model(inp, L.Dense(1)(inp))
-    with pytest.raises(NotImplementedError, match="functional model .* saves Sequential"):
-        model.save(tmp_path / "m.keras")
-    assert not (tmp_path / "m.keras").exists()
+    model.save(tmp_path / "m.fdl")
+    x = np.ones((3, 2), np.float32)
+    np.testing.assert_array_equal(fastdl.models.load_model(tmp_path / "m.fdl").predict(
+        x, verbose=0), model.predict(x, verbose=0))
 
 
 def test_multi_input_multi_output_compile_fit_evaluate():

@@ -239,8 +239,10 @@ def test_subclassed_model_misuse_is_a_clear_error(tmp_path):
     with pytest.raises(TypeError, match="must return fastdl Tensors to be trained with fit, "
                                         "received ndarray"):
         model.fit(np.ones((2, 3)), np.ones((2, 1)), verbose=0)
-    with pytest.raises(NotImplementedError, match="subclassed model"):
-        MLP().save(tmp_path / "m.keras")
+    MLP().save(tmp_path / "m.fdl")     # saves by get_config; loading needs the class
+    with pytest.raises(ValueError, match=r"'MLP' from module .*custom_objects"):
+        fastdl.models.load_model(tmp_path / "m.fdl")
+    assert type(fastdl.models.load_model(tmp_path / "m.fdl", custom_objects={"MLP": MLP})) is MLP
     with pytest.raises(TypeError, match=r"Model\(inputs, outputs\) builds a functional model"):
         NoCall("x")
 

@@ -107,15 +107,15 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "OrbaxCheckpoint RemoteMonitor",
     "keras.utils": """
-        Config CustomObjectScope FeatureSpace
-        audio_dataset_from_directory bounding_boxes clear_session custom_object_scope
-        deserialize_keras_object disable_interactive_logging enable_interactive_logging
-        get_custom_objects get_registered_name get_registered_object get_source_inputs
+        Config FeatureSpace
+        audio_dataset_from_directory bounding_boxes clear_session
+        disable_interactive_logging enable_interactive_logging
+        get_source_inputs
         is_interactive_logging_enabled is_keras_tensor legacy
-        register_keras_serializable serialize_keras_object standardize_dtype
+        standardize_dtype
     """,
     "keras.preprocessing.image": "smart_resize",
-    "keras.models": "clone_model model_from_json save_model",
+    "keras.models": "save_model",
     "keras.initializers": """
         Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
         glorot_normal glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform
@@ -126,11 +126,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         celu glu hard_shrink hard_tanh log_sigmoid soft_shrink sparse_plus sparse_sigmoid
         sparsemax squareplus tanh_shrink threshold
     """,
-    "keras.saving": """
-        CustomObjectScope KerasFileEditor custom_object_scope deserialize_keras_object
-        get_custom_objects get_registered_name get_registered_object register_keras_serializable
-        serialize_keras_object
-    """,
+    "keras.saving": "KerasFileEditor",
 }.items()}
 
 # Attributes of Keras 3's Layer and Model (not the torch backend's Module names) that fastdl's
@@ -144,7 +140,7 @@ MODEL_ATTRIBUTES = frozenset("""
     make_train_function make_test_function make_predict_function get_compile_config
     compile_from_config export
     get_state_tree set_state_tree stateless_compute_loss steps_per_execution
-    distribute_strategy to_json
+    distribute_strategy
 """.split())
 ATTRIBUTE_ALTERNATIVES = {
     **{name: "fit, evaluate and predict call train_step, test_step and predict_step: "

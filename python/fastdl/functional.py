@@ -17,11 +17,14 @@ from fastdl.tensor.tensor import Tensor, as_dtype
 
 
 class Node:
-    """One call in a graph: ``fn(*args, **kwargs)`` with KerasTensors inside ``args``."""
-    __slots__ = ("layer", "fn", "args", "kwargs", "outputs")
+    """One call in a graph: ``fn(*args, **kwargs)`` with KerasTensors inside ``args``. An op
+    node (no layer) keeps the op's ``name`` and whether it is a KerasTensor ``operator``
+    (``x + y`` is ``"add"``, ``2 - x`` is ``"rsub"``), which saving maps to Keras's op classes."""
+    __slots__ = ("layer", "fn", "args", "kwargs", "outputs", "name", "operator")
 
-    def __init__(self, layer, fn, args, kwargs):
+    def __init__(self, layer, fn, args, kwargs, name=None, operator=False):
         self.layer, self.fn, self.args, self.kwargs = layer, fn, args, kwargs
+        self.name, self.operator = name, operator
         self.outputs = []
 
     def inputs(self):
@@ -69,7 +72,7 @@ def _symbolic_operator(name):
         from fastdl.tensor.tensor import OPERATORS
         import fastdl.ops  # noqa: F401  (binds OPERATORS)
         op = OPERATORS[name]
-        return symbolic_op(lambda *a: op(*a), (self, *args), name.strip("_"))
+        return symbolic_op(lambda *a: op(*a), (self, *args), name.strip("_"), operator=True)
     method.__name__ = name
     return method
 
@@ -188,7 +191,7 @@ def symbolic_call(layer, x, kwargs):
     return outs[0] if single else outs
 
 
-def symbolic_op(fn, args, name, kwargs=None):
+def symbolic_op(fn, args, name, kwargs=None, operator=False):
     """An op on KerasTensors (``x + y``, ``x[:, 0]``, ``ops.mean(x, axis=1)``): a node that
     runs ``fn`` on Tensors."""
     kwargs = kwargs or {}
@@ -197,7 +200,7 @@ def symbolic_op(fn, args, name, kwargs=None):
     except (ValueError, TypeError, IndexError) as e:
         raise ValueError(f"{name} cannot be applied to symbolic inputs of shapes "
                          f"{_shapes(list(args))}: {e}") from e
-    node = Node(None, fn, args, kwargs)
+    node = Node(None, fn, args, kwargs, name, operator)
     outs = [KerasTensor(s, d, name=name, node=node) for s, d in specs]
     node.outputs = outs
     return outs[0] if len(outs) == 1 else outs
@@ -484,10 +487,10 @@ class Functional(Model):
         return _values(self._call_tensors(_as_tensors(x), training, fuse))
 
     def get_config(self):
-        raise NotImplementedError(
-            f"Model {self.name!r} is a functional model: its config (and saving it with "
-            "model.save) is not implemented yet; save_weights/load_weights are not either. "
-            "Sequential models save and load.")
+        """Keras's Functional config: ``name``, ``trainable``, ``layers`` (each with its
+        ``inbound_nodes``), ``input_layers``, ``output_layers`` (fastdl.saving.graph)."""
+        from fastdl.saving import common
+        return common.model_config(self)["config"]
 
     def __repr__(self):
         return f"<Functional name={self.name}, layers={len(self._layers)}>"

@@ -363,7 +363,10 @@ class Model(Layer):
     # model run on Tensors, differentiated by a GradientTape; built-in layers are one primitive
     # each with a per-call cache, so a layer called several times is differentiated correctly.
     def _convert_x(self, x, what="x"):
-        return _as_model_input(x, self, what)
+        x = _as_model_input(x, self, what)
+        if self._build_input_shape is None:  # saving rebuilds the model with it (build_config)
+            self._build_input_shape = (None,) + x.shape[1:]
+        return x
 
     def _forward(self, x, training, fuse=False):
         return _values(self._call_tensors(_as_tensors(x), training))
@@ -1209,6 +1212,24 @@ class Model(Layer):
         from fastdl.saving import load_weights
         load_weights(self, filepath)
 
+    def to_json(self, **kwargs):
+        """The model's description as Keras's JSON (``keras.models.model_from_json`` and
+        :func:`model_from_json` read it); ``kwargs`` go to ``json.dumps``."""
+        from fastdl.saving.cloning import to_json
+        return to_json(self, **kwargs)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A model from ``get_config()``: a Sequential's or functional model's config (new
+        weights), or for a subclass ``cls(**config)``."""
+        from fastdl.functional import Functional
+        if cls is Sequential or (cls in (Model, Functional) and isinstance(config, dict)
+                                 and "input_layers" in config):
+            from fastdl.saving.cloning import model_from_config
+            kind = "Sequential" if cls is Sequential else "Functional"
+            return model_from_config({"class_name": kind, "config": config}, custom_objects)
+        return cls(**config)
+
 
 
 class Sequential(Model):
@@ -1499,6 +1520,18 @@ class Sequential(Model):
     def __repr__(self):
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
 
+
+
+def clone_model(model, input_tensors=None, clone_function=None):
+    """A new model with ``model``'s architecture and new weights (fastdl.saving.cloning)."""
+    from fastdl.saving.cloning import clone_model as _clone
+    return _clone(model, input_tensors=input_tensors, clone_function=clone_function)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A model (new weights) from ``model.to_json()`` or Keras's JSON."""
+    from fastdl.saving.cloning import model_from_json as _from_json
+    return _from_json(json_string, custom_objects=custom_objects)
 
 
 def load_model(filepath, custom_objects=None, compile=True):
