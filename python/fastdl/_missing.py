@@ -63,10 +63,10 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
         AdditiveAttention AlphaDropout Attention AugMix AutoContrast AveragePooling3D AvgPool3D
-        CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
-        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
-        Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
-        Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization EinsumDense
+        CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization
+        Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
+        Convolution3D Convolution3DTranspose
+        Cropping3D CutMix Discretization EinsumDense
         Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise GlobalAveragePooling3D
         GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
         Hashing Identity IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
@@ -76,7 +76,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective
         RandomPosterization RandomRotation RandomSaturation RandomSharpness RandomShear
         RandomTranslation RandomZoom Rescaling Resizing ReversibleEmbedding STFTSpectrogram
-        SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D
         SimpleRNNCell Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
         SpectralNormalization StackedRNNCells StringLookup TFSMLayer TextVectorization
         TimeDistributed TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize

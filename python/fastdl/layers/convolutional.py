@@ -1,5 +1,5 @@
-"""Conv1D and Conv2D (channels last, Keras kernel layout ``(*kernel_size, in/groups, filters)``)
-on the C++ 2-D conv kernels."""
+"""Conv1D and Conv2D (channels last, Keras kernel layout ``(*kernel_size, in/groups, filters)``),
+DepthwiseConv1D/2D and SeparableConv1D/2D, on the C++ 2-D conv kernels."""
 import numpy as np
 
 from fastdl import _core, activations, constraints, initializers, regularizers
@@ -118,15 +118,17 @@ class _Conv(Layer):
                              f"{channels} channels (full input shape is {shape_str(input_shape)})")
         self.compute_output_shape(input_shape)  # validates the output size
         self.kernel = self.add_weight(
-            "kernel", self.kernel_size + (channels // self.groups, self.filters),
-            self.kernel_initializer, regularizer=self.kernel_regularizer,
-            constraint=self.kernel_constraint)
+            "kernel", self._kernel_shape(channels), self.kernel_initializer,
+            regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
         self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer,
                                      regularizer=self.bias_regularizer,
                                      constraint=self.bias_constraint)
                      if self.use_bias else None)
         self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
         super().build(input_shape)
+
+    def _kernel_shape(self, channels):
+        return self.kernel_size + (channels // self.groups, self.filters)
 
     def compute_output_shape(self, input_shape):
         check_rank(self, input_shape)
@@ -251,3 +253,213 @@ class Conv2D(_Conv):
 
 Convolution1D = Conv1D
 Convolution2D = Conv2D
+
+
+def _serialized(**objects):
+    """get_config entries of initializers, regularizers and constraints, by name suffix."""
+    modules = {"initializer": initializers, "regularizer": regularizers,
+               "constraint": constraints}
+    return {name: modules[name.rsplit("_", 1)[1]].serialize(value)
+            for name, value in objects.items()}
+
+
+class _DepthwiseConv(_Conv):
+    """Depthwise convolution: each input channel convolved with its own ``depth_multiplier``
+    filters, output channel ``c * depth_multiplier + m``; kernel ``(*kernel_size, in_channels,
+    depth_multiplier)`` (Keras). Runs as the grouped convolution with ``groups = in_channels``
+    on the kernel viewed as ``(*kernel_size, 1, in_channels * depth_multiplier)``."""
+
+    def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
+                 data_format=None, dilation_rate=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", bias_initializer="zeros",
+                 depthwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, bias_constraint=None, **kwargs):
+        self.depth_multiplier = check_positive_int(depth_multiplier, "depth_multiplier")
+        super().__init__(self.depth_multiplier, kernel_size, strides=strides,
+                         padding=check_choice(padding, {"valid", "same"}, "padding"),
+                         data_format=data_format, dilation_rate=dilation_rate,
+                         activation=activation, use_bias=use_bias,
+                         kernel_initializer=depthwise_initializer,
+                         bias_initializer=bias_initializer,
+                         kernel_regularizer=depthwise_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         kernel_constraint=depthwise_constraint,
+                         bias_constraint=bias_constraint, **kwargs)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is not None and channels >= 1:
+            self.groups, self.filters = channels, channels * self.depth_multiplier
+        super().build(input_shape)
+
+    def _kernel_shape(self, channels):
+        return self.kernel_size + (channels, self.depth_multiplier)
+
+    def _kernel_2d(self):
+        return self.kernel.reshape((1,) * (2 - self.rank) + self.kernel_size + (1, -1))
+
+    def compute_output_shape(self, input_shape):
+        check_rank(self, input_shape)
+        channels = None if input_shape[-1] is None else input_shape[-1] * self.depth_multiplier
+        return spatial_output_shape(self, input_shape, self.kernel_size, self.strides,
+                                    self.dilation_rate, self.padding, channels)
+
+    def get_config(self):
+        config = Layer.get_config(self)
+        config.update(kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
+                      depth_multiplier=self.depth_multiplier, data_format=self.data_format,
+                      dilation_rate=self.dilation_rate,
+                      activation=activations.serialize(self.activation), use_bias=self.use_bias,
+                      **_serialized(depthwise_initializer=self.kernel_initializer,
+                                    bias_initializer=self.bias_initializer,
+                                    depthwise_regularizer=self.kernel_regularizer,
+                                    bias_regularizer=self.bias_regularizer,
+                                    activity_regularizer=self.activity_regularizer,
+                                    depthwise_constraint=self.kernel_constraint,
+                                    bias_constraint=self.bias_constraint))
+        return config
+
+
+class DepthwiseConv1D(_DepthwiseConv):
+    """Depthwise 1-D convolution on ``(batch, steps, channels)``; kernel ``(kernel_size,
+    in_channels, depth_multiplier)``."""
+
+    rank = 1
+
+
+class DepthwiseConv2D(_DepthwiseConv):
+    """Depthwise 2-D convolution on NHWC inputs; kernel ``(kh, kw, in_channels,
+    depth_multiplier)``."""
+
+    rank = 2
+
+
+class _SeparableConv(_DepthwiseConv):
+    """Depthwise convolution (no bias) followed by a pointwise 1x1 convolution with the bias
+    and the activation: weights ``depthwise_kernel (*kernel_size, in_channels,
+    depth_multiplier)``, ``pointwise_kernel (*(1,) * rank, in_channels * depth_multiplier,
+    filters)``, ``bias (filters,)``, as in Keras."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None,
+                 dilation_rate=1, depth_multiplier=1, activation=None, use_bias=True,
+                 depthwise_initializer="glorot_uniform", pointwise_initializer="glorot_uniform",
+                 bias_initializer="zeros", depthwise_regularizer=None,
+                 pointwise_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 depthwise_constraint=None, pointwise_constraint=None, bias_constraint=None,
+                 **kwargs):
+        super().__init__(kernel_size, strides=strides, padding=padding,
+                         depth_multiplier=depth_multiplier, data_format=data_format,
+                         dilation_rate=dilation_rate, activation=activation, use_bias=use_bias,
+                         depthwise_initializer=depthwise_initializer,
+                         bias_initializer=bias_initializer,
+                         depthwise_regularizer=depthwise_regularizer,
+                         bias_regularizer=bias_regularizer,
+                         activity_regularizer=activity_regularizer,
+                         depthwise_constraint=depthwise_constraint,
+                         bias_constraint=bias_constraint, **kwargs)
+        self.pointwise_filters = check_positive_int(filters, "filters")
+        self.pointwise_initializer = initializers.get(pointwise_initializer)
+        self.pointwise_regularizer = regularizers.get(pointwise_regularizer)
+        self.pointwise_constraint = constraints.get(pointwise_constraint)
+        self.depthwise_kernel = self.pointwise_kernel = None
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None or channels < 1:
+            raise ValueError(f"Layer {self.name!r} needs a known, positive channel count (last "
+                             f"axis). Received input shape {shape_str(input_shape)}")
+        self.groups, self.filters = channels, self.pointwise_filters
+        self.compute_output_shape(input_shape)  # validates the output size
+        dm = self.depth_multiplier
+        self.depthwise_kernel = self.add_weight(
+            "depthwise_kernel", self.kernel_size + (channels, dm), self.kernel_initializer,
+            regularizer=self.kernel_regularizer, constraint=self.kernel_constraint)
+        self.pointwise_kernel = self.add_weight(
+            "pointwise_kernel", (1,) * self.rank + (channels * dm, self.filters),
+            self.pointwise_initializer, regularizer=self.pointwise_regularizer,
+            constraint=self.pointwise_constraint)
+        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer,
+                                     regularizer=self.bias_regularizer,
+                                     constraint=self.bias_constraint)
+                     if self.use_bias else None)
+        self.input_spec = InputSpec(ndim=self.rank + 2, axes={-1: channels})
+        Layer.build(self, input_shape)
+
+    def compute_output_shape(self, input_shape):
+        check_rank(self, input_shape)
+        return spatial_output_shape(self, input_shape, self.kernel_size, self.strides,
+                                    self.dilation_rate, self.padding, self.pointwise_filters)
+
+    def _kernel_2d(self):
+        return self.depthwise_kernel.reshape(
+            (1,) * (2 - self.rank) + self.kernel_size + (1, -1))
+
+    def _pointwise_2d(self):
+        return self.pointwise_kernel.reshape((1, 1) + self.pointwise_kernel.shape[-2:])
+
+    _POINTWISE_ARGS = (1, 1, "valid", 1, 1, 1)
+
+    def call(self, x, training=False):
+        self.compute_output_shape(x.shape)
+        x = self._input_2d(x)
+        h = _core.conv2d_forward(x, self._kernel_2d(), None, *self._args(), False)
+        z = _core.conv2d_forward(h, self._pointwise_2d(), self.bias, *self._POINTWISE_ARGS,
+                                 self._fused_relu)
+        y = z
+        if not self._fused_relu and self.activation is not activations.linear:
+            y = self.activation(z)
+        self._cache = (x, h, z, y)
+        return self._output(y)
+
+    def _fuse_next(self, x, next_layer):
+        return None
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+        x, h, z, y = self._cache
+        dy = as_c_array(dy, dtype=self.dtype)
+        if dy.shape != self._output(y).shape:
+            raise ValueError(f"Layer {self.name!r}: dy has shape {shape_str(dy.shape)}, "
+                             f"the output has {shape_str(self._output(y).shape)}")
+        dy = to_2d(dy)
+        if not self._fused_relu and self.activation is not activations.linear:
+            dy = as_c_array(self.activation.backward(z, y, dy), dtype=self.dtype)
+        train = self._trainable
+        dh, dpk, db = _core.conv2d_backward(dy, h, self._pointwise_2d(), *self._POINTWISE_ARGS,
+                                            True, train, train and self.use_bias,
+                                            z if self._fused_relu else None)
+        dx, ddk, _ = _core.conv2d_backward(dh, x, self._kernel_2d(), *self._args(),
+                                           bool(self.input_gradient_needed), train, False, None)
+        if train:
+            self.grads = [ddk.reshape(self.depthwise_kernel.shape),
+                          dpk.reshape(self.pointwise_kernel.shape)] + ([db] if self.use_bias
+                                                                       else [])
+        else:
+            self.grads = []
+        return None if dx is None else self._output(dx)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.pointwise_filters,
+                      **_serialized(pointwise_initializer=self.pointwise_initializer,
+                                    pointwise_regularizer=self.pointwise_regularizer,
+                                    pointwise_constraint=self.pointwise_constraint))
+        return config
+
+
+class SeparableConv1D(_SeparableConv):
+    """Depthwise 1-D convolution then a pointwise (1x1) one, on ``(batch, steps, channels)``."""
+
+    rank = 1
+
+
+class SeparableConv2D(_SeparableConv):
+    """Depthwise 2-D convolution then a pointwise (1x1) one, on NHWC inputs."""
+
+    rank = 2
+
+
+SeparableConvolution1D = SeparableConv1D
+SeparableConvolution2D = SeparableConv2D
