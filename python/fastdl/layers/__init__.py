@@ -28,6 +28,9 @@ _FAMILIES = {
                               "Concatenate", "Dot", "add", "subtract", "multiply", "average",
                               "maximum", "minimum", "concatenate", "dot"),
     "fastdl.layers.lambda_layer": ("Lambda",),
+    "fastdl.layers.noise": ("GaussianNoise", "GaussianDropout", "AlphaDropout",
+                            "SpatialDropout1D", "SpatialDropout2D", "ActivityRegularization",
+                            "Permute", "Identity"),
 }
 _WHERE = {name: module for module, names in _FAMILIES.items() for name in names}
 
