@@ -81,9 +81,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         TimeDistributed TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
         serialize
     """,
-    "keras.regularizers": """
-        OrthogonalRegularizer orthogonal_regularizer
-    """,
     "keras.losses": """
         CTC CategoricalGeneralizedCrossEntropy Circle categorical_generalized_cross_entropy
         circle ctc
