@@ -207,10 +207,12 @@ class _Conv(Layer):
         if not self._fused_relu and self.activation is not activations.linear:
             dy = as_c_array(self.activation.backward(z, y, dy), dtype=self.dtype)
         train = self._trainable
-        dx, dk, db = _core.conv2d_backward(dy, x, self._kernel_2d(), *self._args(),
-                                           bool(self.input_gradient_needed), train,
-                                           train and self.use_bias,
-                                           z if self._fused_relu else None)
+        entries = self._sparse_entries(dy)
+        dx, dk, db = (self._sparse_backward(dy, x, z, entries) if entries is not None else
+                      _core.conv2d_backward(dy, x, self._kernel_2d(), *self._args(),
+                                            bool(self.input_gradient_needed), train,
+                                            train and self.use_bias,
+                                            z if self._fused_relu else None))
         if train:
             dk = dk.reshape(self.kernel.shape)
             self.grads = [dk, db] if self.use_bias else [dk]
@@ -219,6 +221,40 @@ class _Conv(Layer):
         if dx is not None:
             dx = self._output(dx[:, :, self._causal_pad():, :])
         return dx
+
+    # the sparse backward wins when at most this fraction of dy is nonzero
+    _SPARSE_DENSITY = 1 / 32
+
+    def _sparse_entries(self, dy):
+        """The flat indices of dy's nonzeros when backward takes the sparse path (an
+        ungrouped rank-1 convolution without 'same' padding whose dy is mostly zeros: after
+        GlobalMaxPooling1D, one nonzero per sample and filter), else None."""
+        if not (self.rank == 1 and self.groups == 1 and self._args()[2] == "valid"
+                and type(self)._kernel_2d is _Conv._kernel_2d):
+            return None
+        nonzero = dy != 0     # (a boolean array counts and lists its nonzeros much faster)
+        if np.count_nonzero(nonzero) > dy.size * self._SPARSE_DENSITY:
+            return None
+        return np.flatnonzero(nonzero)
+
+    def _sparse_backward(self, dy, x, z, entries):
+        """(dx, dkernel, dbias) of the rank-1 convolution from dy's nonzero ``entries``
+        (O(nonzeros * kernel_size * channels) work in C++ instead of the dense GEMMs)."""
+        n, _, steps, filters = dy.shape
+        ns, rest = np.divmod(entries, steps * filters)
+        ts, fs = np.divmod(rest, filters)
+        g = dy.reshape(-1)[entries]
+        if self._fused_relu:   # ReLU's gradient: only where the output was positive
+            keep = z.reshape(-1)[entries] > 0
+            ns, ts, fs, g = ns[keep], ts[keep], fs[keep], g[keep]
+        kernel_t = np.ascontiguousarray(self.kernel.transpose(2, 0, 1))   # (F, K, C)
+        dx, dk_t = _core.conv1d_sparse_backward(
+            x.reshape(n, x.shape[2], x.shape[3]), kernel_t, ns, ts, fs,
+            np.ascontiguousarray(g), self.strides[0], self.dilation_rate[0],
+            bool(self.input_gradient_needed))
+        db = np.bincount(fs, weights=g, minlength=filters).astype(self.dtype)
+        return (None if dx is None else dx.reshape(x.shape),
+                np.ascontiguousarray(dk_t.transpose(1, 2, 0)), db)
 
     def get_config(self):
         config = super().get_config()
@@ -239,7 +275,11 @@ class _Conv(Layer):
 class Conv1D(_Conv):
     """1-D convolution on ``(batch, steps, channels)``; kernel ``(kernel_size, in_channels //
     groups, filters)``. ``padding="causal"`` pads ``(kernel_size - 1) * dilation_rate`` zero
-    steps in front, so output step t sees only inputs up to t."""
+    steps in front, so output step t sees only inputs up to t.
+
+    When at most 1/32 of dy is nonzero (a following GlobalMaxPooling1D passes one gradient per
+    sample and filter), an ungrouped valid/causal Conv1D computes its gradients from those
+    entries alone (``_core.conv1d_sparse_backward``) instead of the dense GEMMs."""
 
     rank = 1
 
