@@ -229,8 +229,7 @@ class _Conv(Layer):
         """The flat indices of dy's nonzeros when backward takes the sparse path (an
         ungrouped rank-1 convolution without 'same' padding whose dy is mostly zeros: after
         GlobalMaxPooling1D, one nonzero per sample and filter), else None."""
-        if not (self.rank == 1 and self.groups == 1 and self._args()[2] == "valid"
-                and type(self)._kernel_2d is _Conv._kernel_2d):
+        if not (self.rank == 1 and self.groups == 1 and self._args()[2] == "valid"):
             return None
         nonzero = dy != 0     # (a boolean array counts and lists its nonzeros much faster)
         if np.count_nonzero(nonzero) > dy.size * self._SPARSE_DENSITY:
@@ -303,11 +302,66 @@ def _serialized(**objects):
             for name, value in objects.items()}
 
 
+def _same_pads(size, kernel_size, stride, dilation):
+    """TensorFlow's 'same' padding of one axis: (before, after), the smaller half first."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class _Depthwise:
+    """Depthwise convolution of NHWC ``x`` with a ``(KH, KW, C, M)`` kernel, one multiply-add
+    pass per kernel tap over shifted views of the (padded) input: O(N*OH*OW*C*M) work per tap,
+    where the grouped im2col kernels would run C tiny GEMMs."""
+
+    def __init__(self, x, kernel_shape, strides, dilation, padding):
+        n, h, w, c = x.shape
+        kh, kw = kernel_shape[:2]
+        pads = ([_same_pads(h, kh, strides[0], dilation[0]),
+                 _same_pads(w, kw, strides[1], dilation[1])] if padding == "same"
+                else [(0, 0), (0, 0)])
+        self.x = np.pad(x, ((0, 0), *pads, (0, 0))) if any(map(any, pads)) else x
+        self.pads, self.in_shape = pads, x.shape
+        hp, wp = self.x.shape[1:3]
+        self.out_hw = ((hp - (kh - 1) * dilation[0] - 1) // strides[0] + 1,
+                       (wp - (kw - 1) * dilation[1] - 1) // strides[1] + 1)
+        oh, ow = self.out_hw
+        self.taps = [(i, j, (slice(None), slice(i * dilation[0], i * dilation[0]
+                                                 + (oh - 1) * strides[0] + 1, strides[0]),
+                             slice(j * dilation[1], j * dilation[1] + (ow - 1) * strides[1] + 1,
+                                   strides[1])))
+                     for i in range(kh) for j in range(kw)]
+
+    def forward(self, kernel):
+        """(N, OH, OW, C * M), output channel c * M + m."""
+        n, c, m = self.x.shape[0], kernel.shape[2], kernel.shape[3]
+        y = np.zeros((n, *self.out_hw, c, m), dtype=self.x.dtype)
+        for i, j, window in self.taps:
+            y += self.x[window][..., None] * kernel[i, j]
+        return y.reshape(n, *self.out_hw, c * m)
+
+    def backward(self, dy, kernel, need_dx=True):
+        """(dx of the unpadded input or None, dkernel) for dy (N, OH, OW, C * M)."""
+        c, m = kernel.shape[2], kernel.shape[3]
+        dy5 = dy.reshape(*dy.shape[:3], c, m)
+        dk = np.empty_like(kernel)
+        dxp = np.zeros_like(self.x) if need_dx else None
+        for i, j, window in self.taps:
+            dk[i, j] = np.einsum("nhwc,nhwcm->cm", self.x[window], dy5)
+            if need_dx:
+                dxp[window] += (dy5 * kernel[i, j]).sum(axis=-1)
+        if dxp is None:
+            return None, dk
+        (top, _), (left, _) = self.pads
+        h, w = self.in_shape[1:3]
+        return np.ascontiguousarray(dxp[:, top:top + h, left:left + w]), dk
+
+
 class _DepthwiseConv(_Conv):
     """Depthwise convolution: each input channel convolved with its own ``depth_multiplier``
     filters, output channel ``c * depth_multiplier + m``; kernel ``(*kernel_size, in_channels,
-    depth_multiplier)`` (Keras). Runs as the grouped convolution with ``groups = in_channels``
-    on the kernel viewed as ``(*kernel_size, 1, in_channels * depth_multiplier)``."""
+    depth_multiplier)`` (Keras). Computed tap by tap (``_Depthwise``); rank 1 runs with
+    height 1."""
 
     def __init__(self, kernel_size, strides=1, padding="valid", depth_multiplier=1,
                  data_format=None, dilation_rate=1, activation=None, use_bias=True,
@@ -336,14 +390,53 @@ class _DepthwiseConv(_Conv):
     def _kernel_shape(self, channels):
         return self.kernel_size + (channels, self.depth_multiplier)
 
-    def _kernel_2d(self):
-        return self.kernel.reshape((1,) * (2 - self.rank) + self.kernel_size + (1, -1))
+    def _depthwise_kernel(self):
+        """The depthwise kernel as (KH, KW, C, M) (rank 1: KH = 1), a view."""
+        return self.kernel.reshape((1,) * (2 - self.rank) + self.kernel.shape)
+
+    def _depthwise(self, x):
+        lead = (1,) * (2 - self.rank)
+        return _Depthwise(to_2d(as_c_array(x)), self._depthwise_kernel().shape,
+                          lead + self.strides, lead + self.dilation_rate, self.padding)
 
     def compute_output_shape(self, input_shape):
         check_rank(self, input_shape)
         channels = None if input_shape[-1] is None else input_shape[-1] * self.depth_multiplier
         return spatial_output_shape(self, input_shape, self.kernel_size, self.strides,
                                     self.dilation_rate, self.padding, channels)
+
+    def call(self, x, training=False):
+        self.compute_output_shape(x.shape)
+        op = self._depthwise(x)
+        z = op.forward(self._depthwise_kernel())
+        if self.bias is not None:
+            z += self.bias
+        y = self.activation(z) if self.activation is not activations.linear else z
+        self._cache = (op, z, y)
+        return self._output(y)
+
+    def _fuse_next(self, x, next_layer):
+        return None
+
+    def backward(self, dy):
+        if self._cache is None:
+            raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
+        op, z, y = self._cache
+        dy = as_c_array(dy, dtype=self.dtype)
+        if dy.shape != self._output(y).shape:
+            raise ValueError(f"Layer {self.name!r}: dy has shape {shape_str(dy.shape)}, "
+                             f"the output has {shape_str(self._output(y).shape)}")
+        dz = to_2d(dy)
+        if self.activation is not activations.linear:
+            dz = self.activation.backward(z, y, dz)
+        dx, dk = op.backward(dz, self._depthwise_kernel(), bool(self.input_gradient_needed))
+        if self._trainable:
+            self.grads = [dk.reshape(self.kernel.shape)]
+            if self.use_bias:
+                self.grads.append(dz.sum(axis=(0, 1, 2)))
+        else:
+            self.grads = []
+        return None if dx is None else self._output(dx)
 
     def get_config(self):
         config = Layer.get_config(self)
@@ -431,9 +524,9 @@ class _SeparableConv(_DepthwiseConv):
         return spatial_output_shape(self, input_shape, self.kernel_size, self.strides,
                                     self.dilation_rate, self.padding, self.pointwise_filters)
 
-    def _kernel_2d(self):
-        return self.depthwise_kernel.reshape(
-            (1,) * (2 - self.rank) + self.kernel_size + (1, -1))
+    def _depthwise_kernel(self):
+        return self.depthwise_kernel.reshape((1,) * (2 - self.rank)
+                                             + self.depthwise_kernel.shape)
 
     def _pointwise_2d(self):
         return self.pointwise_kernel.reshape((1, 1) + self.pointwise_kernel.shape[-2:])
@@ -442,23 +535,20 @@ class _SeparableConv(_DepthwiseConv):
 
     def call(self, x, training=False):
         self.compute_output_shape(x.shape)
-        x = self._input_2d(x)
-        h = _core.conv2d_forward(x, self._kernel_2d(), None, *self._args(), False)
+        op = self._depthwise(x)
+        h = op.forward(self._depthwise_kernel())
         z = _core.conv2d_forward(h, self._pointwise_2d(), self.bias, *self._POINTWISE_ARGS,
                                  self._fused_relu)
         y = z
         if not self._fused_relu and self.activation is not activations.linear:
             y = self.activation(z)
-        self._cache = (x, h, z, y)
+        self._cache = (op, h, z, y)
         return self._output(y)
-
-    def _fuse_next(self, x, next_layer):
-        return None
 
     def backward(self, dy):
         if self._cache is None:
             raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
-        x, h, z, y = self._cache
+        op, h, z, y = self._cache
         dy = as_c_array(dy, dtype=self.dtype)
         if dy.shape != self._output(y).shape:
             raise ValueError(f"Layer {self.name!r}: dy has shape {shape_str(dy.shape)}, "
@@ -470,8 +560,7 @@ class _SeparableConv(_DepthwiseConv):
         dh, dpk, db = _core.conv2d_backward(dy, h, self._pointwise_2d(), *self._POINTWISE_ARGS,
                                             True, train, train and self.use_bias,
                                             z if self._fused_relu else None)
-        dx, ddk, _ = _core.conv2d_backward(dh, x, self._kernel_2d(), *self._args(),
-                                           bool(self.input_gradient_needed), train, False, None)
+        dx, ddk = op.backward(dh, self._depthwise_kernel(), bool(self.input_gradient_needed))
         if train:
             self.grads = [ddk.reshape(self.depthwise_kernel.shape),
                           dpk.reshape(self.pointwise_kernel.shape)] + ([db] if self.use_bias
