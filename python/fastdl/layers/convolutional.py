@@ -1,5 +1,6 @@
-"""Conv1D and Conv2D (channels last, Keras kernel layout ``(*kernel_size, in/groups, filters)``),
-DepthwiseConv1D/2D and SeparableConv1D/2D, on the C++ 2-D conv kernels."""
+"""Conv1D and Conv2D (channels last, Keras kernel layout ``(*kernel_size, in/groups, filters)``)
+on the C++ 2-D conv kernels; DepthwiseConv1D/2D (tap by tap in NumPy) and SeparableConv1D/2D
+(that, then a 1x1 convolution on the C++ kernels)."""
 import numpy as np
 
 from fastdl import _core, activations, constraints, initializers, regularizers
