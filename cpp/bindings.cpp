@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common.h"
+#include "conv1d_sparse.h"  // ---- conv1d_sparse
 #include "conv2d.h"
 #include "gemm.h"
 #include "pool2d.h"
@@ -1165,6 +1166,7 @@ PYBIND11_MODULE(FASTDL_MODULE_NAME, m) {
           "Algorithm of 3x3 stride-1 undilated ungrouped convolutions: 'auto' (Winograd "
           "F(2x2,3x3) when C and F are >= 16), 'im2col' or 'winograd' (forced; tests, benchmarks).");
     m.def("conv2d_algorithm", &conv2d_algorithm);
+    bind_conv1d_sparse(m);  // ---- conv1d_sparse
     bind_pool2d<float>(m);  // ---- pool2d
     bind_pool2d<double>(m);
     bind_rnn<float>(m);  // ---- rnn

@@ -630,7 +630,7 @@ def _layer_classes():
 
 _REQUIRED = {"activation": "relu", "pool_size": 2, "filters": 2, "kernel_size": 3, "units": 3,
              "axes": 1, "rate": 0.5, "input_dim": 5, "output_dim": 4, "n": 2,
-             "target_shape": (2, 2), "function": abs}
+             "target_shape": (2, 2), "function": abs, "stddev": 0.1, "dims": (2, 1)}
 
 
 @pytest.mark.parametrize("name", _layer_classes())

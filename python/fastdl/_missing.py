@@ -62,30 +62,26 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         visualization wrappers
     """,
     "keras.layers": """
-        ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
+        AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
-        AdditiveAttention AlphaDropout Attention AugMix AutoContrast AveragePooling3D AvgPool3D
-        CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
-        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
-        Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
-        Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization EinsumDense
-        Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise GlobalAveragePooling3D
+        AdditiveAttention Attention AugMix AutoContrast AveragePooling3D AvgPool3D
+        CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization
+        Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
+        Convolution3D Convolution3DTranspose
+        Cropping3D CutMix Discretization EinsumDense
+        Equalization FlaxLayer GRUCell GlobalAveragePooling3D
         GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
-        Hashing Identity IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
-        MaxPooling3D MelSpectrogram MixUp MultiHeadAttention Normalization Permute Pipeline
+        Hashing IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
+        MaxPooling3D MelSpectrogram MixUp MultiHeadAttention Normalization Pipeline
         RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration
         RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
         RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective
         RandomPosterization RandomRotation RandomSaturation RandomSharpness RandomShear
         RandomTranslation RandomZoom Rescaling Resizing ReversibleEmbedding STFTSpectrogram
-        SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D
-        SimpleRNNCell Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
+        SimpleRNNCell Solarization SpatialDropout3D
         SpectralNormalization StackedRNNCells StringLookup TFSMLayer TextVectorization
         TimeDistributed TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
         serialize
-    """,
-    "keras.regularizers": """
-        OrthogonalRegularizer orthogonal_regularizer
     """,
     "keras.losses": """
         CTC CategoricalGeneralizedCrossEntropy Circle categorical_generalized_cross_entropy
@@ -202,9 +198,7 @@ ALTERNATIVES = {
        "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
     "keras.layers.RMSNormalization": ("BatchNormalization, LayerNormalization, "
                                       "GroupNormalization and UnitNormalization are available"),
-    **{f"keras.layers.{n}": "Dropout is available" for n in (
-        "SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise "
-        "AlphaDropout").split()},
+    "keras.layers.SpatialDropout3D": "SpatialDropout1D and SpatialDropout2D are available",
     **{f"keras.layers.{n}": _AUGMENT for n in (
         "RandomFlip RandomRotation RandomZoom RandomTranslation RandomCrop RandomContrast "
         "RandomBrightness").split()},

@@ -387,22 +387,31 @@ class Model(Layer):
     def _train_forward(self, x):
         """(y_pred as arrays, the state ``_train_backward`` needs)."""
         from fastdl.ops import GradientTape   # (loading fastdl.ops binds the operators)
+        from fastdl.ops.layers import collect_activity
         tape = GradientTape()
-        with tape:
+        with tape, collect_activity() as activity:
             y = self._call_tensors(_as_tensors(x), True)
         flat = y if isinstance(y, (list, tuple)) else [y]
         for t in flat:
             if not isinstance(t, Tensor):
                 raise TypeError(f"Model {self.name!r}: call() must return fastdl Tensors to be "
                                 f"trained with fit, received {type(t).__name__}")
-        return _values(y), (tape, y)
+        return _values(y), (tape, y, activity)
 
     def _train_backward(self, state, dy, trainable):
-        """The gradients of the trainable layers' weights, in ``_trainable_state`` order."""
+        """The gradients of the trainable layers' weights, in ``_trainable_state`` order; the
+        activity penalties' gradients enter at the outputs of their layers."""
         from fastdl.ops.layers import layer_variables
-        tape, y = state
+        tape, y, activity = state
+        targets, seeds = [y], [dy]
+        for layer, out in activity.items():
+            v = out._value
+            targets.append(out)
+            seeds.append(layer.activity_regularizer.gradient(v) / max(v.shape[0] if v.ndim
+                                                                      else 1, 1))
         sources = [v for layer in trainable for v in layer_variables(layer)]
-        grads = tape.gradient(y, sources, output_gradients=dy, unconnected_gradients="zero")
+        grads = tape.gradient(targets, sources, output_gradients=seeds,
+                              unconnected_gradients="zero")
         grads = [g._value for g in grads]
         entries = [w for layer in trainable for w in layer._weight_entries() if w.trainable]
         return [g + w.regularizer.gradient(w.value).astype(g.dtype, copy=False)
@@ -411,10 +420,11 @@ class Model(Layer):
     def _trainable_state(self):
         """(the layers whose weights train, their trainable weights in order)."""
         for layer in _leaf_layers(self):
-            if layer.activity_regularizer is not None:
+            if layer.activity_regularizer is not None and layer._tape_only:
                 raise NotImplementedError(
-                    f"layer {layer.name!r} has an activity_regularizer, which fastdl applies "
-                    f"in Sequential models only so far, not in a {type(self).__name__} model")
+                    f"layer {layer.name!r} ({type(layer).__name__}) has an "
+                    "activity_regularizer, which fastdl applies to built-in layers only so far "
+                    f"in a {type(self).__name__} model")
         trainable = [l for l in _leaf_layers(self) if l.trainable and l.trainable_weights]
         for layer in trainable:
             if type(layer).__call__ is not Layer.__call__ and not layer._primitive_call:

@@ -5,7 +5,12 @@ from fastdl.layers.base import Input, InputLayer, InputSpec, Layer
 
 _FAMILIES = {
     "fastdl.layers.core": ("Dense", "Activation", "Flatten", "Dropout"),
-    "fastdl.layers.convolutional": ("Conv1D", "Conv2D", "Convolution1D", "Convolution2D"),
+    "fastdl.layers.convolutional": ("Conv1D", "Conv2D", "Convolution1D", "Convolution2D",
+                                    "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+                                    "SeparableConv2D", "SeparableConvolution1D",
+                                    "SeparableConvolution2D"),
+    "fastdl.layers.conv_transpose": ("Conv1DTranspose", "Conv2DTranspose",
+                                     "Convolution1DTranspose", "Convolution2DTranspose"),
     "fastdl.layers.pooling": ("MaxPooling1D", "AveragePooling1D", "GlobalAveragePooling1D",
                               "GlobalMaxPooling1D", "MaxPool1D", "AvgPool1D",
                               "GlobalAvgPool1D", "GlobalMaxPool1D",
@@ -23,6 +28,9 @@ _FAMILIES = {
                               "Concatenate", "Dot", "add", "subtract", "multiply", "average",
                               "maximum", "minimum", "concatenate", "dot"),
     "fastdl.layers.lambda_layer": ("Lambda",),
+    "fastdl.layers.noise": ("GaussianNoise", "GaussianDropout", "AlphaDropout",
+                            "SpatialDropout1D", "SpatialDropout2D", "ActivityRegularization",
+                            "Permute", "Identity"),
 }
 _WHERE = {name: module for module, names in _FAMILIES.items() for name in names}
 

@@ -18,6 +18,22 @@ from fastdl.tensor.tape import _TAPES, record, tracked
 from fastdl.tensor.tensor import Tensor, Variable
 
 _VARIABLES = weakref.WeakKeyDictionary()   # layer -> Variables over its trainable arrays
+_ACTIVITY = None   # while a model's training step records: layer -> its output Tensor
+
+
+class collect_activity:
+    """Within this block, the output Tensor of each call of a layer with an
+    ``activity_regularizer`` (the last call per layer) is collected into the dict it returns,
+    so that a training step can seed the penalties' gradients there."""
+
+    def __enter__(self):
+        global _ACTIVITY
+        self._outer, _ACTIVITY = _ACTIVITY, {}
+        return _ACTIVITY
+
+    def __exit__(self, *exc):
+        global _ACTIVITY
+        _ACTIVITY = self._outer
 
 
 def layer_variables(layer):
@@ -43,9 +59,12 @@ def call_layer(layer, x, training=False, mask=None):
     # path directly (Layer.__call__ under a recording tape would come back here)
     if layer._primitive_call:
         y = layer(x._value, training=training, mask=mask)
+        layer._record_activity(y)
     else:
         y = layer._call_arrays(x._value, training=training, mask=mask)
     out = Tensor(y)
+    if _ACTIVITY is not None and layer.activity_regularizer is not None:
+        _ACTIVITY[layer] = out   # the last call's output, as layer.losses has its penalty
     if _TAPES:
         variables = layer_variables(layer)
         state = layer.__dict__.copy()
