@@ -245,7 +245,7 @@ using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
 
 template <typename T>
 inline index_t padded(index_t cols) {
-    return (cols + kNR<T> - 1) / kNR<T> * kNR<T>;
+    return round_up(cols, kNR<T>);
 }
 
 // Vectors per tile for B with this many columns: narrow B (e.g. W^T with 32 input features)
@@ -272,7 +272,7 @@ template <typename T>
 BView<T> dense_b(const T* p, index_t ld, index_t k, index_t cols) {
     const int nv = tile_vectors<T>(cols);
     const index_t nr = nv * kLanes<T>;
-    return BView<T>{p, nr, ld, k, (cols + nr - 1) / nr, nv};
+    return BView<T>{p, nr, ld, k, ceil_div(cols, nr), nv};
 }
 
 // A constant B packed once into contiguous (k, nr) tiles, zero-padded on the right.
@@ -284,7 +284,7 @@ struct PackedB {
     template <typename Get>  // B(kk, j) = get(kk, j)
     void pack(index_t k, index_t cols, Get get) {
         const int nv = tile_vectors<T>(cols);
-        const index_t nr = nv * kLanes<T>, tiles = (cols + nr - 1) / nr;
+        const index_t nr = nv * kLanes<T>, tiles = ceil_div(cols, nr);
         data.assign(static_cast<size_t>(tiles * k * nr), T(0));
         for (index_t t = 0; t < tiles; ++t)
             for (index_t kk = 0; kk < k; ++kk) {
@@ -652,7 +652,7 @@ void rnn_forward(T* y, T* h_last, T* c_last, T* cache, const T* x, const T* kern
                     biases.data() + GU, mask, w.view(), rec.view(),
                     gru_before ? rec_h.view() : BView<T>{}, wr.view()};
     const int nt = rnn_threads(N);
-    const index_t per_thread = forward_scratch<T>(f, (N + nt - 1) / nt);
+    const index_t per_thread = forward_scratch<T>(f, ceil_div(N, nt));
     AlignedVector<T> scratch(static_cast<size_t>(per_thread * nt));
 #pragma omp parallel num_threads(nt)
     {
@@ -905,7 +905,7 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, co
                      w_t.view(), ldd, x_off, x_width, r_off, r_width};
 
     const int nt = rnn_threads(N);
-    const index_t max_rows = (N + nt - 1) / nt;
+    const index_t max_rows = ceil_div(N, nt);
     const index_t ldw = padded<T>(x_width), ldr = padded<T>(r_width), ldrh = padded<T>(U);
     const index_t per_scratch = carve_size<T>({max_rows * rec_t.view().width(), max_rows * U,
                                                max_rows * U, max_rows * ldd,

@@ -279,7 +279,7 @@ RAW_ROWS = [
     ("adam_update-dtype-mix", lambda: _core.adam_update(f32(8), np.zeros(8), f32(8), None, 1e-3, 0.1, 1e-3, 1e-7), TypeError, r"adam_update: m must be a C-contiguous float32 array like g, received <class 'numpy.ndarray'> of dtype float64"),
     ("adam_update-g-int", lambda: _core.adam_update(np.zeros(8, np.int32), f32(8), f32(8), None, 1e-3, 0.1, 1e-3, 1e-7), TypeError, r"adam_update: g must be a float32 or float64 array, received dtype int32"),
     ("adam_update-g-list", lambda: _core.adam_update([0.0] * 8, f32(8), f32(8), None, 1e-3, 0.1, 1e-3, 1e-7), TypeError, r"adam_update: g must be a float32 or float64 array, received <class 'list'>"),
-    ("adam_update-vhat-list", lambda: _core.adam_update(f32(8), f32(8), f32(8), [0.0] * 8, 1e-3, 0.1, 1e-3, 1e-7), TypeError, r"vhat must be a C-contiguous float32 array like g or None, received <class 'list'>"),
+    ("adam_update-vhat-list", lambda: _core.adam_update(f32(8), f32(8), f32(8), [0.0] * 8, 1e-3, 0.1, 1e-3, 1e-7), TypeError, r"vhat must be None or a C-contiguous float32 array like g, received <class 'list'>"),
     ("adam_update-rank", lambda: _core.adam_update(f32(2, 4), f32(2, 4), f32(2, 4), None, 1e-3, 0.1, 1e-3, 1e-7), ValueError, r"adam_update: g must be 1-D, received shape \(2, 4\)"),
     ("adam_update-unaligned", lambda: _core.adam_update(f32(8), f32(8), unaligned_zeros((8,)), None, 1e-3, 0.1, 1e-3, 1e-7), ValueError, r"adam_update: v is not aligned to its dtype"),
     ("adam_update-alpha-str", lambda: _core.adam_update(f32(8), f32(8), f32(8), None, "1e-3", 0.1, 1e-3, 1e-7), TypeError, NOT_ARRAY),

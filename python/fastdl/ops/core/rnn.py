@@ -93,24 +93,23 @@ def rnn_forward(cell, x, kernel, recurrent_kernel, bias=None, initial_state=None
     go_backwards = _flag(go_backwards, "go_backwards")
     zero_output_for_mask = _flag(zero_output_for_mask, "zero_output_for_mask")
     training = _flag(training, "training")
+    options = dict(return_sequences=return_sequences, go_backwards=go_backwards,
+                   zero_output_for_mask=zero_output_for_mask, training=training)
     if cell == "simple_rnn":
         if activation not in SIMPLE_RNN_ACTIVATIONS:
             raise ValueError(f"activation must be one of {SIMPLE_RNN_ACTIVATIONS}, received "
                              f"{activation!r}")
         y, h, _, cache = _core.simple_rnn_forward(x, kernel, recurrent_kernel, bias, states[0],
-                                                  mask, activation, return_sequences,
-                                                  go_backwards, zero_output_for_mask, training)
+                                                  mask, activation=activation, **options)
         final = [h]
     elif cell == "lstm":
         y, h, c, cache = _core.lstm_forward(x, kernel, recurrent_kernel, bias, states[0],
-                                            states[1], mask, return_sequences, go_backwards,
-                                            zero_output_for_mask, training)
+                                            states[1], mask, **options)
         final = [h, c]
     else:
         reset_after = _flag(reset_after, "reset_after")
         y, h, _, cache = _core.gru_forward(x, kernel, recurrent_kernel, bias, states[0], mask,
-                                           reset_after, return_sequences, go_backwards,
-                                           zero_output_for_mask, training)
+                                           reset_after=reset_after, **options)
         final = [h]
     tape = None
     if training:
@@ -140,20 +139,19 @@ def rnn_backward(tape, dy, dstates=None):
         ds = [None if g is None else np.require(as_float_array(g, "dstates"), dtype=dtype, requirements="CA")
               for g in dstates]
     t = tape
+    arrays = (t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache)
+    options = dict(use_bias=t.use_bias, return_sequences=t.return_sequences,
+                   go_backwards=t.go_backwards, zero_output_for_mask=t.zero_output_for_mask)
     if t.cell == "simple_rnn":
-        dx, dk, dr, db, dh0, _ = _core.simple_rnn_backward(
-            dy, ds[0], t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache, t.activation,
-            t.use_bias, t.return_sequences, t.go_backwards, t.zero_output_for_mask)
+        dx, dk, dr, db, dh0, _ = _core.simple_rnn_backward(dy, ds[0], *arrays,
+                                                           activation=t.activation, **options)
         d0 = [dh0]
     elif t.cell == "lstm":
-        dx, dk, dr, db, dh0, dc0 = _core.lstm_backward(
-            dy, ds[0], ds[1], t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache, t.use_bias,
-            t.return_sequences, t.go_backwards, t.zero_output_for_mask)
+        dx, dk, dr, db, dh0, dc0 = _core.lstm_backward(dy, ds[0], ds[1], *arrays, **options)
         d0 = [dh0, dc0]
     else:
-        dx, dk, dr, db, dh0, _ = _core.gru_backward(
-            dy, ds[0], t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache, t.use_bias,
-            t.reset_after, t.return_sequences, t.go_backwards, t.zero_output_for_mask)
+        dx, dk, dr, db, dh0, _ = _core.gru_backward(dy, ds[0], *arrays,
+                                                    reset_after=t.reset_after, **options)
         d0 = [dh0]
     return dx, dk, dr, db, d0
 
