@@ -62,7 +62,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.layers": """
         ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
-        AdditiveAttention AlphaDropout Attention AugMix AutoContrast AveragePooling3D AvgPool3D
+        AlphaDropout AugMix AutoContrast AveragePooling3D AvgPool3D
         CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
         Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
         Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
@@ -70,7 +70,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise GlobalAveragePooling3D
         GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
         Hashing Identity IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
-        MaxPooling3D MelSpectrogram MixUp MultiHeadAttention Normalization Permute Pipeline
+        MaxPooling3D MelSpectrogram MixUp Normalization Permute Pipeline
         RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration
         RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
         RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective

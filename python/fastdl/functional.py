@@ -175,7 +175,7 @@ def symbolic_call(layer, x, kwargs):
         single = len(specs) == 1
     else:
         try:
-            specs = _run_on_dummies(lambda a: layer(a, training=False, **kwargs), (x,), {})
+            specs = _run_on_dummies(lambda a, **kw: layer(a, training=False, **kw), (x,), kwargs)
         except (ValueError, TypeError) as e:
             raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) cannot be called "
                              f"on symbolic inputs of shape {_shapes(x)}: {e}") from e
@@ -395,6 +395,10 @@ class Functional(Model):
             if layer is not None:
                 if mask is not None:
                     kwargs["mask"] = mask
+                for k, t in node.kwargs.items():   # MultiHeadAttention(q, value=v): value_mask
+                    if isinstance(t, KerasTensor) and masks.get(id(t)) is not None and \
+                            kwargs.get(f"{k}_mask") is None:
+                        kwargs[f"{k}_mask"] = masks[id(t)]
                 out = layer(*args, training=training, **kwargs)
             else:
                 out = node.fn(*args, **kwargs)

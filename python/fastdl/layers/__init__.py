@@ -23,6 +23,7 @@ _FAMILIES = {
                               "Concatenate", "Dot", "add", "subtract", "multiply", "average",
                               "maximum", "minimum", "concatenate", "dot"),
     "fastdl.layers.lambda_layer": ("Lambda",),
+    "fastdl.layers.attention": ("MultiHeadAttention", "Attention", "AdditiveAttention"),
 }
 _WHERE = {name: module for module, names in _FAMILIES.items() for name in names}
 
