@@ -9,6 +9,8 @@ collects the nodes between them in topological order; :class:`Functional` runs t
 so a GradientTape differentiates the graph (each built-in layer call is one primitive with its
 own saved cache: a layer shared by several nodes is differentiated per call).
 """
+import inspect
+
 import numpy as np
 
 from fastdl.layers.base import InputLayer, Layer, shape_str
@@ -397,7 +399,8 @@ class Functional(Model):
                     kwargs["mask"] = mask
                 for k, t in node.kwargs.items():   # MultiHeadAttention(q, value=v): value_mask
                     if isinstance(t, KerasTensor) and masks.get(id(t)) is not None and \
-                            kwargs.get(f"{k}_mask") is None:
+                            kwargs.get(f"{k}_mask") is None and f"{k}_mask" in \
+                            inspect.signature(type(layer).call).parameters:
                         kwargs[f"{k}_mask"] = masks[id(t)]
                 out = layer(*args, training=training, **kwargs)
             else:

@@ -207,7 +207,7 @@ class MultiHeadAttention(Layer):
         for m in parts:
             combined = m if combined is None else combined & m
         if combined is not None:
-            combined = ops.nn.attention_mask(combined, b, 1, t, s)
+            combined = ops.nn.attention_mask(combined[:, None], b, 1, t, s)
 
         (wq, bq), (wk, bk), (wv, bv), (wo, bo) = self._projections()
 
