@@ -299,3 +299,21 @@ def test_bad_input_is_a_clear_error():
         layers.Attention(score_mode="cosine")
     with pytest.raises(ValueError, match="dot_product_attention expects"):
         ops.dot_product_attention(q, v, v)
+
+
+def test_transformer_example_model_learns():
+    """examples/transformer_imdb.py's model (small sizes): the label is whether token 5 occurs."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "transformer_imdb.py")
+    spec = importlib.util.spec_from_file_location("transformer_imdb", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    r = _rng(11)
+    x = r.integers(6, 30, (64, 8))
+    y = (r.random(64) < 0.5).astype(np.float32)
+    x[y == 1, r.integers(0, 8, int(y.sum()))] = 5
+    model = example.build_model(8, 30, 8, 2, 8)
+    before = model.evaluate(x, y, verbose=0)[0]
+    model.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[0] < 0.8 * before

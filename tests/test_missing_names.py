@@ -77,7 +77,7 @@ def test_tutorial_names_through_import_fastdl_as_tf():
         (lambda: tf.keras.layers.Conv3D, r"keras.layers.Conv3D yet"),
         (lambda: tf.data, r"TensorFlow's tf.data yet; pass NumPy arrays to fit"),
         (lambda: tf.keras.utils.PyDataset, r"keras.utils.PyDataset yet; pass NumPy arrays to fit"),
-        (lambda: tf.keras.layers.MultiHeadAttention, r"keras.layers.MultiHeadAttention yet"),
+        (lambda: tf.keras.layers.GroupQueryAttention, r"keras.layers.GroupQueryAttention yet"),
         (lambda: tf.keras.metrics.mean_squared_error, r"keras.metrics.mean_squared_error yet; "
                                                       r"pass the name instead, as in "
                                                       r"metrics=\['mean_squared_error'\]"),
