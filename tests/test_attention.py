@@ -317,3 +317,37 @@ def test_transformer_example_model_learns():
     before = model.evaluate(x, y, verbose=0)[0]
     model.fit(x, y, epochs=20, batch_size=16, verbose=0)
     assert model.evaluate(x, y, verbose=0)[0] < 0.8 * before
+
+
+def test_weights_follow_the_keras_file_layout(tmp_path):
+    """A .keras file Keras writes: every attention weight sits where keras_groups says, with
+    the layer's shape, and loaded from there the fastdl layers give Keras's outputs."""
+    keras = _keras()
+    h5py = pytest.importorskip("h5py", reason="reads the .keras file's weights")
+    import io
+    import zipfile
+    from fastdl.saving.keras_format import keras_groups
+    x = _rng(12).standard_normal((2, 4, 6)).astype(np.float32)
+    inp = keras.Input((4, 6))
+    theirs = [keras.layers.MultiHeadAttention(2, 3), keras.layers.Attention(use_scale=True),
+              keras.layers.AdditiveAttention()]
+    outs = [theirs[0](inp, inp)] + [layer([inp, inp]) for layer in theirs[1:]]
+    keras.Model(inp, outs).save(tmp_path / "m.keras")
+    ours = [layers.MultiHeadAttention(2, 3), layers.Attention(use_scale=True),
+            layers.AdditiveAttention()]
+    ours[0](x, x)
+    for layer in ours[1:]:
+        layer([x, x])
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        h5 = h5py.File(io.BytesIO(z.read("model.weights.h5")), "r")
+        for mine, path in zip(ours, ("multi_head_attention", "attention", "additive_attention")):
+            arrays = []
+            for group, ws, name in keras_groups(mine, "layers/" + path):
+                assert h5[group].attrs["name"] == name
+                assert len(h5[group]) == len(ws)
+                arrays += [h5[group][str(i)][()] for i in range(len(ws))]
+            mine.set_weights(arrays)
+    want = [_np(o) for o in (theirs[0](x, x), theirs[1]([x, x]), theirs[2]([x, x]))]
+    got = [ours[0](x, x), ours[1]([x, x]), ours[2]([x, x])]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=2e-5)
