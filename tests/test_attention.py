@@ -343,7 +343,8 @@ def test_weights_follow_the_keras_file_layout(tmp_path):
         for mine, path in zip(ours, ("multi_head_attention", "attention", "additive_attention")):
             arrays = []
             for group, ws, name in keras_groups(mine, "layers/" + path):
-                assert h5[group].attrs["name"] == name
+                if name != mine.name:   # the layers' own names carry the session's counters
+                    assert h5[group].attrs["name"] == name
                 assert len(h5[group]) == len(ws)
                 arrays += [h5[group][str(i)][()] for i in range(len(ws))]
             mine.set_weights(arrays)
