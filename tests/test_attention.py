@@ -3,6 +3,8 @@
 Gradients against float64 central differences; forward values against the formula, PyTorch's
 scaled_dot_product_attention and real Keras (same weights); training in functional and
 subclassed models; bad input."""
+import re
+
 import numpy as np
 import pytest
 
@@ -343,8 +345,8 @@ def test_weights_follow_the_keras_file_layout(tmp_path):
         for mine, path in zip(ours, ("multi_head_attention", "attention", "additive_attention")):
             arrays = []
             for group, ws, name in keras_groups(mine, "layers/" + path):
-                if name != mine.name:   # the layers' own names carry the session's counters
-                    assert h5[group].attrs["name"] == name
+                if name != mine.name:   # auto names carry the session's counters (dropout_1)
+                    assert re.sub(r"_\d+$", "", h5[group].attrs["name"]) == name
                 assert len(h5[group]) == len(ws)
                 arrays += [h5[group][str(i)][()] for i in range(len(ws))]
             mine.set_weights(arrays)
