@@ -199,6 +199,13 @@ def test_multi_head_attention_matches_keras():
     again = keras.layers.MultiHeadAttention.from_config(
         {k: v for k, v in config.items() if k != "dtype"})
     assert again.get_config()["output_shape"] == (7,) and again.value_dim == 4
+    from fastdl.saving.keras_format import from_keras_entry   # how a .keras config loads
+    entry = {"class_name": "MultiHeadAttention", "config": theirs.get_config()}
+    back = layers.MultiHeadAttention.from_config(
+        from_keras_entry(entry, layers.MultiHeadAttention, {}, "test")["config"])
+    back(q, v, key)
+    back.set_weights(weights)
+    np.testing.assert_allclose(back(q, v, key), ours(q, v, key), atol=1e-6)
 
 
 @pytest.mark.parametrize("cls,kwargs", [("Attention", {"use_scale": True}),

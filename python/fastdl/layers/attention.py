@@ -6,8 +6,10 @@ softmax attention one C++ primitive (``fastdl.ops.nn.attention``), so a Gradient
 
 Masks combine as in Keras: MultiHeadAttention ANDs the query mask (B, T, 1), the value and key
 masks (B, 1, S), the causal mask (T, S) and ``attention_mask`` (B, T, S); the query mask is the
-implicit mask of ``query`` (``Embedding(mask_zero=True)`` upstream) or ``query_mask``. A query
-that sees no key gets zero attention probabilities, as in Keras.
+implicit mask of ``query`` (``Embedding(mask_zero=True)`` upstream) or ``query_mask`` (Keras
+3.15 reads only the implicit one and drops an explicit ``query_mask``; fastdl applies it). A
+query that sees no key gets zero attention probabilities, as in MultiHeadAttention (Keras's
+Attention layers subtract 1e9 instead, which differs only for such fully masked queries).
 """
 import math
 
