@@ -20,6 +20,10 @@ def _rng(seed=0):
     return np.random.default_rng(seed)
 
 
+def _normals(r, *shapes):
+    return [r.standard_normal(s) for s in shapes]
+
+
 def _reference(q, k, v, mask, scale, causal):
     """Keras's masked softmax: where(mask, s, -1e9), softmax, where(mask, p, 0)."""
     s = np.einsum("btd,bsd->bts", q, k) * scale
@@ -50,7 +54,7 @@ def test_kernel_forward_matches_formula(causal, dtype):
 @pytest.mark.parametrize("with_drop", [False, True])
 def test_kernel_backward_central_differences(with_drop):
     r = _rng(1)
-    q, k, v = r.standard_normal((4, 3, 2)), r.standard_normal((4, 5, 2)), r.standard_normal((4, 5, 3))
+    q, k, v = _normals(r, (4, 3, 2), (4, 5, 2), (4, 5, 3))
     mask = r.random((4, 3, 5)) > 0.3
     drop = (r.random((4, 3, 5)) > 0.4) / 0.6 if with_drop else None
     g = r.standard_normal((4, 3, 3))
@@ -84,7 +88,7 @@ def test_kernel_rejects_bad_arguments():
 def test_dot_product_attention_matches_torch():
     torch = pytest.importorskip("torch", reason="PyTorch is the oracle of this test")
     r = _rng(2)
-    q, k, v = r.standard_normal((2, 4, 3, 5)), r.standard_normal((2, 6, 3, 5)), r.standard_normal((2, 6, 3, 2))
+    q, k, v = _normals(r, (2, 4, 3, 5), (2, 6, 3, 5), (2, 6, 3, 2))
     mask = r.random((2, 3, 4, 6)) > 0.3
     mask[..., 0] = True
     tq, tk, tv = (torch.tensor(a).transpose(1, 2) for a in (q, k, v))
@@ -99,12 +103,13 @@ def test_dot_product_attention_matches_torch():
 
 def test_dot_product_attention_gradients():
     r = _rng(3)
-    q, k, v = r.standard_normal((2, 3, 2, 2)), r.standard_normal((2, 4, 2, 2)), r.standard_normal((2, 4, 2, 3))
+    q, k, v = _normals(r, (2, 3, 2, 2), (2, 4, 2, 2), (2, 4, 2, 3))
     mask = r.random((2, 1, 3, 4)) > 0.3
     g = r.standard_normal((2, 3, 2, 3))
 
     def loss():
-        return float((ops.dot_product_attention(q, k, v, mask=mask, is_causal=True).numpy() * g).sum())
+        y = ops.dot_product_attention(q, k, v, mask=mask, is_causal=True)
+        return float((y.numpy() * g).sum())
     ts = [ops.convert_to_tensor(a) for a in (q, k, v)]
     with fastdl.GradientTape() as tape:
         for t in ts:
@@ -134,7 +139,7 @@ def _layer_gradcheck(layer, inputs, call):
 
 def test_multi_head_attention_gradients():
     r = _rng(4)
-    q, v, key = r.standard_normal((2, 3, 4)), r.standard_normal((2, 5, 3)), r.standard_normal((2, 5, 2))
+    q, v, key = _normals(r, (2, 3, 4), (2, 5, 3), (2, 5, 2))
     layer = layers.MultiHeadAttention(2, 3, value_dim=2, output_shape=3, dtype="float64")
     vmask = r.random((2, 5)) > 0.3
     vmask[:, 0] = True
@@ -148,7 +153,7 @@ def test_multi_head_attention_gradients():
     (layers.AdditiveAttention, {})])
 def test_attention_layers_gradients(cls, kwargs):
     r = _rng(5)
-    q, v, key = r.standard_normal((2, 3, 4)), r.standard_normal((2, 5, 2)), r.standard_normal((2, 5, 4))
+    q, v, key = _normals(r, (2, 3, 4), (2, 5, 2), (2, 5, 4))
     layer = cls(dtype="float64", **kwargs)
     masks = [r.random((2, 3)) > 0.3, np.r_[[[1, 1, 0, 1, 0]] * 2].astype(bool)]
     layer([q, v, key])
