@@ -366,3 +366,21 @@ def test_weights_follow_the_keras_file_layout(tmp_path):
     got = [ours[0](x, x), ours[1]([x, x]), ours[2]([x, x])]
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, atol=2e-5)
+
+
+def test_functional_graph_with_scores_flags_and_summary():
+    """Two outputs (return_attention_scores), flag arguments in the node, summary's
+    "Connected to" column, and predict."""
+    i = fastdl.keras.Input((5, 8))
+    o, s = layers.MultiHeadAttention(2, 4)(i, i, return_attention_scores=True,
+                                          use_causal_mask=True)
+    a = layers.Attention()([i, i])
+    model = fastdl.keras.Model(i, [o, s, a])
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("multi_head_att" in line and "288" in line for line in lines)
+    x = _rng(13).standard_normal((3, 5, 8)).astype(np.float32)
+    out, scores, att = model.predict(x, verbose=0)
+    assert out.shape == (3, 5, 8) and scores.shape == (3, 2, 5, 5) and att.shape == (3, 5, 8)
+    assert not np.triu(scores, 1).any()
+    np.testing.assert_allclose(att, layers.Attention()([x, x]), atol=1e-6)

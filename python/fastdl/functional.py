@@ -27,7 +27,8 @@ class Node:
         self.outputs = []
 
     def inputs(self):
-        return _flatten([self.args, self.kwargs])
+        """The KerasTensors among the arguments (not flags such as ``use_causal_mask=True``)."""
+        return [t for t in _flatten([self.args, self.kwargs]) if isinstance(t, KerasTensor)]
 
 
 class KerasTensor:
