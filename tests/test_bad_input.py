@@ -317,6 +317,23 @@ RAW_ROWS += [
     ("avgpoolb-dy-unaligned", lambda: APB(unaligned_zeros((1, 2, 2, 1)), 4, 4, 2, 2, 2, 2, "valid"), ValueError, r"avg_pool2d_backward: dy is not aligned to its dtype"),
     ("matmul_backward-dc-unaligned", lambda: _core.matmul_backward(unaligned_zeros((2, 2)), f32(2, 3), f32(3, 2)), ValueError, r"matmul_backward: dc is not aligned to its dtype"),
 ]
+# attention: q (B, Tq, dk), k (B, Tk, dk), v (B, Tk, dv); mask bool (M, Tq, Tk), M dividing B
+AF, AB = _core.attention_forward, _core.attention_backward
+RAW_ROWS += [
+    ("attention_forward-q-rank", lambda: AF(f32(2, 3), f32(2, 5, 4), f32(2, 5, 6)), ValueError, r"attention_forward: q must be 3-D, received shape \(2, 3\)"),
+    ("attention_forward-k-depth", lambda: AF(f32(2, 3, 4), f32(2, 5, 3), f32(2, 5, 6)), ValueError, r"k must have shape \(2, -1, 4\) \(-1: any\), received \(2, 5, 3\)"),
+    ("attention_forward-v-length", lambda: AF(f32(2, 3, 4), f32(2, 5, 4), f32(2, 4, 6)), ValueError, r"v must have shape \(2, 5, -1\)"),
+    ("attention_forward-mask-shape", lambda: AF(f32(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6), np.ones((2, 3, 4), bool)), ValueError, r"mask must have shape \(-1, 3, 5\)"),
+    ("attention_forward-mask-batch", lambda: AF(f32(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6), np.ones((3, 3, 5), bool)), ValueError, r"must divide the batch 2, received mask shape \(3, 3, 5\)"),
+    ("attention_forward-mask-dtype", lambda: AF(f32(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6), f32(2, 3, 5)), TypeError, r"mask must be None or a C-contiguous bool array, received .* of dtype float32"),
+    ("attention_forward-drop-shape", lambda: AF(f32(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6), None, f32(2, 5, 3)), ValueError, r"drop must have shape \(2, 3, 5\)"),
+    ("attention_forward-scale", lambda: AF(f32(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6), scale=float("inf")), ValueError, r"scale must be finite, received inf"),
+    ("attention_forward-dtype", lambda: AF(f64(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6)), TypeError, NOT_ARRAY),
+    ("attention_forward-q-unaligned", lambda: AF(unaligned_zeros((2, 3, 4)), f32(2, 5, 4), f32(2, 5, 6)), ValueError, _UNALIGNED_MSG),
+    ("attention_backward-dout", lambda: AB(f32(2, 3, 5), f32(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6), f32(2, 3, 5)), ValueError, r"attention_backward: dout must have shape \(2, 3, 6\)"),
+    ("attention_backward-probs", lambda: AB(f32(2, 3, 6), f32(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6), f32(2, 3, 4)), ValueError, r"probs must have shape \(2, 3, 5\)"),
+    ("attention_backward-drop-dtype", lambda: AB(f32(2, 3, 6), f32(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6), f32(2, 3, 5), f64(2, 3, 5)), TypeError, r"drop must be None or a C-contiguous float32 array"),
+]
 
 for _cell in ("simple_rnn", "lstm", "gru"):
     def _add(cell=_cell):

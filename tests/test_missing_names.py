@@ -78,7 +78,7 @@ def test_tutorial_names_through_import_fastdl_as_tf():
         (lambda: tf.linalg, r"TensorFlow's tf.linalg yet"),
         (lambda: tf.keras.layers.RMSNormalization, r"keras.layers.RMSNormalization yet; "
                                                    r"BatchNormalization, LayerNormalization"),
-        (lambda: tf.keras.layers.MultiHeadAttention, r"keras.layers.MultiHeadAttention yet"),
+        (lambda: tf.keras.layers.GroupQueryAttention, r"keras.layers.GroupQueryAttention yet"),
         (lambda: tf.keras.metrics.mean_squared_error, r"keras.metrics.mean_squared_error yet; "
                                                       r"pass the name instead, as in "
                                                       r"metrics=\['mean_squared_error'\]"),

@@ -51,6 +51,17 @@ def conv1d_sparse_backward(x: Float, kernel_t: Float, n: NDArray[np.int64], t: N
     """(dx or None, dkernel_t (F,K,C)) of a valid 1-D convolution from the upstream gradient's
     nonzero entries (n, t, f, g): x (N, steps, C), kernel_t the (K,C,F) kernel transposed."""
 
+# ---- attention (cpp/attention.cpp)
+def attention_forward(q: Float, k: Float, v: Float, mask: Optional[NDArray[np.bool_]] = None,
+                      drop: Optional[Float] = None, scale: float = 1.0,
+                      causal: bool = False) -> Tuple[Float, Float]:
+    """(out, probs): probs = masked softmax(q k^T * scale) over (B, Tq, Tk), out =
+    (probs * drop) @ v; mask (M, Tq, Tk) with M dividing B, True = visible."""
+def attention_backward(dout: Float, q: Float, k: Float, v: Float, probs: Float,
+                       drop: Optional[Float] = None,
+                       scale: float = 1.0) -> Tuple[Float, Float, Float]:
+    """(dq, dk, dv) of attention_forward given dout and its probs."""
+
 # ---- pool2d
 def max_pool2d_forward(x: Float, pool_h: int, pool_w: int, stride_h: int, stride_w: int,
                        padding: Padding,

@@ -64,7 +64,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.layers": """
         AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
-        AdditiveAttention Attention AugMix AutoContrast AveragePooling3D AvgPool3D
+        AugMix AutoContrast AveragePooling3D AvgPool3D
         CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization
         Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
         Convolution3D Convolution3DTranspose
@@ -72,7 +72,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         Equalization FlaxLayer GRUCell GlobalAveragePooling3D
         GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
         Hashing IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
-        MaxPooling3D MelSpectrogram MixUp MultiHeadAttention Normalization Pipeline
+        MaxPooling3D MelSpectrogram MixUp Normalization Pipeline
         RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration
         RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
         RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective

@@ -9,6 +9,8 @@ collects the nodes between them in topological order; :class:`Functional` runs t
 so a GradientTape differentiates the graph (each built-in layer call is one primitive with its
 own saved cache: a layer shared by several nodes is differentiated per call).
 """
+import inspect
+
 import numpy as np
 
 from fastdl.layers.base import InputLayer, Layer, shape_str
@@ -28,7 +30,8 @@ class Node:
         self.outputs = []
 
     def inputs(self):
-        return _flatten([self.args, self.kwargs])
+        """The KerasTensors among the arguments (not flags such as ``use_causal_mask=True``)."""
+        return [t for t in _flatten([self.args, self.kwargs]) if isinstance(t, KerasTensor)]
 
 
 class KerasTensor:
@@ -178,7 +181,7 @@ def symbolic_call(layer, x, kwargs):
         single = len(specs) == 1
     else:
         try:
-            specs = _run_on_dummies(lambda a: layer(a, training=False, **kwargs), (x,), {})
+            specs = _run_on_dummies(lambda a, **kw: layer(a, training=False, **kw), (x,), kwargs)
         except (ValueError, TypeError) as e:
             raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) cannot be called "
                              f"on symbolic inputs of shape {_shapes(x)}: {e}") from e
@@ -409,6 +412,11 @@ class Functional(Model):
             if layer is not None:
                 if mask is not None:
                     kwargs["mask"] = mask
+                for k, t in node.kwargs.items():   # MultiHeadAttention(q, value=v): value_mask
+                    if isinstance(t, KerasTensor) and masks.get(id(t)) is not None and \
+                            kwargs.get(f"{k}_mask") is None and f"{k}_mask" in \
+                            inspect.signature(type(layer).call).parameters:
+                        kwargs[f"{k}_mask"] = masks[id(t)]
                 out = layer(*args, training=training, **kwargs)
             else:
                 out = node.fn(*args, **kwargs)

@@ -427,7 +427,8 @@ class Model(Layer):
                     f"in a {type(self).__name__} model")
         trainable = [l for l in _leaf_layers(self) if l.trainable and l.trainable_weights]
         for layer in trainable:
-            if type(layer).__call__ is not Layer.__call__ and not layer._primitive_call:
+            if type(layer).__call__ is not Layer.__call__ and not (layer._primitive_call
+                                                                   or layer._tape_only):
                 raise NotImplementedError(
                     f"layer {layer.name!r} ({type(layer).__name__}) cannot be trained inside a "
                     f"{type(self).__name__} model yet: it is not a GradientTape primitive. "

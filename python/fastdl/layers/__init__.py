@@ -31,6 +31,7 @@ _FAMILIES = {
     "fastdl.layers.noise": ("GaussianNoise", "GaussianDropout", "AlphaDropout",
                             "SpatialDropout1D", "SpatialDropout2D", "ActivityRegularization",
                             "Permute", "Identity"),
+    "fastdl.layers.attention": ("MultiHeadAttention", "Attention", "AdditiveAttention"),
 }
 _WHERE = {name: module for module, names in _FAMILIES.items() for name in names}
 

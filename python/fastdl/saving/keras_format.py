@@ -219,6 +219,15 @@ def _layer_groups(layer, path):
             if sub is None:
                 raise ValueError(f"Bidirectional layer {layer.name!r} has no {attr}")
             groups += _layer_groups(sub, f"{path}/{attr}")
+    elif cls == "MultiHeadAttention":   # Keras's EinsumDense sublayers, then two empty ones
+        ws, per = layer.weights, 2 if layer.use_bias else 1
+        groups = [(path + "/vars", [], layer.name)]
+        for i, (attr, name) in enumerate((("query_dense", "query"), ("key_dense", "key"),
+                                          ("value_dense", "value"),
+                                          ("output_dense", "attention_output"))):
+            groups.append((f"{path}/{attr}/vars", ws[i * per:(i + 1) * per], name))
+        groups += [(path + "/_dropout_layer/vars", [], "dropout"),
+                   (path + "/_softmax/vars", [], "softmax")]
     else:
         groups = [(path + "/vars", layer.weights, layer.name)]
     flat = [w for _, ws, _ in groups for w in ws]
