@@ -646,7 +646,7 @@ CTOR_ROWS = [
     ("LSTM-dropout", lambda: L.LSTM(2, dropout=1.0), ValueError, r"dropout must be in \[0, 1\). Received: dropout=1.0"),
     ("LSTM-recurrent_dropout", lambda: L.LSTM(2, recurrent_dropout=0.5), ValueError, r"LSTM: recurrent_dropout is not supported by fastdl yet"),
     ("GRU-units-neg", lambda: L.GRU(-2), ValueError, r"units must be a positive integer. Received: units=-2"),
-    ("GRU-stateful", lambda: L.GRU(2, stateful=True), ValueError, r"GRU: stateful=True is not supported by fastdl yet"),
+    ("GRU-stateful", lambda: L.GRU(2, stateful="yes"), TypeError, r"stateful must be a bool. Received: stateful='yes'"),
     ("GRU-return_sequences", lambda: L.GRU(2, return_sequences="yes"), TypeError, r"return_sequences must be a bool. Received: return_sequences='yes'"),
     ("Bidirectional-not-rnn", lambda: L.Bidirectional(L.Dense(2)), ValueError, r"Bidirectional: .*must be .*SimpleRNN, LSTM or GRU"),
     ("Bidirectional-merge", lambda: L.Bidirectional(L.LSTM(2), merge_mode="max"), ValueError, r"Invalid merge mode. Merge mode should be one of"),

@@ -497,8 +497,8 @@ def test_hyperparameter_validation(cls):
         cls(3, dropout=1.0)
     with pytest.raises(ValueError, match="recurrent_dropout is not supported"):
         cls(3, recurrent_dropout=0.2)
-    with pytest.raises(ValueError, match="stateful=True is not supported"):
-        cls(3, stateful=True)
+    with pytest.raises(TypeError, match="stateful must be a bool. Received: stateful='yes'"):
+        cls(3, stateful="yes")
     with pytest.raises(ValueError, match="activation"):
         cls(3, activation="elu")
     with pytest.raises(ValueError, match="non_negative"):

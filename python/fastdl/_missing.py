@@ -69,7 +69,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization EinsumDense
         Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise GlobalAveragePooling3D
         GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
-        Hashing Identity IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
+        Hashing Identity IntegerLookup JaxLayer LSTMCell MaxNumBoundingBoxes MaxPool3D
         MaxPooling3D MelSpectrogram MixUp MultiHeadAttention Normalization Permute Pipeline
         RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration
         RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
@@ -79,7 +79,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D
         SimpleRNNCell Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
         SpectralNormalization StackedRNNCells StringLookup TFSMLayer TextVectorization
-        TimeDistributed TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
+        TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
         serialize
     """,
     "keras.regularizers": """
@@ -173,8 +173,6 @@ ALTERNATIVES = {
     "keras.layers.Rescaling": _PREPROCESS + ", e.g. x = x / 255.0",
     "keras.layers.TextVectorization": ("map the words to integer ids yourself, then "
                                        "keras.utils.pad_sequences and an Embedding layer"),
-    "keras.layers.Masking": "Embedding(..., mask_zero=True) masks padded time steps",
-    "keras.layers.TimeDistributed": "Dense already applies to the last axis of a 3-D input",
     # keras.losses / metrics / optimizers / callbacks
     **{f"keras.metrics.{n}": _LOSS_FN.format(name=n) for n in (
         "mean_squared_error mean_absolute_error mean_absolute_percentage_error "

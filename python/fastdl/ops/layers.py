@@ -37,12 +37,8 @@ def layer_variables(layer):
 
 def call_layer(layer, x, training=False, mask=None):
     """``layer(x)`` for a Tensor ``x``: the output as a Tensor, recorded as one primitive."""
-    # the recurrent layers take arrays in their own __call__; the others run Layer's array
-    # path directly (Layer.__call__ under a recording tape would come back here)
-    if layer._primitive_call:
-        y = layer(x._value, training=training, mask=mask)
-    else:
-        y = layer._call_arrays(x._value, training=training, mask=mask)
+    # the array path directly (__call__ under a recording tape would come back here)
+    y = layer._call_arrays(x._value, training=training, mask=mask)
     out = Tensor(y)
     if _TAPES:
         variables = layer_variables(layer)

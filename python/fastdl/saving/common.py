@@ -346,7 +346,8 @@ def layer_entry(layer):
              "registered_name": None if builtin else cls.__name__}
     shape = getattr(layer, "_build_input_shape", None)
     if layer.built and shape is not None and not isinstance(layer, InputLayer):
-        entry["build_config"] = {"input_shape": plain([None] + list(shape[1:]))}
+        batch = shape[0] if getattr(layer, "stateful", False) else None   # Keras needs it
+        entry["build_config"] = {"input_shape": plain([batch] + list(shape[1:]))}
     return entry
 
 

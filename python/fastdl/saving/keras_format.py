@@ -6,7 +6,8 @@ The HDF5 layout is Keras 3.15's (``keras/src/saving/saving_lib.py``): each layer
 Sequential under ``layers/<snake_case(class)>[_k]`` (named by class and position, not by the
 layer's name), its own variables in ``vars/0, vars/1, ...`` (trainable first, then
 non-trainable); recurrent layers keep theirs in ``cell/vars`` and ``Bidirectional`` in
-``forward_layer/cell/vars`` and ``backward_layer/cell/vars``; the optimizer's in
+``forward_layer/cell/vars`` and ``backward_layer/cell/vars``, ``TimeDistributed`` its layer's in
+``layer/...``; the optimizer's in
 ``optimizer/vars/<i>`` (iterations, learning rate, then per variable its slots); the model's own
 (empty) ``vars`` group at the root. A ``.weights.h5`` file is that HDF5 file alone.
 
@@ -201,6 +202,8 @@ def keras_groups(layer, path):
             if sub is None:
                 raise ValueError(f"Bidirectional layer {layer.name!r} has no {attr}")
             groups += keras_groups(sub, f"{path}/{attr}")
+    elif cls == "TimeDistributed":
+        groups = [(path + "/vars", [], layer.name)] + keras_groups(layer.layer, path + "/layer")
     else:
         groups = [(path + "/vars", layer.weights, layer.name)]
     flat = [w for _, ws, _ in groups for w in ws]
