@@ -665,7 +665,8 @@ py::tuple rnn_forward(fastdl::RnnCell cell, const char* fn, const Array<T>& x,
                       const Array<T>& kernel, const Array<T>& recurrent, const py::object& bias,
                       const py::object& h0, const py::object& c0, const py::object& mask,
                       const std::string& activation, bool reset_after, bool return_sequences,
-                      bool go_backwards, bool zero_output_for_mask, bool training) {
+                      bool go_backwards, bool zero_output_for_mask, bool training,
+                      const py::object& recurrent_mask) {
     const auto p = rnn_check(fn, cell, x, kernel, recurrent, !bias.is_none(), activation,
                              reset_after, return_sequences, go_backwards, zero_output_for_mask);
     const auto s = fastdl::rnn_sizes(p);
@@ -676,6 +677,7 @@ py::tuple rnn_forward(fastdl::RnnCell cell, const char* fn, const Array<T>& x,
     const T* c0p = lstm ? rnn_optional<T>(c0, {n, u}, fn, "initial state c0") : nullptr;
     FASTDL_CHECK(lstm || c0.is_none(), fn, ": only LSTM has a cell state; c0 must be None");
     const bool* mp = rnn_optional<bool>(mask, {n, t}, fn, "mask");
+    const T* rmp = rnn_optional<T>(recurrent_mask, {n, s.gates, u}, fn, "recurrent_mask");
 
     auto y = return_sequences ? new_array<T>({n, t, u}, fn) : new_array<T>({n, u}, fn);
     auto h = new_array<T>({n, u}, fn);
@@ -697,7 +699,7 @@ py::tuple rnn_forward(fastdl::RnnCell cell, const char* fn, const Array<T>& x,
     const T *xp = x.data(), *kp = kernel.data(), *rp = recurrent.data();
     {
         py::gil_scoped_release nogil;
-        fastdl::rnn_forward<T>(yp, hp, cp, cachep, xp, kp, rp, bp, h0p, c0p, mp, p);
+        fastdl::rnn_forward<T>(yp, hp, cp, cachep, xp, kp, rp, bp, h0p, c0p, mp, p, rmp);
     }
     return py::make_tuple(y, h, c, cache);
 }
@@ -709,7 +711,8 @@ py::tuple rnn_backward(fastdl::RnnCell cell, const char* fn, const Array<T>& dy,
                        const Array<T>& kernel, const Array<T>& recurrent,
                        const py::object& mask, const Array<T>& cache,
                        const std::string& activation, bool use_bias, bool reset_after,
-                       bool return_sequences, bool go_backwards, bool zero_output_for_mask) {
+                       bool return_sequences, bool go_backwards, bool zero_output_for_mask,
+                       const py::object& recurrent_mask) {
     const auto p = rnn_check(fn, cell, x, kernel, recurrent, use_bias, activation, reset_after,
                              return_sequences, go_backwards, zero_output_for_mask);
     const auto s = fastdl::rnn_sizes(p);
@@ -725,6 +728,7 @@ py::tuple rnn_backward(fastdl::RnnCell cell, const char* fn, const Array<T>& dy,
     FASTDL_CHECK(lstm || dc.is_none(), fn, ": only LSTM has a cell state; dc must be None");
     const bool* mp = rnn_optional<bool>(mask, {n, t}, fn, "mask");
     rnn_expect_shape(cache, {t, n, s.cache_width}, fn, "cache");
+    const T* rmp = rnn_optional<T>(recurrent_mask, {n, s.gates, u}, fn, "recurrent_mask");
 
     auto dx = new_array<T>({n, t, in}, fn);
     auto dk = new_array<T>({in, gu}, fn);
@@ -751,7 +755,7 @@ py::tuple rnn_backward(fastdl::RnnCell cell, const char* fn, const Array<T>& dy,
     {
         py::gil_scoped_release nogil;
         fastdl::rnn_backward<T>(dxp, dkp, drp, dbp, dh0p, dc0p, dyp, dhp, dcp, xp, kp, rp, mp,
-                                cachep, p);
+                                cachep, p, rmp);
     }
     return py::make_tuple(dx, dk, dr, db, dh0, dc0);
 }
@@ -764,99 +768,105 @@ void bind_rnn(py::module_& m) {
         [](const Array<T>& x, const Array<T>& kernel, const Array<T>& recurrent,
            const py::object& bias, const py::object& h0, const py::object& mask,
            const std::string& activation, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask, bool training) {
+           bool zero_output_for_mask, bool training, const py::object& recurrent_mask) {
             return rnn_forward<T>(RnnCell::simple_rnn, "simple_rnn_forward", x, kernel,
                                   recurrent, bias, h0, py::none(), mask, activation, false,
                                   return_sequences, go_backwards, zero_output_for_mask,
-                                  training);
+                                  training, recurrent_mask);
         },
         py::arg("x").noconvert(), py::arg("kernel").noconvert(),
         py::arg("recurrent_kernel").noconvert(), py::arg("bias") = py::none(),
         py::arg("h0") = py::none(), py::arg("mask") = py::none(),
         py::arg("activation") = "tanh", py::arg("return_sequences") = false,
         py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
-        py::arg("training") = false,
+        py::arg("training") = false, py::arg("recurrent_mask") = py::none(),
         "SimpleRNN over a sequence -> (y, h_last, None, cache | None).");
     m.def(
         "lstm_forward",
         [](const Array<T>& x, const Array<T>& kernel, const Array<T>& recurrent,
            const py::object& bias, const py::object& h0, const py::object& c0,
            const py::object& mask, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask, bool training) {
+           bool zero_output_for_mask, bool training, const py::object& recurrent_mask) {
             return rnn_forward<T>(RnnCell::lstm, "lstm_forward", x, kernel, recurrent, bias, h0,
                                   c0, mask, "tanh", false, return_sequences, go_backwards,
-                                  zero_output_for_mask, training);
+                                  zero_output_for_mask, training, recurrent_mask);
         },
         py::arg("x").noconvert(), py::arg("kernel").noconvert(),
         py::arg("recurrent_kernel").noconvert(), py::arg("bias") = py::none(),
         py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("mask") = py::none(),
         py::arg("return_sequences") = false, py::arg("go_backwards") = false,
         py::arg("zero_output_for_mask") = false, py::arg("training") = false,
+        py::arg("recurrent_mask") = py::none(),
         "LSTM over a sequence -> (y, h_last, c_last, cache | None).");
     m.def(
         "gru_forward",
         [](const Array<T>& x, const Array<T>& kernel, const Array<T>& recurrent,
            const py::object& bias, const py::object& h0, const py::object& mask,
            bool reset_after, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask, bool training) {
+           bool zero_output_for_mask, bool training, const py::object& recurrent_mask) {
             return rnn_forward<T>(RnnCell::gru, "gru_forward", x, kernel, recurrent, bias, h0,
                                   py::none(), mask, "tanh", reset_after, return_sequences,
-                                  go_backwards, zero_output_for_mask, training);
+                                  go_backwards, zero_output_for_mask, training, recurrent_mask);
         },
         py::arg("x").noconvert(), py::arg("kernel").noconvert(),
         py::arg("recurrent_kernel").noconvert(), py::arg("bias") = py::none(),
         py::arg("h0") = py::none(), py::arg("mask") = py::none(),
         py::arg("reset_after") = true, py::arg("return_sequences") = false,
         py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
-        py::arg("training") = false, "GRU over a sequence -> (y, h_last, None, cache | None).");
+        py::arg("training") = false, py::arg("recurrent_mask") = py::none(),
+        "GRU over a sequence -> (y, h_last, None, cache | None).");
     m.def(
         "simple_rnn_backward",
         [](const Array<T>& dy, const py::object& dh, const Array<T>& x, const Array<T>& kernel,
            const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
            const std::string& activation, bool use_bias, bool return_sequences,
-           bool go_backwards, bool zero_output_for_mask) {
+           bool go_backwards, bool zero_output_for_mask, const py::object& recurrent_mask) {
             return rnn_backward<T>(RnnCell::simple_rnn, "simple_rnn_backward", dy, dh,
                                    py::none(), x, kernel, recurrent, mask, cache, activation,
                                    use_bias, false, return_sequences, go_backwards,
-                                   zero_output_for_mask);
+                                   zero_output_for_mask, recurrent_mask);
         },
         py::arg("dy").noconvert(), py::arg("dh"), py::arg("x").noconvert(),
         py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
         py::arg("mask"), py::arg("cache").noconvert(), py::arg("activation") = "tanh",
         py::arg("use_bias") = true, py::arg("return_sequences") = false,
         py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
+        py::arg("recurrent_mask") = py::none(),
         "SimpleRNN BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, None).");
     m.def(
         "lstm_backward",
         [](const Array<T>& dy, const py::object& dh, const py::object& dc, const Array<T>& x,
            const Array<T>& kernel, const Array<T>& recurrent, const py::object& mask,
            const Array<T>& cache, bool use_bias, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask) {
+           bool zero_output_for_mask, const py::object& recurrent_mask) {
             return rnn_backward<T>(RnnCell::lstm, "lstm_backward", dy, dh, dc, x, kernel,
                                    recurrent, mask, cache, "tanh", use_bias, false,
-                                   return_sequences, go_backwards, zero_output_for_mask);
+                                   return_sequences, go_backwards, zero_output_for_mask,
+                                   recurrent_mask);
         },
         py::arg("dy").noconvert(), py::arg("dh"), py::arg("dc"), py::arg("x").noconvert(),
         py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
         py::arg("mask"), py::arg("cache").noconvert(), py::arg("use_bias") = true,
         py::arg("return_sequences") = false, py::arg("go_backwards") = false,
-        py::arg("zero_output_for_mask") = false,
+        py::arg("zero_output_for_mask") = false, py::arg("recurrent_mask") = py::none(),
         "LSTM BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, dc0).");
     m.def(
         "gru_backward",
         [](const Array<T>& dy, const py::object& dh, const Array<T>& x, const Array<T>& kernel,
            const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
            bool use_bias, bool reset_after, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask) {
+           bool zero_output_for_mask, const py::object& recurrent_mask) {
             return rnn_backward<T>(RnnCell::gru, "gru_backward", dy, dh, py::none(), x, kernel,
                                    recurrent, mask, cache, "tanh", use_bias, reset_after,
-                                   return_sequences, go_backwards, zero_output_for_mask);
+                                   return_sequences, go_backwards, zero_output_for_mask,
+                                   recurrent_mask);
         },
         py::arg("dy").noconvert(), py::arg("dh"), py::arg("x").noconvert(),
         py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
         py::arg("mask"), py::arg("cache").noconvert(), py::arg("use_bias") = true,
         py::arg("reset_after") = true, py::arg("return_sequences") = false,
         py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
+        py::arg("recurrent_mask") = py::none(),
         "GRU BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, None).");
 }
 

@@ -644,7 +644,7 @@ CTOR_ROWS = [
     ("LSTM-units-bool", lambda: L.LSTM(True), TypeError, r"units must be an integer. Received: units=True"),
     ("LSTM-activation", lambda: L.LSTM(2, activation="relu"), ValueError, r"LSTM supports only activation='tanh' in fastdl. Received: activation='relu'"),
     ("LSTM-dropout", lambda: L.LSTM(2, dropout=1.0), ValueError, r"dropout must be in \[0, 1\). Received: dropout=1.0"),
-    ("LSTM-recurrent_dropout", lambda: L.LSTM(2, recurrent_dropout=0.5), ValueError, r"LSTM: recurrent_dropout is not supported by fastdl yet"),
+    ("LSTM-recurrent_dropout", lambda: L.LSTM(2, recurrent_dropout=1.0), ValueError, r"recurrent_dropout must be in \[0, 1\). Received: recurrent_dropout=1.0"),
     ("GRU-units-neg", lambda: L.GRU(-2), ValueError, r"units must be a positive integer. Received: units=-2"),
     ("GRU-stateful", lambda: L.GRU(2, stateful="yes"), TypeError, r"stateful must be a bool. Received: stateful='yes'"),
     ("GRU-return_sequences", lambda: L.GRU(2, return_sequences="yes"), TypeError, r"return_sequences must be a bool. Received: return_sequences='yes'"),

@@ -13,8 +13,7 @@ Differences from Keras, on purpose:
 - ``return_state=True`` makes the layer return ``[output, h]`` (LSTM ``[output, h, c]``); in a
   ``Sequential`` model only ``output`` goes on to the next layer (and ``backward`` may then be
   given the output's gradient alone).
-- ``recurrent_dropout > 0`` raises ``ValueError`` (not implemented); ``unroll`` and
-  ``use_cudnn`` are accepted and ignored (they do not change the results).
+- ``unroll`` and ``use_cudnn`` are accepted and ignored (they do not change the results).
 - ``stateful=True`` carries each call's final states into the next call (no gradient flows
   between calls) until ``reset_states()``; the batch size is the declared one
   (``Input(batch_size=...)``) or else the first call's, and a different one is a ``ValueError``.
@@ -27,7 +26,10 @@ Differences from Keras, on purpose:
 ``call(..., training=True)`` keeps what the backward needs; an inference call skips that cache
 (faster ``predict``) and a ``backward`` after it replays the forward first.
 ``dropout`` (training only) drops input features with one mask per sample for all timesteps,
-as Keras does. Masks (e.g. from ``Embedding(mask_zero=True)``) follow Keras: a masked step keeps
+as Keras does; ``recurrent_dropout`` (training only) drops the previous state's units before
+the recurrent kernel with one mask per sample and gate for all timesteps, as Keras 3 does (its
+cells' ``implementation=1``: LSTM 4 masks, GRU 3, in the C++ kernels). With both, fastdl keeps
+one input mask for all gates where Keras draws one per gate. Masks (e.g. from ``Embedding(mask_zero=True)``) follow Keras: a masked step keeps
 the state and repeats the previous output.
 """
 import numpy as np
@@ -42,6 +44,12 @@ from fastdl.utils.rng import seed_generator
 
 _REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularizer")
 _CONSTRAINTS = ("kernel_constraint", "recurrent_constraint", "bias_constraint")
+
+
+def _dropout_mask(rng, shape, rate, dtype):
+    """Kept entries 1 / (1 - rate), dropped ones 0 (Keras's dropout of a ones tensor)."""
+    keep = rng.random(shape) >= rate
+    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - rate))
 
 
 def _check_bool(value, name):
@@ -173,10 +181,6 @@ class _RNN(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.dropout = check_rate(dropout, "dropout")
         self.recurrent_dropout = check_rate(recurrent_dropout, "recurrent_dropout")
-        if self.recurrent_dropout > 0:
-            raise ValueError(f"{cls}: recurrent_dropout is not supported by fastdl yet (use "
-                             f"dropout, which drops input features). "
-                             f"Received: recurrent_dropout={recurrent_dropout!r}")
         seed_generator(seed)  # validates
         self.seed = seed
         self._rng = None
@@ -272,16 +276,22 @@ class _RNN(Layer):
         if self.stateful:
             initial_state = self._stateful_initial_state(n, initial_state)
         self._dropout_mask = None
-        if training and self.dropout > 0:
+        recurrent_mask = None
+        if training and (self.dropout > 0 or self.recurrent_dropout > 0):
             if self._rng is None:
                 self._rng = seed_generator(self.seed) if self.seed is not None else None
             rng = self._rng if self._rng is not None else seed_generator(None)
-            keep = rng.random((n, 1, x.shape[2])) >= self.dropout
-            self._dropout_mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.dropout))
-            x = x * self._dropout_mask
+            if self.dropout > 0:
+                self._dropout_mask = _dropout_mask(rng, (n, 1, x.shape[2]), self.dropout,
+                                                   x.dtype)
+                x = x * self._dropout_mask
+            if self.recurrent_dropout > 0:   # one mask per sample and gate (Keras 3)
+                recurrent_mask = _dropout_mask(rng, (n, self._gates, self.units),
+                                               self.recurrent_dropout, x.dtype)
         # inference skips the backward's cache; a backward after it replays the forward
-        self._replay = (x, initial_state, mask)
-        y, states, self._tape = self._forward(x, initial_state, mask, bool(training))
+        self._replay = (x, initial_state, mask, recurrent_mask)
+        y, states, self._tape = self._forward(x, initial_state, mask, bool(training),
+                                              recurrent_mask)
         if self.stateful:
             self.states = [s.copy() for s in states]
         if self.return_state:
@@ -312,12 +322,12 @@ class _RNN(Layer):
         """Alias of :meth:`reset_state` (Keras's compatibility name)."""
         self.reset_state()
 
-    def _forward(self, x, initial_state, mask, training):
+    def _forward(self, x, initial_state, mask, training, recurrent_mask=None):
         return rnn_ops.rnn_forward(
             self._cell, x, self.kernel, self.recurrent_kernel, self.bias, initial_state, mask,
             return_sequences=self.return_sequences, go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask, training=training,
-            **self._kernel_args())
+            recurrent_mask=recurrent_mask, **self._kernel_args())
 
     def backward(self, dy):
         """dL/dx for the last call; ``dy`` is the output's gradient, or with ``return_state`` a
@@ -326,7 +336,8 @@ class _RNN(Layer):
         if self._tape is None:
             if self._replay is None:
                 raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
-            self._tape = self._forward(*self._replay, True)[2]
+            x, initial_state, mask, recurrent_mask = self._replay
+            self._tape = self._forward(x, initial_state, mask, True, recurrent_mask)[2]
         dstates = None
         if isinstance(dy, (list, tuple)):
             dy, dstates = dy[0], list(dy[1:])
