@@ -363,6 +363,131 @@ def test_bidirectional_trains_in_a_functional_model(merge_mode):
     assert all(not np.array_equal(w0, w) for w0, w in zip(before, weights))
 
 
+# ------------------------------------------------------------------------- cell API
+
+_CELL_PAIRS = [(layers.SimpleRNNCell, layers.SimpleRNN, {}), (layers.LSTMCell, layers.LSTM, {}),
+               (layers.GRUCell, layers.GRU, {}), (layers.GRUCell, layers.GRU,
+                                                  {"reset_after": False})]
+_CELL_IDS = ["simple_rnn", "lstm", "gru", "gru_reset_before"]
+
+
+def _cell_and_layer(cell_cls, layer_cls, kw, **options):
+    x = _rng(21).normal(size=(3, 5, 2))
+    layer = layer_cls(4, dtype="float64", **kw, **options)
+    rnn = layers.RNN(cell_cls(4, dtype="float64", **kw), dtype="float64", **options)
+    layer(x)
+    rnn(x)
+    layer.set_weights([_rng(22).normal(0, 0.5, w.shape) for w in layer.get_weights()])
+    rnn.set_weights(layer.get_weights())
+    return x, layer, rnn
+
+
+@pytest.mark.parametrize("cell_cls, layer_cls, kw", _CELL_PAIRS, ids=_CELL_IDS)
+@pytest.mark.parametrize("options", [{}, {"return_sequences": True, "go_backwards": True},
+                                     {"return_sequences": True, "return_state": True}])
+def test_rnn_over_a_builtin_cell_equals_the_layer(cell_cls, layer_cls, kw, options):
+    x, layer, rnn = _cell_and_layer(cell_cls, layer_cls, kw, **options)
+    mask = np.ones((3, 5), bool)
+    mask[0, 3:] = False
+    mask[1, 0] = False
+    for m in (None, mask):
+        ours, theirs = rnn(x, mask=m), layer(x, mask=m)
+        for a, b in zip(ours if isinstance(ours, list) else [ours],
+                        theirs if isinstance(theirs, list) else [theirs]):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell_cls, layer_cls, kw", _CELL_PAIRS, ids=_CELL_IDS)
+def test_rnn_over_a_cell_differentiates_through_the_tape(cell_cls, layer_cls, kw):
+    """The tape's gradients of RNN(cell) equal the C++ backward of the matching layer."""
+    x, layer, rnn = _cell_and_layer(cell_cls, layer_cls, kw, return_sequences=True)
+    r = _rng(23).normal(size=(3, 5, 4))
+    xt = fastdl.ops.convert_to_tensor(x)
+    with fastdl.GradientTape() as tape:
+        tape.watch(xt)
+        total = fastdl.ops.sum(rnn(xt) * r)
+    grads = tape.gradient(total, [xt] + rnn.trainable_weights)
+    layer(x, training=True)
+    dx = layer.backward(r)
+    for got, want in zip(grads, [dx] + layer.grads):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9, atol=1e-12)
+
+
+class _MinimalRNNCell(layers.Layer):
+    """Keras's documentation example of a custom cell, written with ops."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units),
+                                      initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                initializer="orthogonal",
+                                                name="recurrent_kernel")
+
+    def call(self, inputs, states):
+        prev = states[0]
+        output = fastdl.ops.matmul(inputs, self.kernel) + fastdl.ops.matmul(
+            prev, self.recurrent_kernel)
+        return output, [output]
+
+
+def test_rnn_over_a_custom_cell_trains_and_matches_central_differences():
+    cell = _MinimalRNNCell(3, dtype="float64")
+    rnn = layers.RNN(cell, dtype="float64")
+    x, y = _rng(24).normal(size=(4, 5, 2)), _rng(25).normal(size=(4, 3))
+    rnn(x)
+    r = _rng(26).normal(size=(4, 3))
+
+    def loss():
+        return float(np.sum(rnn(x) * r))
+
+    with fastdl.GradientTape() as tape:
+        total = fastdl.ops.sum(rnn(fastdl.ops.convert_to_tensor(x)) * r)
+    for w, g in zip(rnn.trainable_weights, tape.gradient(total, rnn.trainable_weights)):
+        np.testing.assert_allclose(np.asarray(g), numerical_gradient(loss, w), rtol=1e-6,
+                                   atol=1e-8)
+    model = models.Sequential([layers.Input((5, 2), dtype="float64"), rnn])
+    model.compile(optimizer=fastdl.optimizers.Adam(0.05), loss="mse")
+    history = model.fit(x, y, epochs=20, verbose=0)
+    assert history.history["loss"][-1] < 0.7 * history.history["loss"][0]
+
+
+def test_stacked_cells_equal_stacked_layers_and_return_flat_states():
+    x = _rng(27).normal(size=(2, 4, 3))
+    first = layers.LSTM(5, return_sequences=True, return_state=True, dtype="float64")
+    second = layers.GRU(2, return_state=True, dtype="float64")
+    rnn = layers.RNN([layers.LSTMCell(5, dtype="float64"), layers.GRUCell(2, dtype="float64")],
+                     return_state=True, dtype="float64")
+    seq, h1, c1 = first(x)
+    expected = [second(seq)[0], h1, c1, second(seq)[1]]
+    rnn(x)
+    rnn.set_weights(first.get_weights() + second.get_weights())
+    for a, b in zip(rnn(x), expected):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_stateful_rnn_over_a_cell_carries_the_states():
+    x = _rng(28).normal(size=(2, 6, 3))
+    rnn = layers.RNN(layers.LSTMCell(3, dtype="float64"), stateful=True, return_sequences=True,
+                     dtype="float64")
+    chunks = np.concatenate([rnn(x[:, :2]), rnn(x[:, 2:])], axis=1)
+    rnn.reset_states()
+    np.testing.assert_allclose(chunks, rnn(x), rtol=1e-12, atol=1e-12)
+
+
+def test_cell_api_refuses_what_it_lacks():
+    with pytest.raises(ValueError, match="recurrent_dropout is not implemented"):
+        layers.LSTMCell(2, recurrent_dropout=0.5)
+    with pytest.raises(ValueError, match="state_size"):
+        layers.RNN(layers.Dense(2))
+    with pytest.raises(ValueError, match="non-empty list"):
+        layers.StackedRNNCells([])
+
+
 # ------------------------------------------------------------------------- real Keras
 
 def _interop_model():
@@ -406,14 +531,24 @@ _WORKER = textwrap.dedent("""
         layer.set_weights([s2s[f"w{i}_{j}"] for j in range(len(layer.weights))])
     np.save(job["seq2seq"] + ".pred.npy",
             np.asarray(model.predict([s2s["xe"], s2s["xd"]], verbose=0)))
+    # the cell API both ways
+    xc = np.load(job["cells_x"])
+    m = keras.saving.load_model(job["cells_fastdl"])
+    np.save(job["cells_fastdl"] + ".pred.npy", m.predict(xc, verbose=0))
+    k = keras.Sequential([keras.Input((5, 3)), L.RNN(L.LSTMCell(4), return_sequences=True),
+                          L.RNN([L.GRUCell(2), L.SimpleRNNCell(3)])])
+    k.set_weights([r.normal(0, 0.5, w.shape).astype("float32") for w in k.get_weights()])
+    k.save(job["cells_keras"])
+    np.save(job["cells_keras"] + ".pred.npy", k.predict(xc, verbose=0))
     print("worker done")
 """)
 
 
 @needs_keras
-def test_keras_round_trip_of_time_distributed_masking_and_stateful_lstm_and_seq2seq(tmp_path):
-    """fastdl's .keras file in Keras and Keras's in fastdl (same predictions, stateful chunks
-    included), and an encoder-decoder with fastdl's weights predicted by Keras."""
+def test_keras_round_trip_of_sequence_layers_cells_and_seq2seq(tmp_path):
+    """fastdl's .keras files in Keras and Keras's in fastdl (same predictions): Masking,
+    TimeDistributed and a stateful LSTM (chunks included), RNN over cells and stacked cells; and
+    an encoder-decoder with fastdl's weights predicted by Keras."""
     x = _rng(12).normal(size=(2, 12, 3)).astype("float32")
     x[0, 4:7] = 0.0
     x[1, 10:] = 0.0
@@ -432,6 +567,13 @@ def test_keras_round_trip_of_time_distributed_masking_and_stateful_lstm_and_seq2
     _randomize(s2s, 6)
     xe, xd, _ = (a.astype("float32") for a in _seq2seq_data())
     trained = [l for l in s2s.layers if l.weights]
+    cells = models.Sequential([layers.Input((5, 3)),
+                               layers.RNN(layers.LSTMCell(4), return_sequences=True),
+                               layers.RNN([layers.GRUCell(2), layers.SimpleRNNCell(3)])])
+    _randomize(cells, 7)
+    xc = _rng(29).normal(size=(2, 5, 3)).astype("float32")
+    np.save(tmp_path / "xc.npy", xc)
+    save_model(cells, tmp_path / "cells_fastdl.keras")
     np.savez(tmp_path / "s2s.npz", xe=xe, xd=xd, **{f"w{i}_{j}": w for i, l in enumerate(trained)
                                                    for j, w in enumerate(l.get_weights())})
     save_model(model, tmp_path / "fastdl.keras")
@@ -440,7 +582,10 @@ def test_keras_round_trip_of_time_distributed_masking_and_stateful_lstm_and_seq2
     job.write_text(json.dumps({"x": str(tmp_path / "x.npy"),
                                "fastdl_file": str(tmp_path / "fastdl.keras"),
                                "keras_file": str(tmp_path / "keras.keras"),
-                               "seq2seq": str(tmp_path / "s2s.npz")}))
+                               "seq2seq": str(tmp_path / "s2s.npz"),
+                               "cells_x": str(tmp_path / "xc.npy"),
+                               "cells_fastdl": str(tmp_path / "cells_fastdl.keras"),
+                               "cells_keras": str(tmp_path / "cells_keras.keras")}))
     (tmp_path / "worker.py").write_text(_WORKER)
     env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run([sys.executable, str(tmp_path / "worker.py"), str(job)], env=env,
@@ -457,6 +602,12 @@ def test_keras_round_trip_of_time_distributed_masking_and_stateful_lstm_and_seq2
     theirs = np.load(tmp_path / "keras.keras.pred.npy")
     np.testing.assert_allclose(stateful_predict(loaded, loaded.layers[2]), theirs,
                                rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.load(tmp_path / "cells_fastdl.keras.pred.npy"),
+                               cells.predict(xc, verbose=0), rtol=1e-5, atol=1e-5)
+    theirs_cells = load_model(tmp_path / "cells_keras.keras", compile=False)
+    np.testing.assert_allclose(theirs_cells.predict(xc, verbose=0),
+                               np.load(tmp_path / "cells_keras.keras.pred.npy"), rtol=1e-5,
+                               atol=1e-5)
     # and fastdl's own round trip of the file it wrote
     again = load_model(tmp_path / "fastdl.keras")
     np.testing.assert_allclose(stateful_predict(again, again.layers[2]), ours, rtol=1e-6,

@@ -67,18 +67,18 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
         Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
         Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization EinsumDense
-        Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise GlobalAveragePooling3D
+        Equalization FlaxLayer GaussianDropout GaussianNoise GlobalAveragePooling3D
         GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
-        Hashing Identity IntegerLookup JaxLayer LSTMCell MaxNumBoundingBoxes MaxPool3D
+        Hashing Identity IntegerLookup JaxLayer MaxNumBoundingBoxes MaxPool3D
         MaxPooling3D MelSpectrogram MixUp MultiHeadAttention Normalization Permute Pipeline
-        RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration
+        RMSNormalization RandAugment RandomBrightness RandomColorDegeneration
         RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
         RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective
         RandomPosterization RandomRotation RandomSaturation RandomSharpness RandomShear
         RandomTranslation RandomZoom Rescaling Resizing ReversibleEmbedding STFTSpectrogram
         SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D
-        SimpleRNNCell Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
-        SpectralNormalization StackedRNNCells StringLookup TFSMLayer TextVectorization
+        Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
+        SpectralNormalization StringLookup TFSMLayer TextVectorization
         TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
         serialize
     """,
@@ -159,8 +159,6 @@ ALTERNATIVES = {
     "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
     "keras.version": "fastdl.__version__",
     # keras.layers
-    **{f"keras.layers.{n}": "use the LSTM, GRU or SimpleRNN layers (return_sequences=True to "
-       "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
     "keras.layers.RMSNormalization": ("BatchNormalization, LayerNormalization, "
                                       "GroupNormalization and UnitNormalization are available"),
     **{f"keras.layers.{n}": "Dropout is available" for n in (

@@ -40,6 +40,7 @@ import zlib
 
 import numpy as np
 
+from fastdl.layers.base import to_snake_case
 from fastdl.saving import common
 from fastdl.saving.common import ModelFileError
 
@@ -83,6 +84,8 @@ def _to_keras_entry(entry):
     for key, value in list(config.items()):
         if _is_layer_entry(value):
             config[key] = _to_keras_entry(value)
+        elif isinstance(value, list) and value and all(map(_is_layer_entry, value)):
+            config[key] = [_to_keras_entry(v) for v in value]
     entry["config"] = config
     return entry
 
@@ -172,6 +175,10 @@ def from_keras_entry(entry, cls, custom_objects, where):
         if _is_layer_entry(value):
             sub_cls = common.resolve_layer_class(value, custom_objects, f"{where}.{key}")
             value = from_keras_entry(value, sub_cls, custom_objects, f"{where}.{key}")
+        elif isinstance(value, list) and value and all(map(_is_layer_entry, value)):
+            value = [from_keras_entry(v, common.resolve_layer_class(
+                v, custom_objects, f"{where}.{key}[{i}]"), custom_objects, f"{where}.{key}[{i}]")
+                for i, v in enumerate(value)]     # StackedRNNCells(cells=[...])
         out[key] = _clean_object(value)
     entry = dict(entry)
     entry["config"] = out
@@ -204,6 +211,14 @@ def keras_groups(layer, path):
             groups += keras_groups(sub, f"{path}/{attr}")
     elif cls == "TimeDistributed":
         groups = [(path + "/vars", [], layer.name)] + keras_groups(layer.layer, path + "/layer")
+    elif cls == "RNN":
+        groups = [(path + "/vars", [], layer.name)] + keras_groups(layer.cell, path + "/cell")
+    elif cls == "StackedRNNCells":   # a list of layers: named by class, as the model's
+        groups = [(path + "/vars", [], layer.name)]
+        used = {}
+        for cell in layer.cells:
+            name = common.unique_name(to_snake_case(type(cell).__name__), used)
+            groups += keras_groups(cell, f"{path}/cells/{name}")
     else:
         groups = [(path + "/vars", layer.weights, layer.name)]
     flat = [w for _, ws, _ in groups for w in ws]
