@@ -9,7 +9,9 @@ Written from Keras 3's cells (keras/src/layers/rnn/{simple_rnn,lstm,gru}.py) and
   (zeros before the first processed step), or zeros with ``zero_output_for_mask``;
 - without ``return_sequences`` the output is the last step's output;
 - ``recurrent_mask`` (N, G, U) is recurrent dropout as in Keras's cells with
-  ``implementation=1``: gate g's recurrent product takes ``h_prev * recurrent_mask[:, g]``.
+  ``implementation=1``: gate g's recurrent product takes ``h_prev * recurrent_mask[:, g]``;
+  ``input_mask`` (N, G, F), the input dropout of that implementation: gate g takes
+  ``x * input_mask[:, g]``.
 """
 import numpy as np
 
@@ -44,12 +46,13 @@ def simple_rnn_cell(x, states, kernel, recurrent, bias, activation="tanh", recur
     return h, [h]
 
 
-def lstm_cell(x, states, kernel, recurrent, bias, recurrent_mask=None):
+def lstm_cell(x, states, kernel, recurrent, bias, recurrent_mask=None, input_mask=None):
     h, c = states
     u = h.shape[1]
     hg = _gate_states(h, recurrent_mask, 4)
-    z = x @ kernel + np.concatenate([hg[g] @ recurrent[:, g * u:(g + 1) * u]
-                                     for g in range(4)], axis=1)
+    xg = _gate_states(x, input_mask, 4)
+    z = np.concatenate([xg[g] @ kernel[:, g * u:(g + 1) * u] + hg[g] @ recurrent[:, g * u:(g + 1) * u]
+                        for g in range(4)], axis=1)
     if bias is not None:
         z = z + bias
     i = _sigmoid(z[:, :u])
@@ -61,19 +64,21 @@ def lstm_cell(x, states, kernel, recurrent, bias, recurrent_mask=None):
     return h, [h, c]
 
 
-def gru_cell(x, states, kernel, recurrent, bias, reset_after=True, recurrent_mask=None):
+def gru_cell(x, states, kernel, recurrent, bias, reset_after=True, recurrent_mask=None,
+             input_mask=None):
     (h_prev,) = states
     u = h_prev.shape[1]
     h_z, h_r, h_h = _gate_states(h_prev, recurrent_mask, 3)
+    x_0, x_1, x_2 = _gate_states(x, input_mask, 3)
     if bias is None:
         input_bias = recurrent_bias = np.zeros(3 * u)
     elif reset_after:
         input_bias, recurrent_bias = bias[0], bias[1]
     else:
         input_bias, recurrent_bias = bias, None
-    x_z = x @ kernel[:, :u] + input_bias[:u]
-    x_r = x @ kernel[:, u:2 * u] + input_bias[u:2 * u]
-    x_h = x @ kernel[:, 2 * u:] + input_bias[2 * u:]
+    x_z = x_0 @ kernel[:, :u] + input_bias[:u]
+    x_r = x_1 @ kernel[:, u:2 * u] + input_bias[u:2 * u]
+    x_h = x_2 @ kernel[:, 2 * u:] + input_bias[2 * u:]
     rec_z = h_z @ recurrent[:, :u]
     rec_r = h_r @ recurrent[:, u:2 * u]
     if reset_after and recurrent_bias is not None:
@@ -131,21 +136,22 @@ def simple_rnn(x, kernel, recurrent, bias=None, h0=None, mask=None, activation="
 
 
 def lstm(x, kernel, recurrent, bias=None, h0=None, c0=None, mask=None, return_sequences=False,
-         go_backwards=False, zero_output_for_mask=False, recurrent_mask=None):
+         go_backwards=False, zero_output_for_mask=False, recurrent_mask=None, input_mask=None):
     u = recurrent.shape[0]
     h0 = np.zeros((x.shape[0], u)) if h0 is None else h0
     c0 = np.zeros((x.shape[0], u)) if c0 is None else c0
-    cell = lambda xt, s: lstm_cell(xt, s, kernel, recurrent, bias, recurrent_mask)  # noqa: E731
+    cell = lambda xt, s: lstm_cell(xt, s, kernel, recurrent, bias, recurrent_mask,  # noqa: E731
+                                   input_mask)
     return run_rnn(cell, x, [h0, c0], mask, return_sequences, go_backwards, zero_output_for_mask)
 
 
 def gru(x, kernel, recurrent, bias=None, h0=None, mask=None, reset_after=True,
         return_sequences=False, go_backwards=False, zero_output_for_mask=False,
-        recurrent_mask=None):
+        recurrent_mask=None, input_mask=None):
     u = recurrent.shape[0]
     h0 = np.zeros((x.shape[0], u)) if h0 is None else h0
     cell = lambda xt, s: gru_cell(xt, s, kernel, recurrent, bias, reset_after,  # noqa: E731
-                                  recurrent_mask)
+                                  recurrent_mask, input_mask)
     return run_rnn(cell, x, [h0], mask, return_sequences, go_backwards, zero_output_for_mask)
 
 

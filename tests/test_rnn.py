@@ -729,6 +729,42 @@ def test_recurrent_dropout_layer_is_training_only_and_seeded(cls):
     assert not np.array_equal(ya, a(x, training=True))                  # a new mask per call
 
 
+@pytest.mark.parametrize("cls, reset_after", [(layers.LSTM, None), (layers.GRU, True),
+                                               (layers.GRU, False)])
+def test_input_and_recurrent_dropout_use_per_gate_input_masks(cls, reset_after):
+    """With both dropouts Keras draws one input mask per gate (implementation=1): the layer's
+    output and gradients against the reference cells given the masks it drew (central
+    differences of the reference for dx and the kernel)."""
+    rng = np.random.default_rng(43)
+    x = rng.standard_normal((4, 3, 2))
+    kw = {} if reset_after is None else {"reset_after": reset_after}
+    layer = cls(3, dropout=0.3, recurrent_dropout=0.4, seed=1, return_sequences=True,
+                dtype="float64", **kw)
+    layer(x)
+    layer.set_weights([rng.standard_normal(w.shape) * 0.6 for w in layer.get_weights()])
+    y = layer(x, training=True)
+    in_mask, rec_mask = layer._dropout_mask, layer._tape.recurrent_mask
+    assert in_mask.shape == (4, layer._gates, 2)
+    k, r, b = layer.get_weights()
+
+    def reference():
+        if cls is layers.LSTM:
+            return ref.lstm(x, k, r, b, return_sequences=True, recurrent_mask=rec_mask,
+                            input_mask=in_mask)[0]
+        return ref.gru(x, k, r, b, reset_after=reset_after, return_sequences=True,
+                       recurrent_mask=rec_mask, input_mask=in_mask)[0]
+
+    np.testing.assert_allclose(y, reference(), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+
+    def loss():
+        return float(np.sum(reference() * dy))
+
+    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(layer.grads[0], numerical_gradient(loss, k), rtol=1e-6, atol=1e-8)
+
+
 def test_recurrent_dropout_kernel_checks_the_mask_first():
     x, k, r = np.zeros((2, 3, 4)), np.zeros((4, 20)), np.zeros((5, 20))
     with pytest.raises(ValueError, match=r"lstm_forward: recurrent_mask must have shape "

@@ -110,7 +110,7 @@ def test_time_distributed_over_a_layer_written_with_ops_trains_through_the_tape(
 def test_shared_time_distributed_in_a_functional_model_differentiates_both_calls():
     shared = layers.TimeDistributed(layers.Dense(2, activation="tanh", dtype="float64"),
                                     dtype="float64")
-    a, b = layers.Input((3, 4)), layers.Input((3, 4))
+    a, b = layers.Input((3, 4), dtype="float64"), layers.Input((3, 4), dtype="float64")
     out = layers.Add()([shared(a), shared(b)])
     model = models.Model([a, b], out)
     xa, xb = _rng(6).normal(size=(2, 3, 4)), _rng(7).normal(size=(2, 3, 4))

@@ -28,8 +28,9 @@ Differences from Keras, on purpose:
 ``dropout`` (training only) drops input features with one mask per sample for all timesteps,
 as Keras does; ``recurrent_dropout`` (training only) drops the previous state's units before
 the recurrent kernel with one mask per sample and gate for all timesteps, as Keras 3 does (its
-cells' ``implementation=1``: LSTM 4 masks, GRU 3, in the C++ kernels). With both, fastdl keeps
-one input mask for all gates where Keras draws one per gate. Masks (e.g. from ``Embedding(mask_zero=True)``) follow Keras: a masked step keeps
+cells' ``implementation=1``: LSTM 4 masks, GRU 3, in the C++ kernels). With both, the input
+masks are per gate too, as in Keras (the gates' masked inputs side by side times a
+block-diagonal kernel). Masks (e.g. from ``Embedding(mask_zero=True)``) follow Keras: a masked step keeps
 the state and repeats the previous output.
 """
 import numpy as np
@@ -204,6 +205,7 @@ class _RNN(Layer):
         self._tape = None
         self._replay = None
         self._dropout_mask = None
+        self._per_gate_inputs = False
         self.d_initial_state = None
 
     # ------------------------------------------------------------------ build
@@ -276,15 +278,23 @@ class _RNN(Layer):
         if self.stateful:
             initial_state = self._stateful_initial_state(n, initial_state)
         self._dropout_mask = None
+        self._per_gate_inputs = False
         recurrent_mask = None
         if training and (self.dropout > 0 or self.recurrent_dropout > 0):
             if self._rng is None:
                 self._rng = seed_generator(self.seed) if self.seed is not None else None
             rng = self._rng if self._rng is not None else seed_generator(None)
             if self.dropout > 0:
-                self._dropout_mask = _dropout_mask(rng, (n, 1, x.shape[2]), self.dropout,
+                # with recurrent dropout Keras's LSTM/GRU cells draw one input mask per gate
+                # (implementation=1): the gates' inputs then go side by side, (N, T, G*F)
+                self._per_gate_inputs = self.recurrent_dropout > 0 and self._gates > 1
+                gates = self._gates if self._per_gate_inputs else 1
+                self._dropout_mask = _dropout_mask(rng, (n, gates, x.shape[2]), self.dropout,
                                                    x.dtype)
-                x = x * self._dropout_mask
+                if self._per_gate_inputs:
+                    x = (x[:, :, None, :] * self._dropout_mask[:, None]).reshape(n, t, -1)
+                else:
+                    x = x * self._dropout_mask
             if self.recurrent_dropout > 0:   # one mask per sample and gate (Keras 3)
                 recurrent_mask = _dropout_mask(rng, (n, self._gates, self.units),
                                                self.recurrent_dropout, x.dtype)
@@ -322,9 +332,19 @@ class _RNN(Layer):
         """Alias of :meth:`reset_state` (Keras's compatibility name)."""
         self.reset_state()
 
+    def _gate_blocks(self):
+        """The kernel for per-gate inputs (N, T, G*F): block-diagonal, gate g's columns fed by
+        its own copy of the input."""
+        f, u = self.kernel.shape[0], self.units
+        k = np.zeros((self._gates * f, self._gates * u), self.kernel.dtype)
+        for g in range(self._gates):
+            k[g * f:(g + 1) * f, g * u:(g + 1) * u] = self.kernel[:, g * u:(g + 1) * u]
+        return k
+
     def _forward(self, x, initial_state, mask, training, recurrent_mask=None):
+        kernel = self._gate_blocks() if self._per_gate_inputs else self.kernel
         return rnn_ops.rnn_forward(
-            self._cell, x, self.kernel, self.recurrent_kernel, self.bias, initial_state, mask,
+            self._cell, x, kernel, self.recurrent_kernel, self.bias, initial_state, mask,
             return_sequences=self.return_sequences, go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask, training=training,
             recurrent_mask=recurrent_mask, **self._kernel_args())
@@ -344,7 +364,13 @@ class _RNN(Layer):
             if not dstates:
                 dstates = None
         dx, dk, dr, db, d0 = rnn_ops.rnn_backward(self._tape, dy, dstates)
-        if self._dropout_mask is not None:
+        if self._per_gate_inputs:
+            n, t = dx.shape[:2]
+            f, u = self.kernel.shape[0], self.units
+            dx = (dx.reshape(n, t, self._gates, f) * self._dropout_mask[:, None]).sum(axis=2)
+            dk = np.concatenate([dk[g * f:(g + 1) * f, g * u:(g + 1) * u]
+                                 for g in range(self._gates)], axis=1)
+        elif self._dropout_mask is not None:
             dx *= self._dropout_mask
         self.d_initial_state = d0
         if self._trainable:
