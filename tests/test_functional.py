@@ -373,16 +373,19 @@ def test_masked_recurrent_functional_model_equals_sequential_bitwise():
         np.testing.assert_array_equal(a, b)
 
 
-def test_bidirectional_in_a_functional_model_is_refused_for_training():
+def test_bidirectional_in_a_functional_model_trains_as_in_sequential():
     inp = fastdl.Input((4, 2))
     model = Model(inp, L.Dense(1)(L.Bidirectional(L.LSTM(2), name="bi")(inp)))
-    model.compile(optimizer="sgd", loss="mse")
+    seq = Sequential([fastdl.Input((4, 2)), L.Bidirectional(L.LSTM(2)), L.Dense(1)])
+    seq.set_weights(model.get_weights())
     before = model.get_weights()
-    with pytest.raises(NotImplementedError, match=r"layer 'bi' \(Bidirectional\) cannot be "
-                                                  r"trained inside a Functional model yet"):
-        model.fit(np.ones((2, 4, 2)), np.ones((2, 1)), verbose=0)
-    for w0, w1 in zip(before, model.get_weights()):
-        np.testing.assert_array_equal(w0, w1)
+    x = np.random.default_rng(0).normal(size=(2, 4, 2))
+    for m in (model, seq):
+        m.compile(optimizer="sgd", loss="mse")
+        m.fit(x, np.ones((2, 1)), epochs=2, verbose=0)
+    for w0, w1 in zip(seq.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(w0, w1, rtol=1e-5, atol=1e-7)
+    assert all(not np.array_equal(w0, w1) for w0, w1 in zip(before, model.get_weights()))
 
 
 def test_summary_of_a_graph_has_keras_connected_to_column():

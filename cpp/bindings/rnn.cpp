@@ -68,7 +68,7 @@ template <typename T>
 py::tuple rnn_forward(RnnCell cell, const char* fn, const Array<T>& x, const Array<T>& kernel,
                       const Array<T>& recurrent, const py::object& bias, const py::object& h0,
                       const py::object& c0, const py::object& mask, RnnOptions o,
-                      bool training) {
+                      bool training, const py::object& recurrent_mask) {
     o.use_bias = !bias.is_none();
     const auto p = rnn_check(fn, cell, x, kernel, recurrent, o);
     const auto s = fastdl::rnn_sizes(p);
@@ -79,6 +79,7 @@ py::tuple rnn_forward(RnnCell cell, const char* fn, const Array<T>& x, const Arr
     const T* c0p = lstm ? optional_array<T>(c0, {n, u}, fn, "initial state c0") : nullptr;
     FASTDL_CHECK(lstm || c0.is_none(), fn, ": only LSTM has a cell state; c0 must be None");
     const bool* mp = optional_array<bool>(mask, {n, t}, fn, "mask");
+    const T* rmp = optional_array<T>(recurrent_mask, {n, s.gates, u}, fn, "recurrent_mask");
 
     auto y = new_array<T>(o.return_sequences ? Shape{n, t, u} : Shape{n, u}, fn);
     auto h = new_array<T>({n, u}, fn);
@@ -100,7 +101,7 @@ py::tuple rnn_forward(RnnCell cell, const char* fn, const Array<T>& x, const Arr
     const T *xp = x.data(), *kp = kernel.data(), *rp = recurrent.data();
     {
         py::gil_scoped_release nogil;
-        fastdl::rnn_forward<T>(yp, hp, cp, cachep, xp, kp, rp, bp, h0p, c0p, mp, p);
+        fastdl::rnn_forward<T>(yp, hp, cp, cachep, xp, kp, rp, bp, h0p, c0p, mp, p, rmp);
     }
     return py::make_tuple(y, h, c, cache);
 }
@@ -110,7 +111,7 @@ template <typename T>
 py::tuple rnn_backward(RnnCell cell, const char* fn, const Array<T>& dy, const py::object& dh,
                        const py::object& dc, const Array<T>& x, const Array<T>& kernel,
                        const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
-                       const RnnOptions& o) {
+                       const RnnOptions& o, const py::object& recurrent_mask) {
     const auto p = rnn_check(fn, cell, x, kernel, recurrent, o);
     const auto s = fastdl::rnn_sizes(p);
     const index_t n = p.batch, t = p.steps, u = p.units, in = p.input, gu = s.gate_width;
@@ -122,6 +123,7 @@ py::tuple rnn_backward(RnnCell cell, const char* fn, const Array<T>& dy, const p
     FASTDL_CHECK(lstm || dc.is_none(), fn, ": only LSTM has a cell state; dc must be None");
     const bool* mp = optional_array<bool>(mask, {n, t}, fn, "mask");
     expect_shape(cache, {t, n, s.cache_width}, fn, "cache");
+    const T* rmp = optional_array<T>(recurrent_mask, {n, s.gates, u}, fn, "recurrent_mask");
 
     auto dx = new_array<T>({n, t, in}, fn);
     auto dk = new_array<T>({in, gu}, fn);
@@ -147,7 +149,7 @@ py::tuple rnn_backward(RnnCell cell, const char* fn, const Array<T>& dy, const p
     {
         py::gil_scoped_release nogil;
         fastdl::rnn_backward<T>(dxp, dkp, drp, dbp, dh0p, dc0p, dyp, dhp, dcp, xp, kp, rp, mp,
-                                cachep, p);
+                                cachep, p, rmp);
     }
     return py::make_tuple(dx, dk, dr, db, dh0, dc0);
 }
@@ -159,103 +161,103 @@ void bind_rnn_t(py::module_& m) {
         [](const Array<T>& x, const Array<T>& kernel, const Array<T>& recurrent,
            const py::object& bias, const py::object& h0, const py::object& mask,
            const std::string& activation, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask, bool training) {
+           bool zero_output_for_mask, bool training, const py::object& recurrent_mask) {
             RnnOptions o{activation, true, false, return_sequences, go_backwards,
                          zero_output_for_mask};
             return rnn_forward<T>(RnnCell::simple_rnn, "simple_rnn_forward", x, kernel,
-                                  recurrent, bias, h0, py::none(), mask, o, training);
+                                  recurrent, bias, h0, py::none(), mask, o, training, recurrent_mask);
         },
         py::arg("x").noconvert(), py::arg("kernel").noconvert(),
         py::arg("recurrent_kernel").noconvert(), py::arg("bias") = py::none(),
         py::arg("h0") = py::none(), py::arg("mask") = py::none(),
         py::arg("activation") = "tanh", py::arg("return_sequences") = false,
         py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
-        py::arg("training") = false,
+        py::arg("training") = false, py::arg("recurrent_mask") = py::none(),
         "SimpleRNN over a sequence -> (y, h_last, None, cache | None).");
     m.def(
         "lstm_forward",
         [](const Array<T>& x, const Array<T>& kernel, const Array<T>& recurrent,
            const py::object& bias, const py::object& h0, const py::object& c0,
            const py::object& mask, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask, bool training) {
+           bool zero_output_for_mask, bool training, const py::object& recurrent_mask) {
             RnnOptions o{"tanh", true, false, return_sequences, go_backwards,
                          zero_output_for_mask};
             return rnn_forward<T>(RnnCell::lstm, "lstm_forward", x, kernel, recurrent, bias, h0,
-                                  c0, mask, o, training);
+                                  c0, mask, o, training, recurrent_mask);
         },
         py::arg("x").noconvert(), py::arg("kernel").noconvert(),
         py::arg("recurrent_kernel").noconvert(), py::arg("bias") = py::none(),
         py::arg("h0") = py::none(), py::arg("c0") = py::none(), py::arg("mask") = py::none(),
         py::arg("return_sequences") = false, py::arg("go_backwards") = false,
-        py::arg("zero_output_for_mask") = false, py::arg("training") = false,
+        py::arg("zero_output_for_mask") = false, py::arg("training") = false, py::arg("recurrent_mask") = py::none(),
         "LSTM over a sequence -> (y, h_last, c_last, cache | None).");
     m.def(
         "gru_forward",
         [](const Array<T>& x, const Array<T>& kernel, const Array<T>& recurrent,
            const py::object& bias, const py::object& h0, const py::object& mask,
            bool reset_after, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask, bool training) {
+           bool zero_output_for_mask, bool training, const py::object& recurrent_mask) {
             RnnOptions o{"tanh", true, reset_after, return_sequences, go_backwards,
                          zero_output_for_mask};
             return rnn_forward<T>(RnnCell::gru, "gru_forward", x, kernel, recurrent, bias, h0,
-                                  py::none(), mask, o, training);
+                                  py::none(), mask, o, training, recurrent_mask);
         },
         py::arg("x").noconvert(), py::arg("kernel").noconvert(),
         py::arg("recurrent_kernel").noconvert(), py::arg("bias") = py::none(),
         py::arg("h0") = py::none(), py::arg("mask") = py::none(),
         py::arg("reset_after") = true, py::arg("return_sequences") = false,
         py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
-        py::arg("training") = false, "GRU over a sequence -> (y, h_last, None, cache | None).");
+        py::arg("training") = false, py::arg("recurrent_mask") = py::none(), "GRU over a sequence -> (y, h_last, None, cache | None).");
     m.def(
         "simple_rnn_backward",
         [](const Array<T>& dy, const py::object& dh, const Array<T>& x, const Array<T>& kernel,
            const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
            const std::string& activation, bool use_bias, bool return_sequences,
-           bool go_backwards, bool zero_output_for_mask) {
+           bool go_backwards, bool zero_output_for_mask, const py::object& recurrent_mask) {
             RnnOptions o{activation, use_bias, false, return_sequences, go_backwards,
                          zero_output_for_mask};
             return rnn_backward<T>(RnnCell::simple_rnn, "simple_rnn_backward", dy, dh,
-                                   py::none(), x, kernel, recurrent, mask, cache, o);
+                                   py::none(), x, kernel, recurrent, mask, cache, o, recurrent_mask);
         },
         py::arg("dy").noconvert(), py::arg("dh"), py::arg("x").noconvert(),
         py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
         py::arg("mask"), py::arg("cache").noconvert(), py::arg("activation") = "tanh",
         py::arg("use_bias") = true, py::arg("return_sequences") = false,
-        py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
+        py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false, py::arg("recurrent_mask") = py::none(),
         "SimpleRNN BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, None).");
     m.def(
         "lstm_backward",
         [](const Array<T>& dy, const py::object& dh, const py::object& dc, const Array<T>& x,
            const Array<T>& kernel, const Array<T>& recurrent, const py::object& mask,
            const Array<T>& cache, bool use_bias, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask) {
+           bool zero_output_for_mask, const py::object& recurrent_mask) {
             RnnOptions o{"tanh", use_bias, false, return_sequences, go_backwards,
                          zero_output_for_mask};
             return rnn_backward<T>(RnnCell::lstm, "lstm_backward", dy, dh, dc, x, kernel,
-                                   recurrent, mask, cache, o);
+                                   recurrent, mask, cache, o, recurrent_mask);
         },
         py::arg("dy").noconvert(), py::arg("dh"), py::arg("dc"), py::arg("x").noconvert(),
         py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
         py::arg("mask"), py::arg("cache").noconvert(), py::arg("use_bias") = true,
         py::arg("return_sequences") = false, py::arg("go_backwards") = false,
-        py::arg("zero_output_for_mask") = false,
+        py::arg("zero_output_for_mask") = false, py::arg("recurrent_mask") = py::none(),
         "LSTM BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, dc0).");
     m.def(
         "gru_backward",
         [](const Array<T>& dy, const py::object& dh, const Array<T>& x, const Array<T>& kernel,
            const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
            bool use_bias, bool reset_after, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask) {
+           bool zero_output_for_mask, const py::object& recurrent_mask) {
             RnnOptions o{"tanh", use_bias, reset_after, return_sequences, go_backwards,
                          zero_output_for_mask};
             return rnn_backward<T>(RnnCell::gru, "gru_backward", dy, dh, py::none(), x, kernel,
-                                   recurrent, mask, cache, o);
+                                   recurrent, mask, cache, o, recurrent_mask);
         },
         py::arg("dy").noconvert(), py::arg("dh"), py::arg("x").noconvert(),
         py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
         py::arg("mask"), py::arg("cache").noconvert(), py::arg("use_bias") = true,
         py::arg("reset_after") = true, py::arg("return_sequences") = false,
-        py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false,
+        py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false, py::arg("recurrent_mask") = py::none(),
         "GRU BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, None).");
 }
 

@@ -78,7 +78,7 @@ def avg_pool2d_backward(dy: Float, input_h: int, input_w: int, pool_h: int, pool
                         stride_h: int, stride_w: int, padding: Padding) -> Float:
     """dx of average pooling."""
 
-# ---- rnn: forwards -> (y, h_last, c_last | None, cache | None);
+# ---- rnn (recurrent_mask: None or (N, G, units), Keras's per-gate recurrent dropout masks): forwards -> (y, h_last, c_last | None, cache | None);
 # backwards -> (dx, dkernel, drecurrent, dbias | None, dh0, dc0 | None)
 RnnForward = Tuple[Float, Float, Optional[Float], Optional[Float]]
 RnnBackward = Tuple[Float, Float, Float, Optional[Float], Float, Optional[Float]]
@@ -89,34 +89,40 @@ def simple_rnn_forward(x: Float, kernel: Float, recurrent_kernel: Float,
                        activation: Literal["tanh", "relu", "linear", "sigmoid"] = "tanh",
                        return_sequences: bool = False, go_backwards: bool = False,
                        zero_output_for_mask: bool = False,
-                       training: bool = False) -> RnnForward: ...
+                       training: bool = False,
+                recurrent_mask: Optional[Float] = None) -> RnnForward: ...
 def lstm_forward(x: Float, kernel: Float, recurrent_kernel: Float, bias: Optional[Float] = None,
                  h0: Optional[Float] = None, c0: Optional[Float] = None,
                  mask: Optional[NDArray[np.bool_]] = None, return_sequences: bool = False,
                  go_backwards: bool = False, zero_output_for_mask: bool = False,
-                 training: bool = False) -> RnnForward: ...
+                 training: bool = False,
+                recurrent_mask: Optional[Float] = None) -> RnnForward: ...
 def gru_forward(x: Float, kernel: Float, recurrent_kernel: Float, bias: Optional[Float] = None,
                 h0: Optional[Float] = None, mask: Optional[NDArray[np.bool_]] = None,
                 reset_after: bool = True, return_sequences: bool = False,
                 go_backwards: bool = False, zero_output_for_mask: bool = False,
-                training: bool = False) -> RnnForward: ...
+                training: bool = False,
+                recurrent_mask: Optional[Float] = None) -> RnnForward: ...
 def simple_rnn_backward(dy: Float, dh: Optional[Float], x: Float, kernel: Float,
                         recurrent_kernel: Float, mask: Optional[NDArray[np.bool_]],
                         cache: Float,
                         activation: Literal["tanh", "relu", "linear", "sigmoid"] = "tanh",
                         use_bias: bool = True, return_sequences: bool = False,
                         go_backwards: bool = False,
-                        zero_output_for_mask: bool = False) -> RnnBackward: ...
+                        zero_output_for_mask: bool = False,
+                recurrent_mask: Optional[Float] = None) -> RnnBackward: ...
 def lstm_backward(dy: Float, dh: Optional[Float], dc: Optional[Float], x: Float, kernel: Float,
                   recurrent_kernel: Float, mask: Optional[NDArray[np.bool_]], cache: Float,
                   use_bias: bool = True, return_sequences: bool = False,
                   go_backwards: bool = False,
-                  zero_output_for_mask: bool = False) -> RnnBackward: ...
+                  zero_output_for_mask: bool = False,
+                recurrent_mask: Optional[Float] = None) -> RnnBackward: ...
 def gru_backward(dy: Float, dh: Optional[Float], x: Float, kernel: Float,
                  recurrent_kernel: Float, mask: Optional[NDArray[np.bool_]], cache: Float,
                  use_bias: bool = True, reset_after: bool = True,
                  return_sequences: bool = False, go_backwards: bool = False,
-                 zero_output_for_mask: bool = False) -> RnnBackward: ...
+                 zero_output_for_mask: bool = False,
+                recurrent_mask: Optional[Float] = None) -> RnnBackward: ...
 
 # ---- embedding
 def embedding_forward(embeddings: Float, ids: Ids) -> Float:

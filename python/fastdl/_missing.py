@@ -69,18 +69,18 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
         Convolution3D Convolution3DTranspose
         Cropping3D CutMix Discretization EinsumDense
-        Equalization FlaxLayer GRUCell GlobalAveragePooling3D
+        Equalization FlaxLayer GlobalAveragePooling3D
         GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
-        Hashing IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
+        Hashing IntegerLookup JaxLayer MaxNumBoundingBoxes MaxPool3D
         MaxPooling3D MelSpectrogram MixUp Normalization Pipeline
-        RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration
+        RMSNormalization RandAugment RandomBrightness RandomColorDegeneration
         RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
         RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective
         RandomPosterization RandomRotation RandomSaturation RandomSharpness RandomShear
         RandomTranslation RandomZoom Rescaling Resizing ReversibleEmbedding STFTSpectrogram
-        SimpleRNNCell Solarization SpatialDropout3D
-        SpectralNormalization StackedRNNCells StringLookup TFSMLayer TextVectorization
-        TimeDistributed TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
+        Solarization SpatialDropout3D
+        SpectralNormalization StringLookup TFSMLayer TextVectorization
+        TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
         serialize
     """,
     "keras.losses": """
@@ -194,8 +194,6 @@ ALTERNATIVES = {
     "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
     "keras.version": "fastdl.__version__",
     # keras.layers
-    **{f"keras.layers.{n}": "use the LSTM, GRU or SimpleRNN layers (return_sequences=True to "
-       "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
     "keras.layers.RMSNormalization": ("BatchNormalization, LayerNormalization, "
                                       "GroupNormalization and UnitNormalization are available"),
     "keras.layers.SpatialDropout3D": "SpatialDropout1D and SpatialDropout2D are available",
@@ -206,8 +204,6 @@ ALTERNATIVES = {
     "keras.layers.Rescaling": _PREPROCESS + ", e.g. x = x / 255.0",
     "keras.layers.TextVectorization": ("map the words to integer ids yourself, then "
                                        "keras.utils.pad_sequences and an Embedding layer"),
-    "keras.layers.Masking": "Embedding(..., mask_zero=True) masks padded time steps",
-    "keras.layers.TimeDistributed": "Dense already applies to the last axis of a 3-D input",
     # keras.losses / metrics / optimizers / callbacks
     **{f"keras.metrics.{n}": _LOSS_FN.format(name=n) for n in (
         "mean_squared_error mean_absolute_error mean_absolute_percentage_error "

@@ -474,7 +474,15 @@ class Model(Layer):
         """Check y and the loss on one sample before anything changes state."""
         if len(x) == 0:
             return
-        y_pred = self._forward(x[:1], False)
+        # one sample must not touch the states (nor the batch size) of stateful RNNs
+        stateful = [l for l in _leaf_layers(self) if getattr(l, "stateful", False)]
+        for layer in stateful:
+            layer.stateful = False
+        try:
+            y_pred = self._forward(x[:1], False)
+        finally:
+            for layer in stateful:
+                layer.stateful = True
         self.loss.forward_backward(y[:1], y_pred, None if sw is None else sw[:1])
         for m in self.compiled_metrics:
             probe = type(m).from_config(m.get_config()) if hasattr(m, "get_config") else None
@@ -1348,7 +1356,9 @@ class Sequential(Model):
             raise ValueError(f"Model {self.name!r} cannot be built without an input shape: pass "
                              "input_shape= to the first layer, start with Input(shape), or call "
                              "build((None, features))")
-        shape = (None,) + tuple(input_shape)[1:]
+        # a declared batch size (Input(batch_shape=...)) reaches the layers, as in Keras: a
+        # stateful RNN needs it
+        shape = tuple(input_shape)
         shapes = []
         for layer in self._layers:
             shape = self._build_layer(layer, shape)

@@ -23,6 +23,8 @@ _FAMILIES = {
                                 "UpSampling1D", "UpSampling2D", "RepeatVector", "Reshape"),
     "fastdl.layers.activation": ("ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax"),
     "fastdl.layers.embedding": ("Embedding",),
+    "fastdl.layers.sequence": ("TimeDistributed", "Masking"),
+    "fastdl.layers.rnn_cells": ("SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "RNN"),
     "fastdl.layers.recurrent": ("SimpleRNN", "LSTM", "GRU", "Bidirectional"),
     "fastdl.layers.merging": ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
                               "Concatenate", "Dot", "add", "subtract", "multiply", "average",

@@ -55,13 +55,11 @@ def layer_variables(layer):
 
 def call_layer(layer, x, training=False, mask=None):
     """``layer(x)`` for a Tensor ``x``: the output as a Tensor, recorded as one primitive."""
-    # the recurrent layers take arrays in their own __call__; the others run Layer's array
-    # path directly (Layer.__call__ under a recording tape would come back here)
+    # the array path directly (__call__ under a recording tape would come back here); the
+    # recurrent layers' own _call_arrays does not note the activity penalty, so it is noted here
+    y = layer._call_arrays(x._value, training=training, mask=mask)
     if layer._primitive_call:
-        y = layer(x._value, training=training, mask=mask)
         layer._record_activity(y)
-    else:
-        y = layer._call_arrays(x._value, training=training, mask=mask)
     out = Tensor(y)
     if _ACTIVITY is not None and layer.activity_regularizer is not None:
         _ACTIVITY[layer] = out   # the last call's output, as layer.losses has its penalty

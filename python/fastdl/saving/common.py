@@ -363,8 +363,9 @@ def layer_entry(layer):
     shape = getattr(layer, "_build_input_shape", None)
     if layer.built and shape is not None and not isinstance(layer, InputLayer):
         several = len(shape) > 0 and isinstance(shape[0], (list, tuple))   # merge layers
+        batch = shape[0] if getattr(layer, "stateful", False) else None   # Keras needs it
         entry["build_config"] = {"input_shape": plain(
-            [[None] + list(s[1:]) for s in shape] if several else [None] + list(shape[1:]))}
+            [[None] + list(s[1:]) for s in shape] if several else [batch] + list(shape[1:]))}
     return entry
 
 

@@ -7,7 +7,8 @@ Sequential or functional model (InputLayers included, in Keras's operation order
 ``graph.keras_layers``) under ``layers/<snake_case(class)>[_k]`` (named by class and position,
 not by the layer's name), its own variables in ``vars/0, vars/1, ...`` (trainable first, then
 non-trainable); recurrent layers keep theirs in ``cell/vars`` and ``Bidirectional`` in
-``forward_layer/cell/vars`` and ``backward_layer/cell/vars``; a nested Sequential or functional
+``forward_layer/cell/vars`` and ``backward_layer/cell/vars``, ``TimeDistributed`` its layer's in
+``layer/...``; a nested Sequential or functional
 model its layers under ``<path>/layers/``; a subclassed model its layers under their attribute
 names (sorted, private ones last; lists and dicts as ``<attr>/<snake class>[_k]``; the layers
 no attribute reached first under ``layers/``); the optimizer's in
@@ -91,6 +92,8 @@ def _to_keras_entry(entry):
     for key, value in list(config.items()):
         if _is_layer_entry(value):
             config[key] = _to_keras_entry(value)
+        elif isinstance(value, list) and value and all(map(_is_layer_entry, value)):
+            config[key] = [_to_keras_entry(v) for v in value]
     entry["config"] = config
     return entry
 
@@ -188,6 +191,10 @@ def from_keras_entry(entry, cls, custom_objects, where):
         if _is_layer_entry(value):
             sub_cls = common.resolve_layer_class(value, custom_objects, f"{where}.{key}")
             value = from_keras_entry(value, sub_cls, custom_objects, f"{where}.{key}")
+        elif isinstance(value, list) and value and all(map(_is_layer_entry, value)):
+            value = [from_keras_entry(v, common.resolve_layer_class(
+                v, custom_objects, f"{where}.{key}[{i}]"), custom_objects, f"{where}.{key}[{i}]")
+                for i, v in enumerate(value)]     # StackedRNNCells(cells=[...])
         out[key] = _clean_object(value)
     entry = dict(entry)
     entry["config"] = out
@@ -228,6 +235,16 @@ def _layer_groups(layer, path):
             groups.append((f"{path}/{attr}/vars", ws[i * per:(i + 1) * per], name))
         groups += [(path + "/_dropout_layer/vars", [], "dropout"),
                    (path + "/_softmax/vars", [], "softmax")]
+    elif cls == "TimeDistributed":
+        groups = [(path + "/vars", [], layer.name)] + _layer_groups(layer.layer, path + "/layer")
+    elif cls == "RNN":
+        groups = [(path + "/vars", [], layer.name)] + _layer_groups(layer.cell, path + "/cell")
+    elif cls == "StackedRNNCells":   # a list of layers: named by class, as the model's
+        groups = [(path + "/vars", [], layer.name)]
+        used = {}
+        for cell in layer.cells:
+            name = common.unique_name(to_snake_case(type(cell).__name__), used)
+            groups += _layer_groups(cell, f"{path}/cells/{name}")
     else:
         groups = [(path + "/vars", layer.weights, layer.name)]
     flat = [w for _, ws, _ in groups for w in ws]

@@ -51,7 +51,7 @@ class RnnTape:
 
     __slots__ = ("cell", "x", "kernel", "recurrent_kernel", "use_bias", "mask", "cache",
                  "activation", "reset_after", "return_sequences", "go_backwards",
-                 "zero_output_for_mask")
+                 "zero_output_for_mask", "recurrent_mask")
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -60,13 +60,15 @@ class RnnTape:
 
 def rnn_forward(cell, x, kernel, recurrent_kernel, bias=None, initial_state=None, mask=None,
                 activation="tanh", reset_after=True, return_sequences=False, go_backwards=False,
-                zero_output_for_mask=False, training=False):
+                zero_output_for_mask=False, training=False, recurrent_mask=None):
     """Run ``cell`` ("simple_rnn", "lstm" or "gru") over ``x`` of shape ``(N, T, features)``.
 
     ``initial_state``: None (zeros) or a list of ``(N, units)`` arrays (``[h]``, LSTM ``[h, c]``).
     ``mask``: None or ``(N, T)`` booleans; ``zero_output_for_mask`` makes masked steps output
     zeros instead of the previous output. ``activation``: SimpleRNN only (tanh, relu, sigmoid,
-    linear). Returns ``(y, states, tape)``: y ``(N, T, units)`` with ``return_sequences`` else
+    linear). ``recurrent_mask``: None or ``(N, G, units)`` (G gates: 1, LSTM 4, GRU 3), Keras's
+    recurrent dropout: gate g's recurrent product uses ``h_prev * recurrent_mask[:, g]`` at every
+    step (values 0 or ``1 / (1 - rate)``). Returns ``(y, states, tape)``: y ``(N, T, units)`` with ``return_sequences`` else
     ``(N, units)``; states the final ``[h]`` or ``[h, c]``; tape for :func:`rnn_backward` when
     ``training`` (else None). Raises ``ValueError`` for inconsistent shapes and ``TypeError`` for
     non-float or mixed dtypes.
@@ -89,12 +91,16 @@ def rnn_forward(cell, x, kernel, recurrent_kernel, bias=None, initial_state=None
         states = [as_float_array(s, f"initial_state[{i}]", dtype=x.dtype)
                   for i, s in enumerate(initial_state)]
     mask = _as_mask(mask)
+    if recurrent_mask is not None:
+        recurrent_mask = np.require(as_float_array(recurrent_mask, "recurrent_mask",
+                                                   dtype=x.dtype), requirements="CA")
     return_sequences = _flag(return_sequences, "return_sequences")
     go_backwards = _flag(go_backwards, "go_backwards")
     zero_output_for_mask = _flag(zero_output_for_mask, "zero_output_for_mask")
     training = _flag(training, "training")
     options = dict(return_sequences=return_sequences, go_backwards=go_backwards,
-                   zero_output_for_mask=zero_output_for_mask, training=training)
+                   zero_output_for_mask=zero_output_for_mask, training=training,
+                   recurrent_mask=recurrent_mask)
     if cell == "simple_rnn":
         if activation not in SIMPLE_RNN_ACTIVATIONS:
             raise ValueError(f"activation must be one of {SIMPLE_RNN_ACTIVATIONS}, received "
@@ -116,7 +122,8 @@ def rnn_forward(cell, x, kernel, recurrent_kernel, bias=None, initial_state=None
         tape = RnnTape(cell=cell, x=x, kernel=kernel, recurrent_kernel=recurrent_kernel,
                        use_bias=bias is not None, mask=mask, cache=cache, activation=activation,
                        reset_after=bool(reset_after), return_sequences=return_sequences,
-                       go_backwards=go_backwards, zero_output_for_mask=zero_output_for_mask)
+                       go_backwards=go_backwards, zero_output_for_mask=zero_output_for_mask,
+                       recurrent_mask=recurrent_mask)
     return y, final, tape
 
 
@@ -141,7 +148,8 @@ def rnn_backward(tape, dy, dstates=None):
     t = tape
     arrays = (t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache)
     options = dict(use_bias=t.use_bias, return_sequences=t.return_sequences,
-                   go_backwards=t.go_backwards, zero_output_for_mask=t.zero_output_for_mask)
+                   go_backwards=t.go_backwards, zero_output_for_mask=t.zero_output_for_mask,
+                   recurrent_mask=t.recurrent_mask)
     if t.cell == "simple_rnn":
         dx, dk, dr, db, dh0, _ = _core.simple_rnn_backward(dy, ds[0], *arrays,
                                                            activation=t.activation, **options)
