@@ -63,24 +63,21 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
         AdditiveAttention AlphaDropout Attention AugMix AutoContrast AveragePooling3D AvgPool3D
-        CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
-        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
-        Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
-        Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization EinsumDense
-        Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise GlobalAveragePooling3D
-        GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
-        Hashing Identity IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
-        MaxPooling3D MelSpectrogram MixUp MultiHeadAttention Normalization Permute Pipeline
-        RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration
-        RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
-        RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective
-        RandomPosterization RandomRotation RandomSaturation RandomSharpness RandomShear
-        RandomTranslation RandomZoom Rescaling Resizing ReversibleEmbedding STFTSpectrogram
-        SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D
-        SimpleRNNCell Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
-        SpectralNormalization StackedRNNCells StringLookup TFSMLayer TextVectorization
-        TimeDistributed TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
-        serialize
+        ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose Conv2DTranspose Conv3D
+        Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D Convolution1DTranspose
+        Convolution2DTranspose Convolution3D Convolution3DTranspose Cropping3D CutMix
+        DepthwiseConv1D DepthwiseConv2D EinsumDense Equalization FlaxLayer GRUCell
+        GaussianDropout GaussianNoise GlobalAveragePooling3D GlobalAvgPool3D GlobalMaxPool3D
+        GlobalMaxPooling3D GroupQueryAttention HashedCrossing Hashing Identity JaxLayer LSTMCell
+        Masking MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp
+        MultiHeadAttention Permute Pipeline RMSNormalization RNN RandAugment
+        RandomColorDegeneration RandomColorJitter RandomElasticTransform RandomErasing
+        RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective
+        RandomPosterization RandomSaturation RandomSharpness RandomShear ReversibleEmbedding
+        STFTSpectrogram SeparableConv1D SeparableConv2D SeparableConvolution1D
+        SeparableConvolution2D SimpleRNNCell Solarization SpatialDropout1D SpatialDropout2D
+        SpatialDropout3D SpectralNormalization StackedRNNCells TFSMLayer TimeDistributed
+        TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize serialize
     """,
     "keras.regularizers": """
         OrthogonalRegularizer orthogonal_regularizer
@@ -137,8 +134,8 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
 }.items()}
 
-_PREPROCESS = "preprocess the NumPy arrays before fit"
-_AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing layers)"
+_AUGMENT = ("RandomFlip, RandomRotation, RandomZoom, RandomTranslation, RandomCrop, "
+            "RandomContrast and RandomBrightness layers are available")
 _LOSS_FN = "pass the name instead, as in metrics=['{name}']"
 _INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from "
             "keras.initializers")
@@ -166,13 +163,6 @@ ALTERNATIVES = {
     **{f"keras.layers.{n}": "Dropout is available" for n in (
         "SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise "
         "AlphaDropout").split()},
-    **{f"keras.layers.{n}": _AUGMENT for n in (
-        "RandomFlip RandomRotation RandomZoom RandomTranslation RandomCrop RandomContrast "
-        "RandomBrightness").split()},
-    "keras.layers.Normalization": _PREPROCESS + ": x = (x - x.mean(axis=0)) / x.std(axis=0)",
-    "keras.layers.Rescaling": _PREPROCESS + ", e.g. x = x / 255.0",
-    "keras.layers.TextVectorization": ("map the words to integer ids yourself, then "
-                                       "keras.utils.pad_sequences and an Embedding layer"),
     "keras.layers.Masking": "Embedding(..., mask_zero=True) masks padded time steps",
     "keras.layers.TimeDistributed": "Dense already applies to the last axis of a 3-D input",
     # keras.losses / metrics / optimizers / callbacks

@@ -228,7 +228,7 @@ class Layer:
                             f"Received: {trainable!r}")
         name = params.get("name") or f"variable_{len(self._params)}"
         value = initializers.get(initializer)(shape, dtype=dtype)
-        value = np.ascontiguousarray(value, dtype=dtype)
+        value = np.require(value, dtype=dtype, requirements="C")   # (keeps a 0-d weight 0-d)
         variable = None
         if self._tape_only:
             from fastdl.tensor.tensor import Variable

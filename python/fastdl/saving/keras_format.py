@@ -371,8 +371,9 @@ class _H5Weights:
                                  f"{model.name!r}: " + "; ".join(parts))
         out = []
         for layer, items in plan:
-            arrays = [_read(self.datasets[p], w.shape, "f", p).astype(w.dtype, copy=False)
-                      for p, w in items]
+            # integer weights (Normalization's count) read integers, every other one floats
+            arrays = [_read(self.datasets[p], w.shape, "f" if w.dtype.kind == "f" else "iu",
+                            p).astype(w.dtype, copy=False) for p, w in items]
             out.append((layer, arrays))
         return out
 
