@@ -7,7 +7,9 @@ most frequent first, ties broken by the token itself in descending order (Keras'
 
 The vocabulary (and tf-idf weights) are saved in the config under ``vocabulary`` and
 ``idf_weights``, which Keras reads back as a given vocabulary, so an adapted layer survives
-both file formats.
+both file formats. A ``.keras`` file written by Keras keeps an adapted vocabulary in its assets
+(``assets/<layer>/vocabulary.txt``), which the loader reads; Keras's tf-idf weights live in its
+weights file under a name fastdl does not read, so those files are refused with a message.
 """
 import numpy as np
 
@@ -131,6 +133,17 @@ class IndexLookup(PreprocessingLayer):
             self.idf_weights = w
         self._tokens = tokens
         self._ids = {t: i + self._token_start() for i, t in enumerate(tokens)}
+
+    def _wants_vocabulary_asset(self):
+        return not self._tokens
+
+    def _vocabulary_from_asset(self, text):
+        """A Keras file's ``vocabulary.txt`` (one token a line, special tokens first)."""
+        lines = text.splitlines()
+        while lines and lines[-1] == "":
+            lines.pop()
+        self.set_vocabulary(lines if self._text else [int(v) for v in lines],
+                            self.idf_weights)
 
     def adapt(self, data, batch_size=None, steps=None):
         """Learn the vocabulary from ``data`` (an array of tokens, or an iterable of batches):

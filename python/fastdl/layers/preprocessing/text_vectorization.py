@@ -153,6 +153,12 @@ class TextVectorization(PreprocessingLayer):
     def set_vocabulary(self, vocabulary, idf_weights=None):
         self._lookup.set_vocabulary(vocabulary, idf_weights)
 
+    def _wants_vocabulary_asset(self):
+        return self._lookup._wants_vocabulary_asset()
+
+    def _vocabulary_from_asset(self, text):
+        self._lookup._vocabulary_from_asset(text)
+
     # ------------------------------------------------------------------ call
     def transform(self, x):
         docs, whole = self._documents(x)
