@@ -6,7 +6,8 @@ by ``fill_mode``, as Keras's ``affine_transform`` does (it pads the image with N
 then samples): ``"reflect"`` (d c b a | a b c d | d c b a, NumPy ``symmetric``), ``"wrap"``
 (a b c d | a b c d), ``"nearest"`` (a a | a b c d | d d) and ``"constant"`` (``fill_value``).
 ``"bilinear"`` mixes the four neighbours with weights (1 - fy)(1 - fx), ...; ``"nearest"``
-takes the closest one (``floor(c + 0.5)``).
+takes the closest one, a tie to the even index (``np.rint``, as Keras's torch and JAX backends
+round).
 
 A :class:`Plan` holds, per output pixel, the flat input indices and weights of its taps (and
 the weight of ``fill_value`` in constant mode), so the forward pass is a weighted gather and
@@ -37,7 +38,7 @@ class Plan:
         b = ys.shape[0]
         base = (np.arange(b) * (height * width)).reshape((b,) + (1,) * (ys.ndim - 1))
         if interpolation == "nearest":
-            corners = [(np.floor(ys + 0.5), np.floor(xs + 0.5), 1.0)]
+            corners = [(np.rint(ys), np.rint(xs), 1.0)]
         else:
             y0, x0 = np.floor(ys), np.floor(xs)
             fy, fx = ys - y0, xs - x0
