@@ -145,9 +145,6 @@ class PreprocessingLayer(Layer):
 
     _input_kind = "float"
 
-    def __init__(self, trainable=False, **kwargs):
-        super().__init__(trainable=trainable, **kwargs)
-
     def convert_input(self, x):
         if self._input_kind == "float":
             a = array_input(x, self)

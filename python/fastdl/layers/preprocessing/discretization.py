@@ -117,6 +117,7 @@ class Discretization(PreprocessingLayer):
 
     def get_config(self):
         config = super().get_config()
+        config.pop("trainable")    # Keras's Discretization takes no `trainable`
         config.update(bin_boundaries=self.bin_boundaries, num_bins=self.num_bins,
                       epsilon=self.epsilon, output_mode=self.output_mode, sparse=False,
                       dtype=self.output_dtype)

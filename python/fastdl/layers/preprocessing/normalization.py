@@ -69,7 +69,8 @@ class Normalization(PreprocessingLayer):
         if self.input_mean is not None:
             mean, var = self.input_mean, self.input_variance
             if mean.ndim == 0:
-                shape = self._broadcast_shape
+                return (np.full(self._broadcast_shape, mean, dtype=dtype),
+                        np.full(self._broadcast_shape, var, dtype=dtype))
             else:   # align the given statistics with the kept axes, from the right
                 keep = self._keep_axes(len(self._broadcast_shape))
                 shape = [1] * len(self._broadcast_shape)
