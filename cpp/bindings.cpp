@@ -31,6 +31,8 @@
 namespace py = pybind11;
 using fastdl::index_t;
 
+void bind_image(py::module_& m);  // ---- image (bindings_image.cpp)
+
 // CPython's tracemalloc C API. Python 3.11's tracemalloc.h declares it without extern "C", which
 // would give C++ linkage; these declarations bind the C symbols under other names.
 extern "C" int trace_track(unsigned int domain, std::uintptr_t ptr,
@@ -1174,6 +1176,7 @@ PYBIND11_MODULE(FASTDL_MODULE_NAME, m) {
     bind_embedding<double, std::int32_t>(m);
     bind_embedding<double, std::int64_t>(m);
     bind_optimizers(m);  // ---- optimizers
+    bind_image(m);  // ---- image
     clamp_initial_threads();
     m.def("set_num_threads", &set_threads, py::arg("n"));
     m.def("max_threads", &max_threads);

@@ -302,3 +302,30 @@ def test_saved_with_the_model_and_read_by_keras(tmp_path):
     k.save(tmp_path / "k.keras")
     back = fastdl.models.load_model(tmp_path / "k.keras", compile=False)
     np.testing.assert_allclose(back.predict(x, verbose=0), expected, rtol=1e-6)
+
+
+def test_training_skips_the_backward_of_leading_layers_without_weights(monkeypatch):
+    # regression: Sequential ran the backward of every layer, so augmentation in front cost
+    # its adjoint and the first Conv2D's dx on every step, though nothing before trains
+    calls = []
+    monkeypatch.setattr(L.RandomRotation, "backward", lambda self, dy: calls.append(1))
+    conv = L.Conv2D(2, 3)
+    needed = []
+    original = type(conv).backward
+    monkeypatch.setattr(type(conv), "backward",
+                        lambda self, dy: needed.append(self.input_gradient_needed)
+                        or original(self, dy))
+    model = fastdl.models.Sequential([L.Input((6, 6, 1)), L.Rescaling(0.5),
+                                      L.RandomRotation(0.1, seed=0), conv, L.Flatten(),
+                                      L.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(RNG.standard_normal((4, 6, 6, 1)), np.zeros(4), epochs=1, verbose=0)
+    assert calls == [] and needed == [False]
+    assert conv.input_gradient_needed is True      # restored after training
+
+
+def test_affine_kernel_reads_nan_coordinates_as_outside():
+    from fastdl import _core
+    out = _core.affine_transform(np.ones((1, 2, 2, 1), np.float32), np.full((1, 6), np.nan),
+                                 "bilinear", "constant", 5.0)
+    np.testing.assert_array_equal(out, 5.0)

@@ -1,16 +1,21 @@
 """The affine augmentations: ``RandomRotation``, ``RandomZoom``, ``RandomTranslation``.
 
 Each draws one transform per image and resamples it with Keras's ``affine_transform``
-convention (``image_sampling.affine_plan``): the 6 numbers [a0, a1, a2, b0, b1, b2] map an
-output pixel (x, y) to the input point (a0 x + a1 y + a2, b0 x + b1 y + b2). The matrices are
+convention: the 6 numbers [a0, a1, a2, b0, b1, b2] map an output pixel (x, y) to the input
+point (a0 x + a1 y + a2, b0 x + b1 y + b2), the image extended by ``fill_mode`` and sampled as
+``image_sampling`` describes. The resampling and its adjoint (the backward pass) are C++
+kernels (``fastdl._core.affine_transform``, cpp/image_transform.cpp): in NumPy they made the
+tutorial CNN's epoch 82% slower with RandomFlip + RandomRotation + RandomZoom in front
+(bench/bench_augment.py, bench/RESULTS.md). The matrices are
 Keras's: a rotation by ``angle`` about the centre ((W - 1) / 2, (H - 1) / 2), a zoom by
 (zx, zy) about that centre (> 1 zooms out), a shift by (dx, dy) pixels.
 """
 import numpy as np
 
-from fastdl.layers.base import check_choice
+from fastdl import _core
+from fastdl.layers.base import as_c_array, check_choice
 from fastdl.layers.preprocessing.base import RandomLayer, check_number, check_pair
-from fastdl.layers.preprocessing.image_sampling import FILL_MODES, INTERPOLATIONS, affine_plan
+from fastdl.layers.preprocessing.image_sampling import FILL_MODES, INTERPOLATIONS
 from fastdl.layers.preprocessing.resizing import check_data_format
 
 
@@ -43,13 +48,15 @@ class _AffineLayer(RandomLayer):
 
     def sample(self, x):
         b, h, w, _ = x.shape
-        return affine_plan(self.matrices(b, h, w), h, w, self.interpolation, self.fill_mode)
+        return np.ascontiguousarray(self.matrices(b, h, w), dtype=np.float64)
 
-    def apply(self, x, plan):
-        return plan.sample(x, self.fill_value)
+    def apply(self, x, matrices):
+        return _core.affine_transform(as_c_array(x), matrices, self.interpolation,
+                                      self.fill_mode, self.fill_value)
 
-    def apply_backward(self, dy, plan):
-        return plan.sample_backward(dy)
+    def apply_backward(self, dy, matrices):
+        return _core.affine_transform_backward(as_c_array(dy, self.dtype), matrices,
+                                               self.interpolation, self.fill_mode)
 
     def get_config(self):
         config = super().get_config()

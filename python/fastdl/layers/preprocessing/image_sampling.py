@@ -1,5 +1,6 @@
-"""Sampling images at fractional coordinates: the one kernel behind Resizing and the affine
-augmentations (RandomRotation, RandomZoom, RandomTranslation), with its adjoint for backward.
+"""Sampling images at fractional coordinates, with its adjoint for backward: the rules of
+Resizing (here, in NumPy) and of the affine augmentations (RandomRotation, RandomZoom,
+RandomTranslation: the same rules in C++, cpp/image_transform.cpp).
 
 An output pixel reads the input at coordinates (y, x). The input is extended beyond its edges
 by ``fill_mode``, as Keras's ``affine_transform`` does (it pads the image with NumPy's modes,
@@ -80,15 +81,3 @@ class Plan:
         dx = np.stack([np.bincount(idx, weights=vals[:, k], minlength=n) for k in range(c)],
                       axis=-1)
         return dx.reshape(self.in_shape + (c,)).astype(dy.dtype)
-
-
-def affine_plan(matrices, height, width, interpolation, fill_mode):
-    """The plan of Keras's ``affine_transform``: row ``[a0, a1, a2, b0, b1, b2]`` per image maps
-    output pixel (x, y) to input (a0 x + a1 y + a2, b0 x + b1 y + b2)."""
-    m = np.asarray(matrices, dtype=np.float64)
-    y, x = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
-                       indexing="ij")
-    col = (slice(None), None, None)
-    xs = m[:, 0][col] * x + m[:, 1][col] * y + m[:, 2][col]
-    ys = m[:, 3][col] * x + m[:, 4][col] * y + m[:, 5][col]
-    return Plan(ys, xs, height, width, interpolation, fill_mode)
