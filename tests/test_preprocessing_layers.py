@@ -238,6 +238,8 @@ def test_integer_lookup_floormod_oov_and_invert():
     np.testing.assert_array_equal(inverse(np.array([0, 1, 2, 3, 9])), [-1, 3, 5, 7, -1])
     with pytest.raises(TypeError, match="expects integers"):
         layer(np.array(["4"]))
+    with pytest.raises(NotImplementedError, match="FarmHash"):
+        L.IntegerLookup(num_oov_indices=2, oov_method="farmhash")
 
 
 def test_lookups_have_no_gradient_under_a_tape():

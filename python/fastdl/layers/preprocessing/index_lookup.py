@@ -55,6 +55,10 @@ class IndexLookup(PreprocessingLayer):
         if salt is not None or oov_method not in ("floormod", "farmhash"):
             raise ValueError(f"fastdl's lookups map extra OOV ids with floormod only. Received: "
                              f"oov_method={oov_method!r}, salt={salt!r}")
+        if oov_method == "farmhash" and self.num_oov_indices > 1:
+            raise NotImplementedError("oov_method='farmhash' hashes OOV values with FarmHash in "
+                                      "Keras, which fastdl does not reproduce; use "
+                                      "oov_method='floormod' (integers) or num_oov_indices=1")
         self.oov_method = oov_method
         self.invert, self.pad_to_max_tokens = invert, pad_to_max_tokens
         self.mask_token, self.oov_token = mask_token, oov_token

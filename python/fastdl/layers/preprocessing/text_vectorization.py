@@ -11,7 +11,8 @@ follow the (n-1)-grams.
 
 A callable ``standardize`` receives and returns a NumPy array of str (as Keras gives it on its
 non-TensorFlow backends); a callable ``split`` receives a NumPy array of str and returns one
-list of tokens per string. Callables are not saved (the config holds them as they are).
+list of tokens per string. Callables are not data: the config holds them as they are, and
+saving a model with one raises ValueError.
 """
 import numpy as np
 
