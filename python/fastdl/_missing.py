@@ -163,6 +163,9 @@ ALTERNATIVES = {
     **{f"keras.layers.{n}": "Dropout is available" for n in (
         "SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise "
         "AlphaDropout").split()},
+    "keras.layers.Hashing": ("Keras hashes with FarmHash Fingerprint64, which fastdl does not "
+                             "reproduce; StringLookup/IntegerLookup with a vocabulary (or "
+                             "adapt) map values to ids"),
     "keras.layers.Masking": "Embedding(..., mask_zero=True) masks padded time steps",
     "keras.layers.TimeDistributed": "Dense already applies to the last axis of a 3-D input",
     # keras.losses / metrics / optimizers / callbacks
