@@ -11,7 +11,7 @@ import pytest
 
 import fastdl
 from fastdl import layers as L
-from tests.gradcheck import check_layer_gradients
+from gradcheck import check_layer_gradients
 
 RNG = np.random.default_rng(7)
 IMAGES = RNG.uniform(0, 255, (3, 6, 5, 2)).astype(np.float32)
@@ -178,7 +178,7 @@ def test_backward_against_central_differences(layer):
     L.RandomFlip(seed=3, dtype="float64"),
 ], ids=lambda l: type(l).__name__)
 def test_backward_against_central_differences_for_the_draw(layer):
-    from tests.gradcheck import numerical_gradient
+    from gradcheck import numerical_gradient
     x = RNG.standard_normal((2, 5, 4, 2))
     r = RNG.standard_normal(layer(x, training=True).shape)
     dx = layer.backward(r.copy())

@@ -14,7 +14,7 @@ import pytest
 
 import fastdl
 from fastdl import layers as L
-from tests.gradcheck import check_layer_gradients
+from gradcheck import check_layer_gradients
 
 RNG = np.random.default_rng(3)
 
