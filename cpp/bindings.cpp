@@ -9,6 +9,7 @@ void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_conv1d_sparse(py::module_& m);  // cpp/conv1d_sparse.cpp
 void bind_attention(py::module_& m);
+void bind_image(py::module_& m);          // cpp/bindings_image.cpp
 void bind_pool(py::module_& m);
 void bind_rnn(py::module_& m);
 void bind_embedding(py::module_& m);
@@ -23,6 +24,7 @@ PYBIND11_MODULE(FASTDL_MODULE_NAME, m) {
     bind_conv(m);  // ---- conv2d
     bind_conv1d_sparse(m);
     bind_attention(m);
+    bind_image(m);
     bind_pool(m);  // ---- pool2d
     bind_rnn(m);  // ---- rnn
     bind_embedding(m);  // ---- embedding

@@ -65,23 +65,17 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
         AugMix AutoContrast AveragePooling3D AvgPool3D
-        CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization
-        Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
-        Convolution3D Convolution3DTranspose
-        Cropping3D CutMix Discretization EinsumDense
-        Equalization FlaxLayer GlobalAveragePooling3D
-        GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
-        Hashing IntegerLookup JaxLayer MaxNumBoundingBoxes MaxPool3D
-        MaxPooling3D MelSpectrogram MixUp Normalization Pipeline
-        RMSNormalization RandAugment RandomBrightness RandomColorDegeneration
-        RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
-        RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective
-        RandomPosterization RandomRotation RandomSaturation RandomSharpness RandomShear
-        RandomTranslation RandomZoom Rescaling Resizing ReversibleEmbedding STFTSpectrogram
-        Solarization SpatialDropout3D
-        SpectralNormalization StringLookup TFSMLayer TextVectorization
-        TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
-        serialize
+        ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose ConvLSTM1D
+        ConvLSTM2D ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
+        EinsumDense Equalization FlaxLayer GlobalAveragePooling3D GlobalAvgPool3D
+        GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing Hashing JaxLayer
+        MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp Pipeline
+        RMSNormalization RandAugment RandomColorDegeneration RandomColorJitter
+        RandomElasticTransform RandomErasing RandomGaussianBlur RandomGrayscale RandomHue
+        RandomInvert RandomPerspective RandomPosterization RandomSaturation RandomSharpness
+        RandomShear ReversibleEmbedding STFTSpectrogram Solarization SpatialDropout3D
+        SpectralNormalization TFSMLayer TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D
+        deserialize serialize
     """,
     "keras.losses": """
         CTC CategoricalGeneralizedCrossEntropy Circle categorical_generalized_cross_entropy
@@ -173,8 +167,6 @@ class MissingAttribute(AttributeError):
         return message
 
 
-_PREPROCESS = "preprocess the NumPy arrays before fit"
-_AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing layers)"
 _LOSS_FN = "pass the name instead, as in metrics=['{name}']"
 _INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from "
             "keras.initializers")
@@ -197,13 +189,9 @@ ALTERNATIVES = {
     "keras.layers.RMSNormalization": ("BatchNormalization, LayerNormalization, "
                                       "GroupNormalization and UnitNormalization are available"),
     "keras.layers.SpatialDropout3D": "SpatialDropout1D and SpatialDropout2D are available",
-    **{f"keras.layers.{n}": _AUGMENT for n in (
-        "RandomFlip RandomRotation RandomZoom RandomTranslation RandomCrop RandomContrast "
-        "RandomBrightness").split()},
-    "keras.layers.Normalization": _PREPROCESS + ": x = (x - x.mean(axis=0)) / x.std(axis=0)",
-    "keras.layers.Rescaling": _PREPROCESS + ", e.g. x = x / 255.0",
-    "keras.layers.TextVectorization": ("map the words to integer ids yourself, then "
-                                       "keras.utils.pad_sequences and an Embedding layer"),
+    "keras.layers.Hashing": ("Keras hashes with FarmHash Fingerprint64, which fastdl does not "
+                             "reproduce; StringLookup/IntegerLookup with a vocabulary (or "
+                             "adapt) map values to ids"),
     # keras.losses / metrics / optimizers / callbacks
     **{f"keras.metrics.{n}": _LOSS_FN.format(name=n) for n in (
         "mean_squared_error mean_absolute_error mean_absolute_percentage_error "

@@ -1441,10 +1441,10 @@ class Sequential(Model):
                 for layer in self._layers:
                     layer.__dict__.pop("_inference_only", None)
 
-    def _backward(self, dy, penalties=()):
-        """The layers' backward passes; the layers in ``penalties`` add the gradients of their
-        model.losses (as in training; input_gradients leaves them out)."""
-        for layer in reversed(self._layers):
+    def _backward(self, dy, penalties=(), start=0):
+        """The layers' backward passes down to layer ``start``; the layers in ``penalties`` add
+        the gradients of their model.losses (as in training; input_gradients leaves them out)."""
+        for layer in reversed(self._layers[start:]):
             dy = layer._autocast_input(dy)  # dy of the dtype the layer output
             dy = layer._penalized(dy) if layer in penalties else layer.backward(dy)
         return dy
@@ -1468,14 +1468,24 @@ class Sequential(Model):
         if state is not None:
             return Model._train_backward(self, state, dy, trainable)
         penalties = self.__dict__.get("_penalty_layers")
-        self._backward(dy, penalties=self._layers if penalties is None else penalties)
+        self._backward(dy, penalties=self._layers if penalties is None else penalties,
+                       start=self._first_with_gradients())
         return [g for layer in trainable for g in layer.grads]
+
+    def _first_with_gradients(self):
+        """The index of the first layer whose backward training needs: the layers before it
+        train nothing and have no penalties (preprocessing, augmentation, frozen layers), so
+        their backward passes and that layer's dx would go unused."""
+        for i, layer in enumerate(self._layers):
+            if layer.trainable_weights or layer._has_penalties() or layer._tape_only:
+                return i
+        return max(len(self._layers) - 1, 0)
 
     @contextlib.contextmanager
     def _first_layer_skips_dx(self):
         """Training never uses d loss / d input: let the first layer skip computing it (a
         convolution saves about half of its backward pass)."""
-        first = self._layers[0] if self._layers else None
+        first = self._layers[self._first_with_gradients()] if self._layers else None
         if first is None or not hasattr(first, "input_gradient_needed"):
             yield
             return

@@ -34,6 +34,18 @@ _FAMILIES = {
                             "SpatialDropout1D", "SpatialDropout2D", "ActivityRegularization",
                             "Permute", "Identity"),
     "fastdl.layers.attention": ("MultiHeadAttention", "Attention", "AdditiveAttention"),
+    "fastdl.layers.preprocessing.rescaling": ("Rescaling",),
+    "fastdl.layers.preprocessing.normalization": ("Normalization",),
+    "fastdl.layers.preprocessing.resizing": ("Resizing",),
+    "fastdl.layers.preprocessing.center_crop": ("CenterCrop",),
+    "fastdl.layers.preprocessing.text_vectorization": ("TextVectorization",),
+    "fastdl.layers.preprocessing.index_lookup": ("StringLookup", "IntegerLookup"),
+    "fastdl.layers.preprocessing.category_encoding": ("CategoryEncoding",),
+    "fastdl.layers.preprocessing.discretization": ("Discretization",),
+    "fastdl.layers.preprocessing.random_flip": ("RandomFlip",),
+    "fastdl.layers.preprocessing.affine": ("RandomRotation", "RandomZoom", "RandomTranslation"),
+    "fastdl.layers.preprocessing.color": ("RandomContrast", "RandomBrightness"),
+    "fastdl.layers.preprocessing.random_crop": ("RandomCrop",),
 }
 _WHERE = {name: module for module, names in _FAMILIES.items() for name in names}
 

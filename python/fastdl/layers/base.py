@@ -614,7 +614,8 @@ class InputLayer(Layer):
                              "axis). Received: shape=None")
         if sparse:
             raise ValueError("fastdl does not support sparse inputs. Received: sparse=True")
-        self.input_dtype = np.dtype(dtype).name if dtype is not None else None
+        self.input_dtype = (None if dtype is None else "string" if dtype == "string"
+                            else np.dtype(dtype).name)   # "string": Keras's text inputs
         float_dtype = dtype if self.input_dtype in _FLOAT_DTYPES else None
         super().__init__(name=name, dtype=float_dtype, input_shape=shape,
                          batch_input_shape=batch_shape, batch_size=batch_size, **kwargs)

@@ -491,8 +491,9 @@ class _H5Weights:
                                  f"{model.name!r}: " + "; ".join(parts))
         out = []
         for layer, items in plan:
-            arrays = [_read(self.datasets[p], w.shape, "f", p).astype(w.dtype, copy=False)
-                      for p, w in items]
+            # integer weights (Normalization's count) read integers, every other one floats
+            arrays = [_read(self.datasets[p], w.shape, "f" if w.dtype.kind == "f" else "iu",
+                            p).astype(w.dtype, copy=False) for p, w in items]
             out.append((layer, arrays))
         return out
 
@@ -784,6 +785,7 @@ def load_model(filepath, custom_objects=None, compile=True):
                 store = _H5Weights(h5, where) if h5 is not None else None
                 if store is not None:
                     _assign(store.match(model))
+                _load_vocabularies(zf, model, path)
                 if compile and compile_config:      # Keras writes {} when not compiled
                     with common.naming_file(path):
                         common.compile_from_config(model, compile_config, custom_objects)
@@ -794,6 +796,25 @@ def load_model(filepath, custom_objects=None, compile=True):
                 if h5 is not None:
                     _close(h5)
     return model
+
+
+def _load_vocabularies(zf, model, path):
+    """Keras keeps an adapted lookup's vocabulary (StringLookup, IntegerLookup,
+    TextVectorization) in ``assets/<layer path>/vocabulary.txt``, one token a line, special
+    tokens first; a layer whose config holds no vocabulary reads it from there."""
+    for layer_path, layer in common.layer_paths(model):
+        wants = getattr(layer, "_wants_vocabulary_asset", None)
+        if wants is None or not wants():
+            continue
+        name = f"assets/{layer_path}/vocabulary.txt"
+        info = _member_info(zf, name, common.MAX_CONFIG_BYTES, path)
+        if info is None:
+            continue
+        try:
+            text = _read_member(zf, info, path).decode("utf-8")
+            layer._vocabulary_from_asset(text)
+        except (UnicodeDecodeError, ValueError, TypeError) as e:
+            raise ModelFileError(f"{path!r}: {name}: {e}") from e
 
 
 def load_weights(model, filepath):
