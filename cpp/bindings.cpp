@@ -9,7 +9,7 @@ void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_conv1d_sparse(py::module_& m);  // cpp/conv1d_sparse.cpp
 void bind_attention(py::module_& m);
-void bind_image(py::module_& m);          // cpp/bindings_image.cpp
+void bind_image(py::module_& m);
 void bind_pool(py::module_& m);
 void bind_rnn(py::module_& m);
 void bind_embedding(py::module_& m);

@@ -62,6 +62,17 @@ def attention_backward(dout: Float, q: Float, k: Float, v: Float, probs: Float,
                        scale: float = 1.0) -> Tuple[Float, Float, Float]:
     """(dq, dk, dv) of attention_forward given dout and its probs."""
 
+# ---- image (cpp/image_transform.cpp)
+def affine_transform(images: Float, matrices: NDArray[np.floating], interpolation: str,
+                     fill_mode: str, fill_value: float) -> Float:
+    """Keras's affine_transform of (batch, height, width, channels) images: output (x, y) reads
+    the input at (a0 x + a1 y + a2, b0 x + b1 y + b2), one row [a0, a1, a2, b0, b1, b2] of
+    matrices per image; interpolation 'bilinear'/'nearest', fill_mode 'reflect', 'wrap',
+    'constant' or 'nearest'."""
+def affine_transform_backward(dy: Float, matrices: NDArray[np.floating], interpolation: str,
+                              fill_mode: str) -> Float:
+    """The adjoint of affine_transform: d(loss)/d(images) from dy."""
+
 # ---- pool2d
 def max_pool2d_forward(x: Float, pool_h: int, pool_w: int, stride_h: int, stride_w: int,
                        padding: Padding,

@@ -1,5 +1,5 @@
-// Python bindings of the image kernels (image_transform.h), registered by bind_image from the
-// module init in bindings.cpp.
+// Bindings of the image kernels (image_transform.h): affine resampling of channels-last
+// images, forward and adjoint.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
