@@ -173,6 +173,14 @@ class Model(Layer):
         from fastdl import metrics as metrics_module
         from fastdl import optimizers as optimizers_module
 
+        # fit/evaluate/predict run fastdl's own steps: refuse an override rather than ignore it
+        # (checked first: a GAN's compile calls super().compile() with no loss)
+        from fastdl._missing import ATTRIBUTE_ALTERNATIVES
+        for step in ("train_step", "test_step", "predict_step"):
+            if any(step in vars(cls) for cls in type(self).__mro__):
+                raise NotImplementedError(
+                    f"{type(self).__name__} overrides {step}, which fastdl does not support yet: "
+                    f"{ATTRIBUTE_ALTERNATIVES[step]}")
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='mse' or "
                              "loss='sparse_categorical_crossentropy'")
@@ -1292,6 +1300,27 @@ class Sequential(Model):
         return {"name": self.name, "trainable": self.trainable,
                 "layers": [_layer_entry(l) for l in ([self._input_layer] if self._input_layer
                                                      else []) + self._layers]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A new Sequential, freshly initialised, from ``get_config()``'s dict (Keras's
+        ``Sequential.from_config``); ``custom_objects`` maps class names to Layer subclasses."""
+        from fastdl.saving.common import _check_custom_objects, resolve_layer_class
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise TypeError(f"Sequential.from_config expects the dict of get_config(), with a "
+                            f"'layers' list. Received: {type(config).__name__}")
+        custom_objects = _check_custom_objects(custom_objects)
+        model = cls(name=config.get("name"))
+        for i, entry in enumerate(config["layers"]):
+            layer_cls = resolve_layer_class(entry, custom_objects, f"layer {i}")
+            model.add(layer_cls.from_config(dict(entry.get("config", {}))))
+        first = config["layers"][0] if config["layers"] else {}
+        shape = (first.get("build_config") or {}).get("input_shape")
+        if not model.built and shape is not None:
+            model.build(tuple(shape))
+        if not config.get("trainable", True):
+            model.trainable = False
+        return model
 
     def __repr__(self):
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
