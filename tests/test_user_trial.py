@@ -117,3 +117,69 @@ def test_functional_dict_outputs_fit_evaluate_predict():
     # a dict-output model inside another keeps its outputs by name
     outer = keras.Model({"a": a, "b": b}, model({"a": a, "b": b})["probs"])
     np.testing.assert_allclose(outer.predict(xs, verbose=0), pred["probs"], rtol=1e-6)
+
+
+def test_embedding_of_1d_positions():
+    # keras.io's position embedding: pos_emb(ops.arange(seq_len)) on 1-D ids (was a ValueError)
+    emb = keras.layers.Embedding(5, 2)
+    positions = keras.ops.arange(0, 3, 1)
+    out = emb(positions)
+    table = emb.get_weights()[0]
+    assert tuple(out.shape) == (3, 2)
+    np.testing.assert_array_equal(np.asarray(out), table[:3])
+    weight = emb.trainable_weights[0]
+    with keras.GradientTape() as tape:
+        loss = keras.ops.sum(emb(positions) * np.array([[1.0], [2.0], [3.0]], "float32"))
+    grad = np.asarray(tape.gradient(loss, weight))
+    np.testing.assert_array_equal(grad, [[1, 1], [2, 2], [3, 3], [0, 0], [0, 0]])
+    with pytest.raises(ValueError, match=r"received input of shape \(2, 3, 4\)"):
+        emb(np.zeros((2, 3, 4), np.int64))   # still 1-D or 2-D only
+
+    class TokenAndPosition(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.token, self.pos = keras.layers.Embedding(20, 4), keras.layers.Embedding(6, 4)
+
+        def call(self, x):
+            return self.token(x) + self.pos(keras.ops.arange(0, keras.ops.shape(x)[-1], 1))
+
+    inp = keras.Input((6,), dtype="int32")
+    layer = TokenAndPosition()
+    x = keras.layers.GlobalAveragePooling1D()(layer(inp))
+    model = keras.Model(inp, keras.layers.Dense(1)(x))
+    model.compile("sgd", "mse")
+    before = np.array(layer.pos.get_weights()[0])
+    model.fit(np.random.default_rng(0).integers(20, size=(8, 6)), np.ones((8, 1)), verbose=0)
+    assert not np.array_equal(before, layer.pos.get_weights()[0])   # the positions trained
+
+
+class _Block(keras.layers.Layer):
+    """A custom layer holding layers as attributes (keras.io's TransformerBlock pattern)."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = keras.layers.Dense(3, activation="relu")
+        self.rest = [keras.layers.Dense(2)]
+
+    def call(self, x):
+        return self.rest[0](self.first(x))
+
+
+def test_custom_layer_sublayers_are_tracked_and_trained():
+    # a custom layer's attribute layers had no weights in it: fit silently left them untrained
+    inp = keras.Input((4,))
+    block = _Block()
+    model = keras.Model(inp, keras.layers.Dense(1)(block(inp)))
+    assert len(block.weights) == 4 and len(model.trainable_weights) == 6
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"),
+                              keras.layers.Dense(2), keras.layers.Dense(1)])
+    plain.set_weights(model.get_weights())
+    rng = np.random.default_rng(0)
+    x, y = rng.random((8, 4), dtype="float32"), rng.random((8, 1), dtype="float32")
+    for m in (model, plain):
+        m.compile(keras.optimizers.SGD(0.1), "mse")
+        m.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    for a, b in zip(model.get_weights(), plain.get_weights()):   # the same steps as the plain model
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    block.trainable = False
+    assert not block.first.trainable and len(model.trainable_weights) == 2

@@ -34,6 +34,7 @@ class Model(Layer):
     implements them with a GradientTape over ``_call_tensors`` (the model run on Tensors);
     Sequential overrides them with its chain of layer forward/backward calls.
     """
+    _tracks_attribute_layers = False   # a model's layers: _layers (models._tracked_layers)
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):

@@ -29,6 +29,8 @@ def layer_variables(layer):
             or any(v._value is not a for v, a in zip(cached, arrays))):
         # a layer written with ops holds the Variables its add_weight returned: use those
         own = {id(w.value): w.variable for w in layer._weight_entries() if w.variable is not None}
+        for sub in layer._sublayers:   # a sublayer records its calls with its own Variables
+            own.update((id(a), v) for a, v in zip(sub.trainable_weights, layer_variables(sub)))
         cached = [own[id(a)] if id(a) in own else Variable._wrap(a, f"{layer.name}/{i}")
                   for i, a in enumerate(arrays)]
         _VARIABLES[layer] = cached
