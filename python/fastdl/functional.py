@@ -323,8 +323,8 @@ class Functional(Model):
         """The graph on ``inputs`` (Tensors give Tensors, arrays give arrays)."""
         from fastdl.models import _has_tensor
         if _has_tensor(inputs):
-            return self._call_tensors(inputs, training)
-        return _values(self._call_tensors(_as_tensors(inputs), training))
+            return self._pack(self._call_tensors(inputs, training))
+        return self._pack(_values(self._call_tensors(_as_tensors(inputs), training)))
 
     def _feed(self, x):
         """The inputs' values keyed by KerasTensor id, from ``x`` in the inputs' structure."""
@@ -422,7 +422,32 @@ class Functional(Model):
                 out = node.fn(*args, **kwargs)
             for t, v in zip(node.outputs, _flatten(out)):
                 values[id(t)] = v
+        if self._dict_outputs():   # the engine works on the flat list; _pack gives users the dict
+            return [values[id(t)] for t in self._outputs_flat]
         return _map(lambda t: values[id(t)], self._outputs_struct)
+
+    def _dict_outputs(self):
+        """Whether ``outputs`` was a dict of single outputs ``{name: tensor}`` (Keras names the
+        outputs by its keys)."""
+        return isinstance(self._outputs_struct, dict) and all(
+            isinstance(t, KerasTensor) for t in self._outputs_struct.values())
+
+    def _pack(self, out):
+        """The outputs as the user gave them: a dict again when ``outputs`` was one."""
+        if self._dict_outputs() and isinstance(out, list):
+            return dict(zip(self._outputs_struct, out))
+        return out
+
+    def __call__(self, x, training=False, mask=None):
+        return self._pack(Model.__call__(self, x, training=training, mask=mask))
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """``Model.predict``; a dict keyed as ``outputs`` when that was a dict."""
+        return self._pack(Model.predict(self, x, batch_size=batch_size, verbose=verbose,
+                                        steps=steps, callbacks=callbacks))
+
+    def predict_on_batch(self, x):
+        return self._pack(Model.predict_on_batch(self, x))
 
     def _convert_x(self, x, what="x"):
         if x is None:
@@ -452,6 +477,8 @@ class Functional(Model):
         return len(self._outputs_flat)
 
     def _output_names(self):
+        if self._dict_outputs():
+            return list(self._outputs_struct)
         return [t._node.layer.name if t._node is not None and t._node.layer is not None
                 else t.name for t in self._outputs_flat]
 

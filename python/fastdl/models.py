@@ -35,6 +35,7 @@ class Model(Layer):
     implements them with a GradientTape over ``_call_tensors`` (the model run on Tensors);
     Sequential overrides them with its chain of layer forward/backward calls.
     """
+    _tracks_attribute_layers = False   # a model's layers: _layers (models._tracked_layers)
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
@@ -1547,6 +1548,27 @@ class Sequential(Model):
         return {"name": self.name, "trainable": self.trainable,
                 "layers": [_layer_entry(l) for l in ([self._input_layer] if self._input_layer
                                                      else []) + self._layers]}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A new Sequential, freshly initialised, from ``get_config()``'s dict (Keras's
+        ``Sequential.from_config``); ``custom_objects`` maps class names to Layer subclasses."""
+        from fastdl.saving.common import _check_custom_objects, resolve_layer_class
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise TypeError(f"Sequential.from_config expects the dict of get_config(), with a "
+                            f"'layers' list. Received: {type(config).__name__}")
+        custom_objects = _check_custom_objects(custom_objects)
+        model = cls(name=config.get("name"))
+        for i, entry in enumerate(config["layers"]):
+            layer_cls = resolve_layer_class(entry, custom_objects, f"layer {i}")
+            model.add(layer_cls.from_config(dict(entry.get("config", {}))))
+        first = config["layers"][0] if config["layers"] else {}
+        shape = (first.get("build_config") or {}).get("input_shape")
+        if not model.built and shape is not None:
+            model.build(tuple(shape))
+        if not config.get("trainable", True):
+            model.trainable = False
+        return model
 
     def __repr__(self):
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"

@@ -246,7 +246,8 @@ class Layer:
                     w.value[...] = w.constraint(w.value)
 
     def _track_layer(self, layer):
-        self._sublayers.append(layer)
+        if not any(layer is s for s in self._sublayers):
+            self._sublayers.append(layer)
         return layer
 
     # ------------------------------------------------------------------ weights
@@ -309,6 +310,21 @@ class Layer:
         return self.add_weight(shape=shape, initializer=initializer, dtype=dtype,
                                trainable=trainable, regularizer=regularizer,
                                constraint=constraint, name=name)
+
+    # A model tracks the layers its attributes hold in its own way (models._tracked_layers)
+    _tracks_attribute_layers = True
+
+    def __setattr__(self, name, value):
+        # As in Keras, the layers a custom layer's attributes hold (``self.dense = Dense(4)``,
+        # or a list of them) are its sublayers: their weights are this layer's and train with it
+        if self._tracks_attribute_layers and isinstance(value, (Layer, list, tuple)):
+            subs = self.__dict__.get("_sublayers")
+            if subs is not None:
+                for layer in value if isinstance(value, (list, tuple)) else (value,):
+                    if (isinstance(layer, Layer) and layer is not self
+                            and not any(layer is s for s in subs)):
+                        subs.append(layer)
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name):
         # Only reached when normal lookup fails. A property that raised AttributeError itself

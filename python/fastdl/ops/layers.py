@@ -45,8 +45,10 @@ def layer_variables(layer):
             or any(v._value is not a for v, a in zip(cached, arrays))):
         # a layer written with ops holds the Variables its add_weight returned: use those
         entries = {id(w.value): w for w in layer._weight_entries()}
-        cached = [entries[id(a)].variable if id(a) in entries and entries[id(a)].variable
-                  is not None else Variable._wrap(
+        own = {i: w.variable for i, w in entries.items() if w.variable is not None}
+        for sub in layer._sublayers:   # a sublayer records its calls with its own Variables
+            own.update((id(a), v) for a, v in zip(sub.trainable_weights, layer_variables(sub)))
+        cached = [own[id(a)] if id(a) in own else Variable._wrap(
                       a, f"{layer.name}/{entries[id(a)].name if id(a) in entries else i}")
                   for i, a in enumerate(arrays)]
         _VARIABLES[layer] = cached
