@@ -180,6 +180,16 @@ def _raw_calls():
     aout, aprobs = _core.attention_forward(aq, ak, av, amask, adrop, 0.5, True)
     calls["attention_backward"] = (lambda: _core.attention_backward(aout, aq, ak, av, aprobs, adrop,
                                                                     0.5), (aout, aq, ak, av, aprobs))
+    imgs, mats = f32(4, 12, 10, 3), np.tile([0.9, 0.1, 0.5, -0.1, 0.9, 0.3], (4, 1))
+    calls["affine_transform"] = (lambda: _core.affine_transform(imgs, mats, "bilinear",
+                                                                "reflect", 0.0), (imgs, mats))
+    calls["affine_transform_backward"] = (lambda: _core.affine_transform_backward(
+        imgs, mats, "bilinear", "reflect"), (imgs, mats))
+    sx, sk = f32(16, 40, 8), f32(5, 3, 8)
+    sn, st, sf = (rng.integers(0, hi, 30).astype(np.int64) for hi in (16, 38, 5))
+    sg = f32(30)
+    calls["conv1d_sparse_backward"] = (lambda: _core.conv1d_sparse_backward(
+        sx, sk, sn, st, sf, sg, 1, 1, True), (sx, sk, sn, st, sf, sg))
     g, m, v, vh = f32(70_000), f32(70_000), f32(70_000), f32(70_000)  # above the thread threshold
     calls["adam_update"] = (lambda: _core.adam_update(g, m, v, vh, 1e-3, 0.1, 1e-3, 1e-7),
                             (g, m, v, vh))

@@ -27,8 +27,15 @@ K3 = rng.standard_normal((3, 3, 2))
 IDS = np.array([2, 0, 3])
 I32 = np.array([[1, 2], [3, 4]], np.int32)
 
+# (batch, steps, heads, head_dim), Keras's layout for dot_product_attention
+QA, KA, VA = (rng.standard_normal((2, n, 2, 3)) for n in (4, 5, 5))
+MA = rng.uniform(size=(2, 2, 4, 5)) > 0.3
+
 # (name, args, kwargs)
 CALLS = [
+    ("dot_product_attention", (QA, KA, VA), {}),
+    ("dot_product_attention", (QA, KA, VA), {"mask": MA, "scale": 0.4}),
+    ("dot_product_attention", (QA, QA, QA), {"is_causal": True}),
     ("add", (A, V), {}), ("subtract", (A, 1.5), {}), ("multiply", (A, A), {}),
     ("divide", (A, P), {}), ("true_divide", (A, P), {}), ("negative", (A,), {}),
     ("power", (P, A), {}), ("square", (A,), {}), ("sqrt", (P,), {}), ("abs", (A,), {}),

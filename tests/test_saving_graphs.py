@@ -630,17 +630,27 @@ def _layer_classes():
 
 _REQUIRED = {"activation": "relu", "pool_size": 2, "filters": 2, "kernel_size": 3, "units": 3,
              "axes": 1, "rate": 0.5, "input_dim": 5, "output_dim": 4, "n": 2,
-             "target_shape": (2, 2), "function": abs, "stddev": 0.1, "dims": (2, 1)}
+             "target_shape": (2, 2), "function": abs, "stddev": 0.1, "dims": (2, 1),
+             "num_tokens": 4, "height": 4, "width": 4, "scale": 0.5, "factor": 0.2,
+             "height_factor": 0.2, "width_factor": 0.1, "num_heads": 2, "key_dim": 4}
+# Layers whose required arguments are layers or need a choice among several
+_BUILT = {
+    "Bidirectional": lambda: L.Bidirectional(L.LSTM(2, return_sequences=True), merge_mode="sum"),
+    "InputLayer": lambda: L.InputLayer(shape=(3, 2), name="inp"),
+    "TimeDistributed": lambda: L.TimeDistributed(L.Dense(3)),
+    "RNN": lambda: L.RNN(L.LSTMCell(3), return_sequences=True),
+    "StackedRNNCells": lambda: L.StackedRNNCells([L.GRUCell(2), L.SimpleRNNCell(3)]),
+    "Discretization": lambda: L.Discretization(bin_boundaries=[0.0, 1.5]),
+    "CategoryEncoding": lambda: L.CategoryEncoding(num_tokens=4, output_mode="count"),
+}
 
 
 @pytest.mark.parametrize("name", _layer_classes())
 def test_every_layer_class_round_trips_its_config(name):
     import inspect
     cls = getattr(L, name)
-    if name == "Bidirectional":
-        layer = cls(L.LSTM(2, return_sequences=True), merge_mode="sum")
-    elif name == "InputLayer":
-        layer = cls(shape=(3, 2), name="inp")
+    if name in _BUILT:
+        layer = _BUILT[name]()
     else:
         params = inspect.signature(cls.__init__).parameters.values()
         layer = cls(**{p.name: _REQUIRED[p.name] for p in params if p.default is p.empty
