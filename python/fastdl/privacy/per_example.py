@@ -26,8 +26,6 @@ Per-example gradients are those of each example's loss: the model's loss is redu
 BatchNormalization with trainable weights mixes the examples of a batch (batch statistics) and
 has no per-example gradient: it is refused; frozen layers cost nothing.
 """
-import math
-
 import numpy as np
 
 from fastdl import _core, activations
@@ -37,7 +35,6 @@ from fastdl.layers.embedding import Embedding
 from fastdl.layers.normalization import LayerNormalization
 from fastdl.layers.recurrent import _RNN
 
-_CHUNK_ELEMENTS = 1 << 23   # per-example tensors are formed this many elements at a time
 
 
 class PrivacyError(ValueError):
@@ -84,20 +81,22 @@ def _bmm(a, b, transpose_a=False, transpose_b=False):
 def _gram_sq_norms(a, g):
     """Squared Frobenius norms of ``a_i^T g_i`` for a (B, L, K) and g (B, L, F): through the
     L x L Gram matrices when that costs fewer operations (L (K + F) < K F), else from the
-    products, a chunk of examples at a time."""
+    products; one example at a time with fastdl's GEMM, so no per-example tensor is stacked."""
     b, length, k = a.shape
     f = g.shape[2]
+    dtype = np.result_type(a, g)
     if length == 1:
         return (a[:, 0] ** 2).sum(axis=1) * (g[:, 0] ** 2).sum(axis=1)
-    out = np.empty(b, dtype=np.result_type(a, g))
-    gram = length * (k + f) < k * f
-    step = max(1, _CHUNK_ELEMENTS // (length * length if gram else k * f))
-    for lo in range(0, b, step):
-        ac, gc = a[lo:lo + step], g[lo:lo + step]
-        if gram:
-            out[lo:lo + step] = (_bmm(ac, ac, False, True) * _bmm(gc, gc, False, True)).sum(axis=(1, 2))
-        else:
-            out[lo:lo + step] = (_bmm(ac, gc, True, False) ** 2).sum(axis=(1, 2))
+    a, g = np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(g, dtype=dtype)
+    out = np.empty(b, dtype=dtype)
+    if length * (k + f) < k * f:
+        for i in range(b):
+            out[i] = np.vdot(_core.matmul(a[i], a[i], False, True),
+                             _core.matmul(g[i], g[i], False, True))
+    else:
+        for i in range(b):
+            prod = _core.matmul(a[i], g[i], True, False)
+            out[i] = np.vdot(prod, prod)
     return out
 
 

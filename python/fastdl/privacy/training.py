@@ -22,7 +22,6 @@ and are added after the noise. The model's ``fit`` calls this module through one
 (``Model._train_strategy``): the strategy supplies the batches of each epoch and runs the step.
 """
 import math
-import warnings
 
 import numpy as np
 
