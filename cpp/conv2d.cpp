@@ -242,7 +242,7 @@ struct Plan {
     }
     // Tiles of [begin, end): equal sizes, a count that is a multiple of the thread count.
     index_t tiles_of(index_t count, int threads) const {
-        index_t t = (count + tile - 1) / tile;
+        index_t t = ceil_div(count, tile);
         return std::max<index_t>(1, round_up(t, threads));
     }
 };
@@ -492,7 +492,7 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
         std::unique_ptr<T[]> buffer(y ? nullptr : new T[p.n * p.oh * p.ow * p.f]);
         T* conv = y ? y : buffer.get();
         winograd_forward<T>(conv, x, w, bias, p, relu, nullptr);
-#pragma omp parallel for num_threads(threads_for(p.n * p.oh * p.ow * p.f)) schedule(dynamic)
+#pragma omp parallel for num_threads(threads_for(p.n * p.oh * p.ow * p.f, kMinParallelMacs)) schedule(dynamic)
         for (index_t n = 0; n < p.n; ++n)
             pool_rows(*pool, 0, conv + n * p.oh * p.ow * p.f, p.f, p.f, p, n, 0,
                       p.oh / pool->ph);
@@ -500,18 +500,18 @@ void conv2d_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dPar
     }
     const Plan<T> pl(p, kTileBytes);
     if (pl.pixels == 0) return;
-    const int nt = threads_for(pl.pixels * pl.kg * p.f);
+    const int nt = threads_for(pl.pixels * pl.kg * p.f, kMinParallelMacs);
     // Work items: tiles of pixel rows; pooled, whole windows: `per_item` pooled rows of one
     // image (their ph * per_item conv rows of OW pixels are consecutive pixel rows), and when y
     // is kept and OH is not a multiple of ph, one more item an image for its last rows.
     const index_t ph_out = pool ? p.oh / pool->ph : 0;
     const index_t per_item =
         pool ? std::clamp<index_t>(pl.tile / (pool->ph * p.ow), 1, ph_out) : 0;
-    const index_t pooled_items = pool ? (ph_out + per_item - 1) / per_item : 0;
+    const index_t pooled_items = pool ? ceil_div(ph_out, per_item) : 0;
     const index_t items_per_image = pooled_items + (pool && y && p.oh % pool->ph != 0);
     const index_t tiles = pool ? p.n * items_per_image : pl.tiles_of(pl.pixels, nt);
     const index_t tile = pool ? std::max(per_item * pool->ph, p.oh - ph_out * pool->ph) * p.ow
-                              : (pl.pixels + tiles - 1) / tiles;
+                              : ceil_div(pl.pixels, tiles);
     // Implicit im2col (groups == 1, dw == 1): a tile row whose window lies inside x is read in
     // place as KH runs of KW*C elements (stride dh*W*C); only rows that touch the padding are
     // gathered into abuf. Other convolutions gather whole tiles (im2col_rows).
@@ -627,7 +627,7 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
                      const T* relu_y, const Conv2dParams& p) {
     if (winograd_applies(p)) return winograd_backward(dx, dw, dbias, dy, x, w, relu_y, p);
     const Plan<T> pl(p, kTileBytesBackward);
-    const int nt = threads_for(2 * pl.pixels * pl.kg * p.f);
+    const int nt = threads_for(2 * pl.pixels * pl.kg * p.f, kMinParallelMacs);
     const index_t x_size = p.n * p.h * p.w * p.c;
     if (dw) std::fill(dw, dw + p.kh * p.kw * pl.cg * p.f, T(0));
     if (dbias) std::fill(dbias, dbias + p.f, T(0));
@@ -650,7 +650,7 @@ void conv2d_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T* w
     // Tiles: L2-sized; when threads share a chunk, a multiple of the thread count per chunk.
     const index_t tiles = by_images ? 1 : pl.tiles_of(chunk_pixels, nt);
     const index_t tile = by_images ? std::min(pl.tile, chunk_pixels)
-                                   : (chunk_pixels + tiles - 1) / tiles;
+                                   : ceil_div(chunk_pixels, tiles);
     // dkernel reads the im2col rows in place (see conv2d_forward) when the micro-kernel blocks
     // fit the kernel rows; else it gathers them.
     const bool implicit_dw = dw && !pl.direct && p.groups == 1 && p.dw == 1 &&

@@ -1,6 +1,6 @@
 // Building blocks shared by the conv2d algorithms (conv2d.cpp: im2col + GEMM,
 // conv2d_winograd.cpp): SIMD packet sizes and register blocking, the per-thread scratch
-// workspace, and the single-threaded tile product with its fused bias/ReLU epilogue.
+// workspace's slicer, and the single-threaded tile product with its fused bias/ReLU epilogue.
 #pragma once
 
 #include "common.h"
@@ -19,10 +19,7 @@ namespace conv_tiles {
 namespace ei = Eigen::internal;
 
 constexpr index_t kDepthBlock = 128;                // reduction block (B panel stays in L1)
-constexpr index_t kMinParallelMacs = index_t{1} << 18;  // smaller convolutions run on one thread
-
-// Threads for a call of `macs` multiply-adds: one when the OpenMP fork/join would cost more.
-inline int threads_for(index_t macs) { return macs < kMinParallelMacs ? 1 : num_threads(); }
+constexpr index_t kMinParallelMacs = index_t{1} << 18;  // smaller convolutions: one thread
 
 template <typename T>
 struct Simd {
@@ -39,8 +36,6 @@ constexpr int mr_for(int np) {
     return kRegisters >= 32 ? (np >= 4 ? 6 : 8) : (np >= 2 ? 4 : 8);
 }
 
-inline index_t round_up(index_t a, index_t b) { return (a + b - 1) / b * b; }
-
 // Calls f(std::integral_constant<int, NP>{}) for a runtime packet count np in 1..kMaxPackets.
 template <typename F>
 inline void with_packets(int np, F&& f) {
@@ -51,54 +46,6 @@ inline void with_packets(int np, F&& f) {
         default: f(std::integral_constant<int, 1>{}); break;
     }
 }
-
-struct FreeDeleter {
-    void operator()(void* ptr) const { std::free(ptr); }
-};
-
-// The scratch of one call, reused across calls by the calling thread (each Python thread has
-// its own): repeated calls then do not page-fault fresh memory. Blocks above kKeepBytes are
-// freed after the call instead of kept. One Workspace per thread at a time: a second one
-// would be handed (or free) the same block.
-constexpr std::size_t kKeepBytes = std::size_t{32} << 20;
-
-class Workspace {
-  public:
-    template <typename T>
-    explicit Workspace(index_t count, T*& out) {
-        std::size_t bytes = static_cast<std::size_t>(std::max<index_t>(count, 1)) * sizeof(T);
-        bytes = (bytes + 63) / 64 * 64;
-        Cache& cache = cache_();
-        if (cache.bytes >= bytes) {
-            ptr_ = cache.ptr.get();
-        } else if (bytes <= kKeepBytes) {
-            cache.ptr.reset(static_cast<char*>(aligned_or_throw(bytes)));
-            cache.bytes = bytes;
-            ptr_ = cache.ptr.get();
-        } else {
-            own_.reset(static_cast<char*>(aligned_or_throw(bytes)));
-            ptr_ = own_.get();
-        }
-        out = reinterpret_cast<T*>(ptr_);
-    }
-
-  private:
-    static void* aligned_or_throw(std::size_t bytes) {
-        void* p = std::aligned_alloc(64, bytes);
-        if (!p) throw std::bad_alloc();
-        return p;
-    }
-    struct Cache {
-        std::unique_ptr<char[], FreeDeleter> ptr;
-        std::size_t bytes = 0;
-    };
-    static Cache& cache_() {
-        thread_local Cache cache;
-        return cache;
-    }
-    std::unique_ptr<char[], FreeDeleter> own_;
-    char* ptr_ = nullptr;
-};
 
 // Carves consecutive 64-byte aligned slices out of one workspace of `count` elements (callers
 // size the workspace as the sum of Slicer::size of every slice they take).

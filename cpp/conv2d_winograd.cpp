@@ -267,8 +267,8 @@ void winograd_forward(T* y, const T* x, const T* w, const T* bias, const Conv2dP
         tl.tw = p.ow / 2;
         tl.tiles = p.n * tl.th * tl.tw;
     }
-    const int nt = threads_for(tl.tiles * 16 * p.c * p.f);
-    const index_t blocks = (tl.tiles + tl.block - 1) / tl.block;
+    const int nt = threads_for(tl.tiles * 16 * p.c * p.f, kMinParallelMacs);
+    const index_t blocks = ceil_div(tl.tiles, tl.block);
     const index_t u_size = Slicer<T>::size(16 * p.c * tl.fp);
     const index_t v_size = Slicer<T>::size(16 * tl.block * p.c);
     const index_t m_size = Slicer<T>::size(16 * tl.block * tl.fp);
@@ -313,7 +313,7 @@ void winograd_backward(T* dx, T* dw, T* dbias, const T* dy, const T* x, const T*
     // Threads own whole images (overlapping dx blocks); with fewer images than threads the
     // extra threads would idle, so the team is no larger than the batch.
     const int nt = static_cast<int>(
-        std::min<index_t>(threads_for(2 * tl.tiles * 16 * p.c * p.f), p.n));
+        std::min<index_t>(threads_for(2 * tl.tiles * 16 * p.c * p.f, kMinParallelMacs), p.n));
     const index_t tiles_per_image = tl.th * tl.tw;
     const index_t u_size = dx ? Slicer<T>::size(16 * p.f * tl.cp) : 0;  // U^T
     const index_t wt_size = dx ? Slicer<T>::size(9 * p.f * p.c) : 0;  // kernel^T

@@ -129,8 +129,6 @@ struct Blocking {
     bool pack_a, pack_b;  // copy the operand into panels, or let the kernel read it in place
 };
 
-inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
-
 // The block size that splits `total` into the fewest blocks of at most `cap`, of nearly equal
 // size rounded up to a multiple of `unit` (so the last block is not a sliver).
 inline index_t balanced_block(index_t total, index_t cap, index_t unit) {
@@ -152,27 +150,6 @@ Blocking plan(const Job& j) {
     // unless many row panels reuse it or its row stride spreads a panel over many pages.
     b.pack_b = j.b.cs != 1 || j.n < NR || j.m > kPackBRows || j.b.rs >= kPackBStride;
     return b;
-}
-
-// Grow-only, 64-byte aligned scratch of the calling thread (slot 0: a panels, 1: b blocks).
-float* scratch(int slot, index_t count) {
-    struct Buffer {
-        float* p = nullptr;
-        index_t cap = 0;
-        ~Buffer() { std::free(p); }
-    };
-    thread_local Buffer buffers[2];
-    Buffer& buf = buffers[slot];
-    if (buf.cap < count) {
-        std::free(buf.p);
-        buf.p = nullptr;
-        buf.cap = 0;
-        const std::size_t bytes = (static_cast<std::size_t>(count) * sizeof(float) + 63) / 64 * 64;
-        buf.p = static_cast<float*>(std::aligned_alloc(64, bytes));
-        if (!buf.p) throw std::bad_alloc();
-        buf.cap = count;
-    }
-    return buf.p;
 }
 
 // Shared progress of one (jc, pc) block of a team. Work is handed out through these counters
@@ -301,9 +278,12 @@ void run_team(const Job& j, int nt) {
     const Blocking bl = plan(j);
     const index_t bsize = std::min(bl.nc, ceil_div(j.n, NR) * NR) * bl.kc;
     const index_t blocks = ceil_div(j.n, bl.nc) * ceil_div(j.k, bl.kc);
-    float* bbuf = bl.pack_b ? scratch(1, bsize * (nt > 1 && blocks > 1 ? 2 : 1)) : nullptr;
+    float* bbuf;
+    const Workspace bws(bl.pack_b ? bsize * (nt > 1 && blocks > 1 ? 2 : 1) : 0, bbuf,
+                        ScratchSlot::gemm_b);
     const index_t panel = MR * bl.kc + 16;  // + 64 bytes between the threads' panels
-    float* abuf = bl.pack_a ? scratch(0, panel * nt) : nullptr;
+    float* abuf;
+    const Workspace aws(bl.pack_a ? panel * nt : 0, abuf, ScratchSlot::gemm_a);
     if (nt <= 1) {
         run_blocked(j, bl, bbuf, 0, abuf, nullptr, 1);
         return;

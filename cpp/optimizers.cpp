@@ -10,8 +10,6 @@ namespace {
 // Below this many elements a second thread costs more to wake than it saves.
 constexpr index_t kParallelElements = index_t{1} << 16;
 
-inline int threads_for(index_t n) { return n < kParallelElements ? 1 : num_threads(); }
-
 // np.maximum: NaN in either argument gives NaN (std::max would drop a NaN in its second).
 template <typename T>
 inline T nan_max(T a, T b) {
@@ -22,7 +20,7 @@ inline T nan_max(T a, T b) {
 template <typename T>
 void adam_update(T* __restrict g, T* __restrict m, T* __restrict v, T* __restrict vhat, index_t n,
                  T alpha, T c1, T c2, T eps) {
-#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(n, kParallelElements)) schedule(static)
     for (index_t i = 0; i < n; ++i) {
         const T gi = g[i];
         const T mi = m[i] + (gi - m[i]) * c1;
@@ -40,7 +38,7 @@ void adam_update(T* __restrict g, T* __restrict m, T* __restrict v, T* __restric
 template <typename T>
 void rmsprop_update(T* __restrict g, T* __restrict v, T* __restrict avg, T* __restrict mom,
                     index_t n, T lr, T rho, T c, T momentum, T eps) {
-#pragma omp parallel for num_threads(threads_for(n)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(n, kParallelElements)) schedule(static)
     for (index_t i = 0; i < n; ++i) {
         const T gi = g[i];
         const T vi = v[i] * rho + (gi * gi) * c;

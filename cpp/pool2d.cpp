@@ -22,10 +22,8 @@ inline Span clip(index_t start, index_t k, index_t size) {
     return Span{std::max<index_t>(start, 0), std::min<index_t>(start + k, size)};
 }
 
-// Threads for a pass over `elements` input elements: one when fork/join would cost more.
-inline int threads_for(index_t elements) {
-    return elements < (index_t{1} << 15) ? 1 : num_threads();
-}
+// Passes over fewer input elements run on one thread (fork/join would cost more).
+constexpr index_t kMinParallelElements = index_t{1} << 15;
 
 }  // namespace
 
@@ -40,7 +38,7 @@ Pool2dParams pool2d_params(index_t n, index_t h, index_t w, index_t c, index_t k
 template <typename T>
 void max_pool2d_forward(T* y, std::int64_t* argmax, const T* x, const Pool2dParams& p) {
     const index_t rows = p.n * p.oh, c = p.c;
-#pragma omp parallel for num_threads(threads_for(p.n * p.h * p.w * c)) schedule(dynamic, 8)
+#pragma omp parallel for num_threads(threads_for(p.n * p.h * p.w * c, kMinParallelElements)) schedule(dynamic, 8)
     for (index_t r = 0; r < rows; ++r) {
         const index_t n = r / p.oh, oh = r % p.oh;
         const Span sh = clip(oh * p.sh - p.pad_top, p.kh, p.h);
@@ -108,7 +106,7 @@ index_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
         // of its window; the matches are counted so the caller can reject inconsistent argmax.
         const index_t rows = p.n * p.h, c = p.c;
         index_t matches = 0;
-#pragma omp parallel for num_threads(threads_for(rows * p.w * c)) schedule(dynamic, 8) \
+#pragma omp parallel for num_threads(threads_for(rows * p.w * c, kMinParallelElements)) schedule(dynamic, 8) \
     reduction(+ : matches)
         for (index_t r = 0; r < rows; ++r) {
             const index_t n = r / p.h, ih = r % p.h;
@@ -141,7 +139,7 @@ index_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
         return matches;
     }
     const index_t image = p.h * p.w * p.c, per_image = p.oh * p.ow * p.c;
-#pragma omp parallel for num_threads(threads_for(p.n * image)) schedule(dynamic, 8)
+#pragma omp parallel for num_threads(threads_for(p.n * image, kMinParallelElements)) schedule(dynamic, 8)
     for (index_t n = 0; n < p.n; ++n) {
         std::fill(dx + n * image, dx + (n + 1) * image, T(0));
         const T* d = dy + n * per_image;
@@ -155,7 +153,7 @@ index_t max_pool2d_backward(T* dx, const T* dy, const std::int64_t* argmax,
 template <typename T>
 void avg_pool2d_forward(T* y, const T* x, const Pool2dParams& p) {
     const index_t rows = p.n * p.oh, c = p.c;
-#pragma omp parallel for num_threads(threads_for(p.n * p.h * p.w * c)) schedule(dynamic, 8)
+#pragma omp parallel for num_threads(threads_for(p.n * p.h * p.w * c, kMinParallelElements)) schedule(dynamic, 8)
     for (index_t r = 0; r < rows; ++r) {
         const index_t n = r / p.oh, oh = r % p.oh;
         const Span sh = clip(oh * p.sh - p.pad_top, p.kh, p.h);
@@ -179,7 +177,7 @@ void avg_pool2d_forward(T* y, const T* x, const Pool2dParams& p) {
 template <typename T>
 void avg_pool2d_backward(T* dx, const T* dy, const Pool2dParams& p) {
     const index_t rows = p.n * p.h, c = p.c;
-#pragma omp parallel for num_threads(threads_for(rows * p.w * c)) schedule(dynamic, 8)
+#pragma omp parallel for num_threads(threads_for(rows * p.w * c, kMinParallelElements)) schedule(dynamic, 8)
     for (index_t r = 0; r < rows; ++r) {  // input row (n, ih)
         const index_t n = r / p.h, ih = r % p.h;
         T* __restrict dxrow = dx + r * p.w * c;

@@ -245,7 +245,7 @@ using AlignedVector = std::vector<T, Eigen::aligned_allocator<T>>;
 
 template <typename T>
 inline index_t padded(index_t cols) {
-    return (cols + kNR<T> - 1) / kNR<T> * kNR<T>;
+    return round_up(cols, kNR<T>);
 }
 
 // Vectors per tile for B with this many columns: narrow B (e.g. W^T with 32 input features)
@@ -272,7 +272,7 @@ template <typename T>
 BView<T> dense_b(const T* p, index_t ld, index_t k, index_t cols) {
     const int nv = tile_vectors<T>(cols);
     const index_t nr = nv * kLanes<T>;
-    return BView<T>{p, nr, ld, k, (cols + nr - 1) / nr, nv};
+    return BView<T>{p, nr, ld, k, ceil_div(cols, nr), nv};
 }
 
 // A constant B packed once into contiguous (k, nr) tiles, zero-padded on the right.
@@ -284,7 +284,7 @@ struct PackedB {
     template <typename Get>  // B(kk, j) = get(kk, j)
     void pack(index_t k, index_t cols, Get get) {
         const int nv = tile_vectors<T>(cols);
-        const index_t nr = nv * kLanes<T>, tiles = (cols + nr - 1) / nr;
+        const index_t nr = nv * kLanes<T>, tiles = ceil_div(cols, nr);
         data.assign(static_cast<size_t>(tiles * k * nr), T(0));
         for (index_t t = 0; t < tiles; ++t)
             for (index_t kk = 0; kk < k; ++kk) {
@@ -439,13 +439,36 @@ struct ForwardCtx {
     BView<T> r;    // recurrent kernel (GRU reset_before: its z, r columns)
     BView<T> r_h;  // GRU reset_before: the h~ columns of the recurrent kernel
     BView<T> wr;   // LSTM, SimpleRNN: [kernel; recurrent kernel] (I+U, GU), one GEMM per step
+    const T* rmask;    // recurrent dropout (N,G,U) or null
+    BView<T> rg[4];    // with rmask: gate g's block R_g (U,U) of the recurrent kernel
+    index_t rgates;    // with rmask: gates whose recurrent product is in zh (GRU reset_before: 2)
 };
+
+// Recurrent dropout, per step: zh[:, g] = (h * mask[:, g]) @ R_g for the first `gates` gates
+// (hm, zg: per-thread scratch; zg's width is that of the packed R_g).
+template <typename T>
+void masked_recurrent(T* zh, index_t ldh, const T* h, index_t ldhs, const T* rmask,
+                      const BView<T>* rg, index_t gates, index_t G, index_t U, index_t n0,
+                      index_t rows, T* hm, T* zg) {
+    for (index_t g = 0; g < gates; ++g) {
+        for (index_t r = 0; r < rows; ++r) {
+            const T* __restrict mr = rmask + ((n0 + r) * G + g) * U;
+            const T* __restrict hr = h + r * ldhs;
+            T* __restrict out = hm + r * U;
+            for (index_t j = 0; j < U; ++j) out[j] = hr[j] * mr[j];
+        }
+        const index_t ldg = rg[g].width();
+        small_gemm<T, false>(zg, ldg, hm, U, 1, rows, rg[g]);
+        for (index_t r = 0; r < rows; ++r) copy_row(zh + r * ldh + g * U, zg + r * ldg, U);
+    }
+}
 
 template <typename T>
 index_t forward_scratch(const ForwardCtx<T>& f, index_t rows) {
     const index_t U = f.p.units, I = f.p.input;
     return carve_size<T>({rows * std::max(f.w.width(), f.wr.width()), rows * f.r.width(),
-                          rows * U, rows * f.r_h.width(), rows * (I + U)});
+                          rows * U, rows * f.r_h.width(), rows * (I + U),
+                          f.rmask ? rows * U : 0, f.rmask ? rows * f.rg[0].width() : 0});
 }
 
 // FUSED (LSTM, SimpleRNN): the rows [x_t | h_prev] live side by side in one buffer and the
@@ -463,6 +486,8 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
     T* rh = cv.take(rows * U);
     T* z2 = cv.take(rows * ldh2);
     T* xh = cv.take(rows * (I + U));  // FUSED: [x_t | h]
+    T* hm = f.rmask ? cv.take(rows * U) : nullptr;               // h * mask[:, g]
+    T* zg = f.rmask ? cv.take(rows * f.rg[0].width()) : nullptr;  // (h * mask[:, g]) @ R_g
     const T* __restrict bx = f.bx;
     const T* __restrict br = f.br;
     const index_t ldhs = FUSED ? I + U : U;  // row stride of the state h
@@ -486,7 +511,11 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
             small_gemm<T, false>(zx, ldx, xh, I + U, 1, rows, f.wr);
         } else {
             small_gemm<T, false>(zx, ldx, f.x + (n0 * T_ + t) * I, T_ * I, 1, rows, f.w);
-            small_gemm<T, false>(zh, ldh, h, U, 1, rows, f.r);
+            if (f.rmask)
+                masked_recurrent<T>(zh, ldh, h, ldhs, f.rmask, f.rg, f.rgates, f.s.gates, U, n0,
+                                    rows, hm, zg);
+            else
+                small_gemm<T, false>(zh, ldh, h, U, 1, rows, f.r);
         }
         if (gru && !p.reset_after) {  // z and r first (kept in zh), then (r * h_prev) @ R_h
             for (index_t r = 0; r < rows; ++r) {
@@ -494,6 +523,7 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
                 T* __restrict zhr = zh + r * ldh;
                 const T* __restrict hr = h + r * ldhs;
                 T* __restrict rhr = rh + r * U;
+                const T* mh = f.rmask ? f.rmask + ((n0 + r) * 3 + 2) * U : nullptr;
                 for_lanes<T>(U, [&](auto tag, index_t j) {
                     using X = decltype(tag);
                     const X az = act_sigmoid(ld<X>(zxr + j) + ld<X>(bx + j) + ld<X>(zhr + j));
@@ -501,7 +531,7 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
                                              ld<X>(zhr + U + j));
                     st(zhr + j, az);
                     st(zhr + U + j, ar);
-                    st(rhr + j, ar * ld<X>(hr + j));
+                    st(rhr + j, mh ? ar * ld<X>(hr + j) * ld<X>(mh + j) : ar * ld<X>(hr + j));
                 });
             }
             small_gemm<T, false>(z2, ldh2, rh, U, 1, rows, f.r_h);
@@ -616,7 +646,7 @@ void forward_rows(const ForwardCtx<T>& f, index_t n0, index_t rows, T* scratch) 
 template <typename T>
 void rnn_forward(T* y, T* h_last, T* c_last, T* cache, const T* x, const T* kernel,
                  const T* recurrent, const T* bias, const T* h0, const T* c0, const bool* mask,
-                 const RnnParams& p) {
+                 const RnnParams& p, const T* recurrent_mask) {
     const RnnSizes s = rnn_sizes(p);
     const index_t N = p.batch, I = p.input, U = p.units, GU = s.gate_width;
     const bool lstm = p.cell == RnnCell::lstm;
@@ -634,8 +664,11 @@ void rnn_forward(T* y, T* h_last, T* c_last, T* cache, const T* x, const T* kern
     if (N == 0) return;
 
     const bool gru_before = p.cell == RnnCell::gru && !p.reset_after;
-    const bool fused = p.cell != RnnCell::gru;
-    PackedB<T> w, rec, rec_h, wr;
+    const bool fused = p.cell != RnnCell::gru && !recurrent_mask;
+    PackedB<T> w, rec, rec_h, wr, rg[4];
+    const index_t rgates = gru_before ? 2 : s.gates;
+    if (recurrent_mask)
+        for (index_t g = 0; g < rgates; ++g) rg[g].pack_block(recurrent, GU, U, U, g * U);
     if (fused) {
         wr.pack(I + U, GU, [=](index_t kk, index_t j) {
             return kk < I ? kernel[kk * GU + j] : recurrent[(kk - I) * GU + j];
@@ -650,9 +683,10 @@ void rnn_forward(T* y, T* h_last, T* c_last, T* cache, const T* x, const T* kern
 
     ForwardCtx<T> f{p, s, cache, y, h_last, lstm ? c_last : nullptr, x, biases.data(),
                     biases.data() + GU, mask, w.view(), rec.view(),
-                    gru_before ? rec_h.view() : BView<T>{}, wr.view()};
+                    gru_before ? rec_h.view() : BView<T>{}, wr.view(), recurrent_mask,
+                    {rg[0].view(), rg[1].view(), rg[2].view(), rg[3].view()}, rgates};
     const int nt = rnn_threads(N);
-    const index_t per_thread = forward_scratch<T>(f, (N + nt - 1) / nt);
+    const index_t per_thread = forward_scratch<T>(f, ceil_div(N, nt));
     AlignedVector<T> scratch(static_cast<size_t>(per_thread * nt));
 #pragma omp parallel num_threads(nt)
     {
@@ -699,6 +733,9 @@ struct BackwardCtx {
     BView<T> w_t;    // W^T
     // layout of one row of the d(gates) buffer
     index_t ldd, x_off, x_width, r_off, r_width;
+    const T* rmask;   // recurrent dropout (N,G,U) or null
+    BView<T> rg_t[4]; // with rmask: R_g^T of the first rgates gates
+    index_t rgates;
 };
 
 // Per-thread accumulators of the weight gradients, summed after the parallel region.
@@ -709,7 +746,8 @@ struct GradAcc {
     T* drh;  // GRU reset_before: (U, ldrh)
     T* dsx;  // column sums of dG_x
     T* dsr;  // column sums of dG_r (GRU reset_after)
-    index_t ldw, ldr, ldrh;
+    T* drg;  // recurrent dropout: per gate g, (U, ldrg) at g * U * ldrg
+    index_t ldw, ldr, ldrh, ldrg;
 };
 
 template <typename T>
@@ -726,6 +764,9 @@ void backward_rows(const BackwardCtx<T>& b, index_t n0, index_t rows, T* scratch
     T* dg = cv.take(rows * ldd);   // d(gates) of the current step
     T* dxs = cv.take(rows * ldxo);  // dx_t
     T* drh = cv.take(rows * ldrh);  // GRU reset_before: d(r * h_prev)
+    T* hm = b.rmask ? cv.take(rows * U) : nullptr;                  // h_prev * mask[:, g]
+    T* tg = b.rmask ? cv.take(rows * b.rg_t[0].width()) : nullptr;  // dG_g @ R_g^T
+    const index_t G = b.s.gates;
     const bool lstm = p.cell == RnnCell::lstm, gru = p.cell == RnnCell::gru;
     const bool gru_after = gru && p.reset_after, gru_before = gru && !p.reset_after;
     const bool has_mask = b.mask != nullptr;
@@ -834,6 +875,16 @@ void backward_rows(const BackwardCtx<T>& b, index_t n0, index_t rows, T* scratch
                 const T* __restrict drr = drh + r * ldrh;
                 T* __restrict ghr = gh + r * ldgh;
                 const T* hp = cr + 4 * U;
+                if (b.rmask) {  // r * h_prev * mask[:, 2] went into R_h
+                    const T* __restrict mh = b.rmask + (n * G + 2) * U;
+                    for_lanes<T>(U, [&](auto tag, index_t j) {
+                        using X = decltype(tag);
+                        const X ar = ld<X>(cr + U + j), dd = ld<X>(drr + j) * ld<X>(mh + j);
+                        st(d + U + j, dd * ld<X>(hp + j) * ar * (X{} + 1 - ar));
+                        st(ghr + j, ld<X>(ghr + j) + dd * ar);
+                    });
+                    continue;
+                }
                 for_lanes<T>(U, [&](auto tag, index_t j) {
                     using X = decltype(tag);
                     const X ar = ld<X>(cr + U + j), dd = ld<X>(drr + j);
@@ -847,14 +898,36 @@ void backward_rows(const BackwardCtx<T>& b, index_t n0, index_t rows, T* scratch
         }
         const T* dgr = dg + b.r_off;
         const T* dgx = dg + b.x_off;
-        small_gemm<T, true>(gh, ldgh, dgr, ldd, 1, rows, b.r_t);
+        if (b.rmask) {
+            // per gate: dh_prev += (dG_g @ R_g^T) * mask[:, g], dR_g += (h_prev*mask[:, g])^T dG_g
+            for (index_t g = 0; g < b.rgates; ++g) {
+                const index_t ldt = b.rg_t[g].width();
+                small_gemm<T, false>(tg, ldt, dgr + g * U, ldd, 1, rows, b.rg_t[g]);
+                for (index_t r = 0; r < rows; ++r) {
+                    const T* __restrict mr = b.rmask + ((n0 + r) * G + g) * U;
+                    const T* __restrict hpr = b.cache + (s * N + n0 + r) * cw + b.s.hprev_offset;
+                    const T* __restrict tr = tg + r * ldt;
+                    T* __restrict ghr = gh + r * ldgh;
+                    T* __restrict hmr = hm + r * U;
+                    for (index_t j = 0; j < U; ++j) {
+                        ghr[j] += tr[j] * mr[j];
+                        hmr[j] = hpr[j] * mr[j];
+                    }
+                }
+                small_gemm<T, true>(acc.drg + g * U * acc.ldrg, acc.ldrg, hm, 1, U, U,
+                                    dense_b(dgr + g * U, ldd, rows, U));
+            }
+        } else {
+            small_gemm<T, true>(gh, ldgh, dgr, ldd, 1, rows, b.r_t);
+        }
         small_gemm<T, false>(dxs, ldxo, dgx, ldd, 1, rows, b.w_t);
         for (index_t r = 0; r < rows; ++r)
             copy_row(b.dx + ((n0 + r) * T_ + t) * I, dxs + r * ldxo, I);
         small_gemm<T, true>(acc.dw, acc.ldw, b.x + (n0 * T_ + t) * I, 1, xr_ks, I,
                             dense_b(dgx, ldd, rows, b.x_width));
-        small_gemm<T, true>(acc.dr, acc.ldr, hp_t, 1, cw, U,
-                            dense_b(dgr, ldd, rows, b.r_width));
+        if (!b.rmask)
+            small_gemm<T, true>(acc.dr, acc.ldr, hp_t, 1, cw, U,
+                                dense_b(dgr, ldd, rows, b.r_width));
         for (index_t r = 0; r < rows; ++r) {  // bias gradients
             const T* __restrict dxr = dgx + r * ldd;
             for (index_t j = 0; j < b.x_width; ++j) acc.dsx[j] += dxr[j];
@@ -875,7 +948,8 @@ void backward_rows(const BackwardCtx<T>& b, index_t n0, index_t rows, T* scratch
 template <typename T>
 void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, const T* dy,
                   const T* dh_last, const T* dc_last, const T* x, const T* kernel,
-                  const T* recurrent, const bool* mask, const T* cache, const RnnParams& p) {
+                  const T* recurrent, const bool* mask, const T* cache, const RnnParams& p,
+                  const T* recurrent_mask) {
     const RnnSizes s = rnn_sizes(p);
     const index_t N = p.batch, I = p.input, U = p.units, GU = s.gate_width;
     const bool lstm = p.cell == RnnCell::lstm;
@@ -900,19 +974,29 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, co
     if (gru_before) rec_h_t.pack_block_transposed(recurrent, GU, U, U, 2 * U);
     w_t.pack_block_transposed(kernel, GU, x_width, I, 0);
 
+    PackedB<T> rg_t[4];  // recurrent dropout: R_g^T per gate
+    const index_t rgates = gru_before ? 2 : s.gates;
+    if (recurrent_mask)
+        for (index_t g = 0; g < rgates; ++g)
+            rg_t[g].pack_block_transposed(recurrent, GU, U, U, g * U);
     BackwardCtx<T> b{p,  s,  cache, dy, dh_last, dc_last, x, mask, dx, rec_t.view(),
                      gru_before ? rec_h_t.view() : BView<T>{},
-                     w_t.view(), ldd, x_off, x_width, r_off, r_width};
+                     w_t.view(), ldd, x_off, x_width, r_off, r_width, recurrent_mask,
+                     {rg_t[0].view(), rg_t[1].view(), rg_t[2].view(), rg_t[3].view()}, rgates};
 
     const int nt = rnn_threads(N);
-    const index_t max_rows = (N + nt - 1) / nt;
+    const index_t max_rows = ceil_div(N, nt);
     const index_t ldw = padded<T>(x_width), ldr = padded<T>(r_width), ldrh = padded<T>(U);
+    const index_t ldrg = recurrent_mask ? padded<T>(U) : 0;
     const index_t per_scratch = carve_size<T>({max_rows * rec_t.view().width(), max_rows * U,
                                                max_rows * U, max_rows * ldd,
                                                max_rows * w_t.view().width(),
-                                               gru_before ? max_rows * ldrh : 0});
+                                               gru_before ? max_rows * ldrh : 0,
+                                               recurrent_mask ? max_rows * U : 0,
+                                               recurrent_mask ? max_rows * rg_t[0].view().width()
+                                                              : 0});
     const index_t per_acc = carve_size<T>({I * ldw, U * ldr, gru_before ? U * ldrh : 0,
-                                           ldw, ldr});
+                                           ldw, ldr, rgates * U * ldrg});
     AlignedVector<T> scratch(static_cast<size_t>(per_scratch * nt));
     AlignedVector<T> accs(static_cast<size_t>(per_acc * nt), T(0));
     std::vector<GradAcc<T>> acc(static_cast<size_t>(nt));
@@ -924,6 +1008,8 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, co
         a.drh = cv.take(gru_before ? U * ldrh : 0);
         a.dsx = cv.take(ldw);
         a.dsr = cv.take(ldr);
+        a.drg = cv.take(rgates * U * ldrg);
+        a.ldrg = ldrg;
         a.ldw = ldw;
         a.ldr = ldr;
         a.ldrh = ldrh;
@@ -944,6 +1030,11 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, co
         const GradAcc<T>& a = acc[static_cast<size_t>(i)];
         for (index_t f = 0; f < I; ++f)
             for (index_t j = 0; j < x_width; ++j) dkernel[f * GU + j] += a.dw[f * ldw + j];
+        if (recurrent_mask)
+            for (index_t g = 0; g < rgates; ++g)
+                for (index_t u = 0; u < U; ++u)
+                    for (index_t j = 0; j < U; ++j)
+                        drecurrent[u * GU + g * U + j] += a.drg[(g * U + u) * ldrg + j];
         for (index_t u = 0; u < U; ++u) {
             for (index_t j = 0; j < r_width; ++j) drecurrent[u * GU + j] += a.dr[u * ldr + j];
             if (gru_before)
@@ -960,16 +1051,17 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, co
 
 template void rnn_forward<float>(float*, float*, float*, float*, const float*, const float*,
                                  const float*, const float*, const float*, const float*,
-                                 const bool*, const RnnParams&);
+                                 const bool*, const RnnParams&, const float*);
 template void rnn_forward<double>(double*, double*, double*, double*, const double*,
                                   const double*, const double*, const double*, const double*,
-                                  const double*, const bool*, const RnnParams&);
+                                  const double*, const bool*, const RnnParams&, const double*);
 template void rnn_backward<float>(float*, float*, float*, float*, float*, float*, const float*,
                                   const float*, const float*, const float*, const float*,
-                                  const float*, const bool*, const float*, const RnnParams&);
+                                  const float*, const bool*, const float*, const RnnParams&,
+                                  const float*);
 template void rnn_backward<double>(double*, double*, double*, double*, double*, double*,
                                    const double*, const double*, const double*, const double*,
                                    const double*, const double*, const bool*, const double*,
-                                   const RnnParams&);
+                                   const RnnParams&, const double*);
 
 }  // namespace fastdl

@@ -69,18 +69,24 @@ RnnSizes rnn_sizes(const RnnParams& p);
 // x (N,T,I), kernel (I,GU), recurrent (U,GU), bias (bias_rows*GU) or null, h0/c0 (N,U) or null
 // (zeros), mask (N,T) or null -> y (N,T,U)|(N,U), h_last (N,U), c_last (N,U) (LSTM; else null),
 // cache (T,N,cache_width) (processing order) or null for inference (no backward).
+// recurrent_mask (N,G,U) or null: Keras's recurrent dropout, one mask per sample and gate for
+// the whole sequence (values 0 or 1/(1-rate)); gate g's recurrent product becomes
+// (h_prev * mask[:, g]) @ R_g (GRU reset_before: (r * h_prev * mask[:, 2]) @ R_h), while the
+// state carried on (GRU's z * h_prev) stays unmasked. With a mask the per-step products run
+// per gate (no fused [W; R] GEMM); without one nothing changes.
 template <typename T>
 void rnn_forward(T* y, T* h_last, T* c_last, T* cache, const T* x, const T* kernel,
                  const T* recurrent, const T* bias, const T* h0, const T* c0, const bool* mask,
-                 const RnnParams& p);
+                 const RnnParams& p, const T* recurrent_mask = nullptr);
 
 // Backward through time. dy like y, dh_last/dc_last (N,U) or null (zero); cache from the
-// forward with the same inputs. Outputs are overwritten (not accumulated):
-// dx (N,T,I), dkernel (I,GU), drecurrent (U,GU), dbias (bias_rows*GU) or null, dh0 (N,U),
-// dc0 (N,U) (LSTM; else null).
+// forward with the same inputs (recurrent_mask included). Outputs are overwritten (not
+// accumulated): dx (N,T,I), dkernel (I,GU), drecurrent (U,GU), dbias (bias_rows*GU) or null,
+// dh0 (N,U), dc0 (N,U) (LSTM; else null).
 template <typename T>
 void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, const T* dy,
                   const T* dh_last, const T* dc_last, const T* x, const T* kernel,
-                  const T* recurrent, const bool* mask, const T* cache, const RnnParams& p);
+                  const T* recurrent, const bool* mask, const T* cache, const RnnParams& p,
+                  const T* recurrent_mask = nullptr);
 
 }  // namespace fastdl

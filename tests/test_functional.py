@@ -270,12 +270,13 @@ def test_merge_layer_misuse_names_the_layer():
         L.Concatenate(name="cat")([fastdl.Input((2, 3)), fastdl.Input((4, 3))])
 
 
-def test_saving_a_functional_model_is_not_implemented(tmp_path):
+def test_saving_a_functional_model_round_trips(tmp_path):
     inp = fastdl.Input((2,))
     model = Model(inp, L.Dense(1)(inp))
-    with pytest.raises(NotImplementedError, match="functional model .* saves Sequential"):
-        model.save(tmp_path / "m.keras")
-    assert not (tmp_path / "m.keras").exists()
+    model.save(tmp_path / "m.fdl")
+    x = np.ones((3, 2), np.float32)
+    np.testing.assert_array_equal(fastdl.models.load_model(tmp_path / "m.fdl").predict(
+        x, verbose=0), model.predict(x, verbose=0))
 
 
 def test_multi_input_multi_output_compile_fit_evaluate():
@@ -372,16 +373,19 @@ def test_masked_recurrent_functional_model_equals_sequential_bitwise():
         np.testing.assert_array_equal(a, b)
 
 
-def test_bidirectional_in_a_functional_model_is_refused_for_training():
+def test_bidirectional_in_a_functional_model_trains_as_in_sequential():
     inp = fastdl.Input((4, 2))
     model = Model(inp, L.Dense(1)(L.Bidirectional(L.LSTM(2), name="bi")(inp)))
-    model.compile(optimizer="sgd", loss="mse")
+    seq = Sequential([fastdl.Input((4, 2)), L.Bidirectional(L.LSTM(2)), L.Dense(1)])
+    seq.set_weights(model.get_weights())
     before = model.get_weights()
-    with pytest.raises(NotImplementedError, match=r"layer 'bi' \(Bidirectional\) cannot be "
-                                                  r"trained inside a Functional model yet"):
-        model.fit(np.ones((2, 4, 2)), np.ones((2, 1)), verbose=0)
-    for w0, w1 in zip(before, model.get_weights()):
-        np.testing.assert_array_equal(w0, w1)
+    x = np.random.default_rng(0).normal(size=(2, 4, 2))
+    for m in (model, seq):
+        m.compile(optimizer="sgd", loss="mse")
+        m.fit(x, np.ones((2, 1)), epochs=2, verbose=0)
+    for w0, w1 in zip(seq.get_weights(), model.get_weights()):
+        np.testing.assert_allclose(w0, w1, rtol=1e-5, atol=1e-7)
+    assert all(not np.array_equal(w0, w1) for w0, w1 in zip(before, model.get_weights()))
 
 
 def test_summary_of_a_graph_has_keras_connected_to_column():

@@ -311,8 +311,7 @@ def test_fastdl_refuses_lambda_functional_and_unsupported_options(interop):
     out, _, _ = interop
     with pytest.raises(ModelFileError, match="Lambda"):
         load_model(out / "lambda.keras")
-    with pytest.raises(ModelFileError, match="refusing model class 'Functional'"):
-        load_model(out / "functional.keras")
+    assert type(load_model(out / "functional.keras")).__name__ == "Functional"  # loads now
     with pytest.raises(ModelFileError, match="lora_(rank|alpha)"):
         load_model(out / "lora.keras")
 

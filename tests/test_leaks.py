@@ -173,6 +173,13 @@ def _raw_calls():
     dye = f32(64, 30, 32)
     calls["embedding_forward"] = (lambda: _core.embedding_forward(table, ids), (table, ids))
     calls["embedding_backward"] = (lambda: _core.embedding_backward(dye, ids, 500), (dye, ids))
+    aq, ak, av = f32(8, 20, 4), f32(8, 30, 4), f32(8, 30, 6)
+    amask, adrop = rng.random((2, 20, 30)) < 0.8, f32(8, 20, 30)
+    calls["attention_forward"] = (lambda: _core.attention_forward(aq, ak, av, amask, adrop, 0.5,
+                                                                  True), (aq, ak, av, amask, adrop))
+    aout, aprobs = _core.attention_forward(aq, ak, av, amask, adrop, 0.5, True)
+    calls["attention_backward"] = (lambda: _core.attention_backward(aout, aq, ak, av, aprobs, adrop,
+                                                                    0.5), (aout, aq, ak, av, aprobs))
     g, m, v, vh = f32(70_000), f32(70_000), f32(70_000), f32(70_000)  # above the thread threshold
     calls["adam_update"] = (lambda: _core.adam_update(g, m, v, vh, 1e-3, 0.1, 1e-3, 1e-7),
                             (g, m, v, vh))

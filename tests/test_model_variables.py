@@ -68,6 +68,7 @@ def test_metrics_and_metrics_names_line_up_with_evaluate():
     y = np.zeros((4, 1), "float32")
     result = model.evaluate(x, y, verbose=0)
     assert model.metrics_names == ["loss", "mae", "root_mean_squared_error"]
-    assert [m.name for m in model.metrics] == model.metrics_names[1:]
+    assert [m.name for m in model.metrics] == model.metrics_names
+    assert model.metrics[0].result() == pytest.approx(result[0])   # the loss tracker
     assert dict(zip(model.metrics_names, result)) == pytest.approx(
         model.evaluate(x, y, verbose=0, return_dict=True))

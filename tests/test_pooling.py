@@ -37,7 +37,7 @@ def test_forward_sweep(rng, batch, channels, psize, strides, padding):
         assert y.dtype == np.float32 and am.dtype == np.int64 and y.shape == expect.shape
         np.testing.assert_array_equal(y, expect)
         np.testing.assert_array_equal(x.ravel()[am], y)  # argmax points at the maximum
-        y_only, none = _core.max_pool2d_forward(x, *pool._window(psize, strides, padding),
+        y_only, none = _core.max_pool2d_forward(x, **pool._window(psize, strides, padding),
                                                 need_argmax=False)
         assert none is None
         np.testing.assert_array_equal(y_only, y)  # the inference path: the same maxima

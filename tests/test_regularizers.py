@@ -44,7 +44,9 @@ def test_values_and_configs_match_keras(keras, rng, name, kwargs):
     x = rng.standard_normal((5, 3)).astype(np.float32)
     ours = getattr(regularizers, name)(**kwargs)
     theirs = getattr(keras.regularizers, name)(**kwargs)
-    assert ours(x) == pytest.approx(float(keras.ops.convert_to_numpy(theirs(x))), rel=1e-5)
+    # a backend tensor, as Keras's weights are (its NumPy path normalizes columns wrongly)
+    expect = float(keras.ops.convert_to_numpy(theirs(keras.ops.convert_to_tensor(x))))
+    assert ours(x) == pytest.approx(expect, rel=1e-5)
     mine, keras_form = regularizers.serialize(ours), keras.regularizers.serialize(theirs)
     # Keras keeps L1's factor as a float32 tensor: its config says 0.30000001192092896
     assert mine["config"] == pytest.approx(keras_form.pop("config"), rel=1e-7)
@@ -235,3 +237,139 @@ def test_fdl_round_trip_keeps_the_regularizers(rng, tmp_path):
     model(x)
     again(x)
     assert model.losses == again.losses
+
+
+# ---------------------------------------------------------------- OrthogonalRegularizer
+def _orthogonal_formula(x, factor, mode):
+    rows = x if mode == "rows" else x.T
+    u = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    n = len(rows)
+    gram = u @ u.T
+    return factor * 0.5 * (np.abs(gram).sum() - np.abs(np.diag(gram)).sum()) / (n * (n - 1) / 2)
+
+
+@pytest.mark.parametrize("mode", ["rows", "columns"])
+def test_orthogonal_regularizer_formula_and_gradient(rng, mode):
+    x = rng.standard_normal((4, 5))
+    reg = regularizers.OrthogonalRegularizer(0.3, mode=mode)
+    assert reg(x) == pytest.approx(_orthogonal_formula(x, 0.3, mode), rel=1e-12)
+    np.testing.assert_allclose(reg.gradient(x), numerical_gradient(lambda: reg(x), x),
+                               rtol=1e-5, atol=1e-9)
+    q = np.linalg.qr(rng.standard_normal((5, 5)))[0]   # orthogonal rows/columns: no penalty
+    scales = np.arange(1.0, 6.0)
+    assert reg(q * (scales[:, None] if mode == "rows" else scales)) == pytest.approx(0, abs=1e-14)
+    assert regularizers.orthogonal_regularizer is regularizers.OrthogonalRegularizer
+    assert regularizers.OrthogonalRegularizer()(x) == pytest.approx(
+        _orthogonal_formula(x, 0.01, "rows"))
+
+
+@pytest.mark.parametrize("mode", ["rows", "columns"])
+def test_orthogonal_regularizer_matches_keras(keras, rng, mode):
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    x[2] = 0.0   # a zero row (and, in columns mode, a zero entry): Keras's clamped normalization
+    ours = regularizers.OrthogonalRegularizer(0.2, mode)
+    theirs = keras.regularizers.OrthogonalRegularizer(0.2, mode)
+    # a backend tensor, as Keras's weights are (its NumPy path normalizes columns wrongly)
+    expect = float(keras.ops.convert_to_numpy(theirs(keras.ops.convert_to_tensor(x))))
+    assert ours(x) == pytest.approx(expect, rel=1e-5)
+    mine, keras_form = regularizers.serialize(ours), keras.regularizers.serialize(theirs)
+    # Keras keeps the factor as a float32 tensor: its config says 0.20000000298023224
+    assert mine["config"].pop("factor") == pytest.approx(keras_form["config"].pop("factor"))
+    assert mine == keras_form
+    back = regularizers.get(keras.regularizers.serialize(theirs))
+    assert type(back) is type(ours) and back.mode == mode
+    assert back.factor == pytest.approx(0.2)
+
+
+def test_orthogonal_regularizer_bad_arguments():
+    with pytest.raises(ValueError, match="mode"):
+        regularizers.OrthogonalRegularizer(mode="diagonal")
+    with pytest.raises(ValueError, match="factor"):
+        regularizers.OrthogonalRegularizer(factor=-1)
+    with pytest.raises(ValueError, match="rank 2"):
+        regularizers.OrthogonalRegularizer()(np.zeros((2, 3, 4)))
+
+
+def test_orthogonal_kernel_regularizer_trains_in_a_model(rng):
+    """As a kernel regularizer: the reported loss is data loss + penalty, and with only the
+    penalty (zero inputs, zero targets) training makes the kernel's 3 columns (in R^4, so
+    they can be orthogonal) much closer to orthogonal."""
+    __import__("fastdl").utils.set_random_seed(0)   # the initial kernel: a fixed start
+    reg = regularizers.OrthogonalRegularizer(1.0, mode="columns")
+    model = Sequential([layers.Input((4,)), layers.Dense(3, kernel_regularizer=reg,
+                                                         use_bias=False, dtype="float64")])
+    model.compile(__import__("fastdl").optimizers.SGD(0.5), "mse")
+    x, y = np.zeros((8, 4)), np.zeros((8, 3))
+    before = reg(model.get_weights()[0])
+    assert model.train_on_batch(x, y) == pytest.approx(before, rel=1e-12)
+    for _ in range(50):
+        model.train_on_batch(x, y)
+    assert reg(model.get_weights()[0]) < 0.25 * before   # (subgradient steps on |.|: no exact 0)
+
+
+# ---------------------------------------------------------------- activity outside Sequential
+def _activity_models(kind):
+    """The same two-layer model as Sequential and as ``kind`` (functional or subclassed),
+    with equal weights; activity penalties on both layers."""
+    import fastdl
+    from fastdl.models import Model
+
+    def make_layers():
+        return [layers.Dense(5, activation="tanh", dtype="float64",
+                             activity_regularizer=regularizers.L1L2(0.01, 0.02)),
+                layers.Dense(2, dtype="float64",
+                             activity_regularizer=regularizers.OrthogonalRegularizer(0.1))]
+    seq = Sequential([layers.Input((3,))] + make_layers())
+    first, second = make_layers()
+    if kind == "functional":
+        inp = fastdl.Input((3,), dtype="float64")
+        other = Model(inp, second(first(inp)))
+    else:
+        class TwoLayers(Model):
+            def __init__(self):
+                super().__init__()
+                self.first, self.second = first, second
+
+            def call(self, x):
+                return self.second(self.first(x))
+        other = TwoLayers()
+        other(np.zeros((1, 3)))
+    other.set_weights(seq.get_weights())
+    return seq, other
+
+
+@pytest.mark.parametrize("kind", ["functional", "subclassed"])
+def test_activity_regularizers_train_outside_sequential(rng, kind):
+    """Regression (they were refused): a functional or subclassed model reports the activity
+    penalties in model.losses and the loss, and trains on their gradients exactly as the
+    Sequential model does."""
+    seq, other = _activity_models(kind)
+    # float32 values: a subclassed model converts its input to float32 (exact for these)
+    x = rng.standard_normal((6, 3)).astype(np.float32).astype(np.float64)
+    y = rng.standard_normal((6, 2))
+    for model in (seq, other):
+        model.compile(__import__("fastdl").optimizers.SGD(0.5), "mse")
+    for _ in range(3):
+        np.testing.assert_allclose(other.train_on_batch(x, y), seq.train_on_batch(x, y),
+                                   rtol=1e-12)
+    for a, b in zip(other.get_weights(), seq.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    other(x), seq(x)
+    assert len(other.losses) == 2
+    np.testing.assert_allclose(other.losses, seq.losses, rtol=1e-12)
+
+
+def test_activity_gradients_outside_sequential_central_differences(rng):
+    """The functional model's training gradients are those of data loss + penalties."""
+    seq, model = _activity_models("functional")
+    model.compile("sgd", "mse")
+    x, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    trainable, weights = model._training_state()
+    y_pred, state = model._train_forward(x)
+    _, dy = model.loss.forward_backward(y, y_pred, None)
+    grads = model._train_backward(state, dy, trainable)
+
+    def total():
+        return model.loss(y, model._forward(x, True)) + model._regularization_loss()
+    for w, g in zip(weights, grads):
+        np.testing.assert_allclose(g, numerical_gradient(total, w), rtol=1e-5, atol=1e-8)

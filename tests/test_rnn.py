@@ -495,10 +495,10 @@ def test_hyperparameter_validation(cls):
             cls(bad)
     with pytest.raises(ValueError, match=r"dropout.*Received: dropout=1.0"):
         cls(3, dropout=1.0)
-    with pytest.raises(ValueError, match="recurrent_dropout is not supported"):
-        cls(3, recurrent_dropout=0.2)
-    with pytest.raises(ValueError, match="stateful=True is not supported"):
-        cls(3, stateful=True)
+    with pytest.raises(ValueError, match=r"recurrent_dropout.*Received: recurrent_dropout=1.0"):
+        cls(3, recurrent_dropout=1.0)
+    with pytest.raises(TypeError, match="stateful must be a bool. Received: stateful='yes'"):
+        cls(3, stateful="yes")
     with pytest.raises(ValueError, match="activation"):
         cls(3, activation="elu")
     with pytest.raises(ValueError, match="non_negative"):
@@ -644,6 +644,138 @@ def test_dropout_drops_features_for_all_timesteps():
     dx = seq.backward(np.ones_like(ys))
     np.testing.assert_array_equal(dx != 0, ys != 0)
     np.testing.assert_allclose(dx[dx != 0], 2.0)
+
+
+# ---------------------------------------------------------------------------- recurrent dropout
+def _recurrent_mask(rng, n, gates, u, rate=0.4):
+    return (rng.random((n, gates, u)) >= rate) / (1 - rate)
+
+
+def _masked_reference(cell, x, k, r, b, states, mask, extra, rs, gb, rmask):
+    if cell == "simple_rnn":
+        return ref.simple_rnn(x, k, r, b, states[0], mask, "tanh", rs, gb,
+                              recurrent_mask=rmask)
+    if cell == "lstm":
+        return ref.lstm(x, k, r, b, states[0], states[1], mask, rs, gb, recurrent_mask=rmask)
+    return ref.gru(x, k, r, b, states[0], mask, extra["reset_after"], rs, gb,
+                   recurrent_mask=rmask)
+
+
+@pytest.mark.parametrize("cell,extra", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_recurrent_dropout_kernels_match_the_masked_cell_loop(cell, extra, masked, dtype):
+    """The C++ kernels with a recurrent mask against the float64 cells of Keras's
+    implementation=1 (one mask per sample and gate on h_prev), forward and BPTT (the BPTT by
+    central differences of the same reference with the mask fixed)."""
+    rng = np.random.default_rng(40)
+    n, t, f, u, g = 5, 4, 3, 9, GATES[cell]   # u = 9: per-gate blocks off the tile edges
+    x = rng.standard_normal((n, t, f))
+    k, r, b = _weights(rng, cell, f, u, **extra)
+    states = [rng.standard_normal((n, u)) for _ in range(rnn_ops.num_states(cell))]
+    mask = _mask(rng, n, t) if masked else None
+    rmask = _recurrent_mask(rng, n, g, u)
+    kw = {"reset_after": extra["reset_after"]} if cell == "gru" else {}
+    c = lambda a: a.astype(dtype)  # noqa: E731
+    y, final, tape = rnn_ops.rnn_forward(cell, c(x), c(k), c(r), c(b), [c(s) for s in states],
+                                         mask, return_sequences=True, training=True,
+                                         recurrent_mask=c(rmask), **kw)
+    y_ref, final_ref = _masked_reference(cell, x, k, r, b, states, mask, extra, True, False,
+                                         rmask)
+    tol = 1e-12 if dtype == "float64" else 2e-5
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
+    for a, e in zip(final, final_ref):
+        np.testing.assert_allclose(a, e, rtol=tol, atol=tol)
+    if dtype == "float32":
+        return
+    dy = rng.standard_normal(y.shape)
+    dx, dk, dr, db, d0 = rnn_ops.rnn_backward(tape, dy)
+
+    def loss():
+        return float(np.sum(_masked_reference(cell, x, k, r, b, states, mask, extra, True,
+                                              False, rmask)[0] * dy))
+
+    for got, arr, name in [(dx, x, "x"), (dk, k, "kernel"), (dr, r, "recurrent"),
+                           (db, b, "bias")] + [(d, s, "state") for d, s in zip(d0, states)]:
+        np.testing.assert_allclose(got, numerical_gradient(loss, arr), rtol=1e-6, atol=1e-8,
+                                   err_msg=name)
+
+
+@pytest.mark.parametrize("cls", [layers.SimpleRNN, layers.LSTM, layers.GRU])
+def test_recurrent_dropout_layer_is_training_only_and_seeded(cls):
+    x = np.random.default_rng(41).standard_normal((6, 5, 3))
+    make = lambda: cls(4, recurrent_dropout=0.5, seed=7, return_sequences=True,  # noqa: E731
+                       dtype="float64")
+    a, b, plain = make(), make(), cls(4, return_sequences=True, dtype="float64")
+    for layer in (a, b, plain):
+        layer(x)
+    b.set_weights(a.get_weights())
+    plain.set_weights(a.get_weights())
+    np.testing.assert_array_equal(a(x), plain(x))                       # inference: no mask
+    ya = a(x, training=True)
+    rmask = a._tape.recurrent_mask      # one mask per sample and gate, kept 1 / (1 - 0.5)
+    assert rmask.shape == (6, a._gates, 4) and set(np.unique(rmask)) == {0.0, 2.0}
+    k, r, bias = a.get_weights()
+    states = [np.zeros((6, 4))] * rnn_ops.num_states(a._cell)
+    extra = {"reset_after": True} if a._cell == "gru" else {}
+    y_ref = _masked_reference(a._cell, x, k, r, bias, states, None, extra, True, False, rmask)[0]
+    np.testing.assert_allclose(ya, y_ref, rtol=1e-12, atol=1e-12)
+    dy = np.random.default_rng(42).standard_normal(ya.shape)
+    dx = a.backward(dy)
+    a._tape = None   # a backward without the cache replays the call, with the same masks
+    np.testing.assert_allclose(a.backward(dy), dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(ya, b(x, training=True))              # same seed, same mask
+    assert not np.allclose(ya, plain(x))
+    assert not np.array_equal(ya, a(x, training=True))                  # a new mask per call
+
+
+@pytest.mark.parametrize("cls, reset_after", [(layers.LSTM, None), (layers.GRU, True),
+                                               (layers.GRU, False)])
+def test_input_and_recurrent_dropout_use_per_gate_input_masks(cls, reset_after):
+    """With both dropouts Keras draws one input mask per gate (implementation=1): the layer's
+    output and gradients against the reference cells given the masks it drew (central
+    differences of the reference for dx and the kernel)."""
+    rng = np.random.default_rng(43)
+    x = rng.standard_normal((4, 3, 2))
+    kw = {} if reset_after is None else {"reset_after": reset_after}
+    layer = cls(3, dropout=0.3, recurrent_dropout=0.4, seed=1, return_sequences=True,
+                dtype="float64", **kw)
+    layer(x)
+    layer.set_weights([rng.standard_normal(w.shape) * 0.6 for w in layer.get_weights()])
+    y = layer(x, training=True)
+    in_mask, rec_mask = layer._dropout_mask, layer._tape.recurrent_mask
+    assert in_mask.shape == (4, layer._gates, 2)
+    k, r, b = layer.get_weights()
+
+    def reference():
+        if cls is layers.LSTM:
+            return ref.lstm(x, k, r, b, return_sequences=True, recurrent_mask=rec_mask,
+                            input_mask=in_mask)[0]
+        return ref.gru(x, k, r, b, reset_after=reset_after, return_sequences=True,
+                       recurrent_mask=rec_mask, input_mask=in_mask)[0]
+
+    np.testing.assert_allclose(y, reference(), rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+
+    def loss():
+        return float(np.sum(reference() * dy))
+
+    np.testing.assert_allclose(dx, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(layer.grads[0], numerical_gradient(loss, k), rtol=1e-6, atol=1e-8)
+
+
+def test_recurrent_dropout_kernel_checks_the_mask_first():
+    x, k, r = np.zeros((2, 3, 4)), np.zeros((4, 20)), np.zeros((5, 20))
+    with pytest.raises(ValueError, match=r"lstm_forward: recurrent_mask must have shape "
+                                         r"\(2, 4, 5\)"):
+        _core.lstm_forward(x, k, r, recurrent_mask=np.ones((2, 1, 5)))
+    with pytest.raises(TypeError, match="recurrent_mask must be None or a C-contiguous float64"):
+        _core.lstm_forward(x, k, r, recurrent_mask=np.ones((2, 4, 5), np.float32))
+    y, h, c, cache = _core.lstm_forward(x, k, r, training=True)
+    with pytest.raises(ValueError, match=r"lstm_backward: recurrent_mask must have shape"):
+        _core.lstm_backward(np.zeros((2, 5)), None, None, x, k, r, None, cache,
+                            recurrent_mask=np.ones((2, 5)))
 
 
 def test_backward_after_an_inference_call():

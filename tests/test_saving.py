@@ -676,7 +676,8 @@ def _with_layer_config(header, index, **changes):
     ({"class_name": "Dense", "registered_name": "evil>Payload"}, "refusing custom class "
                                                                 "'evil>Payload'"),
     ({"class_name": ["Dense"]}, "invalid 'class_name'"),
-    ({"class_name": "Sequential"}, "unknown layer class 'Sequential'"),
+    ({"class_name": "Sequential"}, "layer 0 (nested Sequential): the Sequential config has no "
+                                   "'layers' list"),
 ])
 def test_only_registered_classes_load(tmp_path, parts, changes, pattern):
     header, payload = parts
@@ -716,8 +717,8 @@ def test_conv_kernel_size_zero_is_refused(tmp_path):
 def test_model_level_rejections(tmp_path, parts):
     header, payload = parts
     h = json.loads(json.dumps(header))
-    h["model_config"]["class_name"] = "Functional"
-    assert "Sequential models only" in _load_blob(tmp_path, pack(h, payload))
+    h["model_config"]["class_name"] = "Evil"
+    assert "unknown layer class 'Evil'" in _load_blob(tmp_path, pack(h, payload))
     h = json.loads(json.dumps(header))
     h["model_config"]["config"]["layers"] = "all of them"
     assert "'layers' list" in _load_blob(tmp_path, pack(h, payload))

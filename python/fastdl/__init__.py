@@ -22,6 +22,9 @@ _SUBMODULES = {
     "initializers", "keras", "layers", "losses", "math", "metrics", "models", "nn", "ops",
     "optimizers", "plot", "random", "regularizers", "saving", "utils",
 }
+# Keras submodules that TensorFlow's top level lacks, for ``import fastdl as keras`` (e.g.
+# ``keras.backend.clear_session()``, ``keras.preprocessing.sequence.pad_sequences``)
+_KERAS_SUBMODULES = {"backend", "preprocessing"}
 _ATTRIBUTES = {  # public name -> module that defines it
     "Sequential": "fastdl.models",
     "Model": "fastdl.models",
@@ -84,6 +87,8 @@ def build_info():
 def __getattr__(name):
     if name in _SUBMODULES:
         return _importlib.import_module(f"fastdl.{name}")
+    if name in _KERAS_SUBMODULES:
+        return _importlib.import_module(f"fastdl.keras.{name}")
     if name in _ATTRIBUTES:
         return getattr(_importlib.import_module(_ATTRIBUTES[name]), name)
     from fastdl._missing import not_provided
@@ -91,4 +96,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | _SUBMODULES | set(_ATTRIBUTES))
+    return sorted(set(globals()) | _SUBMODULES | _KERAS_SUBMODULES | set(_ATTRIBUTES))

@@ -62,30 +62,20 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         visualization wrappers
     """,
     "keras.layers": """
-        ActivityRegularization AdaptiveAveragePooling1D AdaptiveAveragePooling2D
+        AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
-        AdditiveAttention AlphaDropout Attention AugMix AutoContrast AveragePooling3D AvgPool3D
-        CategoryEncoding CenterCrop ContrastLimitedAdaptiveHistogramEqualization Conv1DTranspose
-        Conv2DTranspose Conv3D Conv3DTranspose ConvLSTM1D ConvLSTM2D ConvLSTM3D
-        Convolution1DTranspose Convolution2DTranspose Convolution3D Convolution3DTranspose
-        Cropping3D CutMix DepthwiseConv1D DepthwiseConv2D Discretization EinsumDense
-        Equalization FlaxLayer GRUCell GaussianDropout GaussianNoise GlobalAveragePooling3D
-        GlobalAvgPool3D GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing
-        Hashing Identity IntegerLookup JaxLayer LSTMCell Masking MaxNumBoundingBoxes MaxPool3D
-        MaxPooling3D MelSpectrogram MixUp MultiHeadAttention Normalization Permute Pipeline
-        RMSNormalization RNN RandAugment RandomBrightness RandomColorDegeneration
-        RandomColorJitter RandomContrast RandomCrop RandomElasticTransform RandomErasing
-        RandomFlip RandomGaussianBlur RandomGrayscale RandomHue RandomInvert RandomPerspective
-        RandomPosterization RandomRotation RandomSaturation RandomSharpness RandomShear
-        RandomTranslation RandomZoom Rescaling Resizing ReversibleEmbedding STFTSpectrogram
-        SeparableConv1D SeparableConv2D SeparableConvolution1D SeparableConvolution2D
-        SimpleRNNCell Solarization SpatialDropout1D SpatialDropout2D SpatialDropout3D
-        SpectralNormalization StackedRNNCells StringLookup TFSMLayer TextVectorization
-        TimeDistributed TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D deserialize
-        serialize
-    """,
-    "keras.regularizers": """
-        OrthogonalRegularizer orthogonal_regularizer
+        AugMix AutoContrast AveragePooling3D AvgPool3D
+        ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose ConvLSTM1D
+        ConvLSTM2D ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
+        EinsumDense Equalization FlaxLayer GlobalAveragePooling3D GlobalAvgPool3D
+        GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing Hashing JaxLayer
+        MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp Pipeline
+        RMSNormalization RandAugment RandomColorDegeneration RandomColorJitter
+        RandomElasticTransform RandomErasing RandomGaussianBlur RandomGrayscale RandomHue
+        RandomInvert RandomPerspective RandomPosterization RandomSaturation RandomSharpness
+        RandomShear ReversibleEmbedding STFTSpectrogram Solarization SpatialDropout3D
+        SpectralNormalization TFSMLayer TorchModuleWrapper UpSampling3D Wrapper ZeroPadding3D
+        deserialize serialize
     """,
     "keras.losses": """
         CTC CategoricalGeneralizedCrossEntropy Circle categorical_generalized_cross_entropy
@@ -107,15 +97,15 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "OrbaxCheckpoint RemoteMonitor",
     "keras.utils": """
-        Config CustomObjectScope FeatureSpace
-        audio_dataset_from_directory bounding_boxes clear_session custom_object_scope
-        deserialize_keras_object disable_interactive_logging enable_interactive_logging
-        get_custom_objects get_registered_name get_registered_object get_source_inputs
+        Config FeatureSpace
+        audio_dataset_from_directory bounding_boxes clear_session
+        disable_interactive_logging enable_interactive_logging
+        get_source_inputs
         is_interactive_logging_enabled is_keras_tensor legacy
-        register_keras_serializable serialize_keras_object standardize_dtype
+        standardize_dtype
     """,
     "keras.preprocessing.image": "smart_resize",
-    "keras.models": "clone_model model_from_json save_model",
+    "keras.models": "save_model",
     "keras.initializers": """
         Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
         glorot_normal glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform
@@ -126,11 +116,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         celu glu hard_shrink hard_tanh log_sigmoid soft_shrink sparse_plus sparse_sigmoid
         sparsemax squareplus tanh_shrink threshold
     """,
-    "keras.saving": """
-        CustomObjectScope KerasFileEditor custom_object_scope deserialize_keras_object
-        get_custom_objects get_registered_name get_registered_object register_keras_serializable
-        serialize_keras_object
-    """,
+    "keras.saving": "KerasFileEditor",
 }.items()}
 
 # Attributes of Keras 3's Layer and Model (not the torch backend's Module names) that fastdl's
@@ -141,17 +127,15 @@ LAYER_ATTRIBUTES = frozenset("""
     save_own_variables load_own_variables metrics_variables rematerialized_call
 """.split())
 MODEL_ATTRIBUTES = frozenset("""
-    compute_loss compute_metrics train_step test_step predict_step make_train_function
-    make_test_function make_predict_function get_compile_config compile_from_config export
+    make_train_function make_test_function make_predict_function get_compile_config
+    compile_from_config export
     get_state_tree set_state_tree stateless_compute_loss steps_per_execution
-    distribute_strategy to_json
+    distribute_strategy
 """.split())
 ATTRIBUTE_ALTERNATIVES = {
-    "train_step": "fit runs fastdl's own step; write the loop with GradientTape and "
-                  "optimizer.apply_gradients for a custom one",
-    "test_step": "evaluate runs fastdl's own step",
-    "predict_step": "predict runs fastdl's own step",
-    "compute_loss": "call the compiled loss: model.loss(y, y_pred), plus sum(model.losses)",
+    **{name: "fit, evaluate and predict call train_step, test_step and predict_step: "
+             "override those" for name in ("make_train_function", "make_test_function",
+                                           "make_predict_function")},
     "export": "model.save('m.keras') writes Keras 3's format",
     "add_loss": "regularizers (kernel_regularizer=..., activity_regularizer=...) add to the "
                 "loss",
@@ -183,8 +167,6 @@ class MissingAttribute(AttributeError):
         return message
 
 
-_PREPROCESS = "preprocess the NumPy arrays before fit"
-_AUGMENT = "augment the NumPy arrays before fit (fastdl has no preprocessing layers)"
 _LOSS_FN = "pass the name instead, as in metrics=['{name}']"
 _INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from "
             "keras.initializers")
@@ -204,22 +186,12 @@ ALTERNATIVES = {
     "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
     "keras.version": "fastdl.__version__",
     # keras.layers
-    **{f"keras.layers.{n}": "use the LSTM, GRU or SimpleRNN layers (return_sequences=True to "
-       "stack them)" for n in "RNN LSTMCell GRUCell SimpleRNNCell StackedRNNCells".split()},
     "keras.layers.RMSNormalization": ("BatchNormalization, LayerNormalization, "
                                       "GroupNormalization and UnitNormalization are available"),
-    **{f"keras.layers.{n}": "Dropout is available" for n in (
-        "SpatialDropout1D SpatialDropout2D SpatialDropout3D GaussianDropout GaussianNoise "
-        "AlphaDropout").split()},
-    **{f"keras.layers.{n}": _AUGMENT for n in (
-        "RandomFlip RandomRotation RandomZoom RandomTranslation RandomCrop RandomContrast "
-        "RandomBrightness").split()},
-    "keras.layers.Normalization": _PREPROCESS + ": x = (x - x.mean(axis=0)) / x.std(axis=0)",
-    "keras.layers.Rescaling": _PREPROCESS + ", e.g. x = x / 255.0",
-    "keras.layers.TextVectorization": ("map the words to integer ids yourself, then "
-                                       "keras.utils.pad_sequences and an Embedding layer"),
-    "keras.layers.Masking": "Embedding(..., mask_zero=True) masks padded time steps",
-    "keras.layers.TimeDistributed": "Dense already applies to the last axis of a 3-D input",
+    "keras.layers.SpatialDropout3D": "SpatialDropout1D and SpatialDropout2D are available",
+    "keras.layers.Hashing": ("Keras hashes with FarmHash Fingerprint64, which fastdl does not "
+                             "reproduce; StringLookup/IntegerLookup with a vocabulary (or "
+                             "adapt) map values to ids"),
     # keras.losses / metrics / optimizers / callbacks
     **{f"keras.metrics.{n}": _LOSS_FN.format(name=n) for n in (
         "mean_squared_error mean_absolute_error mean_absolute_percentage_error "

@@ -9,6 +9,8 @@ collects the nodes between them in topological order; :class:`Functional` runs t
 so a GradientTape differentiates the graph (each built-in layer call is one primitive with its
 own saved cache: a layer shared by several nodes is differentiated per call).
 """
+import inspect
+
 import numpy as np
 
 from fastdl.layers.base import InputLayer, Layer, shape_str
@@ -17,15 +19,19 @@ from fastdl.tensor.tensor import Tensor, as_dtype
 
 
 class Node:
-    """One call in a graph: ``fn(*args, **kwargs)`` with KerasTensors inside ``args``."""
-    __slots__ = ("layer", "fn", "args", "kwargs", "outputs")
+    """One call in a graph: ``fn(*args, **kwargs)`` with KerasTensors inside ``args``. An op
+    node (no layer) keeps the op's ``name`` and whether it is a KerasTensor ``operator``
+    (``x + y`` is ``"add"``, ``2 - x`` is ``"rsub"``), which saving maps to Keras's op classes."""
+    __slots__ = ("layer", "fn", "args", "kwargs", "outputs", "name", "operator")
 
-    def __init__(self, layer, fn, args, kwargs):
+    def __init__(self, layer, fn, args, kwargs, name=None, operator=False):
         self.layer, self.fn, self.args, self.kwargs = layer, fn, args, kwargs
+        self.name, self.operator = name, operator
         self.outputs = []
 
     def inputs(self):
-        return _flatten([self.args, self.kwargs])
+        """The KerasTensors among the arguments (not flags such as ``use_causal_mask=True``)."""
+        return [t for t in _flatten([self.args, self.kwargs]) if isinstance(t, KerasTensor)]
 
 
 class KerasTensor:
@@ -69,7 +75,7 @@ def _symbolic_operator(name):
         from fastdl.tensor.tensor import OPERATORS
         import fastdl.ops  # noqa: F401  (binds OPERATORS)
         op = OPERATORS[name]
-        return symbolic_op(lambda *a: op(*a), (self, *args), name.strip("_"))
+        return symbolic_op(lambda *a: op(*a), (self, *args), name.strip("_"), operator=True)
     method.__name__ = name
     return method
 
@@ -175,7 +181,7 @@ def symbolic_call(layer, x, kwargs):
         single = len(specs) == 1
     else:
         try:
-            specs = _run_on_dummies(lambda a: layer(a, training=False, **kwargs), (x,), {})
+            specs = _run_on_dummies(lambda a, **kw: layer(a, training=False, **kw), (x,), kwargs)
         except (ValueError, TypeError) as e:
             raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) cannot be called "
                              f"on symbolic inputs of shape {_shapes(x)}: {e}") from e
@@ -188,7 +194,7 @@ def symbolic_call(layer, x, kwargs):
     return outs[0] if single else outs
 
 
-def symbolic_op(fn, args, name, kwargs=None):
+def symbolic_op(fn, args, name, kwargs=None, operator=False):
     """An op on KerasTensors (``x + y``, ``x[:, 0]``, ``ops.mean(x, axis=1)``): a node that
     runs ``fn`` on Tensors."""
     kwargs = kwargs or {}
@@ -197,7 +203,7 @@ def symbolic_op(fn, args, name, kwargs=None):
     except (ValueError, TypeError, IndexError) as e:
         raise ValueError(f"{name} cannot be applied to symbolic inputs of shapes "
                          f"{_shapes(list(args))}: {e}") from e
-    node = Node(None, fn, args, kwargs)
+    node = Node(None, fn, args, kwargs, name, operator)
     outs = [KerasTensor(s, d, name=name, node=node) for s, d in specs]
     node.outputs = outs
     return outs[0] if len(outs) == 1 else outs
@@ -317,8 +323,8 @@ class Functional(Model):
         """The graph on ``inputs`` (Tensors give Tensors, arrays give arrays)."""
         from fastdl.models import _has_tensor
         if _has_tensor(inputs):
-            return self._call_tensors(inputs, training)
-        return _values(self._call_tensors(_as_tensors(inputs), training))
+            return self._pack(self._call_tensors(inputs, training))
+        return self._pack(_values(self._call_tensors(_as_tensors(inputs), training)))
 
     def _feed(self, x):
         """The inputs' values keyed by KerasTensor id, from ``x`` in the inputs' structure."""
@@ -406,12 +412,42 @@ class Functional(Model):
             if layer is not None:
                 if mask is not None:
                     kwargs["mask"] = mask
+                for k, t in node.kwargs.items():   # MultiHeadAttention(q, value=v): value_mask
+                    if isinstance(t, KerasTensor) and masks.get(id(t)) is not None and \
+                            kwargs.get(f"{k}_mask") is None and f"{k}_mask" in \
+                            inspect.signature(type(layer).call).parameters:
+                        kwargs[f"{k}_mask"] = masks[id(t)]
                 out = layer(*args, training=training, **kwargs)
             else:
                 out = node.fn(*args, **kwargs)
             for t, v in zip(node.outputs, _flatten(out)):
                 values[id(t)] = v
+        if self._dict_outputs():   # the engine works on the flat list; _pack gives users the dict
+            return [values[id(t)] for t in self._outputs_flat]
         return _map(lambda t: values[id(t)], self._outputs_struct)
+
+    def _dict_outputs(self):
+        """Whether ``outputs`` was a dict of single outputs ``{name: tensor}`` (Keras names the
+        outputs by its keys)."""
+        return isinstance(self._outputs_struct, dict) and all(
+            isinstance(t, KerasTensor) for t in self._outputs_struct.values())
+
+    def _pack(self, out):
+        """The outputs as the user gave them: a dict again when ``outputs`` was one."""
+        if self._dict_outputs() and isinstance(out, list):
+            return dict(zip(self._outputs_struct, out))
+        return out
+
+    def __call__(self, x, training=False, mask=None):
+        return self._pack(Model.__call__(self, x, training=training, mask=mask))
+
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """``Model.predict``; a dict keyed as ``outputs`` when that was a dict."""
+        return self._pack(Model.predict(self, x, batch_size=batch_size, verbose=verbose,
+                                        steps=steps, callbacks=callbacks))
+
+    def predict_on_batch(self, x):
+        return self._pack(Model.predict_on_batch(self, x))
 
     def _convert_x(self, x, what="x"):
         if x is None:
@@ -441,6 +477,8 @@ class Functional(Model):
         return len(self._outputs_flat)
 
     def _output_names(self):
+        if self._dict_outputs():
+            return list(self._outputs_struct)
         return [t._node.layer.name if t._node is not None and t._node.layer is not None
                 else t.name for t in self._outputs_flat]
 
@@ -484,10 +522,10 @@ class Functional(Model):
         return _values(self._call_tensors(_as_tensors(x), training, fuse))
 
     def get_config(self):
-        raise NotImplementedError(
-            f"Model {self.name!r} is a functional model: its config (and saving it with "
-            "model.save) is not implemented yet; save_weights/load_weights are not either. "
-            "Sequential models save and load.")
+        """Keras's Functional config: ``name``, ``trainable``, ``layers`` (each with its
+        ``inbound_nodes``), ``input_layers``, ``output_layers`` (fastdl.saving.graph)."""
+        from fastdl.saving import common
+        return common.model_config(self)["config"]
 
     def __repr__(self):
         return f"<Functional name={self.name}, layers={len(self._layers)}>"

@@ -186,6 +186,11 @@ class Metric:
         self.__dict__.setdefault("_state_variables", []).append((variable, value.copy()))
         return variable
 
+    def add_variable(self, shape, initializer, dtype=None, aggregation="sum", name=None):
+        """Keras 3's name for ``add_weight`` (custom metrics written for Keras 3 call this)."""
+        return self.add_weight(shape=shape, initializer=initializer, dtype=dtype,
+                               aggregation=aggregation, name=name)
+
     @property
     def variables(self):
         return [v for v, _ in self.__dict__.get("_state_variables", [])]

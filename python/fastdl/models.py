@@ -13,7 +13,8 @@ import weakref
 import numpy as np
 
 from fastdl.data.adapters import (RAN_OUT, ArrayBatches, SourceBatches, is_batch_source,
-                                  source_name)
+                                  pack_x_y_sample_weight, source_name,
+                                  unpack_x_y_sample_weight)
 from fastdl.layers.base import InputLayer, Layer, shape_str, unique_name
 from fastdl.tensor.tape import recording
 from fastdl.tensor.tensor import Tensor
@@ -34,6 +35,7 @@ class Model(Layer):
     implements them with a GradientTape over ``_call_tensors`` (the model run on Tensors);
     Sequential overrides them with its chain of layer forward/backward calls.
     """
+    _tracks_attribute_layers = False   # a model's layers: _layers (models._tracked_layers)
 
     def __new__(cls, *args, **kwargs):
         if cls is Model and (args or "inputs" in kwargs or "outputs" in kwargs):
@@ -173,7 +175,7 @@ class Model(Layer):
         from fastdl import metrics as metrics_module
         from fastdl import optimizers as optimizers_module
 
-        if loss is None:
+        if loss is None and not self._overrides("train_step"):
             raise ValueError("compile needs a loss, e.g. loss='mse' or "
                              "loss='sparse_categorical_crossentropy'")
         n_outputs = self._output_count()
@@ -192,7 +194,9 @@ class Model(Layer):
             raise ValueError(f"steps_per_execution must be a positive int or 'auto'. Received: "
                              f"steps_per_execution={steps_per_execution!r}")
         self.optimizer = optimizers_module.get(optimizer)
-        if n_outputs == 1:
+        if loss is None:            # a model with its own train_step computes its loss there
+            self.loss = None
+        elif n_outputs == 1:
             self.loss = losses_module.get(loss)
         else:
             from fastdl.functional import MultiOutputLoss
@@ -360,7 +364,10 @@ class Model(Layer):
     # model run on Tensors, differentiated by a GradientTape; built-in layers are one primitive
     # each with a per-call cache, so a layer called several times is differentiated correctly.
     def _convert_x(self, x, what="x"):
-        return _as_model_input(x, self, what)
+        x = _as_model_input(x, self, what)
+        if self._build_input_shape is None:  # saving rebuilds the model with it (build_config)
+            self._build_input_shape = (None,) + x.shape[1:]
+        return x
 
     def _forward(self, x, training, fuse=False):
         return _values(self._call_tensors(_as_tensors(x), training))
@@ -381,22 +388,31 @@ class Model(Layer):
     def _train_forward(self, x):
         """(y_pred as arrays, the state ``_train_backward`` needs)."""
         from fastdl.ops import GradientTape   # (loading fastdl.ops binds the operators)
+        from fastdl.ops.layers import collect_activity
         tape = GradientTape()
-        with tape:
+        with tape, collect_activity() as activity:
             y = self._call_tensors(_as_tensors(x), True)
         flat = y if isinstance(y, (list, tuple)) else [y]
         for t in flat:
             if not isinstance(t, Tensor):
                 raise TypeError(f"Model {self.name!r}: call() must return fastdl Tensors to be "
                                 f"trained with fit, received {type(t).__name__}")
-        return _values(y), (tape, y)
+        return _values(y), (tape, y, activity)
 
     def _train_backward(self, state, dy, trainable):
-        """The gradients of the trainable layers' weights, in ``_trainable_state`` order."""
+        """The gradients of the trainable layers' weights, in ``_trainable_state`` order; the
+        activity penalties' gradients enter at the outputs of their layers."""
         from fastdl.ops.layers import layer_variables
-        tape, y = state
+        tape, y, activity = state
+        targets, seeds = [y], [dy]
+        for layer, out in activity.items():
+            v = out._value
+            targets.append(out)
+            seeds.append(layer.activity_regularizer.gradient(v) / max(v.shape[0] if v.ndim
+                                                                      else 1, 1))
         sources = [v for layer in trainable for v in layer_variables(layer)]
-        grads = tape.gradient(y, sources, output_gradients=dy, unconnected_gradients="zero")
+        grads = tape.gradient(targets, sources, output_gradients=seeds,
+                              unconnected_gradients="zero")
         grads = [g._value for g in grads]
         entries = [w for layer in trainable for w in layer._weight_entries() if w.trainable]
         return [g + w.regularizer.gradient(w.value).astype(g.dtype, copy=False)
@@ -405,13 +421,15 @@ class Model(Layer):
     def _trainable_state(self):
         """(the layers whose weights train, their trainable weights in order)."""
         for layer in _leaf_layers(self):
-            if layer.activity_regularizer is not None:
+            if layer.activity_regularizer is not None and layer._tape_only:
                 raise NotImplementedError(
-                    f"layer {layer.name!r} has an activity_regularizer, which fastdl applies "
-                    f"in Sequential models only so far, not in a {type(self).__name__} model")
+                    f"layer {layer.name!r} ({type(layer).__name__}) has an "
+                    "activity_regularizer, which fastdl applies to built-in layers only so far "
+                    f"in a {type(self).__name__} model")
         trainable = [l for l in _leaf_layers(self) if l.trainable and l.trainable_weights]
         for layer in trainable:
-            if type(layer).__call__ is not Layer.__call__ and not layer._primitive_call:
+            if type(layer).__call__ is not Layer.__call__ and not (layer._primitive_call
+                                                                   or layer._tape_only):
                 raise NotImplementedError(
                     f"layer {layer.name!r} ({type(layer).__name__}) cannot be trained inside a "
                     f"{type(self).__name__} model yet: it is not a GradientTape primitive. "
@@ -457,7 +475,15 @@ class Model(Layer):
         """Check y and the loss on one sample before anything changes state."""
         if len(x) == 0:
             return
-        y_pred = self._forward(x[:1], False)
+        # one sample must not touch the states (nor the batch size) of stateful RNNs
+        stateful = [l for l in _leaf_layers(self) if getattr(l, "stateful", False)]
+        for layer in stateful:
+            layer.stateful = False
+        try:
+            y_pred = self._forward(x[:1], False)
+        finally:
+            for layer in stateful:
+                layer.stateful = True
         self.loss.forward_backward(y[:1], y_pred, None if sw is None else sw[:1])
         for m in self.compiled_metrics:
             probe = type(m).from_config(m.get_config()) if hasattr(m, "get_config") else None
@@ -485,6 +511,11 @@ class Model(Layer):
         Keras's eager train step); the optimizer must already know a layer unfrozen this way.
         """
         self._check_compiled("fit")
+        if self._overrides("train_step"):
+            return self._fit_custom(x, y, batch_size, epochs, verbose, callbacks,
+                                    validation_split, validation_data, shuffle, sample_weight,
+                                    initial_epoch, steps_per_epoch, validation_steps,
+                                    validation_batch_size, validation_freq)
         source = is_batch_source(x)
         if source:
             self._check_source_arguments(x, y=y, sample_weight=sample_weight,
@@ -629,8 +660,180 @@ class Model(Layer):
             self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.on_train_end(logs)
 
+    # ------------------------------------------------------------------ custom steps
+    # Keras's "customizing fit": a subclass may override train_step / test_step / predict_step
+    # (written with a GradientTape, self.compute_loss, self.optimizer.apply and self.metrics).
+    # fit, evaluate and predict then call them once per batch with the batch as Keras packs it
+    # (x, (x, y) or (x, y, sample_weight)) and report the dicts they return.
+    def _overrides(self, step):
+        return getattr(type(self), step) is not getattr(Model, step)
+
+    def train_step(self, data):
+        """One training step on ``data`` (``x``, ``(x, y)`` or ``(x, y, sample_weight)``):
+        fastdl's fused step; returns the logs (loss and metrics so far). Override it to
+        customize ``fit``."""
+        x, y, sw = unpack_x_y_sample_weight(data)
+        self._require_loss("train_step")
+        x = self._convert_x(x)
+        y = self._convert_y(y, len(x))
+        sw = self._convert_sample_weight(sw, len(x))
+        trainable, weights = self._training_state()
+        loss = self._train_step(x, y, sw, trainable, weights)
+        return self._step_logs(loss, len(x))
+
+    def test_step(self, data):
+        """Loss and metrics of one batch (running over the evaluation); override it to
+        customize ``evaluate`` and validation."""
+        x, y, sw = unpack_x_y_sample_weight(data)
+        self._require_loss("test_step")
+        x = self._convert_x(x)
+        y = self._convert_y(y, len(x))
+        sw = self._convert_sample_weight(sw, len(x))
+        y_pred = self._inference_forward(x)
+        loss = self.loss(y, y_pred, sw) + self._regularization_loss()
+        self._update_metrics(y, y_pred, sw)
+        return self._step_logs(loss, len(x))
+
+    def predict_step(self, data):
+        """The model's output for one batch; override it to customize ``predict``."""
+        x, _, _ = unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The compiled loss of ``y_pred`` against ``y`` plus the weight penalties
+        (``model.losses``), as a Tensor a GradientTape differentiates."""
+        from fastdl import ops
+        self._require_loss("compute_loss")
+        loss = self.loss(y, y_pred, sample_weight)
+        for layer in _leaf_layers(self):
+            if layer.activity_regularizer is not None:
+                raise NotImplementedError(
+                    f"compute_loss: layer {layer.name!r} has an activity_regularizer, whose "
+                    "penalty fastdl does not record on a GradientTape yet; use a kernel "
+                    "regularizer or fit's own step")
+            variables = {id(v._value): v for v in layer.trainable_variables}
+            for entry in layer._params:
+                if entry.trainable and entry.regularizer is not None and layer.trainable:
+                    loss = ops.add(loss, _penalty(entry.regularizer,
+                                                  variables[id(entry.value)]))
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Update the compiled metrics with this batch; returns ``get_metrics_result()``."""
+        y_pred = _values(y_pred)
+        self._update_metrics(np.asarray(y), y_pred,
+                             None if sample_weight is None else np.asarray(sample_weight))
+        return self.get_metrics_result()
+
+    def get_metrics_result(self):
+        """``{name: result}`` of ``self.metrics``, as floats."""
+        return {m.name: _metric_result(m) for m in self.metrics}
+
+    def reset_metrics(self):
+        for m in self.metrics:
+            m.reset_state()
+
+    def _require_loss(self, what):
+        if self.loss is None:
+            raise ValueError(f"{what}: model {self.name!r} was compiled without a loss; pass "
+                             "compile(loss=...) or override train_step/test_step to compute "
+                             "the loss yourself")
+
+    def _step_logs(self, loss, n):
+        """The default steps' logs: the loss tracker (the running mean of the batch losses)
+        updated with ``loss``, and every metric's result."""
+        tracker = self._loss_tracker()
+        tracker.update_state(float(loss), sample_weight=n)
+        return self.get_metrics_result()
+
+    def _loss_tracker(self):
+        tracker = self.__dict__.get("_loss_mean")
+        if tracker is None:
+            from fastdl.metrics import Mean
+            tracker = self._loss_mean = Mean(name="loss")
+        return tracker
+
+    def _fit_custom(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                    validation_data, shuffle, sample_weight, initial_epoch, steps_per_epoch,
+                    validation_steps, validation_batch_size, validation_freq):
+        """fit with the model's own train_step: the batches as Keras packs them, the logs the
+        step returns, the metrics reset at each epoch."""
+        from fastdl.callbacks import CallbackList, History
+        batch_size = self._check_batch_size(batch_size)
+        verbose = self._check_verbose(verbose)
+        if is_batch_source(x):
+            self._check_source_arguments(x, y=y, sample_weight=sample_weight,
+                                         batch_size=None, validation_split=validation_split
+                                         or None)
+            data = SourceBatches(x, steps_per_epoch, shuffle, _as_given, "x")
+        else:
+            x = self._convert_x(x)
+            y = None if y is None else self._convert_y(y, len(x))
+            sw = None if sample_weight is None else self._convert_sample_weight(sample_weight,
+                                                                                len(x))
+            val_at = len(x)
+            if validation_split and validation_data is None:
+                val_at = int(math.floor(len(x) * (1.0 - validation_split)))
+                validation_data = tuple(a[val_at:] for a in (x, y, sw) if a is not None)
+            data = ArrayBatches(x[:val_at], None if y is None else y[:val_at],
+                                None if sw is None else sw[:val_at], batch_size, shuffle)
+        val = None
+        if validation_data is not None:
+            val_batch = self._check_batch_size(validation_batch_size or batch_size)
+            val = (SourceBatches(validation_data, validation_steps, False, _as_given,
+                                 "validation_data") if is_batch_source(validation_data) else
+                   ArrayBatches(*_xy_sw(self, validation_data), val_batch))
+        cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,
+                           verbose=verbose, epochs=epochs, steps=data.steps)
+        self.stop_training = False
+        self._initial_epoch = None
+        cbs.on_train_begin()
+        if self._initial_epoch is not None:
+            initial_epoch, self._initial_epoch = max(initial_epoch, self._initial_epoch), None
+        logs = {}
+        with _DeferredInterrupt() as interrupt:
+            for epoch in range(initial_epoch, epochs):
+                self.reset_metrics()
+                cbs.on_epoch_begin(epoch)
+                for step, (xb, yb, swb) in enumerate(data.epoch()):
+                    cbs.on_train_batch_begin(step)
+                    logs = _float_logs(self.train_step(pack_x_y_sample_weight(xb, yb, swb)),
+                                       "train_step")
+                    interrupt.raise_if_pending(f"training interrupted after step {step + 1} "
+                                               f"of epoch {epoch + 1}")
+                    cbs.on_train_batch_end(step, logs)
+                    if self.stop_training:
+                        break
+                epoch_logs = dict(logs)
+                if val is not None and (epoch + 1) % validation_freq == 0:
+                    cbs.on_test_begin()
+                    val_logs = self._evaluate_custom(val, cbs)
+                    cbs.on_test_end(val_logs)
+                    epoch_logs.update({"val_" + k: v for k, v in val_logs.items()})
+                cbs.on_epoch_end(epoch, epoch_logs)
+                if self.stop_training:
+                    break
+        cbs.on_train_end(logs)
+        self.history = next(cb for cb in cbs.callbacks if isinstance(cb, History))
+        return self.history
+
+    def _evaluate_custom(self, data, callbacks=None):
+        """One pass of test_step over ``data`` (metrics reset first); the last logs."""
+        self.reset_metrics()
+        logs = {}
+        hooks = callbacks is not None and callbacks.has_test_batch_hooks
+        for step, (xb, yb, swb) in enumerate(data.epoch()):
+            if hooks:
+                callbacks.on_test_batch_begin(step)
+            logs = _float_logs(self.test_step(pack_x_y_sample_weight(xb, yb, swb)),
+                               "test_step")
+            if hooks:
+                callbacks.on_test_batch_end(step, logs)
+        return logs
+
     def _train_logs(self, loss_sum, seen):
         logs = {"loss": loss_sum / max(seen, 1)}   # (a privacy-sampled batch may be empty)
+        _set_mean(self._loss_tracker(), logs["loss"], seen)
         for m in self.compiled_metrics:
             logs[m.name] = _metric_result(m)
         return logs
@@ -688,6 +891,8 @@ class Model(Layer):
     # ------------------------------------------------------------------ evaluate / predict
     def _evaluate_data(self, data, callbacks=None):
         """Loss and metrics over one epoch of ``data`` (ArrayBatches or SourceBatches)."""
+        if self._overrides("test_step"):
+            return self._evaluate_custom(data, callbacks)
         with self._in_use("evaluate", training=False):
             return self._evaluate_batches(data, callbacks)
 
@@ -712,6 +917,7 @@ class Model(Layer):
                              "generator is read once (pass validation_steps/steps and a "
                              "generator long enough for every pass, or a Dataset or PyDataset)")
         logs = {"loss": loss_sum / seen if seen else float("nan")}
+        _set_mean(self._loss_tracker(), logs["loss"], seen)
         for m in self.compiled_metrics:
             logs[m.name] = _metric_result(m)
         return logs
@@ -729,13 +935,16 @@ class Model(Layer):
         if is_batch_source(x):
             self._check_source_arguments(x, y=y, sample_weight=sample_weight,
                                          batch_size=batch_size)
-            data = SourceBatches(x, steps, False, self._batch_converter(), "x")
+            data = SourceBatches(x, steps, False, _as_given if self._overrides("test_step")
+                                 else self._batch_converter(), "x")
         else:
+            custom = self._overrides("test_step")
             x = self._convert_x(x)
-            y = self._convert_y(y, len(x))
+            y = None if custom and y is None else self._convert_y(y, len(x))
             sw = self._convert_sample_weight(sample_weight, len(x))
             batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
-            data = ArrayBatches(x[:used], y[:used], None if sw is None else sw[:used], batch_size)
+            data = ArrayBatches(x[:used], None if y is None else y[:used],
+                                None if sw is None else sw[:used], batch_size)
         cbs = self._loop_callbacks(callbacks, verbose, data.steps)
         if cbs is not None:
             cbs.on_test_begin()
@@ -744,7 +953,8 @@ class Model(Layer):
             cbs.on_test_end(logs)
         if return_dict:
             return logs
-        values = [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics]
+        values = list(logs.values()) if self._overrides("test_step") else (
+            [logs["loss"]] + [logs[m.name] for m in self.compiled_metrics])
         return values[0] if len(values) == 1 else values
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
@@ -769,10 +979,12 @@ class Model(Layer):
         if cbs is not None:
             cbs.on_predict_begin()
         outputs = []
+        custom = self._overrides("predict_step")
         for step, (xb, _, _) in enumerate(data.epoch()):
             if cbs is not None:
                 cbs.on_predict_batch_begin(step)
-            outputs.append(self._inference_forward(xb))
+            outputs.append(_values(self.predict_step(xb)) if custom else
+                           self._inference_forward(xb))
             if cbs is not None:
                 cbs.on_predict_batch_end(step, {"outputs": outputs[-1]})
         if cbs is not None:
@@ -851,16 +1063,16 @@ class Model(Layer):
         """The compiled metric objects (``compile(metrics=..., weighted_metrics=...)``), in the
         order ``evaluate`` reports them after the loss. fastdl keeps the loss as a number, not
         as a metric object (Keras 3 lists a "loss" ``Mean`` and one "compile_metrics")."""
-        return list(self.compiled_metrics)
+        if not self.compiled:
+            return []
+        return [self._loss_tracker()] + list(self.compiled_metrics)
 
     @property
     def metrics_names(self):
         """The names of ``evaluate``'s results in order: ``["loss", <metric names>]`` once
         compiled (what tf.keras gave; Keras 3 gives ``["loss", "compile_metrics"]``, which
         does not line up with ``evaluate``'s list)."""
-        if not self.compiled:
-            return []
-        return ["loss"] + [m.name for m in self.compiled_metrics]
+        return [m.name for m in self.metrics]
 
     def _batch_result(self, loss, return_dict):
         logs = {"loss": float(loss)}
@@ -1020,6 +1232,24 @@ class Model(Layer):
         from fastdl.saving import load_weights
         load_weights(self, filepath)
 
+    def to_json(self, **kwargs):
+        """The model's description as Keras's JSON (``keras.models.model_from_json`` and
+        :func:`model_from_json` read it); ``kwargs`` go to ``json.dumps``."""
+        from fastdl.saving.cloning import to_json
+        return to_json(self, **kwargs)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A model from ``get_config()``: a Sequential's or functional model's config (new
+        weights), or for a subclass ``cls(**config)``."""
+        from fastdl.functional import Functional
+        if cls is Sequential or (cls in (Model, Functional) and isinstance(config, dict)
+                                 and "input_layers" in config):
+            from fastdl.saving.cloning import model_from_config
+            kind = "Sequential" if cls is Sequential else "Functional"
+            return model_from_config({"class_name": kind, "config": config}, custom_objects)
+        return cls(**config)
+
 
 
 class Sequential(Model):
@@ -1127,7 +1357,9 @@ class Sequential(Model):
             raise ValueError(f"Model {self.name!r} cannot be built without an input shape: pass "
                              "input_shape= to the first layer, start with Input(shape), or call "
                              "build((None, features))")
-        shape = (None,) + tuple(input_shape)[1:]
+        # a declared batch size (Input(batch_shape=...)) reaches the layers, as in Keras: a
+        # stateful RNN needs it
+        shape = tuple(input_shape)
         shapes = []
         for layer in self._layers:
             shape = self._build_layer(layer, shape)
@@ -1210,10 +1442,10 @@ class Sequential(Model):
                 for layer in self._layers:
                     layer.__dict__.pop("_inference_only", None)
 
-    def _backward(self, dy, penalties=()):
-        """The layers' backward passes; the layers in ``penalties`` add the gradients of their
-        model.losses (as in training; input_gradients leaves them out)."""
-        for layer in reversed(self._layers):
+    def _backward(self, dy, penalties=(), start=0):
+        """The layers' backward passes down to layer ``start``; the layers in ``penalties`` add
+        the gradients of their model.losses (as in training; input_gradients leaves them out)."""
+        for layer in reversed(self._layers[start:]):
             dy = layer._autocast_input(dy)  # dy of the dtype the layer output
             dy = layer._penalized(dy) if layer in penalties else layer.backward(dy)
         return dy
@@ -1237,14 +1469,24 @@ class Sequential(Model):
         if state is not None:
             return Model._train_backward(self, state, dy, trainable)
         penalties = self.__dict__.get("_penalty_layers")
-        self._backward(dy, penalties=self._layers if penalties is None else penalties)
+        self._backward(dy, penalties=self._layers if penalties is None else penalties,
+                       start=self._first_with_gradients())
         return [g for layer in trainable for g in layer.grads]
+
+    def _first_with_gradients(self):
+        """The index of the first layer whose backward training needs: the layers before it
+        train nothing and have no penalties (preprocessing, augmentation, frozen layers), so
+        their backward passes and that layer's dx would go unused."""
+        for i, layer in enumerate(self._layers):
+            if layer.trainable_weights or layer._has_penalties() or layer._tape_only:
+                return i
+        return max(len(self._layers) - 1, 0)
 
     @contextlib.contextmanager
     def _first_layer_skips_dx(self):
         """Training never uses d loss / d input: let the first layer skip computing it (a
         convolution saves about half of its backward pass)."""
-        first = self._layers[0] if self._layers else None
+        first = self._layers[self._first_with_gradients()] if self._layers else None
         if first is None or not hasattr(first, "input_gradient_needed"):
             yield
             return
@@ -1307,9 +1549,42 @@ class Sequential(Model):
                 "layers": [_layer_entry(l) for l in ([self._input_layer] if self._input_layer
                                                      else []) + self._layers]}
 
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """A new Sequential, freshly initialised, from ``get_config()``'s dict (Keras's
+        ``Sequential.from_config``); ``custom_objects`` maps class names to Layer subclasses."""
+        from fastdl.saving.common import _check_custom_objects, resolve_layer_class
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise TypeError(f"Sequential.from_config expects the dict of get_config(), with a "
+                            f"'layers' list. Received: {type(config).__name__}")
+        custom_objects = _check_custom_objects(custom_objects)
+        model = cls(name=config.get("name"))
+        for i, entry in enumerate(config["layers"]):
+            layer_cls = resolve_layer_class(entry, custom_objects, f"layer {i}")
+            model.add(layer_cls.from_config(dict(entry.get("config", {}))))
+        first = config["layers"][0] if config["layers"] else {}
+        shape = (first.get("build_config") or {}).get("input_shape")
+        if not model.built and shape is not None:
+            model.build(tuple(shape))
+        if not config.get("trainable", True):
+            model.trainable = False
+        return model
+
     def __repr__(self):
         return f"<Sequential name={self.name}, layers={len(self._layers)}, built={self.built}>"
 
+
+
+def clone_model(model, input_tensors=None, clone_function=None):
+    """A new model with ``model``'s architecture and new weights (fastdl.saving.cloning)."""
+    from fastdl.saving.cloning import clone_model as _clone
+    return _clone(model, input_tensors=input_tensors, clone_function=clone_function)
+
+
+def model_from_json(json_string, custom_objects=None):
+    """A model (new weights) from ``model.to_json()`` or Keras's JSON."""
+    from fastdl.saving.cloning import model_from_json as _from_json
+    return _from_json(json_string, custom_objects=custom_objects)
 
 
 def load_model(filepath, custom_objects=None, compile=True):
@@ -1666,6 +1941,53 @@ def _render_table(header, rows, bounds, align):
         lines += cells(row, "│")
     return lines + [rule("└", "─", "┴", "┘")]
 
+
+def _as_given(x, y, sw):
+    """A custom train_step/test_step gets a source's batches as the source gives them."""
+    return x, y, sw
+
+
+def _xy_sw(model, data):
+    """validation_data (x, y[, sample_weight]) or x alone as arrays for a custom test_step."""
+    x, y, sw = unpack_x_y_sample_weight(data)
+    x = model._convert_x(x, "validation x")
+    y = None if y is None else np.asarray(y)
+    sw = None if sw is None else np.asarray(sw)
+    return x, y, sw
+
+
+def _float_logs(logs, step):
+    """The dict a custom step returned, with its values as floats (Tensors, NumPy scalars)."""
+    if not isinstance(logs, dict):
+        raise TypeError(f"{step} must return a dict of metric names to values, as Keras's "
+                        f"does. Received: {type(logs).__name__}")
+    out = {}
+    for name, value in logs.items():
+        value = value.numpy() if isinstance(value, Tensor) else value
+        try:
+            out[name] = float(np.asarray(value))
+        except (TypeError, ValueError):
+            raise TypeError(f"{step} returned {name}={value!r}: each value must be a scalar "
+                            "(a number, a 0-d array or Tensor, a metric's result())") from None
+    return out
+
+
+
+def _penalty(regularizer, variable):
+    """``regularizer(variable)`` as a Tensor a GradientTape differentiates, through the
+    regularizer's own ``gradient`` (one primitive)."""
+    from fastdl.tensor.tape import record, recording
+    w = variable._value
+    out = Tensor(np.asarray(regularizer(w), dtype=w.dtype))
+    if recording():
+        record(out, (variable,), lambda cache, g: (regularizer.gradient(cache) * g,), w)
+    return out
+
+def _set_mean(tracker, value, count):
+    """A Mean metric holding ``count`` values averaging ``value`` (fit's own loss tracking)."""
+    tracker.reset_state()
+    if count:
+        tracker.update_state(value, sample_weight=count)
 
 def __getattr__(name):
     from fastdl._missing import not_provided

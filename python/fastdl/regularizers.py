@@ -10,6 +10,9 @@ Keras). ``fit``,
 ``train_on_batch``, ``evaluate`` and ``test_on_batch`` report and differentiate
 ``data loss + sum(model.losses)``.
 
+``OrthogonalRegularizer(factor, mode)`` penalizes the dot products of a 2-D weight's (or
+activity's) normalized rows or columns.
+
 As in Keras 3: ``"l1"`` is ``L1(0.01)``, ``"l2"`` is ``L2(0.01)``, and ``"l1_l2"`` is
 ``L1L2()``, whose factors default to 0.
 """
@@ -102,11 +105,67 @@ class L2(L1L2):
         return {"l2": self.l2}
 
 
-l1, l2, l1_l2 = L1, L2, L1L2
+class OrthogonalRegularizer(Regularizer):
+    """Pushes the rows (``mode="rows"``) or columns (``"columns"``) of a 2-D array towards
+    orthogonality: with ``u_i`` the L2-normalized rows (Keras's normalization: ``x_i *
+    min(1 / ||x_i||, 1 / epsilon)``, epsilon 1e-7) of n rows, the penalty is
+    ``factor * sum_{i != j} |u_i . u_j| / (n * (n - 1))`` (Keras: half the sum of the absolute
+    off-diagonal products over the n(n-1)/2 pairs). One row has no pairs: penalty 0 (Keras
+    divides 0 by 0)."""
+
+    _EPSILON = 1e-7
+
+    def __init__(self, factor=0.01, mode="rows"):
+        self.factor = _check_factor(factor, "factor")
+        if mode not in ("rows", "columns"):
+            raise ValueError('Invalid value for argument `mode`. Expected one of {"rows", '
+                             f'"columns"}}. Received: mode={mode!r}')
+        self.mode = mode
+
+    def _rows(self, x):
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise ValueError("Inputs to OrthogonalRegularizer must have rank 2. Received: "
+                             f"inputs.shape={x.shape}")
+        return x if self.mode == "rows" else x.T
+
+    def _parts(self, rows):
+        """(unit rows u, per-row scale s, the off-diagonal Gram matrix u u^T, 1/(n(n-1)))."""
+        norm = np.sqrt(np.sum(np.square(rows), axis=1, keepdims=True))
+        with np.errstate(divide="ignore"):
+            scale = np.minimum(1.0 / norm, 1.0 / self._EPSILON).astype(rows.dtype)
+        u = rows * scale
+        gram = u @ u.T
+        np.fill_diagonal(gram, 0.0)
+        n = rows.shape[0]
+        return u, scale, gram, 1.0 / (n * (n - 1)) if n > 1 else 0.0
+
+    def __call__(self, x):
+        _, _, gram, weight = self._parts(self._rows(x))
+        return self.factor * weight * float(np.sum(np.abs(gram)))
+
+    def gradient(self, x):
+        rows = self._rows(x)
+        u, scale, gram, weight = self._parts(rows)
+        du = (2.0 * self.factor * weight) * (np.sign(gram) @ u)   # sign(gram) is symmetric
+        # through u = x * s: s = 1/||x|| projects out the row's own direction; the clamped
+        # s = 1/epsilon is a constant
+        free = scale < 1.0 / self._EPSILON
+        drows = scale * (du - free * np.sum(du * u, axis=1, keepdims=True) * u)
+        drows = drows.astype(rows.dtype, copy=False)
+        return drows if self.mode == "rows" else drows.T
+
+    def get_config(self):
+        return {"factor": self.factor, "mode": self.mode}
+
+
+l1, l2, l1_l2, orthogonal_regularizer = L1, L2, L1L2, OrthogonalRegularizer
 _BY_NAME = {"Regularizer": Regularizer, "L1": L1, "L2": L2, "L1L2": L1L2,
-            "l1": L1, "l2": L2, "l1_l2": L1L2, "regularizer": Regularizer}
+            "OrthogonalRegularizer": OrthogonalRegularizer,
+            "l1": L1, "l2": L2, "l1_l2": L1L2, "orthogonal_regularizer": OrthogonalRegularizer,
+            "regularizer": Regularizer}
 _FAMILY = Family("regularizer", "keras.regularizers", Regularizer, _BY_NAME,
-                 "fastdl needs a Regularizer (L1, L2, L1L2 or a subclass with __call__, "
+                 "fastdl needs a Regularizer (L1, L2, L1L2, OrthogonalRegularizer or a subclass with __call__, "
                  "gradient and get_config): a plain function has no gradient for the "
                  "backward pass")
 serialize, deserialize, get = _FAMILY.serialize, _FAMILY.deserialize, _FAMILY.get

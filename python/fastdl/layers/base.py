@@ -228,7 +228,7 @@ class Layer:
                             f"Received: {trainable!r}")
         name = params.get("name") or f"variable_{len(self._params)}"
         value = initializers.get(initializer)(shape, dtype=dtype)
-        value = np.ascontiguousarray(value, dtype=dtype)
+        value = np.require(value, dtype=dtype, requirements="C")  # keeps a 0-d shape ()
         variable = None
         if self._tape_only:
             from fastdl.tensor.tensor import Variable
@@ -246,7 +246,8 @@ class Layer:
                     w.value[...] = w.constraint(w.value)
 
     def _track_layer(self, layer):
-        self._sublayers.append(layer)
+        if not any(layer is s for s in self._sublayers):
+            self._sublayers.append(layer)
         return layer
 
     # ------------------------------------------------------------------ weights
@@ -310,6 +311,21 @@ class Layer:
                                trainable=trainable, regularizer=regularizer,
                                constraint=constraint, name=name)
 
+    # A model tracks the layers its attributes hold in its own way (models._tracked_layers)
+    _tracks_attribute_layers = True
+
+    def __setattr__(self, name, value):
+        # As in Keras, the layers a custom layer's attributes hold (``self.dense = Dense(4)``,
+        # or a list of them) are its sublayers: their weights are this layer's and train with it
+        if self._tracks_attribute_layers and isinstance(value, (Layer, list, tuple)):
+            subs = self.__dict__.get("_sublayers")
+            if subs is not None:
+                for layer in value if isinstance(value, (list, tuple)) else (value,):
+                    if (isinstance(layer, Layer) and layer is not self
+                            and not any(layer is s for s in subs)):
+                        subs.append(layer)
+        object.__setattr__(self, name, value)
+
     def __getattr__(self, name):
         # Only reached when normal lookup fails. A property that raised AttributeError itself
         # re-raises its own error; private names keep Python's plain error (copy, pickle and
@@ -345,10 +361,16 @@ class Layer:
                 own.setdefault(id(w.value), (w, layer))
             stack += list(layer._sublayers) + list(getattr(layer, "_layers", None) or ())
         views = self.__dict__.setdefault("_variable_views", {})   # stable identities per array
+        recorded = {}   # the Variables a tape records for each trainable weight: one per array
         out = []
         for a in arrays:
             entry, owner = own.get(id(a), (None, self))
             v = getattr(entry, "variable", None)
+            if v is None and trainable:
+                if id(owner) not in recorded:
+                    from fastdl.ops.layers import layer_variables
+                    recorded[id(owner)] = {id(w._value): w for w in layer_variables(owner)}
+                v = recorded[id(owner)].get(id(a))
             if v is None:
                 v = views.get(id(a))
                 if v is None or v._value is not a or v.trainable != trainable:
@@ -608,7 +630,8 @@ class InputLayer(Layer):
                              "axis). Received: shape=None")
         if sparse:
             raise ValueError("fastdl does not support sparse inputs. Received: sparse=True")
-        self.input_dtype = np.dtype(dtype).name if dtype is not None else None
+        self.input_dtype = (None if dtype is None else "string" if dtype == "string"
+                            else np.dtype(dtype).name)   # "string": Keras's text inputs
         float_dtype = dtype if self.input_dtype in _FLOAT_DTYPES else None
         super().__init__(name=name, dtype=float_dtype, input_shape=shape,
                          batch_input_shape=batch_shape, batch_size=batch_size, **kwargs)

@@ -16,7 +16,9 @@ class Embedding(Layer):
     - ids must lie in ``[0, input_dim)``; any other value raises ``ValueError`` naming the value
       and its position, before anything is read (Keras on CPU would silently read garbage or
       zeros).
-    - Input must be 2-D: ``(batch, sequence_length)``. Integer arrays are used as they are; a
+    - Input must be 2-D: ``(batch, sequence_length)``, or 1-D ``(sequence_length,)`` giving
+      ``(sequence_length, output_dim)`` (position embeddings: ``pos_emb(ops.arange(n))``, added
+      to the token embeddings by broadcasting). Integer arrays are used as they are; a
       float array is accepted when every value is integral (e.g. ids stored as float32) and
       converted, otherwise ``ValueError`` (Keras would truncate 0.7 to 0 silently).
     - ``mask_zero=True``: id 0 is padding; ``compute_mask`` gives ``ids != 0`` and the recurrent
@@ -45,7 +47,7 @@ class Embedding(Layer):
             raise TypeError(f"mask_zero must be a bool. Received: mask_zero={mask_zero!r}")
         self.mask_zero = bool(mask_zero)
         self.supports_masking = self.mask_zero
-        self.input_spec = InputSpec(ndim=2)
+        self.input_spec = InputSpec(min_ndim=1)   # and at most 2: _check_rank
         self._ids = None
         if weights is not None:
             if not (isinstance(weights, list) and len(weights) == 1):
@@ -61,7 +63,7 @@ class Embedding(Layer):
 
     def _check_rank(self, shape):
         shape = tuple(shape)
-        if len(shape) == 2:
+        if len(shape) in (1, 2):
             return
         if len(shape) == 3 and shape[-1] == 1:
             fix = (f"reshape x to {shape_str(shape[:2])} (drop the trailing axis of size 1: "
@@ -70,8 +72,6 @@ class Embedding(Layer):
             fix = ("for real-valued features of shape (batch, timesteps, features) leave out the "
                    "Embedding layer and give the data to the recurrent layer directly "
                    f"(input_shape={shape_str(shape[1:])})")
-        elif len(shape) == 1:
-            fix = f"add a sequence axis: x.reshape({shape[0]}, 1)"
         else:
             fix = "pass a 2-D array of token ids"
         raise ValueError(f"Layer {self.name!r} (Embedding) expects integer token ids of shape "

@@ -4,13 +4,19 @@ Weights use Keras layouts and names: ``kernel (features, G*units)``, ``recurrent
 (units, G*units)``, ``bias (G*units,)`` (GRU with ``reset_after=True``: ``(2, 3*units)``, row 0
 the input bias, row 1 the recurrent bias); gate order i, f, c, o (LSTM) and z, r, h (GRU).
 
+On Tensors (functional and subclassed models, a GradientTape) every call is one tape primitive
+(:func:`_call_recorded`), with ``return_state`` and ``initial_state`` too: an encoder's states
+fed to a decoder's ``initial_state`` receive their gradients.
+
 Differences from Keras, on purpose:
 
 - ``return_state=True`` makes the layer return ``[output, h]`` (LSTM ``[output, h, c]``); in a
   ``Sequential`` model only ``output`` goes on to the next layer (and ``backward`` may then be
   given the output's gradient alone).
-- ``recurrent_dropout > 0`` and ``stateful=True`` raise ``ValueError`` (not implemented);
-  ``unroll`` and ``use_cudnn`` are accepted and ignored (they do not change the results).
+- ``unroll`` and ``use_cudnn`` are accepted and ignored (they do not change the results).
+- ``stateful=True`` carries each call's final states into the next call (no gradient flows
+  between calls) until ``reset_states()``; the batch size is the declared one
+  (``Input(batch_size=...)``) or else the first call's, and a different one is a ``ValueError``.
 - LSTM and GRU compute ``activation="tanh"`` and ``recurrent_activation="sigmoid"`` only;
   SimpleRNN supports ``tanh``, ``relu``, ``sigmoid`` and ``linear``/None.
 - ``compute_mask`` returns the output's mask only (no per-state masks), as the sequence is
@@ -20,15 +26,20 @@ Differences from Keras, on purpose:
 ``call(..., training=True)`` keeps what the backward needs; an inference call skips that cache
 (faster ``predict``) and a ``backward`` after it replays the forward first.
 ``dropout`` (training only) drops input features with one mask per sample for all timesteps,
-as Keras does. Masks (e.g. from ``Embedding(mask_zero=True)``) follow Keras: a masked step keeps
+as Keras does; ``recurrent_dropout`` (training only) drops the previous state's units before
+the recurrent kernel with one mask per sample and gate for all timesteps, as Keras 3 does (its
+cells' ``implementation=1``: LSTM 4 masks, GRU 3, in the C++ kernels). With both, the input
+masks are per gate too, as in Keras (the gates' masked inputs side by side times a
+block-diagonal kernel). Masks (e.g. from ``Embedding(mask_zero=True)``) follow Keras: a masked step keeps
 the state and repeats the previous output.
 """
 import numpy as np
 
 from fastdl import activations, constraints, initializers, regularizers
-from fastdl.layers.base import (as_c_array, InputSpec, Layer, _is_symbolic, check_positive_int,
+from fastdl.layers.base import (as_c_array, InputSpec, Layer, check_positive_int,
                                 check_rate, shape_str)
 from fastdl.ops.core import rnn as rnn_ops
+from fastdl.tensor.tape import recording as _recording
 from fastdl.tensor.tensor import Tensor
 from fastdl.utils.rng import seed_generator
 
@@ -36,10 +47,93 @@ _REGULARIZERS = ("kernel_regularizer", "recurrent_regularizer", "bias_regularize
 _CONSTRAINTS = ("kernel_constraint", "recurrent_constraint", "bias_constraint")
 
 
+def _dropout_mask(rng, shape, rate, dtype):
+    """Kept entries 1 / (1 - rate), dropped ones 0 (Keras's dropout of a ones tensor)."""
+    keep = rng.random(shape) >= rate
+    return keep.astype(dtype) * dtype.type(1.0 / (1.0 - rate))
+
+
 def _check_bool(value, name):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool. Received: {name}={value!r}")
     return bool(value)
+
+
+def _dispatch_call(layer, x, training, mask, initial_state):
+    """``__call__`` of the recurrent layers and Bidirectional: a functional-API node on
+    KerasTensors; on Tensors (or inside a recording GradientTape) one tape primitive; on
+    arrays the plain call."""
+    from fastdl.functional import is_symbolic
+    if is_symbolic(x) or (initial_state is not None and is_symbolic(initial_state)):
+        kwargs = {} if initial_state is None else {"initial_state": initial_state}
+        return Layer.__call__(layer, x, training=training, mask=mask, **kwargs)
+    tensors = isinstance(x, Tensor) or (initial_state is not None and any(
+        isinstance(s, Tensor) for s in _as_list(initial_state)))
+    if tensors or _recording():
+        return _call_recorded(layer, x, training, mask, initial_state)
+    return layer._call_arrays(x, training=training, mask=mask, initial_state=initial_state)
+
+
+def _as_list(states):
+    return list(states) if isinstance(states, (list, tuple)) else [states]
+
+
+def _call_recorded(layer, x, training, mask, initial_state):
+    """The call on Tensors, recorded as ONE primitive whose VJP is the layer's backward.
+
+    A primitive has one output, so a call with several (``return_state``, Bidirectional's
+    ``merge_mode=None``) records their concatenation ``(batch, sum of sizes)`` and returns
+    differentiable slices of it; initial states are inputs of the primitive (their gradients
+    are ``layer.d_initial_state``)."""
+    from fastdl import ops
+    from fastdl.ops.layers import call_layer, layer_variables
+    from fastdl.tensor.tape import _TAPES, record
+    xt = x if isinstance(x, Tensor) else Tensor(layer.convert_input(x))
+    if (initial_state is None and not layer.return_state
+            and getattr(layer, "merge_mode", "concat") is not None):   # one output
+        return call_layer(layer, xt, training=training, mask=mask)
+    states = [] if initial_state is None else [
+        s if isinstance(s, Tensor) else Tensor(np.asarray(s, dtype=layer.dtype))
+        for s in _as_list(initial_state)]
+    out = layer._call_arrays(xt._value, training=training, mask=mask,
+                             initial_state=[s._value for s in states] or None)
+    several = isinstance(out, (list, tuple))
+    outs = list(out) if several else [out]
+    if not _TAPES:
+        tensors = [Tensor(o) for o in outs]
+        return tensors if several else tensors[0]
+    n = outs[0].shape[0]
+    shapes = [o.shape for o in outs]
+    packed = Tensor(np.concatenate([o.reshape(n, -1) for o in outs], axis=1))
+    variables = layer_variables(layer)
+    record(packed, (xt, *states, *variables), _recorded_vjp,
+           (layer, layer.__dict__.copy(), shapes, several, len(states)))
+    pieces, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape[1:], dtype=np.int64))
+        pieces.append(ops.reshape(packed[:, start:start + size], shape))
+        start += size
+    return pieces if several else pieces[0]
+
+
+def _recorded_vjp(cache, g):
+    layer, state, shapes, several, n_states = cache
+    g = np.asarray(g, dtype=layer.dtype)
+    pieces, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape[1:], dtype=np.int64))
+        pieces.append(np.ascontiguousarray(g[:, start:start + size].reshape(shape)))
+        start += size
+    current = layer.__dict__.copy()
+    layer.__dict__.update(state)
+    try:
+        dx = layer.backward(pieces if several else pieces[0])
+        grads = list(layer.grads)
+        d0 = list(layer.d_initial_state)[:n_states] if n_states else []
+    finally:
+        layer.__dict__.clear()
+        layer.__dict__.update(current)
+    return [dx] + d0 + grads
 
 
 class _UnitForgetBias(initializers.Initializer):
@@ -88,10 +182,6 @@ class _RNN(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self.dropout = check_rate(dropout, "dropout")
         self.recurrent_dropout = check_rate(recurrent_dropout, "recurrent_dropout")
-        if self.recurrent_dropout > 0:
-            raise ValueError(f"{cls}: recurrent_dropout is not supported by fastdl yet (use "
-                             f"dropout, which drops input features). "
-                             f"Received: recurrent_dropout={recurrent_dropout!r}")
         seed_generator(seed)  # validates
         self.seed = seed
         self._rng = None
@@ -99,10 +189,7 @@ class _RNN(Layer):
         self.return_state = _check_bool(return_state, "return_state")
         self.go_backwards = _check_bool(go_backwards, "go_backwards")
         self.stateful = _check_bool(stateful, "stateful")
-        if self.stateful:
-            raise ValueError(f"{cls}: stateful=True is not supported by fastdl yet (pass the "
-                             "final states back as initial_state instead). "
-                             "Received: stateful=True")
+        self.states = None   # stateful: the final states of the last call (constants)
         self.unroll = _check_bool(unroll, "unroll")
         self.zero_output_for_mask = _check_bool(zero_output_for_mask, "zero_output_for_mask")
         for name in _REGULARIZERS:
@@ -118,6 +205,7 @@ class _RNN(Layer):
         self._tape = None
         self._replay = None
         self._dropout_mask = None
+        self._per_gate_inputs = False
         self.d_initial_state = None
 
     # ------------------------------------------------------------------ build
@@ -156,16 +244,13 @@ class _RNN(Layer):
         return self.bias_initializer
 
     # ------------------------------------------------------------------ forward / backward
-    # a Tensor input makes one GradientTape primitive (fastdl.ops.layers.call_layer), unless
-    # the call returns states or takes initial states
+    # a Tensor input (or any input under a recording GradientTape) makes one tape primitive
     _primitive_call = True
 
     def __call__(self, x, training=False, mask=None, initial_state=None):
-        if _is_symbolic(x) and initial_state is None:   # the functional API records a node
-            return Layer.__call__(self, x, training=training, mask=mask)
-        if isinstance(x, Tensor) and initial_state is None and not self.return_state:
-            from fastdl.ops.layers import call_layer
-            return call_layer(self, x, training=training, mask=mask)
+        return _dispatch_call(self, x, training, mask, initial_state)
+
+    def _call_arrays(self, x, training=False, mask=None, initial_state=None):
         x = self.convert_input(x)
         self._maybe_build(x.shape)
         self.check_input_shape(x.shape)
@@ -190,27 +275,79 @@ class _RNN(Layer):
                     raise ValueError(f"Layer {self.name!r}: each initial state must have shape "
                                      f"(batch, units) = {shape_str((n, self.units))}, received "
                                      f"{shape_str(s.shape)}")
+        if self.stateful:
+            initial_state = self._stateful_initial_state(n, initial_state)
         self._dropout_mask = None
-        if training and self.dropout > 0:
+        self._per_gate_inputs = False
+        recurrent_mask = None
+        if training and (self.dropout > 0 or self.recurrent_dropout > 0):
             if self._rng is None:
                 self._rng = seed_generator(self.seed) if self.seed is not None else None
             rng = self._rng if self._rng is not None else seed_generator(None)
-            keep = rng.random((n, 1, x.shape[2])) >= self.dropout
-            self._dropout_mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.dropout))
-            x = x * self._dropout_mask
+            if self.dropout > 0:
+                # with recurrent dropout Keras's LSTM/GRU cells draw one input mask per gate
+                # (implementation=1): the gates' inputs then go side by side, (N, T, G*F)
+                self._per_gate_inputs = self.recurrent_dropout > 0 and self._gates > 1
+                gates = self._gates if self._per_gate_inputs else 1
+                self._dropout_mask = _dropout_mask(rng, (n, gates, x.shape[2]), self.dropout,
+                                                   x.dtype)
+                if self._per_gate_inputs:
+                    x = (x[:, :, None, :] * self._dropout_mask[:, None]).reshape(n, t, -1)
+                else:
+                    x = x * self._dropout_mask
+            if self.recurrent_dropout > 0:   # one mask per sample and gate (Keras 3)
+                recurrent_mask = _dropout_mask(rng, (n, self._gates, self.units),
+                                               self.recurrent_dropout, x.dtype)
         # inference skips the backward's cache; a backward after it replays the forward
-        self._replay = (x, initial_state, mask)
-        y, states, self._tape = self._forward(x, initial_state, mask, bool(training))
+        self._replay = (x, initial_state, mask, recurrent_mask)
+        y, states, self._tape = self._forward(x, initial_state, mask, bool(training),
+                                              recurrent_mask)
+        if self.stateful:
+            self.states = [s.copy() for s in states]
         if self.return_state:
             return [y] + states
         return y
 
-    def _forward(self, x, initial_state, mask, training):
+    def _stateful_initial_state(self, n, initial_state):
+        """The states a stateful layer starts from: ``initial_state`` when given, else the
+        previous call's final states (zeros after ``reset_states``). The batch size is fixed
+        by the declared batch size (``Input(batch_size=...)``, ``batch_input_shape``) or else
+        by the first call, as each sample's row carries on into the next batch."""
+        expected = self.states[0].shape[0] if self.states is not None else None
+        declared = (self._declared_batch_shape or (None,))[0]
+        for size in (expected, declared):
+            if size is not None and size != n:
+                raise ValueError(f"If an RNN is stateful, the batch size of the input sequences "
+                                 f"must be the same as the batch size of the initial state. "
+                                 f"Layer {self.name!r}: expected batch size {size}, received {n}")
+        if initial_state is not None:
+            return initial_state
+        return self.states
+
+    def reset_state(self):
+        """Stateful layers: start the next call from zero states."""
+        self.states = None
+
+    def reset_states(self):
+        """Alias of :meth:`reset_state` (Keras's compatibility name)."""
+        self.reset_state()
+
+    def _gate_blocks(self):
+        """The kernel for per-gate inputs (N, T, G*F): block-diagonal, gate g's columns fed by
+        its own copy of the input."""
+        f, u = self.kernel.shape[0], self.units
+        k = np.zeros((self._gates * f, self._gates * u), self.kernel.dtype)
+        for g in range(self._gates):
+            k[g * f:(g + 1) * f, g * u:(g + 1) * u] = self.kernel[:, g * u:(g + 1) * u]
+        return k
+
+    def _forward(self, x, initial_state, mask, training, recurrent_mask=None):
+        kernel = self._gate_blocks() if self._per_gate_inputs else self.kernel
         return rnn_ops.rnn_forward(
-            self._cell, x, self.kernel, self.recurrent_kernel, self.bias, initial_state, mask,
+            self._cell, x, kernel, self.recurrent_kernel, self.bias, initial_state, mask,
             return_sequences=self.return_sequences, go_backwards=self.go_backwards,
             zero_output_for_mask=self.zero_output_for_mask, training=training,
-            **self._kernel_args())
+            recurrent_mask=recurrent_mask, **self._kernel_args())
 
     def backward(self, dy):
         """dL/dx for the last call; ``dy`` is the output's gradient, or with ``return_state`` a
@@ -219,14 +356,21 @@ class _RNN(Layer):
         if self._tape is None:
             if self._replay is None:
                 raise RuntimeError(f"Layer {self.name!r}: backward() needs a call() first")
-            self._tape = self._forward(*self._replay, True)[2]
+            x, initial_state, mask, recurrent_mask = self._replay
+            self._tape = self._forward(x, initial_state, mask, True, recurrent_mask)[2]
         dstates = None
         if isinstance(dy, (list, tuple)):
             dy, dstates = dy[0], list(dy[1:])
             if not dstates:
                 dstates = None
         dx, dk, dr, db, d0 = rnn_ops.rnn_backward(self._tape, dy, dstates)
-        if self._dropout_mask is not None:
+        if self._per_gate_inputs:
+            n, t = dx.shape[:2]
+            f, u = self.kernel.shape[0], self.units
+            dx = (dx.reshape(n, t, self._gates, f) * self._dropout_mask[:, None]).sum(axis=2)
+            dk = np.concatenate([dk[g * f:(g + 1) * f, g * u:(g + 1) * u]
+                                 for g in range(self._gates)], axis=1)
+        elif self._dropout_mask is not None:
             dx *= self._dropout_mask
         self.d_initial_state = d0
         if self._trainable:
@@ -476,13 +620,14 @@ class Bidirectional(Layer):
             self.set_weights(self._initial_weights)
             self._initial_weights = None
 
+    # one GradientTape primitive, as the recurrent layers: the sublayers' caches travel with
+    # this layer's attributes (_sub_states)
+    _primitive_call = True
+
     def __call__(self, x, training=False, mask=None, initial_state=None):
-        if _is_symbolic(x) and initial_state is None:   # the functional API records a node
-            return Layer.__call__(self, x, training=training, mask=mask)
-        x = self.convert_input(x)
-        self._maybe_build(x.shape)
-        self.check_input_shape(x.shape)
-        return self.call(x, training=training, mask=mask, initial_state=initial_state)
+        return _dispatch_call(self, x, training, mask, initial_state)
+
+    _call_arrays = _RNN._call_arrays
 
     def call(self, x, training=False, mask=None, initial_state=None):
         fs = bs = None
@@ -492,6 +637,8 @@ class Bidirectional(Layer):
             fs, bs = initial_state[:half], initial_state[half:]
         y = self.forward_layer.call(x, training=training, mask=mask, initial_state=fs)
         y_rev = self.backward_layer.call(x, training=training, mask=mask, initial_state=bs)
+        self._sub_states = (self.forward_layer.__dict__.copy(),
+                            self.backward_layer.__dict__.copy())
         states = []
         if self.return_state:
             states = list(y[1:]) + list(y_rev[1:])
@@ -539,6 +686,8 @@ class Bidirectional(Layer):
             dyb = np.zeros_like(y_rev)
         if self.return_sequences:
             dyb = dyb[:, ::-1]
+        self.forward_layer.__dict__.update(self._sub_states[0])
+        self.backward_layer.__dict__.update(self._sub_states[1])
         dsf = list(dstates[:nf]) if dstates else []
         dsb = list(dstates[nf:]) if dstates else []
         dxf = self.forward_layer.backward([as_c_array(dyf)] + dsf)

@@ -16,6 +16,7 @@ from fastdl.ops.numpy import *  # noqa: F401,F403
 from fastdl.ops.numpy import __all__ as _numpy_all
 from fastdl.ops.nn import (  # noqa: F401
     average_pool, batch_normalization, binary_crossentropy, categorical_crossentropy, conv,
+    dot_product_attention,
     elu, gelu, hard_sigmoid, leaky_relu, log_sigmoid, log_softmax, max_pool, moments, relu,
     relu6, selu, sigmoid, silu, softmax, softplus, softsign, sparse_categorical_crossentropy,
     swish)
@@ -75,7 +76,7 @@ _tensor.ARRAY_FUNCTIONS.update({
 
 __all__ = sorted(set(_numpy_all) | {
     "average_pool", "batch_normalization", "binary_crossentropy", "categorical_crossentropy",
-    "conv", "elu", "gelu", "hard_sigmoid", "leaky_relu", "log_sigmoid", "log_softmax",
+    "conv", "dot_product_attention", "elu", "gelu", "hard_sigmoid", "leaky_relu", "log_sigmoid", "log_softmax",
     "max_pool", "moments", "relu", "relu6", "selu", "sigmoid", "silu", "softmax", "softplus",
     "softsign", "sparse_categorical_crossentropy", "swish"})
 

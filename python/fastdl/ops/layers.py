@@ -18,6 +18,22 @@ from fastdl.tensor.tape import _TAPES, record, tracked
 from fastdl.tensor.tensor import Tensor, Variable
 
 _VARIABLES = weakref.WeakKeyDictionary()   # layer -> Variables over its trainable arrays
+_ACTIVITY = None   # while a model's training step records: layer -> its output Tensor
+
+
+class collect_activity:
+    """Within this block, the output Tensor of each call of a layer with an
+    ``activity_regularizer`` (the last call per layer) is collected into the dict it returns,
+    so that a training step can seed the penalties' gradients there."""
+
+    def __enter__(self):
+        global _ACTIVITY
+        self._outer, _ACTIVITY = _ACTIVITY, {}
+        return _ACTIVITY
+
+    def __exit__(self, *exc):
+        global _ACTIVITY
+        _ACTIVITY = self._outer
 
 
 def layer_variables(layer):
@@ -28,8 +44,12 @@ def layer_variables(layer):
     if (cached is None or len(cached) != len(arrays)
             or any(v._value is not a for v, a in zip(cached, arrays))):
         # a layer written with ops holds the Variables its add_weight returned: use those
-        own = {id(w.value): w.variable for w in layer._weight_entries() if w.variable is not None}
-        cached = [own[id(a)] if id(a) in own else Variable._wrap(a, f"{layer.name}/{i}")
+        entries = {id(w.value): w for w in layer._weight_entries()}
+        own = {i: w.variable for i, w in entries.items() if w.variable is not None}
+        for sub in layer._sublayers:   # a sublayer records its calls with its own Variables
+            own.update((id(a), v) for a, v in zip(sub.trainable_weights, layer_variables(sub)))
+        cached = [own[id(a)] if id(a) in own else Variable._wrap(
+                      a, f"{layer.name}/{entries[id(a)].name if id(a) in entries else i}")
                   for i, a in enumerate(arrays)]
         _VARIABLES[layer] = cached
     return cached
@@ -37,13 +57,14 @@ def layer_variables(layer):
 
 def call_layer(layer, x, training=False, mask=None):
     """``layer(x)`` for a Tensor ``x``: the output as a Tensor, recorded as one primitive."""
-    # the recurrent layers take arrays in their own __call__; the others run Layer's array
-    # path directly (Layer.__call__ under a recording tape would come back here)
+    # the array path directly (__call__ under a recording tape would come back here); the
+    # recurrent layers' own _call_arrays does not note the activity penalty, so it is noted here
+    y = layer._call_arrays(x._value, training=training, mask=mask)
     if layer._primitive_call:
-        y = layer(x._value, training=training, mask=mask)
-    else:
-        y = layer._call_arrays(x._value, training=training, mask=mask)
+        layer._record_activity(y)
     out = Tensor(y)
+    if _ACTIVITY is not None and layer.activity_regularizer is not None:
+        _ACTIVITY[layer] = out   # the last call's output, as layer.losses has its penalty
     if _TAPES:
         variables = layer_variables(layer)
         state = layer.__dict__.copy()

@@ -6,12 +6,13 @@ import math
 
 import numpy as np
 
+from fastdl.ops.core import attention as _attention_kernels
 from fastdl.ops.core import conv as _conv
 from fastdl.ops.core import pool as _pool_kernels
 from fastdl.ops.numpy import (
-    _TAPES, _array, _record, _tracked, abs, add, cast, clip, divide, expand_dims, log, maximum,
-    mean, multiply, negative, reshape, rsqrt, squeeze, subtract, sum, take_along_axis,
-    transpose, var)
+    _TAPES, _array, _record, _tracked, abs, add, cast, clip, divide, einsum, expand_dims, log,
+    maximum, mean, multiply, negative, reshape, rsqrt, squeeze, subtract, sum, take_along_axis,
+    transpose, var, where)
 from fastdl.tensor.tensor import Tensor
 
 EPSILON = 1e-7  # keras.config.epsilon()
@@ -386,3 +387,85 @@ def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilo
     if offset is not None:
         y = add(y, b(offset))
     return y
+
+
+# ---------------------------------------------------------------------------- attention
+
+def _attention_vjp(c, g):
+    q, k, v, probs, drop, scale = c
+    return _attention_kernels.attention_backward(g, q, k, v, probs, drop, scale)
+
+
+def attention(query, key, value, mask=None, scale=1.0, is_causal=False, dropout=None):
+    """Softmax attention as ONE primitive over the C++ kernel (the core of
+    ``dot_product_attention`` and the attention layers).
+
+    ``query`` (B, Tq, dk), ``key`` (B, Tk, dk), ``value`` (B, Tk, dv), B independent problems
+    (batch x heads); ``mask`` a bool array (M, Tq, Tk) with M dividing B, True where a key is
+    visible; ``dropout`` the multipliers (B, Tq, Tk) applied to the probabilities, or None.
+    Returns ``(output, probabilities)``: the output a Tensor (B, Tq, dv) differentiable w.r.t.
+    query, key and value; the probabilities (before dropout) a NumPy array. A query that sees
+    no key gets zero probabilities (Keras's masked softmax)."""
+    q, k, v = _float(query), _float(key), _float(value)
+    out, probs = _attention_kernels.attention(q, k, v, mask, dropout, scale, is_causal)
+    t = Tensor(out)
+    if _TAPES:
+        _record(t, (query, key, value), _attention_vjp,
+                (q, k, v, probs, dropout, float(scale)))
+    return t, probs
+
+
+def attention_mask(mask, batch, heads, tq, tk):
+    """A mask broadcastable to (batch, heads, tq, tk) as the kernel's (M, tq, tk) bool array:
+    M = 1 or batch when it does not vary over the heads, batch * heads otherwise."""
+    m = np.asarray(_array(mask))
+    target = (batch, heads, tq, tk)
+    if m.ndim > 4 or any(d not in (1, t) for d, t in zip(m.shape[::-1], target[::-1])):
+        raise ValueError(f"mask must broadcast to (batch, num_heads, Tq, Tk) = {target}, "
+                         f"received shape {m.shape}")
+    m = m.astype(bool, copy=False).reshape((1,) * (4 - m.ndim) + m.shape)
+    if m.shape[1] == 1:
+        return np.ascontiguousarray(np.broadcast_to(m[:, 0], (m.shape[0], tq, tk)))
+    return np.ascontiguousarray(np.broadcast_to(m, target)).reshape(batch * heads, tq, tk)
+
+
+def dot_product_attention(query, key, value, bias=None, mask=None, scale=None, is_causal=False,
+                          flash_attention=None, attn_logits_soft_cap=None):
+    """``keras.ops.dot_product_attention``: ``softmax(q k^T * scale + bias, masked) @ v`` for
+    ``query`` (B, T, N, H), ``key`` (B, S, N, H), ``value`` (B, S, N, Hv); ``scale`` defaults to
+    ``1/sqrt(H)``, ``mask`` (bool, broadcastable to (B, N, T, S)) is True where a key is
+    visible, ``is_causal`` lets query i see keys j <= i. Returns (B, T, N, Hv). Without
+    ``bias`` it is one C++ primitive; a query that sees no key gives zeros."""
+    if attn_logits_soft_cap is not None:
+        raise ValueError("dot_product_attention: attn_logits_soft_cap is not supported by "
+                         f"fastdl. Received: attn_logits_soft_cap={attn_logits_soft_cap!r}")
+    if flash_attention not in (None, False):
+        raise ValueError("dot_product_attention: fastdl has no flash attention kernel. "
+                         f"Received: flash_attention={flash_attention!r}")
+    shapes = [np.shape(_array(t)) for t in (query, key, value)]
+    qs, ks, vs = shapes
+    if any(len(s) != 4 for s in shapes) or ks[:3] != vs[:3] or qs[0] != ks[0] or \
+            qs[2] != ks[2] or qs[3] != ks[3]:
+        raise ValueError("dot_product_attention expects query (B, T, N, H), key (B, S, N, H) "
+                         "and value (B, S, N, Hv) with matching B, N, H and S. Received "
+                         f"shapes query={qs}, key={ks}, value={vs}")
+    b, t, n, h = qs
+    s_len, hv = ks[1], vs[3]
+    scale = 1.0 / math.sqrt(h) if scale is None else float(scale)
+    if bias is not None:   # composed of ops: the kernel takes no additive bias
+        scores = einsum("btnh,bsnh->bnts", query, key) * scale + bias
+        visible = np.ones((1, 1, t, s_len), bool)
+        if mask is not None:
+            visible = visible & np.asarray(_array(mask), bool)
+        if is_causal:
+            visible = visible & np.tril(np.ones((t, s_len), bool))
+        if mask is not None or is_causal:
+            scores = where(visible, scores, -1e9)
+        probs = softmax(scores, axis=-1)
+        if mask is not None or is_causal:
+            probs = where(visible, probs, 0.0)
+        return einsum("bnts,bsnh->btnh", probs, value)
+    heads = lambda x, d: reshape(transpose(x, (0, 2, 1, 3)), (b * n, -1, d))  # noqa: E731
+    m = None if mask is None else attention_mask(mask, b, n, t, s_len)
+    out, _ = attention(heads(query, h), heads(key, h), heads(value, hv), m, scale, is_causal)
+    return transpose(reshape(out, (b, n, t, hv)), (0, 2, 1, 3))

@@ -13,7 +13,9 @@ Two kinds of name are refused, since fastdl writes neither format they promise: 
 existing one or a path ending in a separator), Keras's SavedModel.
 
 No format ever holds pickled objects or code, and loading never imports or runs anything a file
-names: layer classes come from fastdl's registry plus the ``custom_objects`` you pass. Every
+names: layer classes come from fastdl's own plus those you pass in ``custom_objects``, make
+visible with ``custom_object_scope`` or register with ``@register_keras_serializable()``
+(:mod:`fastdl.saving.registry`). Every
 refused file raises :class:`ModelFileError` (a ``ValueError``) saying why; a failed
 ``load_weights`` leaves the model unchanged. Saving is atomic: a temporary file in the same
 folder is fsynced and renamed over the target, so a crash never leaves a half-written file.
@@ -23,9 +25,19 @@ Loading does not change fastdl's global random state, so ``fit`` -> ``save`` -> 
 import os
 
 from fastdl.saving.common import ModelFileError
+from fastdl.saving.registry import (CustomObjectScope, custom_object_scope,
+                                    deserialize_keras_object, get_custom_objects,
+                                    get_registered_name, get_registered_object,
+                                    register_keras_serializable, serialize_keras_object)
+
+from fastdl.saving.cloning import clone_model, model_from_config, model_from_json  # noqa: E402
 
 __all__ = ["save_model", "load_model", "save_weights", "load_weights", "check_target",
-           "ModelFileError", "RECOMMENDED_EXTENSION"]
+           "clone_model", "model_from_config", "model_from_json",
+           "ModelFileError", "RECOMMENDED_EXTENSION", "CustomObjectScope",
+           "custom_object_scope", "deserialize_keras_object", "get_custom_objects",
+           "get_registered_name", "get_registered_object", "register_keras_serializable",
+           "serialize_keras_object"]
 
 RECOMMENDED_EXTENSION = ".fdl"
 
@@ -85,16 +97,10 @@ def _refuse_legacy_h5(path):
 
 
 def _check_model(model, what):
-    from fastdl.models import Model, Sequential
-    if isinstance(model, Model) and not isinstance(model, Sequential):
-        kind = "functional" if type(model).__name__ == "Functional" else "subclassed"
-        raise NotImplementedError(
-            f"{what}: model {model.name!r} is a {kind} model ({type(model).__name__}); fastdl "
-            "saves Sequential models only in this version (the file formats do not describe "
-            "graphs of layers or model classes yet). Nothing was written or read.")
-    if not isinstance(model, Sequential):
-        raise TypeError(f"{what} expects a fastdl Sequential model, received "
-                        f"{type(model).__name__}")
+    from fastdl.models import Model
+    if not isinstance(model, Model):
+        raise TypeError(f"{what} expects a fastdl model (Sequential, functional or a Model "
+                        f"subclass), received {type(model).__name__}")
 
 
 def _check_flag(value, name):

@@ -280,11 +280,21 @@ def unique_name(base, used):
     return base
 
 
+def saving_layers(model):
+    """The layers whose weights a file holds, in Keras's order: a Sequential's layers, a
+    functional model's in the order of its operations (InputLayers included)."""
+    from fastdl.functional import Functional
+    if isinstance(model, Functional):
+        from fastdl.saving import graph
+        return graph.keras_layers(model)
+    return model.layers
+
+
 def layer_paths(model):
     """``[(path, layer)]``: Keras's h5 path of each layer, ``layers/<snake class>[_k]``."""
     used = {}
     return [("layers/" + unique_name(to_snake_case(type(l).__name__), used), l)
-            for l in model.layers]
+            for l in saving_layers(model)]
 
 
 def layer_weight_names(layer):
@@ -323,8 +333,11 @@ def model_weight_table(model):
 
 def trainable_variables(model):
     """The variables ``fit`` hands to the optimizer, in the same order."""
-    return [w for l in model.layers if l.trainable and l.trainable_weights
-            for w in l.trainable_weights]
+    from fastdl.models import Sequential
+    if isinstance(model, Sequential) and not model._chain_needs_tape():
+        return [w for l in model.layers if l.trainable and l.trainable_weights
+                for w in l.trainable_weights]
+    return model._trainable_state()[1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,13 +353,41 @@ def _registered(layer_cls):
 def layer_entry(layer):
     cls = type(layer)
     builtin = _registered(cls)
-    entry = {"module": "keras.layers" if builtin else cls.__module__,
-             "class_name": cls.__name__,
-             "config": plain(layer.get_config()),
-             "registered_name": None if builtin else cls.__name__}
+    if builtin:
+        module, registered = "keras.layers", None
+    else:
+        from fastdl.saving import registry
+        module, registered = cls.__module__, registry.get_registered_name(cls)
+    entry = {"module": module, "class_name": cls.__name__, "config": plain(layer.get_config()),
+             "registered_name": registered}
     shape = getattr(layer, "_build_input_shape", None)
     if layer.built and shape is not None and not isinstance(layer, InputLayer):
+        several = len(shape) > 0 and isinstance(shape[0], (list, tuple))   # merge layers
+        batch = shape[0] if getattr(layer, "stateful", False) else None   # Keras needs it
+        entry["build_config"] = {"input_shape": plain(
+            [[None] + list(s[1:]) for s in shape] if several else [batch] + list(shape[1:]))}
+    return entry
+
+
+def subclassed_entry(model):
+    """A subclassed model: its class (by registered name), ``get_config()`` and the input shape
+    it was first called with (``build_config``), which a load calls it on to create its
+    weights, as Keras's ``build_from_config`` does."""
+    from fastdl.saving import registry
+    cls = type(model)
+    try:
+        config = plain(model.get_config())
+    except (TypeError, ValueError, NotImplementedError) as e:
+        raise ValueError(f"cannot save model {model.name!r} ({cls.__name__}): its get_config() "
+                         f"fails or returns values that are not plain data: {e}") from e
+    entry = {"module": cls.__module__, "class_name": cls.__name__, "config": config,
+             "registered_name": registry.get_registered_name(cls)}
+    shape = model._build_input_shape
+    if shape is not None:
         entry["build_config"] = {"input_shape": plain([None] + list(shape[1:]))}
+    elif model.weights:
+        raise ValueError(f"cannot save model {model.name!r} ({cls.__name__}): its input shape "
+                         "is unknown; call the model on a batch (or fit it) before saving")
     return entry
 
 
@@ -359,10 +400,24 @@ def model_input_shape(model):
 
 
 def model_config(model):
-    """The model in Keras's schema (``{"module", "class_name": "Sequential", "config", ...}``)."""
+    """The model in Keras's schema (``{"module", "class_name": "Sequential", "config", ...}``;
+    a functional model's: :func:`fastdl.saving.graph.functional_config`). Nested models are
+    described in place of a layer entry."""
+    from fastdl.functional import Functional
+    from fastdl.models import Sequential
+
+    def entry(layer):
+        return model_config(layer) if isinstance(layer, (Sequential, Functional)) \
+            else layer_entry(layer)
+
+    if isinstance(model, Functional):
+        from fastdl.saving import graph
+        return graph.functional_config(model, entry)
+    if not isinstance(model, Sequential):
+        return subclassed_entry(model)
     input_layer = getattr(model, "_input_layer", None)
     entries = ([layer_entry(input_layer)] if input_layer is not None else []) + \
-        [layer_entry(l) for l in model.layers]
+        [entry(l) for l in model.layers]
     config = {"name": model.name, "trainable": bool(model.trainable), "layers": entries}
     out = {"module": "keras", "class_name": "Sequential", "config": config,
            "registered_name": None}
@@ -380,12 +435,13 @@ _SAFE_MODULE_PREFIXES = ("keras", "fastdl")
 
 
 def _check_custom_objects(custom_objects):
-    if custom_objects is None:
-        return {}
-    if not isinstance(custom_objects, dict):
+    """The objects a load may instantiate besides fastdl's: the registered classes, those of
+    the active ``custom_object_scope`` and ``custom_objects`` (``{name: class}``)."""
+    from fastdl.saving import registry
+    if custom_objects is not None and not isinstance(custom_objects, dict):
         raise TypeError(f"custom_objects must be a dict {{name: class}}. Received: "
                         f"{type(custom_objects).__name__}")
-    return custom_objects
+    return registry.visible_objects(custom_objects)
 
 
 def _module_ok(module):
@@ -420,16 +476,20 @@ def resolve_layer_class(entry, custom_objects, where):
     if registered is not None and registered != class_name:
         raise ModelFileError(f"{where}: refusing custom class {registered!r} (class_name "
                              f"{class_name!r}, module {module!r:.100}): it is not a fastdl layer; "
-                             "pass the class in custom_objects to load it")
+                             "pass the class in custom_objects or register it with "
+                             "@fastdl.saving.register_keras_serializable() to load it")
     if not _module_ok(module):
         raise ModelFileError(f"{where}: refusing class {class_name!r:.100} from module "
-                             f"{module!r:.100}: fastdl loads only its registered layers and the "
-                             "classes passed in custom_objects, and never imports modules")
+                             f"{module!r:.100}: fastdl loads only its own layers and the "
+                             "classes passed in custom_objects or registered with "
+                             "@fastdl.saving.register_keras_serializable(), and never imports "
+                             "modules")
     cls = InputLayer if class_name == "InputLayer" else get_layer_class(class_name)
     if cls is None:
         raise ModelFileError(f"{where}: unknown layer class {class_name!r:.100} (module "
-                             f"{module!r:.100}): fastdl loads only its registered layers and "
-                             "the classes passed in custom_objects")
+                             f"{module!r:.100}): fastdl loads only its own layers and the "
+                             "classes passed in custom_objects or registered with "
+                             "@fastdl.saving.register_keras_serializable()")
     return cls
 
 
@@ -459,13 +519,14 @@ class _BuildGuard:
     number of elements is limited to what the file holds, so a description asking for huge
     weights is refused before the memory is allocated."""
 
-    def __init__(self, budget):
+    def __init__(self, budget, active=True):
         self.budget = budget
+        self.active = active
         self.used = 0
         self._patched = []
 
     def wrap(self, layer):
-        if not isinstance(layer, Layer):
+        if not self.active or not isinstance(layer, Layer):
             return
         if type(layer).add_weight is Layer.add_weight and "add_weight" not in vars(layer):
             original = layer.add_weight
@@ -547,116 +608,205 @@ def _reserve_name(name, cls_name):
         counts[prefix] = index + 1
 
 
-def build_model(description, custom_objects=None, translate=None, budget=None):
-    """A ``Sequential`` from its description in Keras's schema.
+def build_model(description, custom_objects=None, translate=None, budget=None, fresh=False):
+    """A ``Sequential``, functional or subclassed model from its description in Keras's schema
+    (nested models included).
 
     ``translate(entry, where)`` (the Keras interchange) turns a Keras layer config into fastdl's
     before construction. Every layer is made with ``cls.from_config(config)``, so every value
     passes the constructor's validation; failures raise ModelFileError with the reason. The
-    global random state is unchanged afterwards; weights are zeros (the caller loads them).
+    global random state is unchanged afterwards; weights are zeros (the caller loads them), or
+    with ``fresh`` initialized as the layers' initializers say (``model_from_json``).
     """
-    from fastdl.models import Sequential
-
-    custom_objects = _check_custom_objects(custom_objects)
-    if not isinstance(description, dict):
-        raise ModelFileError("the model description must be a JSON object")
-    class_name = description.get("class_name")
-    if class_name != "Sequential":
-        raise ModelFileError(f"refusing model class {class_name!r:.100}: fastdl loads Sequential "
-                             "models only")
-    if not _module_ok(description.get("module")):
-        raise ModelFileError(f"refusing model from module {description.get('module')!r:.100}")
-    config = description.get("config")
-    if not isinstance(config, dict):
-        raise ModelFileError("the Sequential description has no 'config' object")
-    entries = config.get("layers")
-    if not isinstance(entries, list):
-        raise ModelFileError("the Sequential config has no 'layers' list")
-    if len(entries) > MAX_LAYERS:
-        raise ModelFileError(f"the model has {len(entries)} layers, more than fastdl loads "
-                             f"(MAX_LAYERS = {MAX_LAYERS})")
-    name = config.get("name")
-    trainable = config.get("trainable", True)
-    if not isinstance(trainable, bool):
-        raise ModelFileError(f"model 'trainable' must be true or false, received "
-                             f"{trainable!r:.100}")
-
-    guard = _BuildGuard(budget)
-    with preserved_random_state():
+    guard = _BuildGuard(None, active=False) if fresh else _BuildGuard(budget)
+    builder = _Builder(_check_custom_objects(custom_objects), translate, guard)
+    with contextlib.nullcontext() if fresh else preserved_random_state():
         try:
+            return builder.model(description)
+        finally:
+            builder.guard.release()
+
+
+class _Builder:
+    """One model rebuild: the shared weight budget and the count of layers (nested ones
+    included) against ``MAX_LAYERS``."""
+
+    def __init__(self, custom_objects, translate, guard):
+        self.custom_objects, self.translate, self.guard = custom_objects, translate, guard
+        self.layers = 0
+        self.depth = 0
+
+    def count(self, n):
+        self.layers += n
+        if self.layers > MAX_LAYERS:
+            raise ModelFileError(f"the model has {self.layers} layers, more than fastdl loads "
+                                 f"(MAX_LAYERS = {MAX_LAYERS})")
+
+    def model(self, description, where="the model"):
+        from fastdl.saving import graph
+        if not isinstance(description, dict):
+            raise ModelFileError("the model description must be a JSON object")
+        class_name = description.get("class_name")
+        if not graph.is_model_entry(description):
+            layer = self.layer(description, where)      # a subclassed model (custom_objects)
+            from fastdl.models import Model
+            if not isinstance(layer, Model):
+                raise ModelFileError(f"{where}: {class_name!r:.100} is a layer, not a model")
+            return layer
+        if not _module_ok(description.get("module")):
+            raise ModelFileError(f"refusing model from module {description.get('module')!r:.100}")
+        self.depth += 1
+        if self.depth > 32:
+            raise ModelFileError("models nest too deeply (more than 32 levels)")
+        try:
+            if class_name == "Functional":
+                model = graph.build_functional(description, self.layer, self.count)
+                _reserve_name(model.name, "Functional")
+                return model
+            return self.sequential(description)
+        finally:
+            self.depth -= 1
+
+    def layer(self, entry, where):
+        """One layer entry (a nested model included), built from its config."""
+        from fastdl.saving import graph
+        if graph.is_model_entry(entry):
             try:
-                model = Sequential(name=name)
+                layer = self.model(entry, where)
+            except ModelFileError as e:     # say which nested model
+                raise ModelFileError(f"{where} (nested {entry['class_name']}): {e}") from \
+                    e.__cause__
+        else:
+            cls = resolve_layer_class(entry, self.custom_objects, where)
+            if self.translate is not None:
+                entry = self.translate(entry, cls, self.custom_objects, where)
+            layer_config = entry.get("config", {})
+            if not isinstance(layer_config, dict):
+                raise ModelFileError(f"{where} ({entry['class_name']}): 'config' must be a "
+                                     "JSON object")
+            where = f"{where} ({entry['class_name']} {layer_config.get('name')!r:.100})"
+            _refuse_embedded_weights(layer_config, where)
+            try:
+                layer = cls.from_config(dict(layer_config))
+            except ModelFileError:
+                raise
             except _CONSTRUCTION_ERRORS as e:
-                raise ModelFileError(f"invalid model config: {e}") from e
-            _reserve_name(model.name, "Sequential")
-            names = set()                   # Sequential's name check, linear in the layers
-            for i, entry in enumerate(entries):
-                where = f"layer {i}"
-                cls = resolve_layer_class(entry, custom_objects, where)
-                if translate is not None:
-                    entry = translate(entry, cls, custom_objects, where)
-                layer_config = entry.get("config", {})
-                if not isinstance(layer_config, dict):
-                    raise ModelFileError(f"{where} ({entry['class_name']}): 'config' must be a "
-                                         "JSON object")
-                where = f"layer {i} ({entry['class_name']} {layer_config.get('name')!r:.100})"
-                _refuse_embedded_weights(layer_config, where)
+                raise ModelFileError(f"{where}: invalid config: {e}") from e
+            if not isinstance(layer, Layer):
+                raise ModelFileError(f"{where}: from_config did not return a fastdl layer")
+            _reserve_name(layer.name, type(layer).__name__)
+            from fastdl.models import Model
+            if isinstance(layer, Model):
+                self.build_subclassed(layer, entry, where)
+        self.guard.wrap(layer)
+        return layer
+
+    def build_subclassed(self, model, entry, where):
+        """Create a subclassed model's weights by calling it on zeros of its saved input shape
+        (Keras's ``build_from_config``); weights stay zeros under the guard's budget."""
+        from fastdl.models import _leaf_layers
+        build = entry.get("build_config")
+        raw = build.get("input_shape") if isinstance(build, dict) else None
+        if raw is None:
+            return
+        shape = _shape_from(raw, f"{where}: build_config")
+        self.guard.wrap(model)
+        for layer in _leaf_layers(model):
+            self.guard.wrap(layer)
+        try:
+            model(np.zeros(tuple(1 if d is None else d for d in shape), model.dtype))
+        except ModelFileError:
+            raise
+        except _CONSTRUCTION_ERRORS as e:
+            raise ModelFileError(f"{where}: cannot build model {model.name!r} for input shape "
+                                 f"{shape}: {e}") from e
+
+    def sequential(self, description):
+        from fastdl.models import Sequential
+        config = description.get("config")
+        if not isinstance(config, dict):
+            raise ModelFileError("the Sequential description has no 'config' object")
+        entries = config.get("layers")
+        if not isinstance(entries, list):
+            raise ModelFileError("the Sequential config has no 'layers' list")
+        self.count(len(entries))
+        name = config.get("name")
+        trainable = config.get("trainable", True)
+        if not isinstance(trainable, bool):
+            raise ModelFileError(f"model 'trainable' must be true or false, received "
+                                 f"{trainable!r:.100}")
+        try:
+            model = Sequential(name=name)
+        except _CONSTRUCTION_ERRORS as e:
+            raise ModelFileError(f"invalid model config: {e}") from e
+        _reserve_name(model.name, "Sequential")
+        names = set()                   # Sequential's name check, linear in the layers
+        for i, entry in enumerate(entries):
+            where = f"layer {i}"
+            layer = self.layer(entry, where)
+            where = f"layer {i} ({type(layer).__name__} {layer.name!r:.100})"
+            if isinstance(layer, InputLayer) and i != 0:
+                raise ModelFileError(f"{where}: an InputLayer can only come first")
+            try:
+                model._add(layer, names)
+            except ModelFileError as e:
+                raise ModelFileError(f"{where}: {e}") from None
+            except _CONSTRUCTION_ERRORS as e:
+                raise ModelFileError(f"{where}: {e}") from e
+        if not model.built and model.layers:
+            shape = None
+            if model.input_shape is not None:
+                shape = tuple(model.input_shape)
+            else:
+                raw = config.get("build_input_shape")
+                if raw is None:
+                    raw = (description.get("build_config") or {}).get("input_shape") \
+                        if isinstance(description.get("build_config"), dict) else None
+                if raw is None:
+                    first = entries[0] if entries else {}
+                    bc = first.get("build_config") if isinstance(first, dict) else None
+                    raw = bc.get("input_shape") if isinstance(bc, dict) else None
+                if raw is not None:
+                    shape = _shape_from(raw, "build_input_shape")
+            if shape is not None:
                 try:
-                    layer = cls.from_config(dict(layer_config))
+                    model.build(shape)
                 except ModelFileError:
                     raise
                 except _CONSTRUCTION_ERRORS as e:
-                    raise ModelFileError(f"{where}: invalid config: {e}") from e
-                if not isinstance(layer, Layer):
-                    raise ModelFileError(f"{where}: from_config did not return a fastdl layer")
-                _reserve_name(layer.name, type(layer).__name__)
-                if isinstance(layer, InputLayer) and i != 0:
-                    raise ModelFileError(f"{where}: an InputLayer can only come first")
-                guard.wrap(layer)
-                try:
-                    model._add(layer, names)
-                except ModelFileError as e:
-                    raise ModelFileError(f"{where}: {e}") from None
-                except _CONSTRUCTION_ERRORS as e:
-                    raise ModelFileError(f"{where}: {e}") from e
-            if not model.built and model.layers:
-                shape = None
-                if model.input_shape is not None:
-                    shape = tuple(model.input_shape)
-                else:
-                    raw = config.get("build_input_shape")
-                    if raw is None:
-                        raw = (description.get("build_config") or {}).get("input_shape") \
-                            if isinstance(description.get("build_config"), dict) else None
-                    if raw is None:
-                        first = entries[0] if entries else {}
-                        bc = first.get("build_config") if isinstance(first, dict) else None
-                        raw = bc.get("input_shape") if isinstance(bc, dict) else None
-                    if raw is not None:
-                        shape = _shape_from(raw, "build_input_shape")
-                if shape is not None:
-                    try:
-                        model.build(shape)
-                    except ModelFileError:
-                        raise
-                    except _CONSTRUCTION_ERRORS as e:
-                        raise ModelFileError(f"cannot build the model for input shape "
-                                             f"{shape}: {e}") from e
-        finally:
-            guard.release()
-    if not trainable:
-        model.trainable = False
-    return model
+                    raise ModelFileError(f"cannot build the model for input shape "
+                                         f"{shape}: {e}") from e
+        if not trainable:
+            model.trainable = False
+        return model
+
+
+def build_layer(entry, custom_objects=None):
+    """One layer (or model) from its entry, outside any model (``deserialize_keras_object``,
+    ``Layer`` configs from Keras): the checks and translation a file's layers get."""
+    from fastdl.saving import keras_format
+    builder = _Builder(_check_custom_objects(custom_objects), keras_format.from_keras_entry,
+                       _BuildGuard(None))
+    try:
+        return builder.layer(entry, "the layer")
+    finally:
+        builder.guard.release()
 
 
 def build_unbuilt(model, shape):
-    """Build a user's model for loading weights into it (zeros, random state untouched)."""
+    """Build a user's model for loading weights into it (zeros, random state untouched); a
+    subclassed model by a call on zeros of that shape."""
+    from fastdl.functional import Functional
+    from fastdl.models import Sequential, _leaf_layers
     guard = _BuildGuard(None)
     with preserved_random_state():
         try:
-            for layer in model.layers:
+            for layer in _leaf_layers(model):
                 guard.wrap(layer)
-            model.build(shape)
+            if isinstance(model, (Sequential, Functional)):
+                model.build(shape)
+            else:
+                model(np.zeros(tuple(1 if d is None else d for d in shape), model.dtype))
         except _CONSTRUCTION_ERRORS as e:
             raise ModelFileError(f"cannot build model {model.name!r} for input shape {shape}: "
                                  f"{e}") from e

@@ -2,20 +2,25 @@
 
 A ``.keras`` file is a zip of ``metadata.json`` (``{"keras_version", "date_saved"}``),
 ``config.json`` (the model in Keras's schema, with ``compile_config``) and ``model.weights.h5``.
-The HDF5 layout is Keras 3.15's (``keras/src/saving/saving_lib.py``): each layer of the
-Sequential under ``layers/<snake_case(class)>[_k]`` (named by class and position, not by the
-layer's name), its own variables in ``vars/0, vars/1, ...`` (trainable first, then
+The HDF5 layout is Keras 3.15's (``keras/src/saving/saving_lib.py``): each layer of a
+Sequential or functional model (InputLayers included, in Keras's operation order:
+``graph.keras_layers``) under ``layers/<snake_case(class)>[_k]`` (named by class and position,
+not by the layer's name), its own variables in ``vars/0, vars/1, ...`` (trainable first, then
 non-trainable); recurrent layers keep theirs in ``cell/vars`` and ``Bidirectional`` in
-``forward_layer/cell/vars`` and ``backward_layer/cell/vars``; the optimizer's in
+``forward_layer/cell/vars`` and ``backward_layer/cell/vars``, ``TimeDistributed`` its layer's in
+``layer/...``; a nested Sequential or functional
+model its layers under ``<path>/layers/``; a subclassed model its layers under their attribute
+names (sorted, private ones last; lists and dicts as ``<attr>/<snake class>[_k]``; the layers
+no attribute reached first under ``layers/``); the optimizer's in
 ``optimizer/vars/<i>`` (iterations, learning rate, then per variable its slots); the model's own
 (empty) ``vars`` group at the root. A ``.weights.h5`` file is that HDF5 file alone.
 
 Configs are translated both ways: Keras's dtype policies <-> fastdl's ``"float32"``, the input
 shape <-> an ``InputLayer``, Keras options fastdl lacks are dropped when they are at their
 neutral value (``quantization_config: null``, ``unroll``, ``stateful: false``, ...) and refused
-with a message otherwise. Only fastdl's registered classes and the caller's ``custom_objects``
-load: ``Lambda`` layers, unknown classes and modules are refused by name, and nothing a file
-names is ever imported.
+with a message otherwise. Only fastdl's classes and those registered or passed in
+``custom_objects`` load: ``Lambda`` layers, unknown classes and modules are refused by name, and
+nothing a file names is ever imported.
 
 Loading bounds memory by what the described model needs: ``config.json`` is at most
 ``MAX_CONFIG_BYTES`` and is read first; the model is built with at most as many weight
@@ -39,6 +44,7 @@ import zlib
 
 import numpy as np
 
+from fastdl.layers.base import Layer, to_snake_case
 from fastdl.saving import common
 from fastdl.saving.common import ModelFileError
 
@@ -73,7 +79,11 @@ def _is_layer_entry(value):
 
 
 def _to_keras_entry(entry):
-    """A fastdl layer entry (``common.layer_entry``) in the form Keras writes."""
+    """A fastdl layer entry (``common.layer_entry``) in the form Keras writes; a nested model's
+    description through :func:`_to_keras_model`."""
+    from fastdl.saving import graph
+    if graph.is_model_entry(entry):
+        return _to_keras_model(entry)
     entry = dict(entry)
     config = dict(entry["config"])
     if entry["class_name"] != "InputLayer" and isinstance(config.get("dtype"), str):
@@ -82,32 +92,42 @@ def _to_keras_entry(entry):
     for key, value in list(config.items()):
         if _is_layer_entry(value):
             config[key] = _to_keras_entry(value)
+        elif isinstance(value, list) and value and all(map(_is_layer_entry, value)):
+            config[key] = [_to_keras_entry(v) for v in value]
     entry["config"] = config
     return entry
 
 
-def keras_description(model):
-    """The model's ``config.json`` content (without ``compile_config``)."""
-    description = common.model_config(model)
+def _to_keras_model(description):
+    """A model description (``common.model_config``) as Keras writes it: layer entries
+    translated, a Sequential given its InputLayer and dtype policy."""
+    description = dict(description)
     config = dict(description["config"])
     entries = [_to_keras_entry(e) for e in config["layers"]]
-    shape = common.model_input_shape(model)
-    if shape is not None and not (entries and entries[0]["class_name"] == "InputLayer"):
-        taken = {e["config"].get("name") for e in entries}
-        name, k = "input_layer", 0
-        while name in taken:
-            k += 1
-            name = f"input_layer_{k}"
-        entries.insert(0, {"module": "keras.layers", "class_name": "InputLayer",
-                           "config": {"batch_shape": common.plain(shape), "dtype": "float32",
-                                      "sparse": False, "ragged": False, "name": name},
-                           "registered_name": None})
+    if description["class_name"] == "Sequential":
+        shape = config.get("build_input_shape")
+        if shape is not None and not (entries and entries[0]["class_name"] == "InputLayer"):
+            taken = {e["config"].get("name") for e in entries}
+            name, k = "input_layer", 0
+            while name in taken:
+                k += 1
+                name = f"input_layer_{k}"
+            entries.insert(0, {"module": "keras.layers", "class_name": "InputLayer",
+                               "config": {"batch_shape": common.plain(shape),
+                                          "dtype": "float32", "sparse": False, "ragged": False,
+                                          "name": name},
+                               "registered_name": None})
+        config = {"name": config["name"], "trainable": config["trainable"],
+                  "dtype": _policy("float32"), **{k: v for k, v in config.items()
+                                                 if k not in ("name", "trainable")}}
     config["layers"] = entries
-    config = {"name": config["name"], "trainable": config["trainable"],
-              "dtype": _policy("float32"), **{k: v for k, v in config.items()
-                                             if k not in ("name", "trainable")}}
     description["config"] = config
     return description
+
+
+def keras_description(model):
+    """The model's ``config.json`` content (without ``compile_config``)."""
+    return _to_keras_entry(common.model_config(model))
 
 
 def _neutral(key, value, config):
@@ -171,6 +191,10 @@ def from_keras_entry(entry, cls, custom_objects, where):
         if _is_layer_entry(value):
             sub_cls = common.resolve_layer_class(value, custom_objects, f"{where}.{key}")
             value = from_keras_entry(value, sub_cls, custom_objects, f"{where}.{key}")
+        elif isinstance(value, list) and value and all(map(_is_layer_entry, value)):
+            value = [from_keras_entry(v, common.resolve_layer_class(
+                v, custom_objects, f"{where}.{key}[{i}]"), custom_objects, f"{where}.{key}[{i}]")
+                for i, v in enumerate(value)]     # StackedRNNCells(cells=[...])
         out[key] = _clean_object(value)
     entry = dict(entry)
     entry["config"] = out
@@ -188,8 +212,9 @@ def _sub_layer(layer, attr, index):
     return sub
 
 
-def keras_groups(layer, path):
-    """``[(group path, [weights], name)]``: where Keras keeps this layer's variables."""
+def _layer_groups(layer, path):
+    """``[(group path, [weights], name)]`` of one layer (not a model): where Keras keeps its
+    variables, in the order of ``layer.weights``."""
     cls = type(layer).__name__
     if cls in _RNN_CELLS:
         groups = [(path + "/vars", [], layer.name), (path + "/cell/vars", layer.weights,
@@ -200,7 +225,26 @@ def keras_groups(layer, path):
             sub = _sub_layer(layer, attr, index)
             if sub is None:
                 raise ValueError(f"Bidirectional layer {layer.name!r} has no {attr}")
-            groups += keras_groups(sub, f"{path}/{attr}")
+            groups += _layer_groups(sub, f"{path}/{attr}")
+    elif cls == "MultiHeadAttention":   # Keras's EinsumDense sublayers, then two empty ones
+        ws, per = layer.weights, 2 if layer.use_bias else 1
+        groups = [(path + "/vars", [], layer.name)]
+        for i, (attr, name) in enumerate((("query_dense", "query"), ("key_dense", "key"),
+                                          ("value_dense", "value"),
+                                          ("output_dense", "attention_output"))):
+            groups.append((f"{path}/{attr}/vars", ws[i * per:(i + 1) * per], name))
+        groups += [(path + "/_dropout_layer/vars", [], "dropout"),
+                   (path + "/_softmax/vars", [], "softmax")]
+    elif cls == "TimeDistributed":
+        groups = [(path + "/vars", [], layer.name)] + _layer_groups(layer.layer, path + "/layer")
+    elif cls == "RNN":
+        groups = [(path + "/vars", [], layer.name)] + _layer_groups(layer.cell, path + "/cell")
+    elif cls == "StackedRNNCells":   # a list of layers: named by class, as the model's
+        groups = [(path + "/vars", [], layer.name)]
+        used = {}
+        for cell in layer.cells:
+            name = common.unique_name(to_snake_case(type(cell).__name__), used)
+            groups += _layer_groups(cell, f"{path}/cells/{name}")
     else:
         groups = [(path + "/vars", layer.weights, layer.name)]
     flat = [w for _, ws, _ in groups for w in ws]
@@ -211,28 +255,104 @@ def keras_groups(layer, path):
     return groups
 
 
+def _join(path, name):
+    return f"{path}/{name}" if path else name
+
+
+# attributes of fastdl's Model that hold its own bookkeeping, never the user's layers
+_INTERNAL = frozenset(("_layer_list", "_sublayers", "_inbound_nodes", "optimizer", "loss",
+                       "compiled_metrics"))
+
+
+def _name_key(name):
+    return "~" + name if name.startswith("_") else name     # Keras visits private ones last
+
+
+def _attribute_groups(model, path, visited):
+    """A subclassed model's groups as Keras's saving walk finds them: its attributes in
+    sorted order (private ones last), ``layers`` (its tracked layers) among them; a layer
+    reached twice is written at its first path; list, tuple and dict attributes hold their
+    layers as ``<snake class>[_k]`` (nested containers ``container[_k]``)."""
+    attrs = {k: v for k, v in vars(model).items() if k not in _INTERNAL}
+    attrs["layers"] = model.layers
+    out = []
+
+    def visit(value, where, depth=0):
+        if isinstance(value, Layer):
+            if id(value) not in visited:
+                visited.add(id(value))
+                out.extend(_groups(value, where, visited))
+        elif isinstance(value, (list, tuple, dict)) and depth < 8 and id(value) not in visited:
+            visited.add(id(value))
+            used = {}
+            for item in (value.values() if isinstance(value, dict) else value):
+                if isinstance(item, Layer):
+                    visit(item, _join(where, common.unique_name(
+                        to_snake_case(type(item).__name__), used)), depth + 1)
+                elif isinstance(item, (list, tuple, dict)):
+                    visit(item, _join(where, common.unique_name("container", used)), depth + 1)
+
+    for attr in sorted(attrs, key=_name_key):
+        visit(attrs[attr], _join(path, attr))
+    return out
+
+
+def _groups(layer, path, visited):
+    """``[(group path, [weights], name, owner)]``: every variable group of ``layer`` at
+    ``path``; ``owner`` is the layer (never a model) whose ``weights`` the group's are."""
+    from fastdl.functional import Functional
+    from fastdl.models import Model, Sequential
+    if not isinstance(layer, Model):
+        return [(g, ws, name, layer) for g, ws, name in _layer_groups(layer, path)]
+    out = [(_join(path, "vars"), [], layer.name, None)]
+    visited.add(id(layer))
+    if isinstance(layer, (Sequential, Functional)):
+        for sub_path, sub in common.layer_paths(layer):
+            out += _groups(sub, _join(path, sub_path), visited)
+        return out
+    return out + _attribute_groups(layer, path, visited)
+
+
+def model_groups(model):
+    """Every variable group of ``model`` in Keras's weights file (the root ``vars`` first)."""
+    return _groups(model, "", set())
+
+
 def _model_plan(model):
-    """``[(layer, [(dataset path, weight)])]`` for every layer of the model."""
-    plan = []
-    for path, layer in common.layer_paths(model):
-        items = []
-        for gpath, ws, _ in keras_groups(layer, path):
-            items += [(f"{gpath}/{i}", w) for i, w in enumerate(ws)]
-        plan.append((layer, items))
+    """``[(layer, [(dataset path, weight)])]`` for every (leaf) layer of the model."""
+    plan, index = [], {}
+    for gpath, ws, _, owner in model_groups(model):
+        if owner is None:
+            continue
+        if id(owner) not in index:
+            index[id(owner)] = len(plan)
+            plan.append((owner, []))
+        plan[index[id(owner)]][1].extend((f"{gpath}/{i}", w) for i, w in enumerate(ws))
     return plan
+
+
+def _keras_variable_order(model):
+    """The trainable variables in the order Keras's optimizer keeps them: its layers' order
+    (a subclassed model's: the order its attributes were set), nested models in place."""
+    from fastdl.models import Model
+    out = []
+    for layer in common.saving_layers(model):
+        if isinstance(layer, Model):
+            out += _keras_variable_order(layer)
+        elif layer.trainable:
+            out += layer.trainable_weights
+    return out
 
 
 def _write_h5(fileobj, model, optimizer_state):
     h5py = _h5py()
     with h5py.File(fileobj, "w") as h5:
-        h5.create_group("vars").attrs["name"] = model.name
         h5.create_group("layers")
-        for path, layer in common.layer_paths(model):
-            for gpath, ws, name in keras_groups(layer, path):
-                group = h5.require_group(gpath)
-                group.attrs["name"] = name
-                for i, w in enumerate(ws):
-                    group.create_dataset(str(i), data=np.asarray(w, order="C"))
+        for gpath, ws, name, _ in model_groups(model):
+            group = h5.require_group(gpath)
+            group.attrs["name"] = name
+            for i, w in enumerate(ws):
+                group.create_dataset(str(i), data=np.asarray(w, order="C"))
         if optimizer_state is not None:
             group = h5.require_group("optimizer/vars")
             group.attrs["name"] = model.optimizer.name
@@ -348,7 +468,7 @@ class _H5Weights:
         self.where = where
         root = h5py.h5o.get_info(h5.id)
         self.datasets = _collect(h5py, h5, "", {}, {getattr(root, "token", None) or root.addr})
-        self.layer_paths = {p for p in self.datasets if p.startswith("layers/")}
+        self.layer_paths = {p for p in self.datasets if not p.startswith("optimizer/")}
         self.optimizer_paths = {p for p in self.datasets if p.startswith("optimizer/")}
 
     @_h5_guarded
@@ -371,8 +491,9 @@ class _H5Weights:
                                  f"{model.name!r}: " + "; ".join(parts))
         out = []
         for layer, items in plan:
-            arrays = [_read(self.datasets[p], w.shape, "f", p).astype(w.dtype, copy=False)
-                      for p, w in items]
+            # integer weights (Normalization's count) read integers, every other one floats
+            arrays = [_read(self.datasets[p], w.shape, "f" if w.dtype.kind == "f" else "iu",
+                            p).astype(w.dtype, copy=False) for p, w in items]
             out.append((layer, arrays))
         return out
 
@@ -404,10 +525,28 @@ def _assign(pairs):
             layer.set_weights(arrays)
 
 
+def _optimizer_order_matches(model):
+    """True when fastdl's optimizer keeps the variables in Keras's order (always for a
+    Sequential; for a functional model when its layers' orders agree), so the slots in the
+    file mean the same variables to both."""
+    try:
+        ours = common.trainable_variables(model)
+    except (NotImplementedError, ValueError):
+        return False
+    theirs = _keras_variable_order(model)
+    return len(ours) == len(theirs) and all(a is b for a, b in zip(ours, theirs))
+
+
 def _optimizer_state_for_file(model, full):
     """The optimizer's state; ``full``: an unbuilt optimizer is described as freshly built
-    (Keras builds its optimizer when it loads a model and expects every variable)."""
+    (Keras builds its optimizer when it loads a model and expects every variable). None (with
+    a warning) when the variables' order differs from Keras's."""
     optimizer = model.optimizer
+    if not _optimizer_order_matches(model):
+        warnings.warn(f"The optimizer state of model {model.name!r} is not saved in the .keras "
+                      "file: fastdl's optimizer orders its variables differently from Keras's "
+                      "for this graph (save as .fdl to keep it)", stacklevel=4)
+        return None
     if optimizer.built or not full:
         return optimizer.get_state()
     variables = common.trainable_variables(model)
@@ -597,6 +736,11 @@ def _optimizer_arrays(model, store, budget, where):
     cannot be used: Keras also skips an optimizer state that does not fit)."""
     if not store.optimizer_paths or not getattr(model, "compiled", False):
         return None
+    if not _optimizer_order_matches(model):
+        warnings.warn(f"Skipping the optimizer state of {where}: fastdl's optimizer orders the "
+                      f"variables of model {model.name!r} differently from Keras's",
+                      stacklevel=4)
+        return None
     try:
         return store.optimizer_arrays(budget)
     except ModelFileError as e:
@@ -641,7 +785,8 @@ def load_model(filepath, custom_objects=None, compile=True):
                 store = _H5Weights(h5, where) if h5 is not None else None
                 if store is not None:
                     _assign(store.match(model))
-                if compile and compile_config is not None:
+                _load_vocabularies(zf, model, path)
+                if compile and compile_config:      # Keras writes {} when not compiled
                     with common.naming_file(path):
                         common.compile_from_config(model, compile_config, custom_objects)
                     if store is not None:
@@ -653,10 +798,29 @@ def load_model(filepath, custom_objects=None, compile=True):
     return model
 
 
+def _load_vocabularies(zf, model, path):
+    """Keras keeps an adapted lookup's vocabulary (StringLookup, IntegerLookup,
+    TextVectorization) in ``assets/<layer path>/vocabulary.txt``, one token a line, special
+    tokens first; a layer whose config holds no vocabulary reads it from there."""
+    for layer_path, layer in common.layer_paths(model):
+        wants = getattr(layer, "_wants_vocabulary_asset", None)
+        if wants is None or not wants():
+            continue
+        name = f"assets/{layer_path}/vocabulary.txt"
+        info = _member_info(zf, name, common.MAX_CONFIG_BYTES, path)
+        if info is None:
+            continue
+        try:
+            text = _read_member(zf, info, path).decode("utf-8")
+            layer._vocabulary_from_asset(text)
+        except (UnicodeDecodeError, ValueError, TypeError) as e:
+            raise ModelFileError(f"{path!r}: {name}: {e}") from e
+
+
 def load_weights(model, filepath):
     path = os.fspath(filepath)
     where = repr(path)
-    if not model.built:
+    if not model.built and not model.weights:
         shape = common.model_input_shape(model)
         if shape is None:
             raise ModelFileError(f"model {model.name!r} is not built; call "

@@ -364,12 +364,15 @@ def load_weights(model, filepath):
     path = os.fspath(filepath)
     header, tensors = read_file(path)
     layer_tensors, _ = _split(tensors, path)
-    if not model.built:
+    if not model.built and not model.weights:
         shape = common.model_input_shape(model)
         if shape is None:
             description = header.get("model_config") or {}
             config = description.get("config") if isinstance(description, dict) else None
             raw = config.get("build_input_shape") if isinstance(config, dict) else None
+            build = description.get("build_config") if isinstance(description, dict) else None
+            if raw is None and isinstance(build, dict):     # a subclassed model's
+                raw = build.get("input_shape")
             if raw is not None:
                 shape = common._shape_from(raw, f"{path!r}: build_input_shape")
         if shape is None:

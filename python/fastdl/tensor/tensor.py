@@ -83,7 +83,8 @@ def as_dtype(dtype):
     except (KeyError, TypeError):
         pass
     try:
-        name = np.dtype(dtype).name
+        # Keras's "string" (text inputs of TextVectorization/StringLookup) has no NumPy name
+        name = "string" if dtype == "string" else np.dtype(dtype).name
     except TypeError:
         raise TypeError(f"Invalid dtype: {dtype!r}") from None
     d = _DTYPES.get(name)

@@ -103,11 +103,14 @@ def conv2d(x, kernel, bias=None, strides=1, padding="valid", dilation_rate=1, gr
         bias = as_float_array(bias, "bias", dtype=x.dtype)
     sh, sw = int_pair(strides, "strides")
     dh, dw = int_pair(dilation_rate, "dilation_rate")
-    args = (x, kernel, bias, sh, sw, padding_mode(padding), dh, dw,
-            positive_int(groups, "groups"), _activation(activation))
+    options = dict(stride_h=sh, stride_w=sw, padding=padding_mode(padding), dilation_h=dh,
+                   dilation_w=dw, groups=positive_int(groups, "groups"),
+                   relu=_activation(activation))
     if max_pool is None:
-        return _core.conv2d_forward(*args)
-    return _core.conv2d_max_pool_forward(*args, *int_pair(max_pool, "max_pool"), False)[0]
+        return _core.conv2d_forward(x, kernel, bias, **options)
+    ph, pw = int_pair(max_pool, "max_pool")
+    return _core.conv2d_max_pool_forward(x, kernel, bias, **options, pool_h=ph, pool_w=pw,
+                                         training=False)[0]
 
 
 def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, groups=1,
@@ -129,6 +132,8 @@ def conv2d_backward(dy, x, kernel, strides=1, padding="valid", dilation_rate=1, 
             raise TypeError(f"{name} must be a bool, received {flag!r}")
     sh, sw = int_pair(strides, "strides")
     dh, dw = int_pair(dilation_rate, "dilation_rate")
-    return _core.conv2d_backward(dy, x, kernel, sh, sw, padding_mode(padding), dh, dw,
-                                 positive_int(groups, "groups"), bool(need_dx),
-                                 bool(need_dkernel), bool(need_dbias), relu_output)
+    return _core.conv2d_backward(dy, x, kernel, stride_h=sh, stride_w=sw,
+                                 padding=padding_mode(padding), dilation_h=dh, dilation_w=dw,
+                                 groups=positive_int(groups, "groups"), need_dx=bool(need_dx),
+                                 need_dkernel=bool(need_dkernel), need_dbias=bool(need_dbias),
+                                 relu_output=relu_output)

@@ -12,22 +12,25 @@ from fastdl.ops.core.conv import int_pair, padding_mode
 
 
 def _window(pool_size, strides, padding):
+    """The kernels' window keywords: pool_h, pool_w, stride_h, stride_w, padding."""
     ph, pw = int_pair(pool_size, "pool_size")
     sh, sw = (ph, pw) if strides is None else int_pair(strides, "strides")
-    return ph, pw, sh, sw, padding_mode(padding)
+    return dict(pool_h=ph, pool_w=pw, stride_h=sh, stride_w=sw, padding=padding_mode(padding))
 
 
 def _input_hw(input_shape):
+    """The kernels' input_h and input_w keywords, from x's shape (N, H, W, C)."""
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 4:
         raise TypeError("input_shape must be the 4-tuple (N, H, W, C) of x, "
                         f"received {input_shape!r}")
-    return int_pair(tuple(input_shape[1:3]), "input_shape[1:3]")
+    h, w = int_pair(tuple(input_shape[1:3]), "input_shape[1:3]")
+    return dict(input_h=h, input_w=w)
 
 
 def max_pool2d(x, pool_size, strides=None, padding="valid"):
     """``(y, argmax)``: window maxima of x ``(N, H, W, C)`` and their flat int64 indices into x."""
     x = as_float_array(x, "x")
-    return _core.max_pool2d_forward(x, *_window(pool_size, strides, padding))
+    return _core.max_pool2d_forward(x, **_window(pool_size, strides, padding))
 
 
 def max_pool2d_backward(dy, argmax, input_shape, pool_size, strides=None, padding="valid"):
@@ -37,18 +40,18 @@ def max_pool2d_backward(dy, argmax, input_shape, pool_size, strides=None, paddin
         raise TypeError("argmax must be the int64 array max_pool2d returned, received "
                         f"{getattr(argmax, 'dtype', type(argmax).__name__)}")
     argmax = np.require(argmax, requirements="CA")
-    return _core.max_pool2d_backward(dy, argmax, *_input_hw(input_shape),
-                                     *_window(pool_size, strides, padding))
+    return _core.max_pool2d_backward(dy, argmax, **_input_hw(input_shape),
+                                     **_window(pool_size, strides, padding))
 
 
 def avg_pool2d(x, pool_size, strides=None, padding="valid"):
     """Window means of x ``(N, H, W, C)`` (padding excluded from the count)."""
     x = as_float_array(x, "x")
-    return _core.avg_pool2d_forward(x, *_window(pool_size, strides, padding))
+    return _core.avg_pool2d_forward(x, **_window(pool_size, strides, padding))
 
 
 def avg_pool2d_backward(dy, input_shape, pool_size, strides=None, padding="valid"):
     """dL/dx ``input_shape`` of :func:`avg_pool2d`."""
     dy = as_float_array(dy, "dy")
-    return _core.avg_pool2d_backward(dy, *_input_hw(input_shape),
-                                     *_window(pool_size, strides, padding))
+    return _core.avg_pool2d_backward(dy, **_input_hw(input_shape),
+                                     **_window(pool_size, strides, padding))

@@ -51,7 +51,7 @@ class RnnTape:
 
     __slots__ = ("cell", "x", "kernel", "recurrent_kernel", "use_bias", "mask", "cache",
                  "activation", "reset_after", "return_sequences", "go_backwards",
-                 "zero_output_for_mask")
+                 "zero_output_for_mask", "recurrent_mask")
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -60,13 +60,15 @@ class RnnTape:
 
 def rnn_forward(cell, x, kernel, recurrent_kernel, bias=None, initial_state=None, mask=None,
                 activation="tanh", reset_after=True, return_sequences=False, go_backwards=False,
-                zero_output_for_mask=False, training=False):
+                zero_output_for_mask=False, training=False, recurrent_mask=None):
     """Run ``cell`` ("simple_rnn", "lstm" or "gru") over ``x`` of shape ``(N, T, features)``.
 
     ``initial_state``: None (zeros) or a list of ``(N, units)`` arrays (``[h]``, LSTM ``[h, c]``).
     ``mask``: None or ``(N, T)`` booleans; ``zero_output_for_mask`` makes masked steps output
     zeros instead of the previous output. ``activation``: SimpleRNN only (tanh, relu, sigmoid,
-    linear). Returns ``(y, states, tape)``: y ``(N, T, units)`` with ``return_sequences`` else
+    linear). ``recurrent_mask``: None or ``(N, G, units)`` (G gates: 1, LSTM 4, GRU 3), Keras's
+    recurrent dropout: gate g's recurrent product uses ``h_prev * recurrent_mask[:, g]`` at every
+    step (values 0 or ``1 / (1 - rate)``). Returns ``(y, states, tape)``: y ``(N, T, units)`` with ``return_sequences`` else
     ``(N, units)``; states the final ``[h]`` or ``[h, c]``; tape for :func:`rnn_backward` when
     ``training`` (else None). Raises ``ValueError`` for inconsistent shapes and ``TypeError`` for
     non-float or mixed dtypes.
@@ -89,35 +91,39 @@ def rnn_forward(cell, x, kernel, recurrent_kernel, bias=None, initial_state=None
         states = [as_float_array(s, f"initial_state[{i}]", dtype=x.dtype)
                   for i, s in enumerate(initial_state)]
     mask = _as_mask(mask)
+    if recurrent_mask is not None:
+        recurrent_mask = np.require(as_float_array(recurrent_mask, "recurrent_mask",
+                                                   dtype=x.dtype), requirements="CA")
     return_sequences = _flag(return_sequences, "return_sequences")
     go_backwards = _flag(go_backwards, "go_backwards")
     zero_output_for_mask = _flag(zero_output_for_mask, "zero_output_for_mask")
     training = _flag(training, "training")
+    options = dict(return_sequences=return_sequences, go_backwards=go_backwards,
+                   zero_output_for_mask=zero_output_for_mask, training=training,
+                   recurrent_mask=recurrent_mask)
     if cell == "simple_rnn":
         if activation not in SIMPLE_RNN_ACTIVATIONS:
             raise ValueError(f"activation must be one of {SIMPLE_RNN_ACTIVATIONS}, received "
                              f"{activation!r}")
         y, h, _, cache = _core.simple_rnn_forward(x, kernel, recurrent_kernel, bias, states[0],
-                                                  mask, activation, return_sequences,
-                                                  go_backwards, zero_output_for_mask, training)
+                                                  mask, activation=activation, **options)
         final = [h]
     elif cell == "lstm":
         y, h, c, cache = _core.lstm_forward(x, kernel, recurrent_kernel, bias, states[0],
-                                            states[1], mask, return_sequences, go_backwards,
-                                            zero_output_for_mask, training)
+                                            states[1], mask, **options)
         final = [h, c]
     else:
         reset_after = _flag(reset_after, "reset_after")
         y, h, _, cache = _core.gru_forward(x, kernel, recurrent_kernel, bias, states[0], mask,
-                                           reset_after, return_sequences, go_backwards,
-                                           zero_output_for_mask, training)
+                                           reset_after=reset_after, **options)
         final = [h]
     tape = None
     if training:
         tape = RnnTape(cell=cell, x=x, kernel=kernel, recurrent_kernel=recurrent_kernel,
                        use_bias=bias is not None, mask=mask, cache=cache, activation=activation,
                        reset_after=bool(reset_after), return_sequences=return_sequences,
-                       go_backwards=go_backwards, zero_output_for_mask=zero_output_for_mask)
+                       go_backwards=go_backwards, zero_output_for_mask=zero_output_for_mask,
+                       recurrent_mask=recurrent_mask)
     return y, final, tape
 
 
@@ -140,20 +146,20 @@ def rnn_backward(tape, dy, dstates=None):
         ds = [None if g is None else np.require(as_float_array(g, "dstates"), dtype=dtype, requirements="CA")
               for g in dstates]
     t = tape
+    arrays = (t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache)
+    options = dict(use_bias=t.use_bias, return_sequences=t.return_sequences,
+                   go_backwards=t.go_backwards, zero_output_for_mask=t.zero_output_for_mask,
+                   recurrent_mask=t.recurrent_mask)
     if t.cell == "simple_rnn":
-        dx, dk, dr, db, dh0, _ = _core.simple_rnn_backward(
-            dy, ds[0], t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache, t.activation,
-            t.use_bias, t.return_sequences, t.go_backwards, t.zero_output_for_mask)
+        dx, dk, dr, db, dh0, _ = _core.simple_rnn_backward(dy, ds[0], *arrays,
+                                                           activation=t.activation, **options)
         d0 = [dh0]
     elif t.cell == "lstm":
-        dx, dk, dr, db, dh0, dc0 = _core.lstm_backward(
-            dy, ds[0], ds[1], t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache, t.use_bias,
-            t.return_sequences, t.go_backwards, t.zero_output_for_mask)
+        dx, dk, dr, db, dh0, dc0 = _core.lstm_backward(dy, ds[0], ds[1], *arrays, **options)
         d0 = [dh0, dc0]
     else:
-        dx, dk, dr, db, dh0, _ = _core.gru_backward(
-            dy, ds[0], t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache, t.use_bias,
-            t.reset_after, t.return_sequences, t.go_backwards, t.zero_output_for_mask)
+        dx, dk, dr, db, dh0, _ = _core.gru_backward(dy, ds[0], *arrays,
+                                                    reset_after=t.reset_after, **options)
         d0 = [dh0]
     return dx, dk, dr, db, d0
 

@@ -1,0 +1,386 @@
+"""Attention: the C++ kernel, ops.dot_product_attention and the attention layers.
+
+Gradients against float64 central differences; forward values against the formula, PyTorch's
+scaled_dot_product_attention and real Keras (same weights); training in functional and
+subclassed models; bad input."""
+import re
+
+import numpy as np
+import pytest
+
+import fastdl
+import fastdl.ops as ops
+from fastdl import layers
+from fastdl.ops.core import attention as kernel
+from fastdl.ops.layers import layer_variables
+from gradcheck import numerical_gradient
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _normals(r, *shapes):
+    return [r.standard_normal(s) for s in shapes]
+
+
+def _reference(q, k, v, mask, scale, causal):
+    """Keras's masked softmax: where(mask, s, -1e9), softmax, where(mask, p, 0)."""
+    s = np.einsum("btd,bsd->bts", q, k) * scale
+    vis = np.ones(s.shape, bool) if mask is None else np.repeat(mask, len(q) // len(mask), 0)
+    if causal:
+        vis = vis & np.tril(np.ones(s.shape[1:], bool))
+    s = np.where(vis, s, -1e9)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p = np.where(vis, p / p.sum(-1, keepdims=True), 0)
+    return p @ v, p
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_forward_matches_formula(causal, dtype):
+    r = _rng()
+    q, k = r.standard_normal((6, 4, 3)), r.standard_normal((6, 5, 3))
+    v, mask = r.standard_normal((6, 5, 2)), r.random((2, 4, 5)) > 0.3
+    mask[0, 1] = False   # a query that sees no key: zeros
+    out, probs = kernel.attention(*(a.astype(dtype) for a in (q, k, v)), mask, None, 0.7, causal)
+    want, wp = _reference(q, k, v, mask, 0.7, causal)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(probs, wp, atol=tol)
+    np.testing.assert_allclose(out, want, atol=tol)
+    assert not probs[:3, 1].any()
+
+
+@pytest.mark.parametrize("with_drop", [False, True])
+def test_kernel_backward_central_differences(with_drop):
+    r = _rng(1)
+    q, k, v = _normals(r, (4, 3, 2), (4, 5, 2), (4, 5, 3))
+    mask = r.random((4, 3, 5)) > 0.3
+    drop = (r.random((4, 3, 5)) > 0.4) / 0.6 if with_drop else None
+    g = r.standard_normal((4, 3, 3))
+
+    def loss():
+        return float((kernel.attention(q, k, v, mask, drop, 0.8, True)[0] * g).sum())
+    _, probs = kernel.attention(q, k, v, mask, drop, 0.8, True)
+    grads = kernel.attention_backward(g, q, k, v, probs, drop, 0.8)
+    for got, x in zip(grads, (q, k, v)):
+        np.testing.assert_allclose(got, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
+
+
+def test_kernel_rejects_bad_arguments():
+    q, k, v = np.zeros((2, 3, 4)), np.zeros((2, 5, 4)), np.zeros((2, 5, 6))
+    with pytest.raises(ValueError, match=r"k must have shape \(2, -1, 4\).*received \(2, 5, 3\)"):
+        kernel.attention(q, np.zeros((2, 5, 3)), v)
+    with pytest.raises(ValueError, match="v must have shape"):
+        kernel.attention(q, k, np.zeros((2, 4, 6)))
+    with pytest.raises(ValueError, match="mask must have shape"):
+        kernel.attention(q, k, v, np.ones((2, 3, 4), bool))
+    with pytest.raises(ValueError, match="must divide the batch 2"):
+        kernel.attention(q, k, v, np.ones((3, 3, 5), bool))
+    with pytest.raises(TypeError, match="bool"):
+        kernel.attention(q, k, v, np.ones((2, 3, 5)))
+    with pytest.raises(ValueError, match="dout must have shape"):
+        kernel.attention_backward(np.zeros((2, 3, 5)), q, k, v, np.zeros((2, 3, 5)))
+    with pytest.raises(ValueError, match="scale must be finite"):
+        kernel.attention(q, k, v, scale=float("nan"))
+
+
+def test_dot_product_attention_matches_torch():
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle of this test")
+    r = _rng(2)
+    q, k, v = _normals(r, (2, 4, 3, 5), (2, 6, 3, 5), (2, 6, 3, 2))
+    mask = r.random((2, 3, 4, 6)) > 0.3
+    mask[..., 0] = True
+    tq, tk, tv = (torch.tensor(a).transpose(1, 2) for a in (q, k, v))
+    for kwargs, tkw in (({}, {}), ({"mask": mask}, {"attn_mask": torch.tensor(mask)}),
+                        ({"is_causal": True}, {"is_causal": True}),
+                        ({"scale": 0.3, "bias": mask * 0.5},
+                         {"scale": 0.3, "attn_mask": torch.tensor(mask * 0.5)})):
+        want = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, **tkw)
+        got = ops.dot_product_attention(q, k, v, **kwargs).numpy()
+        np.testing.assert_allclose(got, want.transpose(1, 2).numpy(), atol=1e-12)
+
+
+def test_dot_product_attention_gradients():
+    r = _rng(3)
+    q, k, v = _normals(r, (2, 3, 2, 2), (2, 4, 2, 2), (2, 4, 2, 3))
+    mask = r.random((2, 1, 3, 4)) > 0.3
+    g = r.standard_normal((2, 3, 2, 3))
+
+    def loss():
+        y = ops.dot_product_attention(q, k, v, mask=mask, is_causal=True)
+        return float((y.numpy() * g).sum())
+    ts = [ops.convert_to_tensor(a) for a in (q, k, v)]
+    with fastdl.GradientTape() as tape:
+        for t in ts:
+            tape.watch(t)
+        y = ops.dot_product_attention(*ts, mask=mask, is_causal=True)
+    grads = tape.gradient(y, ts, output_gradients=ops.convert_to_tensor(g))
+    for got, x in zip(grads, (q, k, v)):
+        np.testing.assert_allclose(got.numpy(), numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
+
+
+def _layer_gradcheck(layer, inputs, call):
+    """tape gradients of sum(call(*inputs) * r) w.r.t. inputs and weights vs central differences."""
+    out = np.asarray(call(*inputs))
+    r = _rng(9).standard_normal(out.shape)
+    ts = [ops.convert_to_tensor(a) for a in inputs]
+    with fastdl.GradientTape() as tape:
+        for t in ts:
+            tape.watch(t)
+        y = call(*ts)
+        loss = ops.sum(y * r)
+    weights = layer.trainable_weights
+    grads = tape.gradient(loss, ts + layer_variables(layer))
+    for got, x in zip(grads, list(inputs) + weights):
+        want = numerical_gradient(lambda: float((np.asarray(call(*inputs)) * r).sum()), x)
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-7)
+
+
+def test_multi_head_attention_gradients():
+    r = _rng(4)
+    q, v, key = _normals(r, (2, 3, 4), (2, 5, 3), (2, 5, 2))
+    layer = layers.MultiHeadAttention(2, 3, value_dim=2, output_shape=3, dtype="float64")
+    vmask = r.random((2, 5)) > 0.3
+    vmask[:, 0] = True
+    _layer_gradcheck(layer, [q, v, key], lambda a, b, c: layer(
+        a, b, c, value_mask=vmask, use_causal_mask=True))
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (layers.Attention, {}), (layers.Attention, {"use_scale": True}),
+    (layers.Attention, {"score_mode": "concat", "use_scale": True}),
+    (layers.AdditiveAttention, {})])
+def test_attention_layers_gradients(cls, kwargs):
+    r = _rng(5)
+    q, v, key = _normals(r, (2, 3, 4), (2, 5, 2), (2, 5, 4))
+    layer = cls(dtype="float64", **kwargs)
+    masks = [r.random((2, 3)) > 0.3, np.r_[[[1, 1, 0, 1, 0]] * 2].astype(bool)]
+    layer([q, v, key])
+    if layer.trainable_weights:   # away from the initial ones, so the check sees them
+        layer.set_weights([w + 0.3 for w in layer.get_weights()])
+    _layer_gradcheck(layer, [q, v, key], lambda a, b, c: layer([a, b, c], mask=masks,
+                                                               use_causal_mask=True))
+
+
+def _keras():
+    pytest.importorskip("torch", reason="Keras runs on its torch backend here")
+    import os
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    return pytest.importorskip("keras", reason="real Keras is the oracle of this test")
+
+
+def _np(x):
+    return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+
+
+def test_multi_head_attention_matches_keras():
+    keras = _keras()
+    r = _rng(6)
+    q = r.standard_normal((2, 4, 6)).astype(np.float32)
+    v = r.standard_normal((2, 5, 3)).astype(np.float32)
+    key = r.standard_normal((2, 5, 4)).astype(np.float32)
+    vmask = r.random((2, 5)) > 0.3
+    vmask[:, 0] = True
+    amask = r.random((2, 4, 5)) > 0.2
+    amask[..., 0] = True
+    theirs = keras.layers.MultiHeadAttention(3, 2, value_dim=4, output_shape=(7,))
+    ours = layers.MultiHeadAttention(3, 2, value_dim=4, output_shape=(7,))
+    theirs(q, v, key)
+    ours(q, v, key)
+    assert [tuple(w.shape) for w in theirs.weights] == [w.shape for w in ours.weights]
+    weights = [w + r.standard_normal(w.shape).astype(np.float32) * 0.1
+               for w in map(_np, theirs.get_weights())]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    for kw in ({}, {"value_mask": vmask, "key_mask": vmask[:, ::-1] | vmask},
+               {"attention_mask": amask}, {"use_causal_mask": True},
+               {"attention_mask": amask, "use_causal_mask": True, "value_mask": vmask}):
+        want, wscores = theirs(q, v, key, return_attention_scores=True, **kw)
+        got, scores = ours(q, v, key, return_attention_scores=True, **kw)
+        np.testing.assert_allclose(got, _np(want), atol=2e-5)
+        np.testing.assert_allclose(scores, _np(wscores), atol=2e-6)
+    config = ours.get_config()
+    again = keras.layers.MultiHeadAttention.from_config(
+        {k: v for k, v in config.items() if k != "dtype"})
+    assert again.get_config()["output_shape"] == (7,) and again.value_dim == 4
+    from fastdl.saving.keras_format import from_keras_entry   # how a .keras config loads
+    entry = {"class_name": "MultiHeadAttention", "config": theirs.get_config()}
+    back = layers.MultiHeadAttention.from_config(
+        from_keras_entry(entry, layers.MultiHeadAttention, {}, "test")["config"])
+    back(q, v, key)
+    back.set_weights(weights)
+    np.testing.assert_allclose(back(q, v, key), ours(q, v, key), atol=1e-6)
+
+
+@pytest.mark.parametrize("cls,kwargs", [("Attention", {"use_scale": True}),
+                                        ("Attention", {"score_mode": "concat"}),
+                                        ("AdditiveAttention", {})])
+def test_attention_layers_match_keras(cls, kwargs):
+    keras = _keras()
+    r = _rng(7)
+    q = r.standard_normal((2, 4, 3)).astype(np.float32)
+    v = r.standard_normal((2, 5, 2)).astype(np.float32)
+    key = r.standard_normal((2, 5, 3)).astype(np.float32)
+    masks = [r.random((2, 4)) > 0.3, np.r_[[[1, 0, 1, 1, 0]] * 2].astype(bool)]
+    theirs, ours = getattr(keras.layers, cls)(**kwargs), getattr(layers, cls)(**kwargs)
+    theirs([q, v, key])
+    ours([q, v, key])
+    weights = [w + 0.5 for w in map(_np, theirs.get_weights())]
+    theirs.set_weights(weights)
+    ours.set_weights(weights)
+    for kw in ({}, {"mask": masks}, {"mask": masks, "use_causal_mask": True}):
+        want, wscores = theirs([q, v, key], return_attention_scores=True, **kw)
+        got, scores = ours([q, v, key], return_attention_scores=True, **kw)
+        np.testing.assert_allclose(got, _np(want), atol=2e-5)
+        np.testing.assert_allclose(scores, _np(wscores), atol=2e-6)
+    assert getattr(keras.layers, cls).from_config(ours.get_config()).get_config()[
+        "use_scale"] == ours.use_scale
+
+
+def test_multi_head_attention_trains_in_functional_model_with_masks():
+    r = _rng(8)
+    ids = r.integers(1, 20, (32, 6))
+    ids[:, 4:] = 0
+    y = (ids[:, 0] > 10).astype(np.float32)
+    inp = fastdl.keras.Input((6,), dtype="int32")
+    e = layers.Embedding(20, 8, mask_zero=True)(inp)
+    a = layers.MultiHeadAttention(2, 4)(e, e)
+    out = layers.Dense(1, activation="sigmoid")(layers.GlobalAveragePooling1D()(a))
+    model = fastdl.keras.Model(inp, out)
+    model.compile("adam", "binary_crossentropy")
+    before = model.evaluate(ids, y, verbose=0)
+    model.fit(ids, y, epochs=15, batch_size=32, verbose=0)
+    assert model.evaluate(ids, y, verbose=0) < before
+    # the padding (id 0) is invisible: changing the padded embeddings changes nothing
+    mha = model.layers[2]
+    x = layers.Embedding(20, 8)(ids)
+    m = ids != 0
+    base = mha(x, x, query_mask=m, value_mask=m)
+    x2 = x.copy()
+    x2[:, 4:] += 1.0
+    np.testing.assert_allclose(mha(x2, x2, query_mask=m, value_mask=m)[:, :4], base[:, :4],
+                               atol=1e-6)
+
+
+def test_multi_head_attention_trains_with_gradient_tape_in_subclassed_model():
+    class Model(fastdl.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.mha = layers.MultiHeadAttention(2, 4, dropout=0.1, seed=1)
+            self.out = layers.Dense(1)
+
+        def call(self, x, training=False):
+            return self.out(ops.mean(self.mha(x, x, training=training), axis=1))
+
+    r = _rng(10)
+    x = r.standard_normal((16, 5, 4)).astype(np.float32)
+    y = x[:, 0, :1] * 2
+    model = Model()
+    opt = fastdl.keras.optimizers.Adam(0.01)
+    losses = []
+    for _ in range(30):
+        with fastdl.GradientTape() as tape:
+            loss = ops.mean((model(x, training=True) - y) ** 2)
+        grads = tape.gradient(loss, model.trainable_weights)
+        assert all(g is not None for g in grads)
+        opt.apply_gradients(zip(grads, model.trainable_weights))
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_bad_input_is_a_clear_error():
+    layer = layers.MultiHeadAttention(2, 3)
+    q, v = np.zeros((2, 4, 5), np.float32), np.zeros((2, 6, 5), np.float32)
+    layer(q, v)
+    with pytest.raises(ValueError, match="built for last dimensions"):
+        layer(q, np.zeros((2, 6, 4), np.float32))
+    with pytest.raises(ValueError, match="value and key every dimension but the last"):
+        layer(q, v, np.zeros((2, 7, 5), np.float32))
+    with pytest.raises(ValueError, match=r"value_mask must have shape \(2, 6\)"):
+        layer(q, v, value_mask=np.ones((2, 5), bool))
+    with pytest.raises(ValueError, match=r"attention_mask must have shape \(2, 4, 6\)"):
+        layer(q, v, attention_mask=np.ones((2, 6, 4), bool))
+    with pytest.raises(TypeError, match="needs call\\(query, value"):
+        layer(q)
+    with pytest.raises(ValueError, match="num_heads"):
+        layers.MultiHeadAttention(0, 3)
+    with pytest.raises(ValueError, match="list of inputs"):
+        layers.Attention()(q)
+    with pytest.raises(ValueError, match=r"mask\[1\] \(value mask\) must have shape"):
+        layers.Attention()([q, v], mask=[None, np.ones((2, 5), bool)])
+    with pytest.raises(ValueError, match="score_mode"):
+        layers.Attention(score_mode="cosine")
+    with pytest.raises(ValueError, match="dot_product_attention expects"):
+        ops.dot_product_attention(q, v, v)
+
+
+def test_transformer_example_model_learns():
+    """examples/transformer_imdb.py's model (small sizes): the label is whether token 5 occurs."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "examples", "transformer_imdb.py")
+    spec = importlib.util.spec_from_file_location("transformer_imdb", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    r = _rng(11)
+    x = r.integers(6, 30, (64, 8))
+    y = (r.random(64) < 0.5).astype(np.float32)
+    x[y == 1, r.integers(0, 8, int(y.sum()))] = 5
+    model = example.build_model(8, 30, 8, 2, 8)
+    before = model.evaluate(x, y, verbose=0)[0]
+    model.fit(x, y, epochs=20, batch_size=16, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[0] < 0.8 * before
+
+
+def test_weights_follow_the_keras_file_layout(tmp_path):
+    """A .keras file Keras writes: every attention weight sits where keras_groups says, with
+    the layer's shape, and loaded from there the fastdl layers give Keras's outputs."""
+    keras = _keras()
+    h5py = pytest.importorskip("h5py", reason="reads the .keras file's weights")
+    import io
+    import zipfile
+    from fastdl.saving.keras_format import _layer_groups as keras_groups
+    x = _rng(12).standard_normal((2, 4, 6)).astype(np.float32)
+    inp = keras.Input((4, 6))
+    theirs = [keras.layers.MultiHeadAttention(2, 3), keras.layers.Attention(use_scale=True),
+              keras.layers.AdditiveAttention()]
+    outs = [theirs[0](inp, inp)] + [layer([inp, inp]) for layer in theirs[1:]]
+    keras.Model(inp, outs).save(tmp_path / "m.keras")
+    ours = [layers.MultiHeadAttention(2, 3), layers.Attention(use_scale=True),
+            layers.AdditiveAttention()]
+    ours[0](x, x)
+    for layer in ours[1:]:
+        layer([x, x])
+    with zipfile.ZipFile(tmp_path / "m.keras") as z:
+        h5 = h5py.File(io.BytesIO(z.read("model.weights.h5")), "r")
+        for mine, path in zip(ours, ("multi_head_attention", "attention", "additive_attention")):
+            arrays = []
+            for group, ws, name in keras_groups(mine, "layers/" + path):
+                if name != mine.name:   # auto names carry the session's counters (dropout_1)
+                    assert re.sub(r"_\d+$", "", h5[group].attrs["name"]) == name
+                assert len(h5[group]) == len(ws)
+                arrays += [h5[group][str(i)][()] for i in range(len(ws))]
+            mine.set_weights(arrays)
+    want = [_np(o) for o in (theirs[0](x, x), theirs[1]([x, x]), theirs[2]([x, x]))]
+    got = [ours[0](x, x), ours[1]([x, x]), ours[2]([x, x])]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=2e-5)
+
+
+def test_functional_graph_with_scores_flags_and_summary():
+    """Two outputs (return_attention_scores), flag arguments in the node, summary's
+    "Connected to" column, and predict."""
+    i = fastdl.keras.Input((5, 8))
+    o, s = layers.MultiHeadAttention(2, 4)(i, i, return_attention_scores=True,
+                                          use_causal_mask=True)
+    a = layers.Attention()([i, i])
+    model = fastdl.keras.Model(i, [o, s, a])
+    lines = []
+    model.summary(print_fn=lines.append)
+    assert any("multi_head_att" in line and "288" in line for line in lines)
+    x = _rng(13).standard_normal((3, 5, 8)).astype(np.float32)
+    out, scores, att = model.predict(x, verbose=0)
+    assert out.shape == (3, 5, 8) and scores.shape == (3, 2, 5, 5) and att.shape == (3, 5, 8)
+    assert not np.triu(scores, 1).any()
+    np.testing.assert_allclose(att, layers.Attention()([x, x]), atol=1e-6)
