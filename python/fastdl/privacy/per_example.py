@@ -29,7 +29,7 @@ has no per-example gradient: it is refused; frozen layers cost nothing.
 import numpy as np
 
 from fastdl import _core, activations
-from fastdl.layers.convolutional import _Conv, to_2d
+from fastdl.layers.convolutional import Conv1D, Conv2D, to_2d
 from fastdl.layers.core import Dense
 from fastdl.layers.embedding import Embedding
 from fastdl.layers.normalization import LayerNormalization
@@ -283,7 +283,7 @@ def rule_for(layer):
     reason = unsupported_reason(layer)
     if reason:
         raise PrivacyError(f"layer {layer.name!r} ({type(layer).__name__}) {reason}")
-    for kind, rule in ((Dense, _DenseRule), (_Conv, _ConvRule), (Embedding, _EmbeddingRule),
+    for kind, rule in ((Dense, _DenseRule), ((Conv1D, Conv2D), _ConvRule), (Embedding, _EmbeddingRule),
                        (LayerNormalization, _LayerNormRule), (_RNN, _RNNRule)):
         if isinstance(layer, kind):
             return rule(layer)
@@ -304,7 +304,7 @@ def unsupported_reason(layer):
     if isinstance(layer, LayerNormalization):
         axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
         return "normalizes over the batch axis" if 0 in axes else None
-    if isinstance(layer, (Dense, _Conv, Embedding, _RNN)):
+    if isinstance(layer, (Dense, Conv1D, Conv2D, Embedding, _RNN)):   # not depthwise/separable
         return None
     return "has no per-example gradient rule in fastdl.privacy (supported: Dense, Conv1D, " \
            "Conv2D, Embedding, LayerNormalization, SimpleRNN, LSTM, GRU)"
