@@ -10,7 +10,11 @@ example). Opacus runs ``PrivacyEngine.make_private(..., poisson_sampling=False)`
 are medians of single steps of one epoch (8 steps) per round; memory is the rise of the
 process's peak resident set (VmHWM) over its value before training.
 
-Run: python bench/bench_privacy.py [--rounds 3] [--threads 1]
+``--baseline DIR`` also times the private CNN step of another checkout's ``python/`` folder
+(e.g. the code before a change) in the same interleaved rounds, against the same non-private
+step.
+
+Run: python bench/bench_privacy.py [--rounds 3] [--threads 1] [--baseline DIR]
 """
 import argparse
 import json
@@ -96,8 +100,10 @@ else:   # opacus
 """
 
 
-def run(what, private, threads):
+def run(what, private, threads, pythonpath=None):
     env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_L2_SIZE", None)
     out = subprocess.run([sys.executable, "-c", WORKER, what, str(int(private)), str(threads)],
@@ -107,12 +113,14 @@ def run(what, private, threads):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def pair(what, threads, rounds):
-    """Medians over interleaved rounds (non-private, then private, each round): the machine's
-    load changes between rounds, and the ratio of each round's pair is the steadier figure."""
-    runs = [(run(what, False, threads), run(what, True, threads)) for _ in range(rounds)]
+def pair(what, threads, rounds, baseline=None):
+    """Medians over interleaved rounds (non-private, then private, then the baseline's private
+    step if given, each round): the machine's load changes between rounds, and the ratio of
+    each round's pair is the steadier figure."""
+    runs = [(run(what, False, threads), run(what, True, threads))
+            + ((run(what, True, threads, baseline),) if baseline else ()) for _ in range(rounds)]
     med = (lambda key, i: statistics.median(r[i][key] for r in runs))
-    ratio = (lambda key: statistics.median(r[1][key] / max(r[0][key], 1e-9) for r in runs))
+    ratio = (lambda key, i=1: statistics.median(r[i][key] / max(r[0][key], 1e-9) for r in runs))
     return med, ratio
 
 
@@ -120,6 +128,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--baseline", default=None,
+                        help="a python/ folder whose private CNN step is timed alongside")
     args = parser.parse_args()
     try:
         import opacus  # noqa: F401
@@ -132,9 +142,13 @@ def main():
           "median of the rounds' ratios")
     print(f"{'step time':40s} {'non-private':>12s} {'DP-SGD':>10s} {'ratio':>7s}")
     for what, name in cases + [("lstm", "Embedding(10000,100)+LSTM(100), batch 100")]:
-        med, ratio = pair(what, args.threads, args.rounds)
+        baseline = args.baseline if what == "cnn" else None
+        med, ratio = pair(what, args.threads, args.rounds, baseline)
         print(f"{name:40s} {med('step_ms', 0):9.1f} ms {med('step_ms', 1):7.1f} ms "
               f"{ratio('step_ms'):6.2f}x")
+        if baseline:
+            print(f"{'  the same, baseline ' + baseline:40s} {'':12s} {med('step_ms', 2):7.1f} ms "
+                  f"{ratio('step_ms', 2):6.2f}x")
         if what == "lstm":
             print(f"{'  its peak memory rise':40s} {med('mem_mb', 0):9.1f} MB "
                   f"{med('mem_mb', 1):7.1f} MB {ratio('mem_mb'):6.2f}x")

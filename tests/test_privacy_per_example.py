@@ -161,3 +161,13 @@ def test_empty_batch():
     assert [g.shape for g in per_example_gradients(model, x, y)] == \
         [(0,) + w.shape for w in model.trainable_weights]
     assert per_example_norms(model, x, y).shape == (0,)
+
+
+def test_depthwise_and_separable_convolutions_are_refused():
+    # subclasses of the convolution base class with other weights and caches: no rule yet
+    model = Sequential([layers.Input((6, 6, 2)), layers.DepthwiseConv2D(3),
+                        layers.SeparableConv2D(2, 3), layers.Flatten(), layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    assert [name for name, _ in validate(model)] == [model.layers[0].name, model.layers[1].name]
+    with pytest.raises(PrivacyError, match="depthwise_conv2d.*no per-example gradient rule"):
+        per_example_norms(model, np.zeros((2, 6, 6, 2)), np.zeros((2, 1)))

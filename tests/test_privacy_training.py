@@ -228,3 +228,25 @@ def test_unreachable_target_epsilon_raises_before_training():
         model.fit(np.ones((40, 3)), np.ones((40, 2)), batch_size=40, epochs=1, verbose=0)
     for a, b in zip(before, model.get_weights()):
         assert np.array_equal(a, b)
+
+
+def test_second_backward_stops_without_the_input_gradient_of_its_lowest_layer():
+    # the lower convolution's per-example kernel gradients are kept (cheaper than Gram matrices
+    # over its 36 positions); the upper one (4 positions: Gram norms) is the lowest layer of the
+    # second backward pass, whose input gradient nothing uses: it is not computed there, and the
+    # flag is restored afterwards
+    set_random_seed(3)
+    model = Sequential([layers.Input((6, 6, 1)), layers.Conv2D(2, 3, padding="same"),
+                        layers.MaxPooling2D(3), layers.Conv2D(16, 2, padding="same"),
+                        layers.Flatten(), layers.Dense(2)])
+    model.compile(optimizer=optimizers.SGD(0.1), loss="mse")
+    upper = model.layers[2]
+    flags, backward = [], upper.backward
+    upper.backward = lambda dy: (flags.append((upper._trainable, upper.input_gradient_needed)),
+                                 backward(dy))[1]
+    make_private(model, l2_norm_clip=0.5, noise_multiplier=0.0, sampling="shuffle")
+    rng = np.random.default_rng(4)
+    model.fit(rng.normal(size=(4, 6, 6, 1)), rng.normal(size=(4, 2)), batch_size=4, epochs=1,
+              verbose=0)
+    assert flags == [(False, True), (True, False)]   # the norm pass's dx, then the weights only
+    assert upper.input_gradient_needed and upper._trainable

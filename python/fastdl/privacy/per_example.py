@@ -26,18 +26,15 @@ Per-example gradients are those of each example's loss: the model's loss is redu
 BatchNormalization with trainable weights mixes the examples of a batch (batch statistics) and
 has no per-example gradient: it is refused; frozen layers cost nothing.
 """
-import math
-
 import numpy as np
 
 from fastdl import _core, activations
-from fastdl.layers.convolutional import _Conv, to_2d
+from fastdl.layers.convolutional import Conv1D, Conv2D, to_2d
 from fastdl.layers.core import Dense
 from fastdl.layers.embedding import Embedding
 from fastdl.layers.normalization import LayerNormalization
 from fastdl.layers.recurrent import _RNN
 
-_CHUNK_ELEMENTS = 1 << 23   # per-example tensors are formed this many elements at a time
 
 
 class PrivacyError(ValueError):
@@ -66,7 +63,7 @@ class _Rule:
 
 def _sum_of_squares(per_example):
     """sum over the arrays (batch, ...) of each example's sum of squares: shape (batch,)."""
-    return sum((g.reshape(len(g), g[0].size if len(g) else 0) ** 2).sum(axis=1)
+    return sum(np.einsum("ij,ij->i", *(g.reshape(len(g), g[0].size if len(g) else 0),) * 2)
                for g in per_example)
 
 
@@ -84,20 +81,22 @@ def _bmm(a, b, transpose_a=False, transpose_b=False):
 def _gram_sq_norms(a, g):
     """Squared Frobenius norms of ``a_i^T g_i`` for a (B, L, K) and g (B, L, F): through the
     L x L Gram matrices when that costs fewer operations (L (K + F) < K F), else from the
-    products, a chunk of examples at a time."""
+    products; one example at a time with fastdl's GEMM, so no per-example tensor is stacked."""
     b, length, k = a.shape
     f = g.shape[2]
+    dtype = np.result_type(a, g)
     if length == 1:
         return (a[:, 0] ** 2).sum(axis=1) * (g[:, 0] ** 2).sum(axis=1)
-    out = np.empty(b, dtype=np.result_type(a, g))
-    gram = length * (k + f) < k * f
-    step = max(1, _CHUNK_ELEMENTS // (length * length if gram else k * f))
-    for lo in range(0, b, step):
-        ac, gc = a[lo:lo + step], g[lo:lo + step]
-        if gram:
-            out[lo:lo + step] = (_bmm(ac, ac, False, True) * _bmm(gc, gc, False, True)).sum(axis=(1, 2))
-        else:
-            out[lo:lo + step] = (_bmm(ac, gc, True, False) ** 2).sum(axis=(1, 2))
+    a, g = np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(g, dtype=dtype)
+    out = np.empty(b, dtype=dtype)
+    if length * (k + f) < k * f:
+        for i in range(b):
+            out[i] = np.vdot(_core.matmul(a[i], a[i], False, True),
+                             _core.matmul(g[i], g[i], False, True))
+    else:
+        for i in range(b):
+            prod = _core.matmul(a[i], g[i], True, False)
+            out[i] = np.vdot(prod, prod)
     return out
 
 
@@ -174,33 +173,40 @@ class _ConvRule(_Rule):
             yield (patches[..., k * cg:(k + 1) * cg].reshape(b, length, taps * cg),
                    g[..., k * fg:(k + 1) * fg])
 
-    def _kernel_grads(self, g):
-        """Per-example kernel gradients by the C++ convolution backward on each example, given
-        the output gradient ``g`` (B, OH, OW, F); and g as (B, L, F)."""
+    def _kept_grads(self, dy):
+        """Per-example (kernel, bias) gradients by the C++ convolution backward on each
+        example, from the layer's output gradient ``dy``: a fused ReLU is applied by that
+        backward (its mask, the forward's output), and it sums the bias gradient too."""
         layer = self.layer
-        x = layer._cache[0]
-        shape = (len(x),) + layer.kernel.shape
-        dk = np.empty(shape, dtype=layer.dtype)
+        x, z, _ = layer._cache
+        relu = z if layer._fused_relu else None
+        g = to_2d(np.asarray(dy)) if layer._fused_relu else self._output_grad(dy)
+        g = np.ascontiguousarray(g, dtype=layer.dtype)
+        dk = np.empty((len(x),) + layer.kernel.shape, dtype=layer.dtype)
+        db = np.empty((len(x), layer.filters), dtype=layer.dtype) if layer.use_bias else None
+        kernel, args = layer._kernel_2d(), layer._args()
         for i in range(len(x)):
-            dk[i] = _core.conv2d_backward(g[i:i + 1], x[i:i + 1], layer._kernel_2d(),
-                                          *layer._args(), False, True, False,
-                                          None)[1].reshape(shape[1:])
-        return dk, g.reshape(len(x), g.shape[1] * g.shape[2], layer.filters)
+            _, dki, dbi = _core.conv2d_backward(g[i:i + 1], x[i:i + 1], kernel, *args, False,
+                                                True, db is not None,
+                                                None if relu is None else relu[i:i + 1])
+            dk[i] = dki.reshape(dk.shape[1:])
+            if db is not None:
+                db[i] = dbi
+        return [dk] if db is None else [dk, db]
 
     def grads(self, dy):
-        dk, g = self._kernel_grads(self._output_grad(dy))
-        return [dk, g.sum(axis=1)] if self.layer.use_bias else [dk]
+        return self._kept_grads(dy)
 
     def sq_norms(self, dy):
-        g = self._output_grad(dy)
-        if not self._gram_cheaper(g.shape[1] * g.shape[2]):
-            dk, g = self._kernel_grads(g)
-            self.kept = [dk, g.sum(axis=1)] if self.layer.use_bias else [dk]
+        layer = self.layer
+        length = int(np.prod(layer._cache[1].shape[1:3]))
+        if not self._gram_cheaper(length):
+            self.kept = self._kept_grads(dy)
             return _sum_of_squares(self.kept)
         self.kept = None
-        patches, g = self._parts(g)
+        patches, g = self._parts(self._output_grad(dy))
         sq = sum(_gram_sq_norms(p, gk) for p, gk in self._groups(patches, g))
-        if self.layer.use_bias:
+        if layer.use_bias:
             sq = sq + (g.sum(axis=1) ** 2).sum(axis=1)
         return sq
 
@@ -277,7 +283,7 @@ def rule_for(layer):
     reason = unsupported_reason(layer)
     if reason:
         raise PrivacyError(f"layer {layer.name!r} ({type(layer).__name__}) {reason}")
-    for kind, rule in ((Dense, _DenseRule), (_Conv, _ConvRule), (Embedding, _EmbeddingRule),
+    for kind, rule in ((Dense, _DenseRule), ((Conv1D, Conv2D), _ConvRule), (Embedding, _EmbeddingRule),
                        (LayerNormalization, _LayerNormRule), (_RNN, _RNNRule)):
         if isinstance(layer, kind):
             return rule(layer)
@@ -298,7 +304,7 @@ def unsupported_reason(layer):
     if isinstance(layer, LayerNormalization):
         axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
         return "normalizes over the batch axis" if 0 in axes else None
-    if isinstance(layer, (Dense, _Conv, Embedding, _RNN)):
+    if isinstance(layer, (Dense, Conv1D, Conv2D, Embedding, _RNN)):   # not depthwise/separable
         return None
     return "has no per-example gradient rule in fastdl.privacy (supported: Dense, Conv1D, " \
            "Conv2D, Embedding, LayerNormalization, SimpleRNN, LSTM, GRU)"
@@ -367,9 +373,10 @@ def forward_and_capture(model, x, y, sw, trainable):
         for layer in reversed(model._layers):
             g = layer._autocast_input(g)
             if id(layer) in wanted:
-                received[id(layer)] = np.array(g)   # a copy: backward may reuse its argument
-                if len(received) == len(wanted):
+                if len(received) + 1 == len(wanted):   # the last: no backward follows
+                    received[id(layer)] = g
                     break
+                received[id(layer)] = np.array(g)   # a copy: backward may reuse its argument
             g = layer.backward(g)
     finally:
         for layer in trainable:
@@ -413,23 +420,30 @@ def clipped_sum(model, trainable, rules, dy, factor):
     if needed:
         skip = [rule.layer for rule in rules if rule.kept is not None]
         saved = {id(layer): layer._trainable for layer in skip}
+        lowest = needed[0]
+        dx_saved = getattr(lowest, "input_gradient_needed", None)
         g = dy * factor.reshape((-1,) + (1,) * (dy.ndim - 1)).astype(dy.dtype)
         try:
             for layer in skip:
                 layer._trainable = False     # their sums come from the kept gradients
+            if dx_saved is not None:
+                lowest.input_gradient_needed = False   # this pass stops there
             for layer in reversed(model._layers):
                 g = layer.backward(layer._autocast_input(g))
-                if layer is needed[0]:
+                if layer is lowest:
                     break
         finally:
             for layer in skip:
                 layer._trainable = saved[id(layer)]
+            if dx_saved is not None:
+                lowest.input_gradient_needed = dx_saved
     out = []
     for rule in rules:
         if rule.kept is None:
             out.extend(rule.layer.grads)
         else:
-            out.extend(np.tensordot(factor.astype(k.dtype), k, axes=1) for k in rule.kept)
+            out.extend(_core.matmul(factor.astype(k.dtype)[None], k.reshape(len(k), -1))
+                       .reshape(k.shape[1:]) for k in rule.kept)
             rule.kept = None
     return out
 

@@ -22,7 +22,6 @@ and are added after the noise. The model's ``fit`` calls this module through one
 (``Model._train_strategy``): the strategy supplies the batches of each epoch and runs the step.
 """
 import math
-import warnings
 
 import numpy as np
 
@@ -173,7 +172,7 @@ class DPSGD:
         from fastdl.models import _check_finite_gradients
         rules = self._rules(model, trainable)
         clip, expected = self.l2_norm_clip, float(self.batch_size)
-        grads = [np.zeros_like(w) for w in weights]
+        grads = None     # the first chunk's sums (arrays of its own), then their totals
         loss_sum = 0.0
         step = self.physical_batch_size or max(len(x), 1)
         for lo in range(0, len(x), step):
@@ -191,10 +190,15 @@ class DPSGD:
                 with np.errstate(divide="ignore"):
                     factor = np.where(norms > clip, clip / norms, 1.0) * (scale / expected)
                 chunk = clipped_sum(model, trainable, rules, dy, factor)
-            for acc, g in zip(grads, chunk):
-                acc += g
+            if grads is None:
+                grads = chunk
+            else:
+                for acc, g in zip(grads, chunk):
+                    acc += g
             loss_sum += loss * len(xb)
             model._update_metrics(yb, y_pred, swb)
+        if grads is None:   # an empty batch
+            grads = [np.zeros_like(w) for w in weights]
         sigma = self.noise_multiplier
         if sigma > 0:
             rng = get_rng()
