@@ -15,7 +15,7 @@ import numpy as np
 from fastdl.data.adapters import (RAN_OUT, ArrayBatches, SourceBatches, is_batch_source,
                                   pack_x_y_sample_weight, source_name,
                                   unpack_x_y_sample_weight)
-from fastdl.layers.base import InputLayer, Layer, shape_str, unique_name
+from fastdl.layers.base import InputLayer, Layer, _eager_outputs, shape_str, unique_name
 from fastdl.tensor.tape import recording
 from fastdl.tensor.tensor import Tensor
 
@@ -452,7 +452,7 @@ class Model(Layer):
         if recording():   # inside a GradientTape, as in TensorFlow: arrays in, Tensors out
             return self._call_tensors(_as_tensors(x), training)
         with self._in_use("__call__", training=False):
-            return _as_tensors(self._forward(x, training))   # Keras: tensors, not arrays
+            return _eager_outputs(self._forward(x, training))   # Keras: tensors, not arrays
 
     def compute_output_shape(self, input_shape):
         from fastdl import functional

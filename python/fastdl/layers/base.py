@@ -17,6 +17,7 @@
 """
 import inspect
 import re
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -655,8 +656,15 @@ def _eager_outputs(y):
     """An eager call's output arrays as Tensors (Keras 3 returns backend tensors, so
     ``model(x).numpy()`` works); wrapping shares the arrays. The models' own loops call the
     layers' array paths and never pay for this."""
-    from fastdl.models import _as_tensors
-    return _as_tensors(y)
+    if isinstance(y, np.ndarray):
+        if "fastdl.ops" not in sys.modules:   # it binds the Tensor operators (y * 2)
+            import fastdl.ops  # noqa: F401
+        return _Tensor(y)
+    if isinstance(y, (list, tuple)):
+        return type(y)(_eager_outputs(v) for v in y)
+    if isinstance(y, dict):
+        return {k: _eager_outputs(v) for k, v in y.items()}
+    return y
 
 
 def _is_symbolic(x):

@@ -36,8 +36,8 @@ the state and repeats the previous output.
 import numpy as np
 
 from fastdl import activations, constraints, initializers, regularizers
-from fastdl.layers.base import (as_c_array, InputSpec, Layer, check_positive_int,
-                                check_rate, shape_str)
+from fastdl.layers.base import (_eager_outputs, as_c_array, InputSpec, Layer,
+                                check_positive_int, check_rate, shape_str)
 from fastdl.ops.core import rnn as rnn_ops
 from fastdl.tensor.tape import recording as _recording
 from fastdl.tensor.tensor import Tensor
@@ -71,7 +71,6 @@ def _dispatch_call(layer, x, training, mask, initial_state):
         isinstance(s, Tensor) for s in _as_list(initial_state)))
     if tensors or _recording():
         return _call_recorded(layer, x, training, mask, initial_state)
-    from fastdl.layers.base import _eager_outputs
     return _eager_outputs(layer._call_arrays(x, training=training, mask=mask,
                                              initial_state=initial_state))
 
