@@ -254,7 +254,7 @@ def test_multi_head_attention_trains_in_functional_model_with_masks():
     assert model.evaluate(ids, y, verbose=0) < before
     # the padding (id 0) is invisible: changing the padded embeddings changes nothing
     mha = model.layers[2]
-    x = layers.Embedding(20, 8)(ids)
+    x = layers.Embedding(20, 8)(ids).numpy()
     m = ids != 0
     base = mha(x, x, query_mask=m, value_mask=m)
     x2 = x.copy()

@@ -128,12 +128,12 @@ def test_zoom_matches_the_bilinear_formula_about_the_centre():
 
 def test_contrast_and_brightness_follow_their_formulas():
     x = RNG.uniform(100, 150, (4, 5, 3, 2)).astype(np.float64)
-    y = L.RandomContrast((0.3, 0.6), seed=2, dtype="float64")(x)
+    y = L.RandomContrast((0.3, 0.6), seed=2, dtype="float64")(x).numpy()
     mean = x.mean(axis=(1, 2), keepdims=True)
     c = ((y - mean) * (x - mean)).sum(axis=(1, 2, 3)) / ((x - mean) ** 2).sum(axis=(1, 2, 3))
     assert np.all((c >= 1 - 0.3) & (c <= 1 + 0.6)) and len(set(np.round(c, 6))) == 4
     np.testing.assert_allclose(y, (x - mean) * c[:, None, None, None] + mean, rtol=1e-12)
-    y = L.RandomBrightness((-0.1, 0.2), seed=2, dtype="float64")(x)
+    y = L.RandomBrightness((-0.1, 0.2), seed=2, dtype="float64")(x).numpy()
     delta = (y - x).reshape(4, -1)
     np.testing.assert_allclose(delta, delta[:, :1] * np.ones_like(delta), atol=1e-9)
     assert np.all((delta[:, 0] >= -0.1 * 255) & (delta[:, 0] <= 0.2 * 255))

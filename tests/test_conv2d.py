@@ -834,7 +834,7 @@ def test_predict_fuses_conv_and_max_pool_bitwise(rng, algorithm, dtype):
     model.compile(loss="mse")
     x = rand(rng, 7, 13, 12, 3, dtype=dtype)
     y = rand(rng, 7, 3, dtype=dtype)
-    unfused = model(x)
+    unfused = model(x).numpy()
     assert model.layers[0]._cache is not None
     fused = model.predict(x, verbose=0)
     assert model.layers[0]._cache is None and model.layers[2]._cache is None  # the fused path ran

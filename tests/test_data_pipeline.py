@@ -340,10 +340,10 @@ def elements(ds):
 
 def test_sources_and_batching():
     ds = Dataset.from_tensor_slices({"a": np.arange(5), "b": np.arange(10).reshape(5, 2)})
-    first = next(iter(ds))
+    first = next(ds.as_numpy_iterator())
     assert first["a"] == 0 and first["b"].tolist() == [0, 1]
     batched = ds.batch(2)
-    assert [b["a"].tolist() for b in batched] == [[0, 1], [2, 3], [4]]
+    assert [b["a"].tolist() for b in batched.as_numpy_iterator()] == [[0, 1], [2, 3], [4]]
     assert batched.cardinality() == 3 and len(batched) == 3
     assert len(ds.batch(2, drop_remainder=True)) == 2
     assert elements(Dataset.range(2, 9, 3)) == [2, 5, 8]
@@ -366,7 +366,8 @@ def test_batches_gathered_from_slices_equal_the_stacked_elements(drop_remainder)
         ds = Dataset.from_tensor_slices({"x": x, "y": y})
         return ds.shuffle(5, seed=9) if shuffled else ds
     for shuffled in (False, True):
-        fast = list(source(shuffled).batch(4, drop_remainder=drop_remainder))
+        fast = list(source(shuffled).batch(4, drop_remainder=drop_remainder)
+                    .as_numpy_iterator())
         slow = list(source(shuffled).map(lambda e: e).batch(4, drop_remainder=drop_remainder))
         assert len(fast) == len(slow) == (5 if drop_remainder else 6)
         for a, b in zip(fast, slow):
@@ -383,7 +384,7 @@ def test_map_passes_tuple_components_as_arguments_and_keeps_order_in_parallel():
     assert elements(ds.map(lambda a, b: np.stack([a + b]), num_parallel_calls=AUTOTUNE)) \
         == expected
     # a fastdl Tensor returned by map becomes an array
-    got = next(iter(ds.map(lambda a, b: fastdl.constant(a) * 2)))
+    got = next(ds.map(lambda a, b: fastdl.constant(a) * 2).as_numpy_iterator())
     assert isinstance(got, np.ndarray)
 
 

@@ -33,7 +33,7 @@ def image_dir(tmp_path):
 
 
 def all_elements(ds):
-    xs, ys = zip(*ds)
+    xs, ys = zip(*ds.as_numpy_iterator())
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -121,7 +121,7 @@ def test_text_dataset_from_directory(tmp_path):
         for i, t in enumerate(texts):
             (tmp_path / cls / f"{i}.txt").write_text(t, encoding="utf-8")
     ds = text_dataset_from_directory(tmp_path, shuffle=False, max_length=4, verbose=False)
-    texts, labels = next(iter(ds))
+    texts, labels = next(ds.as_numpy_iterator())
     assert texts.tolist() == ["bad ", "awfu", "grea"] and labels.tolist() == [0, 0, 1]
     assert ds.class_names == ["neg", "pos"]
     (tmp_path / "pos" / "bad.txt").write_bytes(b"\xff\xfe")
@@ -135,7 +135,7 @@ def test_timeseries_windows_and_targets_follow_the_formula():
     ds = timeseries_dataset_from_array(data, targets, sequence_length=5, sequence_stride=3,
                                        sampling_rate=2, batch_size=4, start_index=10,
                                        end_index=60)
-    windows, ts = map(np.concatenate, zip(*ds))
+    windows, ts = map(np.concatenate, zip(*ds.as_numpy_iterator()))
     starts = list(range(0, 60 - 10 - 4 * 2, 3))
     assert len(windows) == len(starts)
     for w, t, p in zip(windows, ts, starts):
@@ -143,11 +143,11 @@ def test_timeseries_windows_and_targets_follow_the_formula():
     shuffled = timeseries_dataset_from_array(data, targets, 5, sequence_stride=3,
                                              sampling_rate=2, batch_size=None, shuffle=True,
                                              seed=3, start_index=10, end_index=60)
-    pairs = sorted((tuple(w.tolist()), int(t)) for w, t in shuffled)
+    pairs = sorted((tuple(w.tolist()), int(t)) for w, t in shuffled.as_numpy_iterator())
     assert pairs == sorted((tuple(w.tolist()), int(t)) for w, t in zip(windows, ts))
     assert [int(t) for _, t in shuffled] != sorted(int(t) for _, t in shuffled)
     no_targets = timeseries_dataset_from_array(data, None, 3, batch_size=None)
-    assert next(iter(no_targets)).tolist() == [0, 10, 20] and len(list(no_targets)) == 98
+    assert next(no_targets.as_numpy_iterator()).tolist() == [0, 10, 20] and len(list(no_targets)) == 98
     with pytest.raises(ValueError, match="`end_index` must be lower than the length"):
         timeseries_dataset_from_array(data, None, 3, end_index=100)
 
@@ -156,7 +156,7 @@ def test_split_dataset_splits_a_dataset_sample_by_sample():
     x, y = np.arange(10, dtype=np.float32).reshape(10, 1), np.arange(10)
     left, right = split_dataset(Dataset.from_tensor_slices((x, y)).batch(4), left_size=0.7)
     assert isinstance(left, Dataset) and [len(b[0]) for b in left] == [4, 3]
-    assert np.concatenate([b[1] for b in right]).tolist() == [7, 8, 9]
+    assert np.concatenate([b[1] for b in right.as_numpy_iterator()]).tolist() == [7, 8, 9]
     left, right = split_dataset(Dataset.range(10), right_size=3, shuffle=True, seed=2)
     got = sorted(int(v) for v in left) + sorted(int(v) for v in right)
     assert sorted(got) == list(range(10)) and len(list(right)) == 3

@@ -154,7 +154,7 @@ def test_bad_inputs():
         layer(np.zeros((2, 3, 3, 5), np.float32))
     with pytest.raises(ValueError, match=r"ndim=4.*\(2, 3, 2\)"):
         layer(np.zeros((2, 3, 2), np.float32))
-    y = layer(np.ones((2, 3, 3, 2), np.float32), training=True)
+    y = layer(np.ones((2, 3, 3, 2), np.float32), training=True).numpy()
     with pytest.raises(ValueError, match="dy has shape"):
         layer.backward(np.zeros((2, 3, 3, 1), np.float32))
     assert np.isfinite(y).all()  # zero variance: epsilon keeps it finite

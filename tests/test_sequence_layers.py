@@ -612,3 +612,43 @@ def test_keras_round_trip_of_sequence_layers_cells_and_seq2seq(tmp_path):
     again = load_model(tmp_path / "fastdl.keras")
     np.testing.assert_allclose(stateful_predict(again, again.layers[2]), ours, rtol=1e-6,
                                atol=1e-6)
+
+
+def _keras():
+    pytest.importorskip("torch", reason="Keras runs on its torch backend here")
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    return pytest.importorskip("keras", reason="real Keras is the oracle of this test")
+
+
+def _keras_io_seq2seq(k):
+    """The keras.io character-level LSTM seq2seq training model, with library ``k``: the
+    encoder's states (``return_state=True``) are the decoder's ``initial_state``."""
+    encoder_inputs = k.Input(shape=(None, 5))
+    _, state_h, state_c = k.layers.LSTM(8, return_state=True)(encoder_inputs)
+    decoder_inputs = k.Input(shape=(None, 6))
+    decoder_outputs, _, _ = k.layers.LSTM(8, return_sequences=True, return_state=True)(
+        decoder_inputs, initial_state=[state_h, state_c])
+    decoder_outputs = k.layers.Dense(6, activation="softmax")(decoder_outputs)
+    return k.Model([encoder_inputs, decoder_inputs], decoder_outputs)
+
+
+def test_keras_io_seq2seq_trains_with_fit_and_matches_keras(tmp_path):
+    keras = _keras()
+    r = _rng(21)
+    xe = r.random((12, 7, 5)).astype(np.float32)
+    xd = r.random((12, 4, 6)).astype(np.float32)
+    y = np.eye(6, dtype=np.float32)[r.integers(0, 6, (12, 4))]
+    model = _keras_io_seq2seq(fastdl)
+    model.compile(optimizer="rmsprop", loss="categorical_crossentropy")
+    history = model.fit([xe, xd], y, batch_size=4, epochs=3, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    theirs = _keras_io_seq2seq(keras)
+    theirs.set_weights(model.get_weights())
+    ours = model.predict([xe, xd], verbose=0)
+    expected = keras.ops.convert_to_numpy(theirs([xe, xd]))
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    path = str(tmp_path / "seq2seq.keras")
+    model.save(path)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.saving.load_model(path)(
+        [xe, xd])), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(load_model(path).predict([xe, xd], verbose=0), ours)

@@ -115,7 +115,7 @@ def test_custom_layer_with_add_weight_has_correct_gradients():
     layer = Linear(3, dtype="float64")
     x = RNG.standard_normal((5, 4))
     y = layer(x)
-    assert isinstance(y, np.ndarray) and y.shape == (5, 3)
+    assert isinstance(y, fastdl.Tensor) and y.shape == (5, 3)
     assert layer.weight_names == ["variable_0", "bias"]
     assert isinstance(layer.w, fastdl.Variable) and layer.weights[0] is layer.w._value
     r = RNG.standard_normal((5, 3))

@@ -15,7 +15,7 @@ import numpy as np
 from fastdl.data.adapters import (RAN_OUT, ArrayBatches, SourceBatches, is_batch_source,
                                   pack_x_y_sample_weight, source_name,
                                   unpack_x_y_sample_weight)
-from fastdl.layers.base import InputLayer, Layer, shape_str, unique_name
+from fastdl.layers.base import InputLayer, Layer, _eager_outputs, shape_str, unique_name
 from fastdl.tensor.tape import recording
 from fastdl.tensor.tensor import Tensor
 
@@ -440,9 +440,9 @@ class Model(Layer):
         return contextlib.nullcontext()
 
     def __call__(self, x, training=False, mask=None):
-        """``model(x)``: arrays give arrays, Tensors give Tensors (recorded by a recording
-        GradientTape), and arrays inside a recording GradientTape give Tensors too (as in
-        TensorFlow); symbolic tensors give symbolic tensors (functional API)."""
+        """``model(x)``: Tensors (recorded by a recording GradientTape); arrays give constant
+        Tensors over the output arrays, as Keras gives backend tensors (``model(x).numpy()``);
+        symbolic tensors give symbolic tensors (functional API). ``predict`` gives arrays."""
         from fastdl import functional
         if functional.is_symbolic(x):
             return functional.symbolic_call(self, x, {"training": training})
@@ -452,7 +452,7 @@ class Model(Layer):
         if recording():   # inside a GradientTape, as in TensorFlow: arrays in, Tensors out
             return self._call_tensors(_as_tensors(x), training)
         with self._in_use("__call__", training=False):
-            return self._forward(x, training)
+            return _eager_outputs(self._forward(x, training))   # Keras: tensors, not arrays
 
     def compute_output_shape(self, input_shape):
         from fastdl import functional
@@ -1417,7 +1417,7 @@ class Sequential(Model):
                     continue
             next_mask = layer.compute_mask(x, mask)
             if layer._tape_only:   # a nested model or a layer written with ops
-                x = layer(x, training=training)
+                x = _values(layer(x, training=training))
             elif layer._call_takes_mask:
                 x = layer.call(x, training=training, mask=mask)
             else:

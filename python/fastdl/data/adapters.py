@@ -130,7 +130,7 @@ class SourceBatches:
                                  "count): pass the number of batches per epoch (steps_per_epoch, "
                                  "validation_steps or steps).")
             self.num_batches = card if card >= 0 else None
-            self._new_pass = source.__iter__
+            self._new_pass = source._arrays   # NumPy, not the Tensors iteration gives
         elif isinstance(source, PyDataset):
             self.num_batches = _py_dataset_length(source)
             if self.num_batches is None and steps is None:

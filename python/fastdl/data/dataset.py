@@ -39,6 +39,12 @@ class TensorSpec:
         return f"TensorSpec(shape={self.shape}, dtype={self.dtype.name}, name={self.name!r})"
 
 
+def _as_tensors(element):
+    from fastdl.tensor.tensor import Tensor
+    return map_structure(lambda a: Tensor(a) if getattr(a, "dtype", np.dtype(object)).kind in "biufc"
+                         else a, element)
+
+
 def map_structure(fn, element):
     """``fn`` applied to each array of a (nested) tuple/list/dict element, the structure kept."""
     if isinstance(element, dict):
@@ -185,7 +191,7 @@ class Dataset:
                             f"Received: {datasets!r}")
 
         def make():
-            for parts in zip(*members):
+            for parts in zip(*(d._arrays() for d in members)):
                 if isinstance(structure, dict):
                     yield dict(zip(structure, parts))
                 else:
@@ -202,11 +208,19 @@ class Dataset:
 
     # ---------------------------------------------------------------- iteration
     def __iter__(self):
-        return iter(self._make_iterator())
+        """The elements with their numeric arrays as ``fastdl.Tensor``s (sharing the arrays), as
+        iterating a ``tf.data.Dataset`` gives tensors (``images.numpy()``); string arrays stay
+        NumPy arrays."""
+        return map(_as_tensors, self._arrays())
 
     def as_numpy_iterator(self):
-        """An iterator of the elements (already NumPy arrays)."""
-        return iter(self)
+        """An iterator of the elements as NumPy arrays."""
+        return self._arrays()
+
+    def _arrays(self):
+        """The elements as the pipeline makes them (NumPy arrays): what the transformations
+        and the fit/evaluate/predict adapters read."""
+        return iter(self._make_iterator())
 
     def cardinality(self):
         """The number of elements, or ``INFINITE_CARDINALITY`` (-1) / ``UNKNOWN_CARDINALITY``
@@ -227,7 +241,7 @@ class Dataset:
     def element_spec(self):
         """A ``TensorSpec`` structure read from the first element (a batched dataset's first
         axis is ``None``, as its last batch may be smaller)."""
-        for element in self:
+        for element in self._arrays():
             return map_structure(lambda a: TensorSpec(
                 ((None,) + a.shape[1:]) if self._batched and a.ndim else a.shape, a.dtype),
                 element)
@@ -256,7 +270,7 @@ class Dataset:
                     if not len(idx) or drop_remainder and len(idx) < batch_size:
                         return
                     yield map_structure(lambda a: a[idx], arrays)
-            it = iter(self)
+            it = self._arrays()
             while True:
                 chunk = list(itertools.islice(it, batch_size))
                 if not chunk or drop_remainder and len(chunk) < batch_size:
@@ -270,7 +284,7 @@ class Dataset:
     def unbatch(self, name=None):
         """Each batch split into its elements along the first axis."""
         def make():
-            for element in self:
+            for element in self._arrays():
                 flat = flatten(element)
                 if any(a.ndim == 0 for a in flat) or len({len(a) for a in flat}) > 1:
                     raise ValueError("Dataset.unbatch: every component needs the same first "
@@ -298,13 +312,13 @@ class Dataset:
 
         def make():
             if workers == 1:
-                for element in self:
+                for element in self._arrays():
                     yield apply(element)
                 return
             import concurrent.futures   # (on first use: it costs import time)
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
                 pending = collections.deque()
-                for element in self:
+                for element in self._arrays():
                     pending.append(pool.submit(apply, element))
                     if len(pending) >= 2 * workers:
                         yield pending.popleft().result()
@@ -326,7 +340,7 @@ class Dataset:
             return bool(out)
 
         def make():
-            return (e for e in self if keep(e))
+            return (e for e in self._arrays() if keep(e))
         card = INFINITE_CARDINALITY if self._cardinality == INFINITE_CARDINALITY \
             else UNKNOWN_CARDINALITY
         return self._derive(make, card)
@@ -338,7 +352,7 @@ class Dataset:
             return self
 
         def make():
-            return itertools.islice(iter(self), count)
+            return itertools.islice(self._arrays(), count)
         card = self._cardinality
         card = count if card == INFINITE_CARDINALITY else (min(card, count) if card >= 0 else card)
         return self._derive(make, card)
@@ -348,7 +362,7 @@ class Dataset:
         count = _check_count("count", count, minimum=-1)
 
         def make():
-            return itertools.islice(iter(self), count, None) if count >= 0 else iter(())
+            return itertools.islice(self._arrays(), count, None) if count >= 0 else iter(())
         card = self._cardinality
         if count == -1:
             card = 0
@@ -364,7 +378,7 @@ class Dataset:
             times = itertools.count() if count is None else range(count)
             for _ in times:
                 produced = False
-                for element in self:
+                for element in self._arrays():
                     produced = True
                     yield element
                 if not produced:    # an empty dataset repeated forever stays empty
@@ -403,7 +417,7 @@ class Dataset:
             return np.random.default_rng(get_rng().integers(2 ** 63))
 
         def make():
-            return _buffer_shuffle(self, buffer_size, new_rng())
+            return _buffer_shuffle(self._arrays(), buffer_size, new_rng())
         slices = None
         if self._slices is not None:    # shuffle the indices: the same order, arrays kept
             arrays, order = self._slices
@@ -426,7 +440,7 @@ class Dataset:
                 yield from stored[0]
                 return
             seen = []
-            for element in self:
+            for element in self._arrays():
                 seen.append(element)
                 yield element
             stored.append(seen)
@@ -446,7 +460,7 @@ class Dataset:
 
             def produce():
                 try:
-                    for element in self:
+                    for element in self._arrays():
                         while not stop.is_set():
                             try:
                                 items.put((True, element), timeout=0.1)
@@ -478,7 +492,7 @@ class Dataset:
             raise TypeError(f"Dataset.concatenate: expected a Dataset. Received: {dataset!r}")
 
         def make():
-            return itertools.chain(self, dataset)
+            return itertools.chain(self._arrays(), dataset._arrays())
         a, b = self._cardinality, dataset._cardinality
         card = INFINITE_CARDINALITY if INFINITE_CARDINALITY in (a, b) else (
             a + b if a >= 0 and b >= 0 else UNKNOWN_CARDINALITY)

@@ -17,6 +17,7 @@
 """
 import inspect
 import re
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -520,7 +521,7 @@ class Layer:
         if _recording():  # arrays inside a recording GradientTape: Tensors, as in TensorFlow
             from fastdl.ops.layers import call_layer
             return call_layer(self, _Tensor(self.convert_input(x)), training=training, mask=mask)
-        return self._call_arrays(x, training, mask)
+        return _eager_outputs(self._call_arrays(x, training, mask))
 
     def _call_arrays(self, x, training=False, mask=None):
         """The call on arrays: checked, built, ``call``ed (what a tape primitive runs)."""
@@ -536,7 +537,7 @@ class Layer:
 
     def _call_with_ops(self, x, training, mask, kwargs):
         """A layer with no backward (written with fastdl.ops): ``call`` runs on Tensors, so a
-        recording GradientTape differentiates it. Arrays in give arrays out."""
+        recording GradientTape differentiates it. Arrays in give constant Tensors out."""
         from fastdl.models import _as_tensors, _has_tensor, _values
         tensors_in = _has_tensor(x)
         if not tensors_in:
@@ -552,7 +553,7 @@ class Layer:
         if self._call_takes_mask and mask is not None:
             kwargs = dict(kwargs, mask=mask)
         out = self.call(xt, **kwargs)
-        return out if tensors_in else _values(out)
+        return out if tensors_in else _eager_outputs(_values(out))
 
     @property
     def input(self):
@@ -649,6 +650,21 @@ class InputLayer(Layer):
     def get_config(self):
         return {"batch_shape": list(self._declared_batch_shape), "dtype": self.input_dtype or self.dtype,
                 "name": self.name, "sparse": False}
+
+
+def _eager_outputs(y):
+    """An eager call's output arrays as Tensors (Keras 3 returns backend tensors, so
+    ``model(x).numpy()`` works); wrapping shares the arrays. The models' own loops call the
+    layers' array paths and never pay for this."""
+    if isinstance(y, np.ndarray):
+        if "fastdl.ops" not in sys.modules:   # it binds the Tensor operators (y * 2)
+            import fastdl.ops  # noqa: F401
+        return _Tensor(y)
+    if isinstance(y, (list, tuple)):
+        return type(y)(_eager_outputs(v) for v in y)
+    if isinstance(y, dict):
+        return {k: _eager_outputs(v) for k, v in y.items()}
+    return y
 
 
 def _is_symbolic(x):

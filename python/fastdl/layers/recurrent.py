@@ -36,8 +36,8 @@ the state and repeats the previous output.
 import numpy as np
 
 from fastdl import activations, constraints, initializers, regularizers
-from fastdl.layers.base import (as_c_array, InputSpec, Layer, check_positive_int,
-                                check_rate, shape_str)
+from fastdl.layers.base import (_eager_outputs, as_c_array, InputSpec, Layer,
+                                check_positive_int, check_rate, shape_str)
 from fastdl.ops.core import rnn as rnn_ops
 from fastdl.tensor.tape import recording as _recording
 from fastdl.tensor.tensor import Tensor
@@ -62,7 +62,7 @@ def _check_bool(value, name):
 def _dispatch_call(layer, x, training, mask, initial_state):
     """``__call__`` of the recurrent layers and Bidirectional: a functional-API node on
     KerasTensors; on Tensors (or inside a recording GradientTape) one tape primitive; on
-    arrays the plain call."""
+    arrays the plain call, its outputs as constant Tensors (Layer.__call__)."""
     from fastdl.functional import is_symbolic
     if is_symbolic(x) or (initial_state is not None and is_symbolic(initial_state)):
         kwargs = {} if initial_state is None else {"initial_state": initial_state}
@@ -71,7 +71,8 @@ def _dispatch_call(layer, x, training, mask, initial_state):
         isinstance(s, Tensor) for s in _as_list(initial_state)))
     if tensors or _recording():
         return _call_recorded(layer, x, training, mask, initial_state)
-    return layer._call_arrays(x, training=training, mask=mask, initial_state=initial_state)
+    return _eager_outputs(layer._call_arrays(x, training=training, mask=mask,
+                                             initial_state=initial_state))
 
 
 def _as_list(states):

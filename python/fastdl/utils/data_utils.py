@@ -174,10 +174,10 @@ def _split_dataset_pipeline(dataset, left_size, right_size, shuffle, seed):
         raise ValueError("split_dataset: the Dataset is infinite (repeat() without a count)")
     batch_size = None
     if dataset._batched:
-        first = next(iter(dataset), None)
+        first = next(dataset._arrays(), None)
         batch_size = len(flatten(first)[0]) if first is not None else None
         dataset = dataset.unbatch()
-    samples = list(dataset)
+    samples = list(dataset._arrays())
     total = len(samples)
     left, right = _split_sizes(left_size, right_size, total)
     order = list(range(total))
