@@ -358,6 +358,7 @@ class Model(Layer):
         """``_trainable_state()`` for the steps to come, noting which layers carry penalties so
         that a step without regularizers pays nothing for them."""
         self._penalty_layers = [l for l in _leaf_layers(self) if l._has_penalties()]
+        self._gradient_start = None   # Sequential: found again on the first step
         return self._trainable_state()
 
     # The hooks of a model kind (Sequential overrides them with its layer chain). Here: the
@@ -747,10 +748,15 @@ class Model(Layer):
         return self.get_metrics_result()
 
     def _loss_tracker(self):
+        """The "loss" Mean of ``metrics``. fit's and evaluate's own steps only note their loss
+        (``_fit_loss``, one tuple per epoch); the Mean takes it when it is read."""
         tracker = self.__dict__.get("_loss_mean")
         if tracker is None:
             from fastdl.metrics import Mean
             tracker = self._loss_mean = Mean(name="loss")
+        pending = self.__dict__.pop("_fit_loss", None)
+        if pending is not None:
+            _set_mean(tracker, *pending)
         return tracker
 
     def _fit_custom(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
@@ -833,7 +839,7 @@ class Model(Layer):
 
     def _train_logs(self, loss_sum, seen):
         logs = {"loss": loss_sum / max(seen, 1)}   # (a privacy-sampled batch may be empty)
-        _set_mean(self._loss_tracker(), logs["loss"], seen)
+        self._fit_loss = (logs["loss"], seen)     # the loss tracker's state, set when read
         for m in self.compiled_metrics:
             logs[m.name] = _metric_result(m)
         return logs
@@ -917,7 +923,7 @@ class Model(Layer):
                              "generator is read once (pass validation_steps/steps and a "
                              "generator long enough for every pass, or a Dataset or PyDataset)")
         logs = {"loss": loss_sum / seen if seen else float("nan")}
-        _set_mean(self._loss_tracker(), logs["loss"], seen)
+        self._fit_loss = (logs["loss"], seen)
         for m in self.compiled_metrics:
             logs[m.name] = _metric_result(m)
         return logs
@@ -1469,8 +1475,11 @@ class Sequential(Model):
         if state is not None:
             return Model._train_backward(self, state, dy, trainable)
         penalties = self.__dict__.get("_penalty_layers")
+        start = self.__dict__.get("_gradient_start")
+        if start is None:   # once per fit/train_on_batch (_training_state resets it)
+            start = self._gradient_start = self._first_with_gradients()
         self._backward(dy, penalties=self._layers if penalties is None else penalties,
-                       start=self._first_with_gradients())
+                       start=start)
         return [g for layer in trainable for g in layer.grads]
 
     def _first_with_gradients(self):

@@ -134,6 +134,9 @@ class Layer:
         cls._call_takes_training = "training" in params or any(
             p.kind is p.VAR_KEYWORD for p in params.values())
         cls._tape_only = cls.backward is Layer.backward
+        if (not cls.__module__.startswith("fastdl.") and cls._tracks_attribute_layers
+                and "__setattr__" not in cls.__dict__):
+            cls.__setattr__ = Layer._setattr_tracking_layers
 
     def __init__(self, trainable=True, name=None, dtype=None, input_shape=None,
                  batch_input_shape=None, input_dim=None, batch_size=None,
@@ -315,9 +318,12 @@ class Layer:
     # A model tracks the layers its attributes hold in its own way (models._tracked_layers)
     _tracks_attribute_layers = True
 
-    def __setattr__(self, name, value):
+    def _setattr_tracking_layers(self, name, value):
         # As in Keras, the layers a custom layer's attributes hold (``self.dense = Dense(4)``,
-        # or a list of them) are its sublayers: their weights are this layer's and train with it
+        # or a list of them) are its sublayers: their weights are this layer's and train with it.
+        # Installed as __setattr__ on user subclasses only (__init_subclass__): fastdl's own
+        # layers register their sublayers themselves and keep the plain, faster attribute set
+        # (their caches are set every step).
         if self._tracks_attribute_layers and isinstance(value, (Layer, list, tuple)):
             subs = self.__dict__.get("_sublayers")
             if subs is not None:
