@@ -211,3 +211,16 @@ def test_compile_without_loss_needs_a_train_step():
     x, y = _data(4)
     with pytest.raises(ValueError, match="compiled without a loss"):
         model.fit(x, y, verbose=0)
+
+
+def test_custom_fit_splits_validation_and_finalizes_ema():
+    x, y = _data()
+    model = _built(GuideModel(), x)
+    model.compile(fastdl.optimizers.SGD(0.05, use_ema=True), "mse", metrics=["mae"])
+    history = model.fit(x, y, epochs=2, batch_size=8, validation_split=0.25, verbose=0)
+    assert set(history.history) == {"loss", "mae", "val_loss", "val_mae"}
+    # as Keras's fit: with use_ema the weights end as their moving averages
+    for w, avg in zip(model.optimizer._vars, model.optimizer._averages):
+        np.testing.assert_array_equal(w, avg)
+    with pytest.raises(ValueError, match="leaves an empty training or validation set"):
+        model.fit(x[:1], y[:1], validation_split=0.5, verbose=0)

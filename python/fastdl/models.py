@@ -780,7 +780,11 @@ class Model(Layer):
             val_at = len(x)
             if validation_split and validation_data is None:
                 val_at = int(math.floor(len(x) * (1.0 - validation_split)))
-                validation_data = tuple(a[val_at:] for a in (x, y, sw) if a is not None)
+                if val_at in (0, len(x)):
+                    raise ValueError(f"validation_split={validation_split} leaves an empty "
+                                     f"training or validation set for {len(x)} samples")
+                validation_data = (x[val_at:], None if y is None else y[val_at:],
+                                   None if sw is None else sw[val_at:])
             data = ArrayBatches(x[:val_at], None if y is None else y[:val_at],
                                 None if sw is None else sw[:val_at], batch_size, shuffle)
         val = None
@@ -819,6 +823,8 @@ class Model(Layer):
                 cbs.on_epoch_end(epoch, epoch_logs)
                 if self.stop_training:
                     break
+        if epochs > initial_epoch:  # as Keras's fit: with use_ema the weights become averages
+            self.optimizer.finalize_variable_values(self.trainable_weights)
         cbs.on_train_end(logs)
         self.history = next(cb for cb in cbs.callbacks if isinstance(cb, History))
         return self.history
