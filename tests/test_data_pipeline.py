@@ -388,6 +388,24 @@ def test_map_passes_tuple_components_as_arguments_and_keeps_order_in_parallel():
     assert isinstance(got, np.ndarray)
 
 
+def test_map_and_filter_functions_receive_tensors_as_in_tf_data():
+    # tf.data hands map/filter functions tensors: tutorials call .numpy() on them and use tf ops
+    images = np.arange(24, dtype=np.uint8).reshape(6, 2, 2)
+    ds = Dataset.from_tensor_slices((images, np.arange(6), np.array(list("abcdef"))))
+    seen = []
+
+    def normalize(image, label, name):
+        seen.append((type(image), image.numpy().sum(), isinstance(name, fastdl.Tensor)))
+        return fastdl.cast(image, "float32") / 255.0, fastdl.one_hot(label, 6)
+
+    x, y = next(ds.map(normalize).batch(6).as_numpy_iterator())
+    np.testing.assert_allclose(x, images / np.float32(255.0), rtol=1e-7)
+    np.testing.assert_array_equal(y, np.eye(6, dtype=np.float32))
+    assert seen == [(fastdl.Tensor, images[i].sum(), False) for i in range(6)]  # strings: NumPy
+    kept = ds.filter(lambda image, label, name: label.numpy() % 2 == 0)
+    assert [int(e[1]) for e in kept.as_numpy_iterator()] == [0, 2, 4]
+
+
 def test_filter_take_skip_repeat_concatenate_zip_and_cardinality():
     ds = Dataset.range(10)
     assert elements(ds.filter(lambda v: v % 3 == 0)) == [0, 3, 6, 9]

@@ -297,7 +297,8 @@ class Dataset:
 
     def map(self, map_func, num_parallel_calls=None, deterministic=None, name=None):
         """``map_func`` on each element: a tuple element's components are its positional
-        arguments (as in tf.data), any other element is its one argument. With
+        arguments (as in tf.data), any other element is its one argument; numeric components
+        arrive as ``fastdl.Tensor``s (``.numpy()``, fastdl ops), strings as NumPy values. With
         ``num_parallel_calls`` (an int > 1 or ``AUTOTUNE``) a thread pool runs it; the order is
         kept."""
         if not callable(map_func):
@@ -306,6 +307,7 @@ class Dataset:
             _check_count("num_parallel_calls", num_parallel_calls, minimum=1)
 
         def apply(element):
+            element = _as_tensors(element)
             out = map_func(*element) if isinstance(element, tuple) else map_func(element)
             return map_structure(_to_numpy, out)
         workers = (4 if num_parallel_calls == AUTOTUNE else num_parallel_calls) or 1
@@ -327,11 +329,12 @@ class Dataset:
         return self._derive(make)
 
     def filter(self, predicate, name=None):
-        """The elements for which ``predicate`` (called as ``map_func`` is) is true."""
+        """The elements for which ``predicate`` (called as ``map_func`` is, on tensors) is true."""
         if not callable(predicate):
             raise TypeError(f"Dataset.filter: predicate must be callable. Received: {predicate!r}")
 
         def keep(element):
+            element = _as_tensors(element)
             out = predicate(*element) if isinstance(element, tuple) else predicate(element)
             out = _to_numpy(out)
             if out.shape != () or out.dtype != np.bool_:
