@@ -406,6 +406,18 @@ def test_map_and_filter_functions_receive_tensors_as_in_tf_data():
     assert [int(e[1]) for e in kept.as_numpy_iterator()] == [0, 2, 4]
 
 
+def test_shard_takes_every_nth_element_from_index():
+    ds = Dataset.range(10)
+    assert elements(ds.shard(3, 1)) == [1, 4, 7]
+    assert [len(ds.shard(3, i)) for i in range(3)] == [4, 3, 3]
+    assert sorted(sum((elements(ds.shard(4, i)) for i in range(4)), [])) == list(range(10))
+    assert ds.repeat().shard(2, 0).cardinality() == INFINITE_CARDINALITY
+    with pytest.raises(ValueError, match=r"index must be in \[0, num_shards=2\)"):
+        ds.shard(2, 2)
+    with pytest.raises(ValueError, match="num_shards must be an int >= 1"):
+        ds.shard(0, 0)
+
+
 def test_filter_take_skip_repeat_concatenate_zip_and_cardinality():
     ds = Dataset.range(10)
     assert elements(ds.filter(lambda v: v % 3 == 0)) == [0, 3, 6, 9]

@@ -25,6 +25,7 @@ B = 4            # per-rank batch; the single-process reference uses 2 * B
 N = 37           # not a multiple of 2 * B: the last global batch has 5 samples (3 + 2)
 N_EMPTY = 33     # the last global batch has 1 sample: rank 1 has none in that step
 EPOCHS = 2
+DS_RANK1 = 9     # samples rank 1's Dataset keeps: 3 batches against rank 0's 5
 
 
 # ---------------------------------------------------------------------------- shared setup
@@ -129,6 +130,14 @@ def _worker(case, out):
         model = _compile(_model("dense", 1), True, reduction)
         model.fit(x, y, sample_weight=sw, batch_size=B, epochs=EPOCHS, verbose=0, shuffle=False)
         np.savez(os.path.join(out, f"{reduction}_rank{r}.npz"), *model.get_weights())
+    # a Dataset each rank shards itself (Horovod's pattern); rank 1's runs out two steps early
+    x, y, _ = _data("dense")
+    model = _compile(_model("dense", 1 + r), True)
+    ds = fastdl.data.Dataset.from_tensor_slices((x, y)).shard(2, r)
+    hist = model.fit((ds if r == 0 else ds.take(DS_RANK1)).batch(B), epochs=EPOCHS, verbose=0,
+                     callbacks=[dist.MetricAverageCallback(), _CheckIdentical()])
+    np.savez(os.path.join(out, f"dataset_rank{r}.npz"), *model.get_weights(),
+             loss=hist.history["loss"])
     # shuffled epochs: the ranks' shards of every epoch partition the data set
     sharder = dist._Sharder(dist._state["comm"], N, B)
     from mpi4py import MPI
@@ -238,6 +247,27 @@ def test_two_ranks_equal_one_process_for_every_loss_reduction(trained, reduction
     for i, w in enumerate(ref.get_weights()):
         np.testing.assert_allclose(got[f"arr_{i}"], w, rtol=2e-5, atol=2e-6,
                                    err_msg=f"{reduction}: weight {i}")
+
+
+def test_two_ranks_on_their_own_dataset_shards_step_in_lockstep(trained):
+    # Each step's global batch is rank 0's batch with rank 1's (none in the last two steps)
+    out, _ = trained
+    x, y, _ = _data("dense")
+    shards = [np.arange(N)[0::2], np.arange(N)[1::2][:DS_RANK1]]
+    steps = [[s[i:i + B] for i in range(0, len(s), B)] for s in shards]
+    ref = _compile(_model("dense", 1), False)
+    losses = []
+    for _ in range(EPOCHS):
+        total = 0.0
+        for step in range(len(steps[0])):
+            idx = np.concatenate([rank[step] for rank in steps if step < len(rank)])
+            total += ref.train_on_batch(x[idx], y[idx], return_dict=True)["loss"] * len(idx)
+        losses.append(total / (len(shards[0]) + len(shards[1])))
+    got = np.load(out / "dataset_rank0.npz")
+    for i, w in enumerate(ref.get_weights()):
+        np.testing.assert_allclose(got[f"arr_{i}"], w, rtol=2e-5, atol=2e-6,
+                                   err_msg=f"dataset: weight {i}")
+    np.testing.assert_allclose(got["loss"], losses, rtol=1e-5)
 
 
 def test_rank_zero_alone_writes_files_and_progress(trained):

@@ -549,14 +549,15 @@ class Model(Layer):
             raise ValueError("validation_steps applies to validation_data given as a Dataset, "
                              "PyDataset or generator")
         if source:
-            if getattr(self.optimizer, "distributed_fit", None) is not None:
-                raise ValueError("fastdl.distributed shards NumPy arrays: fit the arrays (each "
-                                 f"rank its own batches), not a {source_name(x)}")
             if self._train_strategy is not None:
                 raise ValueError("fastdl.privacy samples each batch from NumPy arrays (Poisson "
                                  f"sampling): fit the arrays, not a {source_name(x)}")
             data = SourceBatches(x, steps_per_epoch, shuffle,
                                  self._batch_converter(class_weight, dry_run=True), "x")
+            # fastdl.distributed: each rank reads its own input; the ranks step in lockstep
+            dist = getattr(self.optimizer, "distributed_source", None)
+            if dist is not None:
+                data = dist(self, data)
             return self._fit_data(data, val, validation_freq, epochs, initial_epoch, verbose,
                                   callbacks, nan_check)
         x = self._convert_x(x)
@@ -590,7 +591,7 @@ class Model(Layer):
                   nan_check):
         """fit's loop over ``data`` (ArrayBatches or SourceBatches), validating on ``val``."""
         from fastdl.callbacks import CallbackList, History
-        if isinstance(data, SourceBatches):
+        if hasattr(data, "prime"):
             data.prime()    # the first batch builds the model and gets the dry run
         self._warn_if_unbounded_output()
         cbs = CallbackList(callbacks, add_history=True, add_progbar=verbose != 0, model=self,

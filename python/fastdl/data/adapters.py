@@ -150,7 +150,9 @@ class SourceBatches:
     def prime(self):
         """Read and convert the first batch now, before training starts: a model without an
         input shape builds from it, and a bad first batch or an empty source fails early. The
-        batch is still the first one the first epoch yields."""
+        batch is still the first one the first epoch yields. Priming twice reads nothing."""
+        if self._primed:
+            return
         iterator = iter(self._new_pass())
         try:
             batch = next(iterator)

@@ -373,6 +373,22 @@ class Dataset:
             card = max(0, card - count)
         return self._derive(make, card)
 
+    def shard(self, num_shards, index, name=None):
+        """Every ``num_shards``-th element starting at ``index`` (tf.data's ``shard``): with
+        ``fastdl.distributed``, ``dataset.shard(size(), rank())`` gives each rank its part."""
+        num_shards = _check_count("num_shards", num_shards, minimum=1)
+        index = _check_count("index", index)
+        if index >= num_shards:
+            raise ValueError(f"Dataset.shard: index must be in [0, num_shards={num_shards}). "
+                             f"Received: index={index}")
+
+        def make():
+            return itertools.islice(self._arrays(), index, None, num_shards)
+        card = self._cardinality
+        if card >= 0:
+            card = max(0, -(-(card - index) // num_shards))
+        return self._derive(make, card)
+
     def repeat(self, count=None, name=None):
         """The dataset ``count`` times over (forever for ``None`` or -1)."""
         count = None if count in (None, -1) else _check_count("count", count)

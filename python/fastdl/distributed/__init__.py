@@ -21,7 +21,9 @@ What data parallelism does here:
   permutation of the samples on every rank each epoch (seed broadcast from rank 0) and gives each
   rank its part of every global batch, so the ranks together see the whole epoch once. Every
   rank runs the same number of steps; a rank left without a sample in the last short global
-  batch still joins that step's allreduce with a weight of zero.
+  batch still joins that step's allreduce with a weight of zero. A Dataset, PyDataset or
+  generator is each rank's own input (``ds.shard(size(), rank())``); the ranks then step in
+  lockstep until the longest input ends, those that ran out joining with weight zero.
 - Each step, the gradients of all trainable weights travel in ONE in-place allreduce over a flat
   buffer: rank r sends ``w_r * g_r`` and ``w_r``, where ``g_r`` is its local gradient and
   ``w_r`` what its loss divided by (the sample count for Keras's default reduction
@@ -233,6 +235,63 @@ class _Sharder:
         return np.concatenate(parts), bounds
 
 
+class _LockstepBatches:
+    """A rank's own batches (``SourceBatches``), stepped in lockstep with the other ranks: the
+    weights are broadcast from rank 0 once the first batch has built the model, and before
+    each step the ranks agree whether any of them still has a batch. An epoch lasts as long as
+    the longest rank's; a rank that has run out joins each remaining step's allreduce with an
+    empty batch (weight zero), so no rank waits forever in an allreduce."""
+
+    def __init__(self, comm, batches, model):
+        self.comm, self.batches, self.model = comm, batches, model
+        self.steps = batches.steps
+        self._empty = None
+        self.samples = 0      # this rank's samples in the epoch (MetricAverageCallback)
+
+    @property
+    def exhausted(self):
+        return self.batches.exhausted
+
+    def prime(self):
+        self.batches.prime()
+        broadcast_weights(self.model, 0)
+
+    def epoch(self):
+        from mpi4py import MPI
+        own = self.batches.epoch()
+        self.samples = 0
+        while True:
+            batch = next(own, None)
+            if batch is not None:
+                self.samples += len(_first_array(batch[0]))
+                if self._empty is None:
+                    self._empty = tuple(_no_rows(part) for part in batch)
+            if not self.comm.allreduce(batch is not None, op=MPI.LOR):
+                return
+            if batch is None and self._empty is None:
+                raise ValueError(f"fastdl.distributed: rank {self.comm.Get_rank()}'s input "
+                                 "yielded no batch while other ranks trained: give every rank "
+                                 "a non-empty shard")
+            yield batch if batch is not None else self._empty
+
+
+def _first_array(part):
+    while isinstance(part, (dict, list, tuple)):
+        part = next(iter(part.values())) if isinstance(part, dict) else part[0]
+    return part
+
+
+def _no_rows(part):
+    """A batch part (an array, a list/tuple/dict of arrays, or None) with zero samples."""
+    if part is None:
+        return None
+    if isinstance(part, dict):
+        return {k: _no_rows(v) for k, v in part.items()}
+    if isinstance(part, (list, tuple)):
+        return type(part)(_no_rows(v) for v in part)
+    return part[:0]
+
+
 class _DistributedMixin:
     """Methods layered over an optimizer class by :func:`DistributedOptimizer`."""
 
@@ -244,6 +303,17 @@ class _DistributedMixin:
             return None
         broadcast_weights(model, 0)
         self._sharder = _Sharder(comm, n, batch_size)
+        return self._sharder
+
+    def distributed_source(self, model, batches):
+        """Called by ``fit`` on a Dataset, PyDataset or generator: each rank reads its own
+        input (shard it as with Horovod: ``dataset.shard(size(), rank())``), so the ranks step
+        in lockstep instead of being given shards (see :class:`_LockstepBatches`)."""
+        self._model, self._sharder = model, None
+        comm = _state["comm"]
+        if comm is None:
+            return batches
+        self._sharder = _LockstepBatches(comm, batches, model)   # its samples weigh metrics
         return self._sharder
 
     def local_batch(self, loss, y, sw, variables):
