@@ -122,7 +122,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
 # Attributes of Keras 3's Layer and Model (not the torch backend's Module names) that fastdl's
 # layers and models lack; ``Layer.__getattr__`` answers them through ``missing_attribute``.
 LAYER_ATTRIBUTES = frozenset("""
-    add_loss add_metric build_from_config get_build_config dtype_policy compute_output_spec
+    add_metric build_from_config get_build_config dtype_policy compute_output_spec
     stateless_call symbolic_call quantize quantized_build quantized_call quantization_mode
     save_own_variables load_own_variables metrics_variables rematerialized_call
 """.split())
@@ -137,8 +137,6 @@ ATTRIBUTE_ALTERNATIVES = {
              "override those" for name in ("make_train_function", "make_test_function",
                                            "make_predict_function")},
     "export": "model.save('m.keras') writes Keras 3's format",
-    "add_loss": "regularizers (kernel_regularizer=..., activity_regularizer=...) add to the "
-                "loss",
 }
 
 

@@ -149,8 +149,13 @@ def _run_on_dummies(fn, args, kwargs):
     """The output specs (shape with None where it follows an unknown input dim, dtype) of
     ``fn`` run on zero arrays with the unknown dims set to 1, then 2."""
     outs = []
-    for fill in (1, 2):
-        outs.append(_flatten(fn(*_dummy(args, fill), **_dummy(kwargs, fill))))
+    from fastdl.layers.base import _CALLS
+    shape_only, _CALLS.shape_only = getattr(_CALLS, "shape_only", False), True  # no add_loss
+    try:
+        for fill in (1, 2):
+            outs.append(_flatten(fn(*_dummy(args, fill), **_dummy(kwargs, fill))))
+    finally:
+        _CALLS.shape_only = shape_only
     specs = []
     for a, b in zip(*outs):
         a, b = np.asarray(a), np.asarray(b)

@@ -15,7 +15,8 @@ import numpy as np
 from fastdl.data.adapters import (RAN_OUT, ArrayBatches, SourceBatches, is_batch_source,
                                   pack_x_y_sample_weight, source_name,
                                   unpack_x_y_sample_weight)
-from fastdl.layers.base import InputLayer, Layer, _eager_outputs, shape_str, unique_name
+from fastdl.layers.base import (InputLayer, Layer, _eager_outputs, begin_call, end_call, shape_str,
+                               unique_name)
 from fastdl.tensor.tape import recording
 from fastdl.tensor.tensor import Tensor
 
@@ -345,14 +346,18 @@ class Model(Layer):
 
     @property
     def losses(self):
-        """The regularization penalties of the last forward pass (Keras's ``model.losses``)."""
-        return [penalty for layer in _leaf_layers(self) for penalty in layer.losses]
+        """Keras's ``model.losses``: the losses ``add_loss`` added in the last call (Tensors),
+        then the regularization penalties of the last forward pass."""
+        return self._added_losses_in_tree() + [
+            penalty for layer in _leaf_layers(self) for penalty in layer._penalties()]
 
     def _regularization_loss(self, layers=None):
-        """sum(model.losses); ``layers``: those with penalties, when known (a training step)."""
+        """sum(model.losses) as a float (each added loss summed over its entries); ``layers``:
+        those with penalties, when known (a training step)."""
         if layers is None:
             layers = _leaf_layers(self)
-        return float(sum(p for layer in layers for p in layer.losses))
+        total = float(sum(p for layer in layers for p in layer._penalties()))
+        return total + sum(float(np.sum(t._value)) for t in self._added_losses_in_tree())
 
     def _training_state(self):
         """``_trainable_state()`` for the steps to come, noting which layers carry penalties so
@@ -371,7 +376,11 @@ class Model(Layer):
         return x
 
     def _forward(self, x, training, fuse=False):
-        return _values(self._call_tensors(_as_tensors(x), training))
+        depth = begin_call(self)
+        try:
+            return _values(self._call_tensors(_as_tensors(x), training))
+        finally:
+            end_call(depth)
 
     def _inference_forward(self, x):
         """``_forward(x, False)`` with no backward to follow: layers may skip what only their
@@ -391,8 +400,12 @@ class Model(Layer):
         from fastdl.ops import GradientTape   # (loading fastdl.ops binds the operators)
         from fastdl.ops.layers import collect_activity
         tape = GradientTape()
-        with tape, collect_activity() as activity:
-            y = self._call_tensors(_as_tensors(x), True)
+        depth = begin_call(self)
+        try:
+            with tape, collect_activity() as activity:
+                y = self._call_tensors(_as_tensors(x), True)
+        finally:
+            end_call(depth)
         flat = y if isinstance(y, (list, tuple)) else [y]
         for t in flat:
             if not isinstance(t, Tensor):
@@ -406,6 +419,9 @@ class Model(Layer):
         from fastdl.ops.layers import layer_variables
         tape, y, activity = state
         targets, seeds = [y], [dy]
+        for added in self._added_losses_in_tree():   # add_loss: d(sum of its entries) = 1
+            targets.append(added)
+            seeds.append(np.ones_like(added._value))
         for layer, out in activity.items():
             v = out._value
             targets.append(out)
@@ -447,11 +463,14 @@ class Model(Layer):
         from fastdl import functional
         if functional.is_symbolic(x):
             return functional.symbolic_call(self, x, {"training": training})
-        if _has_tensor(x):
-            return self._call_tensors(x, training)
+        if _has_tensor(x) or recording():  # in a GradientTape, as in TensorFlow: Tensors out
+            depth = begin_call(self)
+            try:
+                return self._call_tensors(x if _has_tensor(x) else
+                                          _as_tensors(self._convert_x(x)), training)
+            finally:
+                end_call(depth)
         x = self._convert_x(x)
-        if recording():   # inside a GradientTape, as in TensorFlow: arrays in, Tensors out
-            return self._call_tensors(_as_tensors(x), training)
         with self._in_use("__call__", training=False):
             return _eager_outputs(self._forward(x, training))   # Keras: tensors, not arrays
 
@@ -707,6 +726,8 @@ class Model(Layer):
         from fastdl import ops
         self._require_loss("compute_loss")
         loss = self.loss(y, y_pred, sample_weight)
+        for added in self._added_losses_in_tree():
+            loss = ops.add(loss, ops.sum(added))
         for layer in _leaf_layers(self):
             if layer.activity_regularizer is not None:
                 raise NotImplementedError(
