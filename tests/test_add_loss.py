@@ -147,3 +147,24 @@ def test_sequential_trains_added_losses_like_the_functional_model():
     assert sequential.evaluate(x, y, verbose=0) == pytest.approx(
         functional.evaluate(x, y, verbose=0), rel=1e-6)
     assert len(sequential.losses) == 1
+
+
+def test_compiled_without_a_loss_the_added_losses_are_all_of_it_as_in_keras():
+    # Keras's subclassing guide: compile(optimizer) alone, the loss from add_loss
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras", reason="real Keras is the oracle")
+    x, y = _data()
+    fastdl.utils.set_random_seed(4)
+    ours = _functional(fastdl.keras, ops)
+    theirs = _functional(keras, keras.ops)
+    theirs.set_weights(ours.get_weights())
+    for m, lib in ((ours, fastdl.keras), (theirs, keras)):
+        m.compile(lib.optimizers.SGD(0.5))
+        m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.evaluate(x, y, verbose=0),
+                               theirs.evaluate(x, y, verbose=0), rtol=1e-5)
+    # built-in layers alone can add no loss: compile still asks for one
+    with pytest.raises(ValueError, match="compile needs a loss"):
+        fastdl.Sequential([layers.Input((4,)), layers.Dense(1)]).compile("sgd")

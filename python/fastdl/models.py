@@ -176,7 +176,7 @@ class Model(Layer):
         from fastdl import metrics as metrics_module
         from fastdl import optimizers as optimizers_module
 
-        if loss is None and not self._overrides("train_step"):
+        if loss is None and not self._overrides("train_step") and not self._may_add_losses():
             raise ValueError("compile needs a loss, e.g. loss='mse' or "
                              "loss='sparse_categorical_crossentropy'")
         n_outputs = self._output_count()
@@ -333,7 +333,11 @@ class Model(Layer):
         if sync is not None and sync(self.loss, y, sw, weights):
             return 0.0      # no sample on this rank this step: it joined the allreduce with zeros
         y_pred, backward_state = self._train_forward(x)
-        loss, dy = self.loss.forward_backward(y, y_pred, sw)
+        if self.loss is None:   # compiled without a loss: add_loss gives all of it
+            self._require_loss("fit")
+            loss, dy = 0.0, _zeros_like(y_pred)
+        else:
+            loss, dy = self.loss.forward_backward(y, y_pred, sw)
         loss += self._regularization_loss(self.__dict__.get("_penalty_layers"))
         grads = self._train_backward(backward_state, dy, trainable)
         if nan_check:
@@ -504,7 +508,8 @@ class Model(Layer):
         finally:
             for layer in stateful:
                 layer.stateful = True
-        self.loss.forward_backward(y[:1], y_pred, None if sw is None else sw[:1])
+        if self.loss is not None:
+            self.loss.forward_backward(y[:1], y_pred, None if sw is None else sw[:1])
         for m in self.compiled_metrics:
             probe = type(m).from_config(m.get_config()) if hasattr(m, "get_config") else None
             if probe is not None:
@@ -711,7 +716,7 @@ class Model(Layer):
         y = self._convert_y(y, len(x))
         sw = self._convert_sample_weight(sw, len(x))
         y_pred = self._inference_forward(x)
-        loss = self.loss(y, y_pred, sw) + self._regularization_loss()
+        loss = self._data_loss(y, y_pred, sw) + self._regularization_loss()
         self._update_metrics(y, y_pred, sw)
         return self._step_logs(loss, len(x))
 
@@ -725,9 +730,9 @@ class Model(Layer):
         (``model.losses``), as a Tensor a GradientTape differentiates."""
         from fastdl import ops
         self._require_loss("compute_loss")
-        loss = self.loss(y, y_pred, sample_weight)
+        loss = None if self.loss is None else self.loss(y, y_pred, sample_weight)
         for added in self._added_losses_in_tree():
-            loss = ops.add(loss, ops.sum(added))
+            loss = ops.sum(added) if loss is None else ops.add(loss, ops.sum(added))
         for layer in _leaf_layers(self):
             if layer.activity_regularizer is not None:
                 raise NotImplementedError(
@@ -757,10 +762,20 @@ class Model(Layer):
             m.reset_state()
 
     def _require_loss(self, what):
-        if self.loss is None:
-            raise ValueError(f"{what}: model {self.name!r} was compiled without a loss; pass "
-                             "compile(loss=...) or override train_step/test_step to compute "
-                             "the loss yourself")
+        if self.loss is None and not self._added_losses_in_tree():
+            raise ValueError(f"{what}: model {self.name!r} was compiled without a loss and no "
+                             "layer called add_loss; pass compile(loss=...) or override "
+                             "train_step/test_step to compute the loss yourself")
+
+    def _data_loss(self, y, y_pred, sw):
+        """The compiled loss's value (0 for a model compiled without one: add_loss's only)."""
+        return 0.0 if self.loss is None else self.loss(y, y_pred, sw)
+
+    def _may_add_losses(self):
+        """Whether a call can add losses: the model or one of its layers is a user's class
+        (built-in layers never call add_loss), so compile may go without a loss, as Keras."""
+        from fastdl.layers.base import _layer_tree
+        return any(not type(l).__module__.startswith("fastdl.") for l in _layer_tree(self))
 
     def _step_logs(self, loss, n):
         """The default steps' logs: the loss tracker (the running mean of the batch losses)
@@ -940,7 +955,7 @@ class Model(Layer):
             if callbacks is not None:
                 callbacks.on_test_batch_begin(step)
             y_pred = self._inference_forward(xb)
-            loss_sum += (self.loss(yb, y_pred, swb) + self._regularization_loss()) * len(yb)
+            loss_sum += (self._data_loss(yb, y_pred, swb) + self._regularization_loss()) * len(yb)
             seen += len(yb)
             self._update_metrics(yb, y_pred, swb)
             if callbacks is not None:   # Keras's running loss and metrics
@@ -2029,3 +2044,10 @@ def _set_mean(tracker, value, count):
 def __getattr__(name):
     from fastdl._missing import not_provided
     raise not_provided(__name__, name)
+
+
+def _zeros_like(y_pred):
+    """Zero output gradients shaped as ``y_pred`` (an array or a list of them)."""
+    if isinstance(y_pred, (list, tuple)):
+        return type(y_pred)(np.zeros_like(v) for v in y_pred)
+    return np.zeros_like(y_pred)
