@@ -52,11 +52,11 @@ class DType(str):
 
     @property
     def is_floating(self):
-        return np.issubdtype(np.dtype(str(self)), np.floating)
+        return str(self) != "string" and np.issubdtype(np.dtype(str(self)), np.floating)
 
     @property
     def is_integer(self):
-        return np.issubdtype(np.dtype(str(self)), np.integer)
+        return str(self) != "string" and np.issubdtype(np.dtype(str(self)), np.integer)
 
     @property
     def is_bool(self):
