@@ -95,7 +95,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         legacy
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
-    "keras.callbacks": "OrbaxCheckpoint RemoteMonitor",
+    "keras.callbacks": "OrbaxCheckpoint",
     "keras.utils": """
         Config FeatureSpace
         audio_dataset_from_directory bounding_boxes clear_session
