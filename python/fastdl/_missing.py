@@ -91,7 +91,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         sparse_categorical_crossentropy squared_hinge
     """,
     "keras.optimizers": """
-        Adafactor LossScaleOptimizer MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
+        Adafactor MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
         legacy
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
