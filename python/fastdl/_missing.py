@@ -65,8 +65,8 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
         AugMix AutoContrast AveragePooling3D AvgPool3D
-        ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose ConvLSTM1D
-        ConvLSTM2D ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
+        ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose
+        ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
         EinsumDense Equalization FlaxLayer GlobalAveragePooling3D GlobalAvgPool3D
         GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing Hashing JaxLayer
         MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp Pipeline
