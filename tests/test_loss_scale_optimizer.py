@@ -203,3 +203,30 @@ def test_bad_arguments(kwargs, error, match):
     kwargs.setdefault("inner_optimizer", O.SGD())
     with pytest.raises(error, match=match):
         O.LossScaleOptimizer(**kwargs)
+
+
+def test_native_file_keeps_the_state_and_an_unbuilt_one_saves_for_keras(tmp_path):
+    from fastdl.saving import load_model, save_model
+    x, y = _data()
+    model = Sequential([L.Input((3,)), L.Dense(2)])
+    model.compile(optimizer=O.LossScaleOptimizer(O.Adam(0.1), initial_scale=8.0,
+                                                 dynamic_growth_steps=1), loss="mse")
+    model.train_on_batch(x, y)
+    model.train_on_batch(x, y)
+    save_model(model, str(tmp_path / "m.fdl"))
+    back = load_model(str(tmp_path / "m.fdl"))
+    assert isinstance(back.optimizer, O.LossScaleOptimizer)
+    assert float(back.optimizer.dynamic_scale) == 32.0 and back.optimizer.iterations == 2
+    for a, b in zip(model.optimizer.get_state(), back.optimizer.get_state()):
+        np.testing.assert_array_equal(a, b)
+
+    keras = _keras()
+    pytest.importorskip("h5py", reason=".keras files hold their weights in HDF5")
+    fresh = Sequential([L.Input((3,)), L.Dense(2)])
+    fresh.compile(optimizer=O.LossScaleOptimizer(O.SGD(0.1, momentum=0.5)), loss="mse")
+    save_model(fresh, str(tmp_path / "fresh.keras"))   # described as freshly built
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        theirs = keras.models.load_model(str(tmp_path / "fresh.keras"))
+    assert not [w for w in caught if "Skipping" in str(w.message)]
+    assert float(keras.ops.convert_to_numpy(theirs.optimizer.dynamic_scale)) == 32768.0
