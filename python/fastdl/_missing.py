@@ -65,8 +65,8 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
         AugMix AutoContrast AveragePooling3D AvgPool3D
-        ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose ConvLSTM1D
-        ConvLSTM2D ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
+        ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose
+        ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
         EinsumDense Equalization FlaxLayer GlobalAveragePooling3D GlobalAvgPool3D
         GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing Hashing JaxLayer
         MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp Pipeline
@@ -91,11 +91,11 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         sparse_categorical_crossentropy squared_hinge
     """,
     "keras.optimizers": """
-        Adafactor LossScaleOptimizer MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
+        Adafactor MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
         legacy
     """,
     "keras.optimizers.schedules": "CosineDecayRestarts",
-    "keras.callbacks": "OrbaxCheckpoint RemoteMonitor",
+    "keras.callbacks": "OrbaxCheckpoint",
     "keras.utils": """
         Config FeatureSpace
         audio_dataset_from_directory bounding_boxes clear_session

@@ -339,7 +339,8 @@ class Model(Layer):
         else:
             loss, dy = self.loss.forward_backward(y, y_pred, sw)
         loss += self._regularization_loss(self.__dict__.get("_penalty_layers"))
-        grads = self._train_backward(backward_state, dy, trainable)
+        grads = self.optimizer._scale_gradients(
+            self._train_backward(backward_state, dy, trainable))
         if nan_check:
             _check_finite_gradients(loss, trainable, grads, self.optimizer.iterations)
         self.optimizer.apply(grads, weights)
