@@ -131,6 +131,22 @@ class Tensor:
     def size(self):
         return self._value.size
 
+    def get_shape(self):
+        """TensorFlow's name for ``shape``."""
+        return self.shape
+
+    def set_shape(self, shape):
+        """TensorFlow's static-shape refinement: a fastdl Tensor's shape is always known, so this
+        checks that ``shape`` (None for an unknown dim or rank) is compatible with it and raises
+        ValueError otherwise, as TensorFlow does in eager mode."""
+        if shape is None:
+            return
+        dims = list(shape)
+        if len(dims) != self.ndim or any(d is not None and d != s
+                                         for d, s in zip(dims, self.shape)):
+            raise ValueError(f"Tensor's shape {self.shape} is not compatible with supplied "
+                             f"shape {tuple(dims)}")
+
     def numpy(self):
         return self._value
 
