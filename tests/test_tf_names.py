@@ -1,0 +1,437 @@
+"""TensorFlow names a custom training loop under ``import fastdl as tf`` reaches for:
+``tf.function``, ``tf.print``, tensor utilities, control flow. Expected values come from NumPy
+formulas or real ``keras.ops``; gradients through the tape from central differences."""
+import collections
+import io
+import os
+
+import numpy as np
+import pytest
+
+import fastdl as tf
+from gradcheck import numerical_gradient
+
+
+# ----------------------------------------------------------------------------------------------
+# tf.function, tf.executing_eagerly, tf.print
+
+
+def test_function_runs_the_python_function_eagerly_in_every_form():
+    calls = []
+
+    def f(x, y=1.0):
+        calls.append(1)  # a Python side effect runs on every call: fastdl does not trace
+        return x * x + y
+
+    x = tf.constant([1.0, 2.0])
+    expected = f(x).numpy()
+    for wrapped in (tf.function(f), tf.function()(f),
+                    tf.function(jit_compile=True, reduce_retracing=True, autograph=False)(f),
+                    tf.function(f, experimental_relax_shapes=True)):
+        np.testing.assert_array_equal(wrapped(x).numpy(), expected)
+        np.testing.assert_array_equal(wrapped(x, y=2.0).numpy(), expected + 1)
+        assert wrapped.__name__ == "f" and wrapped.python_function is f
+    assert len(calls) == 1 + 4 * 2
+    assert tf.executing_eagerly() is True
+
+    @tf.function
+    def inside():
+        return tf.executing_eagerly()
+    assert inside() is True
+
+
+def test_function_on_a_method_binds_self():
+    class Scaler:
+        def __init__(self, k):
+            self.k = k
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def __call__(self, x):
+            return x * self.k
+
+    np.testing.assert_array_equal(Scaler(3.0)(tf.constant([1.0, 2.0])).numpy(), [3.0, 6.0])
+    with pytest.raises(TypeError, match=r"argument 0 of shape \(2, 2\)"):
+        Scaler(3.0)(tf.constant(np.ones((2, 2), np.float32)))
+
+
+def test_function_checks_input_signature_and_its_arguments():
+    f = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec((None, 2), "float32")])
+    assert f(tf.constant([[1.0, 2.0]])).shape == (1, 2)
+    with pytest.raises(TypeError, match=r"argument 0 of shape \(3,\) and dtype float32"):
+        f(tf.constant([1.0, 2.0, 3.0]))
+    with pytest.raises(TypeError, match=r"dtype float64 does not match"):
+        f(tf.constant(np.ones((1, 2))))
+    with pytest.raises(TypeError, match="1 TensorSpec"):
+        f(tf.constant([[1.0, 2.0]]), 2)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'jit'"):
+        tf.function(jit=True)
+    with pytest.raises(TypeError, match="input_signature must be a list or tuple"):
+        tf.function(input_signature=tf.TensorSpec((2,)))
+    with pytest.raises(TypeError, match="must hold TensorSpec"):
+        tf.function(input_signature=[(2,)])
+    with pytest.raises(TypeError, match="jit_compile must be a bool or None, received 'yes'"):
+        tf.function(jit_compile="yes")
+    with pytest.raises(TypeError, match="func must be callable, received int"):
+        tf.function(3)
+
+
+def test_print_writes_values_as_tensorflow_does():
+    out = io.StringIO()
+    r = tf.range(10)
+    tf.print(r, output_stream=out)
+    tf.print("tensors:", r, {2: r * 2}, output_stream=out)
+    tf.print(tf.range(2), tf.range(2) * 2, output_stream=out, sep=",", end=";\n")
+    tf.print(tf.constant([1.0, 2.5]), [tf.constant(3), "s"], output_stream=out)
+    tf.print(r, summarize=-1, output_stream=out)
+    tf.print(tf.reshape(tf.range(16), (2, 8)), summarize=1, output_stream=out)
+    assert out.getvalue().splitlines() == [
+        "[0 1 2 ... 7 8 9]",
+        "tensors: [0 1 2 ... 7 8 9] {2: [0 2 4 ... 14 16 18]}",
+        "[0 1],[0 2];",
+        "[1 2.5] [3, s]",
+        "[0 1 2 3 4 5 6 7 8 9]",
+        "[[0 ... 7]",
+        " [8 ... 15]]",
+    ]
+
+
+def test_print_defaults_to_stderr_and_appends_to_file_urls(capsys, tmp_path):
+    tf.print("loss", tf.constant(0.5))
+    assert capsys.readouterr().err == "loss 0.5\n"
+    path = tmp_path / "log.txt"
+    tf.print("a", output_stream=f"file://{path}")
+    tf.print("b", output_stream=f"file://{path}")
+    assert path.read_text() == "a\nb\n"
+    with pytest.raises(ValueError, match="output_stream must be a file object"):
+        tf.print("x", output_stream=3)
+
+
+# ----------------------------------------------------------------------------------------------
+# tensor utilities
+
+
+def test_tensor_shape():
+    s = tf.TensorShape([None, 28, 28])
+    assert s.as_list() == [None, 28, 28] and s.rank == s.ndims == 3 and len(s) == 3
+    assert s[0] is None and s[-1] == 28 and s[1:] == tf.TensorShape([28, 28])
+    assert s == (None, 28, 28) and s == [None, 28, 28] and (None, 28, 28) == s
+    assert s != (1, 28, 28) and s != (None, 28)
+    assert list(s) == [None, 28, 28] and not s.is_fully_defined() and s.num_elements() is None
+    assert tf.TensorShape((2, 3)).num_elements() == 6 and tf.TensorShape([]).rank == 0
+    assert s.is_compatible_with((5, 28, 28)) and not s.is_compatible_with((5, 28))
+    assert s.concatenate([3]) == (None, 28, 28, 3)
+    assert tf.TensorShape(tf.constant(np.zeros((2, 3))).shape) == (2, 3)
+    assert repr(s) == "TensorShape([None, 28, 28])" and str(s) == "(None, 28, 28)"
+    unknown = tf.TensorShape(None)
+    assert unknown.rank is None and unknown.is_compatible_with((1, 2))
+    with pytest.raises(ValueError, match="unknown TensorShape"):
+        unknown.as_list()
+    with pytest.raises(TypeError, match="non-negative int or None, received -1"):
+        tf.TensorShape([-1])
+    with pytest.raises(TypeError, match="non-negative int or None, received 'a'"):
+        tf.TensorShape(["a"])
+
+
+def test_is_tensor_newaxis_eye_linspace():
+    x = tf.constant([1.0, 2.0])
+    assert tf.is_tensor(x) and tf.is_tensor(tf.Variable(x)) and not tf.is_tensor(np.ones(2))
+    assert tf.newaxis is None and x[tf.newaxis, :].shape == (1, 2)
+    np.testing.assert_array_equal(tf.eye(2, 3).numpy(), np.eye(2, 3))
+    assert tf.eye(2).dtype == tf.float32 and tf.eye(2, dtype=tf.int32).dtype == tf.int32
+    np.testing.assert_array_equal(tf.eye(2, batch_shape=[3]).numpy(),
+                                  np.broadcast_to(np.eye(2), (3, 2, 2)))
+    lin = tf.linspace(0.0, 1.0, 5)
+    assert lin.dtype == tf.float32
+    np.testing.assert_allclose(lin.numpy(), [0, 0.25, 0.5, 0.75, 1.0])
+    both = tf.linspace(tf.constant([0.0, 1.0], tf.float64), tf.constant([1.0, 3.0], tf.float64),
+                       3, axis=1)
+    assert both.dtype == tf.float64
+    np.testing.assert_allclose(both.numpy(), [[0, 0.5, 1], [1, 2, 3]])
+    with pytest.raises(TypeError, match="start must be a float tensor"):
+        tf.linspace(tf.constant(0), 1, 3)
+
+
+def test_shapes_and_orders_against_numpy():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    x = tf.constant(a)
+    np.testing.assert_array_equal(tf.broadcast_to(tf.constant([1, 2, 3]), [2, 3]).numpy(),
+                                  np.broadcast_to([1, 2, 3], (2, 3)))
+    np.testing.assert_array_equal(tf.broadcast_to(x[:1], tf.constant([2, 3, 4])).numpy(),
+                                  np.broadcast_to(a[:1], (2, 3, 4)))
+    u, v, w = tf.constant([1, 2, 3]), tf.constant([4, 5]), tf.constant([6, 7, 8, 9])
+    for indexing in ("xy", "ij"):
+        got = tf.meshgrid(u, v, w, indexing=indexing)
+        for g, e in zip(got, np.meshgrid([1, 2, 3], [4, 5], [6, 7, 8, 9], indexing=indexing)):
+            np.testing.assert_array_equal(g.numpy(), e)
+    np.testing.assert_array_equal(tf.reverse(x, [0, -1]).numpy(), a[::-1, :, ::-1])
+    np.testing.assert_array_equal(tf.roll(x, shift=[1, -2], axis=[1, 2]).numpy(),
+                                  np.roll(a, (1, -2), (1, 2)))
+    ties = tf.constant([3, 1, 3, 2, 1])
+    np.testing.assert_array_equal(tf.argsort(ties).numpy(), [1, 4, 3, 0, 2])
+    np.testing.assert_array_equal(tf.argsort(ties, direction="DESCENDING").numpy(),
+                                  [0, 2, 3, 1, 4])
+    assert tf.argsort(ties).dtype == tf.int32
+    np.testing.assert_array_equal(tf.argsort(x, axis=1).numpy(), np.argsort(a, axis=1))
+    y, idx = tf.unique(tf.constant([4, 1, 4, 2, 7, 1]))
+    assert y.numpy().tolist() == [4, 1, 2, 7] and idx.numpy().tolist() == [0, 1, 0, 2, 3, 1]
+    assert idx.dtype == tf.int32 and tf.unique(y, out_idx=tf.int64)[1].dtype == tf.int64
+    seq = np.sort(rng.integers(0, 10, (2, 6)), axis=1)
+    vals = rng.integers(0, 10, (2, 4))
+    for side in ("left", "right"):
+        got = tf.searchsorted(tf.constant(seq), tf.constant(vals), side=side).numpy()
+        np.testing.assert_array_equal(got, [np.searchsorted(s, q, side) for s, q in
+                                            zip(seq, vals)])
+    b = rng.standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_allclose(tf.tensordot(x, b, axes=[[2], [0]]).numpy(),
+                               np.tensordot(a, b, axes=([2], [0])), rtol=1e-5)
+    np.testing.assert_array_equal(tf.round(tf.constant([0.5, 1.5, 2.5, -0.5, -1.7])).numpy(),
+                                  [0.0, 2.0, 2.0, -0.0, -2.0])  # halves to even, as TF
+    np.testing.assert_array_equal(tf.floor(tf.constant([-1.5, 1.5])).numpy(), [-2.0, 1.0])
+
+
+def test_masks_and_scatter_gather_against_numpy():
+    a = np.arange(24.0).reshape(2, 3, 4)
+    x = tf.constant(a)
+    m = np.array([[True, False, True], [False, False, True]])
+    np.testing.assert_array_equal(tf.boolean_mask(x, m).numpy(), a[m])
+    np.testing.assert_array_equal(tf.boolean_mask(x, [True, False, True], axis=1).numpy(),
+                                  a[:, [0, 2]])
+    np.testing.assert_array_equal(tf.boolean_mask(x, np.ones((3, 4), bool), axis=1).numpy(),
+                                  a.reshape(2, 12))
+    with pytest.raises(ValueError, match=r"mask of shape \(2,\) does not match"):
+        tf.boolean_mask(x, [True, False], axis=1)
+    mask = tf.sequence_mask(tf.constant([1, 3, 0]), 4)
+    assert mask.dtype == tf.bool
+    np.testing.assert_array_equal(mask.numpy(), np.arange(4) < np.array([[1], [3], [0]]))
+    assert tf.sequence_mask([[1, 2], [3, 0]]).shape == (2, 2, 3)
+    assert tf.sequence_mask([2], 3, dtype=tf.float32).numpy().tolist() == [[1.0, 1.0, 0.0]]
+    idx = np.array([[1, 2, 3], [0, 0, 0]])
+    np.testing.assert_array_equal(tf.gather_nd(x, idx).numpy(), a[(idx[:, 0], idx[:, 1],
+                                                                    idx[:, 2])])
+    np.testing.assert_array_equal(tf.gather_nd(x, [[1], [0]]).numpy(), a[[1, 0]])
+    np.testing.assert_array_equal(tf.gather_nd(x, [[2], [0]], batch_dims=1).numpy(),
+                                  np.stack([a[0, 2], a[1, 0]]))
+    scattered = tf.scatter_nd(tf.constant([[4], [3], [1], [7], [1]]),
+                              tf.constant([9.0, 10.0, 11.0, 12.0, 1.0]), tf.constant([8]))
+    np.testing.assert_array_equal(scattered.numpy(), [0, 12, 0, 10, 9, 0, 0, 12])
+    rows = tf.scatter_nd([[0], [2]], tf.constant([[1, 2], [3, 4]]), [3, 2])
+    assert rows.dtype == tf.int32 and rows.numpy().tolist() == [[1, 2], [0, 0], [3, 4]]
+    upd = tf.tensor_scatter_nd_update(x, [[0, 1], [1, 2]], tf.constant(-np.ones((2, 4))))
+    e = a.copy()
+    e[0, 1] = e[1, 2] = -1
+    np.testing.assert_array_equal(upd.numpy(), e)
+    np.testing.assert_array_equal(a, np.arange(24.0).reshape(2, 3, 4))  # the input is kept
+    with pytest.raises(TypeError, match="indices must be an integer tensor"):
+        tf.gather_nd(x, [[0.5]])
+
+
+def test_clip_by_norm_and_global_norm_follow_the_formula():
+    t = np.array([[3.0, 4.0], [6.0, 8.0]], np.float32)
+    np.testing.assert_allclose(tf.clip_by_norm(tf.constant(t), 5.0).numpy(),
+                               t * 5 / np.sqrt((t ** 2).sum()), rtol=1e-6)
+    np.testing.assert_allclose(tf.clip_by_norm(tf.constant(t), 20.0).numpy(), t)
+    np.testing.assert_allclose(tf.clip_by_norm(tf.constant(t), 5.0, axes=[1]).numpy(),
+                               [[3, 4], [3, 4]], rtol=1e-6)
+    np.testing.assert_array_equal(tf.clip_by_norm(tf.zeros((2,)), 1.0).numpy(), [0, 0])
+    ts = [tf.constant([3.0, 4.0]), None, tf.constant([[12.0]])]
+    clipped, norm = tf.clip_by_global_norm(ts, 6.5)
+    assert float(norm) == pytest.approx(13.0) and clipped[1] is None
+    np.testing.assert_allclose(clipped[0].numpy(), [1.5, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(clipped[2].numpy(), [[6.0]], rtol=1e-6)
+    same, _ = tf.clip_by_global_norm(ts, 100.0)
+    np.testing.assert_allclose(same[0].numpy(), [3.0, 4.0], rtol=1e-6)
+    given, norm = tf.clip_by_global_norm(ts, 1.0, use_norm=2.0)
+    assert float(norm) == 2.0
+    np.testing.assert_allclose(given[0].numpy(), [1.5, 2.0], rtol=1e-6)
+    inf, _ = tf.clip_by_global_norm([tf.constant([np.inf, 1.0])], 1.0)
+    assert np.isnan(inf[0].numpy()).all()  # TensorFlow's signal for an infinite norm
+    assert tf.clip_by_global_norm([tf.constant(np.ones(2))], 1.0)[0][0].dtype == tf.float64
+    with pytest.raises(TypeError, match="t_list must be a list or tuple of tensors"):
+        tf.clip_by_global_norm(tf.constant([1.0]), 1.0)
+
+
+@pytest.fixture(scope="module")
+def kops():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras", reason="real Keras is the oracle for keras.ops twins")
+    return keras.ops
+
+
+def test_twins_match_real_keras_ops(kops):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    b = rng.standard_normal((4, 2)).astype(np.float32)
+    x = tf.constant(a)
+
+    def same(got, expected):
+        np.testing.assert_allclose(np.asarray(got.numpy(), np.float64),
+                                   np.asarray(kops.convert_to_numpy(expected), np.float64),
+                                   rtol=1e-6, atol=1e-6)
+
+    same(tf.roll(x, 2, axis=1), kops.roll(a, 2, axis=1))
+    same(tf.reverse(x, [1]), kops.flip(a, axis=1))
+    same(tf.argsort(x, axis=0), kops.argsort(a, axis=0))
+    same(tf.tensordot(x, b, axes=1), kops.tensordot(a, b, axes=1))
+    same(tf.round(x * 2), kops.round(a * 2))
+    same(tf.round(tf.constant([0.5, 1.5, 2.5])), kops.round(np.array([0.5, 1.5, 2.5])))
+    same(tf.floor(x), kops.floor(a))
+    same(tf.broadcast_to(x[:1], [5, 4]), kops.broadcast_to(a[:1], (5, 4)))
+    same(tf.eye(3, 4), kops.eye(3, 4))
+    same(tf.linspace(-1.0, 2.0, 7), kops.linspace(-1.0, 2.0, 7))
+    for g, e in zip(tf.meshgrid(tf.constant([1, 2, 3]), tf.constant([4, 5])),
+                    kops.meshgrid(np.array([1, 2, 3]), np.array([4, 5]))):
+        same(g, e)
+    seq, q = np.array([1.0, 3.0, 3.0, 7.0]), np.array([0.0, 3.0, 5.0, 8.0])
+    for side in ("left", "right"):
+        same(tf.searchsorted(tf.constant(seq), tf.constant(q), side=side),
+             kops.searchsorted(seq, q, side=side))
+
+
+def _check_gradient(op, shape, seed=0):
+    """The tape's gradient of sum(op(x) * r) against central differences in float64."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    r = rng.standard_normal(op(tf.constant(x)).shape)
+    t = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        loss = tf.reduce_sum(op(t) * r)
+    got = tape.gradient(loss, t).numpy()
+    expected = numerical_gradient(lambda: float(np.sum(op(tf.constant(x)).numpy() * r)), x)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name,op,shape", [
+    ("boolean_mask", lambda t: tf.boolean_mask(t, [[True, False, True], [False, True, True]]),
+     (2, 3)),
+    ("boolean_mask axis", lambda t: tf.boolean_mask(t, [False, True, True], axis=1), (2, 3, 2)),
+    ("gather_nd", lambda t: tf.gather_nd(t, [[0, 1], [1, 2], [0, 1]]), (2, 3)),
+    ("gather_nd rows", lambda t: tf.gather_nd(t, [[1], [1]]), (2, 3)),
+    ("tensordot", lambda t: tf.tensordot(t, tf.constant(np.arange(6.0).reshape(3, 2)), 1),
+     (2, 3)),
+    ("reverse", lambda t: tf.reverse(t, [0, 1]), (2, 3)),
+    ("roll", lambda t: tf.roll(t, [1, -1], [0, 1]), (3, 4)),
+    ("broadcast_to", lambda t: tf.broadcast_to(t, [4, 2, 3]), (2, 1)),
+    ("meshgrid", lambda t: tf.meshgrid(t, t * 2)[1], (3,)),
+    ("clip_by_norm", lambda t: tf.clip_by_norm(t, 0.5), (2, 3)),
+    ("clip_by_global_norm",
+     lambda t: tf.concat([tf.reshape(c, [-1]) for c in
+                          tf.clip_by_global_norm([t, None, t[0] * 3.0], 1.0)[0]
+                          if c is not None], 0), (2, 3)),
+    ("scatter_nd", lambda t: tf.scatter_nd([[2], [0], [2]], t, [4, 3]), (3, 3)),
+    ("tensor_scatter_nd_update",
+     lambda t: tf.tensor_scatter_nd_update(t, [[1]], t[:1] * 2.0), (3, 2)),
+    ("map_fn", lambda t: tf.map_fn(lambda row: row * tf.reduce_sum(row), t), (3, 2)),
+    ("while_loop", lambda t: tf.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, v * t),
+                                           (0, t))[1], (2, 2)),
+    ("py_function", lambda t: tf.py_function(lambda v: tf.sin(v) * v, [t], tf.float64), (3,)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_gradients_flow_through_the_tape(name, op, shape):
+    _check_gradient(op, shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# control flow
+
+
+def test_cond_case_and_while_loop_run_as_python():
+    x = tf.constant(2.0)
+    assert float(tf.cond(x > 1, lambda: x * 10, lambda: x)) == 20.0
+    assert float(tf.cond(tf.constant([False]), lambda: x * 10, lambda: x)) == 2.0
+    with pytest.raises(ValueError, match=r"pred must be a scalar, received shape \(2,\)"):
+        tf.cond(tf.constant([True, False]), lambda: 1, lambda: 2)
+    with pytest.raises(TypeError, match="false_fn must be callable"):
+        tf.cond(True, lambda: 1, 2)
+    assert tf.case([(x > 5, lambda: 1), (x > 1, lambda: 2)], default=lambda: 3) == 2
+    assert tf.case([(x > 5, lambda: 1)], default=lambda: 3) == 3
+    with pytest.raises(ValueError, match="exclusive=True but 2 predicates"):
+        tf.case([(x > 0, lambda: 1), (x > 1, lambda: 2)], exclusive=True)
+
+    i, total = tf.while_loop(lambda i, s: i < 5, lambda i, s: (i + 1, s + i), [0, 0])
+    assert tf.is_tensor(i) and int(i) == 5 and int(total) == 10
+    assert int(tf.while_loop(lambda v: v < 100, lambda v: v * 2, 3)) == 192
+    assert int(tf.while_loop(lambda v: True, lambda v: v + 1, 0, maximum_iterations=7)) == 7
+    Pair = collections.namedtuple("Pair", "a b")
+    out = tf.while_loop(lambda p: p.a < 2, lambda p: (Pair(p.a + 1, p.b * 2),), (Pair(0, 1),))
+    assert isinstance(out, tuple) and isinstance(out[0], Pair) and int(out[0].b) == 4
+    with pytest.raises(ValueError, match=r"body returned 1 value\(s\) for 2 loop"):
+        tf.while_loop(lambda i, s: i < 5, lambda i, s: i + 1, [0, 0])
+
+
+def test_map_fn_vectorized_map_and_python_functions():
+    x = tf.constant(np.arange(6.0, dtype=np.float32).reshape(3, 2))
+    np.testing.assert_array_equal(tf.map_fn(lambda r: r * 2, x).numpy(), x.numpy() * 2)
+    np.testing.assert_array_equal(tf.vectorized_map(lambda r: tf.reduce_sum(r), x).numpy(),
+                                  [1, 5, 9])
+    pair = tf.map_fn(lambda e: (e[0] + e[1], e[0] * e[1]), (x[:, 0], x[:, 1]))
+    np.testing.assert_array_equal(pair[0].numpy(), [1, 5, 9])
+    np.testing.assert_array_equal(pair[1].numpy(), [0, 6, 20])
+    as_int = tf.map_fn(lambda r: r[0], x, fn_output_signature=tf.int32)
+    assert as_int.dtype == tf.int32 and as_int.numpy().tolist() == [0, 2, 4]
+    with pytest.raises(ValueError, match="share the length of their first axis"):
+        tf.map_fn(lambda e: e, (x, tf.constant([1.0])))
+    with pytest.raises(ValueError, match="has length 0"):
+        tf.map_fn(lambda e: e, tf.zeros((0, 2)))
+
+    y = tf.py_function(lambda a, b: a + b, [x, 1.0], Tout=tf.float32)
+    np.testing.assert_array_equal(y.numpy(), x.numpy() + 1)
+    two = tf.py_function(lambda a: (a, a * 2), [x], Tout=[tf.float32, tf.float32])
+    assert isinstance(two, list) and len(two) == 2
+    with pytest.raises(TypeError, match="returned a float32 tensor where Tout is int32"):
+        tf.py_function(lambda a: a, [x], Tout=tf.int32)
+    seen = []
+    z = tf.numpy_function(lambda a: (seen.append(type(a)), np.sqrt(a))[1], [x], tf.float32)
+    assert seen == [np.ndarray] and tf.is_tensor(z) and z.dtype == tf.float32
+    np.testing.assert_allclose(z.numpy(), np.sqrt(x.numpy()))
+
+
+# ----------------------------------------------------------------------------------------------
+# a TensorFlow tutorial's custom training loop, unchanged
+
+
+def _model(weights=None):
+    model = tf.keras.Sequential([tf.keras.layers.Dense(8, activation="tanh", input_shape=(4,)),
+                                 tf.keras.layers.Dense(3)])
+    if weights is not None:
+        model.set_weights(weights)
+    return model
+
+
+def test_tutorial_training_loop_with_tf_function_and_global_norm_clipping():
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((5, 16, 4)).astype(np.float32) * 4
+    ys = rng.integers(0, 3, (5, 16))
+    tf.random.set_seed(0)
+    model = _model()
+    start = [w.copy() for w in model.get_weights()]
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer = tf.keras.optimizers.SGD(0.5)
+    norms = []
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        grads, norm = tf.clip_by_global_norm(grads, 1.0)
+        norms.append(float(norm))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    for x, y in zip(xs, ys):
+        train_step(tf.constant(x), tf.constant(y))
+
+    # the same loop without the decorator, clipping computed by hand in NumPy
+    plain = _model(start)
+    plain_optimizer = tf.keras.optimizers.SGD(0.5)
+    for x, y in zip(xs, ys):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, plain(x, training=True))
+        grads = [g.numpy() for g in tape.gradient(loss, plain.trainable_variables)]
+        norm = np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads))
+        grads = [g * (1.0 / max(norm, 1.0)) for g in grads]
+        plain_optimizer.apply_gradients(zip(grads, plain.trainable_variables))
+    assert max(norms) > 1.0  # the clipping did act
+    for got, expected in zip(model.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
