@@ -435,3 +435,177 @@ def test_tutorial_training_loop_with_tf_function_and_global_norm_clipping():
     assert max(norms) > 1.0  # the clipping did act
     for got, expected in zip(model.get_weights(), plain.get_weights()):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# tf.matmul / tf.norm signatures, tf.linalg, tf.image
+
+
+def test_matmul_and_norm_take_tensorflow_arguments():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((2, 3, 4))
+    b = rng.standard_normal((2, 5, 4))
+    np.testing.assert_allclose(tf.matmul(a, b, transpose_b=True).numpy(),
+                               a @ np.swapaxes(b, 1, 2))
+    c = rng.standard_normal((2, 3, 5))
+    np.testing.assert_allclose(tf.linalg.matmul(a, c, adjoint_a=True).numpy(),
+                               np.swapaxes(a, 1, 2) @ c)
+    np.testing.assert_allclose(tf.linalg.matvec(a, b[:, 0]).numpy(),
+                               np.einsum("bij,bj->bi", a, b[:, 0]))
+    m = a[0]
+    assert float(tf.norm(m)) == pytest.approx(np.sqrt((m ** 2).sum()))
+    assert float(tf.norm(m, ord="euclidean")) == pytest.approx(np.sqrt((m ** 2).sum()))
+    np.testing.assert_allclose(tf.norm(a).numpy(), np.sqrt((a ** 2).sum()))  # a vector
+    np.testing.assert_allclose(tf.norm(a, ord=1, axis=[-2, -1]).numpy(),
+                               np.linalg.norm(a, 1, axis=(-2, -1)))
+    np.testing.assert_allclose(tf.norm(a, ord=np.inf, axis=(1, 2), keepdims=True).numpy(),
+                               np.linalg.norm(a, np.inf, axis=(1, 2), keepdims=True))
+    np.testing.assert_allclose(tf.norm(a, ord=3, axis=-1).numpy(),
+                               np.linalg.norm(a, 3, axis=-1))
+    np.testing.assert_allclose(tf.linalg.norm(a, ord=np.inf, axis=1).numpy(),
+                               np.abs(a).max(axis=1))
+    with pytest.raises(ValueError, match="matrix norms are 'euclidean'/'fro', 1 and np.inf"):
+        tf.norm(m, ord=2, axis=(0, 1))
+    with pytest.raises(ValueError, match="ord must be 'euclidean', 'fro'"):
+        tf.norm(m, ord=-1)
+    assert float(tf.linalg.global_norm([tf.constant([3.0]), None, tf.constant([4.0])])) == 5.0
+
+
+def test_linalg_against_numpy():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2, 3, 3)) + 3 * np.eye(3)
+    b = rng.standard_normal((2, 3, 2))
+    x = tf.constant(a)
+    np.testing.assert_allclose(tf.linalg.inv(x).numpy(), np.linalg.inv(a), rtol=1e-10)
+    np.testing.assert_allclose(tf.linalg.inv(x, adjoint=True).numpy(),
+                               np.linalg.inv(np.swapaxes(a, 1, 2)), rtol=1e-10)
+    np.testing.assert_allclose(tf.linalg.det(x).numpy(), np.linalg.det(a), rtol=1e-10)
+    sign, logdet = tf.linalg.slogdet(x)
+    np.testing.assert_allclose(sign.numpy() * np.exp(logdet.numpy()), np.linalg.det(a),
+                               rtol=1e-10)
+    np.testing.assert_allclose(tf.linalg.solve(x, b).numpy(), np.linalg.solve(a, b),
+                               rtol=1e-10)
+    np.testing.assert_allclose(tf.linalg.solve(x, b, adjoint=True).numpy(),
+                               np.linalg.solve(np.swapaxes(a, 1, 2), b), rtol=1e-10)
+    np.testing.assert_array_equal(tf.linalg.diag_part(x).numpy(), np.diagonal(a, 0, 1, 2))
+    r = np.arange(12.0).reshape(3, 4)
+    for k in (-2, -1, 0, 1, 3):
+        np.testing.assert_array_equal(tf.linalg.diag_part(r, k=k).numpy(), np.diagonal(r, k))
+        np.testing.assert_array_equal(tf.linalg.diag(tf.constant([1.0, 2.0]), k=k).numpy(),
+                                      np.diag([1.0, 2.0], k))
+    np.testing.assert_array_equal(tf.linalg.diag(tf.constant([[1, 2], [3, 4]])).numpy(),
+                                  [np.diag([1, 2]), np.diag([3, 4])])
+    ones = np.ones((4, 5))
+    for lower, upper in ((1, 0), (0, -1), (-1, 1), (0, 0), (2, 3)):
+        i, j = np.indices((4, 5))
+        keep = ((lower < 0) | (i - j <= lower)) & ((upper < 0) | (j - i <= upper))
+        np.testing.assert_array_equal(tf.linalg.band_part(ones, lower, upper).numpy(), keep)
+    np.testing.assert_allclose(tf.linalg.trace(x).numpy(), np.trace(a, axis1=1, axis2=2))
+    np.testing.assert_array_equal(tf.linalg.matrix_transpose(x).numpy(), np.swapaxes(a, 1, 2))
+    v = rng.standard_normal((3, 4))
+    np.testing.assert_allclose(tf.linalg.l2_normalize(v, axis=1).numpy(),
+                               v / np.linalg.norm(v, axis=1, keepdims=True))
+    np.testing.assert_array_equal(tf.linalg.l2_normalize(np.zeros(3)).numpy(), np.zeros(3))
+    with pytest.raises(ValueError, match=r"square matrices \(\.\.\., N, N\), received shape"):
+        tf.linalg.inv(tf.ones((2, 3)))
+    with pytest.raises(TypeError, match="must be a float tensor, received dtype int32"):
+        tf.linalg.det(tf.constant([[1, 0], [0, 1]]))
+    with pytest.raises(AttributeError, match="fastdl does not provide tf.linalg.qr"):
+        tf.linalg.qr
+
+
+def test_linalg_matches_real_keras_ops(kops):
+    rng = np.random.default_rng(4)
+    a = (rng.standard_normal((2, 3, 3)) + 3 * np.eye(3)).astype(np.float32)
+    b = rng.standard_normal((2, 3, 2)).astype(np.float32)
+    for got, expected in ((tf.linalg.inv(a), kops.inv(a)), (tf.linalg.det(a), kops.det(a)),
+                          (tf.linalg.solve(a, b), kops.solve(a, b)),
+                          (tf.linalg.diag_part(a), kops.diagonal(a, axis1=-2, axis2=-1)),
+                          (tf.linalg.trace(a), kops.trace(a, axis1=-2, axis2=-1)),
+                          (tf.norm(a, ord=1, axis=(1, 2)), kops.norm(a, ord=1, axis=(1, 2)))):
+        np.testing.assert_allclose(got.numpy(), kops.convert_to_numpy(expected), rtol=1e-5,
+                                   atol=1e-6)
+
+
+def test_image_basics():
+    rng = np.random.default_rng(5)
+    img = rng.random((2, 4, 5, 3)).astype(np.float32)
+    x = tf.constant(img)
+    np.testing.assert_array_equal(tf.image.flip_left_right(x).numpy(), img[:, :, ::-1])
+    np.testing.assert_array_equal(tf.image.flip_up_down(x[0]).numpy(), img[0, ::-1])
+    flipped = tf.image.random_flip_left_right(tf.constant(np.repeat(img[:1], 64, 0)), seed=3)
+    which = [bool(np.array_equal(f, img[0, :, ::-1])) for f in flipped.numpy()]
+    assert all(w or np.array_equal(f, img[0]) for w, f in zip(which, flipped.numpy()))
+    assert 10 < sum(which) < 54  # each image flips on its own coin
+    up = tf.image.random_flip_up_down(x[0], seed=0).numpy()
+    assert np.array_equal(up, img[0]) or np.array_equal(up, img[0, ::-1])
+    np.testing.assert_allclose(tf.image.adjust_brightness(x, 0.25).numpy(), img + 0.25)
+    u8 = np.array([[[0, 100, 250]]], np.uint8)
+    # integer images are adjusted in [0, 1] floats and converted back with saturation
+    np.testing.assert_array_equal(tf.image.adjust_brightness(u8, 0.1).numpy(),
+                                  np.clip((u8 / 255.0 + 0.1) * 255.5, 0, 255).astype(np.uint8))
+    gray = tf.image.rgb_to_grayscale(x)
+    assert gray.shape == (2, 4, 5, 1)
+    np.testing.assert_allclose(gray.numpy()[..., 0], img @ np.array([0.2989, 0.5870, 0.1140]),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(tf.image.grayscale_to_rgb(gray).numpy(),
+                                  np.repeat(gray.numpy(), 3, -1))
+    mean = img.mean(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(tf.image.adjust_contrast(x, 1.5).numpy(),
+                               (img - mean) * 1.5 + mean, rtol=1e-5, atol=1e-6)
+    std = np.maximum(img.std(axis=(1, 2, 3), keepdims=True), 1 / np.sqrt(60))
+    np.testing.assert_allclose(tf.image.per_image_standardization(x).numpy(),
+                               (img - img.mean(axis=(1, 2, 3), keepdims=True)) / std,
+                               rtol=1e-5, atol=1e-5)
+    f = np.array([0.0, 0.5, 1.0], np.float32)
+    np.testing.assert_array_equal(tf.image.convert_image_dtype(f, tf.uint8).numpy(),
+                                  (f * 255.5).astype(np.uint8))
+    np.testing.assert_allclose(tf.image.convert_image_dtype(u8, tf.float32).numpy(), u8 / 255)
+    np.testing.assert_array_equal(
+        tf.image.convert_image_dtype(np.array([1, 127], np.int8), tf.int16).numpy(),
+        [256, 32512])
+    np.testing.assert_array_equal(
+        tf.image.convert_image_dtype(np.array([1000, 4000], np.int16), tf.uint8).numpy(),
+        [1000 // 128, 4000 // 128])
+    assert tf.image.resize(x, [8, 6]).shape == (2, 8, 6, 3)
+    near = tf.image.resize(u8, (2, 6), method="nearest")
+    assert near.dtype == tf.uint8 and near.shape == (2, 6, 3)
+    with pytest.raises(ValueError, match=r"\(H, W, C\) or \(B, H, W, C\), received shape"):
+        tf.image.flip_left_right(tf.ones((4, 5)))
+    with pytest.raises(ValueError, match="method must be 'bilinear' or 'nearest'"):
+        tf.image.resize(x, (2, 2), method="bicubic")
+
+
+def test_image_resize_and_grayscale_match_real_keras_ops(kops):
+    img = np.random.default_rng(6).random((2, 5, 7, 3)).astype(np.float32)
+    for method in ("bilinear", "nearest"):
+        np.testing.assert_allclose(
+            tf.image.resize(img, (8, 4), method=method).numpy(),
+            kops.convert_to_numpy(kops.image.resize(img, (8, 4), interpolation=method,
+                                                    antialias=False)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tf.image.rgb_to_grayscale(img).numpy(),
+                               kops.convert_to_numpy(kops.image.rgb_to_grayscale(img)),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,op,shape", [
+    ("matmul transpose_b", lambda t: tf.matmul(t, t, transpose_b=True), (2, 3)),
+    ("inv", lambda t: tf.linalg.inv(t + 3 * np.eye(3)), (2, 3, 3)),
+    ("inv adjoint", lambda t: tf.linalg.inv(t + 3 * np.eye(3), adjoint=True), (3, 3)),
+    ("det", lambda t: tf.linalg.det(t + np.eye(3)), (2, 3, 3)),
+    ("slogdet", lambda t: tf.linalg.slogdet(t + 3 * np.eye(3))[1], (3, 3)),
+    ("solve", lambda t: tf.linalg.solve(t[:, :3] + 3 * np.eye(3), t[:, 3:]), (3, 5)),
+    ("solve adjoint", lambda t: tf.linalg.solve(t[:, :3] + 3 * np.eye(3), t[:, 3:],
+                                                adjoint=True), (3, 5)),
+    ("diag_part", lambda t: tf.linalg.diag_part(t, k=1), (2, 3, 4)),
+    ("diag", lambda t: tf.linalg.diag(t, k=-1), (2, 3)),
+    ("band_part", lambda t: tf.linalg.band_part(t, 1, 0), (3, 3)),
+    ("norm ord=1 matrix", lambda t: tf.norm(t, ord=1, axis=(0, 1)), (3, 3)),
+    ("l2_normalize", lambda t: tf.linalg.l2_normalize(t, axis=-1), (2, 3)),
+    ("flip_left_right", lambda t: tf.image.flip_left_right(t), (2, 2, 3, 1)),
+    ("random_flip_up_down", lambda t: tf.image.random_flip_up_down(t, seed=1), (3, 2, 2, 1)),
+    ("adjust_contrast", lambda t: tf.image.adjust_contrast(t, 0.7), (2, 2, 3)),
+    ("rgb_to_grayscale", lambda t: tf.image.rgb_to_grayscale(t), (2, 2, 3)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_linalg_and_image_gradients(name, op, shape):
+    _check_gradient(op, shape)

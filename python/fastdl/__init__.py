@@ -19,7 +19,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SUBMODULES = {
     "activations", "callbacks", "constraints", "data", "datasets", "distributed", "explain",
-    "initializers", "keras", "layers", "losses", "math", "metrics", "models", "nn", "ops",
+    "image", "initializers", "keras", "layers", "linalg", "losses", "math", "metrics", "models",
+    "nn", "ops",
     "optimizers", "plot", "random", "regularizers", "saving", "utils",
 }
 # Keras submodules that TensorFlow's top level lacks, for ``import fastdl as keras`` (e.g.

@@ -36,6 +36,8 @@ NAMESPACES = {
     "fastdl.saving": "keras.saving",
     "fastdl.ops": "keras.ops",
     "fastdl.math": "tf.math",
+    "fastdl.linalg": "tf.linalg",
+    "fastdl.image": "tf.image",
     "fastdl.nn": "tf.nn",
     "fastdl.random": "tf.random",
     "fastdl.keras.backend": "keras.backend",
@@ -47,7 +49,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     # TensorFlow's own names (not Keras) that Keras tutorials use.
     "tf": """
         Module SparseTensor RaggedTensor TensorArray control_dependencies device name_scope
-        get_logger bfloat16 string dtypes linalg signal image io strings sparse ragged
+        get_logger bfloat16 string dtypes signal io strings sparse ragged
         config test train summary saved_model lite distribute estimator compat debugging
         autograph feature_column audio bitwise experimental errors nest types sysconfig
     """,

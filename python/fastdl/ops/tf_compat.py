@@ -15,7 +15,7 @@ from fastdl.ops import random as _random
 from fastdl.ops.numpy import (  # noqa: F401  (re-exported under the same names)
     abs, add, argmax, argmin, cast, convert_to_tensor, cos, cumsum, einsum, equal, exp,
     expand_dims, greater, greater_equal, less, less_equal, log, logical_and, logical_not,
-    logical_or, matmul, maximum, minimum, multiply, negative, norm, not_equal, ones, ones_like,
+    logical_or, maximum, minimum, multiply, negative, not_equal, ones, ones_like,
     reshape, sign, sin, sqrt, square, squeeze, stack, stop_gradient, subtract, tanh, tile,
     transpose, where, zeros, zeros_like)
 from fastdl.tensor.tensor import DType, Tensor, Variable, as_dtype  # noqa: F401
@@ -39,6 +39,55 @@ def constant(value, dtype=None, shape=None, name=None):
         t = Tensor(np.broadcast_to(v, shape).copy() if v.size == 1 or v.ndim == 0
                    else np.reshape(v, shape))
     return t
+
+
+def matmul(a, b, transpose_a=False, transpose_b=False, adjoint_a=False, adjoint_b=False,
+           a_is_sparse=False, b_is_sparse=False, output_type=None, grad_a=False, grad_b=False,
+           name=None):
+    """``tf.matmul``: ``a @ b`` over the last two axes, either operand transposed first
+    (``adjoint_*`` is the same for real tensors)."""
+    if output_type is not None:
+        raise ValueError(f"matmul: output_type must be None (the inputs' dtype), received "
+                         f"{output_type!r}")
+    if transpose_a or adjoint_a:
+        a = _np_ops.swapaxes(a, -1, -2)
+    if transpose_b or adjoint_b:
+        b = _np_ops.swapaxes(b, -1, -2)
+    return _np_ops.matmul(a, b)
+
+
+def norm(tensor, ord="euclidean", axis=None, keepdims=None, name=None):  # noqa: A002
+    """``tf.norm``: a vector norm over ``axis`` (the whole tensor when None) or a matrix norm
+    over a pair of axes: ``'euclidean'``/``'fro'``, ``1``, ``np.inf``, or a vector p-norm."""
+    matrix = axis is not None and not isinstance(axis, (int, np.integer))
+    if matrix:
+        axis = tuple(int(i) for i in axis)
+        if len(axis) != 2:
+            raise ValueError(f"norm: axis must be an int or a pair of ints, received {axis!r}")
+    keep = builtins.bool(keepdims)
+    if ord in ("euclidean", "fro") or (ord == 2 and not matrix):
+        if ord == "fro" and not matrix and _np_ops.ndim(tensor) != 2:
+            raise ValueError("norm: ord='fro' is a matrix norm: give axis=(row, column) or a "
+                             "2-D tensor")
+        return _np_ops.sqrt(_np_ops.sum(_np_ops.square(tensor), axis=axis, keepdims=keep))
+    if isinstance(ord, str) or not (ord == np.inf or (isinstance(ord, (int, float)) and ord > 0)):
+        raise ValueError(f"norm: ord must be 'euclidean', 'fro', a positive number or np.inf, "
+                         f"received {ord!r}")
+    mag = _np_ops.abs(tensor)
+    if matrix:
+        if ord not in (1, np.inf):
+            raise ValueError(f"norm: fastdl's matrix norms are 'euclidean'/'fro', 1 and np.inf, "
+                             f"received ord={ord!r}")
+        # 1: the largest column sum of |x|; inf: the largest row sum
+        over, across = axis if ord == 1 else axis[::-1]
+        y = _np_ops.max(_np_ops.sum(mag, axis=over, keepdims=True), axis=across, keepdims=True)
+        return y if keep else _np_ops.squeeze(y, axis)
+    if ord == np.inf:
+        return _np_ops.max(mag, axis=axis, keepdims=keep)
+    if ord == 1:
+        return _np_ops.sum(mag, axis=axis, keepdims=keep)
+    return _np_ops.power(_np_ops.sum(_np_ops.power(mag, ord), axis=axis, keepdims=keep),
+                         1.0 / ord)
 
 
 def _reduce(op):
