@@ -61,8 +61,12 @@ def test_function_checks_input_signature_and_its_arguments():
         f(tf.constant([1.0, 2.0, 3.0]))
     with pytest.raises(TypeError, match=r"dtype float64 does not match"):
         f(tf.constant(np.ones((1, 2))))
-    with pytest.raises(TypeError, match="1 TensorSpec"):
+    with pytest.raises(TypeError, match="<lambda>: too many positional arguments"):
         f(tf.constant([[1.0, 2.0]]), 2)
+    g = tf.function(lambda x, y=None: x, input_signature=[tf.TensorSpec((2,))])
+    assert g(x=tf.constant([1.0, 2.0])).shape == (2,)   # by name, as TensorFlow binds it
+    with pytest.raises(TypeError, match=r"1 TensorSpec\(s\), received 2 argument"):
+        g(tf.constant([1.0, 2.0]), y=tf.constant(1.0))
     with pytest.raises(TypeError, match="unexpected keyword argument 'jit'"):
         tf.function(jit=True)
     with pytest.raises(TypeError, match="input_signature must be a list or tuple"):
@@ -119,7 +123,8 @@ def test_tensor_shape():
     assert list(s) == [None, 28, 28] and not s.is_fully_defined() and s.num_elements() is None
     assert tf.TensorShape((2, 3)).num_elements() == 6 and tf.TensorShape([]).rank == 0
     assert s.is_compatible_with((5, 28, 28)) and not s.is_compatible_with((5, 28))
-    assert s.concatenate([3]) == (None, 28, 28, 3)
+    assert s.concatenate([3]) == (None, 28, 28, 3) == s + [3] and [1] + s == (1, None, 28, 28)
+    assert tf.TensorShape([]) and not tf.TensorShape(None)  # TensorFlow's truth
     assert tf.TensorShape(tf.constant(np.zeros((2, 3))).shape) == (2, 3)
     assert repr(s) == "TensorShape([None, 28, 28])" and str(s) == "(None, 28, 28)"
     unknown = tf.TensorShape(None)
@@ -247,6 +252,8 @@ def test_clip_by_norm_and_global_norm_follow_the_formula():
     inf, _ = tf.clip_by_global_norm([tf.constant([np.inf, 1.0])], 1.0)
     assert np.isnan(inf[0].numpy()).all()  # TensorFlow's signal for an infinite norm
     assert tf.clip_by_global_norm([tf.constant(np.ones(2))], 1.0)[0][0].dtype == tf.float64
+    with pytest.raises(ValueError, match="clip_norm must be positive, received 0"):
+        tf.clip_by_global_norm(ts, 0)
     with pytest.raises(TypeError, match="t_list must be a list or tuple of tensors"):
         tf.clip_by_global_norm(tf.constant([1.0]), 1.0)
 

@@ -4,6 +4,7 @@ of the same meaning with TensorFlow's argument names and defaults; the table in
 ``docs/engine.md`` lists them."""
 import builtins
 import functools
+import inspect
 import sys
 
 import numpy as np
@@ -292,6 +293,15 @@ class TensorShape:
             return TensorShape(None)
         return TensorShape(self._dims + other._dims)
 
+    def __add__(self, other):
+        return self.concatenate(other)
+
+    def __radd__(self, other):
+        return TensorShape(other).concatenate(self)
+
+    def __bool__(self):  # TensorFlow: True unless the rank is unknown, even for ()
+        return self._dims is not None
+
     def __len__(self):
         if self._dims is None:
             raise ValueError("Cannot take the length of shape with unknown rank.")
@@ -546,6 +556,8 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
     """``tf.clip_by_global_norm``: ``(clipped, global_norm)``, each tensor scaled by
     ``clip_norm / max(global_norm, clip_norm)``; None entries stay None, an infinite norm
     gives NaN everywhere (as TensorFlow signals it)."""
+    if not float(clip_norm) > 0:
+        raise ValueError(f"clip_by_global_norm: clip_norm must be positive, received {clip_norm!r}")
     norm = global_norm(t_list) if use_norm is None else _np_ops.convert_to_tensor(use_norm)
     scale = _np_ops.multiply(clip_norm, _np_ops.minimum(_np_ops.reciprocal(norm),
                                                         1.0 / float(clip_norm)))
@@ -715,7 +727,7 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         if self.input_signature is not None:
-            _check_signature(self.__name__, self.input_signature, args, kwargs)
+            _check_signature(self.python_function, self.input_signature, args, kwargs)
         return self.python_function(*args, **kwargs)
 
     def __get__(self, instance, owner):
@@ -730,12 +742,17 @@ class Function:
         return f"<fastdl.Function {self.__name__} (runs eagerly)>"
 
 
-def _check_signature(name, signature, args, kwargs):
+def _check_signature(fn, signature, args, kwargs):
     """TensorFlow refuses calls that do not match ``input_signature``: so does fastdl."""
-    if kwargs or len(args) != len(signature):
+    name = getattr(fn, "__name__", "function")
+    try:  # arguments given by name count in the order of fn's parameters
+        values = list(inspect.signature(fn).bind(*args, **kwargs).arguments.values())
+    except TypeError as e:
+        raise TypeError(f"{name}: {e}") from None
+    if len(values) != len(signature):
         raise TypeError(f"{name}: input_signature has {len(signature)} TensorSpec(s), received "
-                        f"{len(args)} positional and {len(kwargs)} keyword argument(s)")
-    for i, (spec, arg) in enumerate(zip(signature, args)):
+                        f"{len(values)} argument(s)")
+    for i, (spec, arg) in enumerate(zip(signature, values)):
         value = np.asarray(arg._value if isinstance(arg, Tensor) else _np_ops._array(arg))
         if not spec.is_compatible_with(value) or (
                 isinstance(arg, Tensor) and value.dtype != spec.dtype):
