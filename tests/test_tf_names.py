@@ -126,6 +126,9 @@ def test_tensor_shape():
     assert s.concatenate([3]) == (None, 28, 28, 3) == s + [3] and [1] + s == (1, None, 28, 28)
     assert tf.TensorShape([]) and not tf.TensorShape(None)  # TensorFlow's truth
     assert tf.TensorShape(tf.constant(np.zeros((2, 3))).shape) == (2, 3)
+    assert tf.TensorShape(tf.shape(tf.zeros((4, 1)))) == [4, 1]  # an int32 tensor's entries
+    assert hash(tf.TensorShape([None, 2])) == hash((None, 2))
+    assert {tf.TensorShape([3]): "a"}[(3,)] == "a"
     assert repr(s) == "TensorShape([None, 28, 28])" and str(s) == "(None, 28, 28)"
     unknown = tf.TensorShape(None)
     assert unknown.rank is None and unknown.is_compatible_with((1, 2))
@@ -135,6 +138,11 @@ def test_tensor_shape():
         tf.TensorShape([-1])
     with pytest.raises(TypeError, match="non-negative int or None, received 'a'"):
         tf.TensorShape(["a"])
+    with pytest.raises(TypeError, match="non-negative int or None, received True"):
+        tf.TensorShape([True])
+    with pytest.raises(TypeError, match="dims must be a list, tuple, int or None, received "
+                                        "float 2.5"):
+        tf.TensorShape(2.5)
 
 
 def test_is_tensor_newaxis_eye_linspace():
@@ -473,6 +481,9 @@ def test_matmul_and_norm_take_tensorflow_arguments():
                                np.abs(a).max(axis=1))
     with pytest.raises(ValueError, match="matrix norms are 'euclidean'/'fro', 1 and np.inf"):
         tf.norm(m, ord=2, axis=(0, 1))
+    assert float(tf.norm(m, ord="fro", axis=[0, 1])) == pytest.approx(np.sqrt((m ** 2).sum()))
+    with pytest.raises(ValueError, match="'fro' is a matrix norm"):
+        tf.norm(m, ord="fro")
     with pytest.raises(ValueError, match="ord must be 'euclidean', 'fro'"):
         tf.norm(m, ord=-1)
     assert float(tf.linalg.global_norm([tf.constant([3.0]), None, tf.constant([4.0])])) == 5.0

@@ -5,6 +5,7 @@ of the same meaning with TensorFlow's argument names and defaults; the table in
 import builtins
 import functools
 import inspect
+import operator
 import sys
 
 import numpy as np
@@ -67,9 +68,8 @@ def norm(tensor, ord="euclidean", axis=None, keepdims=None, name=None):  # noqa:
             raise ValueError(f"norm: axis must be an int or a pair of ints, received {axis!r}")
     keep = builtins.bool(keepdims)
     if ord in ("euclidean", "fro") or (ord == 2 and not matrix):
-        if ord == "fro" and not matrix and _np_ops.ndim(tensor) != 2:
-            raise ValueError("norm: ord='fro' is a matrix norm: give axis=(row, column) or a "
-                             "2-D tensor")
+        if ord == "fro" and not matrix:
+            raise ValueError("norm: ord='fro' is a matrix norm: give axis=(row, column)")
         return _np_ops.sqrt(_np_ops.sum(_np_ops.square(tensor), axis=axis, keepdims=keep))
     if isinstance(ord, str) or not (ord == np.inf or (isinstance(ord, (int, float)) and ord > 0)):
         raise ValueError(f"norm: ord must be 'euclidean', 'fro', a positive number or np.inf, "
@@ -326,7 +326,8 @@ class TensorShape:
             return NotImplemented
         return self._dims == other._dims
 
-    __hash__ = None
+    def __hash__(self):  # the hash of the equal tuple
+        return hash(self._dims)
 
     def __repr__(self):
         return "TensorShape(None)" if self._dims is None else f"TensorShape({list(self._dims)})"
@@ -339,10 +340,16 @@ class TensorShape:
 
 
 def _dim(d):
-    if isinstance(d, (builtins.bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 0:
-        raise TypeError(f"TensorShape: each dimension must be a non-negative int or None, "
-                        f"received {d!r}")
-    return int(d)
+    """One dimension: an int, or anything with ``__index__`` (an int Tensor's entries)."""
+    if not isinstance(d, (builtins.bool, np.bool_)):
+        try:
+            n = operator.index(d)
+        except TypeError:
+            n = -1
+        if n >= 0:
+            return n
+    raise TypeError(f"TensorShape: each dimension must be a non-negative int or None, "
+                    f"received {d!r}")
 
 
 def _ints(value, what):
