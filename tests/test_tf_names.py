@@ -401,6 +401,58 @@ def test_map_fn_vectorized_map_and_python_functions():
     np.testing.assert_allclose(z.numpy(), np.sqrt(x.numpy()))
 
 
+def test_tensor_array_as_eager_tensorflow_has_it():
+    ta = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
+    for i in range(3):
+        ta = ta.write(i, tf.constant([1.0, 2.0]) * i)
+    assert int(ta.size()) == 3 and ta.element_shape == (2,)
+    np.testing.assert_array_equal(ta.stack().numpy(), [[0, 0], [1, 2], [2, 4]])
+    np.testing.assert_array_equal(ta.read(1).numpy(), [1, 2])
+    np.testing.assert_array_equal(ta.gather([2, 0]).numpy(), [[2, 4], [0, 0]])
+    np.testing.assert_array_equal(ta.concat().numpy(), [0, 0, 1, 2, 2, 4])
+    fixed = tf.TensorArray(tf.int32, size=3, element_shape=[2])
+    fixed = fixed.scatter([2, 0], tf.constant([[5, 6], [7, 8]]))
+    np.testing.assert_array_equal(fixed.stack().numpy(), [[7, 8], [0, 0], [5, 6]])  # zeros
+    assert tf.TensorArray(tf.float32, size=0, element_shape=[3]).stack().shape == (0, 3)
+    rows = tf.TensorArray(tf.float64, size=2).unstack(np.eye(2))
+    np.testing.assert_array_equal(rows.stack().numpy(), np.eye(2))
+    with pytest.raises(IndexError, match=r"index 3 is outside the array of size 3 \(dynamic"):
+        fixed.write(3, [1, 2])
+    with pytest.raises(TypeError, match="cannot write a float32 tensor to a TensorArray of int32"):
+        fixed.write(0, tf.constant([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"element of shape \(3,\) does not match"):
+        fixed.write(0, [1, 2, 3])
+    with pytest.raises(ValueError, match="never written and the element shape is not known"):
+        tf.TensorArray(tf.float32, size=2).read(0)
+    with pytest.raises(ValueError, match="give a size, or dynamic_size=True"):
+        tf.TensorArray(tf.float32)
+    # a recurrence written as in TensorFlow's guides, differentiated through stack
+    w = tf.Variable(0.5)
+    with tf.GradientTape() as tape:
+        out = tf.TensorArray(tf.float32, size=3)
+        h = tf.constant(1.0)
+        for i in range(3):
+            h = h * w + 1.0
+            out = out.write(i, h)
+        loss = tf.reduce_sum(out.stack())
+    # h1 = w + 1, h2 = w^2 + w + 1, h3 = w^3 + w^2 + w + 1: d/dw of the sum at w = 0.5
+    assert float(tape.gradient(loss, w)) == pytest.approx(1 + (2 * 0.5 + 1)
+                                                          + (3 * 0.25 + 2 * 0.5 + 1))
+
+
+def test_name_scope_control_dependencies_and_logger_are_eager_no_ops():
+    with tf.name_scope("encoder") as scope:
+        assert scope == "encoder/"
+        with tf.control_dependencies([tf.constant(1.0)]):
+            y = tf.constant(2.0) * 3
+    assert float(y) == 6.0
+    with pytest.raises(ValueError, match="name must be a string, received 3"):
+        tf.name_scope(3)
+    with pytest.raises(TypeError, match="control_inputs must be a list"):
+        tf.control_dependencies(tf.constant(1.0))
+    assert tf.get_logger().name == "tensorflow"
+
+
 # ----------------------------------------------------------------------------------------------
 # a TensorFlow tutorial's custom training loop, unchanged
 

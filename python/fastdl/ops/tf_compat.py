@@ -3,8 +3,10 @@
 of the same meaning with TensorFlow's argument names and defaults; the table in
 ``docs/engine.md`` lists them."""
 import builtins
+import contextlib
 import functools
 import inspect
+import logging
 import operator
 import sys
 
@@ -1013,6 +1015,141 @@ def _convert_output(what, value, dtype):
         raise TypeError(f"{what}: func returned a {value.dtype.name} tensor where Tout is "
                         f"{dtype.name}")
     return _np_ops.convert_to_tensor(value, dtype=dtype.name)
+
+
+class TensorArray:
+    """``tf.TensorArray`` as eager TensorFlow has it: a list of tensors of one dtype and element
+    shape. ``write``, ``unstack`` and ``scatter`` change the array and return it (write
+    ``ta = ta.write(i, x)`` as TensorFlow programs do); ``stack`` is differentiable. Elements
+    never written read as zeros once the element shape is known. ``clear_after_read`` is
+    accepted; reading an element twice is allowed."""
+
+    def __init__(self, dtype, size=None, dynamic_size=None, clear_after_read=None,
+                 tensor_array_name=None, handle=None, flow=None, infer_shape=True,
+                 element_shape=None, colocate_with_first_write_call=True, name=None):
+        self._dtype = as_dtype(dtype)
+        if size is None and not dynamic_size:
+            raise ValueError("TensorArray: give a size, or dynamic_size=True")
+        n = 0 if size is None else int(size)
+        if n < 0:
+            raise ValueError(f"TensorArray: size must be non-negative, received {size!r}")
+        self._items = [None] * n
+        self._dynamic = builtins.bool(dynamic_size)
+        self._infer_shape = infer_shape
+        self._element_shape = TensorShape(element_shape)
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    @property
+    def dynamic_size(self):
+        return self._dynamic
+
+    @property
+    def element_shape(self):
+        return self._element_shape
+
+    def size(self, name=None):
+        return Tensor(np.asarray(len(self._items), np.int32))
+
+    def _index(self, index, reading):
+        i = int(_np_ops._array(index))
+        if i < 0 or (i >= len(self._items) and (reading or not self._dynamic)):
+            raise IndexError(f"TensorArray: index {i} is outside the array of size "
+                             f"{len(self._items)}" + ("" if reading or self._dynamic else
+                                                      " (dynamic_size=False)"))
+        return i
+
+    def write(self, index, value, name=None):
+        i = self._index(index, reading=False)
+        if isinstance(value, Tensor) and value.dtype != self._dtype:
+            raise TypeError(f"TensorArray: cannot write a {value.dtype.name} tensor to a "
+                            f"TensorArray of {self._dtype.name}")
+        value = _np_ops.convert_to_tensor(value, dtype=self._dtype.name)
+        if not self._element_shape.is_compatible_with(value.shape):
+            raise ValueError(f"TensorArray: element of shape {value.shape} does not match the "
+                             f"element shape {self._element_shape}")
+        if self._infer_shape and self._element_shape.rank is None:
+            self._element_shape = TensorShape(value.shape)
+        if i >= len(self._items):
+            self._items.extend([None] * (i + 1 - len(self._items)))
+        self._items[i] = value
+        return self
+
+    def read(self, index, name=None):
+        return self._element(self._index(index, reading=True))
+
+    def _element(self, i):
+        value = self._items[i]
+        if value is not None:
+            return value
+        if not self._element_shape.is_fully_defined():
+            raise ValueError(f"TensorArray: element {i} was never written and the element "
+                             f"shape is not known")
+        return _np_ops.zeros(self._element_shape.as_list(), dtype=self._dtype.name)
+
+    def stack(self, name=None):
+        if not self._items:
+            if not self._element_shape.is_fully_defined():
+                raise ValueError("TensorArray: stack of an empty array needs a known "
+                                 "element_shape")
+            return _np_ops.zeros([0] + self._element_shape.as_list(), dtype=self._dtype.name)
+        return _np_ops.stack([self._element(i) for i in builtins.range(len(self._items))])
+
+    def gather(self, indices, name=None):
+        return _np_ops.stack([self.read(i) for i in np.asarray(_np_ops._array(indices))])
+
+    def concat(self, name=None):
+        return _np_ops.concatenate([self._element(i) for i in builtins.range(len(self._items))],
+                                   axis=0)
+
+    def unstack(self, value, name=None):
+        for i, row in enumerate(_np_ops.unstack(_np_ops.convert_to_tensor(value))):
+            self.write(i, row)
+        return self
+
+    def scatter(self, indices, value, name=None):
+        value = _np_ops.convert_to_tensor(value)
+        for row, i in enumerate(np.asarray(_np_ops._array(indices))):
+            self.write(int(i), value[row])
+        return self
+
+    def close(self, name=None):
+        self._items = []
+
+    def __repr__(self):
+        return (f"<fastdl.TensorArray dtype={self._dtype.name} size={len(self._items)} "
+                f"element_shape={self._element_shape}>")
+
+
+class name_scope:  # noqa: N801  (TensorFlow's name)
+    """``tf.name_scope``: names no graph op in fastdl; as a context it yields ``name + '/'``."""
+
+    def __init__(self, name):
+        if not isinstance(name, str):
+            raise ValueError(f"name_scope: name must be a string, received {name!r}")
+        self.name = name
+
+    def __enter__(self):
+        return self.name + "/" if self.name else ""
+
+    def __exit__(self, *exc):
+        return False
+
+
+def control_dependencies(control_inputs):
+    """``tf.control_dependencies``: a context that does nothing, as in eager TensorFlow (ops run
+    in program order)."""
+    if control_inputs is not None and not isinstance(control_inputs, (list, tuple)):
+        raise TypeError(f"control_dependencies: control_inputs must be a list, received "
+                        f"{type(control_inputs).__name__}")
+    return contextlib.nullcontext()
+
+
+def get_logger():
+    """``tf.get_logger``: the ``logging`` logger named ``"tensorflow"``."""
+    return logging.getLogger("tensorflow")
 
 
 class _Version:
