@@ -54,6 +54,29 @@ def test_function_on_a_method_binds_self():
         Scaler(3.0)(tf.constant(np.ones((2, 2), np.float32)))
 
 
+def test_function_on_a_model_call_keeps_its_training_argument():
+    class Net(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = tf.keras.layers.Dense(2)
+            self.drop = tf.keras.layers.Dropout(0.5)
+
+        @tf.function
+        def call(self, x, training=False):
+            return self.drop(self.dense(x), training=training)
+
+    net = Net()
+    x = np.ones((8, 3), np.float32)
+    inference = np.asarray(net(x))
+    np.testing.assert_allclose(inference, x @ np.asarray(net.dense.kernel) + np.asarray(net.dense.bias),
+                               rtol=1e-6)
+    dropped = np.asarray(net(x, training=True))
+    assert ((dropped == 0) | np.isclose(dropped, 2 * inference)).all() and (dropped == 0).any()
+    net.compile(optimizer="sgd", loss="mse")
+    losses = net.fit(x, np.zeros((8, 2)), epochs=2, verbose=0).history["loss"]
+    assert len(losses) == 2 and np.isfinite(losses).all()
+
+
 def test_function_checks_input_signature_and_its_arguments():
     f = tf.function(lambda x: x + 1, input_signature=[tf.TensorSpec((None, 2), "float32")])
     assert f(tf.constant([[1.0, 2.0]])).shape == (1, 2)
