@@ -463,6 +463,58 @@ def test_tensor_array_as_eager_tensorflow_has_it():
                                                           + (3 * 0.25 + 2 * 0.5 + 1))
 
 
+def test_module_finds_variables_depth_first_and_trains_as_the_tutorial():
+    class Linear(tf.Module):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.w = tf.Variable(5.0)
+            self.b = tf.Variable(0.0)
+            self.frozen = tf.Variable([1.0, 2.0], trainable=False)
+
+        def __call__(self, x):
+            return self.w * x + self.b
+
+    class Stack(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = [Linear(name="first"), {"k": Linear(name="second")}]
+            self.dense = tf.keras.layers.Dense(2)
+            self.dense.build((None, 3))
+            self.scale = tf.Variable(3.0)
+
+    model = Linear()
+    assert model.name == "linear" and Stack().name == "stack"
+    assert [float(v.numpy().sum()) for v in model.variables] == [0.0, 3.0, 5.0]  # b, frozen, w
+    assert [float(v) for v in model.trainable_variables] == [0.0, 5.0]
+    assert model.non_trainable_variables == (model.frozen,)
+    stack = Stack()
+    first, second = stack.layers[0], stack.layers[1]["k"]
+    # attribute names in order (dense, layers, scale): own values first, then each submodule's
+    expected = [stack.scale, *stack.dense.variables, first.b, first.frozen, first.w, second.b,
+                second.frozen, second.w]
+    assert [id(v) for v in stack.variables] == [id(v) for v in expected]
+    assert [id(m) for m in stack.submodules] == [id(stack.dense), id(first), id(second)]
+    assert tf.Module.with_name_scope(len) is len and model.name_scope.name == "linear"
+    with pytest.raises(ValueError, match="'my model' is not a valid module name"):
+        tf.Module(name="my model")
+
+    # TensorFlow's "basic training loops" tutorial: y = 3x + 2 fitted by gradient descent
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(50).astype(np.float32)
+    y = 3.0 * x + 2.0
+    w, b = 5.0, 0.0
+    for _ in range(10):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(y - model(x)))
+        dw, db = tape.gradient(loss, [model.w, model.b])
+        model.w.assign_sub(0.1 * dw)
+        model.b.assign_sub(0.1 * db)
+        err = (w * x + b) - y       # the same step from d/dw, d/db of mean(err ** 2)
+        w, b = w - 0.1 * 2 * np.mean(err * x), b - 0.1 * 2 * np.mean(err)
+    assert float(model.w) == pytest.approx(w, rel=1e-5)
+    assert float(model.b) == pytest.approx(b, rel=1e-5)
+
+
 def test_name_scope_control_dependencies_and_logger_are_eager_no_ops():
     with tf.name_scope("encoder") as scope:
         assert scope == "encoder/"

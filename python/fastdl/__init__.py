@@ -50,7 +50,7 @@ _ATTRIBUTES.update(dict.fromkeys((
     "searchsorted", "tensordot", "round", "floor", "boolean_mask", "sequence_mask", "gather_nd",
     "scatter_nd", "tensor_scatter_nd_update", "clip_by_norm", "clip_by_global_norm", "map_fn",
     "vectorized_map", "cond", "case", "while_loop", "py_function", "numpy_function",
-    "TensorArray", "name_scope", "control_dependencies", "get_logger",
+    "TensorArray", "name_scope", "control_dependencies", "get_logger", "Module",
 ), "fastdl.ops.tf_compat"))
 
 

@@ -48,8 +48,8 @@ NAMESPACES = {
 MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     # TensorFlow's own names (not Keras) that Keras tutorials use.
     "tf": """
-        Module SparseTensor RaggedTensor device bfloat16 string dtypes signal io strings sparse
-        ragged config test train summary saved_model lite distribute estimator compat debugging
+        SparseTensor RaggedTensor device bfloat16 string dtypes signal io strings sparse ragged
+        config test train summary saved_model lite distribute estimator compat debugging
         autograph feature_column audio bitwise experimental errors nest types sysconfig
     """,
     "keras": """

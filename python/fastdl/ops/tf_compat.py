@@ -8,6 +8,7 @@ import functools
 import inspect
 import logging
 import operator
+import re
 import sys
 
 import numpy as np
@@ -1121,6 +1122,97 @@ class TensorArray:
     def __repr__(self):
         return (f"<fastdl.TensorArray dtype={self._dtype.name} size={len(self._items)} "
                 f"element_shape={self._element_shape}>")
+
+
+class Module:
+    """``tf.Module``: a container whose ``variables``, ``trainable_variables`` and
+    ``submodules`` are found by walking its attributes (lists, tuples and dicts included) depth
+    first, as TensorFlow does: its own values in attribute-name order, then each submodule's.
+    fastdl Keras layers and models count as submodules and give their ``variables``."""
+
+    def __init__(self, name=None):
+        if name is None:
+            name = _CAMEL_TO_SNAKE.sub(r"_\1", type(self).__name__).lower()
+        elif not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"{name!r} is not a valid module name: module names must be valid "
+                             f"Python identifiers")
+        self._name = name
+
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def name_scope(self):
+        return name_scope(self._name)
+
+    @property
+    def variables(self):
+        return self._found(lambda x: isinstance(x, Variable))
+
+    @property
+    def trainable_variables(self):
+        return self._found(lambda x: isinstance(x, Variable) and x.trainable)
+
+    @property
+    def non_trainable_variables(self):
+        return self._found(lambda x: isinstance(x, Variable) and not x.trainable)
+
+    @property
+    def submodules(self):
+        return self._found(_is_module)
+
+    def _found(self, keep):
+        seen, out = set(), []
+        for x in _flatten_module(self, {id(self)}):
+            if id(x) not in seen and keep(x):
+                seen.add(id(x))
+                out.append(x)
+        return tuple(out)
+
+    @classmethod
+    def with_name_scope(cls, method):
+        """Returns ``method`` unchanged: fastdl has no op names to scope."""
+        return method
+
+
+_CAMEL_TO_SNAKE = re.compile(r"((?<=[a-z0-9])[A-Z]|(?!^)[A-Z](?=[a-z]))")
+
+
+def _flatten_module(module, visited):
+    """Depth first, as TensorFlow walks a module: its own attribute values, then each
+    submodule's (a Keras layer's are its variables)."""
+    leaves = _leaves(vars(module))
+    yield from leaves
+    for child in leaves:
+        if _is_module(child) and id(child) not in visited:
+            visited.add(id(child))
+            yield from (_flatten_module(child, visited) if isinstance(child, Module)
+                        else child.variables)
+
+
+def _is_module(x):
+    from fastdl.layers.base import Layer
+    return isinstance(x, (Module, Layer))
+
+
+def _leaves(attributes):
+    """The values of an attribute dict, lists, tuples and dicts walked into, in key order."""
+    out = []
+    for key in sorted(attributes, key=str):
+        _collect(attributes[key], out)
+    return out
+
+
+def _collect(value, out):
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            _collect(value[key], out)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect(item, out)
+    else:
+        out.append(value)
 
 
 class name_scope:  # noqa: N801  (TensorFlow's name)
