@@ -111,14 +111,22 @@ def test_print_writes_values_as_tensorflow_does():
     tf.print(tf.constant([1.0, 2.5]), [tf.constant(3), "s"], output_stream=out)
     tf.print(r, summarize=-1, output_stream=out)
     tf.print(tf.reshape(tf.range(16), (2, 8)), summarize=1, output_stream=out)
+    # floats: 6 significant digits (15 for float64), more when needed to read back the same
+    tf.print(tf.constant([1e-7, 123456789.0, 1 / 3]), tf.constant(np.array([1 / 3, -0.0])),
+             output_stream=out)
+    tf.print(tf.constant([True, False]), tf.constant([np.nan, np.inf]), output_stream=out)
+    tf.print(tf.ones((1, 40)), output_stream=out, summarize=-1)  # one line: rows never wrap
     assert out.getvalue().splitlines() == [
         "[0 1 2 ... 7 8 9]",
         "tensors: [0 1 2 ... 7 8 9] {2: [0 2 4 ... 14 16 18]}",
         "[0 1],[0 2];",
-        "[1 2.5] [3, s]",
+        "[1 2.5] [3, 's']",
         "[0 1 2 3 4 5 6 7 8 9]",
         "[[0 ... 7]",
         " [8 ... 15]]",
+        "[1e-07 123456792 0.333333343] [0.33333333333333331 -0]",
+        "[1 0] [nan inf]",
+        "[[" + " ".join(["1"] * 40) + "]]",
     ]
 
 
@@ -699,6 +707,8 @@ def test_image_basics():
     np.testing.assert_allclose(tf.image.adjust_contrast(x, 1.5).numpy(),
                                (img - mean) * 1.5 + mean, rtol=1e-5, atol=1e-6)
     std = np.maximum(img.std(axis=(1, 2, 3), keepdims=True), 1 / np.sqrt(60))
+    assert tf.image.per_image_standardization(x).dtype == tf.float32
+    assert tf.image.per_image_standardization(u8).dtype == tf.float32
     np.testing.assert_allclose(tf.image.per_image_standardization(x).numpy(),
                                (img - img.mean(axis=(1, 2, 3), keepdims=True)) / std,
                                rtol=1e-5, atol=1e-5)

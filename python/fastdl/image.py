@@ -175,7 +175,7 @@ def per_image_standardization(image):
     axes = (-3, -2, -1)
     mean = _np_ops.mean(x, axis=axes, keepdims=True)
     std = _np_ops.std(x, axis=axes, keepdims=True)
-    floor = 1.0 / np.sqrt(np.prod(a.shape[-3:]))
+    floor = 1.0 / float(np.sqrt(np.prod(a.shape[-3:])))  # a Python float keeps x's dtype
     return _np_ops.divide(_np_ops.subtract(x, mean), _np_ops.maximum(std, floor))
 
 

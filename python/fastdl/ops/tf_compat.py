@@ -814,24 +814,34 @@ def function(func=None, input_signature=None, autograph=True, jit_compile=None,
     return decorate if func is None else decorate(func)
 
 
-def _print_value(x, summarize):
+def _print_float(v):
+    """A float as TensorFlow prints it: %g with the dtype's decimal digits (6 for float32, 15
+    for float64), or 9/17 digits when those would not read back as the same number."""
+    short, full = (15, 17) if v.dtype == np.float64 else (6, 9)
+    text = f"{v:.{short}g}"
+    return text if v.dtype.type(text) == v or v != v else f"{v:.{full}g}"
+
+
+def _print_value(x, summarize, nested=False):
     if isinstance(x, Tensor):
         x = x._value
     if isinstance(x, (np.ndarray, np.generic)):
         # threshold 0: each axis longer than 2 * summarize shows its first and last summarize;
-        # a formatter per kind leaves the numbers unpadded, floats in C++'s default (%g) form
+        # a formatter per kind leaves the numbers unpadded, as TensorFlow writes them
         everything = summarize is not None and summarize < 0
         return np.array2string(
             np.asarray(x), threshold=sys.maxsize if everything else 0, separator=" ",
+            max_line_width=sys.maxsize,  # TensorFlow never wraps a row
             edgeitems=3 if summarize is None or everything else summarize,
-            formatter={"int_kind": str, "float_kind": lambda v: f"{v:.6g}"})
+            formatter={"int_kind": str, "float_kind": _print_float,
+                       "bool": lambda v: "1" if v else "0"})
     if isinstance(x, dict):
-        return "{" + ", ".join(f"{_print_value(k, summarize)}: {_print_value(v, summarize)}"
-                               for k, v in x.items()) + "}"
+        return "{" + ", ".join(f"{_print_value(k, summarize, True)}: "
+                               f"{_print_value(v, summarize, True)}" for k, v in x.items()) + "}"
     if isinstance(x, (list, tuple)):
-        inner = ", ".join(_print_value(v, summarize) for v in x)
+        inner = ", ".join(_print_value(v, summarize, True) for v in x)
         return f"({inner})" if isinstance(x, tuple) else f"[{inner}]"
-    return str(x)
+    return repr(x) if nested else str(x)  # strings inside a structure print quoted
 
 
 def print(*inputs, output_stream=None, summarize=None, sep=" ", end="\n",  # noqa: A001
@@ -840,9 +850,9 @@ def print(*inputs, output_stream=None, summarize=None, sep=" ", end="\n",  # noq
 
     Tensors print their values, each axis longer than ``2 * summarize`` shortened to its first
     and last ``summarize`` entries (3 when None; -1 prints all); strings print as they
-    are; lists, tuples and dicts print their items the same way. fastdl formats the values
-    with NumPy's ``array2string`` (numbers as ``%g``, as TensorFlow's ``[1 2.5]``; booleans as
-    ``True``/``False``). ``output_stream`` is a file
+    are; lists, tuples and dicts print their items the same way (strings inside them quoted).
+    fastdl formats the values with NumPy's ``array2string`` in TensorFlow's style: ``[1 2.5]``,
+    floats in ``%g`` form with the digits that read back as the same number, booleans as 1/0. ``output_stream`` is a file
     object (``sys.stdout``, ``sys.stderr``) or a ``"file://path"`` to append to.
     """
     text = sep.join(_print_value(x, summarize) for x in inputs) + end
