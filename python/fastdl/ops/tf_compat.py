@@ -374,12 +374,10 @@ def eye(num_rows, num_columns=None, batch_shape=None, dtype=float32, name=None):
 
 def linspace(start, stop, num, name=None, axis=0):
     """``tf.linspace``: ``num`` evenly spaced values from ``start`` to ``stop`` inclusive, in
-    ``start``'s float dtype (float32 for Python numbers); tensors give a new ``axis``."""
+    ``start``'s float dtype: float32 for Python floats, float64 for integers (as TensorFlow);
+    tensors give a new ``axis``."""
     a = _np_ops._array(start)
-    if a.dtype.kind not in "f" and not isinstance(start, (int, float)):
-        raise TypeError(f"linspace: start must be a float tensor or a number, received dtype "
-                        f"{a.dtype}")
-    dt = a.dtype if a.dtype.kind == "f" else float32
+    dt = a.dtype if a.dtype.kind == "f" else float64
     return _np_ops.linspace(start, stop, _ints(num, "linspace: num"), axis=axis, dtype=dt)
 
 
@@ -566,11 +564,10 @@ def clip_by_global_norm(t_list, clip_norm, use_norm=None, name=None):
     """``tf.clip_by_global_norm``: ``(clipped, global_norm)``, each tensor scaled by
     ``clip_norm / max(global_norm, clip_norm)``; None entries stay None, an infinite norm
     gives NaN everywhere (as TensorFlow signals it)."""
-    if not float(clip_norm) > 0:
-        raise ValueError(f"clip_by_global_norm: clip_norm must be positive, received {clip_norm!r}")
     norm = global_norm(t_list) if use_norm is None else _np_ops.convert_to_tensor(use_norm)
-    scale = _np_ops.multiply(clip_norm, _np_ops.minimum(_np_ops.reciprocal(norm),
-                                                        1.0 / float(clip_norm)))
+    with np.errstate(divide="ignore"):  # clip_norm 0: 1/0 = inf, and every tensor becomes 0
+        inverse_clip = float(np.divide(1.0, float(clip_norm)))
+    scale = _np_ops.multiply(clip_norm, _np_ops.minimum(_np_ops.reciprocal(norm), inverse_clip))
     with np.errstate(invalid="ignore"):  # inf - inf: NaN when the norm is infinite
         scale = _np_ops.add(scale, _np_ops.subtract(norm, norm))
     clipped = [None if t is None else
@@ -737,7 +734,8 @@ class Function:
 
     def __call__(self, *args, **kwargs):
         if self.input_signature is not None:
-            _check_signature(self.python_function, self.input_signature, args, kwargs)
+            args, kwargs = _bind_signature(self.python_function, self.input_signature, args,
+                                           kwargs)
         return self.python_function(*args, **kwargs)
 
     def __get__(self, instance, owner):
@@ -752,22 +750,26 @@ class Function:
         return f"<fastdl.Function {self.__name__} (runs eagerly)>"
 
 
-def _check_signature(fn, signature, args, kwargs):
-    """TensorFlow refuses calls that do not match ``input_signature``: so does fastdl."""
+def _bind_signature(fn, signature, args, kwargs):
+    """The arguments as tensors of ``input_signature``'s dtypes (NumPy arrays and numbers are
+    converted, as TensorFlow converts them); a tensor of another dtype or an incompatible shape
+    is a TypeError, as in TensorFlow."""
     name = getattr(fn, "__name__", "function")
     try:  # arguments given by name count in the order of fn's parameters
-        values = list(inspect.signature(fn).bind(*args, **kwargs).arguments.values())
+        bound = inspect.signature(fn).bind(*args, **kwargs)
     except TypeError as e:
         raise TypeError(f"{name}: {e}") from None
-    if len(values) != len(signature):
+    if len(bound.arguments) != len(signature):
         raise TypeError(f"{name}: input_signature has {len(signature)} TensorSpec(s), received "
-                        f"{len(values)} argument(s)")
-    for i, (spec, arg) in enumerate(zip(signature, values)):
-        value = np.asarray(arg._value if isinstance(arg, Tensor) else _np_ops._array(arg))
+                        f"{len(bound.arguments)} argument(s)")
+    for i, (spec, (key, arg)) in enumerate(zip(signature, list(bound.arguments.items()))):
+        value = arg._value if isinstance(arg, Tensor) else np.asarray(arg)
         if not spec.is_compatible_with(value) or (
                 isinstance(arg, Tensor) and value.dtype != spec.dtype):
             raise TypeError(f"{name}: argument {i} of shape {value.shape} and dtype {value.dtype} "
                             f"does not match input_signature[{i}] {spec!r}")
+        bound.arguments[key] = _np_ops.convert_to_tensor(arg, dtype=spec.dtype)
+    return bound.args, bound.kwargs
 
 
 _FUNCTION_OPTIONS = ("experimental_implements", "experimental_autograph_options",
@@ -927,7 +929,10 @@ def while_loop(cond, body, loop_vars, shape_invariants=None, parallel_iterations
     steps = 0
     while (limit is None or steps < limit) and _scalar_bool("while_loop: cond", cond(*values)):
         out = body(*values)
-        out = list(out) if packed and isinstance(out, (list, tuple)) else [out]
+        if packed and not isinstance(out, (list, tuple)):
+            raise ValueError(f"while_loop: body must return the list or tuple structure of "
+                             f"loop_vars, received {type(out).__name__}")
+        out = list(out) if packed else [out]
         if len(out) != len(values):
             raise ValueError(f"while_loop: body returned {len(out)} value(s) for "
                              f"{len(values)} loop variable(s)")
@@ -981,9 +986,12 @@ def map_fn(fn, elems, dtype=None, parallel_iterations=None, back_prop=True, swap
         raise ValueError("map_fn: elems has length 0; fastdl infers the result's shape from "
                          "fn's outputs, so it needs at least one element")
     results = _stack_results([fn(x) for x in slices])
-    out_dtype = fn_output_signature if fn_output_signature is not None else dtype
-    if out_dtype is not None and isinstance(results, Tensor):
-        results = _np_ops.cast(results, as_dtype(getattr(out_dtype, "dtype", out_dtype)).name)
+    expected = fn_output_signature if fn_output_signature is not None else dtype
+    if expected is not None and isinstance(results, Tensor):
+        expected = as_dtype(getattr(expected, "dtype", expected))
+        if results.dtype != expected:  # TensorFlow refuses to write it, and so does fastdl
+            raise TypeError(f"map_fn: fn returned {results.dtype.name} values where "
+                            f"fn_output_signature is {expected.name}")
     return results
 
 
