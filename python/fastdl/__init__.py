@@ -19,7 +19,8 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _SUBMODULES = {
     "activations", "callbacks", "constraints", "data", "datasets", "distributed", "explain",
-    "initializers", "keras", "layers", "losses", "math", "metrics", "models", "nn", "ops",
+    "image", "initializers", "keras", "layers", "linalg", "losses", "math", "metrics", "models",
+    "nn", "ops",
     "optimizers", "plot", "random", "regularizers", "saving", "utils",
 }
 # Keras submodules that TensorFlow's top level lacks, for ``import fastdl as keras`` (e.g.
@@ -44,6 +45,12 @@ _ATTRIBUTES.update(dict.fromkeys((
     "sort", "cumsum", "identity", "equal", "not_equal", "less", "less_equal", "greater",
     "greater_equal", "logical_and", "logical_or", "logical_not", "float16", "float32",
     "float64", "int8", "int16", "int32", "int64", "uint8", "bool", "version",
+    "function", "executing_eagerly", "print", "is_tensor", "newaxis", "TensorShape", "eye",
+    "linspace", "broadcast_to", "meshgrid", "reverse", "roll", "argsort", "unique",
+    "searchsorted", "tensordot", "round", "floor", "boolean_mask", "sequence_mask", "gather_nd",
+    "scatter_nd", "tensor_scatter_nd_update", "clip_by_norm", "clip_by_global_norm", "map_fn",
+    "vectorized_map", "cond", "case", "while_loop", "py_function", "numpy_function",
+    "TensorArray", "name_scope", "control_dependencies", "get_logger", "Module",
 ), "fastdl.ops.tf_compat"))
 
 

@@ -36,6 +36,8 @@ NAMESPACES = {
     "fastdl.saving": "keras.saving",
     "fastdl.ops": "keras.ops",
     "fastdl.math": "tf.math",
+    "fastdl.linalg": "tf.linalg",
+    "fastdl.image": "tf.image",
     "fastdl.nn": "tf.nn",
     "fastdl.random": "tf.random",
     "fastdl.keras.backend": "keras.backend",
@@ -46,13 +48,8 @@ NAMESPACES = {
 MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     # TensorFlow's own names (not Keras) that Keras tutorials use.
     "tf": """
-        TensorShape Module SparseTensor RaggedTensor TensorArray is_tensor gather_nd
-        boolean_mask eye linspace sequence_mask broadcast_to meshgrid reverse roll argsort
-        unique searchsorted tensordot round floor clip_by_norm clip_by_global_norm scatter_nd
-        tensor_scatter_nd_update map_fn vectorized_map cond case while_loop py_function
-        numpy_function function print executing_eagerly control_dependencies device name_scope
-        get_logger bfloat16 string newaxis dtypes linalg signal image io strings sparse
-        ragged config test train summary saved_model lite distribute estimator compat debugging
+        SparseTensor RaggedTensor device bfloat16 string dtypes signal io strings sparse ragged
+        config test train summary saved_model lite distribute estimator compat debugging
         autograph feature_column audio bitwise experimental errors nest types sysconfig
     """,
     "keras": """
@@ -171,7 +168,6 @@ _INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from
 # Full name -> what to use instead, where fastdl has something.
 ALTERNATIVES = {
     # TensorFlow
-    "tf.function": "fastdl runs eagerly on compiled kernels: drop the decorator",
     "tf.config": "fastdl.set_num_threads(n) sets the CPU threads; fastdl has no GPU support",
     "tf.device": "fastdl runs on the CPU only",
     "tf.distribute": "fastdl runs on one machine's CPU cores (fastdl.set_num_threads)",
