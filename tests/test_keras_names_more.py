@@ -1,0 +1,235 @@
+"""Keras 3 names fastdl added for published Keras programs: the confusion-count, IoU and
+correlation metrics and keras.metrics' loss functions, the lowercase initializer aliases, the
+keras.utils helpers, CosineDecayRestarts and the newer activations, each against real Keras 3
+(torch backend) where Keras computes a value, plus gradient checks and config round trips."""
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras", reason="keras (the oracle) is not installed")
+pytest.importorskip("torch", reason="the keras oracle runs on the torch backend")
+if keras.backend.backend() != "torch":
+    pytest.skip("the oracle needs KERAS_BACKEND=torch", allow_module_level=True)
+
+import fastdl  # noqa: E402
+from fastdl import metrics  # noqa: E402
+
+rng = np.random.default_rng(7)
+B = 12
+
+
+def _np(x):
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def _binary_batch():
+    y = (rng.uniform(size=(B, 2)) > 0.5).astype(np.float32)
+    # scores away from the thresholds used below
+    p = (rng.integers(1, 99, (B, 2)) / 99.0 + 1e-3).astype(np.float32)
+    return y, p, rng.uniform(0.2, 2.0, B).astype(np.float32)
+
+
+def _class_ids_batch():
+    return (rng.integers(0, 3, B), rng.integers(0, 3, B),
+            rng.integers(0, 3, B).astype(np.float32))
+
+
+def _one_hot_batch():
+    return (np.eye(3, dtype=np.float32)[rng.integers(0, 3, B)],
+            rng.dirichlet(np.ones(3), B).astype(np.float32),
+            rng.integers(0, 3, B).astype(np.float32))
+
+
+def _binary_iou_batch():
+    y = rng.integers(0, 2, (B, 2)).astype(np.float32)
+    return y, rng.uniform(size=(B, 2)).astype(np.float32), \
+        rng.integers(0, 3, (B, 2)).astype(np.float32)
+
+
+def _regression_batch():
+    y = rng.normal(size=(B, 4)).astype(np.float32)
+    return y, y + rng.normal(size=(B, 4)).astype(np.float32), \
+        rng.uniform(0.2, 2.0, B).astype(np.float32)
+
+
+METRICS = [
+    ("TruePositives", {}, _binary_batch),
+    ("FalsePositives", {"thresholds": [0.7, 0.2, 0.45]}, _binary_batch),
+    ("TrueNegatives", {"thresholds": 0.3}, _binary_batch),
+    ("FalseNegatives", {}, _binary_batch),
+    ("IoU", {"num_classes": 3, "target_class_ids": [0, 2]}, _class_ids_batch),
+    ("IoU", {"num_classes": 3, "target_class_ids": [1], "ignore_class": 0}, _class_ids_batch),
+    ("BinaryIoU", {}, _binary_iou_batch),
+    ("BinaryIoU", {"target_class_ids": [1], "threshold": 0.3}, _binary_iou_batch),
+    ("OneHotIoU", {"num_classes": 3, "target_class_ids": [0, 1]}, _one_hot_batch),
+    ("OneHotMeanIoU", {"num_classes": 3}, _one_hot_batch),
+    ("PearsonCorrelation", {}, _regression_batch),
+    ("ConcordanceCorrelation", {}, _regression_batch),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,make", METRICS,
+                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(METRICS)])
+def test_metric_matches_keras_over_batches_with_weights_and_reset(name, kwargs, make):
+    fastdl.keras.utils.clear_session()
+    keras.utils.clear_session()
+    mine, theirs = getattr(metrics, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
+    again, theirs_again = getattr(metrics, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
+    assert (mine.name, again.name) == (theirs.name, theirs_again.name)
+    assert mine.get_config() == theirs.get_config()
+    for weighted in (False, True):
+        for _ in range(3):
+            y, p, w = make()
+            sw = w if weighted else None
+            mine.update_state(y, p, sample_weight=sw)
+            theirs.update_state(y, p, sample_weight=sw)
+        np.testing.assert_allclose(mine.result(), _np(theirs.result()), rtol=1e-5, atol=1e-6)
+        mine.reset_state()
+        theirs.reset_state()
+        np.testing.assert_allclose(mine.result(), _np(theirs.result()))
+
+
+@pytest.mark.parametrize("fn", ["pearson_correlation", "concordance_correlation"])
+@pytest.mark.parametrize("axis", [-1, 0, (0, 1)])
+def test_correlation_functions_and_metrics_follow_keras_axis(fn, axis):
+    y, p, _ = _regression_batch()
+    np.testing.assert_allclose(getattr(metrics, fn)(y, p, axis=axis),
+                               _np(getattr(keras.metrics, fn)(y, p, axis=axis)), rtol=1e-5,
+                               atol=1e-6)
+    cls = "".join(part.title() for part in fn.split("_"))
+    mine, theirs = getattr(metrics, cls)(axis=axis), getattr(keras.metrics, cls)(axis=axis)
+    for _ in range(2):
+        y, p, _ = _regression_batch()
+        mine.update_state(y, p)
+        theirs.update_state(y, p)
+    np.testing.assert_allclose(mine.result(), _np(theirs.result()), rtol=1e-5)
+
+
+def test_confusion_counts_of_a_threshold_list_are_a_vector():
+    m = metrics.TruePositives(thresholds=[0.1, 0.5, 0.9])
+    m.update_state([1, 1, 0, 1], [0.95, 0.6, 0.7, 0.2])
+    np.testing.assert_array_equal(m.result(), [3.0, 2.0, 1.0])
+    assert metrics.FalsePositives().__call__([0, 0, 1], [0.6, 0.4, 0.9]) == 1.0
+
+
+def test_iou_refuses_bad_target_class_ids():
+    with pytest.raises(ValueError, match=r"Target class id 3 is out of range"):
+        metrics.IoU(num_classes=3, target_class_ids=[0, 3])
+    with pytest.raises(ValueError, match="target_class_ids must be"):
+        metrics.IoU(num_classes=3, target_class_ids=[])
+    with pytest.raises(ValueError, match="threshold values must be in"):
+        metrics.TruePositives(thresholds=[0.5, 2.0])
+
+
+LOSS_FUNCTIONS = [
+    "binary_crossentropy", "categorical_crossentropy", "mean_squared_error",
+    "mean_absolute_error", "mean_absolute_percentage_error", "mean_squared_logarithmic_error",
+    "hinge", "squared_hinge", "categorical_hinge", "kl_divergence", "poisson", "log_cosh",
+    "huber", "binary_focal_crossentropy", "categorical_focal_crossentropy",
+]
+
+
+@pytest.mark.parametrize("fn", LOSS_FUNCTIONS + ["sparse_categorical_crossentropy"])
+def test_metric_functions_are_keras_per_sample_losses(fn):
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, B)]
+    p = rng.dirichlet(np.ones(3), B).astype(np.float32)
+    if fn == "sparse_categorical_crossentropy":
+        y = rng.integers(0, 3, B)
+    np.testing.assert_allclose(np.asarray(getattr(metrics, fn)(y, p)),
+                               _np(getattr(keras.metrics, fn)(y, p)), rtol=1e-5, atol=1e-6)
+    assert getattr(fastdl.keras.metrics, fn) is getattr(fastdl.losses, fn)
+
+
+def test_new_metrics_in_compile_fit_and_keras_file_round_trip(tmp_path):
+    from fastdl import layers as L
+    fastdl.keras.utils.clear_session()   # unnamed metrics take Keras's automatic names
+    x = rng.uniform(size=(32, 4)).astype(np.float32)
+    y = (x.sum(axis=1, keepdims=True) > 2).astype(np.float32)
+    model = fastdl.models.Sequential([L.Input((4,)), L.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy",
+                  metrics=["mse", metrics.mean_squared_error, metrics.binary_crossentropy,
+                           metrics.TruePositives(thresholds=[0.3, 0.6]),
+                           metrics.BinaryIoU(target_class_ids=[1]),
+                           metrics.pearson_correlation])
+    history = model.fit(x, y, epochs=1, batch_size=8, verbose=0).history
+    assert {"mse", "mean_squared_error", "binary_crossentropy", "true_positives",
+            "binary_io_u", "pearson_correlation"} <= set(history)
+    before = model.evaluate(x, y, verbose=0, return_dict=True)
+    model.save(tmp_path / "m.keras")
+    loaded = fastdl.saving.load_model(tmp_path / "m.keras")
+    after = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(after) == set(before)
+    for key in ("mse", "mean_squared_error", "binary_crossentropy", "binary_io_u"):
+        np.testing.assert_allclose(after[key], before[key], rtol=1e-6)
+    tp = [m for m in loaded.compiled_metrics if m.name == "true_positives"][0]
+    assert tp.get_config()["thresholds"] == [0.3, 0.6]
+
+
+@pytest.mark.parametrize("name,kwargs", [(n, k) for n, k, _ in METRICS])
+def test_metric_serialisation_round_trips_through_keras(name, kwargs):
+    config = metrics.serialize(getattr(metrics, name)(**kwargs))
+    theirs = keras.metrics.deserialize(config)
+    assert type(theirs).__name__ == name and theirs.get_config() == config["config"]
+    back = metrics.deserialize(keras.metrics.serialize(theirs))
+    assert type(back).__name__ == name and back.get_config() == config["config"]
+
+
+# ----------------------------------------------------------------------------- keras.utils
+
+def test_clear_session_restarts_layer_and_metric_names():
+    from fastdl import layers as L
+    fastdl.keras.utils.clear_session()
+    assert [L.Dense(1).name, L.Dense(1).name, metrics.IoU(2, [0]).name] == \
+        ["dense", "dense_1", "io_u"]
+    fastdl.keras.utils.clear_session(free_memory=False)
+    assert (L.Dense(1).name, metrics.IoU(2, [0]).name) == ("dense", "io_u")
+    assert fastdl.keras.backend.clear_session is fastdl.keras.utils.clear_session
+
+
+def test_get_source_inputs_and_is_keras_tensor_follow_keras():
+    from fastdl import layers as L
+    a, b, c = fastdl.keras.Input((3,)), fastdl.keras.Input((3,)), fastdl.keras.Input((3,))
+    d = L.Dense(2)(L.Add()([b, L.Dense(3)(a)]))
+    out = L.Concatenate()([d, a + c, d])
+    assert fastdl.utils.get_source_inputs(out) == [b, a, c]
+    assert fastdl.utils.get_source_inputs(a) == [a]
+    x = np.ones(3)
+    assert fastdl.utils.get_source_inputs(x) is x
+    assert fastdl.utils.is_keras_tensor(d) and not fastdl.utils.is_keras_tensor(x)
+    assert not fastdl.utils.is_keras_tensor(fastdl.ops.ones(3))
+    # Keras orders the same graph's sources the same way
+    ka, kb, kc = keras.Input((3,)), keras.Input((3,)), keras.Input((3,))
+    kd = keras.layers.Dense(2)(keras.layers.Add()([kb, keras.layers.Dense(3)(ka)]))
+    kout = keras.layers.Concatenate()([kd, ka + kc, kd])
+    assert keras.utils.get_source_inputs(kout) == [kb, ka, kc]
+
+
+@pytest.mark.parametrize("dtype", [None, "float32", "float64", "int8", "uint16", "bool", int,
+                                   float, bool, "int", np.float32, np.dtype("int64"),
+                                   "bfloat16", "complex64", "string"])
+def test_standardize_dtype_matches_keras(dtype):
+    assert fastdl.utils.standardize_dtype(dtype) == keras.utils.standardize_dtype(dtype)
+
+
+def test_standardize_dtype_of_fastdl_and_torch_dtypes_and_refusals():
+    import torch
+    assert fastdl.utils.standardize_dtype(fastdl.float64) == "float64"
+    assert fastdl.utils.standardize_dtype(torch.int16) == "int16"
+    for bad in ("float", "floaty", 3, object()):
+        with pytest.raises(ValueError, match="Invalid dtype"):
+            fastdl.utils.standardize_dtype(bad)
+
+
+def test_models_save_model_is_saving_save_model(tmp_path):
+    from fastdl import layers as L
+    model = fastdl.models.Sequential([L.Input((2,)), L.Dense(1)])
+    fastdl.keras.models.save_model(model, tmp_path / "m.keras")
+    loaded = fastdl.keras.models.load_model(tmp_path / "m.keras")
+    for w, v in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(w, v)
+    with pytest.raises(FileExistsError):
+        fastdl.keras.models.save_model(model, tmp_path / "m.keras", overwrite=False)
