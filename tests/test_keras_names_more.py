@@ -233,3 +233,39 @@ def test_models_save_model_is_saving_save_model(tmp_path):
         np.testing.assert_array_equal(w, v)
     with pytest.raises(FileExistsError):
         fastdl.keras.models.save_model(model, tmp_path / "m.keras", overwrite=False)
+
+
+# ----------------------------------------------------------------------------- initializers
+
+INIT_ALIASES = ["glorot_uniform", "glorot_normal", "he_normal", "he_uniform", "lecun_normal",
+                "lecun_uniform", "ones", "zeros", "constant", "random_normal", "random_uniform",
+                "truncated_normal", "variance_scaling", "orthogonal", "identity",
+                "IdentityInitializer", "OrthogonalInitializer"]
+
+
+@pytest.mark.parametrize("alias", INIT_ALIASES)
+def test_initializer_aliases_name_the_classes_keras_names(alias):
+    mine, theirs = getattr(fastdl.initializers, alias), getattr(keras.initializers, alias)
+    assert isinstance(mine, type) and mine.__name__ == theirs.__name__
+    assert fastdl.keras.initializers.get(alias).__class__ is mine
+
+
+@pytest.mark.parametrize("shape,gain", [((3, 3), 1.0), ((2, 4), 2.5), ((5, 2), -1.0)])
+def test_identity_initializer_matches_keras(shape, gain):
+    mine = fastdl.initializers.Identity(gain=gain)(shape, dtype="float64")
+    assert mine.dtype == np.float64
+    np.testing.assert_array_equal(mine, _np(keras.initializers.Identity(gain=gain)(shape)))
+    with pytest.raises(ValueError, match="only be used for 2D matrices"):
+        fastdl.initializers.Identity()((2, 2, 2))
+
+
+def test_identity_initializer_in_a_layer_and_through_keras_config():
+    from fastdl import layers as L
+    layer = L.Dense(3, kernel_initializer="identity", use_bias=False)
+    np.testing.assert_array_equal(layer(np.ones((1, 3), np.float32)), np.ones((1, 3)))
+    config = fastdl.initializers.serialize(fastdl.initializers.Identity(gain=2.0))
+    assert config["class_name"] == "Identity" and config["config"] == {"gain": 2.0}
+    assert keras.initializers.deserialize(config).gain == 2.0
+    for name in ("IdentityInitializer", "OrthogonalInitializer"):  # Keras's other class names
+        back = fastdl.initializers.deserialize({"class_name": name, "config": {"gain": 3.0}})
+        assert back.gain == 3.0

@@ -94,12 +94,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         is_interactive_logging_enabled legacy
     """,
     "keras.preprocessing.image": "smart_resize",
-    "keras.initializers": """
-        Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
-        glorot_normal glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform
-        ones orthogonal random_normal random_uniform stft truncated_normal variance_scaling
-        zeros
-    """,
+    "keras.initializers": "STFT STFTInitializer stft",
     "keras.activations": """
         celu glu hard_shrink hard_tanh log_sigmoid soft_shrink sparse_plus sparse_sigmoid
         sparsemax squareplus tanh_shrink threshold
@@ -155,8 +150,6 @@ class MissingAttribute(AttributeError):
         return message
 
 
-_INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from "
-            "keras.initializers")
 # Full name -> what to use instead, where fastdl has something.
 ALTERNATIVES = {
     # TensorFlow
@@ -178,16 +171,11 @@ ALTERNATIVES = {
     "keras.layers.Hashing": ("Keras hashes with FarmHash Fingerprint64, which fastdl does not "
                              "reproduce; StringLookup/IntegerLookup with a vocabulary (or "
                              "adapt) map values to ids"),
-    # keras.losses / metrics / optimizers / callbacks
+    # keras.optimizers
     **{f"keras.optimizers.{n}": ("SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, "
                                  "Adadelta, Ftrl, Lion and Lamb are available")
        for n in "Adafactor Muon".split()},
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
-    # keras.utils / preprocessing / initializers
-    **{f"keras.initializers.{n}": _INIT_FN.format(name=n) for n in (
-        "constant glorot_normal glorot_uniform he_normal he_uniform lecun_normal lecun_uniform "
-        "ones orthogonal random_normal random_uniform truncated_normal variance_scaling "
-        "zeros").split()},
 }
 
 
