@@ -85,7 +85,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         Adafactor LossScaleOptimizer MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
         legacy
     """,
-    "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "OrbaxCheckpoint RemoteMonitor",
     "keras.utils": """
         Config FeatureSpace
