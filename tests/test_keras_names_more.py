@@ -309,3 +309,134 @@ def test_cosine_decay_restarts_drives_an_optimizer_and_refuses_bad_arguments():
         schedules.CosineDecayRestarts(0.1, 0)
     with pytest.raises(ValueError, match=r"periods end after 200 steps"):
         schedules.CosineDecayRestarts(0.1, 100, t_mul=0.5)(200)
+
+
+# ----------------------------------------------------------------------------- activations
+
+from gradcheck import numerical_gradient  # noqa: E402
+
+NEW_ACTIVATIONS = [
+    ("celu", {}), ("celu", {"alpha": 0.7}), ("glu", {}), ("glu", {"axis": 0}),
+    ("hard_shrink", {}), ("hard_shrink", {"threshold": 1.2}), ("hard_tanh", {}),
+    ("log_sigmoid", {}), ("soft_shrink", {}), ("soft_shrink", {"threshold": 0.3}),
+    ("sparse_plus", {}), ("sparse_sigmoid", {}), ("squareplus", {}), ("squareplus", {"b": 1.5}),
+    ("tanh_shrink", {}), ("threshold", {"threshold": 0.2, "default_value": -3.0}),
+    ("sparsemax", {}), ("sparsemax", {"axis": 0}),
+]
+# Keras 3.15's sparsemax computes a wrong threshold when more than one element is in the
+# support (keras-team/keras#23425, fixed upstream): its values are checked against the
+# definition below instead
+KERAS_WRONG = {"sparsemax"}
+# off the kinks (+-0.2, +-0.3, +-0.5, +-1, +-1.2, 0) so central differences hold
+_X = np.array([[-4.1, -1.13, -0.71, -0.41, -0.07, 0.13, 0.37, 0.81, 1.07, 2.9],
+               [3.7, -2.3, 0.61, -0.86, 0.26, -0.24, 1.45, -1.6, 0.02, -0.35]])
+
+
+@pytest.mark.parametrize("name,kwargs", NEW_ACTIVATIONS)
+def test_new_activation_values_match_keras(name, kwargs):
+    if name in KERAS_WRONG:
+        return
+    for dtype in (np.float32, np.float64):
+        x = _X.astype(dtype)
+        mine = getattr(fastdl.activations, name)(x, **kwargs)
+        assert mine.dtype == dtype
+        np.testing.assert_allclose(mine, _np(getattr(keras.activations, name)(x, **kwargs)),
+                                   rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,kwargs", NEW_ACTIVATIONS)
+def test_new_activation_gradients_in_float64_on_a_gradient_tape(name, kwargs):
+    act = getattr(fastdl.keras.activations, name)
+    x = _X.copy()
+    r = np.random.default_rng(len(name)).normal(size=act(x, **kwargs).shape)
+    numeric = numerical_gradient(lambda: float(np.sum(act(x, **kwargs) * r)), x)
+    np.testing.assert_allclose(act.backward(x, act(x, **kwargs), r, **kwargs), numeric,
+                               rtol=1e-6, atol=1e-8)
+    v = fastdl.Variable(_X.copy())
+    with fastdl.GradientTape() as tape:
+        y = act(v, **kwargs)                  # a Tensor in, a recorded Tensor out
+        loss = fastdl.ops.sum(y * r)
+    assert isinstance(y, fastdl.Tensor)
+    np.testing.assert_allclose(tape.gradient(loss, v).numpy(), numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["celu", "hard_shrink", "hard_tanh", "log_sigmoid",
+                                  "soft_shrink", "sparse_plus", "sparse_sigmoid", "squareplus",
+                                  "tanh_shrink", "sparsemax"])
+def test_new_activation_by_name_in_dense_matches_keras_and_trains(name):
+    from fastdl import layers as L
+    x = _X.T.astype(np.float32)[:, :2]
+    mine = L.Dense(3, activation=name)
+    ours = mine(x)
+    theirs = keras.layers.Dense(3, activation=name)
+    theirs.build((None, 2))
+    theirs.set_weights(mine.get_weights())
+    if name not in KERAS_WRONG:
+        np.testing.assert_allclose(ours, _np(theirs(x)), rtol=1e-5, atol=1e-6)
+    assert mine.get_config()["activation"] == theirs.get_config()["activation"] == name
+    model = fastdl.models.Sequential([L.Input((2,)), L.Dense(4, activation=name), L.Dense(1)])
+    model.compile("sgd", "mse")
+    y = x.sum(axis=1, keepdims=True)
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=5, batch_size=10, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_sparsemax_is_the_projection_onto_the_simplex(axis):
+    y = fastdl.activations.sparsemax(_X, axis=axis)
+    np.testing.assert_allclose(y.sum(axis=axis), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(fastdl.activations.sparsemax(np.array([[0.0, 0.5, 1.0]])),
+                               [[0.0, 0.25, 0.75]])
+    # the projection: tau is the root of sum(max(x - tau, 0)) = 1, above the row's support
+    z = np.moveaxis(_X, axis, -1)
+    for row, out in zip(z, np.moveaxis(y, axis, -1)):
+        lo, hi = row.min() - 1.0, row.max()
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if np.maximum(row - mid, 0).sum() > 1 else (lo, mid)
+        np.testing.assert_allclose(out, np.maximum(row - lo, 0), atol=1e-12)
+
+
+def test_glu_and_threshold_refuse_what_keras_refuses():
+    with pytest.raises(ValueError, match="divisible by 2"):
+        fastdl.activations.glu(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="threshold.*default_value"):
+        fastdl.activations.threshold(np.ones(3))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'alpha'"):
+        fastdl.activations.hard_tanh(np.ones(3), alpha=1.0)
+
+
+OPS = [("celu", {"alpha": 0.5}), ("glu", {}), ("hard_shrink", {}), ("hard_tanh", {}),
+       ("soft_shrink", {"threshold": 0.3}), ("sparse_plus", {}), ("sparse_sigmoid", {}),
+       ("squareplus", {"b": 2.0}), ("tanh_shrink", {}),
+       ("threshold", {"threshold": 0.2, "default_value": 1.5}), ("log_sigmoid", {})]
+
+
+@pytest.mark.parametrize("name,kwargs", OPS)
+def test_keras_ops_forms_match_keras_and_differentiate(name, kwargs):
+    x = _X.astype(np.float32)
+    out = getattr(fastdl.ops, name)(x, **kwargs)
+    assert isinstance(out, fastdl.Tensor) and out.dtype == "float32"
+    np.testing.assert_allclose(out.numpy(), _np(getattr(keras.ops, name)(x, **kwargs)),
+                               rtol=1e-6, atol=1e-7)
+    v = fastdl.Variable(_X.copy())
+    with fastdl.GradientTape() as tape:
+        loss = fastdl.ops.sum(fastdl.ops.square(getattr(fastdl.keras.ops, name)(v, **kwargs)))
+    act = getattr(fastdl.activations, name)
+    y = act(_X, **kwargs)
+    np.testing.assert_allclose(tape.gradient(loss, v).numpy(),
+                               act.backward(_X, y, 2 * y, **kwargs), rtol=1e-12)
+
+
+def test_new_ops_build_functional_graphs():
+    from fastdl import layers as L
+    inp = fastdl.keras.Input((4,))
+    out = fastdl.ops.squareplus(L.Dense(4)(inp))
+    model = fastdl.models.Model(inp, fastdl.ops.glu(out))
+    x = _X[:, :4].astype(np.float32)
+    dense = model.layers[1]
+    h = x @ dense.get_weights()[0] + dense.get_weights()[1]
+    h = fastdl.activations.squareplus(h)
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               fastdl.activations.glu(h), rtol=1e-5)

@@ -94,10 +94,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
     """,
     "keras.preprocessing.image": "smart_resize",
     "keras.initializers": "STFT STFTInitializer stft",
-    "keras.activations": """
-        celu glu hard_shrink hard_tanh log_sigmoid soft_shrink sparse_plus sparse_sigmoid
-        sparsemax squareplus tanh_shrink threshold
-    """,
     "keras.saving": "KerasFileEditor",
 }.items()}
 
