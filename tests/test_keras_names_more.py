@@ -440,3 +440,31 @@ def test_new_ops_build_functional_graphs():
     h = fastdl.activations.squareplus(h)
     np.testing.assert_allclose(model.predict(x, verbose=0),
                                fastdl.activations.glu(h), rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- image helpers
+
+@pytest.mark.parametrize("shape,size,interpolation,data_format", [
+    ((20, 30, 3), (10, 10), "bilinear", "channels_last"),
+    ((4, 17, 9, 2), (8, 5), "nearest", "channels_last"),
+    ((3, 20, 30), (7, 11), "bilinear", "channels_first"),
+    ((15, 40, 1), (30, 20), "bilinear", "channels_last"),
+])
+def test_smart_resize_matches_keras(shape, size, interpolation, data_format):
+    from fastdl.keras.preprocessing.image import smart_resize
+    x = rng.uniform(size=shape).astype(np.float32)
+    mine = smart_resize(x, size, interpolation=interpolation, data_format=data_format)
+    theirs = keras.preprocessing.image.smart_resize(x, size, interpolation=interpolation,
+                                                    data_format=data_format)
+    assert isinstance(mine, np.ndarray) and mine.shape == np.shape(theirs)
+    np.testing.assert_allclose(mine, np.asarray(theirs), rtol=1e-5, atol=1e-6)
+
+
+def test_smart_resize_refuses_bad_arguments():
+    from fastdl.keras.preprocessing.image import smart_resize
+    with pytest.raises(ValueError, match="incorrect rank"):
+        smart_resize(np.ones((4, 4)), (2, 2))
+    with pytest.raises(ValueError, match="tuple of 2 integers"):
+        smart_resize(np.ones((4, 4, 1)), (2, 2, 2))
+    with pytest.raises(ValueError, match="interpolation"):
+        smart_resize(np.ones((4, 4, 1)), (2, 2), interpolation="lanczos3")

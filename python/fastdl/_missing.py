@@ -92,7 +92,6 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         disable_interactive_logging enable_interactive_logging
         is_interactive_logging_enabled legacy
     """,
-    "keras.preprocessing.image": "smart_resize",
     "keras.initializers": "STFT STFTInitializer stft",
     "keras.saving": "KerasFileEditor",
 }.items()}
