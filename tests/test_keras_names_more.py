@@ -75,8 +75,8 @@ METRICS = [
 @pytest.mark.parametrize("name,kwargs,make", METRICS,
                          ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(METRICS)])
 def test_metric_matches_keras_over_batches_with_weights_and_reset(name, kwargs, make):
-    fastdl.keras.utils.clear_session()
-    keras.utils.clear_session()
+    fastdl.keras.utils.clear_session(free_memory=False)
+    keras.utils.clear_session(free_memory=False)
     mine, theirs = getattr(metrics, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
     again, theirs_again = getattr(metrics, name)(**kwargs), getattr(keras.metrics, name)(**kwargs)
     assert (mine.name, again.name) == (theirs.name, theirs_again.name)
