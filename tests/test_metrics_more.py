@@ -3,7 +3,6 @@ SensitivityAtSpecificity, SpecificityAtSensitivity, CosineSimilarity, Categorica
 LogCoshError, Poisson, KLDivergence, Hinge, SquaredHinge metrics) against real Keras 3 (torch
 backend): the same batches through several update_state calls, with sample weights; configs."""
 import os
-import re
 
 import numpy as np
 import pytest
