@@ -1,7 +1,8 @@
 """Stateful metrics with the Keras 3 names, formulas and accumulation rules.
 
 A metric accumulates over batches with ``update_state(y_true, y_pred, sample_weight=None)``,
-reports with ``result()`` (a Python float; a NumPy array for Precision/Recall given several
+reports with ``result()`` (a Python float; a NumPy array for Precision/Recall and the
+confusion counts TruePositives/FalsePositives/TrueNegatives/FalseNegatives given several
 thresholds, for FBetaScore/F1Score with ``average=None`` and R2Score with
 ``class_aggregation=None``) and starts over with ``reset_state()``. ``metric(y_true, y_pred)`` updates and
 returns the result, as in Keras.
@@ -14,7 +15,11 @@ against a batch of 8, exactly as in Keras. Totals are kept in float64.
 ``get("accuracy")`` (or ``"acc"``) returns an :class:`AutoAccuracy` that picks binary, sparse
 categorical or categorical accuracy from the shapes of its first batch, as Keras's ``compile``
 does; every metric built from a string carries that string as its ``name`` (Keras's history keys:
-``metrics=["mse"]`` logs ``"mse"``).
+``metrics=["mse"]`` logs ``"mse"``). A metric whose class has no default name (the confusion
+counts, the IoU family) is named as Keras names it: ``true_positives``, then
+``true_positives_1``, ... on one counter with the layers' names (``keras.utils.clear_session``
+restarts it). ``keras.metrics``' per-sample functions (``mean_squared_error``,
+``binary_crossentropy``, ...) are those of :mod:`fastdl.losses`.
 
 AUC matches Keras's default: ``num_thresholds=200`` thresholds evenly spaced in [0, 1] (with the
 end points moved out by 1e-7), a prediction is positive when strictly above a threshold, and the
