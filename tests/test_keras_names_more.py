@@ -468,3 +468,57 @@ def test_smart_resize_refuses_bad_arguments():
         smart_resize(np.ones((4, 4, 1)), (2, 2, 2))
     with pytest.raises(ValueError, match="interpolation"):
         smart_resize(np.ones((4, 4, 1)), (2, 2), interpolation="lanczos3")
+
+
+# ----------------------------------------------------------------------------- Pipeline
+
+def _pipeline_model():
+    from fastdl import layers as L
+    pipeline = L.Pipeline([L.Rescaling(0.5), L.Normalization(mean=[1.0, 2.0], variance=[1.0, 4.0]),
+                           L.Dense(3)])
+    inp = fastdl.keras.Input((2,))
+    return fastdl.models.Model(inp, pipeline(inp)), pipeline
+
+
+def test_pipeline_chains_its_layers_and_saves_as_keras_does(tmp_path):
+    pytest.importorskip("h5py", reason=".keras files need h5py")
+    model, pipeline = _pipeline_model()
+    x = rng.uniform(size=(5, 2)).astype(np.float32)
+    kernel, bias = pipeline.layers[2].get_weights()
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               ((x * 0.5 - [1.0, 2.0]) / [1.0, 2.0]) @ kernel + bias, rtol=1e-5)
+    assert [e["class_name"] for e in pipeline.get_config()["layers"]] == \
+        ["Rescaling", "Normalization", "Dense"]
+    model.save(tmp_path / "f.keras")
+    theirs = keras.saving.load_model(tmp_path / "f.keras")
+    assert type(theirs.layers[1]).__name__ == "Pipeline"
+    np.testing.assert_allclose(theirs.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(fastdl.saving.load_model(tmp_path / "f.keras").predict(
+        x, verbose=0), model.predict(x, verbose=0))
+    # and a Keras-written Pipeline loads in fastdl
+    kin = keras.Input((2,))
+    kmodel = keras.Model(kin, keras.layers.Pipeline([keras.layers.Rescaling(0.5),
+                                                     keras.layers.Dense(3)])(kin))
+    kmodel.save(tmp_path / "k.keras")
+    np.testing.assert_allclose(fastdl.saving.load_model(tmp_path / "k.keras").predict(
+        x, verbose=0), kmodel.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_pipeline_trains_in_a_sequential_model_and_augments_when_called_directly():
+    from fastdl import layers as L
+    _, pipeline = _pipeline_model()
+    x = rng.uniform(size=(16, 2)).astype(np.float32)
+    model = fastdl.models.Sequential([L.Input((2,)), pipeline, L.Dense(1)])
+    model.compile("sgd", "mse")
+    before = pipeline.layers[2].get_weights()[0].copy()
+    losses = model.fit(x, x[:, :1], epochs=3, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
+    assert not np.allclose(pipeline.layers[2].get_weights()[0], before)
+    flip = L.Pipeline([L.RandomFlip("horizontal", seed=1)])
+    img = np.arange(8.0, dtype=np.float32).reshape(1, 2, 4, 1)
+    firsts = {float(np.asarray(flip(img))[0, 0, 0, 0]) for _ in range(12)}
+    assert firsts == {0.0, 3.0}                      # training=True by default, as in Keras
+    assert {float(np.asarray(flip(img, training=False))[0, 0, 0, 0]) for _ in range(4)} == {0.0}
+    with pytest.raises(ValueError, match="list of serialized layers"):
+        L.Pipeline(L.Dense(2))

@@ -69,7 +69,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         ConvLSTM2D ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
         EinsumDense Equalization FlaxLayer GlobalAveragePooling3D GlobalAvgPool3D
         GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing Hashing JaxLayer
-        MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp Pipeline
+        MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp
         RMSNormalization RandAugment RandomColorDegeneration RandomColorJitter
         RandomElasticTransform RandomErasing RandomGaussianBlur RandomGrayscale RandomHue
         RandomInvert RandomPerspective RandomPosterization RandomSaturation RandomSharpness
