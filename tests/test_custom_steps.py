@@ -203,9 +203,11 @@ def test_super_train_step_and_bad_returns():
         bad.fit(x, y, verbose=0)
 
 
-def test_compile_without_loss_needs_a_train_step():
-    with pytest.raises(ValueError, match="compile needs a loss"):
-        Plain().compile(optimizer="sgd")
+def test_compile_without_loss_needs_a_train_step_or_add_loss():
+    plain = Plain()     # a user's class may add losses (add_loss): compile lets it go, fit asks
+    plain.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="compiled without a loss and no layer called add_loss"):
+        plain.fit(*_data(4), verbose=0)
     model = GuideModel()
     model.compile(optimizer="sgd")
     x, y = _data(4)

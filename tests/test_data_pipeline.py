@@ -406,6 +406,26 @@ def test_map_and_filter_functions_receive_tensors_as_in_tf_data():
     assert [int(e[1]) for e in kept.as_numpy_iterator()] == [0, 2, 4]
 
 
+def test_tf_time_series_tutorial_window_split_runs_on_tensors():
+    # TensorFlow's time-series tutorial: slice the windows, stack the label columns, set_shape
+    data = np.arange(60, dtype=np.float32).reshape(20, 3)
+
+    def split_window(features):
+        inputs, labels = features[:, 0:4, :], features[:, 4:, :]
+        labels = fastdl.stack([labels[:, :, 2]], axis=-1)
+        inputs.set_shape([None, 4, None])
+        labels.set_shape([None, 1, None])
+        return inputs, labels
+
+    ds = fastdl.keras.utils.timeseries_dataset_from_array(data, None, sequence_length=5,
+                                                         batch_size=8).map(split_window)
+    x, y = next(ds.as_numpy_iterator())
+    np.testing.assert_array_equal(x, np.stack([data[i:i + 4] for i in range(8)]))
+    np.testing.assert_array_equal(y, data[4:12, 2].reshape(8, 1, 1))
+    with pytest.raises(ValueError, match="not compatible with supplied shape"):
+        fastdl.constant(np.zeros((2, 3))).set_shape([2, 4])
+
+
 def test_shard_takes_every_nth_element_from_index():
     ds = Dataset.range(10)
     assert elements(ds.shard(3, 1)) == [1, 4, 7]

@@ -301,8 +301,8 @@ def test_layer_and_model_attributes_fastdl_lacks_are_named():
     with pytest.raises(AttributeError, match=r"fastdl does not provide "
                                              r"keras.Model.make_train_function yet; fit"):
         model.make_train_function
-    with pytest.raises(AttributeError, match=r"keras.layers.Layer.add_loss yet"):
-        model.layers[0].add_loss
+    with pytest.raises(AttributeError, match=r"keras.layers.Layer.add_metric yet"):
+        model.layers[0].add_metric
     with pytest.raises(AttributeError, match=r"did you mean 'trainable_weights'"):
         model.trainable_weight
     assert not hasattr(model.layers[0], "make_train_function")   # a Layer is not a Model

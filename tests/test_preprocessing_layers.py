@@ -177,6 +177,31 @@ def test_text_vectorization_standardize_split_and_ngrams():
         layer(np.array([1.0, 2.0]))
 
 
+def test_end_to_end_model_takes_raw_strings_as_keras_text_tutorial():
+    # keras.io "text classification from scratch": Input(shape=(1,), dtype="string") ->
+    # TextVectorization -> the trained model, evaluated on batches of shape (n,) as Keras
+    # accepts (a missing last axis of size 1 is added)
+    texts = np.array(["good film", "bad film", "good good", "bad plot", "a good plot"])
+    labels = np.array([1, 0, 1, 0, 1])
+    vectorize = L.TextVectorization(max_tokens=20, output_sequence_length=4)
+    vectorize.adapt(texts)
+    ids = L.Input((None,), dtype="int64")
+    inner = fastdl.Model(ids, L.Dense(1, activation="sigmoid")(
+        L.GlobalAveragePooling1D()(L.Embedding(20, 3)(ids))))
+    raw = L.Input((1,), dtype="string")
+    end_to_end = fastdl.Model(raw, inner(vectorize(raw)))
+    end_to_end.compile("adam", "binary_crossentropy")
+    expected = inner.predict(vectorize(texts[:, None]).numpy(), verbose=0)
+    np.testing.assert_array_equal(end_to_end.predict(texts, verbose=0), expected)
+    np.testing.assert_array_equal(end_to_end.predict(texts[:, None], verbose=0), expected)
+    ds = fastdl.data.Dataset.from_tensor_slices((texts, labels)).batch(2)
+    inner.compile("adam", "binary_crossentropy")
+    assert end_to_end.evaluate(ds, verbose=0) == pytest.approx(
+        inner.evaluate(vectorize(texts[:, None]).numpy(), labels, verbose=0), rel=1e-6)
+    with pytest.raises(TypeError, match="is a string input, received dtype float"):
+        end_to_end.predict(np.zeros(3), verbose=0)
+
+
 def test_text_vectorization_multi_hot_count_and_tf_idf():
     docs = np.array(["a b a", "b c", "c c c d"])
     counts = L.TextVectorization(output_mode="count")

@@ -65,8 +65,8 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         AdaptiveAveragePooling1D AdaptiveAveragePooling2D
         AdaptiveAveragePooling3D AdaptiveMaxPooling1D AdaptiveMaxPooling2D AdaptiveMaxPooling3D
         AugMix AutoContrast AveragePooling3D AvgPool3D
-        ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose ConvLSTM1D
-        ConvLSTM2D ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
+        ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose
+        ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
         EinsumDense Equalization FlaxLayer GlobalAveragePooling3D GlobalAvgPool3D
         GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing Hashing JaxLayer
         MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp
@@ -82,10 +82,10 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         circle ctc
     """,
     "keras.optimizers": """
-        Adafactor LossScaleOptimizer MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
+        Adafactor MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
         legacy
     """,
-    "keras.callbacks": "OrbaxCheckpoint RemoteMonitor",
+    "keras.callbacks": "OrbaxCheckpoint",
     "keras.utils": """
         Config FeatureSpace
         audio_dataset_from_directory bounding_boxes
@@ -99,7 +99,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
 # Attributes of Keras 3's Layer and Model (not the torch backend's Module names) that fastdl's
 # layers and models lack; ``Layer.__getattr__`` answers them through ``missing_attribute``.
 LAYER_ATTRIBUTES = frozenset("""
-    add_loss add_metric build_from_config get_build_config dtype_policy compute_output_spec
+    add_metric build_from_config get_build_config dtype_policy compute_output_spec
     stateless_call symbolic_call quantize quantized_build quantized_call quantization_mode
     save_own_variables load_own_variables metrics_variables rematerialized_call
 """.split())
@@ -114,8 +114,6 @@ ATTRIBUTE_ALTERNATIVES = {
              "override those" for name in ("make_train_function", "make_test_function",
                                            "make_predict_function")},
     "export": "model.save('m.keras') writes Keras 3's format",
-    "add_loss": "regularizers (kernel_regularizer=..., activity_regularizer=...) add to the "
-                "loss",
 }
 
 

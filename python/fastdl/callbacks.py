@@ -19,7 +19,7 @@ import numpy as np
 __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping", "ModelCheckpoint",
     "ReduceLROnPlateau", "CSVLogger", "TerminateOnNaN", "LearningRateScheduler",
-    "LambdaCallback", "TensorBoard", "BackupAndRestore", "SwapEMAWeights",
+    "LambdaCallback", "TensorBoard", "BackupAndRestore", "SwapEMAWeights", "RemoteMonitor",
 ]
 
 
@@ -833,6 +833,57 @@ class TerminateOnNaN(Callback):
             self.model.stop_training = True
 
     on_batch_end = on_train_batch_end
+
+
+class RemoteMonitor(Callback):
+    """POST ``{"epoch": epoch, **logs}`` to ``root + path`` at the end of every epoch.
+
+    As in Keras, the body is a form with one field, ``field=json.dumps(data)``, or with
+    ``send_as_json=True`` the JSON itself (``Content-Type: application/json``); NumPy values
+    become Python numbers (``.item()``). Sent with the standard library's urllib, so it needs
+    no ``requests``. A server that cannot be reached gives a warning and training goes on.
+    """
+
+    def __init__(self, root="http://localhost:9000", path="/publish/epoch/end/", field="data",
+                 headers=None, send_as_json=False):
+        super().__init__()
+        if headers is not None and not isinstance(headers, dict):
+            raise TypeError(f"RemoteMonitor: headers must be a dict or None, received "
+                            f"{type(headers).__name__}")
+        self.root = root
+        self.path = path
+        self.field = field
+        self.headers = headers
+        self.send_as_json = send_as_json
+
+    def on_epoch_end(self, epoch, logs=None):
+        import json
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        send = {"epoch": epoch}
+        for k, v in (logs or {}).items():
+            send[k] = v.item() if isinstance(v, (np.ndarray, np.generic)) else v
+        if self.send_as_json:
+            body, kind = json.dumps(send).encode("utf-8"), "application/json"
+        else:
+            body = urllib.parse.urlencode({self.field: json.dumps(send)}).encode("ascii")
+            kind = "application/x-www-form-urlencoded"
+        # the user's headers override ours, as requests merges them
+        try:
+            request = urllib.request.Request(  # a URL without a scheme is a ValueError here
+                self.root + self.path, data=body, method="POST",
+                headers={"Content-Type": kind, **(self.headers or {})})
+            with urllib.request.urlopen(request) as response:
+                response.read()
+        except urllib.error.HTTPError as e:
+            # reached, but refused: requests (Keras) would return the response silently
+            warnings.warn(f"RemoteMonitor: the server at {self.root} answered {e.code} "
+                          f"{e.reason} to the POST to {self.root + self.path}", stacklevel=2)
+        except (urllib.error.URLError, OSError, ValueError):
+            warnings.warn(f"Could not reach RemoteMonitor root server at {self.root}",
+                          stacklevel=2)
 
 
 class LearningRateScheduler(Callback):

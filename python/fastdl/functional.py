@@ -175,8 +175,13 @@ def _run_on_dummies(fn, args, kwargs):
     """The output specs (shape with None where it follows an unknown input dim, dtype) of
     ``fn`` run on zero arrays with the unknown dims set to 1, then 2."""
     outs = []
-    for fill in (1, 2):
-        outs.append(_flatten(fn(*_dummy(args, fill), **_dummy(kwargs, fill))))
+    from fastdl.layers.base import _CALLS
+    shape_only, _CALLS.shape_only = getattr(_CALLS, "shape_only", False), True  # no add_loss
+    try:
+        for fill in (1, 2):
+            outs.append(_flatten(fn(*_dummy(args, fill), **_dummy(kwargs, fill))))
+    finally:
+        _CALLS.shape_only = shape_only
     specs = []
     for a, b in zip(*outs):
         a, b = np.asarray(a), np.asarray(b)
@@ -486,9 +491,18 @@ class Functional(Model):
                 raise TypeError(f"Model {self.name!r} was given the symbolic tensor {v!r} as "
                                 f"input {t.name!r}: pass NumPy arrays")
             v = np.asarray(v)
-            if v.dtype == object or v.dtype.kind not in "biuf":
+            if t.dtype.name == "string":   # Input(dtype="string") feeds text layers
+                if v.dtype.kind not in "US":
+                    raise TypeError(f"Model {self.name!r}: input {t.name!r} is a string input, "
+                                    f"received dtype {v.dtype}")
+            elif v.dtype == object or v.dtype.kind not in "biuf":
                 raise TypeError(f"Model {self.name!r}: input {t.name!r} must be numeric, "
                                 f"received dtype {v.dtype}")
+            # as Keras's functional models: a missing or extra last axis of size 1 is adjusted
+            if v.ndim == len(t.shape) - 1 and t.shape[-1] == 1:
+                v = v[..., None]
+            elif v.ndim == len(t.shape) + 1 and v.ndim > 1 and v.shape[-1] == 1:
+                v = v[..., 0]
             if v.ndim != len(t.shape) or any(d is not None and d != s
                                              for d, s in zip(t.shape[1:], v.shape[1:])):
                 raise ValueError(f"Model {self.name!r}: input {t.name!r} expects shape "

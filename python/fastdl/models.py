@@ -15,7 +15,8 @@ import numpy as np
 from fastdl.data.adapters import (RAN_OUT, ArrayBatches, SourceBatches, is_batch_source,
                                   pack_x_y_sample_weight, source_name,
                                   unpack_x_y_sample_weight)
-from fastdl.layers.base import InputLayer, Layer, _eager_outputs, shape_str, unique_name
+from fastdl.layers.base import (InputLayer, Layer, _eager_outputs, begin_call, end_call, shape_str,
+                               unique_name)
 from fastdl.tensor.tape import recording
 from fastdl.tensor.tensor import Tensor
 
@@ -175,7 +176,7 @@ class Model(Layer):
         from fastdl import metrics as metrics_module
         from fastdl import optimizers as optimizers_module
 
-        if loss is None and not self._overrides("train_step"):
+        if loss is None and not self._overrides("train_step") and not self._may_add_losses():
             raise ValueError("compile needs a loss, e.g. loss='mse' or "
                              "loss='sparse_categorical_crossentropy'")
         n_outputs = self._output_count()
@@ -332,9 +333,14 @@ class Model(Layer):
         if sync is not None and sync(self.loss, y, sw, weights):
             return 0.0      # no sample on this rank this step: it joined the allreduce with zeros
         y_pred, backward_state = self._train_forward(x)
-        loss, dy = self.loss.forward_backward(y, y_pred, sw)
+        if self.loss is None:   # compiled without a loss: add_loss gives all of it
+            self._require_loss("fit")
+            loss, dy = 0.0, _zeros_like(y_pred)
+        else:
+            loss, dy = self.loss.forward_backward(y, y_pred, sw)
         loss += self._regularization_loss(self.__dict__.get("_penalty_layers"))
-        grads = self._train_backward(backward_state, dy, trainable)
+        grads = self.optimizer._scale_gradients(
+            self._train_backward(backward_state, dy, trainable))
         if nan_check:
             _check_finite_gradients(loss, trainable, grads, self.optimizer.iterations)
         self.optimizer.apply(grads, weights)
@@ -345,14 +351,18 @@ class Model(Layer):
 
     @property
     def losses(self):
-        """The regularization penalties of the last forward pass (Keras's ``model.losses``)."""
-        return [penalty for layer in _leaf_layers(self) for penalty in layer.losses]
+        """Keras's ``model.losses``: the losses ``add_loss`` added in the last call (Tensors),
+        then the regularization penalties of the last forward pass."""
+        return self._added_losses_in_tree() + [
+            penalty for layer in _leaf_layers(self) for penalty in layer._penalties()]
 
     def _regularization_loss(self, layers=None):
-        """sum(model.losses); ``layers``: those with penalties, when known (a training step)."""
+        """sum(model.losses) as a float (each added loss summed over its entries); ``layers``:
+        those with penalties, when known (a training step)."""
         if layers is None:
             layers = _leaf_layers(self)
-        return float(sum(p for layer in layers for p in layer.losses))
+        total = float(sum(p for layer in layers for p in layer._penalties()))
+        return total + sum(float(np.sum(t._value)) for t in self._added_losses_in_tree())
 
     def _training_state(self):
         """``_trainable_state()`` for the steps to come, noting which layers carry penalties so
@@ -371,7 +381,11 @@ class Model(Layer):
         return x
 
     def _forward(self, x, training, fuse=False):
-        return _values(self._call_tensors(_as_tensors(x), training))
+        depth = begin_call(self)
+        try:
+            return _values(self._call_tensors(_as_tensors(x), training))
+        finally:
+            end_call(depth)
 
     def _inference_forward(self, x):
         """``_forward(x, False)`` with no backward to follow: layers may skip what only their
@@ -391,8 +405,12 @@ class Model(Layer):
         from fastdl.ops import GradientTape   # (loading fastdl.ops binds the operators)
         from fastdl.ops.layers import collect_activity
         tape = GradientTape()
-        with tape, collect_activity() as activity:
-            y = self._call_tensors(_as_tensors(x), True)
+        depth = begin_call(self)
+        try:
+            with tape, collect_activity() as activity:
+                y = self._call_tensors(_as_tensors(x), True)
+        finally:
+            end_call(depth)
         flat = y if isinstance(y, (list, tuple)) else [y]
         for t in flat:
             if not isinstance(t, Tensor):
@@ -406,6 +424,9 @@ class Model(Layer):
         from fastdl.ops.layers import layer_variables
         tape, y, activity = state
         targets, seeds = [y], [dy]
+        for added in self._added_losses_in_tree():   # add_loss: d(sum of its entries) = 1
+            targets.append(added)
+            seeds.append(np.ones_like(added._value))
         for layer, out in activity.items():
             v = out._value
             targets.append(out)
@@ -447,11 +468,14 @@ class Model(Layer):
         from fastdl import functional
         if functional.is_symbolic(x):
             return functional.symbolic_call(self, x, {"training": training})
-        if _has_tensor(x):
-            return self._call_tensors(x, training)
+        if _has_tensor(x) or recording():  # in a GradientTape, as in TensorFlow: Tensors out
+            depth = begin_call(self)
+            try:
+                return self._call_tensors(x if _has_tensor(x) else
+                                          _as_tensors(self._convert_x(x)), training)
+            finally:
+                end_call(depth)
         x = self._convert_x(x)
-        if recording():   # inside a GradientTape, as in TensorFlow: arrays in, Tensors out
-            return self._call_tensors(_as_tensors(x), training)
         with self._in_use("__call__", training=False):
             return _eager_outputs(self._forward(x, training))   # Keras: tensors, not arrays
 
@@ -485,7 +509,8 @@ class Model(Layer):
         finally:
             for layer in stateful:
                 layer.stateful = True
-        self.loss.forward_backward(y[:1], y_pred, None if sw is None else sw[:1])
+        if self.loss is not None:
+            self.loss.forward_backward(y[:1], y_pred, None if sw is None else sw[:1])
         for m in self.compiled_metrics:
             probe = type(m).from_config(m.get_config()) if hasattr(m, "get_config") else None
             if probe is not None:
@@ -692,7 +717,7 @@ class Model(Layer):
         y = self._convert_y(y, len(x))
         sw = self._convert_sample_weight(sw, len(x))
         y_pred = self._inference_forward(x)
-        loss = self.loss(y, y_pred, sw) + self._regularization_loss()
+        loss = self._data_loss(y, y_pred, sw) + self._regularization_loss()
         self._update_metrics(y, y_pred, sw)
         return self._step_logs(loss, len(x))
 
@@ -706,7 +731,9 @@ class Model(Layer):
         (``model.losses``), as a Tensor a GradientTape differentiates."""
         from fastdl import ops
         self._require_loss("compute_loss")
-        loss = self.loss(y, y_pred, sample_weight)
+        loss = None if self.loss is None else self.loss(y, y_pred, sample_weight)
+        for added in self._added_losses_in_tree():
+            loss = ops.sum(added) if loss is None else ops.add(loss, ops.sum(added))
         for layer in _leaf_layers(self):
             if layer.activity_regularizer is not None:
                 raise NotImplementedError(
@@ -736,10 +763,20 @@ class Model(Layer):
             m.reset_state()
 
     def _require_loss(self, what):
-        if self.loss is None:
-            raise ValueError(f"{what}: model {self.name!r} was compiled without a loss; pass "
-                             "compile(loss=...) or override train_step/test_step to compute "
-                             "the loss yourself")
+        if self.loss is None and not self._added_losses_in_tree():
+            raise ValueError(f"{what}: model {self.name!r} was compiled without a loss and no "
+                             "layer called add_loss; pass compile(loss=...) or override "
+                             "train_step/test_step to compute the loss yourself")
+
+    def _data_loss(self, y, y_pred, sw):
+        """The compiled loss's value (0 for a model compiled without one: add_loss's only)."""
+        return 0.0 if self.loss is None else self.loss(y, y_pred, sw)
+
+    def _may_add_losses(self):
+        """Whether a call can add losses: the model or one of its layers is a user's class
+        (built-in layers never call add_loss), so compile may go without a loss, as Keras."""
+        from fastdl.layers.base import _layer_tree
+        return any(not type(l).__module__.startswith("fastdl.") for l in _layer_tree(self))
 
     def _step_logs(self, loss, n):
         """The default steps' logs: the loss tracker (the running mean of the batch losses)
@@ -919,7 +956,7 @@ class Model(Layer):
             if callbacks is not None:
                 callbacks.on_test_batch_begin(step)
             y_pred = self._inference_forward(xb)
-            loss_sum += (self.loss(yb, y_pred, swb) + self._regularization_loss()) * len(yb)
+            loss_sum += (self._data_loss(yb, y_pred, swb) + self._regularization_loss()) * len(yb)
             seen += len(yb)
             self._update_metrics(yb, y_pred, swb)
             if callbacks is not None:   # Keras's running loss and metrics
@@ -2014,3 +2051,10 @@ def _set_mean(tracker, value, count):
 def __getattr__(name):
     from fastdl._missing import not_provided
     raise not_provided(__name__, name)
+
+
+def _zeros_like(y_pred):
+    """Zero output gradients shaped as ``y_pred`` (an array or a list of them)."""
+    if isinstance(y_pred, (list, tuple)):
+        return type(y_pred)(np.zeros_like(v) for v in y_pred)
+    return np.zeros_like(y_pred)

@@ -40,6 +40,7 @@ class TensorSpec:
 
 
 def _as_tensors(element):
+    import fastdl.ops  # noqa: F401  (binds the Tensor operators the user's code may use)
     from fastdl.tensor.tensor import Tensor
     return map_structure(lambda a: Tensor(a) if getattr(a, "dtype", np.dtype(object)).kind in "biufc"
                          else a, element)
@@ -303,11 +304,17 @@ class Dataset:
         kept."""
         if not callable(map_func):
             raise TypeError(f"Dataset.map: map_func must be callable. Received: {map_func!r}")
+        return self._map(map_func, num_parallel_calls, _as_tensors)
+
+    def _map(self, map_func, num_parallel_calls=None, wrap=None):
+        """``map`` with the elements passed through ``wrap`` (fastdl's own pipelines map
+        NumPy arrays: ``wrap=None``)."""
         if num_parallel_calls is not None and num_parallel_calls != AUTOTUNE:
             _check_count("num_parallel_calls", num_parallel_calls, minimum=1)
 
         def apply(element):
-            element = _as_tensors(element)
+            if wrap is not None:
+                element = wrap(element)
             out = map_func(*element) if isinstance(element, tuple) else map_func(element)
             return map_structure(_to_numpy, out)
         workers = (4 if num_parallel_calls == AUTOTUNE else num_parallel_calls) or 1

@@ -27,6 +27,7 @@ _FAMILIES = {
     "fastdl.layers.pipeline": ("Pipeline",),
     "fastdl.layers.rnn_cells": ("SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "RNN"),
     "fastdl.layers.recurrent": ("SimpleRNN", "LSTM", "GRU", "Bidirectional"),
+    "fastdl.layers.conv_lstm": ("ConvLSTM1D", "ConvLSTM2D"),
     "fastdl.layers.merging": ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
                               "Concatenate", "Dot", "add", "subtract", "multiply", "average",
                               "maximum", "minimum", "concatenate", "dot"),

@@ -15,9 +15,12 @@
 - Constraints (``fastdl.constraints``, ``add_weight(..., constraint=...)``) project a weight in
   place after each optimizer step (:meth:`Layer._apply_constraints`).
 """
+import collections
 import inspect
 import re
 import sys
+import threading
+import weakref
 from collections import defaultdict
 
 import numpy as np
@@ -27,6 +30,11 @@ from fastdl.tensor.tape import recording as _recording
 from fastdl.tensor.tensor import Tensor as _Tensor
 
 _name_counts = defaultdict(int)
+# add_loss: the layers that ever added a loss (so a model without any pays one truth test per
+# call), and the depth of nested model / custom-layer calls in this thread: the outermost call
+# clears the added losses of its layer tree, as Keras's call context does.
+_LOSS_ADDERS = weakref.WeakSet()
+_CALLS = threading.local()
 _FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -414,6 +422,30 @@ class Layer:
     def count_params(self):
         return int(sum(w.size for w in self.weights))
 
+    # ------------------------------------------------------------------ add_loss
+    def add_loss(self, loss):
+        """Add a scalar loss (a Tensor, or a list of them) from inside ``call``: it is in
+        ``layer.losses`` and ``model.losses`` until the next outermost call, and fit,
+        evaluate and ``compute_loss`` add it (summed) to the compiled loss, as in Keras."""
+        items = list(loss) if isinstance(loss, (list, tuple)) else [loss]
+        for item in items:
+            if not isinstance(item, _Tensor) and not (
+                    np.ndim(item) == 0 and np.asarray(item).dtype.kind in "biuf"):
+                raise TypeError(f"Layer {self.name!r}: add_loss takes a loss Tensor (or a list "
+                                f"of them) computed in call(). Received: {item!r}")
+        if getattr(_CALLS, "shape_only", False):   # a call on zeros to infer output shapes
+            return
+        added = self.__dict__.setdefault("_added_losses", [])
+        added.extend(t if isinstance(t, _Tensor) else _Tensor(np.asarray(t, self.dtype))
+                     for t in items)
+        _LOSS_ADDERS.add(self)
+
+    def _added_losses_in_tree(self):
+        """The losses ``add_loss`` added to this layer and the layers it contains."""
+        if not _LOSS_ADDERS:
+            return []
+        return [t for layer in _layer_tree(self) for t in layer.__dict__.get("_added_losses", ())]
+
     # ------------------------------------------------------------------ penalties
     def _has_penalties(self):
         """Whether this layer adds to model.losses (an activity or weight regularizer)."""
@@ -422,8 +454,12 @@ class Layer:
 
     @property
     def losses(self):
-        """The penalties of the last call, as in Keras: each regularized trainable weight's,
-        then the activity penalty (``activity_regularizer(output) / batch size``)."""
+        """The losses of the last call, as in Keras: those ``add_loss`` added (Tensors; this
+        layer's, then its sublayers'), each regularized trainable weight's penalty, then the
+        activity penalty (``activity_regularizer(output) / batch size``)."""
+        return self._added_losses_in_tree() + self._penalties()
+
+    def _penalties(self):
         entries = self._weight_entries() if self._trainable else []
         out = [w.regularizer(w.value) for w in entries if w.trainable and w.regularizer]
         if self._activity is not None:
@@ -558,7 +594,11 @@ class Layer:
             kwargs = dict(kwargs, training=training)
         if self._call_takes_mask and mask is not None:
             kwargs = dict(kwargs, mask=mask)
-        out = self.call(xt, **kwargs)
+        depth = begin_call(self)
+        try:
+            out = self.call(xt, **kwargs)
+        finally:
+            end_call(depth)
         return out if tensors_in else _eager_outputs(_values(out))
 
     @property
@@ -731,3 +771,32 @@ def Input(shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, 
     from fastdl.functional import Input as _input
     return _input(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape,
                   name=name, sparse=sparse, tensor=tensor)
+
+
+def begin_call(layer):
+    """Enter a model's or custom layer's call: the outermost one clears the losses its layer
+    tree added before (Keras keeps those of the last call). Returns the depth to restore."""
+    depth = getattr(_CALLS, "depth", 0)
+    if depth == 0 and _LOSS_ADDERS:
+        for adder in _layer_tree(layer):
+            adder.__dict__.pop("_added_losses", None)
+    _CALLS.depth = depth + 1
+    return depth
+
+
+def end_call(depth):
+    _CALLS.depth = depth
+
+
+def _layer_tree(layer):
+    """``layer`` and every layer it contains (sublayers, a model's layers), each once."""
+    out, seen, queue = [], set(), collections.deque([layer])
+    while queue:       # breadth first, as Keras orders layer.losses
+        current = queue.popleft()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        out.append(current)
+        queue += list(current.__dict__.get("_sublayers", ())) + list(
+            getattr(current, "_layers", None) or ())
+    return out

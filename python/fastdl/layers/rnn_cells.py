@@ -326,6 +326,11 @@ class RNN(Layer):
     def reset_states(self):
         self.reset_state()
 
+    def _zero_states(self, inputs):
+        """The initial states when none are given: zeros of (batch, state size) each."""
+        return [_ops().zeros((inputs.shape[0], s), dtype=str(inputs.dtype))
+                for s in _state_sizes(self.cell)]
+
     def call(self, inputs, training=False, mask=None, initial_state=None):
         ops = _ops()
         n, steps = inputs.shape[0], inputs.shape[1]
@@ -341,7 +346,7 @@ class RNN(Layer):
                                  f"{self.states[0].shape[0]}, received {n}")
             states = [ops.convert_to_tensor(s) for s in self.states]
         else:
-            states = [ops.zeros((n, s), dtype=str(inputs.dtype)) for s in _state_sizes(self.cell)]
+            states = self._zero_states(inputs)
         if mask is not None:
             mask = np.asarray(mask._value if isinstance(mask, Tensor) else mask, dtype=bool)
             if mask.shape != (n, steps):
@@ -351,8 +356,8 @@ class RNN(Layer):
         outputs, previous = [], None
         for t in (range(steps - 1, -1, -1) if self.go_backwards else range(steps)):
             out, new = _step(self.cell, inputs[:, t], states, training)
-            if mask is not None:
-                keep = mask[:, t][:, None]
+            if mask is not None:   # (batch, 1, ...): broadcast over the output's other axes
+                keep = mask[:, t].reshape((n,) + (1,) * (len(out.shape) - 1))
                 if previous is None or self.zero_output_for_mask:
                     previous = ops.zeros_like(out)
                 out = ops.where(keep, out, previous)

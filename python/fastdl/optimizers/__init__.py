@@ -13,15 +13,18 @@ from fastdl.optimizers.base import Optimizer
 from fastdl.optimizers.ftrl import Ftrl
 from fastdl.optimizers.lamb import Lamb
 from fastdl.optimizers.lion import Lion
+from fastdl.optimizers.loss_scale import LossScaleOptimizer
 from fastdl.optimizers.nadam import Nadam
 from fastdl.optimizers.rmsprop import RMSprop
 from fastdl.optimizers.sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Nadam", "Adamax",
-           "Adadelta", "Ftrl", "Lion", "Lamb", "schedules", "get", "serialize", "deserialize"]
+           "Adadelta", "Ftrl", "Lion", "Lamb", "LossScaleOptimizer", "schedules", "get", "serialize", "deserialize"]
 
 ALL_OBJECTS_DICT = {cls.__name__.lower(): cls for cls in (
     SGD, Adam, AdamW, RMSprop, Adagrad, Nadam, Adamax, Adadelta, Ftrl, Lion, Lamb)}
+# built-in optimizers that wrap another: serialized and deserialized, never made from a name
+_WRAPPERS = {"lossscaleoptimizer": LossScaleOptimizer}
 
 
 def _valid_names():
@@ -34,7 +37,8 @@ def serialize(optimizer):
     if not isinstance(optimizer, Optimizer):
         raise ValueError(f"serialize expects an Optimizer. Received: {optimizer!r}")
     cls = type(optimizer)
-    builtin = ALL_OBJECTS_DICT.get(cls.__name__.lower()) is cls
+    name = cls.__name__.lower()
+    builtin = (ALL_OBJECTS_DICT.get(name) or _WRAPPERS.get(name)) is cls
     return {"module": "keras.optimizers" if builtin else cls.__module__,
             "class_name": cls.__name__,
             "config": optimizer.get_config(),
@@ -49,7 +53,7 @@ def deserialize(config, custom_objects=None):
     name = config["class_name"]
     cls = (custom_objects or {}).get(name)
     if cls is None:
-        cls = ALL_OBJECTS_DICT.get(str(name).lower())
+        cls = ALL_OBJECTS_DICT.get(str(name).lower()) or _WRAPPERS.get(str(name).lower())
     if cls is None:
         raise ValueError(f"Unknown optimizer: {name!r}. Valid names: {_valid_names()}")
     inner = config.get("config") or {}

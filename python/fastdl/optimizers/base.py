@@ -322,6 +322,26 @@ class Optimizer:
         self._exclude_ids = {id(v._value if isinstance(v, _Tensor) else v)
                              for v in (var_list or ())}
 
+    # ------------------------------------------------------------------ loss scaling
+    def scale_loss(self, loss):
+        """``loss * loss_scale_factor`` (``loss`` when it is None), as Keras: differentiate
+        this in a custom training loop; `apply` divides the gradients by the same factor."""
+        scale = self._loss_scale()
+        return loss if scale is None else loss * scale
+
+    def _loss_scale(self):
+        """The factor `scale_loss` multiplies by, or None."""
+        return self.loss_scale_factor
+
+    def _scale_gradients(self, grads):
+        """The gradients of ``scale_loss(loss)`` from those of ``loss`` (fit's step computes
+        the latter; by linearity they differ by the factor, exactly for a power of two), so
+        that `apply`'s unscaling gives fit the loss's own gradients, as in Keras."""
+        scale = self._loss_scale()
+        if scale is None:
+            return grads
+        return [g * g.dtype.type(scale) for g in grads]
+
     # ------------------------------------------------------------------ apply
     def apply_gradients(self, grads_and_vars):
         """Keras's `apply_gradients([(g, w), ...])`; returns `iterations`."""

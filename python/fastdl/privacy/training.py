@@ -212,7 +212,7 @@ class DPSGD:
         loss += model._regularization_loss(model.__dict__.get("_penalty_layers"))
         if nan_check:
             _check_finite_gradients(loss, trainable, grads, model.optimizer.iterations)
-        model.optimizer.apply(grads, weights)
+        model.optimizer.apply(model.optimizer._scale_gradients(grads), weights)
         for layer in trainable:
             layer._apply_constraints()
         self._count_step()

@@ -53,7 +53,8 @@ CONFIG_NAME = "config.json"
 METADATA_NAME = "metadata.json"
 WEIGHTS_NAME = "model.weights.h5"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-_RNN_CELLS = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell"}
+_RNN_CELLS = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell",
+              "ConvLSTM1D": "conv_lstm_cell", "ConvLSTM2D": "conv_lstm_cell"}
 
 
 def _h5py():
@@ -364,6 +365,13 @@ def _write_h5(fileobj, model, optimizer_state):
             group.attrs["name"] = model.optimizer.name
             for i, a in enumerate(optimizer_state):
                 group.create_dataset(str(i), data=np.asarray(a))
+            if hasattr(model.optimizer, "inner_optimizer"):
+                # Keras's LossScaleOptimizer writes its inner optimizer's variables, the tail of
+                # its own, once more (and warns on loading a file without them)
+                group = h5.require_group("optimizer/inner_optimizer/vars")
+                group.attrs["name"] = model.optimizer.inner_optimizer.name
+                for i, a in enumerate(model.optimizer._inner_part(optimizer_state)):
+                    group.create_dataset(str(i), data=np.asarray(a))
 
 
 def _collect(h5py, group, prefix, out, seen):
@@ -475,7 +483,10 @@ class _H5Weights:
         root = h5py.h5o.get_info(h5.id)
         self.datasets = _collect(h5py, h5, "", {}, {getattr(root, "token", None) or root.addr})
         self.layer_paths = {p for p in self.datasets if not p.startswith("optimizer/")}
-        self.optimizer_paths = {p for p in self.datasets if p.startswith("optimizer/")}
+        # Keras's LossScaleOptimizer writes its inner optimizer's variables twice: within its
+        # own under optimizer/vars, and again under optimizer/inner_optimizer/vars (ignored)
+        self.optimizer_paths = {p for p in self.datasets if p.startswith("optimizer/")
+                                and not p.startswith("optimizer/inner_optimizer/")}
 
     @_h5_guarded
     def match(self, model):

@@ -52,11 +52,11 @@ class DType(str):
 
     @property
     def is_floating(self):
-        return np.issubdtype(np.dtype(str(self)), np.floating)
+        return str(self) != "string" and np.issubdtype(np.dtype(str(self)), np.floating)
 
     @property
     def is_integer(self):
-        return np.issubdtype(np.dtype(str(self)), np.integer)
+        return str(self) != "string" and np.issubdtype(np.dtype(str(self)), np.integer)
 
     @property
     def is_bool(self):
@@ -130,6 +130,22 @@ class Tensor:
     @property
     def size(self):
         return self._value.size
+
+    def get_shape(self):
+        """TensorFlow's name for ``shape``."""
+        return self.shape
+
+    def set_shape(self, shape):
+        """TensorFlow's static-shape refinement: a fastdl Tensor's shape is always known, so this
+        checks that ``shape`` (None for an unknown dim or rank) is compatible with it and raises
+        ValueError otherwise, as TensorFlow does in eager mode."""
+        if shape is None:
+            return
+        dims = list(shape)
+        if len(dims) != self.ndim or any(d is not None and d != s
+                                         for d, s in zip(dims, self.shape)):
+            raise ValueError(f"Tensor's shape {self.shape} is not compatible with supplied "
+                             f"shape {tuple(dims)}")
 
     def numpy(self):
         return self._value

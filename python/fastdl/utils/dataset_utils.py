@@ -141,8 +141,8 @@ def _build(paths, labels, label_mode, class_names, load, batch_size, shuffle, se
             _encode_labels(np.asarray(labels), label_mode, len(class_names)))))
     if shuffle:
         ds = ds.shuffle(batch_size * 8 if batch_size is not None else 1024, seed=seed)
-    ds = ds.map((lambda path, label: (load(str(path)), label)) if labels is not None
-                else (lambda path: load(str(path))), num_parallel_calls=AUTOTUNE)
+    ds = ds._map((lambda path, label: (load(str(path)), label)) if labels is not None
+                 else (lambda path: load(str(path))), num_parallel_calls=AUTOTUNE)
     if batch_size is not None:
         ds = ds.batch(batch_size)
     ds = ds.prefetch(AUTOTUNE)
@@ -285,9 +285,9 @@ def timeseries_dataset_from_array(data, targets, sequence_length, sequence_strid
             seed = _default_seed(None, True)
         np.random.RandomState(seed).shuffle(positions)
     window = np.arange(0, sequence_length * sampling_rate, sampling_rate)
-    ds = Dataset.from_tensor_slices(positions).map(lambda p: data[start + p + window])
+    ds = Dataset.from_tensor_slices(positions)._map(lambda p: data[start + p + window])
     if targets is not None:
-        ds = Dataset.zip((ds, Dataset.from_tensor_slices(positions).map(
+        ds = Dataset.zip((ds, Dataset.from_tensor_slices(positions)._map(
             lambda p: targets[start + p])))
     if batch_size is not None:
         if shuffle:
