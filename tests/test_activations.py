@@ -9,8 +9,10 @@ import pytest
 from fastdl import activations as A
 from gradcheck import numerical_gradient
 
-ALL_NAMES = sorted(A._REGISTRY)
-KINKS = (-3.0, 0.0, 3.0, 6.0)          # relu, relu6, hard_sigmoid, hard_silu are not smooth here
+# glu halves an axis and threshold needs its arguments: tests/test_keras_names_more.py has them
+ALL_NAMES = sorted(set(A._REGISTRY) - {"glu", "threshold"})
+# relu, relu6, hard_sigmoid, hard_silu, the shrinks, hard_tanh, sparse_* are not smooth here
+KINKS = (-3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, 6.0)
 
 
 def _points(rng, shape, lo=-8.0, hi=8.0):

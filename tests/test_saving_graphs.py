@@ -640,6 +640,7 @@ _BUILT = {
     "TimeDistributed": lambda: L.TimeDistributed(L.Dense(3)),
     "RNN": lambda: L.RNN(L.LSTMCell(3), return_sequences=True),
     "StackedRNNCells": lambda: L.StackedRNNCells([L.GRUCell(2), L.SimpleRNNCell(3)]),
+    "Pipeline": lambda: L.Pipeline([L.Rescaling(0.5), L.RandomFlip("horizontal")]),
     "Discretization": lambda: L.Discretization(bin_boundaries=[0.0, 1.5]),
     "CategoryEncoding": lambda: L.CategoryEncoding(num_tokens=4, output_mode="count"),
 }

@@ -66,7 +66,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
         EinsumDense Equalization FlaxLayer GlobalAveragePooling3D GlobalAvgPool3D
         GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing Hashing JaxLayer
-        MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp Pipeline
+        MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp
         RMSNormalization RandAugment RandomColorDegeneration RandomColorJitter
         RandomElasticTransform RandomErasing RandomGaussianBlur RandomGrayscale RandomHue
         RandomInvert RandomPerspective RandomPosterization RandomSaturation RandomSharpness
@@ -78,41 +78,18 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         CTC CategoricalGeneralizedCrossEntropy Circle categorical_generalized_cross_entropy
         circle ctc
     """,
-    "keras.metrics": """
-        BinaryIoU ConcordanceCorrelation FalseNegatives FalsePositives IoU OneHotIoU
-        OneHotMeanIoU PearsonCorrelation TrueNegatives TruePositives binary_crossentropy
-        binary_focal_crossentropy categorical_crossentropy categorical_focal_crossentropy
-        categorical_hinge concordance_correlation hinge huber kl_divergence log_cosh
-        mean_absolute_error mean_absolute_percentage_error mean_squared_error
-        mean_squared_logarithmic_error pearson_correlation poisson
-        sparse_categorical_crossentropy squared_hinge
-    """,
     "keras.optimizers": """
         Adafactor MultiOptimizer Muon OptimizerMap ScheduleFreeAdamW
         legacy
     """,
-    "keras.optimizers.schedules": "CosineDecayRestarts",
     "keras.callbacks": "OrbaxCheckpoint",
     "keras.utils": """
         Config FeatureSpace
-        audio_dataset_from_directory bounding_boxes clear_session
+        audio_dataset_from_directory bounding_boxes
         disable_interactive_logging enable_interactive_logging
-        get_source_inputs
-        is_interactive_logging_enabled is_keras_tensor legacy
-        standardize_dtype
+        is_interactive_logging_enabled legacy
     """,
-    "keras.preprocessing.image": "smart_resize",
-    "keras.models": "save_model",
-    "keras.initializers": """
-        Identity IdentityInitializer OrthogonalInitializer STFT STFTInitializer constant
-        glorot_normal glorot_uniform he_normal he_uniform identity lecun_normal lecun_uniform
-        ones orthogonal random_normal random_uniform stft truncated_normal variance_scaling
-        zeros
-    """,
-    "keras.activations": """
-        celu glu hard_shrink hard_tanh log_sigmoid soft_shrink sparse_plus sparse_sigmoid
-        sparsemax squareplus tanh_shrink threshold
-    """,
+    "keras.initializers": "STFT STFTInitializer stft",
     "keras.saving": "KerasFileEditor",
 }.items()}
 
@@ -162,9 +139,6 @@ class MissingAttribute(AttributeError):
         return message
 
 
-_LOSS_FN = "pass the name instead, as in metrics=['{name}']"
-_INIT_FN = ("pass the name, as in kernel_initializer='{name}', or the class from "
-            "keras.initializers")
 # Full name -> what to use instead, where fastdl has something.
 ALTERNATIVES = {
     # TensorFlow
@@ -176,7 +150,6 @@ ALTERNATIVES = {
     "tf.summary": "keras.callbacks.CSVLogger writes the per-epoch logs",
     "tf.string": "fastdl takes numeric arrays only",
     # keras
-    "keras.models.save_model": "model.save(path) or keras.saving.save_model(model, path)",
     "keras.mixed_precision": "fastdl computes in float32 (or float64 with dtype='float64')",
     "keras.version": "fastdl.__version__",
     # keras.layers
@@ -186,24 +159,11 @@ ALTERNATIVES = {
     "keras.layers.Hashing": ("Keras hashes with FarmHash Fingerprint64, which fastdl does not "
                              "reproduce; StringLookup/IntegerLookup with a vocabulary (or "
                              "adapt) map values to ids"),
-    # keras.losses / metrics / optimizers / callbacks
-    **{f"keras.metrics.{n}": _LOSS_FN.format(name=n) for n in (
-        "mean_squared_error mean_absolute_error mean_absolute_percentage_error "
-        "mean_squared_logarithmic_error binary_crossentropy categorical_crossentropy "
-        "sparse_categorical_crossentropy kl_divergence hinge squared_hinge poisson log_cosh "
-        "huber").split()},
-    **{f"keras.metrics.{n}": ("Precision, Recall, AUC, F1Score, PrecisionAtRecall and the "
-                              "other threshold metrics are available") for n in (
-        "TruePositives TrueNegatives FalsePositives FalseNegatives").split()},
+    # keras.optimizers
     **{f"keras.optimizers.{n}": ("SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, "
                                  "Adadelta, Ftrl, Lion and Lamb are available")
        for n in "Adafactor Muon".split()},
     "keras.optimizers.legacy": "keras.optimizers.SGD/Adam/RMSprop/Adagrad take the same arguments",
-    # keras.utils / preprocessing / initializers
-    **{f"keras.initializers.{n}": _INIT_FN.format(name=n) for n in (
-        "constant glorot_normal glorot_uniform he_normal he_uniform lecun_normal lecun_uniform "
-        "ones orthogonal random_normal random_uniform truncated_normal variance_scaling "
-        "zeros").split()},
 }
 
 

@@ -4,7 +4,13 @@ Every public activation is an :class:`ActivationFunction`: call it on an array (
 and ask it for the gradient with ``dx = relu.backward(x, y, dy)`` where ``x`` is the forward
 input, ``y`` the forward output and ``dy`` the upstream gradient. Activations that take
 arguments accept them as keywords in both places, like Keras: ``softmax(x, axis=1)``,
-``leaky_relu(x, negative_slope=0.1)``, ``gelu(x, approximate=True)``.
+``leaky_relu(x, negative_slope=0.1)``, ``gelu(x, approximate=True)``. Called on a
+``fastdl.Tensor`` (``keras.activations.celu(t)`` in a custom layer or GradientTape loop), an
+activation returns a Tensor, recorded as one primitive whose VJP is its ``backward``.
+
+Deviation: ``sparsemax`` is the projection onto the simplex as defined (Martins & Astudillo);
+Keras 3.15 computes a wrong threshold when the support holds more than one element (fixed
+upstream, keras-team/keras#23425).
 
 dtypes: float32 and float64 arrays keep their dtype. Anything else (Python lists, integer,
 bool and float16 arrays) is converted to float32, Keras's default float type; complex, object
@@ -29,11 +35,16 @@ import math
 
 import numpy as np
 
+from fastdl.tensor import tape as _tape
+from fastdl.tensor.tensor import Tensor
+
 __all__ = [
     "ActivationFunction", "get", "serialize", "deserialize",
     "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "sigmoid", "hard_sigmoid", "tanh",
     "softmax", "log_softmax", "linear", "silu", "swish", "hard_silu", "hard_swish", "softplus",
-    "softsign", "exponential", "mish",
+    "softsign", "exponential", "mish", "celu", "glu", "hard_shrink", "hard_tanh", "log_sigmoid",
+    "soft_shrink", "sparse_plus", "sparse_sigmoid", "squareplus", "tanh_shrink", "threshold",
+    "sparsemax",
 ]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -89,7 +100,19 @@ class ActivationFunction:
     def __call__(self, x, **kwargs):
         if kwargs:
             self._check_kwargs(kwargs)
+        if isinstance(x, Tensor):      # keras.activations.relu(t) in ops / GradientTape code
+            return self._primitive(x, kwargs)
         return self._forward(_as_float(x), **kwargs)
+
+    def _primitive(self, x, kwargs):
+        """The activation of a Tensor as one tape primitive whose VJP is ``backward``."""
+        a = _as_float(x._value)
+        out = Tensor(self._forward(a, **kwargs))
+        if _tape._TAPES:
+            backward = self._backward
+            _tape.record(out, (x,), lambda c, g: (backward(c[0], c[1], g, **kwargs),),
+                         (a, out._value))
+        return out
 
     def backward(self, x, y, dy, **kwargs):
         """Gradient w.r.t. ``x`` given the forward input ``x``, output ``y`` and upstream ``dy``."""
@@ -528,6 +551,170 @@ def _gelu_b(x, y, dy, approximate=False):
         return g
 
 
+# ----------------------------------------------------------------------------- Keras 3's newer ones
+
+def _celu_f(x, alpha=1.0):
+    a = float(alpha)
+    y = np.minimum(x, 0)
+    y /= a
+    np.expm1(y, out=y)
+    y *= a
+    y += np.maximum(x, 0)
+    return y
+
+
+def _celu_b(x, y, dy, alpha=1.0):
+    # x > 0: 1;  x <= 0: exp(x / alpha) = y / alpha + 1
+    return dy * np.where(x > 0, 1.0, np.minimum(y, 0) / float(alpha) + 1.0)
+
+
+def _glu_halves(x, axis):
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"glu axis must be an int, received {axis!r}")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"glu axis {axis} is out of range for an input of shape {x.shape}")
+    if x.shape[axis] % 2:
+        raise ValueError(f"axis size must be divisible by 2. Received: x.shape={x.shape} with "
+                         f"axis={axis}")
+    return np.split(x, 2, axis)
+
+
+def _glu_f(x, axis=-1):
+    a, b = _glu_halves(x, axis)
+    return a * _sigmoid(b)
+
+
+def _glu_b(x, y, dy, axis=-1):
+    a, b = _glu_halves(x, axis)
+    s = _sigmoid(b)
+    da = dy * s
+    return np.concatenate([da, da * a * (1.0 - s)], axis=axis)
+
+
+def _hard_shrink_f(x, threshold=0.5):
+    return np.where(np.abs(x) <= x.dtype.type(threshold), 0, x).astype(x.dtype, copy=False)
+
+
+def _shrink_b(x, y, dy, threshold=0.5):
+    return dy * (np.abs(x) > x.dtype.type(threshold))
+
+
+def _soft_shrink_f(x, threshold=0.5):
+    t = x.dtype.type(threshold)       # (NaN falls through to x - t: it propagates)
+    return np.where(np.abs(x) <= t, 0, x - np.copysign(t, x)).astype(x.dtype, copy=False)
+
+
+def _hard_tanh_f(x):
+    return np.clip(x, -1, 1)
+
+
+def _unit_interval_b(x, y, dy):
+    return dy * ((x > -1) & (x < 1))
+
+
+def _log_sigmoid_f(x):
+    y = _softplus(-x)
+    np.negative(y, out=y)
+    return y
+
+
+def _log_sigmoid_b(x, y, dy):
+    return dy * _sigmoid(-x)
+
+
+def _sparse_plus_f(x):
+    # 0 below -1, x above 1, (x + 1)^2 / 4 between (clipped so huge inputs cannot overflow)
+    mid = np.clip(x, -1, 1)
+    mid += 1
+    mid *= mid
+    mid *= 0.25
+    return np.where(x >= 1, x, mid).astype(x.dtype, copy=False)
+
+
+def _sparse_plus_b(x, y, dy):
+    g = np.clip(x, -1, 1)
+    g += 1
+    g *= 0.5
+    return dy * g
+
+
+def _sparse_sigmoid_f(x):
+    y = np.clip(x, -1, 1)
+    y += 1
+    y *= 0.5
+    return y
+
+
+def _sparse_sigmoid_b(x, y, dy):
+    return 0.5 * _unit_interval_b(x, y, dy)
+
+
+def _squareplus_f(x, b=4):
+    # sqrt(x^2 + b) as hypot(x, sqrt(b)): no overflow for huge x
+    y = np.hypot(x, x.dtype.type(math.sqrt(b)))
+    y += x
+    y *= 0.5
+    return y
+
+
+def _squareplus_b(x, y, dy, b=4):
+    g = x / np.hypot(x, x.dtype.type(math.sqrt(b)))
+    g += 1
+    g *= 0.5
+    return dy * g
+
+
+def _tanh_shrink_f(x):
+    return x - np.tanh(x)
+
+
+def _tanh_shrink_b(x, y, dy):
+    t = np.tanh(x)
+    t *= t
+    return dy * t
+
+
+def _threshold_args(threshold, default_value):
+    if threshold is None or default_value is None:
+        raise TypeError("threshold() needs its arguments `threshold` and `default_value`, as "
+                        "in keras.activations.threshold(x, threshold=0.0, default_value=0.0)")
+
+
+def _threshold_f(x, threshold=None, default_value=None):
+    _threshold_args(threshold, default_value)
+    return np.where(x <= threshold, x.dtype.type(default_value), x).astype(x.dtype, copy=False)
+
+
+def _threshold_b(x, y, dy, threshold=None, default_value=None):
+    _threshold_args(threshold, default_value)
+    return dy * (x > threshold)
+
+
+def _sparsemax_f(x, axis=-1):
+    if axis != -1:
+        _check_axis(x, axis)
+    # the projection of x onto the simplex (Martins & Astudillo 2016): max(x - tau, 0) with
+    # tau = (sum of the k largest - 1) / k, k the support size. Keras 3.15 sums the cumulative
+    # sums over the support instead (keras-team/keras#23425, fixed by #23469): its outputs
+    # differ whenever the support has more than one element.
+    z = -np.sort(-x, axis=axis)
+    cumsum = np.cumsum(z, axis=axis)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    r = np.arange(1, x.shape[axis] + 1, dtype=x.dtype).reshape(shape)
+    support = z - (cumsum - 1) / r > 0
+    k = np.sum(support, axis=axis, keepdims=True)
+    tau = (np.sum(np.where(support, z, 0), axis=axis, keepdims=True) - 1) / np.maximum(k, 1)
+    return np.maximum(x - tau.astype(x.dtype, copy=False), 0)
+
+
+def _sparsemax_b(x, y, dy, axis=-1):
+    # on the support S (y > 0): dx = dy - mean over S of dy; zero elsewhere
+    s = (y > 0).astype(dy.dtype)
+    n = np.maximum(np.sum(s, axis=axis, keepdims=True), 1)
+    return s * (dy - np.sum(dy * s, axis=axis, keepdims=True) / n)
+
+
 # ----------------------------------------------------------------------------- registry
 
 relu = ActivationFunction("relu", _relu_f, _relu_b, doc="max(x, 0).")
@@ -558,10 +745,39 @@ softplus = ActivationFunction("softplus", _softplus, _softplus_b, doc="log(1 + e
 softsign = ActivationFunction("softsign", _softsign_f, _softsign_b, doc="x / (1 + |x|).")
 exponential = ActivationFunction("exponential", _exponential_f, _exponential_b, doc="exp(x).")
 mish = ActivationFunction("mish", _mish_f, _mish_b, doc="x * tanh(softplus(x)).")
+celu = ActivationFunction("celu", _celu_f, _celu_b, {"alpha": 1.0},
+                          doc="x if x > 0 else alpha * (exp(x / alpha) - 1).")
+glu = ActivationFunction("glu", _glu_f, _glu_b, {"axis": -1},
+                         doc="a * sigmoid(b), a and b the halves of x along axis.")
+hard_shrink = ActivationFunction("hard_shrink", _hard_shrink_f, _shrink_b, {"threshold": 0.5},
+                                 doc="x if |x| > threshold else 0.")
+hard_tanh = ActivationFunction("hard_tanh", _hard_tanh_f, _unit_interval_b,
+                               doc="clip(x, -1, 1).")
+log_sigmoid = ActivationFunction("log_sigmoid", _log_sigmoid_f, _log_sigmoid_b,
+                                 doc="log(sigmoid(x)) = -softplus(-x), stably.")
+soft_shrink = ActivationFunction("soft_shrink", _soft_shrink_f, _shrink_b, {"threshold": 0.5},
+                                 doc="x - threshold above threshold, x + threshold below "
+                                     "-threshold, else 0.")
+sparse_plus = ActivationFunction("sparse_plus", _sparse_plus_f, _sparse_plus_b,
+                                 doc="0 for x <= -1, (x + 1)^2 / 4 for -1 < x < 1, x for x >= 1.")
+sparse_sigmoid = ActivationFunction("sparse_sigmoid", _sparse_sigmoid_f, _sparse_sigmoid_b,
+                                    doc="clip((x + 1) / 2, 0, 1).")
+squareplus = ActivationFunction("squareplus", _squareplus_f, _squareplus_b, {"b": 4},
+                                doc="(x + sqrt(x^2 + b)) / 2.")
+tanh_shrink = ActivationFunction("tanh_shrink", _tanh_shrink_f, _tanh_shrink_b,
+                                 doc="x - tanh(x).")
+threshold = ActivationFunction("threshold", _threshold_f, _threshold_b,
+                               {"threshold": None, "default_value": None},
+                               doc="x if x > threshold else default_value (both required).")
+sparsemax = ActivationFunction("sparsemax", _sparsemax_f, _sparsemax_b, {"axis": -1},
+                               doc="The Euclidean projection of x onto the probability simplex "
+                                   "along axis (sparse probabilities).")
 
 _REGISTRY = {a.name: a for a in (
     relu, relu6, leaky_relu, elu, selu, gelu, sigmoid, hard_sigmoid, tanh, softmax,
-    log_softmax, linear, silu, hard_silu, softplus, softsign, exponential, mish)}
+    log_softmax, linear, silu, hard_silu, softplus, softsign, exponential, mish, celu, glu,
+    hard_shrink, hard_tanh, log_sigmoid, soft_shrink, sparse_plus, sparse_sigmoid, squareplus,
+    tanh_shrink, threshold, sparsemax)}
 _ALIASES = {"swish": silu, "hard_swish": hard_silu}
 _LOOKUP = dict(_REGISTRY, **_ALIASES)
 

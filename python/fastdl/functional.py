@@ -129,6 +129,32 @@ def is_symbolic(x):
     return any(isinstance(v, KerasTensor) for v in _flatten(x))
 
 
+def is_keras_tensor(x):
+    """Whether ``x`` is a symbolic tensor (``keras.Input`` or a layer's output on one)."""
+    return isinstance(x, KerasTensor)
+
+
+def get_source_inputs(tensor):
+    """The ``keras.Input`` tensors that ``tensor`` is computed from, as a list in the order
+    the graph reaches them (each once); anything that is not a KerasTensor comes back as is,
+    as in Keras."""
+    if not isinstance(tensor, KerasTensor):
+        return tensor
+    sources, seen, stack = [], set(), [tensor]
+    visited = set()
+    while stack:                       # depth first, a node's inputs in their order
+        t = stack.pop()
+        if t._node is None:
+            if id(t) not in seen:
+                seen.add(id(t))
+                sources.append(t)
+            continue
+        if id(t._node) not in visited:
+            visited.add(id(t._node))
+            stack.extend(reversed(t._node.inputs()))
+    return sources
+
+
 # ---------------------------------------------------------------------------- recording
 
 def _shapes(x):

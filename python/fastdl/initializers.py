@@ -196,19 +196,49 @@ class Orthogonal(_Seeded):
         return {"gain": self.gain, "seed": self.seed}
 
 
+class Identity(Initializer):
+    """``gain`` times the identity matrix (2-D shapes only; a non-square shape gets ones on
+    the main diagonal). Keras 3's ``get_config`` drops ``gain``; fastdl keeps it (Keras loads
+    it the same way)."""
+
+    def __init__(self, gain=1.0):
+        self.gain = _check_number(gain, "gain")
+
+    def __call__(self, shape, dtype="float32"):
+        shape = tuple(shape)
+        if len(shape) != 2:
+            raise ValueError("Identity matrix initializer can only be used for 2D matrices. "
+                             f"Received: shape={shape} of rank {len(shape)}.")
+        return (self.gain * np.eye(*shape)).astype(dtype)
+
+    def get_config(self):
+        return {"gain": self.gain}
+
+
+# Keras 3's other names of the classes
+OrthogonalInitializer = orthogonal = Orthogonal
+IdentityInitializer = identity = Identity
+zeros, ones, constant = Zeros, Ones, Constant
+random_uniform, random_normal, truncated_normal = RandomUniform, RandomNormal, TruncatedNormal
+variance_scaling = VarianceScaling
+glorot_uniform, glorot_normal = GlorotUniform, GlorotNormal
+he_uniform, he_normal = HeUniform, HeNormal
+lecun_uniform, lecun_normal = LecunUniform, LecunNormal
+
 ALL_CLASSES = {
     cls.__name__: cls
     for cls in (Zeros, Ones, Constant, RandomUniform, RandomNormal, TruncatedNormal,
                 VarianceScaling, GlorotUniform, GlorotNormal, HeUniform, HeNormal,
-                LecunUniform, LecunNormal, Orthogonal)
+                LecunUniform, LecunNormal, Orthogonal, Identity)
 }
+ALL_CLASSES.update(OrthogonalInitializer=Orthogonal, IdentityInitializer=Identity)
 ALIASES = {
     "zeros": Zeros, "ones": Ones, "constant": Constant, "uniform": RandomUniform,
     "random_uniform": RandomUniform, "normal": RandomNormal, "random_normal": RandomNormal,
     "truncated_normal": TruncatedNormal, "variance_scaling": VarianceScaling,
     "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal, "he_uniform": HeUniform,
     "he_normal": HeNormal, "lecun_uniform": LecunUniform, "lecun_normal": LecunNormal,
-    "orthogonal": Orthogonal,
+    "orthogonal": Orthogonal, "identity": Identity,
 }
 
 

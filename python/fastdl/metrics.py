@@ -1,7 +1,8 @@
 """Stateful metrics with the Keras 3 names, formulas and accumulation rules.
 
 A metric accumulates over batches with ``update_state(y_true, y_pred, sample_weight=None)``,
-reports with ``result()`` (a Python float; a NumPy array for Precision/Recall given several
+reports with ``result()`` (a Python float; a NumPy array for Precision/Recall and the
+confusion counts TruePositives/FalsePositives/TrueNegatives/FalseNegatives given several
 thresholds, for FBetaScore/F1Score with ``average=None`` and R2Score with
 ``class_aggregation=None``) and starts over with ``reset_state()``. ``metric(y_true, y_pred)`` updates and
 returns the result, as in Keras.
@@ -14,7 +15,11 @@ against a batch of 8, exactly as in Keras. Totals are kept in float64.
 ``get("accuracy")`` (or ``"acc"``) returns an :class:`AutoAccuracy` that picks binary, sparse
 categorical or categorical accuracy from the shapes of its first batch, as Keras's ``compile``
 does; every metric built from a string carries that string as its ``name`` (Keras's history keys:
-``metrics=["mse"]`` logs ``"mse"``).
+``metrics=["mse"]`` logs ``"mse"``). A metric whose class has no default name (the confusion
+counts, the IoU family) is named as Keras names it: ``true_positives``, then
+``true_positives_1``, ... on one counter with the layers' names (``keras.utils.clear_session``
+restarts it). ``keras.metrics``' per-sample functions (``mean_squared_error``,
+``binary_crossentropy``, ...) are those of :mod:`fastdl.losses`.
 
 AUC matches Keras's default: ``num_thresholds=200`` thresholds evenly spaced in [0, 1] (with the
 end points moved out by 1e-7), a prediction is positive when strictly above a threshold, and the
@@ -44,9 +49,17 @@ __all__ = [
     "SparseCategoricalCrossentropy", "KLDivergence", "Poisson", "Hinge", "SquaredHinge",
     "Precision", "Recall", "AUC", "CategoricalHinge", "CosineSimilarity", "F1Score",
     "FBetaScore", "R2Score", "MeanIoU", "PrecisionAtRecall", "RecallAtPrecision",
-    "SensitivityAtSpecificity", "SpecificityAtSensitivity",
+    "SensitivityAtSpecificity", "SpecificityAtSensitivity", "TruePositives", "FalsePositives",
+    "TrueNegatives", "FalseNegatives", "IoU", "BinaryIoU", "OneHotIoU", "OneHotMeanIoU",
+    "PearsonCorrelation", "ConcordanceCorrelation",
     "accuracy", "binary_accuracy", "categorical_accuracy", "sparse_categorical_accuracy",
     "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+    "mean_squared_error", "mean_absolute_error", "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error", "binary_crossentropy", "categorical_crossentropy",
+    "sparse_categorical_crossentropy", "binary_focal_crossentropy",
+    "categorical_focal_crossentropy", "hinge", "squared_hinge", "categorical_hinge",
+    "kl_divergence", "poisson", "log_cosh", "huber", "pearson_correlation",
+    "concordance_correlation",
     "get", "serialize", "deserialize",
 ]
 
@@ -163,7 +176,10 @@ class Metric:
     def __init__(self, name=None, dtype=None):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"metric name must be a str, received {name!r}")
-        self.name = name or _snake_case(type(self).__name__)
+        if not name:                 # Keras's auto_name: one counter with the layers' names
+            from fastdl.layers.base import unique_name
+            name = unique_name(_snake_case(type(self).__name__))
+        self.name = name
         # fastdl accumulates in float64 and returns Python floats whatever the dtype
         if dtype is not None and not (isinstance(dtype, str) and dtype in ("float16", "bfloat16",
                                                                           "float32", "float64")):
@@ -487,6 +503,58 @@ class CosineSimilarity(MeanMetricWrapper):
         self.axis = axis
 
 
+def _correlation_inputs(y_true, y_pred, axis, name):
+    yp = _losses._as_pred(np.asarray(y_pred))
+    yt = _real(y_true, "y_true").astype(yp.dtype)
+    yt, yp = _same_rank(yt, yp)
+    if yt.shape != yp.shape:
+        raise _shape_error(name, y_true, y_pred)
+    return yt, yp, _losses._reduce_axes(axis, yp.ndim, name)
+
+
+def pearson_correlation(y_true, y_pred, axis=-1):
+    """Per-sample Pearson correlation coefficient of ``y_true`` and ``y_pred`` along ``axis``
+    (an int or a tuple): the mean product of the standardised values (population std)."""
+    yt, yp, axes = _correlation_inputs(y_true, y_pred, axis, "pearson_correlation")
+    zt = yt - yt.mean(axis=axes, keepdims=True)
+    zp = yp - yp.mean(axis=axes, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):   # a constant slice gives NaN, as in Keras
+        zt = zt / zt.std(axis=axes, keepdims=True)
+        zp = zp / zp.std(axis=axes, keepdims=True)
+    return (zt * zp).mean(axis=axes)
+
+
+def concordance_correlation(y_true, y_pred, axis=-1):
+    """Per-sample concordance correlation coefficient along ``axis``, Keras's formula:
+    ``mean(2 (y_true - mean(y_pred)) (y_pred - mean(y_pred)) / (var(y_true) + var(y_pred) +
+    (mean(y_true) - mean(y_pred))^2 + eps))``. Keras centres ``y_true`` on the mean of
+    ``y_pred`` in the covariance term; fastdl keeps that so the values agree."""
+    yt, yp, axes = _correlation_inputs(y_true, y_pred, axis, "concordance_correlation")
+    mt, mp = yt.mean(axis=axes, keepdims=True), yp.mean(axis=axes, keepdims=True)
+    norm = yt.var(axis=axes, keepdims=True) + yp.var(axis=axes, keepdims=True) + (mt - mp) ** 2
+    covar = (yt - mp) * (yp - mp)
+    return (2 * covar / (norm + yp.dtype.type(_losses.EPSILON))).mean(axis=axes)
+
+
+class PearsonCorrelation(MeanMetricWrapper):
+    """Mean Pearson correlation coefficient along ``axis`` (see :func:`pearson_correlation`)."""
+
+    def __init__(self, name="pearson_correlation", dtype=None, axis=-1):
+        _losses._reduce_axes(axis, None, name)
+        super().__init__(pearson_correlation, name=name, dtype=dtype, axis=axis)
+        self.axis = axis
+
+
+class ConcordanceCorrelation(MeanMetricWrapper):
+    """Mean concordance correlation coefficient along ``axis`` (see
+    :func:`concordance_correlation`)."""
+
+    def __init__(self, name="concordance_correlation", dtype=None, axis=-1):
+        _losses._reduce_axes(axis, None, name)
+        super().__init__(concordance_correlation, name=name, dtype=dtype, axis=axis)
+        self.axis = axis
+
+
 class _Huber(MeanMetricWrapper):
     """Mean Huber loss (fastdl extension: Keras has no Huber metric class)."""
 
@@ -586,6 +654,21 @@ def _threshold_counts(pred, pos_w, neg_w, thresholds):
     return tp, fp, hn.sum() - fp, hp.sum() - tp
 
 
+def _label_counts(yt, yp, w, sorted_thresholds, order):
+    """tp, fp, tn, fn per threshold (in the order ``order`` sorted them), any non-zero label
+    counting as positive, as Keras casts labels to bool."""
+    pos = (yt != 0).ravel().astype(np.float64)
+    neg = 1.0 - pos
+    if w is not None:
+        wf = w.ravel()
+        pos *= wf
+        neg *= wf
+    counts = _threshold_counts(yp.ravel(), pos, neg, sorted_thresholds)
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    return tuple(c[inv] for c in counts)
+
+
 def _parse_thresholds(thresholds, default, name):
     if thresholds is None:
         return [default], False
@@ -649,18 +732,10 @@ class _PrecisionRecall(Metric):
             yt, yp = yt[..., self.class_id], yp[..., self.class_id]
             if w is not None:
                 w = w[..., self.class_id]
-        pos = (yt != 0).ravel().astype(np.float64)
-        neg = 1.0 - pos
-        if w is not None:
-            wf = w.ravel()
-            pos *= wf
-            neg *= wf
-        tp, fp, _, fn = _threshold_counts(yp.ravel(), pos, neg, self._sorted)
-        inv = np.empty_like(self._order)
-        inv[self._order] = np.arange(len(self._order))
-        self.true_positives += tp[inv]
-        self.false_positives += fp[inv]
-        self.false_negatives += fn[inv]
+        tp, fp, _, fn = _label_counts(yt, yp, w, self._sorted, self._order)
+        self.true_positives += tp
+        self.false_positives += fp
+        self.false_negatives += fn
 
     def _ratio(self, num, other):
         den = num + other
@@ -692,6 +767,56 @@ class Recall(_PrecisionRecall):
 
     def result(self):
         return self._ratio(self.true_positives, self.false_negatives)
+
+
+class _ConfusionMatrixConditionCount(Metric):
+    """The (weighted) count of one confusion-matrix cell at each of ``thresholds`` (default
+    0.5): a prediction above a threshold is positive, any non-zero label is positive. The
+    result is a float for one threshold, else an array with one count per threshold."""
+    _cell = None                     # index into (tp, fp, tn, fn)
+
+    def __init__(self, thresholds=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.init_thresholds = thresholds
+        self.thresholds, _ = _parse_thresholds(thresholds, 0.5, self.name)
+        self._order = np.argsort(self.thresholds, kind="stable")
+        self._sorted = np.asarray(self.thresholds)[self._order]
+        self.reset_state()
+
+    def reset_state(self):
+        self.accumulator = np.zeros(len(self.thresholds))
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        yt, yp, w = _confusion_inputs(y_true, y_pred, sample_weight, self.name)
+        self.accumulator += _label_counts(yt, yp, w, self._sorted, self._order)[self._cell]
+
+    def result(self):
+        return float(self.accumulator[0]) if len(self.thresholds) == 1 else self.accumulator.copy()
+
+    def get_config(self):
+        config = super().get_config()
+        config["thresholds"] = self.init_thresholds
+        return config
+
+
+class TruePositives(_ConfusionMatrixConditionCount):
+    """The (weighted) number of positive labels predicted positive."""
+    _cell = 0
+
+
+class FalsePositives(_ConfusionMatrixConditionCount):
+    """The (weighted) number of negative labels predicted positive."""
+    _cell = 1
+
+
+class TrueNegatives(_ConfusionMatrixConditionCount):
+    """The (weighted) number of negative labels predicted negative."""
+    _cell = 2
+
+
+class FalseNegatives(_ConfusionMatrixConditionCount):
+    """The (weighted) number of positive labels predicted negative."""
+    _cell = 3
 
 
 class AUC(Metric):
@@ -1193,16 +1318,16 @@ class R2Score(Metric):
         return config
 
 
-class MeanIoU(Metric):
-    """Mean intersection-over-union over the classes of a semantic segmentation, from the
-    confusion matrix accumulated over the batches: per class ``TP / (TP + FP + FN)``, averaged
-    over the classes that occur. Labels (and predictions) are class ids, or one-hot /
-    probabilities with ``sparse_y_true=False`` / ``sparse_y_pred=False`` (the argmax along
-    ``axis``). Entries outside ``[0, num_classes)`` or equal to ``ignore_class`` are skipped. The
-    confusion matrix has ``dtype`` (Keras's default int32: sample weights are truncated to
-    integers, as in Keras)."""
+class IoU(Metric):
+    """Intersection-over-union of the classes ``target_class_ids`` of a semantic segmentation,
+    from the confusion matrix accumulated over the batches: per class ``TP / (TP + FP + FN)``,
+    averaged over the target classes that occur. Labels (and predictions) are class ids, or
+    one-hot / probabilities with ``sparse_y_true=False`` / ``sparse_y_pred=False`` (the argmax
+    along ``axis``). Entries outside ``[0, num_classes)`` or equal to ``ignore_class`` are
+    skipped. The confusion matrix has ``dtype`` (Keras's default int32: labels and sample
+    weights are truncated to integers, as in Keras)."""
 
-    def __init__(self, num_classes, name="mean_io_u", dtype=None, ignore_class=None,
+    def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None,
                  sparse_y_true=True, sparse_y_pred=True, axis=-1):
         if dtype is not None and not isinstance(dtype, str):
             raise ValueError(f"A metric's dtype must be a dtype name. Received: dtype={dtype!r}")
@@ -1223,7 +1348,20 @@ class MeanIoU(Metric):
         if ignore_class is not None and (isinstance(ignore_class, bool)
                                          or not isinstance(ignore_class, (int, np.integer))):
             raise ValueError(f"ignore_class must be None or an int, received {ignore_class!r}")
+        try:
+            ids = [int(i) for i in target_class_ids
+                   if isinstance(i, (int, np.integer)) and not isinstance(i, bool)]
+        except TypeError:
+            ids = None
+        if not ids or len(ids) != len(target_class_ids):
+            raise ValueError("target_class_ids must be a non-empty list of class ids, received "
+                             f"{target_class_ids!r}")
+        if max(ids) >= num_classes or min(ids) < 0:
+            bad = max(ids) if max(ids) >= num_classes else min(ids)
+            raise ValueError(f"Target class id {bad} is out of range, which is "
+                             f"[0, {num_classes}).")
         self.num_classes = int(num_classes)
+        self.target_class_ids = ids
         self.ignore_class = ignore_class
         self.sparse_y_true = bool(sparse_y_true)
         self.sparse_y_pred = bool(sparse_y_pred)
@@ -1268,17 +1406,108 @@ class MeanIoU(Metric):
         cm = self.total_cm
         tp = np.diag(cm)
         denominator = cm.sum(axis=0) + cm.sum(axis=1) - tp
+        tp, denominator = tp[self.target_class_ids], denominator[self.target_class_ids]
         valid = denominator > 1e-9
         iou = np.where(valid, tp / (denominator + _losses.EPSILON), 0.0)
         return float(np.sum(iou) / (np.sum(valid) + _losses.EPSILON))
 
     def get_config(self):
-        return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype,
+        return {"name": self.name, "dtype": self.dtype, "num_classes": self.num_classes,
+                "target_class_ids": list(self.target_class_ids),
                 "ignore_class": self.ignore_class, "sparse_y_true": self.sparse_y_true,
                 "sparse_y_pred": self.sparse_y_pred, "axis": self.axis}
 
 
+class BinaryIoU(IoU):
+    """IoU of classes 0 and/or 1 (``target_class_ids``) with predictions ``>= threshold``
+    counted as class 1."""
+
+    def __init__(self, target_class_ids=(0, 1), threshold=0.5, name=None, dtype=None):
+        super().__init__(num_classes=2, target_class_ids=target_class_ids, name=name,
+                         dtype=dtype)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
+            raise TypeError(f"threshold must be a number, received {threshold!r}")
+        self.threshold = threshold
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        # Keras compares in float32
+        yp = _real(y_pred, "y_pred").astype(np.float32) >= np.float32(self.threshold)
+        super().update_state(y_true, yp.astype(np.float64), sample_weight)
+
+    def get_config(self):
+        return {"target_class_ids": list(self.target_class_ids), "threshold": self.threshold,
+                "name": self.name, "dtype": self.dtype}
+
+
+class MeanIoU(IoU):
+    """IoU averaged over all ``num_classes`` classes that occur (see :class:`IoU`)."""
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
+                 sparse_y_true=True, sparse_y_pred=True, axis=-1):
+        super().__init__(num_classes, _class_range(num_classes), name=name, dtype=dtype,
+                         ignore_class=ignore_class, sparse_y_true=sparse_y_true,
+                         sparse_y_pred=sparse_y_pred, axis=axis)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["target_class_ids"]
+        return config
+
+
+class OneHotIoU(IoU):
+    """:class:`IoU` of one-hot labels (the argmax along ``axis``)."""
+
+    def __init__(self, num_classes, target_class_ids, name=None, dtype=None, ignore_class=None,
+                 sparse_y_pred=False, axis=-1):
+        super().__init__(num_classes, target_class_ids, name=name, dtype=dtype,
+                         ignore_class=ignore_class, sparse_y_true=False,
+                         sparse_y_pred=sparse_y_pred, axis=axis)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["sparse_y_true"]
+        return config
+
+
+class OneHotMeanIoU(MeanIoU):
+    """:class:`MeanIoU` of one-hot labels (the argmax along ``axis``)."""
+
+    def __init__(self, num_classes, name=None, dtype=None, ignore_class=None,
+                 sparse_y_pred=False, axis=-1):
+        super().__init__(num_classes, name=name, dtype=dtype, ignore_class=ignore_class,
+                         sparse_y_true=False, sparse_y_pred=sparse_y_pred, axis=axis)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["sparse_y_true"]
+        return config
+
+
+def _class_range(num_classes):
+    # MeanIoU validates num_classes itself; a bad one must reach that check
+    valid = isinstance(num_classes, (int, np.integer)) and not isinstance(num_classes, bool)
+    return list(range(num_classes)) if valid and num_classes > 0 else [0]
+
+
 # ----------------------------------------------------------------------------- lookup
+
+# Keras's keras.metrics exposes the per-sample loss functions of keras.losses under their names
+mean_squared_error = _losses.mean_squared_error
+mean_absolute_error = _losses.mean_absolute_error
+mean_absolute_percentage_error = _losses.mean_absolute_percentage_error
+mean_squared_logarithmic_error = _losses.mean_squared_logarithmic_error
+binary_crossentropy = _losses.binary_crossentropy
+categorical_crossentropy = _losses.categorical_crossentropy
+sparse_categorical_crossentropy = _losses.sparse_categorical_crossentropy
+binary_focal_crossentropy = _losses.binary_focal_crossentropy
+categorical_focal_crossentropy = _losses.categorical_focal_crossentropy
+hinge = _losses.hinge
+squared_hinge = _losses.squared_hinge
+categorical_hinge = _losses.categorical_hinge
+kl_divergence = _losses.kl_divergence
+poisson = _losses.poisson
+log_cosh = _losses.log_cosh
+huber = _losses.huber
 
 _CLASSES = {cls.__name__: cls for cls in (
     Mean, Sum, Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
@@ -1287,7 +1516,9 @@ _CLASSES = {cls.__name__: cls for cls in (
     BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy, KLDivergence,
     Poisson, Hinge, SquaredHinge, Precision, Recall, AUC, AutoAccuracy, CategoricalHinge,
     CosineSimilarity, F1Score, FBetaScore, R2Score, MeanIoU, PrecisionAtRecall,
-    RecallAtPrecision, SensitivityAtSpecificity, SpecificityAtSensitivity)}
+    RecallAtPrecision, SensitivityAtSpecificity, SpecificityAtSensitivity, TruePositives,
+    FalsePositives, TrueNegatives, FalseNegatives, IoU, BinaryIoU, OneHotIoU, OneHotMeanIoU,
+    PearsonCorrelation, ConcordanceCorrelation)}
 _LOOKUP = dict(_CLASSES)
 _LOOKUP.update({_snake_case(name): cls for name, cls in _CLASSES.items() if name != "AUC"})
 _LOOKUP.update({

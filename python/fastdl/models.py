@@ -1640,6 +1640,12 @@ def model_from_json(json_string, custom_objects=None):
     return _from_json(json_string, custom_objects=custom_objects)
 
 
+def save_model(model, filepath, overwrite=True, include_optimizer=True):
+    """``keras.models.save_model``: :func:`fastdl.saving.save_model` under Keras's other name."""
+    from fastdl.saving import save_model as _save
+    return _save(model, filepath, overwrite=overwrite, include_optimizer=include_optimizer)
+
+
 def load_model(filepath, custom_objects=None, compile=True):
     """Load a model saved with ``model.save`` (fastdl's format or a Keras 3 ``.keras`` file)."""
     from fastdl.saving import load_model as _load

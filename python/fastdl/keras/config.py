@@ -49,9 +49,13 @@ def set_image_data_format(data_format):
 
 
 def clear_session(free_memory=True):
-    """Reset the layer-name counters (the next Dense is ``dense`` again), as Keras does."""
+    """Reset the automatic names of layers, models and metrics (the next Dense is ``dense``
+    again), as Keras does; ``free_memory`` also runs Python's garbage collector."""
     from fastdl.layers import base
     base._name_counts.clear()
+    if free_memory:
+        import gc
+        gc.collect()
 
 
 def __getattr__(name):

@@ -24,6 +24,7 @@ _FAMILIES = {
     "fastdl.layers.activation": ("ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax"),
     "fastdl.layers.embedding": ("Embedding",),
     "fastdl.layers.sequence": ("TimeDistributed", "Masking"),
+    "fastdl.layers.pipeline": ("Pipeline",),
     "fastdl.layers.rnn_cells": ("SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "RNN"),
     "fastdl.layers.recurrent": ("SimpleRNN", "LSTM", "GRU", "Bidirectional"),
     "fastdl.layers.conv_lstm": ("ConvLSTM1D", "ConvLSTM2D"),

@@ -19,7 +19,8 @@ from fastdl.ops.nn import (  # noqa: F401
     dot_product_attention,
     elu, gelu, hard_sigmoid, leaky_relu, log_sigmoid, log_softmax, max_pool, moments, relu,
     relu6, selu, sigmoid, silu, softmax, softplus, softsign, sparse_categorical_crossentropy,
-    swish)
+    swish, celu, glu, hard_shrink, hard_tanh, soft_shrink, sparse_plus, sparse_sigmoid,
+    squareplus, tanh_shrink, threshold, sparsemax)
 from fastdl.tensor import tensor as _tensor
 from fastdl.tensor.tensor import Tensor, Variable  # noqa: F401
 from fastdl.tensor.tape import GradientTape  # noqa: F401
@@ -78,7 +79,9 @@ __all__ = sorted(set(_numpy_all) | {
     "average_pool", "batch_normalization", "binary_crossentropy", "categorical_crossentropy",
     "conv", "dot_product_attention", "elu", "gelu", "hard_sigmoid", "leaky_relu", "log_sigmoid", "log_softmax",
     "max_pool", "moments", "relu", "relu6", "selu", "sigmoid", "silu", "softmax", "softplus",
-    "softsign", "sparse_categorical_crossentropy", "swish"})
+    "softsign", "sparse_categorical_crossentropy", "swish", "celu", "glu", "hard_shrink",
+    "hard_tanh", "soft_shrink", "sparse_plus", "sparse_sigmoid", "squareplus", "tanh_shrink",
+    "threshold", "sparsemax"})
 
 
 def _symbolic_aware(fn):

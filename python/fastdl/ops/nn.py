@@ -170,6 +170,68 @@ def softsign(x):
     return divide(x, add(abs(x), 1.0))
 
 
+def _activation_op(name, x, **kwargs):
+    """keras.activations' ``name`` on ``x`` as a Tensor: one primitive whose VJP is the
+    activation's own backward (fastdl.activations)."""
+    from fastdl import activations
+    return activations.get(name)(x if isinstance(x, Tensor) else Tensor(_float(x)), **kwargs)
+
+
+def celu(x, alpha=1.0):
+    """``x`` if positive else ``alpha * (exp(x / alpha) - 1)``."""
+    return _activation_op("celu", x, alpha=alpha)
+
+
+def glu(x, axis=-1):
+    """``a * sigmoid(b)``, ``a`` and ``b`` the two halves of ``x`` along ``axis``."""
+    return _activation_op("glu", x, axis=axis)
+
+
+def hard_shrink(x, threshold=0.5):
+    """``x`` if ``|x| > threshold`` else 0."""
+    return _activation_op("hard_shrink", x, threshold=threshold)
+
+
+def hard_tanh(x):
+    """``clip(x, -1, 1)``."""
+    return _activation_op("hard_tanh", x)
+
+
+def soft_shrink(x, threshold=0.5):
+    """``x`` moved ``threshold`` towards 0, and 0 within ``[-threshold, threshold]``."""
+    return _activation_op("soft_shrink", x, threshold=threshold)
+
+
+def sparse_plus(x):
+    """0 below -1, ``(x + 1)^2 / 4`` on (-1, 1), ``x`` above 1."""
+    return _activation_op("sparse_plus", x)
+
+
+def sparse_sigmoid(x):
+    """``clip((x + 1) / 2, 0, 1)``."""
+    return _activation_op("sparse_sigmoid", x)
+
+
+def squareplus(x, b=4):
+    """``(x + sqrt(x^2 + b)) / 2``."""
+    return _activation_op("squareplus", x, b=b)
+
+
+def tanh_shrink(x):
+    """``x - tanh(x)``."""
+    return _activation_op("tanh_shrink", x)
+
+
+def threshold(x, threshold, default_value):
+    """``x`` where ``x > threshold``, else ``default_value``."""
+    return _activation_op("threshold", x, threshold=threshold, default_value=default_value)
+
+
+def sparsemax(x, axis=-1):
+    """The projection of ``x`` onto the probability simplex along ``axis``."""
+    return _activation_op("sparsemax", x, axis=axis)
+
+
 # ----------------------------------------------------------------------------------------------
 # convolution and pooling (C++ kernels)
 

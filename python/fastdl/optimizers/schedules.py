@@ -10,7 +10,7 @@ import numpy as np
 
 __all__ = [
     "LearningRateSchedule", "ExponentialDecay", "PiecewiseConstantDecay", "PolynomialDecay",
-    "InverseTimeDecay", "CosineDecay", "serialize", "deserialize",
+    "InverseTimeDecay", "CosineDecay", "CosineDecayRestarts", "serialize", "deserialize",
 ]
 
 
@@ -229,8 +229,60 @@ class CosineDecay(LearningRateSchedule):
                 "warmup_target": self.warmup_target, "warmup_steps": self.warmup_steps}
 
 
+class CosineDecayRestarts(LearningRateSchedule):
+    """Cosine decay with warm restarts (SGDR, Loshchilov & Hutter), Keras 3's formula.
+
+    The first period lasts ``first_decay_steps``, each next one ``t_mul`` times longer, and the
+    ``i``-th restart starts from ``m_mul ** i`` times ``initial_learning_rate``; within a period
+    at fraction ``f`` the rate is ``lr0 * m_mul ** i * ((1 - alpha) * 0.5 * (1 + cos(pi * f)) +
+    alpha)``.
+    """
+
+    def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0,
+                 alpha=0.0, name="SGDRDecay"):
+        o = "CosineDecayRestarts"
+        self.initial_learning_rate = _number(o, "initial_learning_rate", initial_learning_rate,
+                                             low=0)
+        self.first_decay_steps = _number(o, "first_decay_steps", first_decay_steps, low=0,
+                                         low_open=True)
+        self._t_mul = _number(o, "t_mul", t_mul, low=0, low_open=True)
+        self._m_mul = _number(o, "m_mul", m_mul, low=0)
+        self.alpha = _number(o, "alpha", alpha)
+        self.name = name
+
+    def __call__(self, step):
+        fraction = _step(step) / self.first_decay_steps
+        t = float(self._t_mul)
+        if t == 1.0:
+            restart = math.floor(fraction)
+            fraction -= restart
+        else:
+            # periods 1, t, t^2, ...: restart i begins at (1 - t^i) / (1 - t) periods
+            def begins(i):
+                return (1.0 - t ** i) / (1.0 - t)
+            if t < 1.0 and fraction >= 1.0 / (1.0 - t):
+                raise ValueError(
+                    f"CosineDecayRestarts: with t_mul={self._t_mul} < 1 the periods end after "
+                    f"{self.first_decay_steps / (1.0 - t):g} steps. Received: step={step!r}")
+            restart = math.floor(math.log(1.0 - fraction * (1.0 - t)) / math.log(t))
+            # the logarithm's rounding may land a step on a restart in the period before it
+            if begins(restart + 1) <= fraction:
+                restart += 1
+            elif begins(restart) > fraction:
+                restart -= 1
+            fraction = (fraction - begins(restart)) / t ** restart
+        cosine = 0.5 * self._m_mul ** restart * (1.0 + math.cos(math.pi * fraction))
+        return float(self.initial_learning_rate * ((1.0 - self.alpha) * cosine + self.alpha))
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate,
+                "first_decay_steps": self.first_decay_steps, "t_mul": self._t_mul,
+                "m_mul": self._m_mul, "alpha": self.alpha, "name": self.name}
+
+
 _REGISTRY = {cls.__name__: cls for cls in (ExponentialDecay, PiecewiseConstantDecay,
-                                           PolynomialDecay, InverseTimeDecay, CosineDecay)}
+                                           PolynomialDecay, InverseTimeDecay, CosineDecay,
+                                           CosineDecayRestarts)}
 
 
 def serialize(learning_rate_schedule):

@@ -240,6 +240,12 @@ def _layer_groups(layer, path):
         groups = [(path + "/vars", [], layer.name)] + _layer_groups(layer.layer, path + "/layer")
     elif cls == "RNN":
         groups = [(path + "/vars", [], layer.name)] + _layer_groups(layer.cell, path + "/cell")
+    elif cls == "Pipeline":          # its layers as a list attribute, named by class
+        groups = [(path + "/vars", [], layer.name)]
+        used = {}
+        for sub in layer.layers:
+            name = common.unique_name(to_snake_case(type(sub).__name__), used)
+            groups += _layer_groups(sub, f"{path}/layers/{name}")
     elif cls == "StackedRNNCells":   # a list of layers: named by class, as the model's
         groups = [(path + "/vars", [], layer.name)]
         used = {}

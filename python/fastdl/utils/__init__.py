@@ -19,6 +19,10 @@ _LAZY = {
                      "timeseries_dataset_from_array"), "fastdl.utils.dataset_utils"),
     **dict.fromkeys(("load_img", "img_to_array", "array_to_img", "save_img"),
                     "fastdl.utils.image_utils"),
+    "clear_session": "fastdl.keras.config",
+    "get_source_inputs": "fastdl.functional",
+    "is_keras_tensor": "fastdl.functional",
+    "standardize_dtype": "fastdl.utils.dtype_utils",
     **{name: "fastdl.saving.registry" for name in (
         "CustomObjectScope", "custom_object_scope", "deserialize_keras_object",
         "get_custom_objects", "get_registered_name", "get_registered_object",

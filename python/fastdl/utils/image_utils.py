@@ -167,3 +167,34 @@ def load_image_array(path, image_size, color_mode, interpolation, crop_to_aspect
         box = _crop_box(img.size, (width, height)) if crop_to_aspect_ratio else None
         img = img.resize((width, height), _resample(interpolation), box=box)
     return img_to_array(img)
+
+
+def smart_resize(x, size, interpolation="bilinear", data_format="channels_last"):
+    """Resize an image (h, w, c) or a batch (b, h, w, c) to ``size`` = (height, width) without
+    distorting it, as Keras does: the largest central crop with the target's aspect ratio is
+    resized (half-pixel bilinear or nearest sampling, as ``keras.layers.Resizing``). Returns a
+    float NumPy array (float32 unless the input is float64); ``data_format="channels_first"``
+    takes and returns (c, h, w) / (b, c, h, w)."""
+    import types
+
+    from fastdl.layers.preprocessing.resizing import resize_images
+    if not (isinstance(size, (tuple, list)) and len(size) == 2):
+        raise ValueError(f"Expected `size` to be a tuple of 2 integers, but got: {size!r}.")
+    height, width = _size(size, "size")
+    if interpolation not in ("bilinear", "nearest"):
+        raise ValueError('smart_resize: fastdl interpolates "bilinear" or "nearest". Received: '
+                         f"interpolation={interpolation!r}")
+    data_format = _data_format(data_format)
+    img = np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+    if img.ndim not in (3, 4):
+        raise ValueError("Expected an image array with shape `(height, width, channels)`, or "
+                         "`(batch_size, height, width, channels)`, but got input with incorrect "
+                         f"rank, of shape {img.shape}.")
+    if img.dtype.kind not in "biuf":
+        raise TypeError(f"smart_resize takes numeric images. Received dtype {img.dtype}")
+    if img.dtype != np.float64:
+        img = img.astype(np.float32)
+    if data_format == "channels_first":
+        img = np.moveaxis(img, -3, -1)
+    out = resize_images(types.SimpleNamespace(), img, height, width, interpolation, True)
+    return np.moveaxis(out, -1, -3) if data_format == "channels_first" else out
