@@ -27,8 +27,8 @@ import numpy as np
 
 from fastdl.callbacks import Callback
 from fastdl.privacy import accountant as _acc
-from fastdl.privacy.per_example import (PrivacyError, check_model, clipped_sum, example_scale,
-                                        forward_and_capture, squared_norms)
+from fastdl.privacy.per_example import (Pass, PrivacyError, check_model, clipped_sum,
+                                        example_scale, squared_norms)
 from fastdl.utils.rng import get_rng
 
 SAMPLINGS = ("poisson", "shuffle")
@@ -179,17 +179,15 @@ class DPSGD:
             xb, yb = x[lo:lo + step], y[lo:lo + step]
             swb = None if sw is None else sw[lo:lo + step]
             scale = example_scale(model, len(xb))
+            passed = Pass(model, xb, yb, swb, trainable)
             if math.isinf(clip):   # nothing is clipped: the norms are not needed
-                y_pred, _ = model._train_forward(xb)
-                loss, dy = model.loss.forward_backward(yb, y_pred, swb)
-                model._backward(dy * dy.dtype.type(scale / expected))
-                chunk = [g for layer in trainable for g in layer.grads]
+                factor = np.full(len(xb), scale / expected)
             else:
-                y_pred, loss, dy, received = forward_and_capture(model, xb, yb, swb, trainable)
-                norms = np.sqrt(squared_norms(rules, received, scale, len(xb)))
+                norms = np.sqrt(squared_norms(rules, passed.capture(), scale, len(xb)))
                 with np.errstate(divide="ignore"):
                     factor = np.where(norms > clip, clip / norms, 1.0) * (scale / expected)
-                chunk = clipped_sum(model, trainable, rules, dy, factor)
+            chunk = clipped_sum(rules, passed, factor)
+            loss, y_pred = passed.loss, passed.y_pred
             if grads is None:
                 grads = chunk
             else:
