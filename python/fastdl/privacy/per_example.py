@@ -1,5 +1,7 @@
-"""Per-example gradients and their norms for Sequential models, from one ordinary forward pass
-and one backward pass that keeps the gradient each trainable layer receives.
+"""Per-example gradients and their norms for Sequential and functional models, from one
+ordinary forward pass and one backward pass that keeps the gradient each trainable layer
+receives (``Pass``: a Sequential chain's own backward passes, or the reverse walk over a
+GradientTape's entries, where each layer call is one primitive with its saved attributes).
 
 A layer's weight gradient is a sum over the examples of the batch of a product of the layer's
 input and its output gradient; with both at hand, each layer kind gives the per-example terms
@@ -336,9 +338,10 @@ def unsupported_reason(layer):
 def check_model(model):
     """PrivacyError unless ``model`` is a compiled Sequential or functional model whose
     trainable layers all have per-example rules; returns (trainable layers, their rules)."""
-    if _model_kind_problem(model):
+    kind = _model_kind_problem(model)
+    if kind:
         raise PrivacyError(f"differentially private training supports Sequential and "
-                           f"functional models; received {_model_kind_problem(model)}")
+                           f"functional models; received {kind}")
     if getattr(model, "loss", None) is None or getattr(model, "optimizer", None) is None:
         raise PrivacyError(f"model {model.name!r} must be compiled (loss and optimizer) first")
     problems = validate(model)

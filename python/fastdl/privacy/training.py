@@ -1,4 +1,5 @@
-"""DP-SGD for compiled Sequential models: ``make_private(model, ...)`` then ``model.fit``.
+"""DP-SGD for compiled Sequential and functional models: ``make_private(model, ...)`` then
+``model.fit``.
 
 Each step (Abadi et al. 2016, with Poisson sampling as the accountant assumes):
 
@@ -59,7 +60,7 @@ def _optional_int(value, name):
 def make_private(model, *, l2_norm_clip, noise_multiplier=None, target_epsilon=None,
                  target_delta=1e-5, epochs=None, batch_size=None, sampling="poisson",
                  accountant="rdp", max_physical_batch_size=256):
-    """Make ``model.fit`` train ``model`` (a compiled Sequential model) with DP-SGD.
+    """Make ``model.fit`` train ``model`` (a compiled Sequential or functional model) with DP-SGD.
 
     Give either ``noise_multiplier`` or ``target_epsilon`` (then also ``epochs`` and
     ``batch_size``: the noise multiplier is calibrated by the accountant at the first ``fit``,
