@@ -17,9 +17,9 @@ norms, ``_Rule.sq_norms``):
   equals the sum over pairs of positions with equal ids of ``g_s . g_t``; nothing of size
   batch x vocabulary x dim is formed.
 - LayerNormalization: per-example sums of ``dy * xhat`` and ``dy`` (as small as gamma/beta).
-- SimpleRNN/LSTM/GRU: the slower path: the layer's C++ backward runs once per example, on that
-  example's rows of the batch forward's tape, because it returns only the batch sums of the
-  weight gradients.
+- SimpleRNN/LSTM/GRU: the C++ backward of the batch also returns each step's gradient of the
+  pre-activation gates; the weight gradients are per-step products of those with the step's
+  input and previous state, so each example's are ``a_i^T g_i`` as for Dense on sequences.
 
 Per-example gradients are those of each example's loss: the model's loss is reduced with
 ``"sum_over_batch_size"`` (or ``"sum"``), so the batch gradient is ``sum_i g_i / B`` (or
@@ -111,15 +111,14 @@ def _gram_sq_norms(a, g):
     dtype = np.result_type(a, g)
     if length == 1:
         return (a[:, 0] ** 2).sum(axis=1) * (g[:, 0] ** 2).sum(axis=1)
-    a, g = np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(g, dtype=dtype)
     out = np.empty(b, dtype=dtype)
-    if length * (k + f) < k * f:
-        for i in range(b):
-            out[i] = np.vdot(_core.matmul(a[i], a[i], False, True),
-                             _core.matmul(g[i], g[i], False, True))
-    else:
-        for i in range(b):
-            prod = _core.matmul(a[i], g[i], True, False)
+    gram = length * (k + f) < k * f
+    for i in range(b):   # views (an RNN's steps) become contiguous one example at a time
+        ai, gi = np.ascontiguousarray(a[i], dtype=dtype), np.ascontiguousarray(g[i], dtype=dtype)
+        if gram:
+            out[i] = np.vdot(_core.matmul(ai, ai, False, True), _core.matmul(gi, gi, False, True))
+        else:
+            prod = _core.matmul(ai, gi, True, False)
             out[i] = np.vdot(prod, prod)
     return out
 
@@ -276,30 +275,68 @@ class _LayerNormRule(_Rule):
 
 
 class _RNNRule(_Rule):
-    """One backward of the layer's kernels per example, on that example's rows of the batch
-    forward's tape (the C++ backward sums the weight gradients over the batch); the norms keep
-    one example's gradients at a time."""
+    """One batch backward of the layer that also returns each step's gradient of the
+    pre-activation gates (``rnn_backward(..., gate_grads=)``); the weight gradients are sums
+    over the steps of products of those with the step's input and cached previous state,
+    ``a_i^T g_i`` per example as for Dense on sequences (``_gram_sq_norms`` for the norms)."""
 
-    def _each(self, dy):
+    def _blocks(self, dy):
+        """([(a, g)] whose per-example products are the kernel's column blocks, the same for
+        the recurrent kernel, [g] per bias row): arrays (batch, steps, ...) in processing
+        order (views; masked steps have zero g)."""
         from fastdl.ops.core import rnn as rnn_ops
         layer = self.layer
         tape = layer._tape
         if tape is None:   # a forward without its tape (Layer._inference_only): replay it
-            tape = layer._forward(*layer._replay, True)[2]
-        fields = {name: getattr(tape, name) for name in rnn_ops.RnnTape.__slots__}
-        for i in range(len(tape.x)):   # the tape's cache is (steps, batch, ...)
-            fields.update(x=tape.x[i:i + 1], cache=np.ascontiguousarray(tape.cache[:, i:i + 1]),
-                          mask=None if tape.mask is None else tape.mask[i:i + 1])
-            _, dk, dr, db, _ = rnn_ops.rnn_backward(rnn_ops.RnnTape(**fields),
-                                                    np.ascontiguousarray(dy[i:i + 1]), None)
-            yield (dk, dr, db)[:len(layer.trainable_weights)]
+            x, initial_state, mask, recurrent_mask = layer._replay
+            tape = layer._forward(x, initial_state, mask, True, recurrent_mask)[2]
+        u, gates = layer.units, layer._gates
+        gu = gates * u
+        gru_after = tape.cell == "gru" and tape.reset_after
+        steps, n = tape.cache.shape[:2]
+        gg = np.empty((steps, n, 2 * gu if gru_after else gu), dtype=tape.x.dtype)
+        rnn_ops.rnn_backward(tape, np.ascontiguousarray(dy, dtype=tape.x.dtype), None,
+                             gate_grads=gg)
+        gg = gg.transpose(1, 0, 2)
+        g_r, g_x = (gg[..., :gu], gg[..., gu:]) if gru_after else (gg, gg)
+        x = tape.x[:, ::-1] if tape.go_backwards else tape.x
+        h_prev = tape.cache.transpose(1, 0, 2)[..., -u:]   # the cache rows end with h_prev
+
+        def per_gate(a, g, width):   # gate k's columns of g, from its own block of a
+            return [(a[..., k * width:(k + 1) * width], g[..., k * u:(k + 1) * u])
+                    for k in range(gates)]
+
+        kernel = per_gate(x, g_x, layer.kernel.shape[0]) if layer._per_gate_inputs \
+            else [(x, g_x)]
+        rmask = tape.recurrent_mask   # (batch, gates, units): gate k's product uses h_prev * m_k
+        if tape.cell == "gru" and not tape.reset_after:
+            # [dz, dr] with h_prev, dh~ with the cached r * h_prev (its mask applied)
+            zr = [(h_prev, g_r[..., :2 * u])] if rmask is None else [
+                (h_prev * rmask[:, None, k], g_r[..., k * u:(k + 1) * u]) for k in range(2)]
+            recurrent = zr + [(tape.cache.transpose(1, 0, 2)[..., 3 * u:4 * u], g_r[..., 2 * u:])]
+        elif rmask is None:
+            recurrent = [(h_prev, g_r)]
+        else:
+            recurrent = [(h_prev * rmask[:, None, k], g_r[..., k * u:(k + 1) * u])
+                         for k in range(gates)]
+        bias = ([g_x, g_r] if gru_after else [g_x]) if tape.use_bias else []
+        return kernel, recurrent, bias
 
     def grads(self, dy):
-        return [np.stack(g) for g in zip(*self._each(dy))]
+        kernel, recurrent, bias = self._blocks(dy)
+        out = [np.concatenate([_bmm(a, g, True) for a, g in blocks], axis=2)
+               for blocks in (kernel, recurrent)]
+        if bias:
+            sums = [g.sum(axis=1) for g in bias]
+            out.append(np.stack(sums, axis=1) if len(sums) > 1 else sums[0])
+        return out[:len(self.layer.trainable_weights)]
 
     def sq_norms(self, dy):
-        return np.array([sum(float((g ** 2).sum()) for g in grads) for grads in self._each(dy)])
-        # (not kept: the batch's per-example weight gradients would be large)
+        kernel, recurrent, bias = self._blocks(dy)
+        sq = sum(_gram_sq_norms(a, g) for a, g in kernel + recurrent)
+        for g in bias:
+            sq = sq + (g.sum(axis=1) ** 2).sum(axis=1)
+        return sq
 
 
 def rule_for(layer):
