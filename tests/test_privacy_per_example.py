@@ -208,7 +208,7 @@ def test_gate_gradients_output_is_checked():
     from fastdl.ops.core import rnn as rnn_ops
     x = normal(2, 3, 4)
     kernel, recurrent = normal(4, 8), normal(2, 8)
-    _, _, tape = rnn_ops.rnn_forward("lstm", x, kernel, recurrent, training=True)
+    _, _, tape = rnn_ops.rnn_forward("lstm", x, kernel, recurrent, normal(8), training=True)
     dy = normal(2, 2)
     gates = np.full((3, 2, 8), np.nan)
     dx, dk, dr, db, _ = rnn_ops.rnn_backward(tape, dy, gate_grads=gates)
