@@ -280,10 +280,22 @@ class _RNNRule(_Rule):
     over the steps of products of those with the step's input and cached previous state,
     ``a_i^T g_i`` per example as for Dense on sequences (``_gram_sq_norms`` for the norms)."""
 
+    @staticmethod
+    def gate_buffer(layer, state):
+        """An array for the gate gradients of the layer's backward after the call whose
+        attributes are ``state`` (``rnn_backward(gate_grads=)``; None without a tape)."""
+        tape = state.get("_tape")
+        if tape is None:
+            return None
+        gu = layer._gates * layer.units
+        width = 2 * gu if tape.cell == "gru" and tape.reset_after else gu
+        return np.empty(tape.cache.shape[:2] + (width,), dtype=tape.x.dtype)
+
     def _blocks(self, dy):
         """([(a, g)] whose per-example products are the kernel's column blocks, the same for
         the recurrent kernel, [g] per bias row): arrays (batch, steps, ...) in processing
-        order (views; masked steps have zero g)."""
+        order (views; masked steps have zero g). The gate gradients come from the pass's own
+        backward through the layer when it ran one (``_captured_gates``), else from one here."""
         from fastdl.ops.core import rnn as rnn_ops
         layer = self.layer
         tape = layer._tape
@@ -293,10 +305,11 @@ class _RNNRule(_Rule):
         u, gates = layer.units, layer._gates
         gu = gates * u
         gru_after = tape.cell == "gru" and tape.reset_after
-        steps, n = tape.cache.shape[:2]
-        gg = np.empty((steps, n, 2 * gu if gru_after else gu), dtype=tape.x.dtype)
-        rnn_ops.rnn_backward(tape, np.ascontiguousarray(dy, dtype=tape.x.dtype), None,
-                             gate_grads=gg)
+        gg = layer.__dict__.get("_captured_gates")
+        if gg is None:
+            gg = self.gate_buffer(layer, {"_tape": tape})
+            rnn_ops.rnn_backward(tape, np.ascontiguousarray(dy, dtype=tape.x.dtype), None,
+                                 gate_grads=gg)
         gg = gg.transpose(1, 0, 2)
         g_r, g_x = (gg[..., :gu], gg[..., gu:]) if gru_after else (gg, gg)
         x = tape.x[:, ::-1] if tape.go_backwards else tape.x
@@ -539,8 +552,17 @@ class Pass:
 
         def visit(layer, state, g, last):
             from fastdl.ops.layers import _layer_vjp
-            self.calls[id(layer)].append((state, np.array(g, dtype=layer.dtype)))  # a copy
-            return () if last else _layer_vjp((layer, dict(state, _trainable=False)), g)
+            dy = np.array(g, dtype=layer.dtype)   # a copy: backward may work in place
+            if last:
+                self.calls[id(layer)].append((state, dy))
+                return ()
+            run = dict(state, _trainable=False)
+            gates = _RNNRule.gate_buffer(layer, state) if isinstance(layer, _RNN) else None
+            if gates is not None:   # this backward gives the rule its gate gradients
+                run["_gate_grads_out"] = gates
+                state = dict(state, _captured_gates=gates)
+            self.calls[id(layer)].append((state, dy))
+            return _layer_vjp((layer, run), g)
 
         self._walk(self._seeds(None), min(self.entries, default=len(self.tape._entries)), visit)
         return self
@@ -561,7 +583,13 @@ class Pass:
                     if not left:   # the last: no backward follows
                         self.calls[id(layer)].append((None, g))
                         break
-                    self.calls[id(layer)].append((None, np.array(g)))  # backward may reuse g
+                    gates = _RNNRule.gate_buffer(layer, layer.__dict__) \
+                        if isinstance(layer, _RNN) else None
+                    if gates is not None:   # this backward gives the rule its gate gradients
+                        layer._gate_grads_out = gates
+                    self.calls[id(layer)].append(
+                        (None if gates is None else {"_captured_gates": gates},
+                         np.array(g)))  # a copy: backward may reuse g
                 g = layer.backward(g)
         finally:
             for layer in self.trainable:
