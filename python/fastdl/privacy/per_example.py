@@ -676,10 +676,12 @@ def per_example_gradients(model, x, y, sample_weight=None):
 
 
 def squared_norms(rules, passed, scale, n):
-    """Squared L2 norms of the per-example gradients over all trainable weights."""
+    """Squared L2 norms of the per-example gradients over all trainable weights. The pass's
+    captured gradients are released on the way (the clipped sum's backward does not read them:
+    a smaller peak of memory)."""
     sq = np.zeros(n)
     for rule in rules:
-        sq += rule.call_sq_norms(passed.calls[id(rule.layer)], n)
+        sq += rule.call_sq_norms(passed.calls.pop(id(rule.layer)), n)
     return sq * (scale * scale)
 
 
