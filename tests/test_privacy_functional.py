@@ -224,6 +224,28 @@ class Subclassed(Model):
         return self.dense(x)
 
 
+def test_subclasses_of_sequential_that_keep_the_training_step():
+    class Plain(Sequential):
+        pass
+
+    class OwnStep(Sequential):
+        def train_step(self, data):
+            return super().train_step(data)
+
+    plain = Plain([layers.Input((3,)), layers.Dense(1)])
+    plain.compile(optimizer="sgd", loss="mse")
+    assert make_private(plain, l2_norm_clip=1.0, noise_multiplier=1.0) is plain
+    inp = layers.Input((3,))
+    own = Model(inp, OwnStep([layers.Dense(1)])(inp))   # nested: checked as well
+    own.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(PrivacyError, match=r"\(OwnStep: overrides train_step\) \(nested in"):
+        make_private(own, l2_norm_clip=1.0, noise_multiplier=1.0)
+    alone = OwnStep([layers.Input((3,)), layers.Dense(1)])
+    alone.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(PrivacyError, match="overrides train_step"):   # fit would run it
+        make_private(alone, l2_norm_clip=1.0, noise_multiplier=1.0)
+
+
 def test_refusals_name_the_model_or_layer():
     sub = Subclassed()
     sub.compile(optimizer="sgd", loss="mse")

@@ -402,16 +402,26 @@ def check_model(model):
     return trainable, [rule_for(layer) for layer in trainable]
 
 
+# what a subclass of Sequential or Model(inputs, outputs) must not override: the forward pass
+# (a subclassed model's call may do anything with the batch) or the training step (fit would
+# run it instead of DP-SGD)
+_FIXED = ("call", "_call_tensors", "train_step", "_train_step", "_train_forward",
+          "_train_backward")
+
+
 def _model_kind_problem(model):
-    """None for a Sequential or functional model (nested models included); else what it is.
-    A subclassed model's ``call`` may do anything with the batch, so it is not trusted."""
+    """None for a Sequential or functional model (nested models included); else what it is."""
     from fastdl.functional import Functional
     from fastdl.models import Model, Sequential
     stack = [model]
     while stack:
         m = stack.pop()
-        if type(m) not in (Sequential, Functional):
-            what = ("a subclassed model" if isinstance(m, Model) else "not a model")
+        base = next((b for b in (Sequential, Functional) if isinstance(m, b)), None)
+        changed = [] if base is None else [
+            name for name in _FIXED if getattr(type(m), name) is not getattr(base, name)]
+        if base is None or changed:
+            what = (f"overrides {', '.join(changed)}" if changed else
+                    "a subclassed model" if isinstance(m, Model) else "not a model")
             inner = "" if m is model else f" (nested in model {model.name!r})"
             return f"{getattr(m, 'name', m)!r} ({type(m).__name__}: {what}){inner}"
         stack.extend(l for l in m._layers if isinstance(l, Model))
