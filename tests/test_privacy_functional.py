@@ -286,3 +286,16 @@ def test_refusals_name_the_model_or_layer():
     with pytest.raises(PrivacyError, match="'rnn'.*return_state"):
         stateful.fit(np.zeros((4, 4, 2)), np.zeros((4, 1)), batch_size=2, verbose=0)
     assert all(np.array_equal(a, b) for a, b in zip(before, stateful.get_weights()))
+
+
+def test_a_layer_the_loss_does_not_reach_trains_on_noise_only():
+    set_random_seed(10)
+    inp = layers.Input((3,))
+    unused = layers.Dense(2, kernel_initializer="zeros", bias_initializer="zeros", **F64)
+    model = Model(inp, [layers.Dense(1, **F64)(inp), unused(inp)])
+    model.compile(optimizer=optimizers.SGD(1.0), loss=["mse", None])
+    make_private(model, l2_norm_clip=0.5, noise_multiplier=0.0, sampling="shuffle")
+    rng_x = np.random.default_rng(3)
+    model.fit(rng_x.normal(size=(4, 3)), [rng_x.normal(size=(4, 1)), np.zeros((4, 2))],
+              batch_size=4, epochs=1, verbose=0)
+    assert not np.any(unused.kernel) and not np.any(unused.bias)

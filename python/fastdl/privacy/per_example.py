@@ -78,6 +78,8 @@ class _Rule:
     def call_sq_norms(self, calls, n):
         """``sq_norms`` over the layer's calls in a pass; for several calls the norm of the
         summed per-example gradients (kept)."""
+        if not calls:   # the loss does not reach the layer: zero (its sum comes out zero too)
+            return np.zeros(n)
         if len(calls) == 1:
             with _restored(self.layer, calls[0][0]):
                 return self.sq_norms(calls[0][1])
