@@ -316,7 +316,8 @@ def _checked_config(config):
     checked = []
     for seg in segments:
         if not isinstance(seg, list) or len(seg) != 3:
-            raise ValueError(f"each segment must be [q, noise_multiplier, steps]; found {seg!r:.100}")
+            raise ValueError(f"each segment must be [q, noise_multiplier, steps]; found "
+                             f"{seg!r:.100}")
         q = _number(seg[0], "q", 0.0, strict=True)
         if q > 1:
             raise ValueError(f"a sampling rate q must be in (0, 1]; found {q!r}")
