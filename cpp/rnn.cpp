@@ -736,6 +736,8 @@ struct BackwardCtx {
     const T* rmask;   // recurrent dropout (N,G,U) or null
     BView<T> rg_t[4]; // with rmask: R_g^T of the first rgates gates
     index_t rgates;
+    T* gate_grads;    // (T,N,gate_grads_width) or null: each step's d(gates) rows are copied there
+    index_t gate_grads_width;
 };
 
 // Per-thread accumulators of the weight gradients, summed after the parallel region.
@@ -896,6 +898,16 @@ void backward_rows(const BackwardCtx<T>& b, index_t n0, index_t rows, T* scratch
             small_gemm<T, true>(acc.drh, acc.ldrh, b.cache + (s * N + n0) * cw + 3 * U, 1,
                                 cw, U, dense_b(dg + 2 * U, ldd, rows, U));
         }
+        if (b.gate_grads)  // [dG_r, dG_x] for GRU reset_after, else dG_x (= dG_r) alone
+            for (index_t r = 0; r < rows; ++r) {
+                T* out = b.gate_grads + (s * N + n0 + r) * b.gate_grads_width;
+                const T* d = dg + r * ldd;
+                if (gru_after) {
+                    copy_row(out, d + b.r_off, b.r_width);
+                    out += b.r_width;
+                }
+                copy_row(out, d + b.x_off, b.x_width);
+            }
         const T* dgr = dg + b.r_off;
         const T* dgx = dg + b.x_off;
         if (b.rmask) {
@@ -949,7 +961,7 @@ template <typename T>
 void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, const T* dy,
                   const T* dh_last, const T* dc_last, const T* x, const T* kernel,
                   const T* recurrent, const bool* mask, const T* cache, const RnnParams& p,
-                  const T* recurrent_mask) {
+                  const T* recurrent_mask, T* gate_grads) {
     const RnnSizes s = rnn_sizes(p);
     const index_t N = p.batch, I = p.input, U = p.units, GU = s.gate_width;
     const bool lstm = p.cell == RnnCell::lstm;
@@ -982,7 +994,8 @@ void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, co
     BackwardCtx<T> b{p,  s,  cache, dy, dh_last, dc_last, x, mask, dx, rec_t.view(),
                      gru_before ? rec_h_t.view() : BView<T>{},
                      w_t.view(), ldd, x_off, x_width, r_off, r_width, recurrent_mask,
-                     {rg_t[0].view(), rg_t[1].view(), rg_t[2].view(), rg_t[3].view()}, rgates};
+                     {rg_t[0].view(), rg_t[1].view(), rg_t[2].view(), rg_t[3].view()}, rgates,
+                     gate_grads, gru_after ? 2 * GU : GU};
 
     const int nt = rnn_threads(N);
     const index_t max_rows = ceil_div(N, nt);
@@ -1058,10 +1071,10 @@ template void rnn_forward<double>(double*, double*, double*, double*, const doub
 template void rnn_backward<float>(float*, float*, float*, float*, float*, float*, const float*,
                                   const float*, const float*, const float*, const float*,
                                   const float*, const bool*, const float*, const RnnParams&,
-                                  const float*);
+                                  const float*, float*);
 template void rnn_backward<double>(double*, double*, double*, double*, double*, double*,
                                    const double*, const double*, const double*, const double*,
                                    const double*, const double*, const bool*, const double*,
-                                   const RnnParams&, const double*);
+                                   const RnnParams&, const double*, double*);
 
 }  // namespace fastdl

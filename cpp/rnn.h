@@ -82,11 +82,14 @@ void rnn_forward(T* y, T* h_last, T* c_last, T* cache, const T* x, const T* kern
 // Backward through time. dy like y, dh_last/dc_last (N,U) or null (zero); cache from the
 // forward with the same inputs (recurrent_mask included). Outputs are overwritten (not
 // accumulated): dx (N,T,I), dkernel (I,GU), drecurrent (U,GU), dbias (bias_rows*GU) or null,
-// dh0 (N,U), dc0 (N,U) (LSTM; else null).
+// dh0 (N,U), dc0 (N,U) (LSTM; else null). gate_grads (T,N,W) or null: each step's gradient of
+// the pre-activation gates per row, in processing order (zeros at masked steps), from which
+// the weight gradients are the products above (per-example gradients for fastdl.privacy):
+// W = GU, dG (GRU reset_before: [dz, dr, dh~]), or for GRU reset_after W = 2 GU, [dG_r, dG_x].
 template <typename T>
 void rnn_backward(T* dx, T* dkernel, T* drecurrent, T* dbias, T* dh0, T* dc0, const T* dy,
                   const T* dh_last, const T* dc_last, const T* x, const T* kernel,
                   const T* recurrent, const bool* mask, const T* cache, const RnnParams& p,
-                  const T* recurrent_mask = nullptr);
+                  const T* recurrent_mask = nullptr, T* gate_grads = nullptr);
 
 }  // namespace fastdl

@@ -7,6 +7,7 @@ from fastdl import layers
 from fastdl.models import Sequential
 from fastdl.privacy.per_example import (PrivacyError, per_example_gradients, per_example_norms,
                                         validate)
+from fastdl.utils import set_random_seed
 
 F64 = {"dtype": "float64"}
 
@@ -113,6 +114,36 @@ def test_masked_recurrent_layers(rnn):
     check(model, ids, normal(4, 2))
 
 
+@pytest.mark.parametrize("rnn, kwargs", [
+    (layers.LSTM, {"go_backwards": True, "dropout": 0.2, "recurrent_dropout": 0.3}),
+    (layers.GRU, {"reset_after": False, "dropout": 0.2, "recurrent_dropout": 0.3}),
+    (layers.GRU, {"reset_after": False, "go_backwards": True}),
+    (layers.GRU, {"recurrent_dropout": 0.3, "use_bias": False}),
+    (layers.SimpleRNN, {"go_backwards": True, "recurrent_dropout": 0.3, "dropout": 0.2}),
+])
+def test_recurrent_variants_with_dropout(rnn, kwargs):
+    # dropout draws its masks once for the batch: the oracle is the layers' own backward of the
+    # same forward pass with the loss gradient of one example at a time
+    model = Sequential([layers.Input((5, 3)), rnn(4, return_sequences=True, **kwargs, **F64),
+                        layers.Flatten(**F64), layers.Dense(2, **F64)])
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = normal(4, 5, 3), normal(4, 2)
+    set_random_seed(1)
+    got = per_example_gradients(model, x, y)
+    set_random_seed(1)
+    trainable, _ = model._trainable_state()
+    y_pred, _ = model._train_forward(x)
+    _, dy = model.loss.forward_backward(y, y_pred)
+    for i in range(len(x)):
+        model._backward(np.where(np.arange(len(x))[:, None] == i, dy * len(x), 0.0))
+        for g, e in zip(got, [g for layer in trainable for g in layer.grads]):
+            np.testing.assert_allclose(g[i], e, rtol=1e-10, atol=1e-12)
+    assert len(got) == len(model.trainable_weights)
+    set_random_seed(1)
+    norms = np.sqrt(sum((g.reshape(len(x), -1) ** 2).sum(axis=1) for g in got))
+    np.testing.assert_allclose(per_example_norms(model, x, y), norms, rtol=1e-10, atol=1e-12)
+
+
 def test_layer_normalization_and_frozen_layers():
     frozen = layers.Dense(4, trainable=False, **F64)
     model = Sequential([layers.Input((3, 5)), layers.Dense(4, **F64), frozen,
@@ -171,3 +202,26 @@ def test_depthwise_and_separable_convolutions_are_refused():
     assert [name for name, _ in validate(model)] == [model.layers[0].name, model.layers[1].name]
     with pytest.raises(PrivacyError, match="depthwise_conv2d.*no per-example gradient rule"):
         per_example_norms(model, np.zeros((2, 6, 6, 2)), np.zeros((2, 1)))
+
+
+def test_gate_gradients_output_is_checked():
+    from fastdl.ops.core import rnn as rnn_ops
+    x = normal(2, 3, 4)
+    kernel, recurrent = normal(4, 8), normal(2, 8)
+    _, _, tape = rnn_ops.rnn_forward("lstm", x, kernel, recurrent, normal(8), training=True)
+    dy = normal(2, 2)
+    gates = np.full((3, 2, 8), np.nan)
+    dx, dk, dr, db, _ = rnn_ops.rnn_backward(tape, dy, gate_grads=gates)
+    assert not np.isnan(gates).any()
+    # the weight gradients are the per-step products of the gate gradients
+    h_prev = tape.cache[..., -2:]
+    np.testing.assert_allclose(np.einsum("ntf,tng->fg", x, gates), dk, rtol=1e-12)
+    np.testing.assert_allclose(np.einsum("tnu,tng->ug", h_prev, gates), dr, rtol=1e-12)
+    np.testing.assert_allclose(gates.sum(axis=(0, 1)), db, rtol=1e-12)
+    with pytest.raises(ValueError, match="gate_grads"):
+        rnn_ops.rnn_backward(tape, dy, gate_grads=np.zeros((3, 2, 4)))
+    with pytest.raises(TypeError, match="gate_grads"):
+        rnn_ops.rnn_backward(tape, dy, gate_grads=np.zeros((3, 2, 8), np.float32))
+    gates.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        rnn_ops.rnn_backward(tape, dy, gate_grads=gates)

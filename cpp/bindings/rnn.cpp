@@ -111,7 +111,8 @@ template <typename T>
 py::tuple rnn_backward(RnnCell cell, const char* fn, const Array<T>& dy, const py::object& dh,
                        const py::object& dc, const Array<T>& x, const Array<T>& kernel,
                        const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
-                       const RnnOptions& o, const py::object& recurrent_mask) {
+                       const RnnOptions& o, const py::object& recurrent_mask,
+                       const py::object& gate_grads) {
     const auto p = rnn_check(fn, cell, x, kernel, recurrent, o);
     const auto s = fastdl::rnn_sizes(p);
     const index_t n = p.batch, t = p.steps, u = p.units, in = p.input, gu = s.gate_width;
@@ -124,6 +125,14 @@ py::tuple rnn_backward(RnnCell cell, const char* fn, const Array<T>& dy, const p
     const bool* mp = optional_array<bool>(mask, {n, t}, fn, "mask");
     expect_shape(cache, {t, n, s.cache_width}, fn, "cache");
     const T* rmp = optional_array<T>(recurrent_mask, {n, s.gates, u}, fn, "recurrent_mask");
+    T* ggp = nullptr;   // an output the caller allocated: (steps, batch, width) d(gates)
+    if (!gate_grads.is_none()) {
+        Array<T> a = exact_array<T>(gate_grads, fn, "gate_grads", true);
+        const index_t width = (cell == RnnCell::gru && o.reset_after) ? 2 * gu : gu;
+        expect_shape(a, {t, n, width}, fn, "gate_grads");
+        FASTDL_CHECK(a.writeable(), fn, ": gate_grads must be a writable array");
+        ggp = a.mutable_data();
+    }
 
     auto dx = new_array<T>({n, t, in}, fn);
     auto dk = new_array<T>({in, gu}, fn);
@@ -149,7 +158,7 @@ py::tuple rnn_backward(RnnCell cell, const char* fn, const Array<T>& dy, const p
     {
         py::gil_scoped_release nogil;
         fastdl::rnn_backward<T>(dxp, dkp, drp, dbp, dh0p, dc0p, dyp, dhp, dcp, xp, kp, rp, mp,
-                                cachep, p, rmp);
+                                cachep, p, rmp, ggp);
     }
     return py::make_tuple(dx, dk, dr, db, dh0, dc0);
 }
@@ -213,51 +222,58 @@ void bind_rnn_t(py::module_& m) {
         [](const Array<T>& dy, const py::object& dh, const Array<T>& x, const Array<T>& kernel,
            const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
            const std::string& activation, bool use_bias, bool return_sequences,
-           bool go_backwards, bool zero_output_for_mask, const py::object& recurrent_mask) {
+           bool go_backwards, bool zero_output_for_mask, const py::object& recurrent_mask,
+           const py::object& gate_grads) {
             RnnOptions o{activation, use_bias, false, return_sequences, go_backwards,
                          zero_output_for_mask};
             return rnn_backward<T>(RnnCell::simple_rnn, "simple_rnn_backward", dy, dh,
-                                   py::none(), x, kernel, recurrent, mask, cache, o, recurrent_mask);
+                                   py::none(), x, kernel, recurrent, mask, cache, o, recurrent_mask,
+                                   gate_grads);
         },
         py::arg("dy").noconvert(), py::arg("dh"), py::arg("x").noconvert(),
         py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
         py::arg("mask"), py::arg("cache").noconvert(), py::arg("activation") = "tanh",
         py::arg("use_bias") = true, py::arg("return_sequences") = false,
         py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false, py::arg("recurrent_mask") = py::none(),
+        py::arg("gate_grads") = py::none(),
         "SimpleRNN BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, None).");
     m.def(
         "lstm_backward",
         [](const Array<T>& dy, const py::object& dh, const py::object& dc, const Array<T>& x,
            const Array<T>& kernel, const Array<T>& recurrent, const py::object& mask,
            const Array<T>& cache, bool use_bias, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask, const py::object& recurrent_mask) {
+           bool zero_output_for_mask, const py::object& recurrent_mask,
+           const py::object& gate_grads) {
             RnnOptions o{"tanh", use_bias, false, return_sequences, go_backwards,
                          zero_output_for_mask};
             return rnn_backward<T>(RnnCell::lstm, "lstm_backward", dy, dh, dc, x, kernel,
-                                   recurrent, mask, cache, o, recurrent_mask);
+                                   recurrent, mask, cache, o, recurrent_mask, gate_grads);
         },
         py::arg("dy").noconvert(), py::arg("dh"), py::arg("dc"), py::arg("x").noconvert(),
         py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
         py::arg("mask"), py::arg("cache").noconvert(), py::arg("use_bias") = true,
         py::arg("return_sequences") = false, py::arg("go_backwards") = false,
         py::arg("zero_output_for_mask") = false, py::arg("recurrent_mask") = py::none(),
+        py::arg("gate_grads") = py::none(),
         "LSTM BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, dc0).");
     m.def(
         "gru_backward",
         [](const Array<T>& dy, const py::object& dh, const Array<T>& x, const Array<T>& kernel,
            const Array<T>& recurrent, const py::object& mask, const Array<T>& cache,
            bool use_bias, bool reset_after, bool return_sequences, bool go_backwards,
-           bool zero_output_for_mask, const py::object& recurrent_mask) {
+           bool zero_output_for_mask, const py::object& recurrent_mask,
+           const py::object& gate_grads) {
             RnnOptions o{"tanh", use_bias, reset_after, return_sequences, go_backwards,
                          zero_output_for_mask};
             return rnn_backward<T>(RnnCell::gru, "gru_backward", dy, dh, py::none(), x, kernel,
-                                   recurrent, mask, cache, o, recurrent_mask);
+                                   recurrent, mask, cache, o, recurrent_mask, gate_grads);
         },
         py::arg("dy").noconvert(), py::arg("dh"), py::arg("x").noconvert(),
         py::arg("kernel").noconvert(), py::arg("recurrent_kernel").noconvert(),
         py::arg("mask"), py::arg("cache").noconvert(), py::arg("use_bias") = true,
         py::arg("reset_after") = true, py::arg("return_sequences") = false,
         py::arg("go_backwards") = false, py::arg("zero_output_for_mask") = false, py::arg("recurrent_mask") = py::none(),
+        py::arg("gate_grads") = py::none(),
         "GRU BPTT -> (dx, dkernel, drecurrent, dbias | None, dh0, None).");
 }
 

@@ -121,19 +121,22 @@ def simple_rnn_backward(dy: Float, dh: Optional[Float], x: Float, kernel: Float,
                         use_bias: bool = True, return_sequences: bool = False,
                         go_backwards: bool = False,
                         zero_output_for_mask: bool = False,
-                recurrent_mask: Optional[Float] = None) -> RnnBackward: ...
+                recurrent_mask: Optional[Float] = None,
+                gate_grads: Optional[Float] = None) -> RnnBackward: ...
 def lstm_backward(dy: Float, dh: Optional[Float], dc: Optional[Float], x: Float, kernel: Float,
                   recurrent_kernel: Float, mask: Optional[NDArray[np.bool_]], cache: Float,
                   use_bias: bool = True, return_sequences: bool = False,
                   go_backwards: bool = False,
                   zero_output_for_mask: bool = False,
-                recurrent_mask: Optional[Float] = None) -> RnnBackward: ...
+                recurrent_mask: Optional[Float] = None,
+                gate_grads: Optional[Float] = None) -> RnnBackward: ...
 def gru_backward(dy: Float, dh: Optional[Float], x: Float, kernel: Float,
                  recurrent_kernel: Float, mask: Optional[NDArray[np.bool_]], cache: Float,
                  use_bias: bool = True, reset_after: bool = True,
                  return_sequences: bool = False, go_backwards: bool = False,
                  zero_output_for_mask: bool = False,
-                recurrent_mask: Optional[Float] = None) -> RnnBackward: ...
+                recurrent_mask: Optional[Float] = None,
+                gate_grads: Optional[Float] = None) -> RnnBackward: ...
 
 # ---- embedding
 def embedding_forward(embeddings: Float, ids: Ids) -> Float:

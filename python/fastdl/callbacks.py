@@ -1106,7 +1106,8 @@ class BackupAndRestore(Callback):
     restores it and starts from the first unfinished epoch; a ``fit`` that completes deletes
     the backup (``delete_checkpoint``). The state is the model's weights, its optimizer's
     state and fastdl's shared random generator (so the resumed epochs shuffle and drop out as
-    the uninterrupted run would), written to one ``backup.npz`` file atomically (a crash
+    the uninterrupted run would) and, for a private model (``fastdl.privacy``), its DP-SGD
+    accounting, written to one ``backup.npz`` file atomically (a crash
     while writing leaves the previous backup intact), read back without pickle.
     ``double_checkpoint=True`` also keeps the previous backup as ``backup.npz.bkp`` and falls
     back to it when the latest one cannot be read.
@@ -1167,6 +1168,13 @@ class BackupAndRestore(Callback):
             state = common.check_optimizer_state(self.model, state, path)
         generator = np.random.default_rng()
         generator.bit_generator.state = meta["rng"]   # validates the state before anything is set
+        privacy, strategy = meta.get("privacy"), getattr(self.model, "_train_strategy", None)
+        if strategy is not None:   # fastdl.privacy: the backup's steps count (checked first)
+            if privacy is None:
+                raise ValueError("the backup was written by a fit without differential privacy: "
+                                 "resuming a private fit from its weights would void the "
+                                 "privacy guarantee")
+            strategy.resume(privacy)
         self.model.set_weights(weights)
         if state and getattr(self.model, "optimizer", None) is not None:
             common.set_optimizer_state(self.model, state, path)
@@ -1198,6 +1206,9 @@ class BackupAndRestore(Callback):
         weights = self.model.get_weights()
         meta = {"epoch": self._current_epoch, "weights": len(weights), "optimizer": len(state),
                 "rng": rng.get_rng().bit_generator.state}
+        strategy = getattr(self.model, "_train_strategy", None)
+        if strategy is not None:   # fastdl.privacy: the DP-SGD settings and steps taken
+            meta["privacy"] = strategy.get_config()
         arrays = {f"weight_{i}": w for i, w in enumerate(weights)}
         arrays.update({f"optimizer_{i}": a for i, a in enumerate(state)})
         arrays["metadata"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)

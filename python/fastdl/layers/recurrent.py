@@ -364,7 +364,9 @@ class _RNN(Layer):
             dy, dstates = dy[0], list(dy[1:])
             if not dstates:
                 dstates = None
-        dx, dk, dr, db, d0 = rnn_ops.rnn_backward(self._tape, dy, dstates)
+        # fastdl.privacy may ask one backward for the gate gradients too (an array it set)
+        dx, dk, dr, db, d0 = rnn_ops.rnn_backward(
+            self._tape, dy, dstates, gate_grads=self.__dict__.pop("_gate_grads_out", None))
         if self._per_gate_inputs:
             n, t = dx.shape[:2]
             f, u = self.kernel.shape[0], self.units

@@ -1,5 +1,7 @@
-"""Per-example gradients and their norms for Sequential models, from one ordinary forward pass
-and one backward pass that keeps the gradient each trainable layer receives.
+"""Per-example gradients and their norms for Sequential and functional models, from one
+ordinary forward pass and one backward pass that keeps the gradient each trainable layer
+receives (``Pass``: a Sequential chain's own backward passes, or the reverse walk over a
+GradientTape's entries, where each layer call is one primitive with its saved attributes).
 
 A layer's weight gradient is a sum over the examples of the batch of a product of the layer's
 input and its output gradient; with both at hand, each layer kind gives the per-example terms
@@ -15,9 +17,9 @@ norms, ``_Rule.sq_norms``):
   equals the sum over pairs of positions with equal ids of ``g_s . g_t``; nothing of size
   batch x vocabulary x dim is formed.
 - LayerNormalization: per-example sums of ``dy * xhat`` and ``dy`` (as small as gamma/beta).
-- SimpleRNN/LSTM/GRU: the slower path: the layer's C++ backward runs once per example, on that
-  example's rows of the batch forward's tape, because it returns only the batch sums of the
-  weight gradients.
+- SimpleRNN/LSTM/GRU: the C++ backward of the batch also returns each step's gradient of the
+  pre-activation gates; the weight gradients are per-step products of those with the step's
+  input and previous state, so each example's are ``a_i^T g_i`` as for Dense on sequences.
 
 Per-example gradients are those of each example's loss: the model's loss is reduced with
 ``"sum_over_batch_size"`` (or ``"sum"``), so the batch gradient is ``sum_i g_i / B`` (or
@@ -26,6 +28,8 @@ Per-example gradients are those of each example's loss: the model's loss is redu
 BatchNormalization with trainable weights mixes the examples of a batch (batch statistics) and
 has no per-example gradient: it is refused; frozen layers cost nothing.
 """
+import contextlib
+
 import numpy as np
 
 from fastdl import _core, activations
@@ -34,7 +38,6 @@ from fastdl.layers.core import Dense
 from fastdl.layers.embedding import Embedding
 from fastdl.layers.normalization import LayerNormalization
 from fastdl.layers.recurrent import _RNN
-
 
 
 class PrivacyError(ValueError):
@@ -58,6 +61,29 @@ class _Rule:
         that formed the per-example gradients on the way keeps them in ``self.kept`` (None
         otherwise): the clipped sum then needs no second backward pass through this layer."""
         self.kept = self.grads(dy)
+        return _sum_of_squares(self.kept)
+
+    def call_grads(self, calls, n):
+        """The per-example gradients over the layer's calls in a pass (``Pass.calls``): a
+        layer called several times (shared weights) has their sum as its gradient."""
+        total = None
+        for state, dy in calls:
+            with _restored(self.layer, state):
+                grads = self.grads(dy)
+            total = grads if total is None else [t + g for t, g in zip(total, grads)]
+        if total is None:   # the loss does not reach the layer
+            total = [np.zeros((n,) + w.shape, w.dtype) for w in self.layer.trainable_weights]
+        return total
+
+    def call_sq_norms(self, calls, n):
+        """``sq_norms`` over the layer's calls in a pass; for several calls the norm of the
+        summed per-example gradients (kept)."""
+        if not calls:   # the loss does not reach the layer: zero (its sum comes out zero too)
+            return np.zeros(n)
+        if len(calls) == 1:
+            with _restored(self.layer, calls[0][0]):
+                return self.sq_norms(calls[0][1])
+        self.kept = self.call_grads(calls, n)
         return _sum_of_squares(self.kept)
 
 
@@ -87,15 +113,14 @@ def _gram_sq_norms(a, g):
     dtype = np.result_type(a, g)
     if length == 1:
         return (a[:, 0] ** 2).sum(axis=1) * (g[:, 0] ** 2).sum(axis=1)
-    a, g = np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(g, dtype=dtype)
     out = np.empty(b, dtype=dtype)
-    if length * (k + f) < k * f:
-        for i in range(b):
-            out[i] = np.vdot(_core.matmul(a[i], a[i], False, True),
-                             _core.matmul(g[i], g[i], False, True))
-    else:
-        for i in range(b):
-            prod = _core.matmul(a[i], g[i], True, False)
+    gram = length * (k + f) < k * f
+    for i in range(b):   # views (an RNN's steps) become contiguous one example at a time
+        ai, gi = np.ascontiguousarray(a[i], dtype=dtype), np.ascontiguousarray(g[i], dtype=dtype)
+        if gram:
+            out[i] = np.vdot(_core.matmul(ai, ai, False, True), _core.matmul(gi, gi, False, True))
+        else:
+            prod = _core.matmul(ai, gi, True, False)
             out[i] = np.vdot(prod, prod)
     return out
 
@@ -252,30 +277,81 @@ class _LayerNormRule(_Rule):
 
 
 class _RNNRule(_Rule):
-    """One backward of the layer's kernels per example, on that example's rows of the batch
-    forward's tape (the C++ backward sums the weight gradients over the batch); the norms keep
-    one example's gradients at a time."""
+    """One batch backward of the layer that also returns each step's gradient of the
+    pre-activation gates (``rnn_backward(..., gate_grads=)``); the weight gradients are sums
+    over the steps of products of those with the step's input and cached previous state,
+    ``a_i^T g_i`` per example as for Dense on sequences (``_gram_sq_norms`` for the norms)."""
 
-    def _each(self, dy):
+    @staticmethod
+    def gate_buffer(layer, state):
+        """An array for the gate gradients of the layer's backward after the call whose
+        attributes are ``state`` (``rnn_backward(gate_grads=)``; None without a tape)."""
+        tape = state.get("_tape")
+        if tape is None:
+            return None
+        gu = layer._gates * layer.units
+        width = 2 * gu if tape.cell == "gru" and tape.reset_after else gu
+        return np.empty(tape.cache.shape[:2] + (width,), dtype=tape.x.dtype)
+
+    def _blocks(self, dy):
+        """([(a, g)] whose per-example products are the kernel's column blocks, the same for
+        the recurrent kernel, [g] per bias row): arrays (batch, steps, ...) in processing
+        order (views; masked steps have zero g). The gate gradients come from the pass's own
+        backward through the layer when it ran one (``_captured_gates``), else from one here."""
         from fastdl.ops.core import rnn as rnn_ops
         layer = self.layer
         tape = layer._tape
         if tape is None:   # a forward without its tape (Layer._inference_only): replay it
-            tape = layer._forward(*layer._replay, True)[2]
-        fields = {name: getattr(tape, name) for name in rnn_ops.RnnTape.__slots__}
-        for i in range(len(tape.x)):   # the tape's cache is (steps, batch, ...)
-            fields.update(x=tape.x[i:i + 1], cache=np.ascontiguousarray(tape.cache[:, i:i + 1]),
-                          mask=None if tape.mask is None else tape.mask[i:i + 1])
-            _, dk, dr, db, _ = rnn_ops.rnn_backward(rnn_ops.RnnTape(**fields),
-                                                    np.ascontiguousarray(dy[i:i + 1]), None)
-            yield (dk, dr, db)[:len(layer.trainable_weights)]
+            x, initial_state, mask, recurrent_mask = layer._replay
+            tape = layer._forward(x, initial_state, mask, True, recurrent_mask)[2]
+        u, gates = layer.units, layer._gates
+        gu = gates * u
+        gru_after = tape.cell == "gru" and tape.reset_after
+        gg = layer.__dict__.get("_captured_gates")
+        if gg is None:
+            gg = self.gate_buffer(layer, {"_tape": tape})
+            rnn_ops.rnn_backward(tape, np.ascontiguousarray(dy, dtype=tape.x.dtype), None,
+                                 gate_grads=gg)
+        gg = gg.transpose(1, 0, 2)
+        g_r, g_x = (gg[..., :gu], gg[..., gu:]) if gru_after else (gg, gg)
+        x = tape.x[:, ::-1] if tape.go_backwards else tape.x
+        h_prev = tape.cache.transpose(1, 0, 2)[..., -u:]   # the cache rows end with h_prev
+
+        def per_gate(a, g, width):   # gate k's columns of g, from its own block of a
+            return [(a[..., k * width:(k + 1) * width], g[..., k * u:(k + 1) * u])
+                    for k in range(gates)]
+
+        kernel = per_gate(x, g_x, layer.kernel.shape[0]) if layer._per_gate_inputs \
+            else [(x, g_x)]
+        rmask = tape.recurrent_mask   # (batch, gates, units): gate k's product uses h_prev * m_k
+        if tape.cell == "gru" and not tape.reset_after:
+            # [dz, dr] with h_prev, dh~ with the cached r * h_prev (its mask applied)
+            zr = [(h_prev, g_r[..., :2 * u])] if rmask is None else [
+                (h_prev * rmask[:, None, k], g_r[..., k * u:(k + 1) * u]) for k in range(2)]
+            recurrent = zr + [(tape.cache.transpose(1, 0, 2)[..., 3 * u:4 * u], g_r[..., 2 * u:])]
+        elif rmask is None:
+            recurrent = [(h_prev, g_r)]
+        else:
+            recurrent = [(h_prev * rmask[:, None, k], g_r[..., k * u:(k + 1) * u])
+                         for k in range(gates)]
+        bias = ([g_x, g_r] if gru_after else [g_x]) if tape.use_bias else []
+        return kernel, recurrent, bias
 
     def grads(self, dy):
-        return [np.stack(g) for g in zip(*self._each(dy))]
+        kernel, recurrent, bias = self._blocks(dy)
+        out = [np.concatenate([_bmm(a, g, True) for a, g in blocks], axis=2)
+               for blocks in (kernel, recurrent)]
+        if bias:
+            sums = [g.sum(axis=1) for g in bias]
+            out.append(np.stack(sums, axis=1) if len(sums) > 1 else sums[0])
+        return out[:len(self.layer.trainable_weights)]
 
     def sq_norms(self, dy):
-        return np.array([sum(float((g ** 2).sum()) for g in grads) for grads in self._each(dy)])
-        # (not kept: the batch's per-example weight gradients would be large)
+        kernel, recurrent, bias = self._blocks(dy)
+        sq = sum(_gram_sq_norms(a, g) for a, g in kernel + recurrent)
+        for g in bias:
+            sq = sq + (g.sum(axis=1) ** 2).sum(axis=1)
+        return sq
 
 
 def rule_for(layer):
@@ -312,12 +388,12 @@ def unsupported_reason(layer):
 
 # ---------------------------------------------------------------------------- model passes
 def check_model(model):
-    """PrivacyError unless ``model`` is a compiled Sequential model whose trainable layers
-    all have per-example rules; returns (trainable layers, their rules)."""
-    from fastdl.models import Sequential
-    if not isinstance(model, Sequential):
-        raise PrivacyError(f"differentially private training supports Sequential models; "
-                           f"received {type(model).__name__}")
+    """PrivacyError unless ``model`` is a compiled Sequential or functional model whose
+    trainable layers all have per-example rules; returns (trainable layers, their rules)."""
+    kind = _model_kind_problem(model)
+    if kind:
+        raise PrivacyError(f"differentially private training supports Sequential and "
+                           f"functional models; received {kind}")
     if getattr(model, "loss", None) is None or getattr(model, "optimizer", None) is None:
         raise PrivacyError(f"model {model.name!r} must be compiled (loss and optimizer) first")
     problems = validate(model)
@@ -328,60 +404,267 @@ def check_model(model):
     return trainable, [rule_for(layer) for layer in trainable]
 
 
+# what a subclass of Sequential or Model(inputs, outputs) must not override: the forward pass
+# (a subclassed model's call may do anything with the batch) or the training step (fit would
+# run it instead of DP-SGD)
+_FIXED = ("call", "_call_tensors", "train_step", "_train_step", "_train_forward",
+          "_train_backward")
+
+
+def _model_kind_problem(model):
+    """None for a Sequential or functional model (nested models included); else what it is."""
+    from fastdl.functional import Functional
+    from fastdl.models import Model, Sequential
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        base = next((b for b in (Sequential, Functional) if isinstance(m, b)), None)
+        changed = [] if base is None else [
+            name for name in _FIXED if getattr(type(m), name) is not getattr(base, name)]
+        if base is None or changed:
+            what = (f"overrides {', '.join(changed)}" if changed else
+                    "a subclassed model" if isinstance(m, Model) else "not a model")
+            inner = "" if m is model else f" (nested in model {model.name!r})"
+            return f"{getattr(m, 'name', m)!r} ({type(m).__name__}: {what}){inner}"
+        stack.extend(l for l in m._layers if isinstance(l, Model))
+    return None
+
+
+def _reduction(loss):
+    """The loss's reduction; a multi-output loss's common one (None when they differ)."""
+    parts = getattr(loss, "losses", None)   # functional.MultiOutputLoss
+    if parts is None:
+        return getattr(loss, "reduction", None)
+    kinds = {getattr(l, "reduction", None) for l in parts if l is not None}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def validate(model):
     """[(layer name, reason)] for each layer that cannot be trained with DP-SGD (empty: ok)."""
-    from fastdl.models import Sequential
-    if not isinstance(model, Sequential):
-        return [(model.name, f"a {type(model).__name__} model: fastdl.privacy trains "
-                             "Sequential models")]
+    from fastdl.models import Sequential, _leaf_layers
+    kind = _model_kind_problem(model)
+    if kind:
+        return [(model.name, f"the model is {kind}: fastdl.privacy trains Sequential and "
+                             "functional models")]
     problems = []
-    for layer in model.layers:
-        if layer._tape_only:
-            problems.append((layer.name, "has no backward of its own (a nested model or a layer "
-                                         "written with ops): fastdl.privacy runs the layers' own "
-                                         "backward passes"))
+    chain = isinstance(model, Sequential) and not model._chain_needs_tape()
+    for layer in (model._layers if chain else _leaf_layers(model)):
+        if getattr(layer, "activity_regularizer", None) is not None:
+            # also on a frozen layer: its penalty's gradient reaches the layers below unclipped
+            problems.append((layer.name, "has an activity_regularizer, a penalty on the whole "
+                                         "batch's output"))
             continue
         reason = unsupported_reason(layer)
         if reason:
             problems.append((layer.name, reason))
     loss = getattr(model, "loss", None)
-    if loss is not None and getattr(loss, "reduction", None) not in (
-            "sum_over_batch_size", "mean", "sum"):
-        problems.append(("loss", f"reduction={getattr(loss, 'reduction', None)!r}: per-example "
-                                 "gradients need 'sum_over_batch_size' or 'sum'"))
+    if loss is not None and _reduction(loss) not in ("sum_over_batch_size", "mean", "sum"):
+        problems.append(("loss", f"reduction={_reduction(loss)!r}: per-example gradients need "
+                                 "'sum_over_batch_size' or 'sum' (the same for every output)"))
     return problems
 
 
 def example_scale(model, n):
     """Per-example gradients are the batch gradient's terms times this (the loss's reduction)."""
-    return 1.0 if model.loss.reduction == "sum" else float(n)
+    return 1.0 if _reduction(model.loss) == "sum" else float(n)
 
 
-def forward_and_capture(model, x, y, sw, trainable):
-    """One training forward pass and a backward pass that only collects the gradient each
-    trainable layer receives (weight gradients skipped, stopping at the lowest trainable
-    layer). Returns (loss, the loss gradient dy, {layer: its output gradient})."""
-    y_pred, _ = model._train_forward(x)
-    loss, dy = model.loss.forward_backward(y, y_pred, sw)
-    wanted = set(map(id, trainable))
-    received = {}
-    g = dy
-    saved = {id(layer): layer._trainable for layer in trainable}
+@contextlib.contextmanager
+def _restored(layer, state):
+    """The layer's attributes as they were after one of its calls (``state``, saved by the
+    tape) for the duration of the block; ``None``: as they are."""
+    if state is None:
+        yield
+        return
+    current = layer.__dict__.copy()
+    layer.__dict__.update(state)
     try:
-        for layer in trainable:
-            layer._trainable = False        # weight gradients are not needed in this pass
-        for layer in reversed(model._layers):
-            g = layer._autocast_input(g)
-            if id(layer) in wanted:
-                if len(received) + 1 == len(wanted):   # the last: no backward follows
-                    received[id(layer)] = g
-                    break
-                received[id(layer)] = np.array(g)   # a copy: backward may reuse its argument
-            g = layer.backward(g)
+        yield
     finally:
-        for layer in trainable:
-            layer._trainable = saved[id(layer)]
-    return y_pred, loss, dy, received
+        layer.__dict__.clear()
+        layer.__dict__.update(current)
+
+
+class Pass:
+    """One training forward pass of a batch and the output gradients the trainable layers
+    received in the backward pass that follows (``capture``).
+
+    ``calls``: layer id -> [(the layer's attributes after that call, or None when they are the
+    layer's own; the gradient of that call's output)]. A Sequential chain (``tape is None``)
+    runs the layers' backward passes itself; other models ran their forward on Tensors under a
+    GradientTape, whose entries hold each layer call (``fastdl.ops.layers.call_layer``, one
+    primitive with a copy of the layer's attributes): a layer called several times has one
+    entry per call."""
+
+    def __init__(self, model, x, y, sw, trainable):
+        self.model, self.trainable = model, trainable
+        y_pred, state = model._train_forward(x)
+        self.y_pred = y_pred
+        self.loss, self.dy = model.loss.forward_backward(y, y_pred, sw)
+        self.tape, self.outputs = (None, None) if state is None else state[:2]
+        self.calls = {}
+        if self.tape is not None:
+            self.entries = self._layer_entries()
+
+    def _layer_entries(self):
+        """{tape entry index: layer} of the trainable layers' calls."""
+        from fastdl.layers.recurrent import _recorded_vjp
+        from fastdl.ops.layers import _layer_vjp
+        wanted = {id(layer) for layer in self.trainable}
+        found = {}
+        for i, (_, _, vjp, cache) in enumerate(self.tape._entries):
+            if vjp is _layer_vjp and id(cache[0]) in wanted:
+                found[i] = cache[0]
+            elif vjp is _recorded_vjp and id(cache[0]) in wanted:
+                raise PrivacyError(
+                    f"layer {cache[0].name!r} ({type(cache[0]).__name__}) was called with "
+                    "initial_state or return_state: fastdl.privacy has no per-example rule for "
+                    "such calls yet")
+        return found
+
+    def _seeds(self, factor):
+        """{output id: its loss gradient}, each example's row times ``factor`` (or not)."""
+        outs = self.outputs if isinstance(self.outputs, (list, tuple)) else [self.outputs]
+        dys = self.dy if isinstance(self.dy, (list, tuple)) else [self.dy]
+        seeds = {}
+        for out, dy in zip(outs, dys):
+            if id(out) not in self.tape._watched:
+                continue
+            g = dy if factor is None else _scaled(dy, factor)
+            seeds[id(out)] = g if id(out) not in seeds else seeds[id(out)] + g
+        return seeds
+
+    def _walk(self, seeds, stop, visit):
+        """The tape's reverse pass from ``seeds``, with ``visit(layer, state, g, last)``
+        running the backward of each trainable layer call (it returns what the entry's VJP
+        returns: dx first); ends after entry ``stop``, whose input gradient is not needed."""
+        entries, watched = self.tape._entries, self.tape._watched
+        grads = seeds
+        for i in range(len(entries) - 1, stop - 1, -1):
+            out, inputs, vjp, cache = entries[i]
+            g = grads.pop(id(out), None)
+            if g is None:
+                continue
+            layer = self.entries.get(i)
+            results = vjp(cache, g) if layer is None else visit(layer, cache[1], g, i == stop)
+            if i == stop:
+                break
+            for x, gx in zip(inputs, results):
+                if gx is not None and id(x) in watched:
+                    prev = grads.get(id(x))
+                    grads[id(x)] = gx if prev is None else prev + gx
+
+    def capture(self):
+        """The gradient each trainable layer call receives (weight gradients skipped, down to
+        the lowest trainable layer), into ``self.calls``."""
+        self.calls = {id(layer): [] for layer in self.trainable}
+        if self.tape is None:
+            self._capture_chain()
+            return self
+
+        def visit(layer, state, g, last):
+            from fastdl.ops.layers import _layer_vjp
+            dy = np.array(g, dtype=layer.dtype)   # a copy: backward may work in place
+            if last:
+                self.calls[id(layer)].append((state, dy))
+                return ()
+            run = dict(state, _trainable=False)
+            gates = _RNNRule.gate_buffer(layer, state) if isinstance(layer, _RNN) else None
+            if gates is not None:   # this backward gives the rule its gate gradients
+                run["_gate_grads_out"] = gates
+                state = dict(state, _captured_gates=gates)
+            self.calls[id(layer)].append((state, dy))
+            return _layer_vjp((layer, run), g)
+
+        self._walk(self._seeds(None), min(self.entries, default=len(self.tape._entries)), visit)
+        return self
+
+    def _capture_chain(self):
+        model = self.model
+        wanted = set(map(id, self.trainable))
+        left = len(wanted)
+        g = self.dy
+        saved = {id(layer): layer._trainable for layer in self.trainable}
+        try:
+            for layer in self.trainable:
+                layer._trainable = False        # weight gradients are not needed in this pass
+            for layer in reversed(model._layers):
+                g = layer._autocast_input(g)
+                if id(layer) in wanted:
+                    left -= 1
+                    if not left:   # the last: no backward follows
+                        self.calls[id(layer)].append((None, g))
+                        break
+                    gates = _RNNRule.gate_buffer(layer, layer.__dict__) \
+                        if isinstance(layer, _RNN) else None
+                    if gates is not None:   # this backward gives the rule its gate gradients
+                        layer._gate_grads_out = gates
+                    self.calls[id(layer)].append(
+                        (None if gates is None else {"_captured_gates": gates},
+                         np.array(g)))  # a copy: backward may reuse g
+                g = layer.backward(g)
+        finally:
+            for layer in self.trainable:
+                layer._trainable = saved[id(layer)]
+
+    def weighted_backward(self, factor, skip):
+        """The weight gradients of the loss with example i's gradient times ``factor[i]``, for
+        the trainable layers except those in ``skip`` ({layer id}), in ``trainable`` order:
+        one backward pass that stops at the lowest layer it needs, without its dx."""
+        needed = [layer for layer in self.trainable if id(layer) not in skip]
+        if not needed:
+            return []
+        if self.tape is None:
+            return self._chain_backward(_scaled(self.dy, factor), needed, skip)
+        from fastdl.ops.layers import _layer_vjp
+        sums = {}
+        stop = min((i for i, layer in self.entries.items() if id(layer) not in skip),
+                   default=len(self.tape._entries))
+
+        def visit(layer, state, g, last):
+            if id(layer) in skip:   # their sums come from their kept per-example gradients
+                return _layer_vjp((layer, dict(state, _trainable=False)), g)
+            if last and "input_gradient_needed" in state:
+                state = dict(state, input_gradient_needed=False)
+            results = _layer_vjp((layer, state), g)
+            if id(layer) in sums:
+                sums[id(layer)] = [a + b for a, b in zip(sums[id(layer)], results[1:])]
+            else:
+                sums[id(layer)] = list(results[1:])
+            return results
+
+        self._walk(self._seeds(factor), stop, visit)
+        return [g for layer in needed for g in sums.get(id(layer)) or
+                [np.zeros_like(w) for w in layer.trainable_weights]]
+
+    def _chain_backward(self, g, needed, skip):
+        model = self.model
+        lowest = needed[0]
+        dx_saved = getattr(lowest, "input_gradient_needed", None)
+        saved = {id(layer): layer._trainable for layer in self.trainable}
+        try:
+            for layer in self.trainable:
+                if id(layer) in skip:
+                    layer._trainable = False
+            if dx_saved is not None:
+                lowest.input_gradient_needed = False   # this pass stops there
+            for layer in reversed(model._layers):
+                g = layer.backward(layer._autocast_input(g))
+                if layer is lowest:
+                    break
+        finally:
+            for layer in self.trainable:
+                layer._trainable = saved[id(layer)]
+            if dx_saved is not None:
+                lowest.input_gradient_needed = dx_saved
+        return [g for layer in needed for g in layer.grads]
+
+
+def _scaled(dy, factor):
+    """``dy`` (an array, or one per output) with example i's row times ``factor[i]``."""
+    if isinstance(dy, (list, tuple)):
+        return [_scaled(d, factor) for d in dy]
+    return dy * factor.reshape((-1,) + (1,) * (dy.ndim - 1)).astype(dy.dtype)
 
 
 def _prepare(model, x, y, sample_weight):
@@ -394,53 +677,37 @@ def _prepare(model, x, y, sample_weight):
 
 def per_example_gradients(model, x, y, sample_weight=None):
     """The gradient of each example's loss for every trainable weight of ``model`` (a compiled
-    Sequential model), in ``model.trainable_weights`` order: arrays of shape
+    Sequential or functional model), in ``model.trainable_weights`` order: arrays of shape
     ``(batch,) + weight.shape``. Dropout draws its masks once for the whole batch."""
     trainable, rules, x, y, sw = _prepare(model, x, y, sample_weight)
     with model._in_use("per_example_gradients", training=True), model._first_layer_skips_dx():
-        _, _, _, received = forward_and_capture(model, x, y, sw, trainable)
+        passed = Pass(model, x, y, sw, trainable).capture()
         scale = example_scale(model, len(x))
-        return [g * scale for rule in rules for g in rule.grads(received[id(rule.layer)])]
+        return [g * scale for rule in rules
+                for g in rule.call_grads(passed.calls[id(rule.layer)], len(x))]
 
 
-def squared_norms(rules, received, scale, n):
-    """Squared L2 norms of the per-example gradients over all trainable weights."""
+def squared_norms(rules, passed, scale, n):
+    """Squared L2 norms of the per-example gradients over all trainable weights. The pass's
+    captured gradients are released on the way (the clipped sum's backward does not read them:
+    a smaller peak of memory)."""
     sq = np.zeros(n)
     for rule in rules:
-        sq += rule.sq_norms(received[id(rule.layer)])
+        sq += rule.call_sq_norms(passed.calls.pop(id(rule.layer)), n)
     return sq * (scale * scale)
 
 
-def clipped_sum(model, trainable, rules, dy, factor):
+def clipped_sum(rules, passed, factor):
     """``sum_i factor_i g_i`` for every trainable weight, in ``_trainable_state`` order, after
     ``squared_norms`` ran on this batch: the layers whose rule kept its per-example gradients
-    sum them; the others get it from the ordinary backward pass of ``dy`` with example i's row
-    scaled by ``factor_i``, which stops at the lowest layer that needs it."""
-    needed = [rule.layer for rule in rules if rule.kept is None]
-    if needed:
-        skip = [rule.layer for rule in rules if rule.kept is not None]
-        saved = {id(layer): layer._trainable for layer in skip}
-        lowest = needed[0]
-        dx_saved = getattr(lowest, "input_gradient_needed", None)
-        g = dy * factor.reshape((-1,) + (1,) * (dy.ndim - 1)).astype(dy.dtype)
-        try:
-            for layer in skip:
-                layer._trainable = False     # their sums come from the kept gradients
-            if dx_saved is not None:
-                lowest.input_gradient_needed = False   # this pass stops there
-            for layer in reversed(model._layers):
-                g = layer.backward(layer._autocast_input(g))
-                if layer is lowest:
-                    break
-        finally:
-            for layer in skip:
-                layer._trainable = saved[id(layer)]
-            if dx_saved is not None:
-                lowest.input_gradient_needed = dx_saved
+    sum them; the others get it from the ordinary backward pass of the loss gradient with
+    example i's row scaled by ``factor_i`` (``Pass.weighted_backward``)."""
+    kept = {id(rule.layer) for rule in rules if rule.kept is not None}
+    backward = iter(passed.weighted_backward(factor, kept))
     out = []
     for rule in rules:
         if rule.kept is None:
-            out.extend(rule.layer.grads)
+            out.extend(next(backward) for _ in rule.layer.trainable_weights)
         else:
             out.extend(_core.matmul(factor.astype(k.dtype)[None], k.reshape(len(k), -1))
                        .reshape(k.shape[1:]) for k in rule.kept)
@@ -453,5 +720,8 @@ def per_example_norms(model, x, y, sample_weight=None):
     computed without forming the per-example gradients where the layer allows."""
     trainable, rules, x, y, sw = _prepare(model, x, y, sample_weight)
     with model._in_use("per_example_norms", training=True), model._first_layer_skips_dx():
-        _, _, _, received = forward_and_capture(model, x, y, sw, trainable)
-        return np.sqrt(squared_norms(rules, received, example_scale(model, len(x)), len(x)))
+        passed = Pass(model, x, y, sw, trainable).capture()
+        norms = np.sqrt(squared_norms(rules, passed, example_scale(model, len(x)), len(x)))
+        for rule in rules:
+            rule.kept = None
+        return norms

@@ -1,4 +1,5 @@
-"""DP-SGD for compiled Sequential models: ``make_private(model, ...)`` then ``model.fit``.
+"""DP-SGD for compiled Sequential and functional models: ``make_private(model, ...)`` then
+``model.fit``.
 
 Each step (Abadi et al. 2016, with Poisson sampling as the accountant assumes):
 
@@ -27,8 +28,8 @@ import numpy as np
 
 from fastdl.callbacks import Callback
 from fastdl.privacy import accountant as _acc
-from fastdl.privacy.per_example import (PrivacyError, check_model, clipped_sum, example_scale,
-                                        forward_and_capture, squared_norms)
+from fastdl.privacy.per_example import (Pass, PrivacyError, check_model, clipped_sum,
+                                        example_scale, squared_norms)
 from fastdl.utils.rng import get_rng
 
 SAMPLINGS = ("poisson", "shuffle")
@@ -59,7 +60,7 @@ def _optional_int(value, name):
 def make_private(model, *, l2_norm_clip, noise_multiplier=None, target_epsilon=None,
                  target_delta=1e-5, epochs=None, batch_size=None, sampling="poisson",
                  accountant="rdp", max_physical_batch_size=256):
-    """Make ``model.fit`` train ``model`` (a compiled Sequential model) with DP-SGD.
+    """Make ``model.fit`` train ``model`` (a compiled Sequential or functional model) with DP-SGD.
 
     Give either ``noise_multiplier`` or ``target_epsilon`` (then also ``epochs`` and
     ``batch_size``: the noise multiplier is calibrated by the accountant at the first ``fit``,
@@ -179,17 +180,15 @@ class DPSGD:
             xb, yb = x[lo:lo + step], y[lo:lo + step]
             swb = None if sw is None else sw[lo:lo + step]
             scale = example_scale(model, len(xb))
+            passed = Pass(model, xb, yb, swb, trainable)
             if math.isinf(clip):   # nothing is clipped: the norms are not needed
-                y_pred, _ = model._train_forward(xb)
-                loss, dy = model.loss.forward_backward(yb, y_pred, swb)
-                model._backward(dy * dy.dtype.type(scale / expected))
-                chunk = [g for layer in trainable for g in layer.grads]
+                factor = np.full(len(xb), scale / expected)
             else:
-                y_pred, loss, dy, received = forward_and_capture(model, xb, yb, swb, trainable)
-                norms = np.sqrt(squared_norms(rules, received, scale, len(xb)))
+                norms = np.sqrt(squared_norms(rules, passed.capture(), scale, len(xb)))
                 with np.errstate(divide="ignore"):
                     factor = np.where(norms > clip, clip / norms, 1.0) * (scale / expected)
-                chunk = clipped_sum(model, trainable, rules, dy, factor)
+            chunk = clipped_sum(rules, passed, factor)
+            loss, y_pred = passed.loss, passed.y_pred
             if grads is None:
                 grads = chunk
             else:
@@ -265,6 +264,83 @@ class DPSGD:
     def privacy_spent(self):
         """(epsilon, delta) of the DP-SGD steps taken so far."""
         return self.epsilon(), self.delta
+
+    # ---------------------------------------------------------------- saving
+    def get_config(self):
+        """The settings and the accounting so far, as JSON data (``model.save`` keeps them)."""
+        return {"l2_norm_clip": "inf" if math.isinf(self.l2_norm_clip) else self.l2_norm_clip,
+                "noise_multiplier": self.noise_multiplier,
+                "target_epsilon": self.target_epsilon, "target_delta": self.delta,
+                "epochs": self.epochs, "batch_size": self.batch_size, "sampling": self.sampling,
+                "accountant": self.accountant,
+                "max_physical_batch_size": self.physical_batch_size,
+                "n": self.n, "segments": [list(s) for s in self.segments]}
+
+    def resume(self, config):
+        """Take the accounting of ``get_config()`` data written during this training (a
+        BackupAndRestore backup) when it counts more steps than this strategy: a new process
+        resuming the run starts from zero, while the interrupted process counted them already."""
+        _, _, segments = _checked_config(config)
+        if sum(s[2] for s in segments) > sum(s[2] for s in self.segments):
+            self.segments = segments
+
+
+_CONFIG_KEYS = {"l2_norm_clip", "noise_multiplier", "target_epsilon", "target_delta", "epochs",
+                "batch_size", "sampling", "accountant", "max_physical_batch_size", "n",
+                "segments"}
+
+
+def _checked_config(config):
+    """The settings of ``DPSGD.get_config()`` data read from a file, checked: (make_private's
+    keyword arguments, n, segments); ValueError/TypeError saying what is wrong."""
+    if not isinstance(config, dict) or set(config) != _CONFIG_KEYS:
+        keys = sorted(config) if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"the DP-SGD state must be an object with the keys "
+                         f"{sorted(_CONFIG_KEYS)}; found {keys}")
+    clip = math.inf if config["l2_norm_clip"] == "inf" else config["l2_norm_clip"]
+    kwargs = {k: config[k] for k in ("target_delta", "epochs", "batch_size", "sampling",
+                                     "accountant", "max_physical_batch_size")}
+    kwargs["l2_norm_clip"] = clip
+    sigma, target = config["noise_multiplier"], config["target_epsilon"]
+    if sigma is None:
+        kwargs["target_epsilon"] = target
+    else:
+        kwargs["noise_multiplier"] = sigma
+        if target is not None:   # calibrated at the first fit: keep the target for the record
+            _number(target, "target_epsilon", 0.0, strict=True)
+    n = _optional_int(config["n"], "n")
+    segments = config["segments"]
+    if not isinstance(segments, list) or len(segments) > 1_000_000:
+        raise ValueError(f"segments must be a list of [q, noise_multiplier, steps]; found "
+                         f"{type(segments).__name__}")
+    checked = []
+    for seg in segments:
+        if not isinstance(seg, list) or len(seg) != 3:
+            raise ValueError(f"each segment must be [q, noise_multiplier, steps]; found "
+                             f"{seg!r:.100}")
+        q = _number(seg[0], "q", 0.0, strict=True)
+        if q > 1:
+            raise ValueError(f"a sampling rate q must be in (0, 1]; found {q!r}")
+        steps = _optional_int(seg[2], "steps")
+        if steps is None:
+            raise ValueError("a segment's steps must be a positive int; found None")
+        checked.append([q, _number(seg[1], "noise_multiplier", 0.0), steps])
+    if checked and (n is None or kwargs["batch_size"] is None):
+        raise ValueError("steps were taken but n or batch_size is missing")
+    return kwargs, n, checked
+
+
+def restore_private(model, config):
+    """Make the (compiled) ``model`` private again from ``DPSGD.get_config()`` data, with its
+    accounting: what ``load_model`` does for a model saved private. ValueError/TypeError/
+    PrivacyError for data that is not such a state."""
+    kwargs, n, segments = _checked_config(config)
+    make_private(model, **kwargs)
+    strategy = model._train_strategy
+    if kwargs.get("noise_multiplier") is not None:
+        strategy.target_epsilon = config["target_epsilon"]
+    strategy.n, strategy.segments = n, segments
+    return model
 
 
 class PrivacyBudget(Callback):

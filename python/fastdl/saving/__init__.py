@@ -152,10 +152,16 @@ def save_weights(model, filepath, overwrite=True):
     """Save the weights: ``*.weights.h5`` in Keras 3's layout (with the optimizer state when the
     optimizer has been built, as Keras does), any other name in fastdl's native format
     (weights only). ``*.keras`` (use ``save``), other ``*.h5``/``*.hdf5`` names and
-    directories are refused (:func:`check_target`)."""
+    directories are refused (:func:`check_target`). A private model (``fastdl.privacy``) gets
+    a warning: its DP-SGD accounting is not in a weights file (``save`` keeps it)."""
     _check_model(model, "save_weights")
     _check_flag(overwrite, "overwrite")
     path = check_target(filepath, weights_only=True)
+    if getattr(model, "_train_strategy", None) is not None:
+        import warnings
+        warnings.warn(f"model {model.name!r} is private (fastdl.privacy): save_weights keeps its "
+                      "weights but not its DP-SGD settings and privacy accounting; model.save "
+                      "keeps them, and load_model continues them", UserWarning, stacklevel=3)
     if _format(path) == "weights.h5":
         from fastdl.saving import keras_format
         keras_format.save_weights(model, path, overwrite=overwrite)

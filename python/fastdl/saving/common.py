@@ -944,6 +944,35 @@ def compile_from_config(model, config, custom_objects=None):
         raise ModelFileError(f"{where}: {e}") from e
 
 
+PRIVACY_KEY = "privacy"   # the DP-SGD state: a native header key, fastdl_privacy.json in .keras
+
+
+def privacy_config(model):
+    """The DP-SGD settings and accounting of a model made private (``fastdl.privacy``), or
+    None: saved with the model so that a loaded one continues private, its accounting kept."""
+    strategy = getattr(model, "_train_strategy", None)
+    return None if strategy is None else strategy.get_config()
+
+
+def restore_privacy(model, config, compiled, where):
+    """Make a loaded model private again from ``privacy_config`` data. A model loaded without
+    its compile settings (``compile=False``) stays non-private, with a warning, since it cannot
+    train before it is compiled again (and ``make_private`` would start a new accounting)."""
+    import warnings
+    if config is None:
+        return
+    if not compiled:
+        warnings.warn(f"{where} holds a model trained with differential privacy (DP-SGD); loaded "
+                      "with compile=False it is not private and its privacy accounting does "
+                      "not continue. Load it with compile=True to continue it.", stacklevel=4)
+        return
+    from fastdl.privacy.training import restore_private
+    try:
+        restore_private(model, config)
+    except (ValueError, TypeError) as e:   # PrivacyError is a ValueError
+        raise ModelFileError(f"{where}: the DP-SGD state: {e}") from None
+
+
 def optimizer_head(optimizer):
     """Number of counters before the slots: iterations (+ learning rate unless a schedule)."""
     return len(optimizer.variables) - (len(optimizer._slot_list()) if optimizer.built else 0)

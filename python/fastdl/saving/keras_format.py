@@ -1,7 +1,9 @@
 """Keras 3 interchange: ``.keras`` model files and ``.weights.h5`` weight files.
 
 A ``.keras`` file is a zip of ``metadata.json`` (``{"keras_version", "date_saved"}``),
-``config.json`` (the model in Keras's schema, with ``compile_config``) and ``model.weights.h5``.
+``config.json`` (the model in Keras's schema, with ``compile_config``) and ``model.weights.h5``;
+fastdl adds ``fastdl_privacy.json`` for a model made private (``fastdl.privacy``: its DP-SGD
+settings and steps taken, so that it loads private with its accounting; Keras ignores it).
 The HDF5 layout is Keras 3.15's (``keras/src/saving/saving_lib.py``): each layer of a
 Sequential or functional model (InputLayers included, in Keras's operation order:
 ``graph.keras_layers``) under ``layers/<snake_case(class)>[_k]`` (named by class and position,
@@ -51,6 +53,7 @@ from fastdl.saving.common import ModelFileError
 KERAS_VERSION = "3.15.1"        # the Keras release whose file layout this module writes
 CONFIG_NAME = "config.json"
 METADATA_NAME = "metadata.json"
+PRIVACY_NAME = "fastdl_privacy.json"   # fastdl's own member: Keras reads only the ones it knows
 WEIGHTS_NAME = "model.weights.h5"
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _RNN_CELLS = {"SimpleRNN": "simple_rnn_cell", "LSTM": "lstm_cell", "GRU": "gru_cell",
@@ -610,6 +613,9 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
         zf.writestr(_zip_info(METADATA_NAME), common.dumps(metadata).encode("utf-8"))
         zf.writestr(_zip_info(CONFIG_NAME), config_bytes)
         zf.writestr(_zip_info(WEIGHTS_NAME), h5_buffer.getvalue())
+        privacy = common.privacy_config(model)
+        if privacy is not None:
+            zf.writestr(_zip_info(PRIVACY_NAME), common.dumps(privacy).encode("utf-8"))
     data = zip_buffer.getvalue()
     common.atomic_write(filepath, lambda f: f.write(data), overwrite=overwrite)
 
@@ -809,10 +815,21 @@ def load_model(filepath, custom_objects=None, compile=True):
                     if store is not None:
                         arrays = _optimizer_arrays(model, store, model.count_params(), where)
                         _restore_optimizer(model, arrays, where)
+                common.restore_privacy(model, _read_privacy(zf, path),
+                                       compile and bool(compile_config), where)
             finally:
                 if h5 is not None:
                     _close(h5)
     return model
+
+
+def _read_privacy(zf, path):
+    """``fastdl_privacy.json`` (a model saved private: fastdl.privacy's DP-SGD state), parsed;
+    None if absent."""
+    info = _member_info(zf, PRIVACY_NAME, common.MAX_CONFIG_BYTES, path)
+    if info is None:
+        return None
+    return common.loads_strict(_read_member(zf, info, path), f"{path!r}: {PRIVACY_NAME}")
 
 
 def _load_vocabularies(zf, model, path):

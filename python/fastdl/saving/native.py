@@ -18,6 +18,9 @@ The header is ``{"format": "fastdl", "kind": "model"|"weights", "fastdl_version"
   "class_name": "Dense", "config": {...}, "registered_name": null, "build_config":
   {"input_shape": [null, 4]}}, ...], "build_input_shape": [null, 4]}}``);
 - ``compile_config`` (full models): optimizer, loss and metrics as in Keras's ``compile_config``;
+- ``privacy`` (only for a model made private with ``fastdl.privacy.make_private``): its DP-SGD
+  settings and the steps taken (``DPSGD.get_config()``), so that ``load_model`` gives a private
+  model whose accounting continues;
 - ``tensors``: ``{"name", "dtype", "shape", "offset", "nbytes"}`` per array, ``offset`` counted
   from the start of the data. Names: ``layers/<snake class>[_k]/<weight name>`` (the layer's
   position among layers of its class, as Keras's weight files do, so weights load into a model
@@ -55,7 +58,8 @@ MAX_TENSORS = 1_000_000
 MAX_RANK = 32
 DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "int64": np.dtype("<i8"),
           "int32": np.dtype("<i4"), "uint8": np.dtype("u1"), "bool": np.dtype("?")}
-_HEADER_KEYS = {"format", "kind", "fastdl_version", "model_config", "compile_config", "tensors"}
+_HEADER_KEYS = {"format", "kind", "fastdl_version", "model_config", "compile_config", "tensors",
+                common.PRIVACY_KEY}
 _TENSOR_KEYS = {"name", "dtype", "shape", "offset", "nbytes"}
 
 
@@ -124,7 +128,11 @@ def save_model(model, filepath, overwrite=True, include_optimizer=True):
     arrays = common.model_weight_table(model)
     if compile_config is not None and include_optimizer:
         arrays += [(f"optimizer/{i}", a) for i, a in enumerate(model.optimizer.get_state())]
-    write_file(filepath, _header("model", model, compile_config), arrays, overwrite)
+    header = _header("model", model, compile_config)
+    privacy = common.privacy_config(model)
+    if privacy is not None:   # only then: older readers refuse the key rather than drop it
+        header[common.PRIVACY_KEY] = privacy
+    write_file(filepath, header, arrays, overwrite)
 
 
 def save_weights(model, filepath, overwrite=True):
@@ -357,6 +365,8 @@ def load_model(filepath, custom_objects=None, compile=True):
                 arrays = common.check_optimizer_state(model, [a for _, a in optimizer_tensors],
                                                       repr(path))
                 common.set_optimizer_state(model, arrays, repr(path))
+        common.restore_privacy(model, header.get(common.PRIVACY_KEY),
+                               compile and compile_cfg is not None, repr(path))
     return model
 
 

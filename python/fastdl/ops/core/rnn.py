@@ -127,11 +127,16 @@ def rnn_forward(cell, x, kernel, recurrent_kernel, bias=None, initial_state=None
     return y, final, tape
 
 
-def rnn_backward(tape, dy, dstates=None):
+def rnn_backward(tape, dy, dstates=None, gate_grads=None):
     """Backpropagation through time for the forward that produced ``tape``.
 
     ``dy`` like the forward's y; ``dstates`` None or a list like its states (entries may be
     None). Returns ``(dx, dkernel, drecurrent_kernel, dbias or None, dinitial_states)``.
+    ``gate_grads``: None or a C-contiguous array of the tape's dtype, shape ``(steps, batch,
+    W)``, that receives each step's gradient of the pre-activation gates (processing order,
+    zeros at masked steps): ``W = G*units`` (GRU ``reset_after``: ``2*G*units``, the recurrent
+    product's then the input product's), from which the weight gradients are per-step products
+    with the inputs and the cached previous states (per-example gradients, fastdl.privacy).
     """
     if not isinstance(tape, RnnTape):
         raise TypeError("rnn_backward needs the tape of rnn_forward(..., training=True)")
@@ -149,7 +154,7 @@ def rnn_backward(tape, dy, dstates=None):
     arrays = (t.x, t.kernel, t.recurrent_kernel, t.mask, t.cache)
     options = dict(use_bias=t.use_bias, return_sequences=t.return_sequences,
                    go_backwards=t.go_backwards, zero_output_for_mask=t.zero_output_for_mask,
-                   recurrent_mask=t.recurrent_mask)
+                   recurrent_mask=t.recurrent_mask, gate_grads=gate_grads)
     if t.cell == "simple_rnn":
         dx, dk, dr, db, dh0, _ = _core.simple_rnn_backward(dy, ds[0], *arrays,
                                                            activation=t.activation, **options)
