@@ -310,3 +310,24 @@ def test_an_activity_regularizer_on_a_layer_written_with_ops_is_refused_not_igno
         model.fit(x, y, epochs=1, verbose=0)
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_explicit_build_leaves_the_layer_built_as_in_keras():
+    # the first call must not build (and create the weights) again
+    dense = fastdl.layers.Dense(3)
+    dense.build((None, 2))
+    assert dense.built
+    dense(np.ones((1, 2), np.float32))
+    assert len(dense.weights) == 2
+
+    class Scale(fastdl.layers.Layer):
+        def build(self, input_shape):
+            self.s = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+
+        def call(self, x):
+            return x * self.s
+
+    layer = Scale()
+    layer.build((None, 4))
+    layer(np.ones((2, 4), np.float32))
+    assert len(layer.weights) == 1 and layer._build_input_shape == (None, 4)

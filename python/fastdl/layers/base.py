@@ -16,6 +16,7 @@
   place after each optimizer step (:meth:`Layer._apply_constraints`).
 """
 import collections
+import functools
 import inspect
 import re
 import sys
@@ -142,6 +143,8 @@ class Layer:
         cls._call_takes_training = "training" in params or any(
             p.kind is p.VAR_KEYWORD for p in params.values())
         cls._tape_only = cls.backward is Layer.backward
+        if "build" in cls.__dict__:
+            cls.build = _marks_built(cls.__dict__["build"])
         if (not cls.__module__.startswith("fastdl.") and cls._tracks_attribute_layers
                 and "__setattr__" not in cls.__dict__):
             cls.__setattr__ = Layer._setattr_tracking_layers
@@ -800,3 +803,17 @@ def _layer_tree(layer):
         queue += list(current.__dict__.get("_sublayers", ())) + list(
             getattr(current, "_layers", None) or ())
     return out
+
+
+def _marks_built(build):
+    """``build`` that leaves the layer built, as Keras's does: ``layer.build(shape)`` called
+    directly must not let the first call build (and create the weights) again."""
+    @functools.wraps(build)
+    def wrapper(self, *args, **kwargs):
+        out = build(self, *args, **kwargs)
+        self.built = True
+        if args and self._build_input_shape is None and isinstance(args[0], (tuple, list)) \
+                and all(d is None or isinstance(d, (int, np.integer)) for d in args[0]):
+            self._build_input_shape = tuple(args[0])
+        return out
+    return wrapper
