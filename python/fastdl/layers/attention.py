@@ -217,8 +217,7 @@ class MultiHeadAttention(Layer):
             y = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), ops.reshape(w, (x.shape[-1], -1)))
             if bias is not None:
                 y = y + ops.reshape(bias, (-1,))
-            return ops.reshape(ops.transpose(ops.reshape(y, (b, -1, n, depth)), (0, 2, 1, 3)),
-                               (b * n, -1, depth))
+            return ops.reshape(y, (b, -1, n, depth))   # the kernel reads the heads in place
         q3 = project(query, wq, bq, kd)
         k3 = project(key, wk, bk, kd)
         v3 = project(value, wv, bv, vd)
@@ -227,8 +226,7 @@ class MultiHeadAttention(Layer):
             drop = _dropout_multipliers(self, (b * n, t, s), np.dtype(self.dtype))
         out, probs = ops.nn.attention(q3, k3, v3, combined, 1.0 / math.sqrt(kd),
                                       bool(use_causal_mask), drop)
-        out = ops.reshape(ops.transpose(ops.reshape(out, (b, n, t, vd)), (0, 2, 1, 3)),
-                          (b * t, n * vd))
+        out = ops.reshape(out, (b * t, n * vd))
         out_dims = wo.shape[2:]
         y = ops.matmul(out, ops.reshape(wo, (n * vd, -1)))
         if bo is not None:
