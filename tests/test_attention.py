@@ -68,19 +68,22 @@ def test_kernel_backward_central_differences(with_drop):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_kernel_reads_and_writes_the_heads_layout_in_place(dtype):
+@pytest.mark.parametrize("tq, tk, dk, dv", [(4, 6, 5, 2), (37, 45, 40, 19)])
+def test_kernel_reads_and_writes_the_heads_layout_in_place(dtype, tq, tk, dk, dv):
     """(B, T, H, d) operands (a projection's output, no transposes) give the (B*H, T, d)
-    results, heads side by side: forward, probabilities and gradients."""
+    results, heads side by side: forward, probabilities and gradients (tiny problems, and
+    ones spanning several GEMM tiles)."""
     r = _rng(4)
-    q, k, v, g = (a.astype(dtype) for a in _normals(r, (2, 4, 3, 5), (2, 6, 3, 5), (2, 6, 3, 2),
-                                                     (2, 4, 3, 2)))
-    mask, drop = r.random((2, 4, 6)) > 0.3, ((r.random((6, 4, 6)) > 0.4) / 0.6).astype(dtype)
+    q, k, v, g = (a.astype(dtype) for a in _normals(r, (2, tq, 3, dk), (2, tk, 3, dk),
+                                                     (2, tk, 3, dv), (2, tq, 3, dv)))
+    mask = r.random((2, tq, tk)) > 0.3
+    drop = ((r.random((6, tq, tk)) > 0.4) / 0.6).astype(dtype)
     heads = lambda x: np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(6, x.shape[1], -1))  # noqa: E731
     back = lambda x: x.reshape(2, 3, x.shape[1], -1).transpose(0, 2, 1, 3)  # noqa: E731
     out, probs = kernel.attention(q, k, v, mask, drop, 0.7, True)
     out3, probs3 = kernel.attention(heads(q), heads(k), heads(v), mask, drop, 0.7, True)
     tol = 1e-6 if dtype == np.float32 else 1e-13
-    assert out.shape == (2, 4, 3, 2) and probs.shape == (6, 4, 6)
+    assert out.shape == (2, tq, 3, dv) and probs.shape == (6, tq, tk)
     np.testing.assert_allclose(out, back(out3), atol=tol)
     np.testing.assert_allclose(probs, probs3, atol=tol)
     grads = kernel.attention_backward(g, q, k, v, probs, drop, 0.7)
