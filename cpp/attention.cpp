@@ -1,6 +1,6 @@
 // Softmax attention, forward and backward, one (query, key, value) problem per OpenMP
-// iteration; the products go through fastdl's GEMM (single-threaded inside the region, the
-// whole team when there is only one problem).
+// iteration; the products go through fastdl's GEMM on each problem's strided rows in place
+// (single-threaded inside the region, the whole team when there is only one problem).
 #include "attention.h"
 
 #include <omp.h>
@@ -16,18 +16,22 @@ namespace fastdl {
 
 namespace {
 
+template <typename T>
+using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
+template <typename T>
+using ConstRow = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+
 // Row-wise masked softmax of s (tq, tk) in place; s holds the unscaled scores on entry. The
 // exponentials are Eigen's vectorised ones (the bulk of the forward's time otherwise).
 template <typename T>
 void masked_softmax(T* s, const std::uint8_t* mask, const AttentionParams& p) {
-    using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
     const T scale = static_cast<T>(p.scale);
     const T hidden = -std::numeric_limits<T>::infinity();
     for (index_t i = 0; i < p.tq; ++i) {
         T* row = s + i * p.tk;
         const std::uint8_t* mrow = mask ? mask + i * p.tk : nullptr;
         const index_t visible_end = p.causal ? std::min(i + 1, p.tk) : p.tk;
-        Row r(row, visible_end);
+        Row<T> r(row, visible_end);
         r *= scale;
         if (mrow)
             for (index_t j = 0; j < visible_end; ++j)
@@ -48,30 +52,61 @@ void masked_softmax(T* s, const std::uint8_t* mask, const AttentionParams& p) {
 
 int team_size(index_t problems) { return problems > 1 ? num_threads() : 1; }
 
+template <typename T>
+const T* at(const T* x, const HeadStrides& s, index_t b, index_t h) {
+    return x + b * s.batch + h * s.head;
+}
+template <typename T>
+T* at(T* x, const HeadStrides& s, index_t b, index_t h) {
+    return x + b * s.batch + h * s.head;
+}
+
+// Per-thread scratch blocks of `each` elements (64-byte apart), taken before the parallel
+// region so that an allocation failure is an exception, not a crash inside OpenMP.
+template <typename T>
+struct TeamScratch {
+    index_t stride;
+    T* base;
+    Workspace ws;
+    TeamScratch(int team, index_t each)
+        : stride(round_up(each, 64 / static_cast<index_t>(sizeof(T)))),
+          ws(each ? stride * team : 0, base, ScratchSlot::attention) {}
+    T* of(int tid) const { return base ? base + tid * stride : nullptr; }
+};
+
 }  // namespace
 
+// One problem per iteration, handed out dynamically: on a busy machine a preempted thread is
+// left fewer problems instead of holding up the others. The per-problem products are
+// sequential (the GEMM runs on one thread inside a parallel region), so every result is the
+// same for every thread count.
 template <typename T>
 void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
                        const std::uint8_t* mask, const T* drop, const AttentionParams& p) {
     const index_t ss = p.tq * p.tk;
-    const index_t group = p.mask_batch ? p.batch / p.mask_batch : 1;
-#pragma omp parallel num_threads(team_size(p.batch))
+    const index_t problems = p.problems();
+    const index_t group = p.mask_batch ? problems / p.mask_batch : 1;
+    const int team = team_size(problems);
+    TeamScratch<T> scratch(team, drop ? ss : 0);
+#pragma omp parallel num_threads(team)
     {
-        std::vector<T> dropped(drop ? ss : 0);
-#pragma omp for schedule(static)
-        for (index_t b = 0; b < p.batch; ++b) {
-            T* s = probs + b * ss;
-            matmul_forward(s, q + b * p.tq * p.dk, k + b * p.tk * p.dk,
-                           GemmParams{p.tq, p.tk, p.dk, false, true});
-            masked_softmax(s, p.mask_batch ? mask + (b / group) * ss : nullptr, p);
+        T* dropped = scratch.of(omp_get_thread_num());
+#pragma omp for schedule(dynamic)
+        for (index_t pi = 0; pi < problems; ++pi) {
+            const index_t b = pi / p.heads, h = pi % p.heads;
+            T* s = probs + pi * ss;
+            matmul_forward_strided(s, p.tk, at(q, p.q, b, h), p.q.row, at(k, p.k, b, h), p.k.row,
+                                   GemmParams{p.tq, p.tk, p.dk, false, true});
+            masked_softmax(s, p.mask_batch ? mask + (pi / group) * ss : nullptr, p);
             const T* weights = s;
             if (drop) {
-                const T* d = drop + b * ss;
+                const T* d = drop + pi * ss;
                 for (index_t i = 0; i < ss; ++i) dropped[i] = s[i] * d[i];
-                weights = dropped.data();
+                weights = dropped;
             }
-            matmul_forward(out + b * p.tq * p.dv, weights, v + b * p.tk * p.dv,
-                           GemmParams{p.tq, p.dv, p.tk, false, false});
+            matmul_forward_strided(at(out, p.out, b, h), p.out.row, weights, p.tk,
+                                   at(v, p.v, b, h), p.v.row,
+                                   GemmParams{p.tq, p.dv, p.tk, false, false});
         }
     }
 }
@@ -80,41 +115,44 @@ template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v,
                         const T* probs, const T* drop, const AttentionParams& p) {
     const index_t ss = p.tq * p.tk;
+    const index_t problems = p.problems();
     const T scale = static_cast<T>(p.scale);
-#pragma omp parallel num_threads(team_size(p.batch))
+    const int team = team_size(problems);
+    TeamScratch<T> scratch(team, (drop ? 2 : 1) * ss);
+#pragma omp parallel num_threads(team)
     {
-        std::vector<T> ds(ss), dropped(drop ? ss : 0);
-#pragma omp for schedule(static)
-        for (index_t b = 0; b < p.batch; ++b) {
-            const T* pb = probs + b * ss;
-            const T* db = drop ? drop + b * ss : nullptr;
-            const T* go = dout + b * p.tq * p.dv;
+        T* ds = scratch.of(omp_get_thread_num());
+        T* dropped = ds + ss;
+#pragma omp for schedule(dynamic)
+        for (index_t pi = 0; pi < problems; ++pi) {
+            const index_t b = pi / p.heads, h = pi % p.heads;
+            const T* pb = probs + pi * ss;
+            const T* db = drop ? drop + pi * ss : nullptr;
+            const T* go = at(dout, p.out, b, h);
+            const T *qb = at(q, p.q, b, h), *kb = at(k, p.k, b, h);
             const T* weights = pb;
             if (db) {
                 for (index_t i = 0; i < ss; ++i) dropped[i] = pb[i] * db[i];
-                weights = dropped.data();
+                weights = dropped;
             }
             // dv = weights^T @ dout; d(weights) = dout @ v^T
-            matmul_forward(dv + b * p.tk * p.dv, weights, go,
-                           GemmParams{p.tk, p.dv, p.tq, true, false});
-            matmul_forward(ds.data(), go, v + b * p.tk * p.dv,
-                           GemmParams{p.tq, p.tk, p.dv, false, true});
+            matmul_forward_strided(at(dv, p.grad_v, b, h), p.grad_v.row, weights, p.tk, go, p.out.row,
+                                   GemmParams{p.tk, p.dv, p.tq, true, false});
+            matmul_forward_strided(ds, p.tk, go, p.out.row, at(v, p.v, b, h), p.v.row,
+                                   GemmParams{p.tq, p.tk, p.dv, false, true});
             // through the dropout and the softmax: ds = P * (dP - sum_j dP P) * scale
+            // (Eigen's vectorised row sums: a scalar sum is one add latency per element)
             for (index_t i = 0; i < p.tq; ++i) {
-                T* row = ds.data() + i * p.tk;
-                const T* prow = pb + i * p.tk;
-                if (db) {
-                    const T* drow = db + i * p.tk;
-                    for (index_t j = 0; j < p.tk; ++j) row[j] *= drow[j];
-                }
-                T dot = 0;
-                for (index_t j = 0; j < p.tk; ++j) dot += row[j] * prow[j];
-                for (index_t j = 0; j < p.tk; ++j) row[j] = prow[j] * (row[j] - dot) * scale;
+                Row<T> row(ds + i * p.tk, p.tk);
+                const ConstRow<T> prow(pb + i * p.tk, p.tk);
+                if (db) row *= ConstRow<T>(db + i * p.tk, p.tk);
+                const T dot = (row * prow).sum();
+                row = prow * (row - dot) * scale;
             }
-            matmul_forward(dq + b * p.tq * p.dk, ds.data(), k + b * p.tk * p.dk,
-                           GemmParams{p.tq, p.dk, p.tk, false, false});
-            matmul_forward(dk + b * p.tk * p.dk, ds.data(), q + b * p.tq * p.dk,
-                           GemmParams{p.tk, p.dk, p.tq, true, false});
+            matmul_forward_strided(at(dq, p.grad_q, b, h), p.grad_q.row, ds, p.tk, kb, p.k.row,
+                                   GemmParams{p.tq, p.dk, p.tk, false, false});
+            matmul_forward_strided(at(dk, p.grad_k, b, h), p.grad_k.row, ds, p.tk, qb, p.q.row,
+                                   GemmParams{p.tk, p.dk, p.tq, true, false});
         }
     }
 }

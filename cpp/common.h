@@ -82,7 +82,7 @@ inline int threads_for(index_t work, index_t min_parallel) {
 // page-fault fresh memory. A block above kKeepBytes is freed after its call instead of kept.
 // Callers that are live at once (a GEMM's two packing buffers) take different slots; a second
 // Workspace of the same slot on the same thread would be handed the same block.
-enum class ScratchSlot : int { conv, gemm_a, gemm_b, count };
+enum class ScratchSlot : int { conv, gemm_a, gemm_b, attention, count };
 
 class Workspace {
   public:

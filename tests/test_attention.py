@@ -67,6 +67,32 @@ def test_kernel_backward_central_differences(with_drop):
         np.testing.assert_allclose(got, numerical_gradient(loss, x), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tq, tk, dk, dv", [(4, 6, 5, 2), (37, 45, 40, 19)])
+def test_kernel_reads_and_writes_the_heads_layout_in_place(dtype, tq, tk, dk, dv):
+    """(B, T, H, d) operands (a projection's output, no transposes) give the (B*H, T, d)
+    results, heads side by side: forward, probabilities and gradients (tiny problems, and
+    ones spanning several GEMM tiles)."""
+    r = _rng(4)
+    q, k, v, g = (a.astype(dtype) for a in _normals(r, (2, tq, 3, dk), (2, tk, 3, dk),
+                                                     (2, tk, 3, dv), (2, tq, 3, dv)))
+    mask = r.random((2, tq, tk)) > 0.3
+    drop = ((r.random((6, tq, tk)) > 0.4) / 0.6).astype(dtype)
+    heads = lambda x: np.ascontiguousarray(x.transpose(0, 2, 1, 3).reshape(6, x.shape[1], -1))  # noqa: E731
+    back = lambda x: x.reshape(2, 3, x.shape[1], -1).transpose(0, 2, 1, 3)  # noqa: E731
+    out, probs = kernel.attention(q, k, v, mask, drop, 0.7, True)
+    out3, probs3 = kernel.attention(heads(q), heads(k), heads(v), mask, drop, 0.7, True)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    assert out.shape == (2, tq, 3, dv) and probs.shape == (6, tq, tk)
+    np.testing.assert_allclose(out, back(out3), atol=tol)
+    np.testing.assert_allclose(probs, probs3, atol=tol)
+    grads = kernel.attention_backward(g, q, k, v, probs, drop, 0.7)
+    grads3 = kernel.attention_backward(heads(g), heads(q), heads(k), heads(v), probs3, drop, 0.7)
+    for got, want, x in zip(grads, grads3, (q, k, v)):
+        assert got.shape == x.shape
+        np.testing.assert_allclose(got, back(want), atol=tol)
+
+
 def test_kernel_rejects_bad_arguments():
     q, k, v = np.zeros((2, 3, 4)), np.zeros((2, 5, 4)), np.zeros((2, 5, 6))
     with pytest.raises(ValueError, match=r"k must have shape \(2, -1, 4\).*received \(2, 5, 3\)"):
@@ -83,6 +109,16 @@ def test_kernel_rejects_bad_arguments():
         kernel.attention_backward(np.zeros((2, 3, 5)), q, k, v, np.zeros((2, 3, 5)))
     with pytest.raises(ValueError, match="scale must be finite"):
         kernel.attention(q, k, v, scale=float("nan"))
+    with pytest.raises(ValueError, match=r"q must be 3-D \(problems, Tq, dk\) or 4-D"):
+        kernel.attention(np.zeros((2, 3)), k, v)
+    q4 = np.zeros((2, 3, 4, 5))   # with a heads axis: k and v must have it too
+    with pytest.raises(ValueError, match=r"k must have shape \(2, -1, 4, 5\).*received \(2, 5, 4\)"):
+        kernel.attention(q4, k, v)
+    with pytest.raises(ValueError, match=r"v must have shape \(2, 6, 4, -1\).*received \(2, 6, 3, 5\)"):
+        kernel.attention(q4, np.zeros((2, 6, 4, 5)), np.zeros((2, 6, 3, 5)))
+    with pytest.raises(ValueError, match=r"drop must have shape \(8, 3, 6\)"):
+        kernel.attention(q4, np.zeros((2, 6, 4, 5)), np.zeros((2, 6, 4, 5)), None,
+                         np.zeros((2, 3, 6)))
 
 
 def test_dot_product_attention_matches_torch():
@@ -211,6 +247,38 @@ def test_multi_head_attention_matches_keras():
     back(q, v, key)
     back.set_weights(weights)
     np.testing.assert_allclose(back(q, v, key), ours(q, v, key), atol=1e-6)
+
+
+def test_multi_head_attention_matches_torch():
+    """The layer equals PyTorch's multi-head attention with Keras's weights mapped to PyTorch's
+    layout: in-projection rows (H*kd, D) = kernel (D, H, kd) reshaped and transposed, the
+    output projection likewise; PyTorch masks True where a key is hidden."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle of this test")
+    r = _rng(10)
+    b, t, d, n, kd = 3, 7, 12, 3, 4    # PyTorch needs num_heads * head_dim == embed_dim
+    x = r.standard_normal((b, t, d)).astype(np.float32)
+    layer = layers.MultiHeadAttention(n, kd)
+    layer(x, x)
+    layer.set_weights([w + r.standard_normal(w.shape).astype(np.float32) * 0.3
+                       for w in layer.get_weights()])
+    wq, bq, wk, bk, wv, bv, wo, bo = (torch.tensor(w) for w in layer.get_weights())
+    keep = r.random((b, t)) > 0.3
+    keep[:, 0] = True   # PyTorch gives NaN for a query that sees no key
+    causal = np.triu(np.ones((t, t), bool), 1)
+    xt = torch.tensor(x).transpose(0, 1)   # PyTorch's (T, B, D)
+    for kw, tkw in (({}, {}), ({"value_mask": keep}, {"key_padding_mask": torch.tensor(~keep)}),
+                    ({"use_causal_mask": True}, {"attn_mask": torch.tensor(causal)}),
+                    ({"use_causal_mask": True, "value_mask": keep},
+                     {"attn_mask": torch.tensor(causal), "key_padding_mask": torch.tensor(~keep)})):
+        want, _ = torch.nn.functional.multi_head_attention_forward(
+            xt, xt, xt, d, n, torch.cat([w.reshape(d, -1).T for w in (wq, wk, wv)]),
+            torch.cat([bias.reshape(-1) for bias in (bq, bk, bv)]), None, None, False, 0.0,
+            wo.reshape(-1, d).T, bo, training=False, need_weights=False, **tkw)
+        got = layer(x, x, **kw).numpy()
+        # float32 on both sides: each output sums ~d + t products of O(1) terms, each rounded
+        # at 2**-24 relative; 2e-5 is a few hundred ulps of such values, far below any layout
+        # or masking mistake (which changes outputs by O(0.1)).
+        np.testing.assert_allclose(got, want.transpose(0, 1).numpy(), atol=2e-5, rtol=2e-5)
 
 
 @pytest.mark.parametrize("cls,kwargs", [("Attention", {"use_scale": True}),

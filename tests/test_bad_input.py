@@ -333,7 +333,12 @@ RAW_ROWS += [
 # attention: q (B, Tq, dk), k (B, Tk, dk), v (B, Tk, dv); mask bool (M, Tq, Tk), M dividing B
 AF, AB = _core.attention_forward, _core.attention_backward
 RAW_ROWS += [
-    ("attention_forward-q-rank", lambda: AF(f32(2, 3), f32(2, 5, 4), f32(2, 5, 6)), ValueError, r"attention_forward: q must be 3-D, received shape \(2, 3\)"),
+    ("attention_forward-q-rank", lambda: AF(f32(2, 3), f32(2, 5, 4), f32(2, 5, 6)), ValueError, r"attention_forward: q must be 3-D \(problems, Tq, dk\) or 4-D \(batch, Tq, heads, dk\), received shape \(2, 3\)"),
+    ("attention_forward-k-heads", lambda: AF(f32(2, 3, 4, 5), f32(2, 6, 3, 5), f32(2, 6, 4, 5)), ValueError, r"k must have shape \(2, -1, 4, 5\) \(-1: any\), received \(2, 6, 3, 5\)"),
+    ("attention_forward-v-rank", lambda: AF(f32(2, 3, 4, 5), f32(2, 6, 4, 5), f32(2, 6, 5)), ValueError, r"v must have shape \(2, 6, 4, -1\) \(-1: any\), received \(2, 6, 5\)"),
+    ("attention_forward-mask-heads", lambda: AF(f32(2, 3, 4, 5), f32(2, 6, 4, 5), f32(2, 6, 4, 5), np.ones((3, 3, 6), bool)), ValueError, r"must divide the batch 8, received mask shape \(3, 3, 6\)"),
+    ("attention_backward-dout-heads", lambda: AB(f32(2, 3, 6), f32(2, 3, 4, 5), f32(2, 6, 4, 5), f32(2, 6, 4, 5), f32(8, 3, 6)), ValueError, r"attention_backward: dout must have shape \(2, 3, 4, 5\)"),
+    ("attention_backward-probs-heads", lambda: AB(f32(2, 3, 4, 5), f32(2, 3, 4, 5), f32(2, 6, 4, 5), f32(2, 6, 4, 5), f32(2, 3, 6)), ValueError, r"probs must have shape \(8, 3, 6\)"),
     ("attention_forward-k-depth", lambda: AF(f32(2, 3, 4), f32(2, 5, 3), f32(2, 5, 6)), ValueError, r"k must have shape \(2, -1, 4\) \(-1: any\), received \(2, 5, 3\)"),
     ("attention_forward-v-length", lambda: AF(f32(2, 3, 4), f32(2, 5, 4), f32(2, 4, 6)), ValueError, r"v must have shape \(2, 5, -1\)"),
     ("attention_forward-mask-shape", lambda: AF(f32(2, 3, 4), f32(2, 5, 4), f32(2, 5, 6), np.ones((2, 3, 4), bool)), ValueError, r"mask must have shape \(-1, 3, 5\)"),

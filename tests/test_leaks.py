@@ -180,6 +180,12 @@ def _raw_calls():
     aout, aprobs = _core.attention_forward(aq, ak, av, amask, adrop, 0.5, True)
     calls["attention_backward"] = (lambda: _core.attention_backward(aout, aq, ak, av, aprobs, adrop,
                                                                     0.5), (aout, aq, ak, av, aprobs))
+    hq, hk, hv = f32(2, 20, 4, 4), f32(2, 30, 4, 4), f32(2, 30, 4, 6)   # with a heads axis
+    calls["attention_forward_heads"] = (lambda: _core.attention_forward(hq, hk, hv, amask, adrop,
+                                                                        0.5), (hq, hk, hv))
+    hout, hprobs = _core.attention_forward(hq, hk, hv, amask, adrop, 0.5)
+    calls["attention_backward_heads"] = (lambda: _core.attention_backward(
+        hout, hq, hk, hv, hprobs, adrop, 0.5), (hout, hq, hk, hv, hprobs))
     imgs, mats = f32(4, 12, 10, 3), np.tile([0.9, 0.1, 0.5, -0.1, 0.9, 0.3], (4, 1))
     calls["affine_transform"] = (lambda: _core.affine_transform(imgs, mats, "bilinear",
                                                                 "reflect", 0.0), (imgs, mats))

@@ -1,5 +1,6 @@
-// Bindings of the softmax-attention kernel (attention.h). Every argument is checked
-// (dtype, rank, shape agreement, overflow) before anything is allocated or the GIL released;
+// Bindings of the softmax-attention kernel (attention.h), on (problems, T, depth) operands or
+// (batch, T, heads, depth) ones (the projections' layout, no transposes). Every argument is
+// checked (dtype, rank, shape agreement, overflow) before anything is allocated or the GIL released;
 // failures raise ValueError (TypeError for a wrong dtype) naming the argument and what came.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -17,51 +18,74 @@ using fastdl::index_t;
 
 namespace {
 
-template <typename T>
-using Array = py::array_t<T, py::array::c_style>;
+using fastdl::bindings::Array;
+using fastdl::bindings::Shape;
+using fastdl::bindings::shape_str;
 
-void check_array(const py::array& a, index_t b, index_t rows, index_t cols, const char* fn,
-                 const char* arg) {
-    FASTDL_CHECK(a.ndim() == 3, fn, ": ", arg, " must be 3-D, received shape ", fastdl::bindings::shape_str(a));
-    FASTDL_CHECK(reinterpret_cast<std::uintptr_t>(a.data()) % a.itemsize() == 0, fn, ": ", arg,
-                 " is not aligned to its dtype");
-    FASTDL_CHECK((b < 0 || a.shape(0) == b) && (rows < 0 || a.shape(1) == rows) &&
-                     (cols < 0 || a.shape(2) == cols),
-                 fn, ": ", arg, " must have shape (", b, ", ", rows, ", ", cols,
-                 ") (-1: any), received ", fastdl::bindings::shape_str(a));
+// shape(a) == dims, where a -1 in dims matches any size.
+void check_array(const py::array& a, const Shape& dims, const char* fn, const char* arg) {
+    bool same = a.ndim() == static_cast<py::ssize_t>(dims.size());
+    for (std::size_t i = 0; same && i < dims.size(); ++i) same = dims[i] < 0 || a.shape(i) == dims[i];
+    FASTDL_CHECK(same, fn, ": ", arg, " must have shape ", shape_str(dims), " (-1: any), received ",
+                 shape_str(a));
+    fastdl::bindings::check_aligned(a, fn, arg);
 }
 
-// None, or a C-contiguous array of exactly T (the caller keeps obj alive).
-template <typename T>
-const T* optional_array(const py::object& obj, index_t b, index_t rows, index_t cols,
-                        const char* fn, const char* arg) {
-    if (obj.is_none()) return nullptr;
-    if (!py::isinstance<Array<T>>(obj))
-        throw py::type_error(fastdl::concat(
-            fn, ": ", arg, " must be None or a C-contiguous ",
-            py::str(py::dtype::of<T>()).cast<std::string>(), " array, received ",
-            py::str(py::type::handle_of(obj)).cast<std::string>(),
-            py::isinstance<py::array>(obj)
-                ? " of dtype " + py::str(obj.attr("dtype")).cast<std::string>()
-                : std::string()));
-    auto a = py::reinterpret_borrow<py::array>(obj);
-    check_array(a, b, rows, cols, fn, arg);
-    return static_cast<const T*>(a.data());
-}
+// The shapes of attention_check: q, k, v and the output in one of the two layouts, and the
+// probabilities (problems, tq, tk).
+struct Layout {
+    fastdl::AttentionParams p;
+    bool heads_axis;  // 4-D (batch, T, heads, depth) operands, else 3-D (problems, T, depth)
 
+    Shape operand(index_t rows, index_t depth) const {
+        return heads_axis ? Shape{p.batch, rows, p.heads, depth} : Shape{p.batch, rows, depth};
+    }
+    // The strides of a C-contiguous operand of this layout.
+    fastdl::HeadStrides strides(index_t rows, index_t depth) const {
+        return heads_axis ? fastdl::HeadStrides{rows * p.heads * depth, depth, p.heads * depth}
+                          : fastdl::HeadStrides{rows * depth, 0, depth};
+    }
+    Shape scores() const { return {p.problems(), p.tq, p.tk}; }
+};
+
+// The one shape check of forward and backward: q (B, Tq, dk), k (B, Tk, dk), v (B, Tk, dv),
+// or with a heads axis q (B, Tq, H, dk), k (B, Tk, H, dk), v (B, Tk, H, dv).
 template <typename T>
-fastdl::AttentionParams attention_check(const Array<T>& q, const Array<T>& k, const Array<T>& v,
-                                        double scale, bool causal, const char* fn) {
-    check_array(q, -1, -1, -1, fn, "q");
-    const index_t b = q.shape(0), tq = q.shape(1), dk = q.shape(2);
-    check_array(k, b, -1, dk, fn, "k");
-    const index_t tk = k.shape(1);
-    check_array(v, b, tk, -1, fn, "v");
+Layout attention_check(const Array<T>& q, const Array<T>& k, const Array<T>& v, double scale,
+                       bool causal, const char* fn) {
+    FASTDL_CHECK(q.ndim() == 3 || q.ndim() == 4, fn,
+                 ": q must be 3-D (problems, Tq, dk) or 4-D (batch, Tq, heads, dk), received "
+                 "shape ", shape_str(q));
+    Layout l{};
+    l.heads_axis = q.ndim() == 4;
+    fastdl::AttentionParams& p = l.p;
+    p.batch = q.shape(0), p.tq = q.shape(1), p.heads = l.heads_axis ? q.shape(2) : 1;
+    p.dk = q.shape(q.ndim() - 1);
+    check_array(q, l.operand(p.tq, p.dk), fn, "q");
+    check_array(k, l.operand(-1, p.dk), fn, "k");
+    p.tk = k.shape(1);
+    check_array(v, l.operand(p.tk, -1), fn, "v");
+    p.dv = v.shape(v.ndim() - 1);
     FASTDL_CHECK(std::isfinite(scale), fn, ": scale must be finite, received ", scale);
-    fastdl::checked_product({b, tq, tk}, fn);
-    fastdl::checked_product({b, tq, v.shape(2)}, fn);
-    return fastdl::AttentionParams{b, tq, tk, dk, static_cast<index_t>(v.shape(2)), 0, causal,
-                                   scale};
+    fastdl::checked_product({p.batch, p.heads, p.tq, p.tk}, fn);
+    fastdl::checked_product({p.batch, p.heads, p.tq, p.dv}, fn);
+    p.causal = causal;
+    p.scale = scale;
+    p.q = p.grad_q = l.strides(p.tq, p.dk);
+    p.k = p.grad_k = l.strides(p.tk, p.dk);
+    p.v = p.grad_v = l.strides(p.tk, p.dv);
+    p.out = l.strides(p.tq, p.dv);
+    return l;
+}
+
+// None, or a C-contiguous array of exactly T and exactly this shape (the caller keeps obj alive).
+template <typename T>
+const T* optional_array(const py::object& obj, const Shape& dims, const char* fn,
+                        const char* arg) {
+    if (obj.is_none()) return nullptr;
+    Array<T> a = fastdl::bindings::exact_array<T>(obj, fn, arg, true);
+    check_array(a, dims, fn, arg);
+    return a.data();
 }
 
 template <typename T>
@@ -69,16 +93,18 @@ py::tuple attention_forward(const Array<T>& q, const Array<T>& k, const Array<T>
                             const py::object& mask, const py::object& drop, double scale,
                             bool causal) {
     const char* fn = "attention_forward";
-    auto p = attention_check(q, k, v, scale, causal, fn);
-    const bool* mp = optional_array<bool>(mask, -1, p.tq, p.tk, fn, "mask");
+    Layout l = attention_check(q, k, v, scale, causal, fn);
+    auto& p = l.p;
+    const bool* mp = optional_array<bool>(mask, {-1, p.tq, p.tk}, fn, "mask");
     if (mp) {
         p.mask_batch = py::reinterpret_borrow<py::array>(mask).shape(0);
-        FASTDL_CHECK(p.mask_batch >= 1 && p.batch % p.mask_batch == 0, fn,
-                     ": the mask's first dimension must divide the batch ", p.batch,
-                     ", received mask shape ", fastdl::bindings::shape_str(py::reinterpret_borrow<py::array>(mask)));
+        FASTDL_CHECK(p.mask_batch >= 1 && p.problems() % p.mask_batch == 0, fn,
+                     ": the mask's first dimension must divide the batch ", p.problems(),
+                     ", received mask shape ", shape_str(py::reinterpret_borrow<py::array>(mask)));
     }
-    const T* dp = optional_array<T>(drop, p.batch, p.tq, p.tk, fn, "drop");
-    Array<T> out({p.batch, p.tq, p.dv}), probs({p.batch, p.tq, p.tk});
+    const T* dp = optional_array<T>(drop, l.scores(), fn, "drop");
+    Array<T> out = fastdl::bindings::new_array<T>(l.operand(p.tq, p.dv), fn);
+    Array<T> probs = fastdl::bindings::new_array<T>(l.scores(), fn);
     T* op = out.mutable_data();
     T* pp = probs.mutable_data();
     const T *qp = q.data(), *kp = k.data(), *vp = v.data();
@@ -95,11 +121,14 @@ py::tuple attention_backward(const Array<T>& dout, const Array<T>& q, const Arra
                              const Array<T>& v, const Array<T>& probs, const py::object& drop,
                              double scale) {
     const char* fn = "attention_backward";
-    auto p = attention_check(q, k, v, scale, false, fn);
-    check_array(dout, p.batch, p.tq, p.dv, fn, "dout");
-    check_array(probs, p.batch, p.tq, p.tk, fn, "probs");
-    const T* dp = optional_array<T>(drop, p.batch, p.tq, p.tk, fn, "drop");
-    Array<T> dq({p.batch, p.tq, p.dk}), dk({p.batch, p.tk, p.dk}), dv({p.batch, p.tk, p.dv});
+    Layout l = attention_check(q, k, v, scale, false, fn);
+    const auto& p = l.p;
+    check_array(dout, l.operand(p.tq, p.dv), fn, "dout");
+    check_array(probs, l.scores(), fn, "probs");
+    const T* dp = optional_array<T>(drop, l.scores(), fn, "drop");
+    Array<T> dq = fastdl::bindings::new_array<T>(l.operand(p.tq, p.dk), fn);
+    Array<T> dk = fastdl::bindings::new_array<T>(l.operand(p.tk, p.dk), fn);
+    Array<T> dv = fastdl::bindings::new_array<T>(l.operand(p.tk, p.dv), fn);
     T *dqp = dq.mutable_data(), *dkp = dk.mutable_data(), *dvp = dv.mutable_data();
     const T *gp = dout.data(), *qp = q.data(), *kp = k.data(), *vp = v.data(),
             *pp = probs.data();
@@ -115,12 +144,14 @@ void bind_attention_dtype(py::module_& m) {
     m.def("attention_forward", &attention_forward<T>, py::arg("q").noconvert(),
           py::arg("k").noconvert(), py::arg("v").noconvert(), py::arg("mask") = py::none(),
           py::arg("drop") = py::none(), py::arg("scale") = 1.0, py::arg("causal") = false,
-          "(out, probs): probs = masked softmax(q k^T * scale) over (B, Tq, Tk), out = "
-          "(probs * drop) @ v. mask: bool (M, Tq, Tk) with M dividing B, True = visible.");
+          "(out, probs): probs = masked softmax(q k^T * scale) over (P, Tq, Tk), out = "
+          "(probs * drop) @ v, for q (P, Tq, dk), k (P, Tk, dk), v (P, Tk, dv), or with a "
+          "heads axis q (B, Tq, H, dk), k (B, Tk, H, dk), v (B, Tk, H, dv) and P = B * H. "
+          "mask: bool (M, Tq, Tk) with M dividing P, True = visible.");
     m.def("attention_backward", &attention_backward<T>, py::arg("dout").noconvert(),
           py::arg("q").noconvert(), py::arg("k").noconvert(), py::arg("v").noconvert(),
           py::arg("probs").noconvert(), py::arg("drop") = py::none(), py::arg("scale") = 1.0,
-          "(dq, dk, dv) of attention_forward given dout and its probs.");
+          "(dq, dk, dv) of attention_forward given dout and its probs, laid out like q, k, v.");
 }
 
 }  // namespace

@@ -55,12 +55,14 @@ def conv1d_sparse_backward(x: Float, kernel_t: Float, n: NDArray[np.int64], t: N
 def attention_forward(q: Float, k: Float, v: Float, mask: Optional[NDArray[np.bool_]] = None,
                       drop: Optional[Float] = None, scale: float = 1.0,
                       causal: bool = False) -> Tuple[Float, Float]:
-    """(out, probs): probs = masked softmax(q k^T * scale) over (B, Tq, Tk), out =
-    (probs * drop) @ v; mask (M, Tq, Tk) with M dividing B, True = visible."""
+    """(out, probs): probs = masked softmax(q k^T * scale) over (P, Tq, Tk), out =
+    (probs * drop) @ v, for q (P, Tq, dk), k (P, Tk, dk), v (P, Tk, dv) or, read in place
+    with a heads axis, q (B, Tq, H, dk), k (B, Tk, H, dk), v (B, Tk, H, dv) with P = B * H
+    (out then (B, Tq, H, dv)); mask (M, Tq, Tk) with M dividing P, True = visible."""
 def attention_backward(dout: Float, q: Float, k: Float, v: Float, probs: Float,
                        drop: Optional[Float] = None,
                        scale: float = 1.0) -> Tuple[Float, Float, Float]:
-    """(dq, dk, dv) of attention_forward given dout and its probs."""
+    """(dq, dk, dv) of attention_forward given dout and its probs, laid out like q, k, v."""
 
 # ---- image (cpp/image_transform.cpp)
 def affine_transform(images: Float, matrices: NDArray[np.floating], interpolation: str,

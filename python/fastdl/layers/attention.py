@@ -1,8 +1,9 @@
 """MultiHeadAttention, Attention and AdditiveAttention (Keras 3's names, arguments and weights).
 
-The layers are written with ``fastdl.ops``: the projections are GEMM primitives and the
-softmax attention one C++ primitive (``fastdl.ops.nn.attention``), so a GradientTape (and
-``fit`` in functional and subclassed models) differentiates them.
+The layers are written with ``fastdl.ops``: each projection is one GEMM primitive (bias added in
+place) and the softmax attention one C++ primitive (``fastdl.ops.nn.attention``, reading the
+projections' (batch, T, heads, depth) layout in place), so a GradientTape (and ``fit`` in
+functional and subclassed models) differentiates them.
 
 Masks combine as in Keras: MultiHeadAttention ANDs the query mask (B, T, 1), the value and key
 masks (B, 1, S), the causal mask (T, S) and ``attention_mask`` (B, T, S); the query mask is the
@@ -17,6 +18,9 @@ import numpy as np
 
 from fastdl import constraints, initializers, regularizers
 from fastdl.layers.base import Layer, check_choice, check_positive_int, check_rate
+from fastdl.ops.core import matmul
+from fastdl.tensor.tape import _TAPES, record, tracked
+from fastdl.tensor.tensor import Tensor
 from fastdl.utils.rng import seed_generator
 
 
@@ -50,6 +54,33 @@ def _as_float_tensor(x, layer):
         raise TypeError(f"Layer {layer.name!r} expects numeric inputs, received dtype {a.dtype}")
     return ops.cast(x, layer.dtype) if isinstance(x, ops.Tensor) else ops.convert_to_tensor(
         a.astype(layer.dtype))
+
+
+def _dense_vjp(c, g):
+    x, w, kernel_shape, bias_shape, need_x, need_kernel = c
+    g = np.asarray(g, x.dtype)
+    grads = [matmul(g, w, transpose_b=True) if need_x else None,
+             matmul(x, g, transpose_a=True).reshape(kernel_shape) if need_kernel else None]
+    if bias_shape is not None:
+        grads.append(g.sum(axis=0).reshape(bias_shape))
+    return grads
+
+
+def _dense(x, kernel, bias):
+    """``x (n, d) @ kernel.reshape(d, -1) + bias.reshape(-1)`` as ONE primitive (the
+    projections of MultiHeadAttention): the bias is added in place into the product, and the
+    backward gives the kernel's and bias's gradients in their own shapes."""
+    a = x._value
+    w = kernel._value.reshape(a.shape[1], -1)
+    y = matmul(a, w)
+    if bias is not None:
+        y += bias._value.reshape(-1)
+    out = Tensor(y)
+    if _TAPES:
+        inputs = (x, kernel) if bias is None else (x, kernel, bias)
+        record(out, inputs, _dense_vjp, (a, w, kernel.shape, None if bias is None else
+                                         bias.shape, tracked(x), tracked(kernel)))
+    return out
 
 
 def _dropout_multipliers(layer, shape, dtype):
@@ -214,11 +245,8 @@ class MultiHeadAttention(Layer):
         (wq, bq), (wk, bk), (wv, bv), (wo, bo) = self._projections()
 
         def project(x, w, bias, depth):
-            y = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), ops.reshape(w, (x.shape[-1], -1)))
-            if bias is not None:
-                y = y + ops.reshape(bias, (-1,))
-            return ops.reshape(ops.transpose(ops.reshape(y, (b, -1, n, depth)), (0, 2, 1, 3)),
-                               (b * n, -1, depth))
+            y = _dense(ops.reshape(x, (-1, x.shape[-1])), w, bias)
+            return ops.reshape(y, (b, -1, n, depth))   # the kernel reads the heads in place
         q3 = project(query, wq, bq, kd)
         k3 = project(key, wk, bk, kd)
         v3 = project(value, wv, bv, vd)
@@ -227,13 +255,8 @@ class MultiHeadAttention(Layer):
             drop = _dropout_multipliers(self, (b * n, t, s), np.dtype(self.dtype))
         out, probs = ops.nn.attention(q3, k3, v3, combined, 1.0 / math.sqrt(kd),
                                       bool(use_causal_mask), drop)
-        out = ops.reshape(ops.transpose(ops.reshape(out, (b, n, t, vd)), (0, 2, 1, 3)),
-                          (b * t, n * vd))
-        out_dims = wo.shape[2:]
-        y = ops.matmul(out, ops.reshape(wo, (n * vd, -1)))
-        if bo is not None:
-            y = y + ops.reshape(bo, (-1,))
-        y = ops.reshape(y, qs[:-1] + tuple(out_dims))
+        out = ops.reshape(out, (b * t, n * vd))
+        y = ops.reshape(_dense(out, wo, bo), qs[:-1] + tuple(wo.shape[2:]))
         if return_attention_scores:
             return y, ops.convert_to_tensor(probs.reshape((b, n) + qs[1:-1] + vs[1:-1]))
         return y

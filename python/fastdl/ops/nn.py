@@ -462,12 +462,14 @@ def attention(query, key, value, mask=None, scale=1.0, is_causal=False, dropout=
     """Softmax attention as ONE primitive over the C++ kernel (the core of
     ``dot_product_attention`` and the attention layers).
 
-    ``query`` (B, Tq, dk), ``key`` (B, Tk, dk), ``value`` (B, Tk, dv), B independent problems
-    (batch x heads); ``mask`` a bool array (M, Tq, Tk) with M dividing B, True where a key is
-    visible; ``dropout`` the multipliers (B, Tq, Tk) applied to the probabilities, or None.
-    Returns ``(output, probabilities)``: the output a Tensor (B, Tq, dv) differentiable w.r.t.
-    query, key and value; the probabilities (before dropout) a NumPy array. A query that sees
-    no key gets zero probabilities (Keras's masked softmax)."""
+    ``query`` (P, Tq, dk), ``key`` (P, Tk, dk), ``value`` (P, Tk, dv): P independent problems;
+    or with a heads axis (the projections' layout, read in place) ``query`` (B, Tq, H, dk),
+    ``key`` (B, Tk, H, dk), ``value`` (B, Tk, H, dv) and P = B * H problems numbered b * H + h.
+    ``mask`` a bool array (M, Tq, Tk) with M dividing P, True where a key is visible;
+    ``dropout`` the multipliers (P, Tq, Tk) applied to the probabilities, or None.
+    Returns ``(output, probabilities)``: the output a Tensor (P, Tq, dv) or (B, Tq, H, dv)
+    differentiable w.r.t. query, key and value; the probabilities (P, Tq, Tk) (before dropout)
+    a NumPy array. A query that sees no key gets zero probabilities (Keras's masked softmax)."""
     q, k, v = _float(query), _float(key), _float(value)
     out, probs = _attention_kernels.attention(q, k, v, mask, dropout, scale, is_causal)
     t = Tensor(out)
@@ -527,7 +529,5 @@ def dot_product_attention(query, key, value, bias=None, mask=None, scale=None, i
         if mask is not None or is_causal:
             probs = where(visible, probs, 0.0)
         return einsum("bnts,bsnh->btnh", probs, value)
-    heads = lambda x, d: reshape(transpose(x, (0, 2, 1, 3)), (b * n, -1, d))  # noqa: E731
     m = None if mask is None else attention_mask(mask, b, n, t, s_len)
-    out, _ = attention(heads(query, h), heads(key, h), heads(value, hv), m, scale, is_causal)
-    return transpose(reshape(out, (b, n, t, hv)), (0, 2, 1, 3))
+    return attention(query, key, value, m, scale, is_causal)[0]

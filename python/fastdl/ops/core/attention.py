@@ -1,8 +1,12 @@
 """Softmax attention on fastdl's C++ kernel (``cpp/attention.cpp``), raw arrays in and out.
 
-Layout: ``q`` (B, Tq, dk), ``k`` (B, Tk, dk), ``v`` (B, Tk, dv), one attention problem per
-leading index (batch x heads). ``mask`` (M, Tq, Tk) bool with M dividing B (problem b reads
-mask b // (B // M)), True where a key is visible; ``drop`` (B, Tq, Tk) the dropout multipliers.
+Layout: ``q`` (P, Tq, dk), ``k`` (P, Tk, dk), ``v`` (P, Tk, dv), one attention problem per
+leading index; or with a heads axis ``q`` (B, Tq, H, dk), ``k`` (B, Tk, H, dk), ``v``
+(B, Tk, H, dv) (the layout of a projection's output, read in place), P = B * H problems
+numbered b * H + h. The output is laid out like ``q`` (depth dv), the gradients like their
+inputs. ``mask`` (M, Tq, Tk) bool with M dividing P (problem p reads mask p // (P // M)), True
+where a key is visible; ``drop`` (P, Tq, Tk) the dropout multipliers; the probabilities are
+(P, Tq, Tk).
 """
 import numpy as np
 
