@@ -215,7 +215,8 @@ struct ASegmentsT {
 // ---------------------------------------------------------------- the tile
 // What a tile does with c (ldc row stride, cols <= NV * W valid columns; rows past the tile's
 // are not touched): kSet c = acc; kAdd c = acc + c; kChain acc starts from c (the sum runs on
-// from c's value). Then the epilogue c = [relu](c + bias) (bias: NV * W values, nullable).
+// from c's value; whole vectors). Then the epilogue c = [relu](c + bias) (bias: NV * W values,
+// nullable).
 template <typename T>
 struct Out {
     enum Mode { kSet, kAdd, kChain };
