@@ -49,106 +49,40 @@ std::atomic<index_t> g_chunk_bytes{index_t{512} << 10};
 constexpr index_t kTileBytes = index_t{160} << 10;  // im2col + output rows of a forward tile
 constexpr index_t kTileBytesBackward = index_t{384} << 10;  // im2col + dy rows (L2 share)
 
-// a(r, s*run + t) = rp[r][s * rs[r] + t] for segments s in [s0, s1), t < run: each A row is
-// read in place through a pointer and a segment stride (implicit im2col: a kernel row of the
-// receptive field is one contiguous run of x). b points at the packed rows of segment s0.
-template <typename T, int MR, int NP>
-void micro_kernel_segments(index_t rows, index_t s0, index_t s1, index_t run,
-                           const T* const* rp, const index_t* rs, const T* __restrict b,
-                           index_t ldb, T* __restrict c, index_t ldc, bool accumulate,
-                           const T* __restrict bias, bool relu) {
-    using P = typename Simd<T>::P;
-    constexpr int PS = Simd<T>::size;
-    P acc[MR][NP];
-#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-        for (int j = 0; j < NP; ++j) acc[r][j] = ei::pset1<P>(T(0));
-    for (index_t s = s0; s < s1; ++s) {
-        const T* ar[MR];
-#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
-        for (int r = 0; r < MR; ++r) {
-            const index_t rr = std::min<index_t>(r, rows - 1);
-            ar[r] = rp[rr] + s * rs[rr];
-        }
-        const T* bs = b + (s - s0) * run * ldb;
-        for (index_t t = 0; t < run; ++t) {
-            P bj[NP];
-#pragma GCC unroll 4
-            for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(bs + t * ldb + j * PS);
-#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
-            for (int r = 0; r < MR; ++r) {
-                const P av = ei::pset1<P>(ar[r][t]);
-#pragma GCC unroll 4
-                for (int j = 0; j < NP; ++j) acc[r][j] = ei::pmadd(av, bj[j], acc[r][j]);
-            }
-        }
-    }
-    store_tile<T, MR, NP>(acc, rows, c, ldc, accumulate, bias, relu);
-}
-
-
-// c[r, 0:NP*PS] += sum_t a(r, t) * b[t, 0:NP*PS] with a(r, t) = rp[t][s * rs[t] + o + r]:
-// the transposed implicit im2col (dkernel): rows r are MR consecutive columns o.. of segment s
-// of pixel row t, all inside one segment (callers pick MR dividing the segment length).
-template <typename T, int MR, int NP>
-void micro_kernel_segments_t(index_t depth, const T* const* rp, const index_t* rs, index_t s,
-                             index_t o, const T* __restrict b, index_t ldb, T* __restrict c,
-                             index_t ldc) {
-    using P = typename Simd<T>::P;
-    constexpr int PS = Simd<T>::size;
-    P acc[MR][NP];
-#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-        for (int j = 0; j < NP; ++j) acc[r][j] = ei::pset1<P>(T(0));
-    for (index_t t = 0; t < depth; ++t) {
-        P bj[NP];
-#pragma GCC unroll 4
-        for (int j = 0; j < NP; ++j) bj[j] = ei::ploadu<P>(b + t * ldb + j * PS);
-        const T* at = rp[t] + s * rs[t] + o;
-#pragma GCC unroll 16  // >= MR (up to 12): a partial unroll leaves acc in memory
-        for (int r = 0; r < MR; ++r) {
-            const P av = ei::pset1<P>(at[r]);
-#pragma GCC unroll 4
-            for (int j = 0; j < NP; ++j) acc[r][j] = ei::pmadd(av, bj[j], acc[r][j]);
-        }
-    }
-    store_tile<T, MR, NP>(acc, MR, c, ldc, true, nullptr, false);
-}
-
-// Rows per micro-tile of micro_kernel_segments_t for segments of `run` columns and NP packets:
-// the largest candidate that divides run (a micro-tile never straddles two kernel rows) and
-// keeps MR x NP accumulators in registers.
-constexpr int kMaxAccumulators = kRegisters >= 32 ? 24 : 8;
+// Rows per micro-tile of the transposed implicit im2col (dkernel: a(r, t) = rp[t][s * rs[t] +
+// o + r], rows r consecutive columns of one segment) for segments of `run` columns and NP
+// packets: the largest candidate that divides run (a micro-tile never straddles two kernel
+// rows) and keeps MR x NP accumulators in registers.
 inline int segment_mr(index_t run, int np) {
     for (int mr : {12, 9, 8, 6, 4, 3, 2, 1})
-        if (run % mr == 0 && mr * np <= kMaxAccumulators) return mr;
+        if (run % mr == 0 && mr * np <= mk::kMaxAccumulators) return mr;
     return 1;
 }
 
-template <typename T, int MR, int NP>
+template <typename T, int MR, int NV>
 void segment_t_blocks(index_t m, index_t depth, const T* const* rp, const index_t* rs,
                       index_t run, const T* b, index_t ldb, T* c, index_t ldc) {
-    if constexpr (MR * NP <= 24) {
+    if constexpr (MR * NV <= mk::kMaxAccumulators) {
         for (index_t k0 = 0; k0 < m; k0 += MR)
-            micro_kernel_segments_t<T, MR, NP>(depth, rp, rs, k0 / run, k0 % run, b, ldb,
-                                               c + k0 * ldc, ldc);
+            mk::tile<T, MR, NV, false>(depth, mk::ASegmentsT<T>{rp, rs, k0 / run, k0 % run}, b,
+                                       ldb,
+                                       mk::Out<T>{c + k0 * ldc, ldc, NV * mk::kLanes<T>,
+                                                  mk::Out<T>::kAdd});
     }
 }
 
-template <typename T, int NP>
+template <typename T, int NV>
 void segment_t_row_blocks(index_t m, index_t depth, const T* const* rp, const index_t* rs,
                           index_t run, const T* b, index_t ldb, T* c, index_t ldc) {
-    switch (segment_mr(run, NP)) {
-        case 12: segment_t_blocks<T, 12, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
-        case 9: segment_t_blocks<T, 9, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
-        case 8: segment_t_blocks<T, 8, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
-        case 6: segment_t_blocks<T, 6, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
-        case 4: segment_t_blocks<T, 4, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
-        case 3: segment_t_blocks<T, 3, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
-        case 2: segment_t_blocks<T, 2, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
-        default: segment_t_blocks<T, 1, NP>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+    switch (segment_mr(run, NV)) {
+        case 12: segment_t_blocks<T, 12, NV>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 9: segment_t_blocks<T, 9, NV>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 8: segment_t_blocks<T, 8, NV>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 6: segment_t_blocks<T, 6, NV>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 4: segment_t_blocks<T, 4, NV>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 3: segment_t_blocks<T, 3, NV>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        case 2: segment_t_blocks<T, 2, NV>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
+        default: segment_t_blocks<T, 1, NV>(m, depth, rp, rs, run, b, ldb, c, ldc); break;
     }
 }
 
@@ -156,10 +90,9 @@ void segment_t_row_blocks(index_t m, index_t depth, const T* const* rp, const in
 // 4 rows: then reading the im2col rows in place beats gathering them.
 template <typename T>
 bool segments_t_efficient(index_t run, index_t n) {
-    constexpr int PS = Simd<T>::size;
-    const index_t packets = n / PS;
-    if (packets >= kMaxPackets && segment_mr(run, kMaxPackets) < 4) return false;
-    const int rest = static_cast<int>(packets % kMaxPackets);
+    const index_t packets = n / mk::kLanes<T>;
+    if (packets >= mk::kMaxNV && segment_mr(run, mk::kMaxNV) < 4) return false;
+    const int rest = static_cast<int>(packets % mk::kMaxNV);
     return rest == 0 || segment_mr(run, rest) >= 4;
 }
 
@@ -169,13 +102,13 @@ template <typename T>
 void tile_gemm_segments_t(index_t m, index_t n, index_t depth, const T* const* rp,
                           const index_t* rs, index_t run, const T* b, index_t ldb, T* c,
                           index_t ldc) {
-    constexpr int PS = Simd<T>::size;
+    constexpr int PS = mk::kLanes<T>;
     for (index_t t0 = 0; t0 < depth; t0 += kDepthBlock) {
         const index_t dt = std::min(kDepthBlock, depth - t0);
-        for (index_t j0 = 0; j0 < n; j0 += kMaxPackets * PS) {
-            const int np = static_cast<int>(std::min<index_t>(kMaxPackets, (n - j0) / PS));
+        for (index_t j0 = 0; j0 < n; j0 += mk::kMaxNV * PS) {
+            const int np = static_cast<int>(std::min<index_t>(mk::kMaxNV, (n - j0) / PS));
             const T* bt = b + t0 * ldb + j0;
-            with_packets(np, [&](auto k) {
+            mk::with_vectors(np, [&](auto k) {
                 segment_t_row_blocks<T, decltype(k)::value>(m, dt, rp + t0, rs + t0, run, bt, ldb,
                                                             c + j0, ldc);
             });
@@ -183,36 +116,28 @@ void tile_gemm_segments_t(index_t m, index_t n, index_t depth, const T* const* r
     }
 }
 
-template <typename T, int NP>
-void segment_row_blocks(index_t m, index_t s0, index_t s1, index_t run, const T* const* rp,
-                        const index_t* rs, const T* b, index_t ldb, T* c, index_t ldc,
-                        bool accumulate, const T* bias, bool relu) {
-    constexpr int MR = mr_for(NP);
-    for (index_t r0 = 0; r0 < m; r0 += MR)
-        micro_kernel_segments<T, MR, NP>(std::min<index_t>(MR, m - r0), s0, s1, run, rp + r0,
-                                         rs + r0, b, ldb, c + r0 * ldc, ldc, accumulate, bias,
-                                         relu);
-}
-
-// Single-threaded tile product with A rows in place (see micro_kernel_segments):
+// Single-threaded tile product with A rows in place, the implicit im2col: a(r, s*run + t) =
+// rp[r][s * rs[r] + t] (a kernel row of the receptive field is one contiguous run of x).
 // c (m, n) = [relu](A (m, nseg*run) @ b (nseg*run, n) + bias), n a multiple of the packet size.
 template <typename T>
 void tile_gemm_segments(index_t m, index_t n, index_t nseg, index_t run, const T* const* rp,
                         const index_t* rs, const T* b, index_t ldb, T* c, index_t ldc,
                         const T* bias, bool relu) {
-    constexpr int PS = Simd<T>::size;
+    constexpr int PS = mk::kLanes<T>;
     const index_t block = std::max<index_t>(1, 2 * kDepthBlock / run);  // segments per block
     for (index_t s0 = 0; s0 < nseg; s0 += block) {
         const index_t s1 = std::min(nseg, s0 + block);
-        const bool acc = s0 > 0, last = s1 == nseg;
+        const bool last = s1 == nseg;
         const T* bt = b + s0 * run * ldb;
-        for (index_t j0 = 0; j0 < n; j0 += kMaxPackets * PS) {
-            const int np = static_cast<int>(std::min<index_t>(kMaxPackets, (n - j0) / PS));
-            const T* bj = last && bias ? bias + j0 : nullptr;
-            const bool rj = last && relu;
-            with_packets(np, [&](auto k) {
-                segment_row_blocks<T, decltype(k)::value>(m, s0, s1, run, rp, rs, bt + j0, ldb,
-                                                          c + j0, ldc, acc, bj, rj);
+        for (index_t j0 = 0; j0 < n; j0 += mk::kMaxNV * PS) {
+            const int np = static_cast<int>(std::min<index_t>(mk::kMaxNV, (n - j0) / PS));
+            const mk::Out<T> o{c + j0, ldc, np * PS, s0 > 0 ? mk::Out<T>::kAdd : mk::Out<T>::kSet,
+                               last && bias ? bias + j0 : nullptr, last && relu};
+            mk::with_vectors(np, [&](auto k) {
+                constexpr int NV = decltype(k)::value;
+                mk::row_tiles<T, mk::kRows<NV>, NV>(m, (s1 - s0) * run,
+                                                    mk::ASegments<T>{rp, rs, s0, run}, bt + j0,
+                                                    ldb, o);
             });
         }
     }

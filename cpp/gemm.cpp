@@ -1,6 +1,6 @@
-// Matrix products. float32 runs fastdl's own GEMM (gemm_kernels.h: an AVX-512 12x32 or AVX2
-// 6x16 register-blocked micro-kernel) in builds with AVX-512 or AVX2+FMA; double, and float in
-// builds without them (the x86-64-v2 build of the dispatching wheel), run Eigen's GEMM.
+// Matrix products. float32 runs fastdl's own GEMM (microkernel.h's tiles of AVX-512 12x32 or
+// AVX2 6x16) in builds with AVX-512 or AVX2+FMA; double, and float in builds without them (the
+// x86-64-v2 build of the dispatching wheel), run Eigen's GEMM.
 //
 // The float driver is GotoBLAS/BLIS-shaped, written for a row-major c (m, n):
 //   for jc (NC columns of op(b)), for pc (KC of k):
@@ -20,11 +20,12 @@
 // and the order of every sum depend on the shape only, not on which thread computes what.
 #include "gemm.h"
 
-#include "gemm_kernels.h"
+#include "microkernel.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <exception>
@@ -32,7 +33,12 @@
 #include <new>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define FASTDL_GEMM_SIMD 1
+#endif
 
 namespace fastdl {
 
@@ -90,10 +96,44 @@ void eigen_gemm(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t 
 
 #ifdef FASTDL_GEMM_SIMD
 // ---------------------------------------------------------------- fastdl's float GEMM
-namespace gd = gemm_detail;
-using gd::MR;
-using gd::NR;
-using gd::View;
+// Tiles of MR x NR: 12 x 32 with AVX-512 (24 zmm accumulators), 6 x 16 with AVX2 (12 ymm).
+constexpr int kNV = 2;
+constexpr int W = mk::kLanes<float>;
+constexpr int MR = mk::kMaxNV == 4 ? 12 : 6;
+constexpr int NR = kNV * W;
+using View = mk::View<float>;
+
+// The tile for (rows, vectors, op(a) by rows, masked b) through one table of entry points.
+using TileFn = void (*)(index_t, const float*, index_t, const float*, index_t,
+                        const mk::Out<float>&);
+template <int ROWS, int NV, bool A_ROWS, bool MASKED>
+void tile_entry(index_t kc, const float* a, index_t as, const float* b, index_t bs,
+                const mk::Out<float>& o) {
+    if constexpr (A_ROWS)
+        mk::tile<float, ROWS, NV, MASKED>(kc, mk::ARows<float>{a, as}, b, bs, o);
+    else
+        mk::tile<float, ROWS, NV, MASKED>(kc, mk::ACols<float>{a, as}, b, bs, o);
+}
+// tiles[rows - 1][nv - 1][a_rows][masked]
+using TileTable = std::array<std::array<std::array<std::array<TileFn, 2>, 2>, kNV>, MR>;
+template <int ROWS, int NV>
+void fill_tiles(TileTable& t) {
+    t[ROWS - 1][NV - 1][0][0] = &tile_entry<ROWS, NV, false, false>;
+    t[ROWS - 1][NV - 1][0][1] = &tile_entry<ROWS, NV, false, true>;
+    t[ROWS - 1][NV - 1][1][0] = &tile_entry<ROWS, NV, true, false>;
+    t[ROWS - 1][NV - 1][1][1] = &tile_entry<ROWS, NV, true, true>;
+}
+template <int... R>
+TileTable make_tiles(std::integer_sequence<int, R...>) {
+    TileTable t{};
+    (fill_tiles<R + 1, 1>(t), ...);
+    (fill_tiles<R + 1, kNV>(t), ...);
+    return t;
+}
+const TileTable& tiles() {
+    static const TileTable table = make_tiles(std::make_integer_sequence<int, MR>{});
+    return table;
+}
 
 // Cache blocking (floats): the MR x KC a panel (18 KB) stays in L1 (48 KB on Zen 5 and Golden
 // Cove) while KC x NR b panels stream from the KC x NC b block (768 KB) in L2 (1-2 MB per core).
@@ -194,8 +234,7 @@ constexpr index_t kChunkCycles = 24000;
 // thread's own MR x kc buffer for packed panels of op(a).
 void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, float* apanel,
                  BlockCounters* counters, int nt) {
-    const gd::KernelTable& kernels = gd::kernel_table();
-    constexpr int W = gd::Simd::W;
+    const TileTable& kernels = tiles();
     const index_t npa = ceil_div(j.m, MR);
     index_t block = 0;
     index_t block_tiles[2] = {0, 0};  // tiles of the last two blocks (block % 2)
@@ -211,13 +250,13 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
             if (bl.pack_b) {
                 if (!bc) {
                     for (index_t jp = 0; jp < npb; ++jp)
-                        gd::pack_b_panel(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
+                        mk::pack_b<float, kNV>(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
                                          static_cast<int>(std::min<index_t>(NR, nc - jp * NR)));
                 } else {
                     if (block >= 2)  // the buffer is free once block - 2 is finished
                         wait_for(counters[block - 2].tiles_done, block_tiles[block % 2]);
                     for (index_t jp; (jp = bc->pack_next.fetch_add(1, std::memory_order_relaxed)) < npb;) {
-                        gd::pack_b_panel(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
+                        mk::pack_b<float, kNV>(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
                                          static_cast<int>(std::min<index_t>(NR, nc - jp * NR)));
                         bc->packed.fetch_add(1, std::memory_order_release);
                     }
@@ -238,7 +277,7 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
                                                                       tiles / (2 * nt)));
             }
             index_t packed_ip = -1;
-            gd::APanel a{};
+            mk::APanel<float> a{};
             for (;;) {
                 const index_t lo = bc ? bc->tile_next.fetch_add(chunk, std::memory_order_relaxed) : 0;
                 if (lo >= tiles) break;
@@ -250,8 +289,8 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
                     const int nv = (cols + W - 1) / W;
                     const index_t i0 = ip * MR, j0 = jc + jp * NR;
                     if (ip != packed_ip) {
-                        a = bl.pack_a ? gd::pack_a_panel(apanel, j.a, i0, rows, pc, kc)
-                                      : gd::a_in_place(j.a, i0, pc);
+                        a = bl.pack_a ? mk::pack_a<float, MR>(apanel, j.a, i0, rows, pc, kc)
+                                      : mk::a_in_place(j.a, i0, pc);
                         packed_ip = ip;
                     }
                     const float* bp;
@@ -262,9 +301,10 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
                     } else {
                         bp = j.b.at(pc, j0), bs = j.b.rs, masked = cols < nv * W;
                     }
-                    kernels[rows - 1][nv - 1][a.mode][masked](kc, a.p, a.as, bp, bs, cols,
-                                                              j.c + i0 * j.ldc + j0, j.ldc,
-                                                              accumulate);
+                    const mk::Out<float> o{j.c + i0 * j.ldc + j0, j.ldc, cols,
+                                           accumulate ? mk::Out<float>::kAdd
+                                                      : mk::Out<float>::kSet};
+                    kernels[rows - 1][nv - 1][a.rows][masked](kc, a.p, a.as, bp, bs, o);
                 }
                 if (!bc) break;
                 bc->tiles_done.fetch_add(hi - lo, std::memory_order_release);
@@ -393,8 +433,10 @@ void gemm_dispatch(T* c, index_t ldc, const T* a, index_t lda, const T* b, index
 }  // namespace
 
 const char* gemm_backend() {
-#ifdef FASTDL_GEMM_SIMD
-    return gemm_detail::Simd::name;
+#if defined(__AVX512F__)
+    return "avx512";
+#elif defined(FASTDL_GEMM_SIMD)
+    return "avx2";
 #else
     return "eigen";
 #endif

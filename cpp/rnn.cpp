@@ -2,6 +2,8 @@
 // See rnn.h for the shapes, the Keras semantics and the overall design.
 #include "rnn.h"
 
+#include "microkernel.h"
+
 #include <omp.h>
 #if defined(__SSE__)
 #include <xmmintrin.h>
@@ -59,43 +61,13 @@ inline void prefetch(const void* p, index_t bytes) {
 // Every product runs per timestep on the rows one thread owns (e.g. 32x64 @ 64x256): such
 // products are latency-bound, and Eigen's GEMM repacks both operands on every call (measured
 // ~1.5x slower here), and is 2-3x slower still on the skinny all-timestep products (K = 32 or
-// M = 32 with K = N*T). So one register-blocked kernel does them all: B is read in column tiles
-// of NR = NV vectors (the constant kernels packed once; the d(gates) rows used in place) and
-// multiplied by MR rows of A at a time with MR*NV accumulators. A is addressed with two
-// strides, so x_t^T and h_prev^T are read in place. Every output element is accumulated over k
-// in the same order whatever MR is, so a row's result does not depend on the thread split.
-#if defined(__GNUC__)
-#if defined(__AVX512F__)
-constexpr int kVecBytes = 64;
-constexpr int kMaxNV = 4;  // 32 vector registers: MR x NV accumulators as below
-#elif defined(__AVX__)
-constexpr int kVecBytes = 32;
-constexpr int kMaxNV = 2;  // 16 registers
-#else
-constexpr int kVecBytes = 16;
-constexpr int kMaxNV = 2;
-#endif
-template <typename T>
-struct Vec;
-template <>
-struct Vec<float> {
-    typedef float type __attribute__((vector_size(kVecBytes)));
-};
-template <>
-struct Vec<double> {
-    typedef double type __attribute__((vector_size(kVecBytes)));
-};
-template <typename T>
-constexpr int kLanes = kVecBytes / static_cast<int>(sizeof(T));
-#else
-constexpr int kMaxNV = 1;
-template <typename T>
-constexpr int kLanes = 8;
-#endif
-
-// Rows per register block for a tile of NV vectors.
-template <int NV>
-constexpr int kMR = kMaxNV == 4 ? (NV == 4 ? 6 : 12) : (NV == 2 ? 4 : 8);
+// M = 32 with K = N*T). So fastdl's micro-kernel (microkernel.h) does them all, unblocked: B is
+// read in column tiles of NV vectors (the constant kernels packed once; the d(gates) rows used
+// in place) and A by rows or by columns in place (x_t^T and h_prev^T). Every output element is
+// accumulated over k in the same order whatever the tile, so a row's result does not depend on
+// the thread split.
+using mk::kLanes;
+using mk::kMaxNV;
 
 template <typename T>
 constexpr index_t kNR = static_cast<index_t>(kMaxNV) * kLanes<T>;  // the widest tile
@@ -191,13 +163,10 @@ inline void st(T* p, const X& v) {
 template <typename T, typename F>
 inline void for_lanes(index_t n, F&& body) {
     index_t j = 0;
-#if defined(__GNUC__)
     if constexpr (std::is_same_v<T, float>) {
-        using V = typename Vec<float>::type;
         constexpr index_t L = kLanes<float>;
-        for (; j + L <= n; j += L) body(V{}, j);
+        for (; j + L <= n; j += L) body(mk::Vec<float>{}, j);
     }
-#endif
     for (; j < n; ++j) body(T{}, j);
 }
 
@@ -275,114 +244,57 @@ BView<T> dense_b(const T* p, index_t ld, index_t k, index_t cols) {
     return BView<T>{p, nr, ld, k, ceil_div(cols, nr), nv};
 }
 
-// A constant B packed once into contiguous (k, nr) tiles, zero-padded on the right.
+// A constant B packed once into contiguous (k, nr) tiles, zero-padded on the right: the rows
+// [0, k) of op(B) stacked from one or two strided parts (LSTM, SimpleRNN: [W; R]).
 template <typename T>
 struct PackedB {
     BView<T> v;
     AlignedVector<T> data;
 
-    template <typename Get>  // B(kk, j) = get(kk, j)
-    void pack(index_t k, index_t cols, Get get) {
+    void pack(index_t cols, const mk::View<T>& top, index_t k_top,
+              const mk::View<T>& bottom = {}, index_t k_bottom = 0) {
         const int nv = tile_vectors<T>(cols);
-        const index_t nr = nv * kLanes<T>, tiles = ceil_div(cols, nr);
-        data.assign(static_cast<size_t>(tiles * k * nr), T(0));
-        for (index_t t = 0; t < tiles; ++t)
-            for (index_t kk = 0; kk < k; ++kk) {
-                T* dst = data.data() + (t * k + kk) * nr;
-                for (index_t j = 0; j < nr && t * nr + j < cols; ++j) dst[j] = get(kk, t * nr + j);
+        const index_t k = k_top + k_bottom, nr = nv * kLanes<T>, tiles = ceil_div(cols, nr);
+        data.resize(static_cast<size_t>(tiles * k * nr));
+        mk::with_vectors(nv, [&](auto n) {
+            constexpr int NV = decltype(n)::value;
+            for (index_t t = 0; t < tiles; ++t) {
+                T* dst = data.data() + t * k * nr;
+                const int c = static_cast<int>(std::min(nr, cols - t * nr));
+                mk::pack_b<T, NV>(dst, top, 0, k_top, t * nr, c);
+                if (k_bottom) mk::pack_b<T, NV>(dst + k_top * nr, bottom, 0, k_bottom, t * nr, c);
             }
+        });
         v = BView<T>{data.data(), k * nr, nr, k, tiles, nv};
     }
     // columns [col0, col0 + cols) of a row-major (k, ld) matrix
     void pack_block(const T* src, index_t ld, index_t k, index_t cols, index_t col0) {
-        pack(k, cols, [=](index_t kk, index_t j) { return src[kk * ld + col0 + j]; });
+        pack(cols, mk::View<T>{src + col0, ld, 1}, k);
     }
     // the transpose of columns [col0, col0 + k) of a row-major (cols, ld) matrix
     void pack_block_transposed(const T* src, index_t ld, index_t k, index_t cols, index_t col0) {
-        pack(k, cols, [=](index_t kk, index_t j) { return src[j * ld + col0 + kk]; });
+        pack(cols, mk::View<T>{src + col0, 1, ld}, k);
     }
     const BView<T>& view() const { return v; }
 };
 
-#if defined(__GNUC__)
-// C (MR, NV vectors) (+)= A (MR, K) @ Btile (K, NV vectors), A(r, kk) = a[r*ars + kk*aks]
-template <typename T, int MR, int NV, bool ACC>
-inline void micro_tile(T* __restrict c, index_t ldc, const T* __restrict a, index_t ars,
-                       index_t aks, const T* __restrict b, index_t ldb, index_t k) {
-    using V = typename Vec<T>::type;
-    constexpr int L = kLanes<T>;
-    V acc[MR][NV];
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) {
-            if (ACC)
-                std::memcpy(&acc[r][v], c + r * ldc + v * L, sizeof(V));
-            else
-                acc[r][v] = V{};
-        }
-    for (index_t kk = 0; kk < k; ++kk) {
-        V bv[NV];
-        for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + kk * ldb + v * L, sizeof(V));
-        for (int r = 0; r < MR; ++r) {
-            const T av = a[r * ars + kk * aks];
-            for (int v = 0; v < NV; ++v) acc[r][v] += av * bv[v];
-        }
-    }
-    for (int r = 0; r < MR; ++r)
-        for (int v = 0; v < NV; ++v) std::memcpy(c + r * ldc + v * L, &acc[r][v], sizeof(V));
-}
-#else
-template <typename T, int MR, int NV, bool ACC>
-inline void micro_tile(T* c, index_t ldc, const T* a, index_t ars, index_t aks, const T* b,
-                       index_t ldb, index_t k) {
-    constexpr index_t nr = NV * kLanes<T>;
-    for (int r = 0; r < MR; ++r)
-        for (index_t j = 0; j < nr; ++j) {
-            T s = ACC ? c[r * ldc + j] : T(0);
-            for (index_t kk = 0; kk < k; ++kk) s += a[r * ars + kk * aks] * b[kk * ldb + j];
-            c[r * ldc + j] = s;
-        }
-}
-#endif
-
-template <typename T, int NV, bool ACC, int MR>
-inline void micro_rows(T* c, index_t ldc, const T* a, index_t ars, index_t aks, const T* b,
-                       index_t ldb, index_t k, index_t rows) {
-    if constexpr (MR > 0) {
-        if (rows == MR)
-            micro_tile<T, MR, NV, ACC>(c, ldc, a, ars, aks, b, ldb, k);
-        else
-            micro_rows<T, NV, ACC, MR - 1>(c, ldc, a, ars, aks, b, ldb, k, rows);
-    }
-}
-
-template <typename T, int NV, bool ACC>
-void small_gemm_nv(T* c, index_t ldc, const T* a, index_t ars, index_t aks, index_t rows,
-                   const BView<T>& b) {
-    constexpr int MR = kMR<NV>;
-    constexpr index_t nr = NV * kLanes<T>;
-    for (index_t t = 0; t < b.tiles; ++t) {
-        const T* bt = b.p + t * b.tile_stride;
-        T* ct = c + t * nr;
-        index_t i = 0;
-        for (; i + MR <= rows; i += MR)
-            micro_tile<T, MR, NV, ACC>(ct + i * ldc, ldc, a + i * ars, ars, aks, bt, b.ldb, b.k);
-        if (i < rows)
-            micro_rows<T, NV, ACC, MR - 1>(ct + i * ldc, ldc, a + i * ars, ars, aks, bt, b.ldb,
-                                           b.k, rows - i);
-    }
-}
-
-// C (rows, b.width()) (+)= A (rows, b.k) @ B with A(r, kk) = a[r*ars + kk*aks]
+// C (rows, b.width()) (+)= A (rows, b.k) @ B with A(r, kk) = a[r*ars + kk*aks], aks = 1 or
+// ars = 1. ACC: the sum runs on from C's values (weight gradients summed over the steps).
 template <typename T, bool ACC>
 void small_gemm(T* c, index_t ldc, const T* a, index_t ars, index_t aks, index_t rows,
                 const BView<T>& b) {
-    if constexpr (kMaxNV >= 4) {
-        if (b.nv == 4) return small_gemm_nv<T, 4, ACC>(c, ldc, a, ars, aks, rows, b);
-    }
-    if constexpr (kMaxNV >= 2) {
-        if (b.nv == 2) return small_gemm_nv<T, 2, ACC>(c, ldc, a, ars, aks, rows, b);
-    }
-    small_gemm_nv<T, 1, ACC>(c, ldc, a, ars, aks, rows, b);
+    mk::with_vectors(b.nv, [&](auto n) {
+        constexpr int NV = decltype(n)::value;
+        constexpr int nr = NV * kLanes<T>;
+        for (index_t t = 0; t < b.tiles; ++t) {
+            const mk::Out<T> o{c + t * nr, ldc, nr, ACC ? mk::Out<T>::kChain : mk::Out<T>::kSet};
+            const T* bt = b.p + t * b.tile_stride;
+            if (aks == 1)
+                mk::row_tiles<T, mk::kRows<NV>, NV>(rows, b.k, mk::ARows<T>{a, ars}, bt, b.ldb, o);
+            else
+                mk::row_tiles<T, mk::kRows<NV>, NV>(rows, b.k, mk::ACols<T>{a, aks}, bt, b.ldb, o);
+        }
+    });
 }
 
 // ------------------------------------------------------------------ threads
@@ -670,9 +582,7 @@ void rnn_forward(T* y, T* h_last, T* c_last, T* cache, const T* x, const T* kern
     if (recurrent_mask)
         for (index_t g = 0; g < rgates; ++g) rg[g].pack_block(recurrent, GU, U, U, g * U);
     if (fused) {
-        wr.pack(I + U, GU, [=](index_t kk, index_t j) {
-            return kk < I ? kernel[kk * GU + j] : recurrent[(kk - I) * GU + j];
-        });
+        wr.pack(GU, mk::View<T>{kernel, GU, 1}, I, mk::View<T>{recurrent, GU, 1}, U);
     } else {
         w.pack_block(kernel, GU, I, GU, 0);
         rec.pack_block(recurrent, GU, U, gru_before ? 2 * U : GU, 0);
