@@ -35,14 +35,20 @@ def _functional(lib, namespace):
     return lib.Model(inp, lib.layers.Dense(1)(h))
 
 
-def test_added_losses_train_and_report_as_in_keras():
+def _with_keras_twin(seed):
+    """(real Keras, the fastdl model, the same model in Keras with the same weights)."""
     os.environ.setdefault("KERAS_BACKEND", "torch")
     keras = pytest.importorskip("keras", reason="real Keras is the oracle")
-    x, y = _data()
-    fastdl.utils.set_random_seed(1)
+    fastdl.utils.set_random_seed(seed)
     ours = _functional(fastdl.keras, ops)
     theirs = _functional(keras, keras.ops)
     theirs.set_weights(ours.get_weights())
+    return keras, ours, theirs
+
+
+def test_added_losses_train_and_report_as_in_keras():
+    keras, ours, theirs = _with_keras_twin(1)
+    x, y = _data()
     for m, lib in ((ours, fastdl.keras), (theirs, keras)):
         m.compile(lib.optimizers.SGD(0.1), "mse")
     assert ours.losses == [] and len(theirs.losses) == 0
@@ -151,13 +157,8 @@ def test_sequential_trains_added_losses_like_the_functional_model():
 
 def test_compiled_without_a_loss_the_added_losses_are_all_of_it_as_in_keras():
     # Keras's subclassing guide: compile(optimizer) alone, the loss from add_loss
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    keras = pytest.importorskip("keras", reason="real Keras is the oracle")
+    keras, ours, theirs = _with_keras_twin(4)
     x, y = _data()
-    fastdl.utils.set_random_seed(4)
-    ours = _functional(fastdl.keras, ops)
-    theirs = _functional(keras, keras.ops)
-    theirs.set_weights(ours.get_weights())
     for m, lib in ((ours, fastdl.keras), (theirs, keras)):
         m.compile(lib.optimizers.SGD(0.5))
         m.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)

@@ -4,19 +4,14 @@ model). As in Keras, a direct call runs with ``training=True`` (augmentations ap
 model the model's flag is passed on. It has no backward of its own: on Tensors each inner layer
 is its own GradientTape primitive."""
 from fastdl.layers.base import Layer
+from fastdl.layers.sequence import layer_from
 
 
 def _layer_from(value):
-    """An inner layer given as an instance or as a serialized entry."""
-    if isinstance(value, Layer):
-        return value
-    if isinstance(value, dict) and "class_name" in value:
-        from fastdl.layers import get_layer_class
-        cls = get_layer_class(value["class_name"])
-        if cls is None:
-            raise ValueError(f"Pipeline: unknown layer class {value['class_name']!r}")
-        return cls.from_config(dict(value.get("config") or {}))
-    raise ValueError(f"Pipeline takes layers; received {value!r:.100}")
+    layer = layer_from(value, "Pipeline")
+    if layer is None:
+        raise ValueError(f"Pipeline takes layers; received {value!r:.100}")
+    return layer
 
 
 class Pipeline(Layer):

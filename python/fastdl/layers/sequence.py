@@ -21,19 +21,26 @@ from fastdl.layers.base import InputSpec, Layer, shape_str
 from fastdl.tensor.tensor import Tensor
 
 
-def _layer_from(value):
-    """A layer given as an instance or as a serialized entry ``{"class_name", "config"}``."""
+def layer_from(value, owner):
+    """A layer given to the wrapper ``owner`` as an instance or as a serialized entry
+    ``{"class_name", "config"}``; None for anything else (the caller says what it takes)."""
     if isinstance(value, Layer):
         return value
     if isinstance(value, dict) and "class_name" in value:
         from fastdl.layers import get_layer_class
         cls = get_layer_class(value["class_name"])
         if cls is None:
-            raise ValueError(f"TimeDistributed: unknown layer class {value['class_name']!r}")
-        layer = cls.from_config(dict(value.get("config") or {}))
-        return layer
-    raise ValueError("Please initialize `TimeDistributed` layer with a `keras.layers.Layer` "
-                     f"instance. Received: {value!r}")
+            raise ValueError(f"{owner}: unknown layer class {value['class_name']!r}")
+        return cls.from_config(dict(value.get("config") or {}))
+    return None
+
+
+def _layer_from(value):
+    layer = layer_from(value, "TimeDistributed")
+    if layer is None:
+        raise ValueError("Please initialize `TimeDistributed` layer with a `keras.layers.Layer` "
+                         f"instance. Received: {value!r}")
+    return layer
 
 
 class TimeDistributed(Layer):
