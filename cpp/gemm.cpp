@@ -84,7 +84,7 @@ void with_op_a(Strided<T>& c, const T* a, index_t lda, const B& opb, const GemmP
 
 template <typename T>
 void eigen_gemm(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t ldb,
-                const GemmParams& p, bool accumulate) {
+                const GemmParams& p, bool accumulate, const T* bias) {
     Strided<T> cm(c, p.m, p.n, Eigen::OuterStride<>(ldc));
     if (p.transpose_b)
         with_op_a<T>(cm, a, lda, ConstStrided<T>(b, p.n, p.k, Eigen::OuterStride<>(ldb)).transpose(),
@@ -92,6 +92,7 @@ void eigen_gemm(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t 
     else
         with_op_a<T>(cm, a, lda, ConstStrided<T>(b, p.k, p.n, Eigen::OuterStride<>(ldb)), p,
                      accumulate);
+    if (bias) cm.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias, p.n);
 }
 
 #ifdef FASTDL_GEMM_SIMD
@@ -162,6 +163,7 @@ struct Job {
     float* c;
     index_t ldc;
     bool accumulate;
+    const float* bias = nullptr;  // added to every row of c; padded to whole NR-column panels
 };
 
 struct Blocking {
@@ -303,7 +305,8 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
                     }
                     const mk::Out<float> o{j.c + i0 * j.ldc + j0, j.ldc, cols,
                                            accumulate ? mk::Out<float>::kAdd
-                                                      : mk::Out<float>::kSet};
+                                                      : mk::Out<float>::kSet,
+                                           j.bias && pc + kc == j.k ? j.bias + j0 : nullptr};
                     kernels[rows - 1][nv - 1][a.rows][masked](kc, a.p, a.as, bp, bs, o);
                 }
                 if (!bc) break;
@@ -359,6 +362,7 @@ void run_split_k(const Job& j, index_t slices, int nt) {
         Job sub = j;
         sub.ldc = j.n;
         sub.accumulate = false;
+        sub.bias = nullptr;  // added once, in the reduction below
         for (index_t s; (s = next.fetch_add(1, std::memory_order_relaxed)) < slices;) {
             const index_t k0 = s * slice;
             sub.k = std::min(slice, j.k - k0);
@@ -394,6 +398,8 @@ void run_split_k(const Job& j, index_t slices, int nt) {
             else
                 for (index_t q = 0; q < j.n; ++q) ci[q] += pi[q];
         }
+        if (j.bias)
+            for (index_t q = 0; q < j.n; ++q) ci[q] += j.bias[q];
     }
 }
 
@@ -415,7 +421,7 @@ void sgemm(const Job& j) {
 
 template <typename T>
 void gemm_dispatch(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t ldb,
-                   const GemmParams& p, bool accumulate) {
+                   const GemmParams& p, bool accumulate, const T* bias = nullptr) {
 #ifdef FASTDL_GEMM_SIMD
     if constexpr (std::is_same_v<T, float>) {
         Job j;
@@ -423,11 +429,18 @@ void gemm_dispatch(T* c, index_t ldc, const T* a, index_t lda, const T* b, index
         j.a = p.transpose_a ? View{a, 1, lda} : View{a, lda, 1};
         j.b = p.transpose_b ? View{b, 1, ldb} : View{b, ldb, 1};
         j.c = c, j.ldc = ldc, j.accumulate = accumulate;
+        // The tiles' epilogue reads whole vectors of bias: a copy padded to whole panels.
+        std::vector<float> padded;
+        if (bias) {
+            padded.assign(static_cast<std::size_t>(ceil_div(p.n, NR) * NR), 0.0f);
+            std::copy(bias, bias + p.n, padded.begin());
+            j.bias = padded.data();
+        }
         sgemm(j);
         return;
     }
 #endif
-    eigen_gemm(c, ldc, a, lda, b, ldb, p, accumulate);
+    eigen_gemm(c, ldc, a, lda, b, ldb, p, accumulate, bias);
 }
 
 }  // namespace
@@ -453,6 +466,17 @@ void matmul_forward_strided(T* c, index_t ldc, const T* a, index_t lda, const T*
         return;
     }
     gemm_dispatch(c, ldc, a, lda, b, ldb, p, accumulate);
+}
+
+template <typename T>
+void matmul_bias_forward(T* c, const T* a, const T* b, const T* bias, const GemmParams& p) {
+    if (p.m == 0 || p.n == 0) return;
+    if (p.k == 0) {  // an empty reduction: every row is the bias
+        for (index_t i = 0; i < p.m; ++i) std::copy(bias, bias + p.n, c + i * p.n);
+        return;
+    }
+    gemm_dispatch(c, p.n, a, p.transpose_a ? p.m : p.k, b, p.transpose_b ? p.k : p.n, p, false,
+                  bias);
 }
 
 // a (m,k)|(k,m), b (k,n)|(n,k) -> c (m,n)
@@ -489,6 +513,10 @@ void matmul_backward(T* da, T* db, const T* dc, const T* a, const T* b, const Ge
 
 template void matmul_forward<float>(float*, const float*, const float*, const GemmParams&, bool);
 template void matmul_forward<double>(double*, const double*, const double*, const GemmParams&, bool);
+template void matmul_bias_forward<float>(float*, const float*, const float*, const float*,
+                                         const GemmParams&);
+template void matmul_bias_forward<double>(double*, const double*, const double*, const double*,
+                                          const GemmParams&);
 template void matmul_forward_strided<float>(float*, index_t, const float*, index_t, const float*,
                                             index_t, const GemmParams&, bool);
 template void matmul_forward_strided<double>(double*, index_t, const double*, index_t,

@@ -14,6 +14,11 @@ struct GemmParams {
 template <typename T>
 void matmul_forward(T* c, const T* a, const T* b, const GemmParams& p, bool accumulate = false);
 
+// c (m, n) = op(a) @ op(b) + bias (n values added to every row), the bias added as the product's
+// tiles are written (no second pass over c): Dense layers and attention projections.
+template <typename T>
+void matmul_bias_forward(T* c, const T* a, const T* b, const T* bias, const GemmParams& p);
+
 // matmul_forward on sub-matrices: a, b and c are row-major with row strides lda, ldb, ldc
 // (elements; the stored a is (m,k) or (k,m) when transposed, likewise b), e.g. column slices.
 template <typename T>

@@ -257,3 +257,28 @@ def test_matmul_backward_float32_matches_reference():
         db_ref = (a.T if ta else a).astype(np.float64).T @ dc.astype(np.float64)
         _assert_close_f32(da, da_ref.T if ta else da_ref, 70)
         _assert_close_f32(db, db_ref.T if tb else db_ref, 150)
+
+
+# The bias epilogue: ragged right edges (the padded bias copy), several k blocks (the bias added
+# once, with the last one), split-k products (added in the reduction) and an empty k.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", [(7, 3, 5), (13, 70, 17), (250, 400, 33), (20, 1600, 40),
+                                   (27, 5000, 32), (64, 128, 384), (5, 0, 9)])
+@pytest.mark.parametrize("ta", [False, True])
+def test_matmul_bias_is_added_to_every_row(m, k, n, ta, dtype):
+    rng = np.random.default_rng(m + 3 * k + 5 * n)
+    a = _operand(rng, m, k, dtype, ta)
+    b = _operand(rng, k, n, dtype, False)
+    bias = rng.standard_normal(n).astype(dtype)
+    got = ops.matmul(a, b, transpose_a=ta, bias=bias)
+    expected = _reference(a, b, ta, False) + bias
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * max(1.0, np.sqrt(k)))
+
+
+def test_matmul_bias_must_match_the_product():
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 5), np.float32)
+    with pytest.raises(ValueError, match=r"matmul: bias must have shape \(5,\), received \(4,\)"):
+        ops.matmul(a, b, bias=np.ones(4, np.float32))
+    with pytest.raises(TypeError, match="bias has dtype float64 but the other operand has float32"):
+        ops.matmul(a, b, bias=np.ones(5))

@@ -20,15 +20,20 @@ fastdl::GemmParams matmul_shapes(const py::array& a, const py::array& b, bool ta
 }
 
 template <typename T>
-Array<T> matmul(const Array<T>& a, const Array<T>& b, bool ta, bool tb) {
-    auto p = matmul_shapes(a, b, ta, tb, "matmul");
-    auto c = new_array<T>({p.m, p.n}, "matmul");
+Array<T> matmul(const Array<T>& a, const Array<T>& b, bool ta, bool tb, const py::object& bias) {
+    const char* fn = "matmul";
+    auto p = matmul_shapes(a, b, ta, tb, fn);
+    const T* biasp = optional_array<T>(bias, {p.n}, fn, "bias", " of the product's width");
+    auto c = new_array<T>({p.m, p.n}, fn);
     const T* ap = a.data();
     const T* bp = b.data();
     T* cp = c.mutable_data();
     {
         py::gil_scoped_release nogil;
-        fastdl::matmul_forward(cp, ap, bp, p);
+        if (biasp)
+            fastdl::matmul_bias_forward(cp, ap, bp, biasp, p);
+        else
+            fastdl::matmul_forward(cp, ap, bp, p);
     }
     return c;
 }
@@ -57,7 +62,9 @@ template <typename T>
 void bind_gemm_t(py::module_& m) {
     m.def("matmul", &matmul<T>, py::arg("a").noconvert(), py::arg("b").noconvert(),
           py::arg("transpose_a") = false, py::arg("transpose_b") = false,
-          "op(a) @ op(b) for C-contiguous 2-D arrays of one float dtype.");
+          py::arg("bias") = py::none(),
+          "op(a) @ op(b) (+ bias, n values added to every row, in the same pass) for "
+          "C-contiguous 2-D arrays of one float dtype.");
     m.def("matmul_backward", &matmul_backward<T>, py::arg("dc").noconvert(),
           py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("transpose_a") = false,
           py::arg("transpose_b") = false, "(da, db) for c = op(a) @ op(b).");

@@ -47,9 +47,7 @@ class Dense(Layer):
 
     def call(self, x, training=False):
         x2 = as_c_array(x.reshape(-1, x.shape[-1]))
-        z = _core.matmul(x2, self.kernel, False, False)
-        if self.bias is not None:
-            z += self.bias
+        z = _core.matmul(x2, self.kernel, False, False, self.bias)
         y = self.activation(z)
         self._cache = (x.shape, x2, z, y)
         return y.reshape(x.shape[:-1] + (self.units,))

@@ -37,17 +37,19 @@ def _check_flag(value, name):
     return bool(value)
 
 
-def matmul(a, b, transpose_a=False, transpose_b=False):
-    """``op(a) @ op(b)`` for 2-D float32 or float64 arrays of the same dtype.
+def matmul(a, b, transpose_a=False, transpose_b=False, bias=None):
+    """``op(a) @ op(b)`` (``+ bias``) for 2-D float32 or float64 arrays of the same dtype.
 
-    ``op`` transposes when the matching flag is set. Returns a new C-contiguous array.
-    Raises ``ValueError`` for wrong ranks or inner dimensions that differ, ``TypeError`` for
-    other dtypes or mixed dtypes.
+    ``op`` transposes when the matching flag is set; ``bias`` (n,) is added to every row as the
+    product is written (no second pass). Returns a new C-contiguous array. Raises
+    ``ValueError`` for wrong ranks or shapes, ``TypeError`` for other dtypes or mixed dtypes.
     """
     a = as_float_array(a, "a")
     b = as_float_array(b, "b", dtype=a.dtype)
+    if bias is not None:
+        bias = as_float_array(bias, "bias", dtype=a.dtype)
     return _core.matmul(a, b, _check_flag(transpose_a, "transpose_a"),
-                        _check_flag(transpose_b, "transpose_b"))
+                        _check_flag(transpose_b, "transpose_b"), bias)
 
 
 def matmul_backward(dc, a, b, transpose_a=False, transpose_b=False):
