@@ -8,7 +8,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define FASTDL_SOFTMAX_AVX2 1
+#endif
 
 #include "gemm.h"
 
@@ -16,10 +22,67 @@ namespace fastdl {
 
 namespace {
 
+
 template <typename T>
 using Row = Eigen::Map<Eigen::Array<T, 1, Eigen::Dynamic>>;
 template <typename T>
 using ConstRow = Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>;
+using RowF = Row<float>;
+using ConstRowF = ConstRow<float>;
+
+#ifdef FASTDL_SOFTMAX_AVX2
+// exp(x) of 8 floats x <= 0 (a softmax's shifted scores), within 2 ulp: x = n ln2 + r with
+// |r| <= ln2 / 2 (ln2 in two parts, so r is exact), exp(r) by Cephes's degree-6 polynomial, and
+// 2^n built in the exponent bits. Arguments below -87.33 (2^-126) give the smallest normal
+// float, as Eigen's exp does; NaN stays NaN. About three times the speed of Eigen's exp, which
+// was two thirds of the softmax's time.
+inline __m256 exp_nonpositive(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-87.3365447f), x);  // NaN in the second operand is kept
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i two_n = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(two_n));
+}
+
+// Softmax of one unmasked float row of n >= 1 scores, scaled: two passes (the largest score;
+// then the exponentials, their sum kept in registers) and the normalisation.
+inline void softmax_row(float* row, index_t n, float scale) {
+    const ConstRowF r(row, n);
+    // the largest scaled score: the scale times the largest (or, scale < 0, smallest) score
+    const float top = scale >= 0.0f ? r.maxCoeff() * scale : r.minCoeff() * scale;
+    if (top == -std::numeric_limits<float>::infinity()) {  // as the masked path: all hidden
+        std::fill(row, row + n, 0.0f);
+        return;
+    }
+    const __m256 vs = _mm256_set1_ps(scale), vt = _mm256_set1_ps(top);
+    __m256 sum8 = _mm256_setzero_ps();
+    index_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 e = exp_nonpositive(_mm256_fmsub_ps(_mm256_loadu_ps(row + j), vs, vt));
+        _mm256_storeu_ps(row + j, e);
+        sum8 = _mm256_add_ps(sum8, e);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, sum8);
+    float sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+                ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+    for (; j < n; ++j) {
+        row[j] = std::exp(std::fma(row[j], scale, -top));
+        sum += row[j];
+    }
+    RowF(row, n) *= 1.0f / sum;
+}
+#endif
 
 // Row-wise masked softmax of s (tq, tk) in place; s holds the unscaled scores on entry. The
 // exponentials are Eigen's vectorised ones (the bulk of the forward's time otherwise).
@@ -31,6 +94,15 @@ void masked_softmax(T* s, const std::uint8_t* mask, const AttentionParams& p) {
         T* row = s + i * p.tk;
         const std::uint8_t* mrow = mask ? mask + i * p.tk : nullptr;
         const index_t visible_end = p.causal ? std::min(i + 1, p.tk) : p.tk;
+#ifdef FASTDL_SOFTMAX_AVX2
+        if constexpr (std::is_same_v<T, float>) {
+            if (!mrow && visible_end > 0) {
+                softmax_row(row, visible_end, scale);
+                std::fill(row + visible_end, row + p.tk, 0.0f);
+                continue;
+            }
+        }
+#endif
         Row<T> r(row, visible_end);
         r *= scale;
         if (mrow)

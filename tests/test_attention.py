@@ -93,6 +93,83 @@ def test_kernel_reads_and_writes_the_heads_layout_in_place(dtype, tq, tk, dk, dv
         np.testing.assert_allclose(got, back(want), atol=tol)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_reads_and_writes_slices_of_a_packed_projection(dtype):
+    """q, k and v as three column slices of one (B, T, H * (2 dk + dv)) array (the fused
+    self-attention projection) are read in place, and the gradients written into three slices
+    of one packed array, with the results of C-contiguous copies."""
+    r = _rng(11)
+    b, t, h, dk, dv = 3, 9, 2, 4, 5
+    qkv = r.standard_normal((b, t, h * (2 * dk + dv))).astype(dtype)
+
+    def views(a):
+        return (a[:, :, :h * dk].reshape(b, t, h, dk), a[:, :, h * dk:2 * h * dk].reshape(
+            b, t, h, dk), a[:, :, 2 * h * dk:].reshape(b, t, h, dv))
+    q, k, v = views(qkv)
+    assert not q.flags.c_contiguous and np.shares_memory(q, qkv)
+    copies = [np.ascontiguousarray(a) for a in (q, k, v)]
+    mask = r.random((b, t, t)) > 0.3
+    out, probs = kernel.attention(q, k, v, mask, None, 0.6, True)
+    want, want_probs = kernel.attention(*copies, mask, None, 0.6, True)
+    tol = 1e-6 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(out, want, atol=tol)
+    np.testing.assert_allclose(probs, want_probs, atol=tol)
+    g = r.standard_normal(out.shape).astype(dtype)
+    packed = np.full_like(qkv, np.nan)
+    grads = kernel.attention_backward(g, q, k, v, probs, None, 0.6, out=views(packed))
+    assert all(np.shares_memory(got, packed) for got in grads)
+    assert not np.isnan(packed).any()   # every element written
+    for got, want in zip(grads, kernel.attention_backward(g, *copies, probs, None, 0.6)):
+        np.testing.assert_allclose(got, want, atol=tol)
+
+
+def test_kernel_rejects_operands_it_cannot_read_in_place():
+    """The raw binding (no copying wrapper) names the operand and its strides; a gradient
+    output must be a writeable array of the operand's shape."""
+    from fastdl import _core
+    q = np.zeros((2, 5, 3, 4), np.float32)
+    probs = np.zeros((6, 5, 5), np.float32)
+    for bad in (q[..., ::2], q.transpose(0, 2, 1, 3), np.broadcast_to(q[:1], q.shape)):
+        with pytest.raises(ValueError, match=r"q must have contiguous rows of each head.*"
+                                             r"received shape .* with strides"):
+            _core.attention_forward(bad, bad, bad)
+    with pytest.raises(ValueError, match="dout must have contiguous rows"):
+        _core.attention_backward(q[..., ::-1], q, q, q, probs)
+    frozen = np.zeros_like(q)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="dq must be a writeable array"):
+        _core.attention_backward(q, q, q, q, probs, None, 1.0, frozen)
+    with pytest.raises(ValueError, match=r"dk must have shape \(2, 5, 3, 4\)"):
+        _core.attention_backward(q, q, q, q, probs, None, 1.0, None, np.zeros((2, 5, 3, 3),
+                                                                               np.float32))
+    with pytest.raises(TypeError, match="dv must be None or a float32 array, received"):
+        _core.attention_backward(q, q, q, q, probs, None, 1.0, None, None, [0.0])
+    # the Python wrapper copies what the kernel cannot read in place
+    out, _ = kernel.attention(q.transpose(0, 2, 1, 3).copy().transpose(0, 2, 1, 3), q, q)
+    assert out.shape == (2, 5, 3, 4)
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 3.0, -0.7, 0.0])
+def test_kernel_softmax_is_accurate_over_a_wide_range_of_scores(scale):
+    """float32 probabilities of scores spread over [-100, 0] (one-hot keys make the scores the
+    query's entries) against a float64 softmax of the same scaled scores. Each exponent's
+    argument x is rounded once (relative error up to |x| 2^-24 in exp(x)); the exponential and
+    the normalisation add a few ulps: 16 ulps in all where the AVX2 softmax runs. Builds without
+    AVX2 (x86-64-v2) run Eigen's exp, measured within 4.7x that: 8x is allowed there."""
+    from fastdl import _core
+    tk = 203   # 25 vectors of 8 and a scalar tail of 3
+    q = (-_rng(14).random((1, 64, tk)) * 100).astype(np.float32)
+    _, probs = kernel.attention(q, np.eye(tk, dtype=np.float32)[None],
+                                np.zeros((1, tk, 1), np.float32), scale=scale)
+    s = q[0].astype(np.float64) * float(np.float32(scale))
+    x = s - s.max(-1, keepdims=True)
+    want = np.exp(x) / np.exp(x).sum(-1, keepdims=True)
+    seen = want > 1e-30   # below, float32 flushes towards its smallest normal numbers
+    bound = (np.abs(x) + 16) * 2.0 ** -24 * (1 if _core.build_info()["gemm"] != "eigen" else 8)
+    assert (np.abs(probs[0] - want)[seen] <= bound[seen] * want[seen]).all()
+    assert np.isfinite(probs).all() and (probs[0][~seen] < 1e-30).all()
+
+
 def test_kernel_rejects_bad_arguments():
     q, k, v = np.zeros((2, 3, 4)), np.zeros((2, 5, 4)), np.zeros((2, 5, 6))
     with pytest.raises(ValueError, match=r"k must have shape \(2, -1, 4\).*received \(2, 5, 3\)"):
@@ -181,6 +258,40 @@ def test_multi_head_attention_gradients():
     vmask[:, 0] = True
     _layer_gradcheck(layer, [q, v, key], lambda a, b, c: layer(
         a, b, c, value_mask=vmask, use_causal_mask=True))
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_self_attention_gradients(use_bias):
+    """layer(x, x): the fused query/key/value projection and the packed attention primitive,
+    against central differences (x, every weight), with a query mask and the causal mask."""
+    r = _rng(12)
+    x = r.standard_normal((2, 4, 5))
+    layer = layers.MultiHeadAttention(2, 3, value_dim=2, use_bias=use_bias, dtype="float64")
+    layer(x, x)
+    layer.set_weights([w + 0.2 * r.standard_normal(w.shape) for w in layer.get_weights()])
+    qmask = r.random((2, 4)) > 0.3
+    _layer_gradcheck(layer, [x], lambda a: layer(a, a, query_mask=qmask, use_causal_mask=True))
+
+
+def test_self_attention_equals_separate_projections():
+    """The fused path (query, value and key one tensor) gives the outputs and gradients of the
+    separate projections (the same values passed as distinct tensors)."""
+    r = _rng(13)
+    x = r.standard_normal((3, 6, 8)).astype(np.float32)
+    layer = layers.MultiHeadAttention(4, 3, value_dim=5, output_shape=7)
+    layer(x, x)
+    results = []
+    for inputs in (lambda t: (t, t), lambda t: (t, ops.convert_to_tensor(x.copy()),
+                                                  ops.convert_to_tensor(x.copy()))):
+        t = ops.convert_to_tensor(x)
+        with fastdl.GradientTape() as tape:
+            tape.watch(t)
+            y = layer(*inputs(t), use_causal_mask=True)
+            loss = ops.sum(y * y)
+        results.append([y.numpy()] + [g.numpy() for g in tape.gradient(
+            loss, layer_variables(layer))])
+    for fused, separate in zip(*results):
+        np.testing.assert_allclose(fused, separate, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("cls,kwargs", [

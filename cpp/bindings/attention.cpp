@@ -1,10 +1,15 @@
 // Bindings of the softmax-attention kernel (attention.h), on (problems, T, depth) operands or
-// (batch, T, heads, depth) ones (the projections' layout, no transposes). Every argument is
-// checked (dtype, rank, shape agreement, overflow) before anything is allocated or the GIL released;
-// failures raise ValueError (TypeError for a wrong dtype) naming the argument and what came.
+// (batch, T, heads, depth) ones (the projections' layout, no transposes). q, k, v, dout and the
+// backward's optional dq, dk, dv outputs are read and written in place by their strides when
+// each row of a head is contiguous and no two rows overlap: so the query, key and value of one
+// packed (batch, T, 3 * heads * depth) projection are three views, and their gradients three
+// views of one packed gradient. Every argument is checked (dtype, rank, shape agreement,
+// strides, overflow) before anything is allocated or the GIL released; failures raise
+// ValueError (TypeError for a wrong dtype) naming the argument and what came.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -21,6 +26,18 @@ namespace {
 using fastdl::bindings::Array;
 using fastdl::bindings::Shape;
 using fastdl::bindings::shape_str;
+
+// An operand of any strides (exact dtype: bound with .noconvert()); Layout::strides checks them.
+template <typename T>
+using Strided = py::array_t<T, 0>;
+
+std::string stride_str(const py::array& a) {
+    std::string out = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i)
+        out += std::to_string(a.strides(i)) + (a.ndim() == 1 || i + 1 < a.ndim() ? ", " : "");
+    if (a.ndim() == 1) out.pop_back();
+    return out + ")";
+}
 
 // shape(a) == dims, where a -1 in dims matches any size.
 void check_array(const py::array& a, const Shape& dims, const char* fn, const char* arg) {
@@ -40,10 +57,25 @@ struct Layout {
     Shape operand(index_t rows, index_t depth) const {
         return heads_axis ? Shape{p.batch, rows, p.heads, depth} : Shape{p.batch, rows, depth};
     }
-    // The strides of a C-contiguous operand of this layout.
-    fastdl::HeadStrides strides(index_t rows, index_t depth) const {
-        return heads_axis ? fastdl::HeadStrides{rows * p.heads * depth, depth, p.heads * depth}
-                          : fastdl::HeadStrides{rows * depth, 0, depth};
+    // The strides (in elements) of operand a of this layout, or ValueError: a head's row must be
+    // contiguous, the heads of a row side by side, and rows and batches must not overlap (a
+    // size-1 axis may have any stride).
+    fastdl::HeadStrides strides(const py::array& a, const char* fn, const char* arg) const {
+        const auto size = static_cast<index_t>(a.itemsize());
+        const int r = static_cast<int>(a.ndim());
+        auto stride = [&](int axis) { return static_cast<index_t>(a.strides(axis)); };
+        auto dim = [&](int axis) { return static_cast<index_t>(a.shape(axis)); };
+        const index_t depth = dim(r - 1), heads = heads_axis ? dim(2) : 1;
+        bool ok = dim(r - 1) <= 1 || stride(r - 1) == size;
+        if (heads_axis) ok = ok && (heads <= 1 || stride(2) == depth * size);
+        ok = ok && (dim(1) <= 1 || stride(1) >= heads * depth * size);
+        ok = ok && (dim(0) <= 1 || stride(0) >= dim(1) * std::max(stride(1), heads * depth * size));
+        for (int i = 0; i < r; ++i) ok = ok && stride(i) % size == 0;
+        FASTDL_CHECK(ok, fn, ": ", arg, " must have contiguous rows of each head that do not "
+                     "overlap (a C-contiguous array, or a slice of the last axis of one); "
+                     "received shape ", shape_str(a), " with strides ", stride_str(a));
+        fastdl::bindings::check_aligned(a, fn, arg);
+        return {stride(0) / size, heads_axis ? stride(2) / size : 0, stride(1) / size};
     }
     Shape scores() const { return {p.problems(), p.tq, p.tk}; }
 };
@@ -51,8 +83,8 @@ struct Layout {
 // The one shape check of forward and backward: q (B, Tq, dk), k (B, Tk, dk), v (B, Tk, dv),
 // or with a heads axis q (B, Tq, H, dk), k (B, Tk, H, dk), v (B, Tk, H, dv).
 template <typename T>
-Layout attention_check(const Array<T>& q, const Array<T>& k, const Array<T>& v, double scale,
-                       bool causal, const char* fn) {
+Layout attention_check(const Strided<T>& q, const Strided<T>& k, const Strided<T>& v,
+                       double scale, bool causal, const char* fn) {
     FASTDL_CHECK(q.ndim() == 3 || q.ndim() == 4, fn,
                  ": q must be 3-D (problems, Tq, dk) or 4-D (batch, Tq, heads, dk), received "
                  "shape ", shape_str(q));
@@ -71,10 +103,9 @@ Layout attention_check(const Array<T>& q, const Array<T>& k, const Array<T>& v, 
     fastdl::checked_product({p.batch, p.heads, p.tq, p.dv}, fn);
     p.causal = causal;
     p.scale = scale;
-    p.q = p.grad_q = l.strides(p.tq, p.dk);
-    p.k = p.grad_k = l.strides(p.tk, p.dk);
-    p.v = p.grad_v = l.strides(p.tk, p.dv);
-    p.out = l.strides(p.tq, p.dv);
+    p.q = l.strides(q, fn, "q");
+    p.k = l.strides(k, fn, "k");
+    p.v = l.strides(v, fn, "v");
     return l;
 }
 
@@ -89,7 +120,7 @@ const T* optional_array(const py::object& obj, const Shape& dims, const char* fn
 }
 
 template <typename T>
-py::tuple attention_forward(const Array<T>& q, const Array<T>& k, const Array<T>& v,
+py::tuple attention_forward(const Strided<T>& q, const Strided<T>& k, const Strided<T>& v,
                             const py::object& mask, const py::object& drop, double scale,
                             bool causal) {
     const char* fn = "attention_forward";
@@ -105,6 +136,7 @@ py::tuple attention_forward(const Array<T>& q, const Array<T>& k, const Array<T>
     const T* dp = optional_array<T>(drop, l.scores(), fn, "drop");
     Array<T> out = fastdl::bindings::new_array<T>(l.operand(p.tq, p.dv), fn);
     Array<T> probs = fastdl::bindings::new_array<T>(l.scores(), fn);
+    p.out = l.strides(out, fn, "out");
     T* op = out.mutable_data();
     T* pp = probs.mutable_data();
     const T *qp = q.data(), *kp = k.data(), *vp = v.data();
@@ -116,19 +148,46 @@ py::tuple attention_forward(const Array<T>& q, const Array<T>& k, const Array<T>
     return py::make_tuple(out, probs);
 }
 
+// A gradient output: the caller's array (exact dtype, writeable, shaped like its operand, rows
+// laid out as Layout::strides accepts), or a new C-contiguous one when `given` is None.
 template <typename T>
-py::tuple attention_backward(const Array<T>& dout, const Array<T>& q, const Array<T>& k,
-                             const Array<T>& v, const Array<T>& probs, const py::object& drop,
-                             double scale) {
+Strided<T> gradient_output(const py::object& given, const py::array& like, const Layout& l,
+                           const char* fn, const char* arg) {
+    if (given.is_none()) {
+        Shape shape(like.shape(), like.shape() + like.ndim());
+        return py::reinterpret_borrow<Strided<T>>(fastdl::bindings::new_array<T>(shape, fn));
+    }
+    if (!py::isinstance<Strided<T>>(given))
+        throw py::type_error(fastdl::concat(fn, ": ", arg, " must be None or a ",
+                                            py::str(py::dtype::of<T>()).cast<std::string>(),
+                                            " array, received ",
+                                            fastdl::bindings::describe(given)));
+    auto a = py::reinterpret_borrow<Strided<T>>(given);
+    FASTDL_CHECK(a.writeable(), fn, ": ", arg, " must be a writeable array");
+    Shape shape(like.shape(), like.shape() + like.ndim());
+    check_array(a, shape, fn, arg);
+    l.strides(a, fn, arg);
+    return a;
+}
+
+template <typename T>
+py::tuple attention_backward(const Strided<T>& dout, const Strided<T>& q, const Strided<T>& k,
+                             const Strided<T>& v, const Array<T>& probs, const py::object& drop,
+                             double scale, const py::object& dq_out, const py::object& dk_out,
+                             const py::object& dv_out) {
     const char* fn = "attention_backward";
     Layout l = attention_check(q, k, v, scale, false, fn);
-    const auto& p = l.p;
+    auto& p = l.p;
     check_array(dout, l.operand(p.tq, p.dv), fn, "dout");
+    p.out = l.strides(dout, fn, "dout");
     check_array(probs, l.scores(), fn, "probs");
     const T* dp = optional_array<T>(drop, l.scores(), fn, "drop");
-    Array<T> dq = fastdl::bindings::new_array<T>(l.operand(p.tq, p.dk), fn);
-    Array<T> dk = fastdl::bindings::new_array<T>(l.operand(p.tk, p.dk), fn);
-    Array<T> dv = fastdl::bindings::new_array<T>(l.operand(p.tk, p.dv), fn);
+    Strided<T> dq = gradient_output<T>(dq_out, q, l, fn, "dq");
+    Strided<T> dk = gradient_output<T>(dk_out, k, l, fn, "dk");
+    Strided<T> dv = gradient_output<T>(dv_out, v, l, fn, "dv");
+    p.grad_q = l.strides(dq, fn, "dq");
+    p.grad_k = l.strides(dk, fn, "dk");
+    p.grad_v = l.strides(dv, fn, "dv");
     T *dqp = dq.mutable_data(), *dkp = dk.mutable_data(), *dvp = dv.mutable_data();
     const T *gp = dout.data(), *qp = q.data(), *kp = k.data(), *vp = v.data(),
             *pp = probs.data();
@@ -146,12 +205,16 @@ void bind_attention_dtype(py::module_& m) {
           py::arg("drop") = py::none(), py::arg("scale") = 1.0, py::arg("causal") = false,
           "(out, probs): probs = masked softmax(q k^T * scale) over (P, Tq, Tk), out = "
           "(probs * drop) @ v, for q (P, Tq, dk), k (P, Tk, dk), v (P, Tk, dv), or with a "
-          "heads axis q (B, Tq, H, dk), k (B, Tk, H, dk), v (B, Tk, H, dv) and P = B * H. "
+          "heads axis q (B, Tq, H, dk), k (B, Tk, H, dk), v (B, Tk, H, dv) and P = B * H; "
+          "each head's rows contiguous (C-contiguous, or slices of a packed last axis). "
           "mask: bool (M, Tq, Tk) with M dividing P, True = visible.");
     m.def("attention_backward", &attention_backward<T>, py::arg("dout").noconvert(),
           py::arg("q").noconvert(), py::arg("k").noconvert(), py::arg("v").noconvert(),
           py::arg("probs").noconvert(), py::arg("drop") = py::none(), py::arg("scale") = 1.0,
-          "(dq, dk, dv) of attention_forward given dout and its probs, laid out like q, k, v.");
+          py::arg("dq") = py::none(), py::arg("dk") = py::none(), py::arg("dv") = py::none(),
+          "(dq, dk, dv) of attention_forward given dout and its probs, shaped like q, k, v: "
+          "new arrays, or written into the given dq, dk, dv (which must not overlap each other "
+          "or the inputs).");
 }
 
 }  // namespace

@@ -16,8 +16,10 @@ Ids = NDArray[np.integer]
 Padding = Literal["valid", "same"]
 
 # ---- gemm
-def matmul(a: Float, b: Float, transpose_a: bool = False, transpose_b: bool = False) -> Float:
-    """op(a) @ op(b) for C-contiguous 2-D arrays of one float dtype."""
+def matmul(a: Float, b: Float, transpose_a: bool = False, transpose_b: bool = False,
+           bias: Optional[Float] = None) -> Float:
+    """op(a) @ op(b) (+ bias, n values added to every row, in the same pass) for C-contiguous
+    2-D arrays of one float dtype."""
 def matmul_backward(dc: Float, a: Float, b: Float, transpose_a: bool = False,
                     transpose_b: bool = False) -> Tuple[Float, Float]:
     """(da, db) for c = op(a) @ op(b)."""
@@ -58,11 +60,15 @@ def attention_forward(q: Float, k: Float, v: Float, mask: Optional[NDArray[np.bo
     """(out, probs): probs = masked softmax(q k^T * scale) over (P, Tq, Tk), out =
     (probs * drop) @ v, for q (P, Tq, dk), k (P, Tk, dk), v (P, Tk, dv) or, read in place
     with a heads axis, q (B, Tq, H, dk), k (B, Tk, H, dk), v (B, Tk, H, dv) with P = B * H
-    (out then (B, Tq, H, dv)); mask (M, Tq, Tk) with M dividing P, True = visible."""
+    (out then (B, Tq, H, dv)); mask (M, Tq, Tk) with M dividing P, True = visible. q, k, v
+    (and the backward's dout, dq, dk, dv) may be strided: each head's rows contiguous and
+    not overlapping, e.g. slices of the last axis of one packed projection."""
 def attention_backward(dout: Float, q: Float, k: Float, v: Float, probs: Float,
-                       drop: Optional[Float] = None,
-                       scale: float = 1.0) -> Tuple[Float, Float, Float]:
-    """(dq, dk, dv) of attention_forward given dout and its probs, laid out like q, k, v."""
+                       drop: Optional[Float] = None, scale: float = 1.0,
+                       dq: Optional[Float] = None, dk: Optional[Float] = None,
+                       dv: Optional[Float] = None) -> Tuple[Float, Float, Float]:
+    """(dq, dk, dv) of attention_forward given dout and its probs, shaped like q, k, v: new
+    arrays, or the given ones written in place (not overlapping each other or the inputs)."""
 
 # ---- image (cpp/image_transform.cpp)
 def affine_transform(images: Float, matrices: NDArray[np.floating], interpolation: str,

@@ -1,9 +1,12 @@
 """MultiHeadAttention, Attention and AdditiveAttention (Keras 3's names, arguments and weights).
 
-The layers are written with ``fastdl.ops``: each projection is one GEMM primitive (bias added in
-place) and the softmax attention one C++ primitive (``fastdl.ops.nn.attention``, reading the
+The layers are written with ``fastdl.ops``: each projection is one GEMM primitive (bias added by
+the GEMM) and the softmax attention one C++ primitive (``fastdl.ops.nn.attention``, reading the
 projections' (batch, T, heads, depth) layout in place), so a GradientTape (and ``fit`` in
-functional and subclassed models) differentiates them.
+functional and subclassed models) differentiates them. In self-attention (``layer(x, x)``) the
+query, key and value projections are one product with the three kernels side by side, and the
+attention kernel reads its three column slices in place (one weight-gradient product, one
+input-gradient product with no sum of three, instead of three each).
 
 Masks combine as in Keras: MultiHeadAttention ANDs the query mask (B, T, 1), the value and key
 masks (B, 1, S), the causal mask (T, S) and ``attention_mask`` (B, T, S); the query mask is the
@@ -18,6 +21,7 @@ import numpy as np
 
 from fastdl import constraints, initializers, regularizers
 from fastdl.layers.base import Layer, check_choice, check_positive_int, check_rate
+from fastdl.ops.core import attention as _attention_kernels
 from fastdl.ops.core import matmul
 from fastdl.tensor.tape import _TAPES, record, tracked
 from fastdl.tensor.tensor import Tensor
@@ -57,30 +61,73 @@ def _as_float_tensor(x, layer):
 
 
 def _dense_vjp(c, g):
-    x, w, kernel_shape, bias_shape, need_x, need_kernel = c
+    x, w, pairs, need_x, need_kernels = c
     g = np.asarray(g, x.dtype)
-    grads = [matmul(g, w, transpose_b=True) if need_x else None,
-             matmul(x, g, transpose_a=True).reshape(kernel_shape) if need_kernel else None]
-    if bias_shape is not None:
-        grads.append(g.sum(axis=0).reshape(bias_shape))
+    grads = [matmul(g, w, transpose_b=True) if need_x else None]
+    dw = matmul(x, g, transpose_a=True) if any(need_kernels) else None
+    dbias = g.sum(axis=0) if any(b is not None for _, b in pairs) else None
+    start = 0
+    for (kernel_shape, bias_shape), need in zip(pairs, need_kernels):
+        width = int(np.prod(kernel_shape)) // x.shape[1]
+        cols = slice(start, start + width)
+        grads.append(np.ascontiguousarray(dw[:, cols]).reshape(kernel_shape) if need else None)
+        if bias_shape is not None:
+            grads.append(dbias[cols].reshape(bias_shape))
+        start += width
     return grads
 
 
-def _dense(x, kernel, bias):
+def _dense(x, *pairs):
     """``x (n, d) @ kernel.reshape(d, -1) + bias.reshape(-1)`` as ONE primitive (the
-    projections of MultiHeadAttention): the bias is added in place into the product, and the
-    backward gives the kernel's and bias's gradients in their own shapes."""
+    projections of MultiHeadAttention), for one or more ``(kernel, bias)`` pairs side by side
+    (bias may be None): several pairs are one product with their kernels concatenated (the
+    fused query/key/value projection of self-attention), their outputs side by side in the
+    columns. The bias is added as the product is written; the backward gives each kernel's and
+    bias's gradient in its own shape."""
     a = x._value
-    w = kernel._value.reshape(a.shape[1], -1)
-    y = matmul(a, w)
-    if bias is not None:
-        y += bias._value.reshape(-1)
-    out = Tensor(y)
+    ws = [kernel._value.reshape(a.shape[1], -1) for kernel, _ in pairs]
+    w = ws[0] if len(ws) == 1 else np.concatenate(ws, axis=1)
+    bias = None
+    if pairs[0][1] is not None:
+        biases = [b._value.reshape(-1) for _, b in pairs]
+        bias = biases[0] if len(biases) == 1 else np.concatenate(biases)
+    out = Tensor(matmul(a, w, bias=bias))
     if _TAPES:
-        inputs = (x, kernel) if bias is None else (x, kernel, bias)
-        record(out, inputs, _dense_vjp, (a, w, kernel.shape, None if bias is None else
-                                         bias.shape, tracked(x), tracked(kernel)))
+        inputs = (x,) + tuple(t for pair in pairs for t in pair if t is not None)
+        shapes = tuple((kernel.shape, None if bias is None else bias.shape)
+                       for kernel, bias in pairs)
+        record(out, inputs, _dense_vjp,
+               (a, w, shapes, tracked(x), tuple(tracked(kernel) for kernel, _ in pairs)))
     return out
+
+
+def _packed_attention_vjp(c, g):
+    qkv, views, probs, drop, scale = c
+    dqkv = np.empty_like(qkv)
+    _attention_kernels.attention_backward(np.asarray(g, qkv.dtype), *views(qkv), probs, drop,
+                                          scale, out=views(dqkv))
+    return [dqkv]
+
+
+def _packed_attention(qkv, batch, heads, key_dim, value_dim, mask, scale, causal, drop):
+    """Softmax attention as ONE primitive on the fused projection ``qkv`` (batch * T,
+    heads * (2 * key_dim + value_dim)): query, key and value are three column slices of it,
+    read in place by the kernel, and their gradients are written into one packed gradient.
+    Returns ``(output (batch, T, heads, value_dim), probabilities)`` like ``ops.nn.attention``."""
+    q_cols, v_cols = heads * key_dim, heads * value_dim
+
+    def views(a):
+        rows = a.reshape(batch, -1, a.shape[-1])
+        t = rows.shape[1]
+        return (rows[:, :, :q_cols].reshape(batch, t, heads, key_dim),
+                rows[:, :, q_cols:2 * q_cols].reshape(batch, t, heads, key_dim),
+                rows[:, :, 2 * q_cols:2 * q_cols + v_cols].reshape(batch, t, heads, value_dim))
+    value = qkv._value
+    out, probs = _attention_kernels.attention(*views(value), mask, drop, scale, causal)
+    t = Tensor(out)
+    if _TAPES:
+        record(t, (qkv,), _packed_attention_vjp, (value, views, probs, drop, float(scale)))
+    return t, probs
 
 
 def _dropout_multipliers(layer, shape, dtype):
@@ -203,8 +250,13 @@ class MultiHeadAttention(Layer):
         if value is None:
             raise ValueError(f"Layer {self.name!r}: call(query, value, key=None) needs a value")
         key_given = key is not None
+        # self-attention (query, value and key one tensor): the fused projection
+        self_attention = value is query and (key is None or key is query)
         key = value if key is None else key
-        query, value, key = (_as_float_tensor(t, self) for t in (query, value, key))
+        if self_attention:
+            query = value = key = _as_float_tensor(query, self)
+        else:
+            query, value, key = (_as_float_tensor(t, self) for t in (query, value, key))
         qs, vs, ks = _shape(query), _shape(value), _shape(key)
         if not self.built:
             self.build(qs, vs, ks if key_given else None)
@@ -243,20 +295,22 @@ class MultiHeadAttention(Layer):
             combined = ops.nn.attention_mask(combined[:, None], b, 1, t, s)
 
         (wq, bq), (wk, bk), (wv, bv), (wo, bo) = self._projections()
-
-        def project(x, w, bias, depth):
-            y = _dense(ops.reshape(x, (-1, x.shape[-1])), w, bias)
-            return ops.reshape(y, (b, -1, n, depth))   # the kernel reads the heads in place
-        q3 = project(query, wq, bq, kd)
-        k3 = project(key, wk, bk, kd)
-        v3 = project(value, wv, bv, vd)
         drop = None
         if training and self.dropout > 0:
             drop = _dropout_multipliers(self, (b * n, t, s), np.dtype(self.dtype))
-        out, probs = ops.nn.attention(q3, k3, v3, combined, 1.0 / math.sqrt(kd),
-                                      bool(use_causal_mask), drop)
+        scale, causal = 1.0 / math.sqrt(kd), bool(use_causal_mask)
+        if self_attention:   # one product for the three projections, read in place
+            qkv = _dense(ops.reshape(query, (-1, qs[-1])), (wq, bq), (wk, bk), (wv, bv))
+            out, probs = _packed_attention(qkv, b, n, kd, vd, combined, scale, causal, drop)
+        else:
+            def project(x, w, bias, depth):
+                y = _dense(ops.reshape(x, (-1, x.shape[-1])), (w, bias))
+                return ops.reshape(y, (b, -1, n, depth))   # the kernel reads the heads in place
+            out, probs = ops.nn.attention(project(query, wq, bq, kd), project(key, wk, bk, kd),
+                                          project(value, wv, bv, vd), combined, scale, causal,
+                                          drop)
         out = ops.reshape(out, (b * t, n * vd))
-        y = ops.reshape(_dense(out, wo, bo), qs[:-1] + tuple(wo.shape[2:]))
+        y = ops.reshape(_dense(out, (wo, bo)), qs[:-1] + tuple(wo.shape[2:]))
         if return_attention_scores:
             return y, ops.convert_to_tensor(probs.reshape((b, n) + qs[1:-1] + vs[1:-1]))
         return y
