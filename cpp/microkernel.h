@@ -432,7 +432,7 @@ inline void pack_transposed16(float* __restrict dst, index_t dst_stride, const f
 }
 #endif
 
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if defined(__AVX2__)
 // In-register transpose of an 8 x 8 block: r[i] lane j -> r[j] lane i.
 inline void transpose8(__m256 r[8]) {
     __m256 t[8];
