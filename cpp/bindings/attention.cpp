@@ -66,10 +66,12 @@ struct Layout {
         auto stride = [&](int axis) { return static_cast<index_t>(a.strides(axis)); };
         auto dim = [&](int axis) { return static_cast<index_t>(a.shape(axis)); };
         const index_t depth = dim(r - 1), heads = heads_axis ? dim(2) : 1;
+        const index_t row = fastdl::checked_mul(fastdl::checked_mul(heads, depth, fn), size, fn);
         bool ok = dim(r - 1) <= 1 || stride(r - 1) == size;
         if (heads_axis) ok = ok && (heads <= 1 || stride(2) == depth * size);
-        ok = ok && (dim(1) <= 1 || stride(1) >= heads * depth * size);
-        ok = ok && (dim(0) <= 1 || stride(0) >= dim(1) * std::max(stride(1), heads * depth * size));
+        ok = ok && (dim(1) <= 1 || stride(1) >= row);
+        ok = ok && (dim(0) <= 1 ||
+                    stride(0) >= fastdl::checked_mul(dim(1), std::max(stride(1), row), fn));
         for (int i = 0; i < r; ++i) ok = ok && stride(i) % size == 0;
         FASTDL_CHECK(ok, fn, ": ", arg, " must have contiguous rows of each head that do not "
                      "overlap (a C-contiguous array, or a slice of the last axis of one); "
