@@ -166,6 +166,23 @@ def test_compiled_without_a_loss_the_added_losses_are_all_of_it_as_in_keras():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours.evaluate(x, y, verbose=0),
                                theirs.evaluate(x, y, verbose=0), rtol=1e-5)
+    # and, as in Keras, without targets at all: fit(x), evaluate(x), a Dataset of x alone
+    for m in (ours, theirs):
+        m.fit(x, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.evaluate(x, verbose=0), theirs.evaluate(x, verbose=0),
+                               rtol=1e-5)
+    np.testing.assert_allclose(ours.train_on_batch(x[:8]), theirs.train_on_batch(x[:8]),
+                               rtol=1e-5)
+    batches = fastdl.data.Dataset.from_tensor_slices(x).batch(8)
+    np.testing.assert_allclose(ours.evaluate(batches, verbose=0),
+                               theirs.evaluate(x, batch_size=8, verbose=0), rtol=1e-5)
+    with pytest.raises(ValueError, match="class_weight weights the samples by their class in y"):
+        ours.fit(x, class_weight={0: 1.0}, verbose=0)
+    ours.compile(fastdl.optimizers.SGD(0.5), metrics=["mae"])   # metrics need targets
+    with pytest.raises(ValueError, match="y must be given to train or evaluate"):
+        ours.fit(x, verbose=0)
     # built-in layers alone can add no loss: compile still asks for one
     with pytest.raises(ValueError, match="compile needs a loss"):
         fastdl.Sequential([layers.Input((4,)), layers.Dense(1)]).compile("sgd")

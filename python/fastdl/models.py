@@ -272,6 +272,14 @@ class Model(Layer):
             raise TypeError(f"{what} must be real, received dtype {y.dtype}")
         return y
 
+    def _targets(self, y, n, what="y"):
+        """``y`` converted (``_convert_y``); or, when no ``y`` is given to a model compiled
+        without a loss (its whole loss from ``add_loss``) and without metrics, an empty (n, 0)
+        target that nothing reads: Keras's ``fit(x)`` for such models."""
+        if y is None and getattr(self, "loss", ()) is None and not self.compiled_metrics:
+            return np.zeros((n, 0), np.float32)
+        return self._convert_y(y, n, what)
+
     @staticmethod
     def _convert_sample_weight(sample_weight, n):
         if sample_weight is None:
@@ -586,7 +594,9 @@ class Model(Layer):
             return self._fit_data(data, val, validation_freq, epochs, initial_epoch, verbose,
                                   callbacks, nan_check)
         x = self._convert_x(x)
-        y = self._convert_y(y, len(x))
+        if y is None and class_weight is not None:
+            raise ValueError("class_weight weights the samples by their class in y: pass y")
+        y = self._targets(y, len(x))
         sw = self._convert_sample_weight(sample_weight, len(x))
         if class_weight is not None:
             cw = self._class_weight_to_sample_weight(class_weight, y)
@@ -702,7 +712,7 @@ class Model(Layer):
         x, y, sw = unpack_x_y_sample_weight(data)
         self._require_loss("train_step")
         x = self._convert_x(x)
-        y = self._convert_y(y, len(x))
+        y = self._targets(y, len(x))
         sw = self._convert_sample_weight(sw, len(x))
         trainable, weights = self._training_state()
         loss = self._train_step(x, y, sw, trainable, weights)
@@ -714,7 +724,7 @@ class Model(Layer):
         x, y, sw = unpack_x_y_sample_weight(data)
         self._require_loss("test_step")
         x = self._convert_x(x)
-        y = self._convert_y(y, len(x))
+        y = self._targets(y, len(x))
         sw = self._convert_sample_weight(sw, len(x))
         y_pred = self._inference_forward(x)
         loss = self._data_loss(y, y_pred, sw) + self._regularization_loss()
@@ -901,7 +911,7 @@ class Model(Layer):
                              "(x_val, y_val, sample_weight_val), a Dataset, a PyDataset or a "
                              f"generator. Received: {type(validation_data).__name__}")
         xv = self._convert_x(validation_data[0], "validation x")
-        yv = self._convert_y(validation_data[1], len(xv), "validation y")
+        yv = self._targets(validation_data[1], len(xv), "validation y")
         swv = self._convert_sample_weight(validation_data[2], len(xv)) \
             if len(validation_data) == 3 else None
         return ArrayBatches(xv, yv, swv, batch_size)
@@ -924,10 +934,11 @@ class Model(Layer):
             x = self._convert_x(x)
             if not targets:
                 return x, None, None
-            if y is None:
+            if y is None and (class_weight is not None or self.loss is not None
+                              or self.compiled_metrics):
                 raise ValueError("The batches carry no targets: fit and evaluate need batches "
                                  "(x, y) or (x, y, sample_weight)")
-            y = self._convert_y(y, len(x))
+            y = self._targets(y, len(x))
             sw = self._convert_sample_weight(sw, len(x))
             if class_weight is not None:
                 cw = self._class_weight_to_sample_weight(class_weight, y)
@@ -990,7 +1001,7 @@ class Model(Layer):
         else:
             custom = self._overrides("test_step")
             x = self._convert_x(x)
-            y = None if custom and y is None else self._convert_y(y, len(x))
+            y = None if custom and y is None else self._targets(y, len(x))
             sw = self._convert_sample_weight(sample_weight, len(x))
             batch_size, used, n_batches = self._plan_batches(len(x), batch_size, steps)
             data = ArrayBatches(x[:used], None if y is None else y[:used],
@@ -1081,7 +1092,9 @@ class Model(Layer):
             raise RuntimeError(f"model {self.name!r} was made private (fastdl.privacy): it trains "
                                "through fit, which samples the batches and counts the steps")
         x = self._convert_x(x)
-        y = self._convert_y(y, len(x))
+        if y is None and class_weight is not None:
+            raise ValueError("class_weight weights the samples by their class in y: pass y")
+        y = self._targets(y, len(x))
         sw = self._convert_sample_weight(sample_weight, len(x))
         if class_weight is not None:
             cw = self._class_weight_to_sample_weight(class_weight, y)
@@ -1103,7 +1116,7 @@ class Model(Layer):
     def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
         self._check_compiled("test_on_batch")
         x = self._convert_x(x)
-        y = self._convert_y(y, len(x))
+        y = self._targets(y, len(x))
         sw = self._convert_sample_weight(sample_weight, len(x))
         logs = self._evaluate_data(ArrayBatches(x, y, sw, max(1, len(x))))
         return self._batch_result(logs["loss"], return_dict)
