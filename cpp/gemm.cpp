@@ -8,9 +8,11 @@
 //     for each MR-row panel of op(a) (L1), for each NR-column panel of the block (from L2):
 //       micro-kernel on the MR x NR tile of c
 // Operands are copied only when that pays: the micro-kernel reads a row-major op(a) in place
-// (12 row streams), a transposed op(a) in place unless more than four column panels reuse it,
+// (12 row streams), a transposed op(a) in place unless more than four column panels reuse it
+// (then one thread transposes the whole block into row panels, a team packs panel by panel),
 // and a row-major op(b) in place when few row panels reuse it (small and skinny products). So
-// the im2col products (k or n of 27..288) and Dense/RNN products pay no or a tiny copy.
+// the im2col products (k or n of 27..288) and Dense/RNN products pay no or a tiny copy; the
+// bias of a Dense product is added by the tiles as they write c.
 // Threads (fastdl::num_threads(), one OpenMP region per product, none inside another region):
 // the team packs each op(b) block together (double-buffered, so packing the next block overlaps
 // the slowest thread's last tiles) and takes tiles in chunks from a shared counter, so a thread
@@ -231,12 +233,6 @@ inline void check_out(std::atomic<index_t>& arrived, int team) {
 // pipes: about MR cycles per k step of a tile).
 constexpr index_t kChunkCycles = 24000;
 
-// The blocked product, run by every thread of a team of nt (counters: one per (jc, pc) block),
-// or by one thread (nt = 1, counters null). The b panels of a block are packed by whichever
-// threads get there first into one of two alternating buffers (bbuf, bbuf + bsize), so a block
-// can be packed while slower threads still multiply the previous one; tiles are then handed out
-// in chunks of row panels (or of single tiles when there are few row panels). apanel is this
-// thread's own MR x kc buffer for packed panels of op(a).
 // All row panels of a transposed op(a) (stored (k, m), rows contiguous over i) for k columns
 // [p0, p0 + kc), as row-major panels one after another: a(i, p) at
 // dst[(i / MR) * MR * kc + (i % MR) * kc + p], so that the tiles read them like a row-major
@@ -259,6 +255,13 @@ void pack_a_rows(float* __restrict dst, const View& a, index_t m, index_t p0, in
         for (index_t i = 0; i < m; ++i) out(i)[p] = *a.at(i, p0 + p);
 }
 
+// The blocked product, run by every thread of a team of nt (counters: one per (jc, pc) block),
+// or by one thread (nt = 1, counters null). The b panels of a block are packed by whichever
+// threads get there first into one of two alternating buffers (bbuf, bbuf + bsize), so a block
+// can be packed while slower threads still multiply the previous one; tiles are then handed out
+// in chunks of row panels (or of single tiles when there are few row panels). apanel is this
+// thread's own MR x kc buffer for packed panels of op(a) (in a team), or room for all of them
+// (one thread: pack_a_rows).
 void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, float* apanel,
                  BlockCounters* counters, int nt) {
     const TileTable& kernels = tiles();

@@ -31,11 +31,11 @@ using fastdl::bindings::shape_str;
 template <typename T>
 using Strided = py::array_t<T, 0>;
 
+// "(1536, 384, 32, 4)": an array's strides in bytes, for error messages (operands are 3-D or 4-D).
 std::string stride_str(const py::array& a) {
     std::string out = "(";
     for (py::ssize_t i = 0; i < a.ndim(); ++i)
-        out += std::to_string(a.strides(i)) + (a.ndim() == 1 || i + 1 < a.ndim() ? ", " : "");
-    if (a.ndim() == 1) out.pop_back();
+        out += (i ? ", " : "") + std::to_string(a.strides(i));
     return out + ")";
 }
 
@@ -150,26 +150,29 @@ py::tuple attention_forward(const Strided<T>& q, const Strided<T>& k, const Stri
     return py::make_tuple(out, probs);
 }
 
-// A gradient output: the caller's array (exact dtype, writeable, shaped like its operand, rows
-// laid out as Layout::strides accepts), or a new C-contiguous one when `given` is None.
+// A gradient output the caller gave (None: the backward allocates one): exact dtype, writeable,
+// shaped like its operand, rows laid out as Layout::strides accepts.
 template <typename T>
-Strided<T> gradient_output(const py::object& given, const py::array& like, const Layout& l,
+void check_gradient_output(const py::object& given, const py::array& like, const Layout& l,
                            const char* fn, const char* arg) {
-    if (given.is_none()) {
-        Shape shape(like.shape(), like.shape() + like.ndim());
-        return py::reinterpret_borrow<Strided<T>>(fastdl::bindings::new_array<T>(shape, fn));
-    }
+    if (given.is_none()) return;
     if (!py::isinstance<Strided<T>>(given))
         throw py::type_error(fastdl::concat(fn, ": ", arg, " must be None or a ",
                                             py::str(py::dtype::of<T>()).cast<std::string>(),
                                             " array, received ",
                                             fastdl::bindings::describe(given)));
-    auto a = py::reinterpret_borrow<Strided<T>>(given);
+    auto a = py::reinterpret_borrow<py::array>(given);
     FASTDL_CHECK(a.writeable(), fn, ": ", arg, " must be a writeable array");
-    Shape shape(like.shape(), like.shape() + like.ndim());
-    check_array(a, shape, fn, arg);
+    check_array(a, Shape(like.shape(), like.shape() + like.ndim()), fn, arg);
     l.strides(a, fn, arg);
-    return a;
+}
+
+// The given gradient output, or a new C-contiguous array shaped like its operand.
+template <typename T>
+Strided<T> gradient_output(const py::object& given, const py::array& like, const char* fn) {
+    if (!given.is_none()) return py::reinterpret_borrow<Strided<T>>(given);
+    Shape shape(like.shape(), like.shape() + like.ndim());
+    return py::reinterpret_borrow<Strided<T>>(fastdl::bindings::new_array<T>(shape, fn));
 }
 
 template <typename T>
@@ -184,9 +187,12 @@ py::tuple attention_backward(const Strided<T>& dout, const Strided<T>& q, const 
     p.out = l.strides(dout, fn, "dout");
     check_array(probs, l.scores(), fn, "probs");
     const T* dp = optional_array<T>(drop, l.scores(), fn, "drop");
-    Strided<T> dq = gradient_output<T>(dq_out, q, l, fn, "dq");
-    Strided<T> dk = gradient_output<T>(dk_out, k, l, fn, "dk");
-    Strided<T> dv = gradient_output<T>(dv_out, v, l, fn, "dv");
+    check_gradient_output<T>(dq_out, q, l, fn, "dq");
+    check_gradient_output<T>(dk_out, k, l, fn, "dk");
+    check_gradient_output<T>(dv_out, v, l, fn, "dv");
+    Strided<T> dq = gradient_output<T>(dq_out, q, fn);
+    Strided<T> dk = gradient_output<T>(dk_out, k, fn);
+    Strided<T> dv = gradient_output<T>(dv_out, v, fn);
     p.grad_q = l.strides(dq, fn, "dq");
     p.grad_k = l.strides(dk, fn, "dk");
     p.grad_v = l.strides(dv, fn, "dv");

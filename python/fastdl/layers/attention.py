@@ -130,6 +130,20 @@ def _packed_attention(qkv, batch, heads, key_dim, value_dim, mask, scale, causal
     return t, probs
 
 
+def _same_input(a, b):
+    """Whether ``a`` and ``b`` are one input for self-attention: the same object, or two views
+    of the same memory with the same shape, dtype and strides that no tape tracks (a layer call
+    converts its first argument only, so ``layer(x, x)`` on a NumPy array arrives as a Tensor
+    and the array; untracked, the weights' gradients are the same either way)."""
+    if a is b:
+        return True
+    if tracked(a) or tracked(b):
+        return False
+    a, b = (np.asarray(t._value if isinstance(t, Tensor) else t) for t in (a, b))
+    return (a.shape == b.shape and a.dtype == b.dtype and a.strides == b.strides
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
 def _dropout_multipliers(layer, shape, dtype):
     if layer._rng is None:
         layer._rng = seed_generator(layer.seed)
@@ -251,7 +265,7 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"Layer {self.name!r}: call(query, value, key=None) needs a value")
         key_given = key is not None
         # self-attention (query, value and key one tensor): the fused projection
-        self_attention = value is query and (key is None or key is query)
+        self_attention = _same_input(query, value) and (key is None or _same_input(key, query))
         key = value if key is None else key
         if self_attention:
             query = value = key = _as_float_tensor(query, self)
