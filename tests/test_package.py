@@ -78,11 +78,11 @@ from sklearn.linear_model import LogisticRegression
 X, y = make_classification(n_samples=300, n_features=8, random_state=0)
 print(LogisticRegression(max_iter=500).fit(X, y).score(X, y) > 0.8)
 """
-_WITH_TORCH = """
-import torch
-t = torch.from_numpy(a)
-print(np.allclose((t @ t).numpy(), fastdl.ops.core.matmul(a, a), rtol=1e-4, atol=1e-4))
-"""
+# run in a subprocess only after pytest.importorskip("torch") (torch is an optional peer)
+_WITH_TORCH = ("\nimport torch\n"
+               "t = torch.from_numpy(a)\n"
+               "print(np.allclose((t @ t).numpy(), fastdl.ops.core.matmul(a, a), rtol=1e-4, "
+               "atol=1e-4))\n")
 
 
 def test_coexists_with_scikit_learn_in_one_process():
