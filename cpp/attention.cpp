@@ -1,6 +1,9 @@
 // Softmax attention, forward and backward, one (query, key, value) problem per OpenMP
-// iteration; the products go through fastdl's GEMM on each problem's strided rows in place
-// (single-threaded inside the region, the whole team when there is only one problem).
+// iteration. Float on AVX2/AVX-512: each problem's products run on the GEMM's register tiles in
+// blocks of query rows (scores, softmax and output of a block while its rows are in L1; K^T and
+// V packed once per problem). Otherwise, and for the backward's two transposed products, they go
+// through fastdl's GEMM on each problem's strided rows in place (single-threaded inside the
+// region, the whole team when there is only one problem).
 #include "attention.h"
 
 #include <omp.h>
@@ -17,6 +20,11 @@
 #endif
 
 #include "gemm.h"
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include "microkernel.h"
+#define FASTDL_ATTENTION_TILES 1
+#endif
 
 namespace fastdl {
 
@@ -84,13 +92,15 @@ inline void softmax_row(float* row, index_t n, float scale) {
 }
 #endif
 
-// Row-wise masked softmax of s (tq, tk) in place; s holds the unscaled scores on entry. The
-// exponentials are Eigen's vectorised ones (the bulk of the forward's time otherwise).
+// Row-wise masked softmax of rows [i0, i1) of s (tq, tk) in place; s holds the unscaled scores
+// on entry, mask (tq, tk) is the problem's or null. The exponentials are vectorised (the bulk of
+// the forward's time otherwise).
 template <typename T>
-void masked_softmax(T* s, const std::uint8_t* mask, const AttentionParams& p) {
+void softmax_rows(T* s, const std::uint8_t* mask, const AttentionParams& p, index_t i0,
+                  index_t i1) {
     const T scale = static_cast<T>(p.scale);
     const T hidden = -std::numeric_limits<T>::infinity();
-    for (index_t i = 0; i < p.tq; ++i) {
+    for (index_t i = i0; i < i1; ++i) {
         T* row = s + i * p.tk;
         const std::uint8_t* mrow = mask ? mask + i * p.tk : nullptr;
         const index_t visible_end = p.causal ? std::min(i + 1, p.tk) : p.tk;
@@ -123,6 +133,112 @@ void masked_softmax(T* s, const std::uint8_t* mask, const AttentionParams& p) {
 }
 
 int team_size(index_t problems) { return problems > 1 ? num_threads() : 1; }
+
+// The gradient of the scores from that of the weights, rows of tk in place:
+// ds = P * (dW * drop - sum_j dW * drop * P) * scale (Eigen's vectorised row sums: a scalar sum
+// is one add latency per element).
+template <typename T>
+void softmax_backward_rows(T* ds, const T* probs, const T* drop, index_t rows, index_t tk,
+                           T scale) {
+    for (index_t i = 0; i < rows; ++i) {
+        Row<T> row(ds + i * tk, tk);
+        const ConstRow<T> prow(probs + i * tk, tk);
+        if (drop) row *= ConstRow<T>(drop + i * tk, tk);
+        const T dot = (row * prow).sum();
+        row = prow * (row - dot) * scale;
+    }
+}
+
+#ifdef FASTDL_ATTENTION_TILES
+// ---------------------------------------------------------------- float products on the tiles
+// A problem's products are small (200 x 200 x 32 in a typical encoder): called through the GEMM,
+// each one plans, takes scratch and packs its op(b) again. Here each operand is packed once per
+// problem and the MR-row blocks of a product are computed where their inputs were just written.
+namespace tiles {
+constexpr int W = mk::kLanes<float>;
+constexpr int NV = 2;
+constexpr int NR = NV * W;
+constexpr int MR = mk::kMaxNV == 4 ? 12 : 6;  // the float GEMM's tile rows
+
+// Floats taken by op(b) (depth, n) packed into NR-column panels.
+index_t packed_size(index_t depth, index_t n) { return ceil_div(n, index_t{NR}) * NR * depth; }
+
+void pack(float* dst, const mk::View<float>& b, index_t depth, index_t n) {
+    for (index_t j0 = 0; j0 < n; j0 += NR)
+        mk::pack_b<float, NV>(dst + j0 * depth, b, 0, depth, j0,
+                              static_cast<int>(std::min<index_t>(NR, n - j0)));
+}
+
+// c (rows x n, row stride ldc) = a (rows x depth, rows lda apart) @ b (packed by pack()).
+void rows_times(float* c, index_t ldc, const float* a, index_t lda, int rows, const float* b,
+                index_t depth, index_t n) {
+    const mk::ARows<float> ar{a, lda};
+    for (index_t j0 = 0; j0 < n; j0 += NR) {
+        const int cols = static_cast<int>(std::min<index_t>(NR, n - j0));
+        const mk::Out<float> o{c + j0, ldc, cols, mk::Out<float>::kSet};
+        if (cols > W)
+            mk::tile_rows<float, MR, NV, false>(rows, depth, ar, b + j0 * depth, NR, o);
+        else
+            mk::tile_rows<float, MR, 1, false>(rows, depth, ar, b + j0 * depth, NR, o);
+    }
+}
+
+// Scratch floats of one problem's forward: K^T and V packed, MR rows of dropped weights.
+index_t forward_scratch(const AttentionParams& p, bool drop) {
+    return packed_size(p.dk, p.tk) + packed_size(p.tk, p.dv) + (drop ? MR * p.tk : 0);
+}
+
+// One problem's forward (out, q, k, v at the problem; s its (tq, tk) probs; mask and drop its
+// own or null): per block of MR queries, the scores, their softmax and the output rows.
+void forward(float* out, float* s, const float* q, const float* k, const float* v,
+             const std::uint8_t* mask, const float* drop, const AttentionParams& p,
+             float* scratch) {
+    float* kt = scratch;
+    float* vp = kt + packed_size(p.dk, p.tk);
+    float* dropped = vp + packed_size(p.tk, p.dv);
+    pack(kt, {k, 1, p.k.row}, p.dk, p.tk);  // op(b) = K^T
+    pack(vp, {v, p.v.row, 1}, p.tk, p.dv);
+    for (index_t i0 = 0; i0 < p.tq; i0 += MR) {
+        const int rows = static_cast<int>(std::min<index_t>(MR, p.tq - i0));
+        float* sr = s + i0 * p.tk;
+        rows_times(sr, p.tk, q + i0 * p.q.row, p.q.row, rows, kt, p.dk, p.tk);
+        softmax_rows(s, mask, p, i0, i0 + rows);
+        const float* weights = sr;
+        if (drop) {
+            const float* d = drop + i0 * p.tk;
+            for (index_t e = 0; e < rows * p.tk; ++e) dropped[e] = sr[e] * d[e];
+            weights = dropped;
+        }
+        rows_times(out + i0 * p.out.row, p.out.row, weights, p.tk, rows, vp, p.tk, p.dv);
+    }
+}
+
+// Scratch floats of one problem's backward rows: V^T and K packed.
+index_t backward_scratch(const AttentionParams& p) {
+    return packed_size(p.dv, p.tk) + packed_size(p.tk, p.dk);
+}
+
+// One problem's ds (tq, tk) and dq, per block of MR queries: d(weights) = dout @ V^T, ds, and
+// dq = ds @ K.
+void backward_rows(float* dq, float* ds, const float* dout, const float* k, const float* v,
+                   const float* probs, const float* drop, const AttentionParams& p,
+                   float* scratch) {
+    float* vt = scratch;
+    float* kp = vt + packed_size(p.dv, p.tk);
+    pack(vt, {v, 1, p.v.row}, p.dv, p.tk);  // op(b) = V^T
+    pack(kp, {k, p.k.row, 1}, p.tk, p.dk);
+    for (index_t i0 = 0; i0 < p.tq; i0 += MR) {
+        const int rows = static_cast<int>(std::min<index_t>(MR, p.tq - i0));
+        float* dr = ds + i0 * p.tk;
+        rows_times(dr, p.tk, dout + i0 * p.out.row, p.out.row, rows, vt, p.dv, p.tk);
+        softmax_backward_rows(dr, probs + i0 * p.tk, drop ? drop + i0 * p.tk : nullptr,
+                              index_t{rows}, p.tk, static_cast<float>(p.scale));
+        rows_times(dq + i0 * p.grad_q.row, p.grad_q.row, dr, p.tk, rows, kp, p.tk, p.dk);
+    }
+}
+}  // namespace tiles
+#endif
+
 
 template <typename T>
 const T* at(const T* x, const HeadStrides& s, index_t b, index_t h) {
@@ -159,22 +275,39 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
     const index_t problems = p.problems();
     const index_t group = p.mask_batch ? problems / p.mask_batch : 1;
     const int team = team_size(problems);
-    TeamScratch<T> scratch(team, drop ? ss : 0);
+#ifdef FASTDL_ATTENTION_TILES
+    constexpr bool on_tiles = std::is_same_v<T, float>;
+#else
+    constexpr bool on_tiles = false;
+#endif
+    index_t each = drop ? ss : 0;
+#ifdef FASTDL_ATTENTION_TILES
+    if constexpr (on_tiles) each = tiles::forward_scratch(p, drop != nullptr);
+#endif
+    TeamScratch<T> scratch(team, each);
 #pragma omp parallel num_threads(team)
     {
-        T* dropped = scratch.of(omp_get_thread_num());
+        T* own = scratch.of(omp_get_thread_num());
 #pragma omp for schedule(dynamic)
         for (index_t pi = 0; pi < problems; ++pi) {
             const index_t b = pi / p.heads, h = pi % p.heads;
             T* s = probs + pi * ss;
+            const std::uint8_t* m = p.mask_batch ? mask + (pi / group) * ss : nullptr;
+            const T* d = drop ? drop + pi * ss : nullptr;
+#ifdef FASTDL_ATTENTION_TILES
+            if constexpr (on_tiles) {
+                tiles::forward(at(out, p.out, b, h), s, at(q, p.q, b, h), at(k, p.k, b, h),
+                               at(v, p.v, b, h), m, d, p, own);
+                continue;
+            }
+#endif
             matmul_forward_strided(s, p.tk, at(q, p.q, b, h), p.q.row, at(k, p.k, b, h), p.k.row,
                                    GemmParams{p.tq, p.tk, p.dk, false, true});
-            masked_softmax(s, p.mask_batch ? mask + (pi / group) * ss : nullptr, p);
+            softmax_rows(s, m, p, 0, p.tq);
             const T* weights = s;
-            if (drop) {
-                const T* d = drop + pi * ss;
-                for (index_t i = 0; i < ss; ++i) dropped[i] = s[i] * d[i];
-                weights = dropped;
+            if (d) {
+                for (index_t i = 0; i < ss; ++i) own[i] = s[i] * d[i];
+                weights = own;
             }
             matmul_forward_strided(at(out, p.out, b, h), p.out.row, weights, p.tk,
                                    at(v, p.v, b, h), p.v.row,
@@ -190,39 +323,48 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
     const index_t problems = p.problems();
     const T scale = static_cast<T>(p.scale);
     const int team = team_size(problems);
-    TeamScratch<T> scratch(team, (drop ? 2 : 1) * ss);
+#ifdef FASTDL_ATTENTION_TILES
+    constexpr bool on_tiles = std::is_same_v<T, float>;
+    const index_t packed = on_tiles ? tiles::backward_scratch(p) : 0;
+#else
+    constexpr bool on_tiles = false;
+    const index_t packed = 0;
+#endif
+    // per thread: ds, the dropped weights, the packed operands
+    TeamScratch<T> scratch(team, (drop ? 2 : 1) * ss + packed);
 #pragma omp parallel num_threads(team)
     {
         T* ds = scratch.of(omp_get_thread_num());
         T* dropped = ds + ss;
+        T* own_packed = dropped + (drop ? ss : 0);
 #pragma omp for schedule(dynamic)
         for (index_t pi = 0; pi < problems; ++pi) {
             const index_t b = pi / p.heads, h = pi % p.heads;
             const T* pb = probs + pi * ss;
             const T* db = drop ? drop + pi * ss : nullptr;
             const T* go = at(dout, p.out, b, h);
-            const T *qb = at(q, p.q, b, h), *kb = at(k, p.k, b, h);
+            const T *qb = at(q, p.q, b, h), *kb = at(k, p.k, b, h), *vb = at(v, p.v, b, h);
+            // ds and dq
+            if constexpr (on_tiles) {
+#ifdef FASTDL_ATTENTION_TILES
+                tiles::backward_rows(at(dq, p.grad_q, b, h), ds, go, kb, vb, pb, db, p,
+                                     own_packed);
+#endif
+            } else {
+                matmul_forward_strided(ds, p.tk, go, p.out.row, vb, p.v.row,
+                                       GemmParams{p.tq, p.tk, p.dv, false, true});
+                softmax_backward_rows(ds, pb, db, p.tq, p.tk, scale);
+                matmul_forward_strided(at(dq, p.grad_q, b, h), p.grad_q.row, ds, p.tk, kb,
+                                       p.k.row, GemmParams{p.tq, p.dk, p.tk, false, false});
+            }
+            // dv = weights^T @ dout, dk = ds^T @ q (whole products: the GEMM)
             const T* weights = pb;
             if (db) {
                 for (index_t i = 0; i < ss; ++i) dropped[i] = pb[i] * db[i];
                 weights = dropped;
             }
-            // dv = weights^T @ dout; d(weights) = dout @ v^T
-            matmul_forward_strided(at(dv, p.grad_v, b, h), p.grad_v.row, weights, p.tk, go, p.out.row,
-                                   GemmParams{p.tk, p.dv, p.tq, true, false});
-            matmul_forward_strided(ds, p.tk, go, p.out.row, at(v, p.v, b, h), p.v.row,
-                                   GemmParams{p.tq, p.tk, p.dv, false, true});
-            // through the dropout and the softmax: ds = P * (dP - sum_j dP P) * scale
-            // (Eigen's vectorised row sums: a scalar sum is one add latency per element)
-            for (index_t i = 0; i < p.tq; ++i) {
-                Row<T> row(ds + i * p.tk, p.tk);
-                const ConstRow<T> prow(pb + i * p.tk, p.tk);
-                if (db) row *= ConstRow<T>(db + i * p.tk, p.tk);
-                const T dot = (row * prow).sum();
-                row = prow * (row - dot) * scale;
-            }
-            matmul_forward_strided(at(dq, p.grad_q, b, h), p.grad_q.row, ds, p.tk, kb, p.k.row,
-                                   GemmParams{p.tq, p.dk, p.tk, false, false});
+            matmul_forward_strided(at(dv, p.grad_v, b, h), p.grad_v.row, weights, p.tk, go,
+                                   p.out.row, GemmParams{p.tk, p.dv, p.tq, true, false});
             matmul_forward_strided(at(dk, p.grad_k, b, h), p.grad_k.row, ds, p.tk, qb, p.q.row,
                                    GemmParams{p.tk, p.dk, p.tq, true, false});
         }

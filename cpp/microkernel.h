@@ -278,9 +278,12 @@ void tile(index_t depth, const A a, const T* __restrict b, index_t bs, const Out
             for (index_t t = 0; t < run; ++t, b += bs)
                 step(b, [&](int i) __attribute__((always_inline)) { return ar[i][t]; });
         }
-    } else if constexpr (NV >= 2) {
-        // Unrolled by hand (`#pragma GCC unroll` does not survive the -flto build): rolled, the
-        // full-width loop is up to 15% slower when op(a) is read in place (stride lda).
+    } else if constexpr (NV >= 2 && kMaxNV == 4) {
+        // AVX-512: unrolled by hand (`#pragma GCC unroll` does not survive the -flto build):
+        // rolled, the full-width loop was up to 15% slower when op(a) is read in place (stride
+        // lda). With AVX2's 16 registers the unrolled loop kept one of the 12 accumulators on
+        // the stack (GCC 12), and rolled ran faster: a 6 x 16 tile's ACols products 25-30%
+        // (attention's dV and dK, conv1's dW = cols^T @ dY).
         index_t p = 0;
         for (; p + 4 <= depth; p += 4, b += 4 * bs) {
             for (int q = 0; q < 4; ++q) {
@@ -292,7 +295,7 @@ void tile(index_t depth, const A a, const T* __restrict b, index_t bs, const Out
             const T* c = a.col(p);
             step(b, [&](int i) __attribute__((always_inline)) { return c[i]; });
         }
-    } else {  // narrow tiles run faster rolled
+    } else {  // narrow tiles, and AVX2 (above), run faster rolled
         for (index_t p = 0; p < depth; ++p, b += bs) {
             const T* c = a.col(p);
             step(b, [&](int i) __attribute__((always_inline)) { return c[i]; });
