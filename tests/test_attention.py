@@ -118,6 +118,23 @@ def test_kernel_float32_equals_float64(tq, tk, dk, dv, causal, with_mask, with_d
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tq, tk", [(3, 0), (0, 4), (0, 0)])
+def test_kernel_empty_sequences(dtype, tq, tk):
+    """No keys: every output row is zero (a softmax over nothing weighs nothing); no queries:
+    empty outputs and zero key/value gradients. NumPy gives empty arrays arbitrary strides,
+    which must not be refused."""
+    q, k, v = np.ones((2, tq, 3, 4), dtype), np.ones((2, tk, 3, 4), dtype), np.ones((2, tk, 3, 5),
+                                                                                     dtype)
+    out, probs = kernel.attention(q, k, v, None, None, 0.5, True)
+    assert out.shape == (2, tq, 3, 5) and probs.shape == (6, tq, tk)
+    assert not out.any()
+    grads = tuple(np.full_like(a, np.nan) for a in (q, k, v))
+    kernel.attention_backward(np.ones_like(out), q, k, v, probs, None, 0.5, out=grads)
+    for got in grads:
+        assert not np.isnan(got).any() and not got.any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernel_reads_and_writes_slices_of_a_packed_projection(dtype):
     """q, k and v as three column slices of one (B, T, H * (2 dk + dv)) array (the fused
     self-attention projection) are read in place, and the gradients written into three slices

@@ -59,7 +59,7 @@ struct Layout {
     }
     // The strides (in elements) of operand a of this layout, or ValueError: a head's row must be
     // contiguous, the heads of a row side by side, and rows and batches must not overlap (a
-    // size-1 axis may have any stride).
+    // size-1 axis, or an empty array, may have any stride).
     fastdl::HeadStrides strides(const py::array& a, const char* fn, const char* arg) const {
         const auto size = static_cast<index_t>(a.itemsize());
         const int r = static_cast<int>(a.ndim());
@@ -67,6 +67,8 @@ struct Layout {
         auto dim = [&](int axis) { return static_cast<index_t>(a.shape(axis)); };
         const index_t depth = dim(r - 1), heads = heads_axis ? dim(2) : 1;
         const index_t row = fastdl::checked_mul(fastdl::checked_mul(heads, depth, fn), size, fn);
+        if (a.size() == 0)  // nothing is read or written (NumPy may give any strides): C order
+            return {fastdl::checked_mul(dim(1), row / size, fn), heads_axis ? depth : 0, row / size};
         bool ok = dim(r - 1) <= 1 || stride(r - 1) == size;
         if (heads_axis) ok = ok && (heads <= 1 || stride(2) == depth * size);
         ok = ok && (dim(1) <= 1 || stride(1) >= row);
