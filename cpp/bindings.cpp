@@ -14,6 +14,7 @@ void bind_pool(py::module_& m);
 void bind_rnn(py::module_& m);
 void bind_embedding(py::module_& m);
 void bind_optimizers(py::module_& m);
+void bind_hashing(py::module_& m);  // Keras's Hashing layer
 void bind_misc(py::module_& m);  // threads, build_info (and the sanitizer canary)
 
 // CMakeLists.txt compiles the kernels and bindings once per x86-64 level, as fastdl._core_v2,
@@ -29,5 +30,6 @@ PYBIND11_MODULE(FASTDL_MODULE_NAME, m) {
     bind_rnn(m);  // ---- rnn
     bind_embedding(m);  // ---- embedding
     bind_optimizers(m);  // ---- optimizers
+    bind_hashing(m);
     bind_misc(m);
 }

@@ -272,6 +272,17 @@ RAW_ROWS = [
     ("embeddingb-id-range", lambda: EB(f32(1, 2, 3), np.array([[0, 7]], np.int32), 4), ValueError, r"embedding_backward: index 7 at position \(0, 1\) is out of range"),
     ("embeddingb-input_dim-overflow", lambda: EB(f32(1, 1, 4), np.array([[0]], np.int64), BIG), ValueError, r"embedding_backward.*overflows int64"),
     ("embeddingb-beyond-memory", lambda: EB(f32(1, 1, 2 ** 10), np.array([[0]], np.int64), HUGE), (ValueError, MemoryError), r"(overflows int64|allocate|too big|memory)"),
+    # ------------------------------------------------------------------ string hashes
+    ("hash_buckets-item-str", lambda: _core.hash_buckets([b"a", "b"], 3), TypeError, r"hash_buckets: items must be bytes, item 1 is <class 'str'>"),
+    ("hash_buckets-items-not-list", lambda: _core.hash_buckets(b"ab", 3), TypeError, r"incompatible function arguments"),
+    ("hash_buckets-bins0", lambda: _core.hash_buckets([b"a"], 0), ValueError, r"hash_buckets: num_bins must be a positive integer, received 0"),
+    ("hash_buckets-bins-negative", lambda: _core.hash_buckets([b"a"], -2), ValueError, r"num_bins must be a positive integer, received -2"),
+    ("hash_buckets-key-negative", lambda: _core.hash_buckets([b"a"], 3, (-1, 2)), ValueError, r"hash_buckets: key values must be in \[0, 2\*\*64\), received -1"),
+    ("hash_buckets-key-huge", lambda: _core.hash_buckets([b"a"], 3, (1, 2 ** 64)), ValueError, r"key values must be in \[0, 2\*\*64\), received 18446744073709551616"),
+    ("hash_buckets-key-three", lambda: _core.hash_buckets([b"a"], 3, (1, 2, 3)), ValueError, r"key must be a pair of integers, received 3 values"),
+    ("hash_buckets-key-str", lambda: _core.hash_buckets([b"a"], 3, ("a", 2)), TypeError, r"key must hold two integers, received <class 'str'>"),
+    ("hash_buckets-key-bool", lambda: _core.hash_buckets([b"a"], 3, (True, 2)), TypeError, r"key must hold two integers, received <class 'bool'>"),
+    ("hash_buckets-key-int", lambda: _core.hash_buckets([b"a"], 3, 5), ValueError, r"key must be None or a pair of integers, received <class 'int'>"),
     # ------------------------------------------------------------------ optimizer updates
     ("adam_update-length", lambda: _core.adam_update(f32(8), f32(7), f32(8), None, 1e-3, 0.1, 1e-3, 1e-7), ValueError, r"adam_update: m has 7 elements, g has 8"),
     ("adam_update-alias", lambda: _core.adam_update(*(lambda g: (g, f32(8), g))(f32(8)), None, 1e-3, 0.1, 1e-3, 1e-7), ValueError, r"adam_update: v shares memory with another buffer of the update"),

@@ -201,6 +201,10 @@ def _raw_calls():
                             (g, m, v, vh))
     calls["rmsprop_update"] = (lambda: _core.rmsprop_update(g, v, m, vh, 1e-3, 0.9, 0.1, 0.9, 1e-7),
                                (g, v, m, vh))
+    words = [b"w%d" % i for i in range(1000)] + [b"x" * 200]
+    calls["hash_buckets"] = (lambda: _core.hash_buckets(words, 97), (words,))
+    calls["hash_buckets_keyed"] = (lambda: _core.hash_buckets(words, 97, (5, 2 ** 64 - 1)),
+                                   (words,))
     calls["conv2d_chunk_bytes"] = (lambda: _core.conv2d_set_chunk_bytes(_core.conv2d_chunk_bytes()), ())
     calls["conv2d_algorithm"] = (lambda: _core.conv2d_set_algorithm(_core.conv2d_algorithm()), ())
     calls["set_num_threads"] = (lambda: _core.set_num_threads(_core.get_num_threads()), ())

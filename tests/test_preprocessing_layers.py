@@ -237,8 +237,6 @@ def test_string_lookup_id_layout_and_invert():
     strict = L.StringLookup(vocabulary=vocab, num_oov_indices=0)
     with pytest.raises(ValueError, match="num_oov_indices=0"):
         strict(np.array(["q"]))
-    with pytest.raises(NotImplementedError, match="FarmHash"):
-        L.StringLookup(vocabulary=vocab, num_oov_indices=2)(np.array(["q"]))
     with pytest.raises(ValueError, match="repeated"):
         L.StringLookup(vocabulary=["a", "a"])
     with pytest.raises(TypeError, match="expects strings"):
@@ -263,8 +261,8 @@ def test_integer_lookup_floormod_oov_and_invert():
     np.testing.assert_array_equal(inverse(np.array([0, 1, 2, 3, 9])), [-1, 3, 5, 7, -1])
     with pytest.raises(TypeError, match="expects integers"):
         layer(np.array(["4"]))
-    with pytest.raises(NotImplementedError, match="FarmHash"):
-        L.IntegerLookup(num_oov_indices=2, oov_method="farmhash")
+    with pytest.raises(ValueError, match="salt` can only be used when"):
+        L.IntegerLookup(num_oov_indices=2, salt=3)
 
 
 def test_lookups_have_no_gradient_under_a_tape():

@@ -643,6 +643,7 @@ _BUILT = {
     "Pipeline": lambda: L.Pipeline([L.Rescaling(0.5), L.RandomFlip("horizontal")]),
     "Discretization": lambda: L.Discretization(bin_boundaries=[0.0, 1.5]),
     "CategoryEncoding": lambda: L.CategoryEncoding(num_tokens=4, output_mode="count"),
+    "Hashing": lambda: L.Hashing(num_bins=5, salt=(3, -4), mask_value="", output_mode="count"),
 }
 
 

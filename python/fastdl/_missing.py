@@ -65,7 +65,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose
         ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
         EinsumDense Equalization FlaxLayer GlobalAveragePooling3D GlobalAvgPool3D
-        GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing Hashing JaxLayer
+        GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing JaxLayer
         MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp
         RMSNormalization RandAugment RandomColorDegeneration RandomColorJitter
         RandomElasticTransform RandomErasing RandomGaussianBlur RandomGrayscale RandomHue
@@ -156,9 +156,6 @@ ALTERNATIVES = {
     "keras.layers.RMSNormalization": ("BatchNormalization, LayerNormalization, "
                                       "GroupNormalization and UnitNormalization are available"),
     "keras.layers.SpatialDropout3D": "SpatialDropout1D and SpatialDropout2D are available",
-    "keras.layers.Hashing": ("Keras hashes with FarmHash Fingerprint64, which fastdl does not "
-                             "reproduce; StringLookup/IntegerLookup with a vocabulary (or "
-                             "adapt) map values to ids"),
     # keras.optimizers
     **{f"keras.optimizers.{n}": ("SGD, Adam, AdamW, Nadam, Adamax, RMSprop, Adagrad, "
                                  "Adadelta, Ftrl, Lion and Lamb are available")

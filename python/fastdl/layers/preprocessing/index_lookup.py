@@ -3,7 +3,10 @@
 The id layout is Keras's: ``[mask] [OOV x num_oov_indices] tokens...`` (the mask id 0 only
 with a ``mask_token`` in ``"int"`` mode). ``adapt`` orders the learned tokens by frequency,
 most frequent first, ties broken by the token itself in descending order (Keras's
-``np.lexsort((tokens, counts))[::-1]``), and keeps ``max_tokens`` ids in all.
+``np.lexsort((tokens, counts))[::-1]``), and keeps ``max_tokens`` ids in all. With several OOV
+ids an unknown value goes to one of them as in Keras: strings (and integers with
+``oov_method="farmhash"``) by FarmHash Fingerprint64, or SipHash under ``salt`` (see
+``hashing``), other integers by ``value mod num_oov_indices``.
 
 The vocabulary (and tf-idf weights) are saved in the config under ``vocabulary`` and
 ``idf_weights``, which Keras reads back as a given vocabulary, so an adapted layer survives
@@ -17,6 +20,7 @@ from fastdl.layers.base import check_choice, check_positive_int
 from fastdl.layers.preprocessing.base import (PreprocessingLayer, as_integers, as_text,
                                               batches)
 from fastdl.layers.preprocessing.category_encoding import encode, encoded_shape
+from fastdl.layers.preprocessing.hashing import hash_bins, salt_pair
 
 OUTPUT_MODES = ("int", "one_hot", "multi_hot", "count", "tf_idf")
 
@@ -52,14 +56,11 @@ class IndexLookup(PreprocessingLayer):
         if self.output_mode == "tf_idf" and vocabulary is not None and idf_weights is None:
             raise ValueError("When specifying the `vocabulary` argument, in TF-IDF output mode, "
                              "the `idf_weights` argument must also be provided.")
-        if salt is not None or oov_method not in ("floormod", "farmhash"):
-            raise ValueError(f"fastdl's lookups map extra OOV ids with floormod only. Received: "
-                             f"oov_method={oov_method!r}, salt={salt!r}")
-        if oov_method == "farmhash" and self.num_oov_indices > 1:
-            raise NotImplementedError("oov_method='farmhash' hashes OOV values with FarmHash in "
-                                      "Keras, which fastdl does not reproduce; use "
-                                      "oov_method='floormod' (integers) or num_oov_indices=1")
-        self.oov_method = oov_method
+        self.oov_method = check_choice(oov_method, ("floormod", "farmhash"), "oov_method")
+        if salt is not None and oov_method != "farmhash":
+            raise ValueError(f"`salt` can only be used when `oov_method='farmhash'`. Received: "
+                             f"oov_method={oov_method}")
+        self.salt = None if salt is None else salt_pair(salt, "IndexLookup")
         self.invert, self.pad_to_max_tokens = invert, pad_to_max_tokens
         self.mask_token, self.oov_token = mask_token, oov_token
         # Keras's lookups ignore the layer dtype: ids and counts are int64, tf-idf float32
@@ -202,10 +203,9 @@ class IndexLookup(PreprocessingLayer):
                                  "consider setting `num_oov_indices=1`.")
             if self.num_oov_indices == 1:
                 ids[oov] = self._oov_start()
-            elif self._text:
-                raise NotImplementedError(
-                    "StringLookup with num_oov_indices > 1 hashes OOV strings with FarmHash "
-                    "in Keras, which fastdl does not reproduce; use num_oov_indices=1")
+            elif self._text or self.oov_method == "farmhash":   # Keras hashes them
+                ids[oov] = hash_bins(tokens[oov], self.num_oov_indices, self.salt, self) + \
+                    self._oov_start()
             else:
                 ids[oov] = np.mod(tokens[oov].astype(np.int64), self.num_oov_indices) + \
                     self._oov_start()
@@ -259,7 +259,7 @@ class IndexLookup(PreprocessingLayer):
             vocabulary=list(self._tokens) if self._tokens else None,
             idf_weights=(None if self.idf_weights is None
                          else self.idf_weights[self._token_start():].tolist()),
-            vocabulary_size=self.vocabulary_size(), oov_method=self.oov_method, salt=None)
+            vocabulary_size=self.vocabulary_size(), oov_method=self.oov_method, salt=self.salt)
         return config
 
 
