@@ -275,6 +275,8 @@ RAW_ROWS = [
     # ------------------------------------------------------------------ string hashes
     ("hash_buckets-item-str", lambda: _core.hash_buckets([b"a", "b"], 3), TypeError, r"hash_buckets: items must be bytes, item 1 is <class 'str'>"),
     ("hash_buckets-items-not-list", lambda: _core.hash_buckets(b"ab", 3), TypeError, r"incompatible function arguments"),
+    ("fingerprint64-item-int", lambda: _core.fingerprint64([b"a", 7]), TypeError, r"fingerprint64: items must be bytes, item 1 is <class 'int'>"),
+    ("fingerprint64-items-not-list", lambda: _core.fingerprint64(np.array([b"a"])), TypeError, r"incompatible function arguments"),
     ("hash_buckets-bins0", lambda: _core.hash_buckets([b"a"], 0), ValueError, r"hash_buckets: num_bins must be a positive integer, received 0"),
     ("hash_buckets-bins-negative", lambda: _core.hash_buckets([b"a"], -2), ValueError, r"num_bins must be a positive integer, received -2"),
     ("hash_buckets-key-negative", lambda: _core.hash_buckets([b"a"], 3, (-1, 2)), ValueError, r"hash_buckets: key values must be in \[0, 2\*\*64\), received -1"),

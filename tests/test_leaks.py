@@ -205,6 +205,7 @@ def _raw_calls():
     calls["hash_buckets"] = (lambda: _core.hash_buckets(words, 97), (words,))
     calls["hash_buckets_keyed"] = (lambda: _core.hash_buckets(words, 97, (5, 2 ** 64 - 1)),
                                    (words,))
+    calls["fingerprint64"] = (lambda: _core.fingerprint64(words), (words,))
     calls["conv2d_chunk_bytes"] = (lambda: _core.conv2d_set_chunk_bytes(_core.conv2d_chunk_bytes()), ())
     calls["conv2d_algorithm"] = (lambda: _core.conv2d_set_algorithm(_core.conv2d_algorithm()), ())
     calls["set_num_threads"] = (lambda: _core.set_num_threads(_core.get_num_threads()), ())

@@ -644,6 +644,7 @@ _BUILT = {
     "Discretization": lambda: L.Discretization(bin_boundaries=[0.0, 1.5]),
     "CategoryEncoding": lambda: L.CategoryEncoding(num_tokens=4, output_mode="count"),
     "Hashing": lambda: L.Hashing(num_bins=5, salt=(3, -4), mask_value="", output_mode="count"),
+    "HashedCrossing": lambda: L.HashedCrossing(num_bins=7, output_mode="one_hot"),
 }
 
 

@@ -1,6 +1,7 @@
 // Bindings of the string hashes (Keras's Hashing layer): a list of bytes to hash buckets.
 #include <cstdint>
 #include <limits>
+#include <utility>
 
 #include "checks.h"
 #include "hashing.h"
@@ -22,6 +23,24 @@ std::uint64_t key_part(const py::handle& v, const char* fn) {
     return big.cast<std::uint64_t>();
 }
 
+// The length of a list that holds only bytes, or TypeError naming the first other item.
+py::ssize_t check_bytes(const py::list& items, const char* fn) {
+    const auto n = static_cast<py::ssize_t>(items.size());
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (!PyBytes_Check(items[i].ptr()))
+            throw py::type_error(fastdl::concat(fn, ": items must be bytes, item ", i, " is ",
+                                                describe(items[i])));
+    return n;
+}
+
+// The bytes of a checked item.
+std::pair<const unsigned char*, std::size_t> bytes_of(const py::handle& item) {
+    char* data = nullptr;
+    Py_ssize_t size = 0;
+    PyBytes_AsStringAndSize(item.ptr(), &data, &size);
+    return {reinterpret_cast<const unsigned char*>(data), static_cast<std::size_t>(size)};
+}
+
 // hash(items[i]) % num_bins as int64, with FarmHash Fingerprint64 (key None) or SipHash-2-4
 // under key (k0, k1): TensorFlow's to_hash_bucket_fast / to_hash_bucket_strong.
 py::array_t<std::int64_t> hash_buckets(const py::list& items, std::int64_t num_bins,
@@ -39,23 +58,27 @@ py::array_t<std::int64_t> hash_buckets(const py::list& items, std::int64_t num_b
         k0 = key_part(pair[0], fn);
         k1 = key_part(pair[1], fn);
     }
-    const auto n = static_cast<py::ssize_t>(items.size());
-    for (py::ssize_t i = 0; i < n; ++i)
-        if (!PyBytes_Check(items[i].ptr()))
-            throw py::type_error(fastdl::concat(fn, ": items must be bytes, item ", i, " is ",
-                                                describe(items[i])));
+    const auto n = check_bytes(items, fn);
     py::array_t<std::int64_t> out(n);
     auto* o = out.mutable_data();
     const auto bins = static_cast<std::uint64_t>(num_bins);
     for (py::ssize_t i = 0; i < n; ++i) {
-        char* data = nullptr;
-        Py_ssize_t size = 0;
-        PyBytes_AsStringAndSize(items[i].ptr(), &data, &size);
-        const auto* s = reinterpret_cast<const unsigned char*>(data);
-        const auto len = static_cast<std::size_t>(size);
+        const auto [s, len] = bytes_of(items[i]);
         const std::uint64_t h = keyed ? fastdl::siphash24(k0, k1, s, len)
                                       : fastdl::fingerprint64(s, len);
         o[i] = static_cast<std::int64_t>(h % bins);
+    }
+    return out;
+}
+
+// The full 64-bit FarmHash Fingerprint64 of each item (what HashedCrossing combines).
+py::array_t<std::uint64_t> fingerprint64(const py::list& items) {
+    const auto n = check_bytes(items, "fingerprint64");
+    py::array_t<std::uint64_t> out(n);
+    auto* o = out.mutable_data();
+    for (py::ssize_t i = 0; i < n; ++i) {
+        const auto [s, len] = bytes_of(items[i]);
+        o[i] = fastdl::fingerprint64(s, len);
     }
     return out;
 }
@@ -67,4 +90,7 @@ void bind_hashing(py::module_& m) {
           py::arg("key") = py::none(),
           "hash(item) % num_bins (int64) for a list of bytes: FarmHash Fingerprint64, or "
           "SipHash-2-4 under key=(k0, k1). Keras's Hashing layer.");
+    m.def("fingerprint64", &fingerprint64, py::arg("items"),
+          "FarmHash Fingerprint64 (uint64) of each item of a list of bytes. Keras's "
+          "HashedCrossing.");
 }

@@ -161,11 +161,13 @@ def rmsprop_update(g: Float, v: Float, average_gradient: Optional[Float],
                    momentum: float, eps: float) -> None:
     """RMSprop: updates the slots; g becomes the increment."""
 
-# ---- hashing (Keras's Hashing layer)
+# ---- hashing (Keras's Hashing and HashedCrossing layers)
 def hash_buckets(items: list, num_bins: int,
                  key: Optional[Tuple[int, int]] = None) -> NDArray[np.int64]:
     """hash(item) % num_bins for a list of bytes: FarmHash Fingerprint64, or SipHash-2-4 under
     key (k0, k1), each in [0, 2**64)."""
+def fingerprint64(items: list) -> NDArray[np.uint64]:
+    """FarmHash Fingerprint64 of each item of a list of bytes."""
 
 # ---- threads and build
 def set_num_threads(n: int) -> None: ...

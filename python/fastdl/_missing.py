@@ -65,7 +65,7 @@ MISSING = {namespace: frozenset(names.split()) for namespace, names in {
         ContrastLimitedAdaptiveHistogramEqualization Conv3D Conv3DTranspose
         ConvLSTM3D Convolution3D Convolution3DTranspose Cropping3D CutMix
         EinsumDense Equalization FlaxLayer GlobalAveragePooling3D GlobalAvgPool3D
-        GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention HashedCrossing JaxLayer
+        GlobalMaxPool3D GlobalMaxPooling3D GroupQueryAttention JaxLayer
         MaxNumBoundingBoxes MaxPool3D MaxPooling3D MelSpectrogram MixUp
         RMSNormalization RandAugment RandomColorDegeneration RandomColorJitter
         RandomElasticTransform RandomErasing RandomGaussianBlur RandomGrayscale RandomHue

@@ -194,13 +194,15 @@ def symbolic_call(layer, x, kwargs):
     """``layer(x)`` on KerasTensors: build the layer, record a node, return its outputs."""
     kwargs = {k: v for k, v in kwargs.items() if k != "training"}
     if not layer._tape_only:
-        if isinstance(x, (list, tuple)):
+        listed = isinstance(x, (list, tuple))
+        if listed and not layer._takes_input_list:
             raise TypeError(f"Layer {layer.name!r} ({type(layer).__name__}) takes one input, "
                             f"received a {type(x).__name__} of {len(x)}")
-        shape = x.shape
+        shape = [tuple(t.shape) for t in x] if listed else x.shape
         try:
             layer._maybe_build(shape)
-            layer.check_input_shape(tuple(1 if d is None else d for d in shape))
+            if not listed:
+                layer.check_input_shape(tuple(1 if d is None else d for d in shape))
             out_shape = layer.compute_output_shape(shape)
         except (ValueError, TypeError) as e:
             raise ValueError(f"Layer {layer.name!r} ({type(layer).__name__}) cannot be called "
@@ -389,6 +391,7 @@ class Functional(Model):
                 if (node.layer is not None and nxt.layer is not None and len(node.outputs) == 1
                         and not node.layer._tape_only and not nxt.layer._tape_only
                         and not node.kwargs and not nxt.kwargs
+                        and len(node.args) == 1 and isinstance(node.args[0], KerasTensor)
                         and readers.get(id(node.outputs[0])) == 1
                         and id(node.outputs[0]) not in outputs
                         and len(nxt.args) == 1 and nxt.args[0] is node.outputs[0]):

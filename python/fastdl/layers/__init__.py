@@ -45,6 +45,7 @@ _FAMILIES = {
     "fastdl.layers.preprocessing.category_encoding": ("CategoryEncoding",),
     "fastdl.layers.preprocessing.discretization": ("Discretization",),
     "fastdl.layers.preprocessing.hashing": ("Hashing",),
+    "fastdl.layers.preprocessing.hashed_crossing": ("HashedCrossing",),
     "fastdl.layers.preprocessing.random_flip": ("RandomFlip",),
     "fastdl.layers.preprocessing.affine": ("RandomRotation", "RandomZoom", "RandomTranslation"),
     "fastdl.layers.preprocessing.color": ("RandomContrast", "RandomBrightness"),

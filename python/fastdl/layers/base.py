@@ -135,6 +135,7 @@ class Layer:
     # A layer with no backward of its own (a custom layer written with fastdl.ops, a merge
     # layer, a model) is differentiated through its call() by the GradientTape.
     _tape_only = False
+    _takes_input_list = False   # called on a list, with a backward of its own (HashedCrossing)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -39,7 +39,7 @@ def salt_pair(salt, owner="Hashing"):
     return [int(v) for v in pair]
 
 
-def _as_bytes(a, layer):
+def value_bytes(a, layer):
     """The bytes TensorFlow hashes for each element of ``a`` (flattened), as a list."""
     if is_text(a):
         out = []
@@ -70,7 +70,7 @@ def hash_bins(a, num_bins, salt, layer):
     """TensorFlow's to_hash_bucket_fast (salt None) or _strong (salt: a pair from salt_pair) of
     the values of array ``a``: int64 bins of ``a``'s shape."""
     key = None if salt is None else tuple(v % (2 * _INT64) for v in salt)
-    return _core.hash_buckets(_as_bytes(a, layer), num_bins, key).reshape(a.shape)
+    return _core.hash_buckets(value_bytes(a, layer), num_bins, key).reshape(a.shape)
 
 
 class Hashing(PreprocessingLayer):
