@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -62,6 +63,27 @@ inline __m256 exp_nonpositive(__m256 x) {
     return _mm256_mul_ps(y, _mm256_castsi256_ps(two_n));
 }
 
+#if defined(__AVX512F__)
+// The same exp on 16 floats (AVX-512 builds: twice the lanes per instruction).
+inline __m512 exp_nonpositive(__m512 x) {
+    x = _mm512_max_ps(_mm512_set1_ps(-87.3365447f), x);  // NaN in the second operand is kept
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i two_n = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(two_n));
+}
+#endif
+
 // Softmax of one unmasked float row of n >= 1 scores, scaled: two passes (the largest score;
 // then the exponentials, their sum kept in registers) and the normalisation.
 inline void softmax_row(float* row, index_t n, float scale) {
@@ -75,6 +97,17 @@ inline void softmax_row(float* row, index_t n, float scale) {
     const __m256 vs = _mm256_set1_ps(scale), vt = _mm256_set1_ps(top);
     __m256 sum8 = _mm256_setzero_ps();
     index_t j = 0;
+#if defined(__AVX512F__)
+    const __m512 ws = _mm512_set1_ps(scale), wt = _mm512_set1_ps(top);
+    __m512 sum16 = _mm512_setzero_ps();
+    for (; j + 16 <= n; j += 16) {
+        const __m512 e = exp_nonpositive(_mm512_fmsub_ps(_mm512_loadu_ps(row + j), ws, wt));
+        _mm512_storeu_ps(row + j, e);
+        sum16 = _mm512_add_ps(sum16, e);
+    }
+    sum8 = _mm256_add_ps(_mm512_castps512_ps256(sum16),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sum16), 1)));
+#endif
     for (; j + 8 <= n; j += 8) {
         const __m256 e = exp_nonpositive(_mm256_fmsub_ps(_mm256_loadu_ps(row + j), vs, vt));
         _mm256_storeu_ps(row + j, e);
@@ -92,8 +125,9 @@ inline void softmax_row(float* row, index_t n, float scale) {
 }
 #endif
 
-// Row-wise masked softmax of rows [i0, i1) of s (tq, tk) in place; s holds the unscaled scores
-// on entry, mask (tq, tk) is the problem's or null. The exponentials are vectorised (the bulk of
+// Row-wise masked softmax of rows [i0, i1) of a problem's scores in place, held at s (row i0
+// first, rows of tk); s holds the unscaled scores on entry, mask (tq, tk) is the problem's or
+// null. The exponentials are vectorised (the bulk of
 // the forward's time otherwise).
 template <typename T>
 void softmax_rows(T* s, const std::uint8_t* mask, const AttentionParams& p, index_t i0,
@@ -101,7 +135,7 @@ void softmax_rows(T* s, const std::uint8_t* mask, const AttentionParams& p, inde
     const T scale = static_cast<T>(p.scale);
     const T hidden = -std::numeric_limits<T>::infinity();
     for (index_t i = i0; i < i1; ++i) {
-        T* row = s + i * p.tk;
+        T* row = s + (i - i0) * p.tk;
         const std::uint8_t* mrow = mask ? mask + i * p.tk : nullptr;
         const index_t visible_end = p.causal ? std::min(i + 1, p.tk) : p.tk;
 #ifdef FASTDL_SOFTMAX_AVX2
@@ -183,9 +217,28 @@ void rows_times(float* c, index_t ldc, const float* a, index_t lda, int rows, co
     }
 }
 
-// Scratch floats of one problem's forward: K^T and V packed, MR rows of dropped weights.
+// Scratch floats of one problem's forward: K^T and V packed, MR rows of weights (and as many
+// of dropped weights).
 index_t forward_scratch(const AttentionParams& p, bool drop) {
-    return packed_size(p.dk, p.tk) + packed_size(p.tk, p.dv) + (drop ? MR * p.tk : 0);
+    return packed_size(p.dk, p.tk) + packed_size(p.tk, p.dv) + (drop ? 2 : 1) * MR * p.tk;
+}
+
+// dst[0, n) = src[0, n) with non-temporal stores where dst is vector-aligned: the weights a
+// forward returns (20 MB per layer in a typical encoder) are read again only by the backward,
+// after they have left the caches, and a plain store first reads each line from memory.
+void stream_copy(float* dst, const float* src, index_t n) {
+    constexpr index_t align = W * sizeof(float);
+    index_t e = 0;
+    for (; e < n && reinterpret_cast<std::uintptr_t>(dst + e) % align != 0; ++e) dst[e] = src[e];
+    for (; e + W <= n; e += W) {
+        using V = mk::Vec<float>;
+#if defined(__AVX512F__)
+        _mm512_stream_ps(dst + e, (__m512)mk::load<V>(src + e));
+#else
+        _mm256_stream_ps(dst + e, (__m256)mk::load<V>(src + e));
+#endif
+    }
+    for (; e < n; ++e) dst[e] = src[e];
 }
 
 // One problem's forward (out, q, k, v at the problem; s its (tq, tk) probs; mask and drop its
@@ -195,14 +248,15 @@ void forward(float* out, float* s, const float* q, const float* k, const float* 
              float* scratch) {
     float* kt = scratch;
     float* vp = kt + packed_size(p.dk, p.tk);
-    float* dropped = vp + packed_size(p.tk, p.dv);
+    float* sr = vp + packed_size(p.tk, p.dv);  // the block's weights, rows of tk
+    float* dropped = sr + MR * p.tk;
     pack(kt, {k, 1, p.k.row}, p.dk, p.tk);  // op(b) = K^T
     pack(vp, {v, p.v.row, 1}, p.tk, p.dv);
     for (index_t i0 = 0; i0 < p.tq; i0 += MR) {
         const int rows = static_cast<int>(std::min<index_t>(MR, p.tq - i0));
-        float* sr = s + i0 * p.tk;
         rows_times(sr, p.tk, q + i0 * p.q.row, p.q.row, rows, kt, p.dk, p.tk);
-        softmax_rows(s, mask, p, i0, i0 + rows);
+        softmax_rows(sr, mask, p, i0, i0 + rows);
+        stream_copy(s + i0 * p.tk, sr, rows * p.tk);
         const float* weights = sr;
         if (drop) {
             const float* d = drop + i0 * p.tk;
@@ -211,6 +265,7 @@ void forward(float* out, float* s, const float* q, const float* k, const float* 
         }
         rows_times(out + i0 * p.out.row, p.out.row, weights, p.tk, rows, vp, p.tk, p.dv);
     }
+    _mm_sfence();  // the streamed weights are visible before the region's end
 }
 
 // Scratch floats of one problem's backward rows: V^T and K packed.

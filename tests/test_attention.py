@@ -198,7 +198,7 @@ def test_kernel_softmax_is_accurate_over_a_wide_range_of_scores(scale):
     the normalisation add a few ulps: 16 ulps in all where the AVX2 softmax runs. Builds without
     AVX2 (x86-64-v2) run Eigen's exp, measured within 4.7x that: 8x is allowed there."""
     from fastdl import _core
-    tk = 203   # 25 vectors of 8 and a scalar tail of 3
+    tk = 203   # 25 vectors of 8 and a scalar tail of 3 (AVX-512: 12 of 16, one of 8, the tail)
     q = (-_rng(14).random((1, 64, tk)) * 100).astype(np.float32)
     _, probs = kernel.attention(q, np.eye(tk, dtype=np.float32)[None],
                                 np.zeros((1, tk, 1), np.float32), scale=scale)
