@@ -12,9 +12,11 @@ sequences per second:
 
 Each framework runs in its own worker process (TensorFlow fixes its thread pools once per
 process); the parent interleaves the workers (A B C A B C ...), each turn timing a few steps
-after warm-up, and prints medians and ratios.
+after warm-up, and prints medians and ratios. Each turn starts after a short pause, so that the
+worker threads the previous framework left spinning (OpenMP's and TensorFlow's pools spin for a
+while after their last task) have gone to sleep and do not take the cores from the next one.
 
-Usage: python bench/bench_attention.py [--threads 2] [--rounds 5] [--steps 3]
+Usage: python bench/bench_attention.py [--threads 2] [--rounds 5] [--steps 3] [--pause 0.3]
                                        [--frameworks fastdl torch tensorflow]
 """
 import argparse
@@ -120,6 +122,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--frameworks", nargs="+", default=list(STEPS), choices=list(STEPS))
+    parser.add_argument("--pause", type=float, default=0.3,
+                        help="seconds of idle before each turn (see the module docstring)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -141,6 +145,7 @@ def main():
     times = {name: [] for name in procs}
     for _ in range(args.rounds):
         for name, p in procs.items():
+            time.sleep(args.pause)
             p.stdin.write("go\n")
             p.stdin.flush()
             times[name].append(float(p.stdout.readline()))

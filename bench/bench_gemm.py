@@ -54,6 +54,9 @@ SKINNY = [  # tutorial CNN, batch 64: cols (N*OH*OW, KH*KW*C) @ W (KH*KW*C, F)
     ("conv3 fwd   cols @ W", 1024, 576, 128, False, False),
     ("conv3 dW    cols^T @ dY (ta)", 576, 1024, 128, True, False),
     ("conv3 dcols dY @ W^T (tb)", 1024, 128, 576, False, True),
+    # bench_attention.py's fused query/key/value projection (B 32, T 200, d_model 128)
+    ("mha qkv     x @ W", 6400, 128, 384, False, False),
+    ("mha dW      x^T @ dY (ta)", 128, 6400, 384, True, False),
 ]
 SMALL = [
     ("dense fwd   x @ W", 64, 128, 10, False, False),
@@ -61,7 +64,8 @@ SMALL = [
     ("rnn step    h @ U", 64, 64, 256, False, False),
 ]
 QUICK = {"256^3", "1024^3", "conv1 fwd   cols @ W", "conv1 dW    cols^T @ dY (ta)",
-         "conv2 fwd   cols @ W", "conv3 dcols dY @ W^T (tb)", "dense fwd   x @ W", "rnn step    h @ U"}
+         "conv2 fwd   cols @ W", "conv3 dcols dY @ W^T (tb)", "mha dW      x^T @ dY (ta)",
+         "dense fwd   x @ W", "rnn step    h @ U"}
 
 
 def cpu_description():

@@ -156,6 +156,7 @@ constexpr index_t kPackBStride = 1024;
 // it one column panel at a time, a cache line or two per row across all its pages. From more
 // than 24 rows on, the copy pays: x^T @ dy (6400 x 128 x 384, k slices of 800 in three blocks)
 // 1.34x faster on an Ice Lake core, with 48 rows 1.42x; one k block (k = 384) gains nothing.
+// One column panel (n <= NR) is read row after row in place as well.
 constexpr index_t kPackBRowsManyBlocks = 24;
 // k splitting (see k_slices): products with k >= 4 * kKC and fewer tiles than kSplitKTiles (or
 // k >= 4 * max(m, n)) are cut into up to kSplitKSlices slices of k, whose partial products may
@@ -192,7 +193,7 @@ inline index_t balanced_block(index_t total, index_t cap, index_t unit) {
 Blocking plan(const Job& j) {
     Blocking b;
     b.kc = balanced_block(j.k, kKC, 1);
-    b.nc = balanced_block(j.n, kNC, NR);
+    b.nc = balanced_block(j.n, kNC / NR * NR, NR);  // whole panels
     // An a panel is read once per NR columns of op(b). Read in place, a row-major op(a) streams
     // through L1 well (12 row streams), so it is never copied; a transposed op(a) touches a
     // cache line or two per k step, so it is copied into a contiguous panel when it is reused
@@ -202,7 +203,7 @@ Blocking plan(const Job& j) {
     // vector panel (masked loads of short rows are slow). Otherwise the kernel reads it in place
     // unless many row panels reuse it or its row stride spreads a panel over many pages.
     b.pack_b = j.b.cs != 1 || j.n < NR || j.m > kPackBRows || j.b.rs >= kPackBStride ||
-               (j.k > b.kc && j.m > kPackBRowsManyBlocks);
+               (j.k > b.kc && j.m > kPackBRowsManyBlocks && j.n > NR);
     return b;
 }
 
