@@ -260,6 +260,22 @@ def test_matmul_backward_float32_matches_reference():
         _assert_close_f32(db, db_ref.T if tb else db_ref, 150)
 
 
+# AVX-512 builds pick 8 x 48 or 12 x 32 tiles by n (gemm.cpp's sgemm): widths around and between
+# their panels, with ragged last panels of each, two k blocks and a row count of neither 8 nor 12.
+@pytest.mark.parametrize("n", [31, 32, 33, 47, 48, 49, 64, 65, 96, 128, 129, 160, 200])
+@pytest.mark.parametrize("ta", [False, True])
+def test_matmul_every_tile_width(n, ta):
+    rng = np.random.default_rng(n)
+    a = _operand(rng, 37, 401, np.float32, ta)
+    b = _operand(rng, 401, n, np.float32, False)
+    bias = rng.standard_normal(n).astype(np.float32)
+    expected = _reference(a, b, ta, False)
+    np.testing.assert_allclose(ops.matmul(a, b, transpose_a=ta), expected, rtol=1e-5,
+                               atol=1e-5 * np.sqrt(401))
+    np.testing.assert_allclose(ops.matmul(a, b, transpose_a=ta, bias=bias), expected + bias,
+                               rtol=1e-5, atol=1e-5 * np.sqrt(401))
+
+
 # The bias epilogue: ragged right edges (the padded bias copy), several k blocks (the bias added
 # once, with the last one), split-k products (added in the reduction) and an empty k.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
