@@ -56,7 +56,7 @@ template <typename T>
 constexpr int kLanes = kVecBytes / static_cast<int>(sizeof(T));
 
 // Accumulators a tile keeps in registers: 24 of 32 (AVX-512), 8 of 16; and the rows of a tile
-// of NV vectors for conv and the RNN cells (the float GEMM's 6x2 / 12x2 tiles: gemm.cpp).
+// of NV vectors for conv and the RNN cells (the float GEMM picks its own tilings: gemm.cpp).
 constexpr int kMaxAccumulators = kMaxNV == 4 ? 24 : 8;
 template <int NV>
 constexpr int kRows = kMaxAccumulators / NV > 12 ? 12 : kMaxAccumulators / NV;
