@@ -127,8 +127,7 @@ inline void softmax_row(float* row, index_t n, float scale) {
 
 // Row-wise masked softmax of rows [i0, i1) of a problem's scores in place, held at s (row i0
 // first, rows of tk); s holds the unscaled scores on entry, mask (tq, tk) is the problem's or
-// null. The exponentials are vectorised (the bulk of
-// the forward's time otherwise).
+// null. The exponentials are vectorised (the bulk of the forward's time otherwise).
 template <typename T>
 void softmax_rows(T* s, const std::uint8_t* mask, const AttentionParams& p, index_t i0,
                   index_t i1) {
@@ -333,7 +332,7 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
 #ifdef FASTDL_ATTENTION_TILES
     constexpr bool on_tiles = std::is_same_v<T, float>;
 #else
-    constexpr bool on_tiles = false;
+    [[maybe_unused]] constexpr bool on_tiles = false;
 #endif
     index_t each = drop ? ss : 0;
 #ifdef FASTDL_ATTENTION_TILES
@@ -391,7 +390,7 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* q, const T*
     {
         T* ds = scratch.of(omp_get_thread_num());
         T* dropped = ds + ss;
-        T* own_packed = dropped + (drop ? ss : 0);
+        [[maybe_unused]] T* own_packed = dropped + (drop ? ss : 0);
 #pragma omp for schedule(dynamic)
         for (index_t pi = 0; pi < problems; ++pi) {
             const index_t b = pi / p.heads, h = pi % p.heads;

@@ -115,7 +115,6 @@ using Narrow = Tiling<12, 2>;
 using Wide = Tiling<6, 2>;
 using Narrow = Wide;
 #endif
-constexpr int kMaxNR = Wide::NR > Narrow::NR ? Wide::NR : Narrow::NR;
 using View = mk::View<float>;
 
 // The tile for (rows, vectors, op(a) by rows, masked b) through one table of entry points.
@@ -511,10 +510,13 @@ void gemm_dispatch(T* c, index_t ldc, const T* a, index_t lda, const T* b, index
         j.a = p.transpose_a ? View{a, 1, lda} : View{a, lda, 1};
         j.b = p.transpose_b ? View{b, 1, ldb} : View{b, ldb, 1};
         j.c = c, j.ldc = ldc, j.accumulate = accumulate;
-        // The tiles' epilogue reads whole vectors of bias: a copy padded to whole panels.
+        // The tiles' epilogue reads whole vectors of bias: a copy padded to whole panels (of
+        // either tiling).
         std::vector<float> padded;
         if (bias) {
-            padded.assign(static_cast<std::size_t>(ceil_div(p.n, kMaxNR) * kMaxNR), 0.0f);
+            const index_t n = std::max(ceil_div(p.n, index_t{Wide::NR}) * Wide::NR,
+                                       ceil_div(p.n, index_t{Narrow::NR}) * Narrow::NR);
+            padded.assign(static_cast<std::size_t>(n), 0.0f);
             std::copy(bias, bias + p.n, padded.begin());
             j.bias = padded.data();
         }
