@@ -6,7 +6,7 @@ from fastdl.ops import core as ops
 
 SHAPES = [(0, 3, 4), (3, 0, 4), (3, 4, 0), (1, 7, 1), (1, 1, 9), (9, 1, 1), (1, 5, 8),
           (8, 5, 1), (17, 33, 9), (64, 64, 64), (257, 129, 65), (300, 27, 32),
-          (100, 800, 70)]  # m <= 192 but three k blocks: op(b) packed
+          (100, 800, 70)]  # few row panels but three k blocks: op(b) packed for them
 
 
 def _operand(rng, rows, cols, dtype, transposed):
