@@ -86,8 +86,15 @@ void with_op_a(Strided<T>& c, const T* a, index_t lda, const B& opb, const GemmP
 
 template <typename T>
 void eigen_gemm(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t ldb,
-                const GemmParams& p, bool accumulate, const T* bias) {
+                const GemmParams& p, bool accumulate, const T* bias, T* b_sums) {
     Strided<T> cm(c, p.m, p.n, Eigen::OuterStride<>(ldc));
+    if (b_sums) {
+        Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>> sums(b_sums, p.n);
+        if (p.transpose_b)
+            sums = ConstStrided<T>(b, p.n, p.k, Eigen::OuterStride<>(ldb)).rowwise().sum().transpose();
+        else
+            sums = ConstStrided<T>(b, p.k, p.n, Eigen::OuterStride<>(ldb)).colwise().sum();
+    }
     if (p.transpose_b)
         with_op_a<T>(cm, a, lda, ConstStrided<T>(b, p.n, p.k, Eigen::OuterStride<>(ldb)).transpose(),
                      p, accumulate);
@@ -190,6 +197,7 @@ struct Job {
     index_t ldc;
     bool accumulate;
     const float* bias = nullptr;  // added to every row of c; padded to whole NR-column panels
+    float* b_sums = nullptr;      // when set: + op(b)'s column sums over k (n; see sgemm)
 };
 
 struct Blocking {
@@ -280,6 +288,30 @@ void pack_a_rows(float* __restrict dst, const View& a, index_t m, index_t p0, in
         for (index_t i = 0; i < m; ++i) out(i)[p] = *a.at(i, p0 + p);
 }
 
+// sums[0, cols) += the column sums of a packed op(b) panel (kc rows of NR floats, zero-padded),
+// read back while it is still in L1/L2: the bias gradient beside the weight gradient, without
+// a second pass over dy from memory. Lane j adds its rows in order, so the sums are the same
+// for every thread count.
+template <int NV>
+void add_panel_sums(float* sums, const float* panel, index_t kc, int cols) {
+    using V = mk::Vec<float>;
+    constexpr int NR = NV * W;
+    V acc[NV] = {};
+    for (index_t p = 0; p < kc; ++p)
+        for (int v = 0; v < NV; ++v) acc[v] = acc[v] + mk::load<V>(panel + p * NR + v * W);
+    alignas(64) float lanes[NR];
+    for (int v = 0; v < NV; ++v) mk::store(lanes + v * W, acc[v]);
+    for (int q = 0; q < cols; ++q) sums[q] += lanes[q];
+}
+
+// sums[0, n) += the column sums of the k rows of a row-major op(b) (b.cs == 1), row by row.
+inline void add_column_sums(float* sums, const View& b, index_t k, index_t n) {
+    for (index_t p = 0; p < k; ++p) {
+        const float* row = b.at(p, 0);
+        for (index_t q = 0; q < n; ++q) sums[q] += row[q];
+    }
+}
+
 // The blocked product, run by every thread of a team of nt (counters: one per (jc, pc) block),
 // or by one thread (nt = 1, counters null). The b panels of a block are packed by whichever
 // threads get there first into one of two alternating buffers (bbuf, bbuf + bsize), so a block
@@ -307,16 +339,22 @@ void run_blocked(const Job& j, const Blocking& bl, float* bbuf, index_t bsize, f
             BlockCounters* bc = counters ? counters + block : nullptr;
             float* bb = bbuf + (block % 2) * bsize;
             if (bl.pack_b) {
+                // Panel jp of every k block is packed after the one before it is finished
+                // (all threads wait for a block's packing before they pack the next), so its
+                // column sums are added in k order by whichever thread packs it.
+                auto pack = [&](index_t jp) {
+                    const int cols = static_cast<int>(std::min<index_t>(NR, nc - jp * NR));
+                    mk::pack_b<float, kNV>(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR, cols);
+                    if (j.b_sums)
+                        add_panel_sums<kNV>(j.b_sums + jc + jp * NR, bb + jp * NR * kc, kc, cols);
+                };
                 if (!bc) {
-                    for (index_t jp = 0; jp < npb; ++jp)
-                        mk::pack_b<float, kNV>(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
-                                         static_cast<int>(std::min<index_t>(NR, nc - jp * NR)));
+                    for (index_t jp = 0; jp < npb; ++jp) pack(jp);
                 } else {
                     if (block >= 2)  // the buffer is free once block - 2 is finished
                         wait_for(counters[block - 2].tiles_done, block_tiles[block % 2]);
                     for (index_t jp; (jp = bc->pack_next.fetch_add(1, std::memory_order_relaxed)) < npb;) {
-                        mk::pack_b<float, kNV>(bb + jp * NR * kc, j.b, pc, kc, jc + jp * NR,
-                                         static_cast<int>(std::min<index_t>(NR, nc - jp * NR)));
+                        pack(jp);
                         bc->packed.fetch_add(1, std::memory_order_release);
                     }
                     wait_for(bc->packed, npb);
@@ -380,6 +418,7 @@ template <class G>
 void run_team(const Job& j, int nt) {
     constexpr int MR = G::MR, NR = G::NR;
     const Blocking bl = plan<G>(j);
+    if (j.b_sums && !bl.pack_b) add_column_sums(j.b_sums, j.b, j.k, j.n);  // read in place
     const index_t bsize = std::min(bl.nc, ceil_div(j.n, NR) * NR) * bl.kc;
     const index_t blocks = ceil_div(j.n, bl.nc) * ceil_div(j.k, bl.kc);
     float* bbuf;
@@ -423,7 +462,9 @@ template <class G>
 void run_split_k(const Job& j, index_t slices, int nt) {
     const index_t mn = j.m * j.n;
     const index_t slice = ceil_div(j.k, slices);
-    std::unique_ptr<float[]> parts(new float[static_cast<std::size_t>(mn * slices)]);
+    // each slice's part of c, then (b_sums) its column sums of op(b)
+    const index_t part = mn + (j.b_sums ? j.n : 0);
+    std::unique_ptr<float[]> parts(new float[static_cast<std::size_t>(part * slices)]);
     std::atomic<index_t> next{0};
     auto work = [&] {
         Job sub = j;
@@ -435,7 +476,11 @@ void run_split_k(const Job& j, index_t slices, int nt) {
             sub.k = std::min(slice, j.k - k0);
             sub.a.p = j.a.at(0, k0);
             sub.b.p = j.b.at(k0, 0);
-            sub.c = parts.get() + s * mn;
+            sub.c = parts.get() + s * part;
+            if (j.b_sums) {
+                sub.b_sums = sub.c + mn;
+                std::fill(sub.b_sums, sub.b_sums + j.n, 0.0f);
+            }
             run_team<G>(sub, 1);
         }
     };
@@ -456,10 +501,15 @@ void run_split_k(const Job& j, index_t slices, int nt) {
         }
         if (error) std::rethrow_exception(error);
     }
+    if (j.b_sums)
+        for (index_t s = 0; s < slices; ++s) {
+            const float* sums = parts.get() + s * part + mn;
+            for (index_t q = 0; q < j.n; ++q) j.b_sums[q] += sums[q];
+        }
     for (index_t i = 0; i < j.m; ++i) {
         float* ci = j.c + i * j.ldc;
         for (index_t s = 0; s < slices; ++s) {
-            const float* pi = parts.get() + s * mn + i * j.n;
+            const float* pi = parts.get() + s * part + i * j.n;
             if (s == 0 && !j.accumulate)
                 std::copy(pi, pi + j.n, ci);
             else
@@ -500,9 +550,11 @@ void sgemm(const Job& j) {
 }
 #endif  // FASTDL_GEMM_SIMD
 
+// b_sums (when set): overwritten with op(b)'s column sums.
 template <typename T>
 void gemm_dispatch(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t ldb,
-                   const GemmParams& p, bool accumulate, const T* bias = nullptr) {
+                   const GemmParams& p, bool accumulate, const T* bias = nullptr,
+                   T* b_sums = nullptr) {
 #ifdef FASTDL_GEMM_SIMD
     if constexpr (std::is_same_v<T, float>) {
         Job j;
@@ -520,11 +572,13 @@ void gemm_dispatch(T* c, index_t ldc, const T* a, index_t lda, const T* b, index
             std::copy(bias, bias + p.n, padded.begin());
             j.bias = padded.data();
         }
+        if (b_sums) std::fill(b_sums, b_sums + p.n, 0.0f);
+        j.b_sums = b_sums;
         sgemm(j);
         return;
     }
 #endif
-    eigen_gemm(c, ldc, a, lda, b, ldb, p, accumulate, bias);
+    eigen_gemm(c, ldc, a, lda, b, ldb, p, accumulate, bias, b_sums);
 }
 
 }  // namespace
@@ -561,6 +615,22 @@ void matmul_bias_forward(T* c, const T* a, const T* b, const T* bias, const Gemm
     }
     gemm_dispatch(c, p.n, a, p.transpose_a ? p.m : p.k, b, p.transpose_b ? p.k : p.n, p, false,
                   bias);
+}
+
+template <typename T>
+void matmul_b_sums_forward(T* c, T* b_sums, const T* a, const T* b, const GemmParams& p) {
+    if (p.m == 0 || p.n == 0 || p.k == 0) {  // no product to take the sums from
+        std::fill(c, c + p.m * p.n, T(0));
+        const index_t ldb = p.transpose_b ? p.k : p.n;
+        for (index_t q = 0; q < p.n; ++q) {
+            T sum = 0;
+            for (index_t r = 0; r < p.k; ++r) sum += p.transpose_b ? b[q * ldb + r] : b[r * ldb + q];
+            b_sums[q] = sum;
+        }
+        return;
+    }
+    gemm_dispatch(c, p.n, a, p.transpose_a ? p.m : p.k, b, p.transpose_b ? p.k : p.n, p, false,
+                  static_cast<const T*>(nullptr), b_sums);
 }
 
 // a (m,k)|(k,m), b (k,n)|(n,k) -> c (m,n)
@@ -601,6 +671,10 @@ template void matmul_bias_forward<float>(float*, const float*, const float*, con
                                          const GemmParams&);
 template void matmul_bias_forward<double>(double*, const double*, const double*, const double*,
                                           const GemmParams&);
+template void matmul_b_sums_forward<float>(float*, float*, const float*, const float*,
+                                           const GemmParams&);
+template void matmul_b_sums_forward<double>(double*, double*, const double*, const double*,
+                                            const GemmParams&);
 template void matmul_forward_strided<float>(float*, index_t, const float*, index_t, const float*,
                                             index_t, const GemmParams&, bool);
 template void matmul_forward_strided<double>(double*, index_t, const double*, index_t,

@@ -19,6 +19,12 @@ void matmul_forward(T* c, const T* a, const T* b, const GemmParams& p, bool accu
 template <typename T>
 void matmul_bias_forward(T* c, const T* a, const T* b, const T* bias, const GemmParams& p);
 
+// c (m, n) = op(a) @ op(b) and b_sums (n) = op(b)'s column sums (over its k rows), the sums taken
+// as the product packs op(b): a dense layer's weight and bias gradients, x^T @ dy and dy's
+// column sums, with one read of dy.
+template <typename T>
+void matmul_b_sums_forward(T* c, T* b_sums, const T* a, const T* b, const GemmParams& p);
+
 // matmul_forward on sub-matrices: a, b and c are row-major with row strides lda, ldb, ldc
 // (elements; the stored a is (m,k) or (k,m) when transposed, likewise b), e.g. column slices.
 template <typename T>

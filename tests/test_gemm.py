@@ -299,3 +299,52 @@ def test_matmul_bias_must_match_the_product():
         ops.matmul(a, b, bias=np.ones(4, np.float32))
     with pytest.raises(TypeError, match="bias has dtype float64 but the other operand has float32"):
         ops.matmul(a, b, bias=np.ones(5))
+
+
+# matmul_b_sums: the product beside op(b)'s column sums, taken where the GEMM packs op(b) (several
+# k blocks, a team or a k split: the weight gradients x^T @ dy), else read in place or by Eigen.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k,n", SHAPES + [(128, 6400, 384), (128, 6400, 128), (20, 1600, 40),
+                                            (500, 700, 600), (300, 27, 32), (64, 128, 10)])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_matmul_b_sums_are_the_product_and_column_sums(m, k, n, ta, tb, dtype):
+    rng = np.random.default_rng(m + 3 * k + 5 * n + 7 * ta + 11 * tb)
+    a = _operand(rng, m, k, dtype, ta)
+    b = _operand(rng, k, n, dtype, tb)
+    c, sums = ops.matmul_b_sums(a, b, transpose_a=ta, transpose_b=tb)
+    assert c.shape == (m, n) and sums.shape == (n,) and sums.dtype == dtype
+    np.testing.assert_array_equal(c, ops.matmul(a, b, transpose_a=ta, transpose_b=tb))
+    expected = (b.T if tb else b).astype(np.float64).sum(axis=0)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(sums, expected, rtol=tol, atol=tol * max(1.0, np.sqrt(k)))
+
+
+@pytest.mark.parametrize("m,k,n", [(128, 6400, 384), (500, 1200, 600), (20, 1600, 40)])
+def test_matmul_b_sums_are_bitwise_independent_of_thread_count(m, k, n):
+    import fastdl
+    rng = np.random.default_rng(8)
+    x, dy = rng.standard_normal((k, m)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    original = fastdl.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            fastdl.set_num_threads(threads)
+            results.append(ops.matmul_b_sums(x, dy, transpose_a=True))
+    finally:
+        fastdl.set_num_threads(original)
+    if not _uses_fastdl_float_gemm():
+        pytest.skip("Eigen GEMM in this build: thread counts agree to rounding only")
+    for c, sums in results[1:]:
+        np.testing.assert_array_equal(c, results[0][0])
+        np.testing.assert_array_equal(sums, results[0][1])
+
+
+def test_matmul_b_sums_rejects_bad_input():
+    a, b = np.ones((3, 4), np.float32), np.ones((5, 6), np.float32)
+    with pytest.raises(ValueError, match="matmul_b_sums: inner dimensions differ"):
+        ops.matmul_b_sums(a, b)
+    with pytest.raises(TypeError, match="other operand has float32"):
+        ops.matmul_b_sums(a, np.ones((4, 2)))
+    with pytest.raises(TypeError, match="transpose_a must be a bool"):
+        ops.matmul_b_sums(a, np.ones((4, 2), np.float32), transpose_a=1)

@@ -142,6 +142,7 @@ def _raw_calls():
     }
     dc = f32(256, 200)
     calls["matmul_backward"] = (lambda: _core.matmul_backward(dc, a, b, False, False), (dc, a, b))
+    calls["matmul_b_sums"] = (lambda: _core.matmul_b_sums(a, b, False, False), (a, b))
     xr, mask = f32(16, 10, 8), rng.random((16, 10)) < 0.8
     for cell, g in (("simple_rnn", 1), ("lstm", 4), ("gru", 3)):
         kr, rr = f32(8, 16 * g), f32(16, 16 * g)

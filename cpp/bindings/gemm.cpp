@@ -39,6 +39,22 @@ Array<T> matmul(const Array<T>& a, const Array<T>& b, bool ta, bool tb, const py
 }
 
 template <typename T>
+py::tuple matmul_b_sums(const Array<T>& a, const Array<T>& b, bool ta, bool tb) {
+    const char* fn = "matmul_b_sums";
+    auto p = matmul_shapes(a, b, ta, tb, fn);
+    auto c = new_array<T>({p.m, p.n}, fn);
+    auto sums = new_array<T>({p.n}, fn);
+    const T* ap = a.data();
+    const T* bp = b.data();
+    T *cp = c.mutable_data(), *sp = sums.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        fastdl::matmul_b_sums_forward(cp, sp, ap, bp, p);
+    }
+    return py::make_tuple(c, sums);
+}
+
+template <typename T>
 py::tuple matmul_backward(const Array<T>& dc, const Array<T>& a, const Array<T>& b, bool ta,
                           bool tb) {
     const char* fn = "matmul_backward";
@@ -65,6 +81,10 @@ void bind_gemm_t(py::module_& m) {
           py::arg("bias") = py::none(),
           "op(a) @ op(b) (+ bias, n values added to every row, in the same pass) for "
           "C-contiguous 2-D arrays of one float dtype.");
+    m.def("matmul_b_sums", &matmul_b_sums<T>, py::arg("a").noconvert(), py::arg("b").noconvert(),
+          py::arg("transpose_a") = false, py::arg("transpose_b") = false,
+          "(op(a) @ op(b), op(b).sum(axis=0)) for C-contiguous 2-D arrays of one float dtype, "
+          "the sums taken as the product reads op(b).");
     m.def("matmul_backward", &matmul_backward<T>, py::arg("dc").noconvert(),
           py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("transpose_a") = false,
           py::arg("transpose_b") = false, "(da, db) for c = op(a) @ op(b).");

@@ -20,6 +20,10 @@ def matmul(a: Float, b: Float, transpose_a: bool = False, transpose_b: bool = Fa
            bias: Optional[Float] = None) -> Float:
     """op(a) @ op(b) (+ bias, n values added to every row, in the same pass) for C-contiguous
     2-D arrays of one float dtype."""
+def matmul_b_sums(a: Float, b: Float, transpose_a: bool = False,
+                  transpose_b: bool = False) -> Tuple[Float, Float]:
+    """(op(a) @ op(b), op(b).sum(axis=0)) for C-contiguous 2-D arrays of one float dtype, the
+    sums taken as the product reads op(b)."""
 def matmul_backward(dc: Float, a: Float, b: Float, transpose_a: bool = False,
                     transpose_b: bool = False) -> Tuple[Float, Float]:
     """(da, db) for c = op(a) @ op(b)."""

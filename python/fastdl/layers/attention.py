@@ -22,7 +22,7 @@ import numpy as np
 from fastdl import constraints, initializers, regularizers
 from fastdl.layers.base import Layer, check_choice, check_positive_int, check_rate
 from fastdl.ops.core import attention as _attention_kernels
-from fastdl.ops.core import matmul
+from fastdl.ops.core import matmul, matmul_b_sums
 from fastdl.tensor.tape import _TAPES, record, tracked
 from fastdl.tensor.tensor import Tensor
 from fastdl.utils.rng import seed_generator
@@ -64,8 +64,14 @@ def _dense_vjp(c, g):
     x, w, pairs, need_x, need_kernels = c
     g = np.asarray(g, x.dtype)
     grads = [matmul(g, w, transpose_b=True) if need_x else None]
-    dw = matmul(x, g, transpose_a=True) if any(need_kernels) else None
-    dbias = g.sum(axis=0) if any(b is not None for _, b in pairs) else None
+    dw = dbias = None
+    has_bias = any(b is not None for _, b in pairs)
+    if any(need_kernels) and has_bias:  # the bias gradient taken as the product reads g
+        dw, dbias = matmul_b_sums(x, g, transpose_a=True)
+    elif any(need_kernels):
+        dw = matmul(x, g, transpose_a=True)
+    elif has_bias:
+        dbias = g.sum(axis=0)
     start = 0
     for (kernel_shape, bias_shape), need in zip(pairs, need_kernels):
         width = int(np.prod(kernel_shape)) // x.shape[1]

@@ -60,8 +60,10 @@ class Dense(Layer):
         if self.activation is not activations.linear:
             dz = self.activation.backward(z, y, dz)
         if self._trainable:
-            dkernel = _core.matmul(x2, dz, True, False)
-            self.grads = [dkernel, dz.sum(axis=0)] if self.bias is not None else [dkernel]
+            if self.bias is not None:  # dz's column sums taken as the product reads dz
+                self.grads = list(_core.matmul_b_sums(x2, dz, True, False))
+            else:
+                self.grads = [_core.matmul(x2, dz, True, False)]
         else:
             self.grads = []
         dx = _core.matmul(dz, self.kernel, False, True)

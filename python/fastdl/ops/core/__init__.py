@@ -52,6 +52,16 @@ def matmul(a, b, transpose_a=False, transpose_b=False, bias=None):
                         _check_flag(transpose_b, "transpose_b"), bias)
 
 
+def matmul_b_sums(a, b, transpose_a=False, transpose_b=False):
+    """``(op(a) @ op(b), op(b).sum(axis=0))``: the column sums of ``op(b)`` taken as the product
+    reads it, so a dense layer's weight and bias gradients ``x^T @ dy`` and ``dy.sum(axis=0)``
+    cost one read of ``dy``. Same arguments and errors as :func:`matmul`."""
+    a = as_float_array(a, "a")
+    b = as_float_array(b, "b", dtype=a.dtype)
+    return _core.matmul_b_sums(a, b, _check_flag(transpose_a, "transpose_a"),
+                               _check_flag(transpose_b, "transpose_b"))
+
+
 def matmul_backward(dc, a, b, transpose_a=False, transpose_b=False):
     """Gradients ``(da, db)`` of ``c = op(a) @ op(b)`` given ``dc``, laid out like ``a`` and ``b``."""
     a = as_float_array(a, "a")
