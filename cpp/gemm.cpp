@@ -197,7 +197,7 @@ struct Job {
     index_t ldc;
     bool accumulate;
     const float* bias = nullptr;  // added to every row of c; padded to whole NR-column panels
-    float* b_sums = nullptr;      // when set: + op(b)'s column sums over k (n; see sgemm)
+    float* b_sums = nullptr;      // when set: op(b)'s column sums over k are added to these n
 };
 
 struct Blocking {
