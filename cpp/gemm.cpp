@@ -84,17 +84,21 @@ void with_op_a(Strided<T>& c, const T* a, index_t lda, const B& opb, const GemmP
         product_into<T>(c, ConstStrided<T>(a, p.m, p.k, Eigen::OuterStride<>(lda)), opb, accumulate);
 }
 
+// sums (n) = op(b)'s column sums, b stored with row stride ldb: a pass of its own.
+template <typename T>
+void column_sums(T* sums, const T* b, index_t ldb, const GemmParams& p) {
+    Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>> out(sums, p.n);
+    if (p.transpose_b)
+        out = ConstStrided<T>(b, p.n, p.k, Eigen::OuterStride<>(ldb)).rowwise().sum().transpose();
+    else
+        out = ConstStrided<T>(b, p.k, p.n, Eigen::OuterStride<>(ldb)).colwise().sum();
+}
+
 template <typename T>
 void eigen_gemm(T* c, index_t ldc, const T* a, index_t lda, const T* b, index_t ldb,
                 const GemmParams& p, bool accumulate, const T* bias, T* b_sums) {
     Strided<T> cm(c, p.m, p.n, Eigen::OuterStride<>(ldc));
-    if (b_sums) {
-        Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>> sums(b_sums, p.n);
-        if (p.transpose_b)
-            sums = ConstStrided<T>(b, p.n, p.k, Eigen::OuterStride<>(ldb)).rowwise().sum().transpose();
-        else
-            sums = ConstStrided<T>(b, p.k, p.n, Eigen::OuterStride<>(ldb)).colwise().sum();
-    }
+    if (b_sums) column_sums(b_sums, b, ldb, p);
     if (p.transpose_b)
         with_op_a<T>(cm, a, lda, ConstStrided<T>(b, p.n, p.k, Eigen::OuterStride<>(ldb)).transpose(),
                      p, accumulate);
@@ -619,17 +623,13 @@ void matmul_bias_forward(T* c, const T* a, const T* b, const T* bias, const Gemm
 
 template <typename T>
 void matmul_b_sums_forward(T* c, T* b_sums, const T* a, const T* b, const GemmParams& p) {
+    const index_t ldb = p.transpose_b ? p.k : p.n;
     if (p.m == 0 || p.n == 0 || p.k == 0) {  // no product to take the sums from
         std::fill(c, c + p.m * p.n, T(0));
-        const index_t ldb = p.transpose_b ? p.k : p.n;
-        for (index_t q = 0; q < p.n; ++q) {
-            T sum = 0;
-            for (index_t r = 0; r < p.k; ++r) sum += p.transpose_b ? b[q * ldb + r] : b[r * ldb + q];
-            b_sums[q] = sum;
-        }
+        column_sums(b_sums, b, ldb, p);
         return;
     }
-    gemm_dispatch(c, p.n, a, p.transpose_a ? p.m : p.k, b, p.transpose_b ? p.k : p.n, p, false,
+    gemm_dispatch(c, p.n, a, p.transpose_a ? p.m : p.k, b, ldb, p, false,
                   static_cast<const T*>(nullptr), b_sums);
 }
 
